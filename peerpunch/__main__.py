@@ -1,0 +1,7 @@
+"""``python -m peerpunch`` runs the chat peer."""
+
+import sys
+
+from .peer import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""How the peer's events read on a terminal. Pure functions, no I/O.
+
+Text from the network is shown with its control characters made visible, so
+a peer cannot move the cursor, clear the screen or forge a line of ours.
+"""
+
+from . import session as S
+
+
+def sanitize(text):
+    """*text* with every non-printable character written as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c):
+    code = ord(c)
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
+
+
+def format_event(event):
+    """The line(s) a person sees for *event*, or None for events not shown."""
+    kind = type(event)
+    if kind is S.ChatMessage:
+        return "[%s]> %s" % (sanitize(event.username), sanitize(event.text))
+    if kind is S.PeerLeft:
+        return "[%s] has left the chat." % sanitize(event.username)
+    if kind is S.Connected:
+        return "connected to %s at %s (%s) in %.2f s" % (
+            sanitize(event.username), event.endpoint, event.path, event.seconds)
+    if kind is S.ConnectionLost:
+        return "connection to %s lost" % sanitize(event.username)
+    if kind is S.Registered:
+        return "registered as %s with relay %s" % (sanitize(event.username), event.relay)
+    if kind in (S.Failed,):
+        return sanitize(event.reason)
+    if kind is S.Notice:
+        return "\n".join(sanitize(line) for line in event.text.split("\n"))
+    if kind is S.Closed:
+        return None if event.exit_code == 0 else "error: %s" % event.reason
+    return None

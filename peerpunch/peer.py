@@ -1,0 +1,328 @@
+"""The chat client: ``python bin/peer.py`` or ``python -m peerpunch.peer``.
+
+Four threads around one :class:`peerpunch.session.PeerSession`:
+
+* the network thread owns the UDP socket and the session, and runs a
+  ``selectors`` loop over the socket and a wake-up socketpair;
+* the keep-alive timer thread sleeps until the session's next deadline and
+  then posts a tick to the network thread;
+* the stdin reader thread posts each line the user types;
+* the main thread prints: it is the only writer to stdout and stderr, so
+  lines never interleave, and it turns SIGINT/SIGTERM into a polite quit.
+
+They share nothing but ``queue.Queue`` objects and the wake-up socket.
+"""
+
+import logging
+import queue
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+
+from . import cli
+from . import protocol as P
+from . import session as S
+from .console import format_event
+from .effects import Log, Send
+
+RECV_SIZE = 65535
+JOIN_TIMEOUT = 3.0
+
+
+class NetworkThread(threading.Thread):
+    """Runs the session: datagrams in, effects out. Owns the socket."""
+
+    def __init__(self, session, sock, output, *, verbose=False, clock=time.monotonic):
+        super().__init__(name="network", daemon=True)
+        self.session = session
+        self.sock = sock
+        self.output = output
+        self.verbose = verbose
+        self.clock = clock
+        self.inbox = queue.Queue()
+        self.timer = KeepAliveTimer(self)
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (sock, self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._v6 = sock.family == socket.AF_INET6
+        self._closed = False
+        self._deadline = None
+
+    def post(self, *item):
+        """Hand the network thread work from any thread."""
+        self.inbox.put(item)
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:        # buffer full (it is awake anyway) or closed
+            pass
+
+    def run(self):
+        self.timer.start()
+        selector = selectors.DefaultSelector()
+        selector.register(self.sock, selectors.EVENT_READ, self._read_datagrams)
+        selector.register(self._wake_r, selectors.EVENT_READ, self._read_inbox)
+        try:
+            self._apply(self.session.start(self.clock()))
+            while not self._closed:
+                self._reschedule()
+                for key, _ in selector.select():
+                    key.data()
+        except Exception as exc:    # a bug: say so, and still exit cleanly
+            logging.getLogger("peerpunch").exception("network thread failed")
+            self.output.put(("exit", 1, "internal error: %r" % exc))
+        finally:
+            self.timer.stop()
+            selector.close()
+            for s in (self.sock, self._wake_r, self._wake_w):
+                s.close()
+
+    def _read_datagrams(self):
+        for _ in range(256):
+            try:
+                data, addr = self.sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:       # ICMP errors surface here on some systems
+                continue
+            self._apply(self.session.datagram_received(data, P.canonical_addr(addr), self.clock()))
+
+    def _read_inbox(self):
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while not self._closed:
+            try:
+                kind, *args = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            now = self.clock()
+            if kind == "line":
+                self._apply(self.session.handle_line(args[0], now))
+            elif kind == "tick":
+                self._apply(self.session.tick(now))
+            elif kind == "quit":
+                self._apply(self.session.quit(now))
+
+    def _reschedule(self):
+        deadline = self.session.next_deadline()
+        if deadline != self._deadline:
+            self._deadline = deadline
+            self.timer.set(deadline)
+
+    def _apply(self, effects):
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self._send(effect)
+            elif kind is Log:
+                if self.verbose or effect.level >= logging.WARNING:
+                    self.output.put(("log", effect.text))
+            elif kind is S.Closed:
+                self._closed = True
+                self.output.put(("exit", effect.exit_code, format_event(effect)))
+            else:
+                line = format_event(effect)
+                if line is not None:
+                    self.output.put(("line", line))
+
+    def _send(self, effect):
+        host, port = effect.addr
+        if self._v6 and ":" not in host:
+            host = "::ffff:" + host
+        try:
+            self.sock.sendto(effect.data, (host, port))
+        except OSError as exc:
+            if self.verbose:
+                self.output.put(("log", "send to %s failed: %s" % (P.format_endpoint(effect.addr), exc)))
+
+
+class KeepAliveTimer(threading.Thread):
+    """Sleeps until the session's next deadline, then ticks the network thread."""
+
+    def __init__(self, network, clock=time.monotonic):
+        super().__init__(name="keepalive", daemon=True)
+        self.network = network
+        self.clock = clock
+        self._deadlines = queue.Queue()
+        self._stopped = object()
+
+    def set(self, deadline):
+        self._deadlines.put(deadline)
+
+    def stop(self):
+        self._deadlines.put(self._stopped)
+
+    def run(self):
+        deadline = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                item = self._deadlines.get(timeout=timeout)
+            except queue.Empty:
+                deadline = None
+                self.network.post("tick")
+                continue
+            if item is self._stopped:
+                return
+            deadline = item
+
+
+def read_stdin(network, stream):
+    """The stdin reader thread's body: post every line, then EOF as quit."""
+    for line in iter(stream.readline, ""):
+        network.post("line", line.rstrip("\r\n"))
+    network.post("quit")
+
+
+# -------------------------------------------------------------- the command
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(prog="peer.py", description="peerpunch chat peer")
+    parser.add_argument("--relay", default=("127.0.0.1", 8080), type=cli.host_port,
+                        metavar="HOST:PORT", help="the relay (default 127.0.0.1:8080)")
+    parser.add_argument("--name", type=_username, help="your username (asked if missing)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--connect", type=_username, metavar="NAME", help="chat with NAME")
+    who.add_argument("--wait", action="store_true", help="wait for someone to connect")
+    parser.add_argument("--bind", type=cli.host_port, metavar="HOST:PORT",
+                        help="local address (default 0.0.0.0:0, or [::]:0 for an IPv6 relay)")
+    parser.add_argument("--keepalive", type=_seconds, default=S.KEEPALIVE, metavar="SECONDS",
+                        help="ping interval; the peer is lost after 3 silent ones (default %(default)g)")
+    parser.add_argument("--punch-timeout", type=_seconds, default=S.PUNCH_TIMEOUT, metavar="SECONDS",
+                        help="give up punching after this long (default %(default)g)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
+    cli.version_action(parser)
+    return parser, parser.parse_args(argv)
+
+
+def _username(text):
+    try:
+        return P.check_username(text)
+    except ValueError as exc:
+        raise cli.argparse.ArgumentTypeError("%r: %s" % (text, exc))
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.01 <= value <= 86400:
+        raise cli.argparse.ArgumentTypeError("%r is not a number of seconds (0.01-86400)" % text)
+    return value
+
+
+def open_socket(relay, bind):
+    """Resolve the relay and bind a UDP socket of its family.
+
+    Returns (socket, canonical relay address); raises OSError or ValueError.
+    """
+    family, relay_sockaddr = cli.resolve(*relay)
+    if bind is None:
+        bind = ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
+    bind_family, bind_sockaddr = cli.resolve(*bind, family=family)
+    sock = socket.socket(bind_family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(bind_sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock, P.canonical_addr(relay_sockaddr)
+
+
+def ask(prompt, validate):
+    """Prompt on stdout until *validate* accepts the answer; None at EOF."""
+    while True:
+        try:
+            answer = input(prompt + " ").strip()
+        except EOFError:
+            return None
+        try:
+            return validate(answer)
+        except (ValueError, cli.argparse.ArgumentTypeError) as exc:
+            print(exc, flush=True)
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
+        _tolerant(stream)
+    try:
+        sock, relay_addr = open_socket(args.relay, args.bind)
+    except socket.gaierror as exc:
+        return cli.usage_error(parser.prog, "cannot resolve %s: %s" % (args.relay[0], exc.strerror))
+    except OSError as exc:
+        return cli.usage_error(parser.prog, "cannot bind %s: %s"
+                               % ("%s:%d" % args.bind if args.bind else "a UDP socket",
+                                  exc.strerror or exc))
+    name = args.name or ask("Please enter your username:", P.check_username)
+    target = args.connect
+    if name is not None and target is None and not args.wait:
+        target = ask("Enter the username of the peer you want to connect to (empty to wait):",
+                     lambda text: P.check_username(text) if text else "")
+    if name is None or target is None and not args.wait:
+        sock.close()
+        print("no username given; bye", file=sys.stderr)
+        return 1
+    session = S.PeerSession(name, relay_addr, target=target or None, keepalive=args.keepalive,
+                            punch_timeout=args.punch_timeout)
+    print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
+                                     P.format_endpoint(relay_addr)), flush=True)
+    return run(session, sock, verbose=args.verbose)
+
+
+def run(session, sock, verbose=False):
+    """Run the four threads until the session closes; return the exit code."""
+    output = queue.Queue()
+    network = NetworkThread(session, sock, output, verbose=verbose)
+    previous = _install_signals(network)
+    network.start()
+    threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
+    try:
+        while True:
+            kind, *args = output.get()
+            if kind == "line":
+                print(args[0], flush=True)
+            elif kind == "log":
+                print(args[0], file=sys.stderr, flush=True)
+            elif kind == "exit":
+                if args[1]:
+                    print(args[1], file=sys.stderr, flush=True)
+                network.join(JOIN_TIMEOUT)
+                return args[0]
+    finally:
+        _restore_signals(previous)
+
+
+def _install_signals(network):
+    asked = []
+
+    def handler(signum, frame):
+        if asked:                     # a second Ctrl+C: stop waiting
+            raise SystemExit(130)
+        asked.append(signum)
+        network.post("quit")
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous):
+    for sig, old in previous.items():
+        signal.signal(sig, old)
+
+
+def _tolerant(stream):
+    """Never die on an unencodable character or undecodable byte."""
+    try:
+        stream.reconfigure(errors="backslashreplace" if stream is not sys.stdin else "replace")
+    except (AttributeError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

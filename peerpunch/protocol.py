@@ -1,0 +1,389 @@
+"""The wire codec: every message peerpunch sends or accepts, in one place.
+
+Theory of operation
+-------------------
+One UDP datagram carries one JSON document, UTF-8, in the form serde_json
+gives a Rust enum with the default, externally tagged representation -- the
+form of the original Rust proof of concept (the "seed"):
+
+    unit variant     "RegisterAck"
+    struct variant   {"Register":{"username":"alice"}}
+
+The seed knows exactly the ten variants marked ``seed=True`` below. A seed
+program panics on any other variant and on a document cut short by its
+1024-byte receive buffer, so two rules keep it alive:
+
+* Extensions travel as extra fields, which serde ignores. A field that is
+  ``None`` is omitted, so a message with no extension set encodes to the
+  seed's exact bytes. A unit variant carrying extension fields switches to the
+  map form ``{"RegisterAck":{"features":["ext"]}}``; only a side that announced
+  features ever receives that form or a non-seed variant.
+* :func:`encode` refuses to produce more than :data:`MAX_DATAGRAM` bytes, and
+  :func:`split_text` cuts chat lines so each piece fits.
+
+Decoding is strict about what we rely on and lenient like serde about the
+rest: unknown fields are ignored, unit variants are accepted in both forms,
+and every field is type-checked and validated here, so the protocol cores
+only ever see well-formed messages. Garbage raises
+:class:`RemoteProtocolError`; misuse by our own code raises
+:class:`LocalProtocolError`.
+"""
+
+import dataclasses
+import ipaddress
+import json
+import re
+from typing import Optional, Tuple
+
+MAX_DATAGRAM = 1024
+"""Largest datagram we send or accept: the seed's receive buffer."""
+
+MAX_USERNAME = 32
+MAX_FEATURES = 16
+
+FEATURE_EXT = "ext"
+"""Announced in Register/RegisterAck/PeerInfo: the sender understands the
+extension variants of this module (``Error``)."""
+
+OUR_FEATURES = (FEATURE_EXT,)
+
+_FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
+_JSON_SEPARATORS = (",", ":")
+
+
+class ProtocolError(ValueError):
+    """Base class of codec errors."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The other side sent something we cannot accept; drop the datagram."""
+
+
+class UnknownVariant(RemoteProtocolError):
+    """A well-formed document naming a variant we do not know."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own code asked for a message that must not be sent."""
+
+
+# ---------------------------------------------------------------- validators
+# Each takes the decoded JSON value and returns the Python value, or raises
+# ValueError with a short reason.
+
+def check_username(value):
+    """A username: 1..32 printable characters, no surrounding blanks."""
+    if not isinstance(value, str):
+        raise ValueError("username must be a string")
+    if not 1 <= len(value) <= MAX_USERNAME:
+        raise ValueError("username must have 1 to %d characters" % MAX_USERNAME)
+    if not value.isprintable() or value != value.strip():
+        raise ValueError("username may not contain control characters"
+                         " or begin or end with blanks")
+    _check_utf8(value)
+    return value
+
+
+def _check_target(value):
+    # A Connect may name anybody; an impossible name is simply not found.
+    if not isinstance(value, str):
+        raise ValueError("target_username must be a string")
+    _check_utf8(value)
+    return value
+
+
+def _check_text(value):
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    _check_utf8(value)
+    return value
+
+
+def _check_endpoint(value):
+    if not isinstance(value, str):
+        raise ValueError("peer must be a string")
+    parse_endpoint(value)
+    return value
+
+
+def _check_features(value):
+    if not isinstance(value, list) or len(value) > MAX_FEATURES:
+        raise ValueError("features must be a list of at most %d names" % MAX_FEATURES)
+    for item in value:
+        if not isinstance(item, str) or not _FEATURE_RE.match(item):
+            raise ValueError("bad feature name")
+    return tuple(value)
+
+
+def _check_utf8(text):
+    # json.loads turns "\ud800" into a lone surrogate that cannot be encoded
+    # again; serde_json rejects such documents, so do we.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("string is not valid Unicode") from None
+
+
+_VALIDATORS = {
+    "username": check_username,
+    "target_username": _check_target,
+    "content": _check_text,
+    "peer": _check_endpoint,
+    "features": _check_features,
+    "code": _check_text,
+    "message": _check_text,
+}
+
+# ------------------------------------------------------------------ messages
+
+VARIANTS = {}
+"""Variant name -> message class."""
+
+
+def _variant(seed):
+    def register(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.SEED = seed
+        cls.UNIT = not any(f.default is dataclasses.MISSING for f in dataclasses.fields(cls))
+        for f in dataclasses.fields(cls):
+            assert f.name in _VALIDATORS, f.name
+        VARIANTS[cls.__name__] = cls
+        return cls
+    return register
+
+
+@_variant(seed=True)
+class Register:
+    username: str
+    features: Optional[Tuple[str, ...]] = None
+
+
+@_variant(seed=True)
+class Connect:
+    target_username: str
+
+
+@_variant(seed=True)
+class SessionFinished:
+    pass
+
+
+@_variant(seed=True)
+class RegisterAck:
+    features: Optional[Tuple[str, ...]] = None
+
+
+@_variant(seed=True)
+class PeerInfo:
+    peer: str
+    username: str
+    features: Optional[Tuple[str, ...]] = None
+
+
+@_variant(seed=True)
+class TargetNotFound:
+    pass
+
+
+@_variant(seed=True)
+class TargetBusy:
+    pass
+
+
+@_variant(seed=True)
+class DirectMessage:
+    content: str
+
+
+@_variant(seed=True)
+class Ping:
+    pass
+
+
+@_variant(seed=True)
+class Pong:
+    pass
+
+
+@_variant(seed=True)
+class Goodbye:
+    pass
+
+
+@_variant(seed=False)
+class Error:
+    """Extension: a refusal with a machine-readable code (see ERROR_CODES)."""
+    code: str
+    message: str
+
+
+ERROR_NAME_TAKEN = "name-taken"
+ERROR_RELAY_FULL = "relay-full"
+ERROR_SELF = "self-connect"
+ERROR_BAD_REQUEST = "bad-request"
+ERROR_NOT_REGISTERED = "not-registered"
+
+SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
+
+# -------------------------------------------------------------------- codec
+
+
+def encode(msg) -> bytes:
+    """Serialize *msg* to the bytes serde_json would produce.
+
+    Raises LocalProtocolError if the result would exceed MAX_DATAGRAM.
+    """
+    body = {}
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if value is not None:
+            body[f.name] = list(value) if isinstance(value, tuple) else value
+    name = type(msg).__name__
+    doc = name if (msg.UNIT and not body) else {name: body}
+    data = json.dumps(doc, separators=_JSON_SEPARATORS, ensure_ascii=False).encode("utf-8")
+    if len(data) > MAX_DATAGRAM:
+        raise LocalProtocolError("%s would take %d bytes, over the %d-byte limit"
+                                 % (name, len(data), MAX_DATAGRAM))
+    return data
+
+
+def decode(data: bytes):
+    """Parse one datagram into a message object.
+
+    Raises UnknownVariant for a well-formed document of a variant we do not
+    know, RemoteProtocolError for anything else we cannot accept.
+    """
+    if len(data) > MAX_DATAGRAM:
+        raise RemoteProtocolError("datagram of %d bytes exceeds %d" % (len(data), MAX_DATAGRAM))
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RemoteProtocolError("not a JSON document: %s" % _short(exc)) from None
+    if isinstance(doc, str):
+        name, body = doc, None
+    elif isinstance(doc, dict) and len(doc) == 1:
+        (name, body), = doc.items()
+    else:
+        raise RemoteProtocolError("not an externally tagged enum")
+    cls = VARIANTS.get(name)
+    if cls is None:
+        raise UnknownVariant("unknown variant %r" % _short(name))
+    if body is None and cls.UNIT:
+        body = {}
+    if not isinstance(body, dict):
+        raise RemoteProtocolError("%s: body must be an object" % name)
+    return cls(**_fields_from(cls, body))
+
+
+def _fields_from(cls, body):
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in body and body[f.name] is not None:
+            try:
+                kwargs[f.name] = _VALIDATORS[f.name](body[f.name])
+            except ValueError as exc:
+                raise RemoteProtocolError("%s.%s: %s" % (cls.__name__, f.name, exc)) from None
+        elif f.default is dataclasses.MISSING:
+            raise RemoteProtocolError("%s: missing field %s" % (cls.__name__, f.name))
+    return kwargs
+
+
+def _reject_constant(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def _short(value, limit=60):
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def speaks_extensions(features) -> bool:
+    """True if a side that announced *features* accepts extension variants."""
+    return bool(features) and FEATURE_EXT in features
+
+
+# --------------------------------------------------------------- chat text
+
+_DM_OVERHEAD = len(encode(DirectMessage(content="")))
+
+
+def split_text(text: str, limit: int = MAX_DATAGRAM):
+    """Cut *text* into pieces whose DirectMessage encodings fit in *limit*.
+
+    Pieces break between code points (never inside a character or an escape),
+    at the last blank when that keeps the piece at least half full. An empty
+    text gives one empty piece.
+    """
+    budget = limit - _DM_OVERHEAD
+    pieces, start, used = [], 0, 0
+    blank, after_blank = None, 0   # last blank in this piece, bytes after it
+    for i, ch in enumerate(text):
+        cost = _escaped_len(ch)
+        if used + cost > budget:
+            if blank is not None and after_blank <= budget // 2:
+                cut, used = blank + 1, after_blank
+            else:
+                cut, used = i, 0
+            pieces.append(text[start:cut])
+            start, blank = cut, None
+        used += cost
+        if ch == " ":
+            blank, after_blank = i, 0
+        elif blank is not None:
+            after_blank += cost
+    pieces.append(text[start:])
+    return pieces
+
+
+def _escaped_len(ch):
+    if ch in '"\\':
+        return 2
+    if ch < " ":
+        return 2 if ch in "\b\f\n\r\t" else 6
+    return len(ch.encode("utf-8", "surrogatepass"))
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def format_endpoint(addr) -> str:
+    """``('198.51.100.20', 40000)`` -> ``'198.51.100.20:40000'``; IPv6 in
+    brackets; an IPv4-mapped IPv6 address is written as plain IPv4."""
+    host, port = addr[0], addr[1]
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return "%s:%d" % (ip.ipv4_mapped, port)
+    if ip.version == 6:
+        return "[%s]:%d" % (host, port)
+    return "%s:%d" % (host, port)
+
+
+def canonical_addr(addr):
+    """A socket address as ``(ip, port)`` with the IP in canonical text form
+    and IPv4-mapped IPv6 addresses turned into IPv4: what the cores compare."""
+    ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), addr[1]
+
+
+def parse_endpoint(text: str):
+    """Inverse of format_endpoint: ``'[2001:db8::1]:40000'`` ->
+    ``('2001:db8::1', 40000)``. Only literal addresses; raises ValueError."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        version = 6
+    else:
+        host, sep, port = text.rpartition(":")
+        version = 4
+    if not sep or not port.isdigit() or not port.isascii() or len(port) > 5:
+        raise ValueError("endpoint must be HOST:PORT or [HOST]:PORT")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("not an IP address: %r" % _short(host)) from None
+    if ip.version != version:
+        raise ValueError("IPv6 addresses must be written in brackets")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError("port must be 1..65535")
+    return str(ip), int(port)

@@ -1,0 +1,243 @@
+"""The relay's rendezvous logic, without sockets or clocks.
+
+Theory of operation
+-------------------
+A client registers a username from its UDP source address (on the internet,
+its NAT's public endpoint). The registry keeps one :class:`User` per live
+address, found by name or by address in O(1). Every datagram from a
+registered address refreshes it; clients re-register every 20-25 s, so a user
+silent for ``expire_after`` seconds is gone and its name is free again.
+Users are kept in an ordered dict sorted by last contact, so expiry only
+looks at the oldest entries.
+
+``Connect`` pairs two free users: each gets a ``PeerInfo`` naming the other's
+public endpoint, and both are busy until either sends ``SessionFinished``
+(or expires). A repeated ``Connect`` for the pair already made repeats both
+``PeerInfo``s, which is how lost datagrams are recovered: the requesting
+client keeps asking until it hears from its peer.
+
+A name held by one live address is never handed to another one. Clients that
+announced the ``ext`` feature get an ``Error`` reply when refused; a seed
+client only ever receives the seed's variants, so it gets no reply at all.
+
+Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
+or grow state without bound: malformed input is counted in ``stats``, and
+logged once per source (the set of sources is bounded).
+"""
+
+import collections
+import logging
+
+from . import protocol as P
+from .effects import Log, Send
+
+EXPIRE_AFTER = 90.0
+MAX_USERS = 200_000
+MAX_NOTED_SOURCES = 4096
+
+
+class User:
+    __slots__ = ("name", "addr", "features", "last_seen", "partner")
+
+    def __init__(self, name, addr, features, now):
+        self.name = name
+        self.addr = addr
+        self.features = features
+        self.last_seen = now
+        self.partner = None     # the User this one is in a session with
+
+    @property
+    def endpoint(self):
+        return P.format_endpoint(self.addr)
+
+    @property
+    def ext(self):
+        return P.speaks_extensions(self.features)
+
+
+class Registry:
+    """The relay's state. Feed it datagrams and the time; send what it returns.
+
+    ``datagram_received(data, addr, now)`` and ``tick(now)`` return lists of
+    :class:`Send` and :class:`Log`. ``next_deadline()`` says when ``tick`` is
+    next due.
+    """
+
+    def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False):
+        self.expire_after = expire_after
+        self.verbose = verbose
+        self.max_users = max_users
+        self._by_name = {}
+        self._by_addr = collections.OrderedDict()   # oldest contact first
+        self._noted = collections.OrderedDict()      # sources already logged
+        self.stats = collections.Counter()
+
+    # -- queries
+
+    def __len__(self):
+        return len(self._by_addr)
+
+    def user(self, name):
+        return self._by_name.get(name)
+
+    def sessions(self):
+        return sum(1 for u in self._by_addr.values() if u.partner) // 2
+
+    # -- inputs
+
+    def datagram_received(self, data, addr, now):
+        """Handle one datagram from *addr*; return the effects."""
+        self.stats["datagrams"] += 1
+        out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), _ep(addr)))] if self.verbose else []
+        user = self._by_addr.get(addr)
+        if user is not None:
+            self._touch(user, now)
+        try:
+            msg = P.decode(data)
+        except P.RemoteProtocolError as exc:
+            return out + self._reject(user, addr, "malformed", str(exc))
+        handler = self._HANDLERS.get(type(msg))
+        if handler is None:
+            return out + self._reject(user, addr, "unexpected",
+                                      "%s is not a request" % type(msg).__name__)
+        if user is None and type(msg) is not P.Register:
+            return out + self._reject(None, addr, "unregistered",
+                                      "%s before Register" % type(msg).__name__)
+        return out + handler(self, msg, user, addr, now)
+
+    def tick(self, now):
+        """Expire users silent for ``expire_after`` seconds."""
+        out = []
+        while self._by_addr:
+            user = next(iter(self._by_addr.values()))
+            if now - user.last_seen < self.expire_after:
+                break
+            self.stats["expired"] += 1
+            out.append(Log(logging.INFO, "expired %s at %s" % (_name(user.name), user.endpoint)))
+            out += self._remove(user)
+        return out
+
+    def next_deadline(self):
+        if not self._by_addr:
+            return None
+        return next(iter(self._by_addr.values())).last_seen + self.expire_after
+
+    # -- handlers
+
+    def _on_register(self, msg, user, addr, now):
+        holder = self._by_name.get(msg.username)
+        if holder is not None and holder is not user:
+            self.stats["name_taken"] += 1
+            log = Log(logging.WARNING, "refused %s from %s: name held by %s"
+                      % (_name(msg.username), _ep(addr), holder.endpoint))
+            return [log] + _error_to(msg.features, addr, P.ERROR_NAME_TAKEN,
+                                     "the name %s is in use" % msg.username)
+        out = []
+        if user is not None and user.name != msg.username:
+            out += self._remove(user)          # this address takes a new name
+            user = None
+        if user is None:
+            if len(self._by_addr) >= self.max_users:
+                self.stats["full"] += 1
+                return [Log(logging.WARNING, "refused %s from %s: relay full"
+                            % (_name(msg.username), _ep(addr)))] + \
+                    _error_to(msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
+            user = User(msg.username, addr, msg.features, now)
+            self._by_name[user.name] = user
+            self._by_addr[addr] = user
+            self.stats["registrations"] += 1
+            out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
+        user.features = msg.features
+        ack = P.RegisterAck(features=P.OUR_FEATURES if user.ext else None)
+        return out + [Send(P.encode(ack), addr)]
+
+    def _on_connect(self, msg, user, addr, now):
+        target = self._by_name.get(msg.target_username)
+        if target is user:
+            self.stats["self_connect"] += 1
+            if user.ext:
+                return _error_to(user.features, addr, P.ERROR_SELF, "you cannot connect to yourself")
+            return [Send(P.encode(P.TargetNotFound()), addr)]
+        if target is None:
+            self.stats["not_found"] += 1
+            return [Send(P.encode(P.TargetNotFound()), addr)]
+        if user.partner is target:
+            self.stats["reintroductions"] += 1
+            return self._introduce(user, target)
+        if target.partner is not None:
+            self.stats["busy"] += 1
+            return [Send(P.encode(P.TargetBusy()), addr)]
+        out = self._end_session(user)           # a client that moves on left its old chat
+        user.partner, target.partner = target, user
+        self.stats["introductions"] += 1
+        out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
+                       % (_name(user.name), user.endpoint, _name(target.name), target.endpoint)))
+        return out + self._introduce(user, target)
+
+    def _on_session_finished(self, msg, user, addr, now):
+        return self._end_session(user)
+
+    _HANDLERS = {
+        P.Register: _on_register,
+        P.Connect: _on_connect,
+        P.SessionFinished: _on_session_finished,
+    }
+
+    # -- helpers
+
+    def _introduce(self, a, b):
+        return [Send(_peer_info(about=b, to=a), a.addr), Send(_peer_info(about=a, to=b), b.addr)]
+
+    def _end_session(self, user):
+        partner = user.partner
+        if partner is None:
+            return []
+        user.partner = partner.partner = None
+        self.stats["sessions_ended"] += 1
+        return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)))]
+
+    def _touch(self, user, now):
+        user.last_seen = now
+        self._by_addr.move_to_end(user.addr)
+
+    def _remove(self, user):
+        out = self._end_session(user)
+        del self._by_addr[user.addr]
+        del self._by_name[user.name]
+        return out
+
+    def _reject(self, user, addr, kind, reason):
+        self.stats[kind] += 1
+        out = []
+        if addr not in self._noted:
+            if len(self._noted) >= MAX_NOTED_SOURCES:
+                self._noted.popitem(last=False)
+            self._noted[addr] = True
+            out.append(Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason)))
+        if user is not None and user.ext:
+            out += _error_to(user.features, addr, P.ERROR_BAD_REQUEST, kind)
+        return out
+
+
+def _peer_info(about, to):
+    features = (about.features or ()) if to.ext else None
+    return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name, features=features))
+
+
+def _error_to(features, addr, code, message):
+    """An Error reply for a client that understands it, else nothing."""
+    if not P.speaks_extensions(features):
+        return []
+    return [Send(P.encode(P.Error(code=code, message=message)), addr)]
+
+
+def _ep(addr):
+    try:
+        return P.format_endpoint(addr)
+    except (ValueError, IndexError, TypeError):
+        return repr(addr)
+
+
+def _name(name):
+    """A username as it may be written to a log: quoted, escapes visible."""
+    return ascii(name) if not name.isprintable() else repr(name)

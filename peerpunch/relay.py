@@ -1,0 +1,180 @@
+"""The rendezvous relay: ``python -m peerpunch.relay``.
+
+A single-threaded ``selectors`` loop around :class:`peerpunch.registry.Registry`.
+The loop owns the socket and the clock; the registry decides everything.
+Signals reach the loop through ``signal.set_wakeup_fd`` on a socketpair, so
+SIGINT/SIGTERM stop it promptly without polling.
+"""
+
+import logging
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from . import cli
+from .effects import Log, Send
+from .protocol import format_endpoint
+from .registry import EXPIRE_AFTER, MAX_USERS, Registry
+
+log = logging.getLogger("peerpunch.relay")
+
+RECV_SIZE = 65535        # read whole datagrams, however large, then judge them
+BATCH = 256              # datagrams handled before timers get a look in
+RCVBUF = 4 << 20
+
+
+class RelayServer:
+    """Serve *registry* on the bound UDP socket *sock* until :meth:`stop`."""
+
+    def __init__(self, sock, registry, clock=time.monotonic):
+        self.sock = sock
+        self.registry = registry
+        self.clock = clock
+        self.send_errors = 0
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self.sock, self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.sock, selectors.EVENT_READ, self._read_datagrams)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._read_wakeup)
+
+    def wakeup_fd(self):
+        """A file descriptor for ``signal.set_wakeup_fd``."""
+        return self._wake_w.fileno()
+
+    def stop(self):
+        self._stopping = True
+
+    def serve_forever(self):
+        while not self._stopping:
+            deadline = self.registry.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            for key, _ in self._selector.select(timeout):
+                key.data()
+            self._apply(self.registry.tick(self.clock()))
+
+    def close(self):
+        self._selector.close()
+        for s in (self.sock, self._wake_r, self._wake_w):
+            s.close()
+
+    def _read_datagrams(self):
+        for _ in range(BATCH):
+            try:
+                data, addr = self.sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
+                log.debug("receive error: %s", exc)
+                continue
+            self._apply(self.registry.datagram_received(data, addr, self.clock()))
+
+    def _read_wakeup(self):
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _apply(self, effects):
+        for effect in effects:
+            if type(effect) is Send:
+                try:
+                    self.sock.sendto(effect.data, effect.addr)
+                except OSError as exc:
+                    self.send_errors += 1
+                    log.debug("send to %s failed: %s", effect.addr, exc)
+            elif type(effect) is Log:
+                log.log(effect.level, "%s", effect.text)
+
+
+def parse_args(argv):
+    parser = cli.ArgumentParser(prog="python -m peerpunch.relay",
+                                description="peerpunch rendezvous relay (UDP)")
+    parser.add_argument("--host", default="0.0.0.0", type=cli.host_name,
+                        help="address to listen on (default 0.0.0.0; '::' for IPv6)")
+    parser.add_argument("--port", default=8080, type=cli.port_number,
+                        help="UDP port (default 8080; 0 picks a free one)")
+    parser.add_argument("--expire", default=EXPIRE_AFTER, type=_positive_float, metavar="SECONDS",
+                        help="forget users silent this long (default %(default)s)")
+    parser.add_argument("--max-users", default=MAX_USERS, type=_positive_int, metavar="N",
+                        help="registered users at most (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every datagram")
+    cli.version_action(parser)
+    return parser.parse_args(argv)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e9:
+        raise cli.argparse.ArgumentTypeError("%r is not a positive number" % text)
+    return value
+
+
+def _positive_int(text):
+    if not text.isdigit() or not text.isascii() or int(text) < 1:
+        raise cli.argparse.ArgumentTypeError("%r is not a positive whole number" % text)
+    return int(text)
+
+
+def bind(host, port):
+    family, addr = cli.resolve(host, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    except OSError:
+        pass
+    try:
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
+                         % (args.host, args.port, exc.strerror or exc))
+        return 1
+    server = RelayServer(sock, Registry(expire_after=args.expire, max_users=args.max_users,
+                                        verbose=args.verbose))
+    previous = _install_signals(server)
+    log.info("relay listening on %s", format_endpoint(sock.getsockname()))
+    try:
+        server.serve_forever()
+    finally:
+        _restore_signals(previous)
+        server.close()
+    stats = server.registry.stats
+    log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
+    return 0
+
+
+def _install_signals(server):
+    def handler(signum, frame):
+        server.stop()
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous["wakeup"] = signal.set_wakeup_fd(server.wakeup_fd())
+    return previous
+
+
+def _restore_signals(previous):
+    signal.set_wakeup_fd(previous.pop("wakeup"))
+    for sig, old in previous.items():
+        signal.signal(sig, old)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The peer's protocol logic, without sockets, threads or clocks.
+
+Theory of operation
+-------------------
+:class:`PeerSession` is one user's state machine. Its shell feeds it what
+happens -- ``datagram_received(data, addr, now)``, ``handle_line(text, now)``,
+``tick(now)`` -- and carries out the list of effects each call returns:
+:class:`~peerpunch.effects.Send` datagrams, :class:`~peerpunch.effects.Log`
+lines and the events defined below. ``next_deadline()`` says when ``tick``
+is next due. Addresses are canonical ``(ip, port)`` pairs
+(:func:`peerpunch.protocol.canonical_addr`); the shell converts.
+
+States and what moves between them::
+
+    REGISTERING --RegisterAck--> IDLE            (no ack in 10 s: Closed(1))
+    IDLE --/connect--> REQUESTING --PeerInfo--> PUNCHING
+    IDLE --PeerInfo (someone asked for us)--> PUNCHING
+    REQUESTING --TargetNotFound | TargetBusy | no answer--> IDLE
+    PUNCHING --any valid datagram from the peer--> CONNECTED
+    PUNCHING --nothing from the peer in punch_timeout--> IDLE
+    CONNECTED --Goodbye | silence for 3 keep-alives | /leave--> IDLE
+    any --/quit--> CLOSED
+
+Everything is retried, because it is all UDP: Register with backoff until
+acknowledged and then every REREGISTER_INTERVAL to keep the relay's NAT
+mapping and our registration alive; Connect until PeerInfo arrives, and
+again while punching so the relay repeats the introduction to a peer whose
+PeerInfo was lost; probes every PUNCH_INTERVAL until the peer answers;
+Goodbye in several copies. Lines typed before the chat is up are queued and
+sent when it is; lines that cannot be sent are reported, never dropped in
+silence. Only the relay and the current peer are listened to.
+"""
+
+import collections
+import enum
+import logging
+
+from . import protocol as P
+from .effects import Log, Send
+
+REGISTER_RTO = 0.5            # first Register retransmission, doubling...
+REGISTER_RTO_MAX = 2.0        # ...up to this
+REGISTER_TIMEOUT = 10.0       # no RegisterAck at all: give up
+REREGISTER_INTERVAL = 20.0
+CONNECT_RETRY = 1.0
+CONNECT_TIMEOUT = 10.0
+PUNCH_INTERVAL = 0.2
+PUNCH_TIMEOUT = 10.0
+KEEPALIVE = 15.0
+LOST_AFTER_INTERVALS = 3
+GOODBYE_COPIES = 3
+MAX_QUEUED = 256
+
+HELP = """commands:
+  /connect NAME   start a chat with NAME (when not in one)
+  /leave          end the current chat and stay online
+  /status         show who you are and what you are connected to
+  /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
+  /help           this text
+  //text          send a line that begins with '/'"""
+
+
+class State(enum.Enum):
+    REGISTERING = "registering"
+    IDLE = "idle"
+    REQUESTING = "requesting"
+    PUNCHING = "punching"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+IN_CHAT = (State.PUNCHING, State.CONNECTED)
+
+# -- events for the shell to show
+
+Registered = collections.namedtuple("Registered", "username relay")
+Connected = collections.namedtuple("Connected", "username endpoint path seconds")
+ChatMessage = collections.namedtuple("ChatMessage", "username text")
+PeerLeft = collections.namedtuple("PeerLeft", "username")
+ConnectionLost = collections.namedtuple("ConnectionLost", "username")
+Failed = collections.namedtuple("Failed", "reason")
+Notice = collections.namedtuple("Notice", "text")
+Closed = collections.namedtuple("Closed", "exit_code reason")
+
+
+class Peer:
+    """The other side of the current chat, as the relay introduced it."""
+    __slots__ = ("username", "addr", "endpoint", "features")
+
+    def __init__(self, info):
+        self.username = info.username
+        self.endpoint = info.peer
+        self.addr = P.parse_endpoint(info.peer)
+        self.features = info.features or ()
+
+
+class PeerSession:
+    """One user's client: registration, introduction, punching and chat."""
+
+    def __init__(self, username, relay_addr, *, target=None, keepalive=KEEPALIVE,
+                 punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT):
+        """*target*: a name to ask the relay for once registered (else wait)."""
+        self.username = P.check_username(username)
+        self.relay_addr = relay_addr
+        self.relay_endpoint = P.format_endpoint(relay_addr)
+        self.keepalive = keepalive
+        self.punch_timeout = punch_timeout
+        self.register_timeout = register_timeout
+        self.state = None
+        self.relay_features = ()
+        self.peer = None
+        self.target = target         # the name we ask the relay for
+        self.stats = collections.Counter()
+        self._queue = []             # lines typed before the chat was up
+        self._timers = {}            # name -> when it fires
+        self._register_rto = REGISTER_RTO
+        self._since = 0.0            # when the current state began
+        self._last_heard = 0.0
+
+    # -- inputs
+
+    def start(self, now):
+        """Begin registering; call once."""
+        self.state = State.REGISTERING
+        self._since = now
+        return self._send_register(now)
+
+    def connect(self, target, now):
+        """Ask the relay for *target* (now, or once registered)."""
+        try:
+            P.check_username(target)
+        except ValueError as exc:
+            return [Failed("cannot connect to %r: %s" % (target, exc))]
+        if target == self.username:
+            return [Failed("you cannot connect to yourself")]
+        if self.state is State.REGISTERING:
+            self.target = target
+            return []
+        if self.state is not State.IDLE:
+            return [Notice("already in a chat; /leave it first")]
+        self.target = target
+        self._enter(State.REQUESTING, now)
+        self._timers["connect"] = now + CONNECT_RETRY
+        return [Notice("asking the relay for %s ..." % target), self._to_relay(P.Connect(target))]
+
+    def handle_line(self, line, now):
+        """A line the user typed: a command or a chat message."""
+        if line.startswith("/") and not line.startswith("//"):
+            return self._command(line, now)
+        return self.send_text(line[1:] if line.startswith("//") else line, now)
+
+    def send_text(self, text, now):
+        """Send a chat line, or queue it until the chat is up."""
+        if not text:
+            return []
+        if self.state is State.CONNECTED:
+            return self._send_chat(text)
+        if self.state in IN_CHAT or self.state is State.REQUESTING or \
+                (self.state is State.REGISTERING and self.target):
+            if len(self._queue) >= MAX_QUEUED:
+                return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
+            self._queue.append(text)
+            return [Notice("(queued until connected)")] if len(self._queue) == 1 else []
+        return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
+
+    def leave_chat(self, now):
+        """End the current chat (or request) and stay registered."""
+        if self.state in IN_CHAT:
+            who = self.peer.username
+            return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
+        if self.state is State.REQUESTING:
+            return self._end_chat(now) + [Notice("stopped asking for %s" % self.target)]
+        return [Notice("not in a chat")]
+
+    def quit(self, now):
+        """Say goodbye to the peer and close for good."""
+        if self.state is State.CLOSED:
+            return []
+        out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
+        self._enter(State.CLOSED, now)
+        return out + [Closed(0, "bye")]
+
+    def datagram_received(self, data, addr, now):
+        """A datagram from *addr*; anything not from the relay or our peer is ignored."""
+        if self.state is State.CLOSED:
+            return []
+        from_relay = addr == self.relay_addr
+        if not from_relay and (self.peer is None or addr != self.peer.addr):
+            self.stats["ignored_strangers"] += 1
+            return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
+                        % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+        try:
+            msg = P.decode(data)
+        except P.RemoteProtocolError as exc:
+            self.stats["malformed"] += 1
+            return [Log(logging.DEBUG, "dropped datagram from %s: %s" % (P.format_endpoint(addr), exc))]
+        if from_relay:
+            handler = self._RELAY_HANDLERS.get(type(msg))
+        else:
+            handler = self._PEER_HANDLERS.get(type(msg))
+            self._last_heard = now
+            if self.state is State.PUNCHING:
+                return self._connected(now) + (handler(self, msg, now) if handler else [])
+        return handler(self, msg, now) if handler else \
+            [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+
+    def tick(self, now):
+        """Run whatever timers are due."""
+        out = []
+        for name, when in sorted(self._timers.items(), key=lambda kv: kv[1]):
+            if when <= now and self._timers.get(name) == when:
+                del self._timers[name]
+                out += getattr(self, "_timer_" + name)(now)
+        return out
+
+    def next_deadline(self):
+        """When tick() is next due, or None."""
+        return min(self._timers.values()) if self._timers else None
+
+    # -- commands
+
+    def _command(self, line, now):
+        name, _, arg = line[1:].strip().partition(" ")
+        arg = arg.strip()
+        if name in ("quit", "exit", "q"):
+            return self.quit(now)
+        if name == "connect" and arg:
+            return self.connect(arg, now)
+        if name == "leave":
+            return self.leave_chat(now)
+        if name == "status":
+            return [Notice(self.status())]
+        if name == "help":
+            return [Notice(HELP)]
+        return [Notice("unknown command %r: /help lists them" % line.split()[0])]
+
+    def status(self):
+        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, self.state.value)
+        if self.peer is not None:
+            text += "; peer %s at %s" % (self.peer.username, self.peer.endpoint)
+        return text
+
+    # -- messages from the relay
+
+    def _on_register_ack(self, msg, now):
+        self.relay_features = msg.features or ()
+        self._timers["reregister"] = now + REREGISTER_INTERVAL
+        if self.state is not State.REGISTERING:
+            return []
+        self._timers.pop("register", None)
+        self._enter(State.IDLE, now)
+        out = [Registered(self.username, self.relay_endpoint)]
+        if self.target:
+            return out + self.connect(self.target, now)
+        return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
+
+    def _on_peer_info(self, msg, now):
+        out = []
+        if self.state is State.REGISTERING:   # the RegisterAck was lost
+            out += self._on_register_ack(P.RegisterAck(), now)
+        if self.state in IN_CHAT:
+            if msg.username != self.peer.username:
+                out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
+                               % msg.username))
+            return out                      # else a repeated introduction
+        if self.state not in (State.IDLE, State.REQUESTING):
+            return out
+        self.peer = Peer(msg)
+        self._enter(State.PUNCHING, now)
+        self._timers["probe"] = now
+        self._timers["punch_timeout"] = now + self.punch_timeout
+        if self.target:
+            self._timers["connect"] = now + CONNECT_RETRY
+        return out + [Notice("punching a hole to %s at %s ..."
+                             % (self.peer.username, self.peer.endpoint))]
+
+    def _on_target_not_found(self, msg, now):
+        return self._request_failed("Target user not found.", now)
+
+    def _on_target_busy(self, msg, now):
+        return self._request_failed("Target user is busy.", now)
+
+    def _on_error(self, msg, now):
+        reason = "relay: %s" % msg.message
+        if self.state is State.REGISTERING and msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
+            self._enter(State.CLOSED, now)
+            return [Closed(1, reason)]
+        if msg.code == P.ERROR_NAME_TAKEN:
+            return [Notice(reason + " (someone else registered your name while the relay"
+                           " could not hear you)")]
+        return self._request_failed(reason, now)
+
+    def _request_failed(self, reason, now):
+        if self.state is not State.REQUESTING:
+            return [Log(logging.DEBUG, "relay said %r outside a request" % reason)]
+        return [Failed(reason)] + self._end_chat(now)
+
+    # -- messages from the peer
+
+    def _on_ping(self, msg, now):
+        return [self._to_peer(P.Pong())]
+
+    def _on_pong(self, msg, now):
+        return []
+
+    def _on_direct_message(self, msg, now):
+        return [ChatMessage(self.peer.username, msg.content)]
+
+    def _on_goodbye(self, msg, now):
+        return [PeerLeft(self.peer.username)] + self._end_chat(now)
+
+    _RELAY_HANDLERS = {
+        P.RegisterAck: _on_register_ack,
+        P.PeerInfo: _on_peer_info,
+        P.TargetNotFound: _on_target_not_found,
+        P.TargetBusy: _on_target_busy,
+        P.Error: _on_error,
+    }
+    _PEER_HANDLERS = {
+        P.Ping: _on_ping,
+        P.Pong: _on_pong,
+        P.DirectMessage: _on_direct_message,
+        P.Goodbye: _on_goodbye,
+    }
+
+    # -- timers
+
+    def _timer_register(self, now):
+        if now - self._since >= self.register_timeout:
+            self._enter(State.CLOSED, now)
+            return [Closed(1, "no answer from the relay at %s after %g s"
+                           % (self.relay_endpoint, self.register_timeout))]
+        self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
+        return self._send_register(now)
+
+    def _timer_reregister(self, now):
+        self._timers["reregister"] = now + REREGISTER_INTERVAL
+        return [self._to_relay(self._register_msg())]
+
+    def _timer_connect(self, now):
+        if self.state is State.REQUESTING and now - self._since >= CONNECT_TIMEOUT:
+            return self._request_failed("no answer from the relay about %s" % self.target, now)
+        self._timers["connect"] = now + CONNECT_RETRY
+        return [self._to_relay(P.Connect(self.target))]
+
+    def _timer_probe(self, now):
+        self._timers["probe"] = now + PUNCH_INTERVAL
+        self.stats["probes"] += 1
+        return [self._to_peer(P.Ping())]
+
+    def _timer_punch_timeout(self, now):
+        peer = self.peer
+        reason = ("could not reach %s at %s: no answer to %d probes in %g s"
+                  " (the NATs in between block a direct path)"
+                  % (peer.username, peer.endpoint, self.stats["probes"], self.punch_timeout))
+        return [Failed(reason)] + self._end_chat(now)
+
+    def _timer_keepalive(self, now):
+        if now - self._last_heard >= LOST_AFTER_INTERVALS * self.keepalive:
+            return [ConnectionLost(self.peer.username)] + self._end_chat(now)
+        self._timers["keepalive"] = now + self.keepalive
+        return [self._to_peer(P.Ping())]
+
+    # -- helpers
+
+    def _enter(self, state, now):
+        self.state = state
+        self._since = now
+        for name in ("connect", "probe", "punch_timeout", "keepalive"):
+            self._timers.pop(name, None)
+        if state is State.CLOSED:
+            self._timers.clear()
+
+    def _connected(self, now):
+        punch_seconds = now - self._since
+        self._enter(State.CONNECTED, now)
+        self._timers["keepalive"] = now + self.keepalive
+        peer = self.peer
+        out = [Connected(peer.username, peer.endpoint, "direct", punch_seconds)]
+        queued, self._queue = self._queue, []
+        for text in queued:
+            out += self._send_chat(text)
+        return out
+
+    def _end_chat(self, now):
+        """Back to IDLE; tell the relay; report lines that never left."""
+        out = [self._to_relay(P.SessionFinished())]
+        if self._queue:
+            out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
+            self._queue = []
+        self.peer = self.target = None
+        self.stats["probes"] = 0
+        self._enter(State.IDLE, now)
+        return out
+
+    def _goodbye(self):
+        return [self._to_peer(P.Goodbye())] * GOODBYE_COPIES
+
+    def _send_chat(self, text):
+        return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text)]
+
+    def _register_msg(self):
+        return P.Register(self.username, features=P.OUR_FEATURES)
+
+    def _send_register(self, now):
+        self._timers["register"] = now + self._register_rto
+        return [self._to_relay(self._register_msg())]
+
+    def _to_relay(self, msg):
+        return Send(P.encode(msg), self.relay_addr)
+
+    def _to_peer(self, msg):
+        return Send(P.encode(msg), self.peer.addr)

@@ -1,0 +1,5 @@
+"""Kept for tools that still call setup.py; the metadata is in setup.cfg."""
+
+from setuptools import setup
+
+setup()
