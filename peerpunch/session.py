@@ -39,7 +39,7 @@ from . import protocol as P
 from .effects import Log, Send
 
 REGISTER_RTO = 0.5            # first Register retransmission, doubling...
-REGISTER_RTO_MAX = 2.0        # ...up to this
+REGISTER_RTO_MAX = 1.0        # ...up to this
 REGISTER_TIMEOUT = 10.0       # no RegisterAck at all: give up
 REREGISTER_INTERVAL = 20.0
 CONNECT_RETRY = 1.0
@@ -403,7 +403,7 @@ class PeerSession:
         return P.Register(self.username, features=P.OUR_FEATURES)
 
     def _send_register(self, now):
-        self._timers["register"] = now + self._register_rto
+        self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)
         return [self._to_relay(self._register_msg())]
 
     def _to_relay(self, msg):

@@ -1,0 +1,115 @@
+"""Real relay and peer processes, started by their real command lines.
+
+Each process gets a reader thread per output stream that collects lines, so
+a test can wait for a line matching a pattern without blocking forever.
+"""
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER = os.path.join(ROOT, "bin", "peer.py")
+DEFAULT_WAIT = 10.0
+
+
+def env():
+    e = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=ROOT)
+    e.pop("PYTHONWARNINGS", None)
+    return e
+
+
+class Proc:
+    """A child process with line-by-line access to stdout and stderr."""
+
+    def __init__(self, argv, prefix=(), stdin=True):
+        self.argv = list(prefix) + list(argv)
+        self.popen = subprocess.Popen(
+            self.argv, cwd=ROOT, env=env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines = {"stdout": [], "stderr": []}
+        self._new = queue.Queue()
+        for name in ("stdout", "stderr"):
+            threading.Thread(target=self._pump, args=(name,), daemon=True).start()
+
+    def _pump(self, name):
+        for raw in getattr(self.popen, name):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.lines[name].append(line)
+            self._new.put((name, line))
+        self._new.put((name, None))
+
+    def expect(self, pattern, stream="stdout", timeout=DEFAULT_WAIT):
+        """Wait for a line of *stream* matching *pattern* (a regex, searched);
+        return the match. Lines seen earlier count too."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            lines = self.lines[stream]
+            for line in lines[seen:]:
+                m = regex.search(line)
+                if m:
+                    return m
+            seen = len(lines)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no line matching %r on %s of %s within %gs; got:\n%s"
+                                     % (pattern, stream, self.argv, timeout, self.transcript()))
+            try:
+                self._new.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                pass
+
+    def has(self, pattern, stream="stdout"):
+        return any(re.search(pattern, line) for line in self.lines[stream])
+
+    def send(self, line):
+        self.popen.stdin.write((line + "\n").encode("utf-8"))
+        self.popen.stdin.flush()
+
+    def close_stdin(self):
+        self.popen.stdin.close()
+
+    def wait(self, timeout=DEFAULT_WAIT):
+        return self.popen.wait(timeout)
+
+    def signal(self, sig):
+        self.popen.send_signal(sig)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def transcript(self):
+        return "\n".join("  out| " + l for l in self.lines["stdout"]) + "\n" + \
+               "\n".join("  err| " + l for l in self.lines["stderr"])
+
+
+def start_relay(*extra, host="127.0.0.1", prefix=()):
+    """Start ``python -m peerpunch.relay`` on an ephemeral port; return (proc, port)."""
+    proc = Proc([sys.executable, "-m", "peerpunch.relay", "--host", host, "--port", "0"] + list(extra),
+                prefix=prefix, stdin=False)
+    m = proc.expect(r"relay listening on (\S+):(\d+)$", stream="stderr")
+    return proc, int(m.group(2))
+
+
+def start_peer(relay, *args, prefix=()):
+    """Start ``python bin/peer.py --relay RELAY ARGS``."""
+    return Proc([sys.executable, PEER, "--relay", relay] + list(args), prefix=prefix)

@@ -1,0 +1,106 @@
+"""The command lines: bad arguments get one line and exit code 2."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .procs import PEER, ROOT, env
+
+RELAY = [sys.executable, "-m", "peerpunch.relay"]
+PEER_CMD = [sys.executable, PEER]
+
+
+def run(argv):
+    return subprocess.run(argv, cwd=ROOT, env=env(), stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("argv", [
+    PEER_CMD + ["--relay", "nohostport"],
+    PEER_CMD + ["--relay", "host:99999"],
+    PEER_CMD + ["--relay", "host:"],
+    PEER_CMD + ["--relay", "[::1"],
+    PEER_CMD + ["--relay", "::1:8080"],
+    PEER_CMD + ["--relay", "host:-1"],
+    PEER_CMD + ["--bind", "0.0.0.0:x"],
+    PEER_CMD + ["--bind", ""],
+    PEER_CMD + ["--name", "x" * 100],
+    PEER_CMD + ["--name", "bad\tname"],
+    PEER_CMD + ["--connect", "bob", "--wait"],
+    PEER_CMD + ["--keepalive", "0"],
+    PEER_CMD + ["--keepalive", "nan"],
+    PEER_CMD + ["--bogus"],
+    PEER_CMD + ["--relay", "no-such-host.invalid:8080", "--name", "a", "--wait"],
+    PEER_CMD + ["--bind", "192.0.2.1:0", "--name", "a", "--wait"],
+    RELAY + ["--port", "70000"],
+    RELAY + ["--port", "abc"],
+    RELAY + ["--host", ""],
+    RELAY + ["--expire", "-5"],
+    RELAY + ["--max-users", "0"],
+    RELAY + ["extra"],
+], ids=lambda argv: " ".join(argv[1:])[-40:])
+def test_cli_bad_argument_gets_one_line_and_exit_2(argv):
+    result = run(argv)
+    assert result.returncode == 2, result
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in lines[0], lines
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("argv", [PEER_CMD, RELAY, [sys.executable, "-m", "peerpunch.peer"]])
+def test_cli_help_and_version(argv):
+    assert b"usage:" in run(argv + ["--help"]).stdout
+    version = run(argv + ["--version"])
+    assert version.returncode == 0 and version.stdout.startswith(b"peerpunch ")
+
+
+def test_cli_relay_port_in_use_is_one_line():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        result = run(RELAY + ["--host", "127.0.0.1", "--port", str(s.getsockname()[1])])
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().startswith("relay: cannot listen on 127.0.0.1:")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_cli_peer_eof_at_prompt_exits_without_traceback():
+    result = run(PEER_CMD + ["--relay", "127.0.0.1:9"])
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+
+
+def _imports(path):
+    tree = ast.parse(open(path, "rb").read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+STDLIB_38 = {
+    # what the runtime may use; every name here is in Python 3.8's standard library
+    "argparse", "collections", "dataclasses", "enum", "ipaddress", "json", "logging", "os",
+    "queue", "re", "selectors", "signal", "socket", "sys", "threading", "time", "typing",
+}
+
+
+def test_runtime_imports_only_the_standard_library():
+    files = []
+    for top in ("peerpunch", "bin"):
+        for folder, _, names in os.walk(os.path.join(ROOT, top)):
+            files += [os.path.join(folder, n) for n in names if n.endswith(".py")]
+    assert len(files) >= 8
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    for path in files:
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top == "peerpunch":
+                continue
+            assert top in STDLIB_38, "%s imports %s, not on the runtime allow-list" % (path, module)
+            if stdlib is not None:
+                assert top in stdlib, "%s imports %s, not in the standard library" % (path, module)

@@ -1,0 +1,223 @@
+"""The relay's sans-I/O core: registration, introduction, expiry, bad input."""
+
+import pytest
+
+from peerpunch import protocol as P
+from peerpunch.effects import Send
+from peerpunch.registry import Registry
+
+A = ("198.51.100.10", 40000)
+B = ("198.51.100.20", 41000)
+C = ("198.51.100.30", 42000)
+
+REG_A = b'{"Register":{"username":"alice"}}'
+REG_B = b'{"Register":{"username":"bob"}}'
+REG_C_EXT = b'{"Register":{"username":"carol","features":["ext"]}}'
+
+
+def sends(effects):
+    return [(e.addr, e.data) for e in effects if isinstance(e, Send)]
+
+
+def registered(*pairs, now=0.0, **options):
+    reg = Registry(**options)
+    for data, addr in pairs:
+        reg.datagram_received(data, addr, now)
+    return reg
+
+
+def test_registry_register_acks_in_seed_form():
+    reg = Registry()
+    assert sends(reg.datagram_received(REG_A, A, 0.0)) == [(A, b'"RegisterAck"')]
+    assert reg.user("alice").addr == A and len(reg) == 1
+
+
+def test_registry_register_acks_extension_clients_with_features():
+    reg = Registry()
+    assert sends(reg.datagram_received(REG_C_EXT, C, 0.0)) == \
+        [(C, b'{"RegisterAck":{"features":["ext"]}}')]
+
+
+def test_registry_reregister_refreshes_without_duplicating():
+    reg = registered((REG_A, A))
+    assert sends(reg.datagram_received(REG_A, A, 50.0)) == [(A, b'"RegisterAck"')]
+    assert len(reg) == 1 and reg.stats["registrations"] == 1
+    assert reg.tick(100.0) == [] and reg.user("alice") is not None   # refreshed at 50
+
+
+def test_registry_name_held_by_live_address_is_refused_silently_for_seed_clients():
+    reg = registered((REG_A, A))
+    assert sends(reg.datagram_received(REG_A, B, 1.0)) == []
+    assert reg.user("alice").addr == A and reg.stats["name_taken"] == 1
+
+
+def test_registry_name_held_is_refused_with_error_for_extension_clients():
+    reg = registered((REG_A, A))
+    out = sends(reg.datagram_received(b'{"Register":{"username":"alice","features":["ext"]}}', B, 1.0))
+    assert out == [(B, b'{"Error":{"code":"name-taken","message":"the name alice is in use"}}')]
+
+
+def test_registry_name_is_free_again_after_expiry():
+    reg = registered((REG_A, A), expire_after=90.0)
+    assert reg.next_deadline() == 90.0
+    reg.tick(89.9)
+    assert reg.user("alice") is not None
+    reg.tick(90.0)
+    assert reg.user("alice") is None and len(reg) == 0
+    assert sends(reg.datagram_received(REG_A, B, 91.0)) == [(B, b'"RegisterAck"')]
+
+
+def test_registry_address_taking_a_new_name_releases_the_old_one():
+    reg = registered((REG_A, A))
+    reg.datagram_received(b'{"Register":{"username":"alice2"}}', A, 1.0)
+    assert reg.user("alice") is None and reg.user("alice2").addr == A and len(reg) == 1
+
+
+def test_registry_connect_introduces_both_and_marks_busy():
+    reg = registered((REG_A, A), (REG_B, B))
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0))
+    assert out == [
+        (A, b'{"PeerInfo":{"peer":"198.51.100.20:41000","username":"bob"}}'),
+        (B, b'{"PeerInfo":{"peer":"198.51.100.10:40000","username":"alice"}}'),
+    ]
+    assert reg.sessions() == 1
+    reg.datagram_received(b'{"Register":{"username":"carol"}}', C, 1.0)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', C, 1.0)) == \
+        [(C, b'"TargetBusy"')]
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"alice"}}', C, 1.0)) == \
+        [(C, b'"TargetBusy"')]
+
+
+def test_registry_peer_info_carries_features_only_to_extension_clients():
+    reg = registered((REG_A, A), (REG_C_EXT, C))
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"alice"}}', C, 1.0))
+    assert out == [
+        (C, b'{"PeerInfo":{"peer":"198.51.100.10:40000","username":"alice","features":[]}}'),
+        (A, b'{"PeerInfo":{"peer":"198.51.100.30:42000","username":"carol"}}'),
+    ]
+
+
+def test_registry_repeated_connect_repeats_the_introduction():
+    reg = registered((REG_A, A), (REG_B, B))
+    first = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0))
+    again = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 2.0))
+    assert first == again and reg.stats["introductions"] == 1
+
+
+def test_registry_target_not_found():
+    reg = registered((REG_A, A))
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"zed"}}', A, 1.0)) == \
+        [(A, b'"TargetNotFound"')]
+
+
+def test_registry_connect_to_oneself_is_refused_in_a_form_the_client_knows():
+    reg = registered((REG_A, A), (REG_C_EXT, C))
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"alice"}}', A, 1.0)) == \
+        [(A, b'"TargetNotFound"')]
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', C, 1.0))
+    assert len(out) == 1 and out[0][1].startswith(b'{"Error":{"code":"self-connect"')
+    assert reg.sessions() == 0
+
+
+def test_registry_session_finished_frees_both():
+    reg = registered((REG_A, A), (REG_B, B))
+    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0)
+    assert sends(reg.datagram_received(b'"SessionFinished"', B, 2.0)) == []
+    assert reg.sessions() == 0
+    reg.datagram_received(REG_C_EXT, C, 2.0)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"alice"}}', C, 3.0))[0][1] \
+        .startswith(b'{"PeerInfo"')
+
+
+def test_registry_expiry_ends_the_partners_session():
+    reg = registered((REG_A, A), (REG_B, B), expire_after=90.0)
+    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0)
+    reg.datagram_received(REG_B, B, 60.0)
+    reg.tick(91.0)
+    assert reg.user("alice") is None and reg.user("bob").partner is None
+
+
+def test_registry_connect_before_register_is_dropped():
+    reg = Registry()
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 0.0)) == []
+    assert reg.stats["unregistered"] == 1
+
+
+def test_registry_max_users():
+    reg = registered((REG_A, A), max_users=1)
+    assert sends(reg.datagram_received(REG_B, B, 0.0)) == []
+    assert sends(reg.datagram_received(REG_C_EXT, C, 0.0)) == \
+        [(C, b'{"Error":{"code":"relay-full","message":"the relay is full"}}')]
+    assert len(reg) == 1 and reg.stats["full"] == 2
+
+
+BAD_DATAGRAMS = [
+    b"",
+    bytes(range(256)) * 256,                        # 64 KiB of junk
+    b"\xff\xfe\xfd",                                # invalid UTF-8
+    b"[1,2,3]",
+    b"{}",
+    b'{"Register":{"username":5}}',
+    b'{"Register":{}}',
+    b'{"Register":"alice"}',
+    b'{"Hello":{"x":1}}',                           # unknown variant
+    b'"Hello"',
+    b'{"Register":{"username":"' + b"x" * 60000 + b'"}}',   # a 60 KB username
+    b'{"Register":{"username":"bad\\u0000name"}}',  # control character
+    b'{"Register":{"username":"\\ud800"}}',        # lone surrogate
+    b'{"PeerInfo":{"peer":"1.2.3.4:5","username":"x"}}',
+    b'"RegisterAck"',
+    b'{"DirectMessage":{"content":"hi"}}',
+    b"[" * 1000,
+    b"NaN",
+]
+
+
+@pytest.mark.parametrize("data", BAD_DATAGRAMS, ids=range(len(BAD_DATAGRAMS)))
+def test_registry_bad_datagram_is_dropped_and_counted(data):
+    reg = registered((REG_A, A), (REG_B, B))
+    assert sends(reg.datagram_received(data, C, 1.0)) == []            # stranger: nothing
+    assert sends(reg.datagram_received(data, A, 1.0)) == []            # seed client: nothing
+    assert sum(reg.stats[k] for k in ("malformed", "unexpected", "unregistered")) == 2
+    assert len(reg) == 2
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 2.0))[0][1] \
+        .startswith(b'{"PeerInfo"')
+
+
+def test_registry_bad_datagram_from_extension_client_gets_a_short_error():
+    reg = registered((REG_C_EXT, C))
+    out = sends(reg.datagram_received(b"junk", C, 1.0))
+    assert out == [(C, b'{"Error":{"code":"bad-request","message":"malformed"}}')]
+
+
+def test_registry_logs_bad_input_once_per_source_and_bounds_memory():
+    reg = Registry()
+    first = reg.datagram_received(b"junk", A, 0.0)
+    second = reg.datagram_received(b"junk", A, 0.0)
+    assert len(first) == 1 and second == []
+    for port in range(1, 10000):
+        reg.datagram_received(b"junk", ("192.0.2.1", port), 0.0)
+    assert len(reg._noted) <= 4096
+    assert reg.stats["malformed"] == 10001
+
+
+def test_registry_ipv6_endpoints_in_brackets_and_mapped_v4_plain():
+    v6 = ("2001:db8::1", 40000, 0, 0)
+    mapped = ("::ffff:198.51.100.10", 40000, 0, 0)
+    reg = registered((REG_A, v6), (REG_B, mapped))
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', v6, 1.0))
+    assert out == [
+        (v6, b'{"PeerInfo":{"peer":"198.51.100.10:40000","username":"bob"}}'),
+        (mapped, b'{"PeerInfo":{"peer":"[2001:db8::1]:40000","username":"alice"}}'),
+    ]
+
+
+def test_registry_lookup_is_by_dict_not_scan():
+    reg = Registry()
+    for i in range(20000):
+        reg.datagram_received(P.encode(P.Register("u%d" % i)), ("10.0.%d.%d" % (i // 250, i % 250), 1000), 0.0)
+    assert len(reg) == 20000 and reg.user("u19999").addr == ("10.0.79.249", 1000)
+    # expiry looks only at the oldest entries: refreshing one moves it to the back
+    reg.datagram_received(P.encode(P.Register("u0")), ("10.0.0.0", 1000), 50.0)
+    reg.tick(90.0)
+    assert len(reg) == 1 and reg.user("u0") is not None

@@ -1,0 +1,269 @@
+"""The peer's sans-I/O core, driven through an in-memory network and a fake clock."""
+
+import pytest
+
+from peerpunch import protocol as P
+from peerpunch import session as S
+from peerpunch.session import State
+
+from .simnet import RELAY, SimNet
+
+ALICE = ("198.51.100.10", 40000)
+BOB = ("198.51.100.20", 41000)
+CAROL = ("198.51.100.30", 42000)
+MALLORY = ("192.0.2.66", 6666)
+
+
+def chat_pair(net=None, **options):
+    """bob waits, alice connects to him; returns the net once both are connected."""
+    net = net or SimNet()
+    bob = net.add_peer("bob", BOB, **options)
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob", **options)
+    net.run(3)
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
+    return net, alice, bob
+
+
+def texts(net, addr):
+    return [(e.username, e.text) for e in net.shown(addr, S.ChatMessage)]
+
+
+def test_session_registers_and_waits():
+    net = SimNet()
+    bob = net.add_peer("bob", BOB)
+    net.run(1)
+    assert bob.state is State.IDLE
+    assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
+    assert net.sent(BOB, RELAY)[0] == b'{"Register":{"username":"bob","features":["ext"]}}'
+
+
+def test_session_chat_crosses_both_ways():
+    net, alice, bob = chat_pair()
+    net.line(ALICE, "hello bob")
+    net.line(BOB, "hi alice")
+    net.run(1)
+    assert texts(net, BOB) == [("alice", "hello bob")]
+    assert texts(net, ALICE) == [("bob", "hi alice")]
+    connected = net.shown(ALICE, S.Connected)[0]
+    assert connected[:3] == ("bob", "198.51.100.20:41000", "direct")
+    assert b'{"DirectMessage":{"content":"hello bob"}}' in net.sent(ALICE, BOB)
+
+
+def test_session_connected_side_is_told_who_connected():
+    net, alice, bob = chat_pair()
+    assert [e.username for e in net.shown(BOB, S.Connected)] == ["alice"]
+
+
+def test_session_lines_typed_before_connect_are_queued_then_sent():
+    net = SimNet()
+    net.add_peer("bob", BOB)
+    net.run(1)
+    net.add_peer("alice", ALICE, target="bob")
+    net.line(ALICE, "early one")
+    net.line(ALICE, "early two")
+    net.run(3)
+    assert texts(net, BOB) == [("alice", "early one"), ("alice", "early two")]
+
+
+def test_session_target_not_found_and_busy():
+    net, alice, bob = chat_pair()
+    net.add_peer("carol", CAROL, target="bob")
+    net.run(2)
+    net.line(CAROL, "/connect nobody")
+    net.run(2)
+    assert [e.reason for e in net.shown(CAROL, S.Failed)] == ["Target user is busy.",
+                                                              "Target user not found."]
+    assert net.sessions[CAROL].state is State.IDLE
+
+
+def test_session_goodbye_frees_both_sides():
+    net, alice, bob = chat_pair()
+    net.line(ALICE, "/quit")
+    net.run(1)
+    assert net.shown(BOB, S.PeerLeft) == [S.PeerLeft("alice")]
+    assert net.shown(ALICE, S.Closed) == [S.Closed(0, "bye")]
+    assert bob.state is State.IDLE
+    assert net.sent(ALICE, BOB).count(b'"Goodbye"') == S.GOODBYE_COPIES
+    assert net.registry.user("bob").partner is None
+    # bob is available again: carol can reach him
+    net.add_peer("carol", CAROL, target="bob")
+    net.run(3)
+    assert net.sessions[CAROL].state is State.CONNECTED
+
+
+def test_session_leave_keeps_user_online():
+    net, alice, bob = chat_pair()
+    net.line(BOB, "/leave")
+    net.run(1)
+    assert net.shown(ALICE, S.PeerLeft) == [S.PeerLeft("bob")]
+    assert bob.state is State.IDLE and alice.state is State.IDLE
+    net.line(ALICE, "/connect bob")
+    net.run(3)
+    assert alice.state is State.CONNECTED
+
+
+def test_session_punch_gives_up_when_peer_unreachable():
+    net = SimNet()
+    net.block(ALICE, BOB)
+    bob = net.add_peer("bob", BOB)
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob")
+    net.line(ALICE, "lost line")
+    net.run(S.PUNCH_TIMEOUT + 1)
+    failed = net.shown(ALICE, S.Failed)
+    assert len(failed) == 1 and failed[0].reason.startswith("could not reach bob at 198.51.100.20:41000")
+    assert "1 queued line(s) were not sent" in [e.text for e in net.shown(ALICE, S.Notice)]
+    assert alice.state is State.IDLE and bob.state is State.IDLE
+    assert net.registry.user("alice").partner is None
+    probes = net.sent(ALICE, BOB).count(b'"Ping"')
+    assert S.PUNCH_TIMEOUT / S.PUNCH_INTERVAL - 2 <= probes <= S.PUNCH_TIMEOUT / S.PUNCH_INTERVAL + 2
+
+
+def test_session_keepalive_pings_and_holds():
+    net, alice, bob = chat_pair(keepalive=15.0)
+    before = len(net.sent(ALICE, BOB))
+    net.run(120)
+    assert alice.state is State.CONNECTED
+    pings = net.sent(ALICE, BOB)[before:]
+    assert pings.count(b'"Ping"') == 8           # one every 15 s
+    assert b'"Pong"' in net.sent(BOB, ALICE)
+
+
+def test_session_keepalive_declares_loss_after_three_silent_intervals():
+    net, alice, bob = chat_pair(keepalive=5.0)
+    net.line(BOB, "last words")
+    net.line(ALICE, "last words")
+    net.run(0.001)
+    net.block(ALICE, BOB)
+    net.run(14.9)
+    assert net.shown(ALICE, S.ConnectionLost) == []
+    net.run(5.2)
+    assert net.shown(ALICE, S.ConnectionLost) == [S.ConnectionLost("bob")]
+    assert net.shown(BOB, S.ConnectionLost) == [S.ConnectionLost("alice")]
+    assert net.registry.user("alice").partner is None
+
+
+def test_session_reregisters_so_the_relay_keeps_it():
+    net, alice, bob = chat_pair()
+    net.run(300)                                  # far past the 90 s expiry
+    assert net.registry.user("alice") is not None and net.registry.user("bob") is not None
+    registers = [d for d in net.sent(ALICE, RELAY) if d.startswith(b'{"Register"')]
+    assert 300 / S.REREGISTER_INTERVAL - 1 <= len(registers) - 1 <= 300 / S.REREGISTER_INTERVAL + 1
+
+
+def test_session_register_times_out_without_relay():
+    net = SimNet()
+    net.block(ALICE, RELAY)
+    alice = net.add_peer("alice", ALICE)
+    net.run(S.REGISTER_TIMEOUT - 0.1)
+    assert alice.state is State.REGISTERING
+    net.run(1)
+    closed = net.shown(ALICE, S.Closed)
+    assert closed == [S.Closed(1, "no answer from the relay at 203.0.113.1:8080 after 10 s")]
+    attempts = net.sent(ALICE, RELAY)
+    assert 8 <= len(attempts) <= 12               # backoff, not a flood
+
+
+def test_session_name_taken_closes_with_reason():
+    net = SimNet()
+    net.add_peer("alice", ALICE)
+    net.run(1)
+    imposter = net.add_peer("alice", CAROL)
+    net.run(1)
+    assert imposter.state is State.CLOSED
+    assert net.shown(CAROL, S.Closed) == [S.Closed(1, "relay: the name alice is in use")]
+
+
+@pytest.mark.parametrize("loss", [0.2, 0.3])
+def test_session_survives_random_loss(loss):
+    for seed in range(20):
+        net = SimNet(loss=loss, seed=seed)
+        bob = net.add_peer("bob", BOB)
+        net.run(8)
+        assert bob.state is State.IDLE, seed
+        alice = net.add_peer("alice", ALICE, target="bob", keepalive=15.0)
+        net.run(10)
+        assert alice.state is State.CONNECTED, seed
+        net.run(120)
+        assert net.shown(ALICE, S.ConnectionLost) == [], seed
+
+
+def test_session_ignores_strangers():
+    net, alice, bob = chat_pair()
+    for data in (b'{"DirectMessage":{"content":"forged"}}', b'"Goodbye"', b'"Ping"'):
+        net.inject(MALLORY, ALICE, data)
+    net.run(1)
+    assert texts(net, ALICE) == [] and alice.state is State.CONNECTED
+    assert net.sent(ALICE, MALLORY) == []
+    assert alice.stats["ignored_strangers"] == 3
+
+
+def test_session_survives_garbage_from_peer_and_relay():
+    net, alice, bob = chat_pair()
+    for data in (b"", b"\xff" * 2000, b"[]", b'{"Nope":1}', b'{"DirectMessage":{"content":5}}',
+                 b'"Register"', b'{"PeerInfo":{"peer":"example.com:1","username":"x"}}'):
+        net.inject(BOB, ALICE, data)
+        net.inject(RELAY, ALICE, data)
+    net.line(BOB, "still here")
+    net.run(1)
+    assert texts(net, ALICE) == [("bob", "still here")]
+
+
+def test_session_long_line_is_split_under_the_seed_limit():
+    net, alice, bob = chat_pair()
+    text = "ü" * 3000
+    net.line(ALICE, text)
+    net.run(1)
+    pieces = [d for d in net.sent(ALICE, BOB) if d.startswith(b'{"DirectMessage"')]
+    assert len(pieces) > 1 and all(len(d) <= P.MAX_DATAGRAM for d in pieces)
+    assert "".join(t for _, t in texts(net, BOB)) == text
+
+
+def test_session_commands():
+    net, alice, bob = chat_pair()
+    net.line(ALICE, "/help")
+    net.line(ALICE, "/bogus")
+    net.line(ALICE, "//slash")
+    net.line(ALICE, "/status")
+    net.run(1)
+    notices = [e.text for e in net.shown(ALICE, S.Notice)]
+    assert any("/quit" in n for n in notices)
+    assert "unknown command '/bogus': /help lists them" in notices
+    assert "you are alice at relay 203.0.113.1:8080 (connected); peer bob at 198.51.100.20:41000" in notices
+    assert texts(net, BOB) == [("alice", "/slash")]
+
+
+def test_session_refuses_bad_connect_targets():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE)
+    net.run(1)
+    net.line(ALICE, "/connect alice")
+    net.line(ALICE, "/connect " + "x" * 40)
+    reasons = [e.reason for e in net.shown(ALICE, S.Failed)]
+    assert reasons[0] == "you cannot connect to yourself"
+    assert reasons[1].startswith("cannot connect to 'xxxx")
+    assert alice.state is State.IDLE
+
+
+def test_session_typing_while_idle_explains():
+    net = SimNet()
+    net.add_peer("alice", ALICE)
+    net.run(1)
+    net.line(ALICE, "anyone?")
+    assert net.shown(ALICE, S.Notice)[-1].text.startswith("not in a chat")
+
+
+def test_session_lost_peerinfo_to_target_is_recovered():
+    # The relay's first PeerInfo to bob is lost: alice keeps asking while
+    # punching, the relay repeats the introduction, and the chat comes up.
+    net = SimNet()
+    bob = net.add_peer("bob", BOB)
+    net.run(1)
+    net.block(RELAY, BOB)
+    alice = net.add_peer("alice", ALICE, target="bob")
+    net.run(0.5)
+    net.blocked.clear()
+    net.run(3)
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
+    assert net.registry.stats["reintroductions"] >= 1
