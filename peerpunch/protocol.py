@@ -48,7 +48,6 @@ extension variants of this module (``Error``)."""
 OUR_FEATURES = (FEATURE_EXT,)
 
 _FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
-_JSON_SEPARATORS = (",", ":")
 
 
 class ProtocolError(ValueError):
@@ -144,9 +143,10 @@ def _variant(seed):
     def register(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.SEED = seed
-        cls.UNIT = not any(f.default is dataclasses.MISSING for f in dataclasses.fields(cls))
-        for f in dataclasses.fields(cls):
-            assert f.name in _VALIDATORS, f.name
+        # (name, required, validator) per field, in declaration order (serde's order)
+        cls.FIELDS = tuple((f.name, f.default is dataclasses.MISSING, _VALIDATORS[f.name])
+                           for f in dataclasses.fields(cls))
+        cls.UNIT = not any(required for _, required, _ in cls.FIELDS)
         VARIANTS[cls.__name__] = cls
         return cls
     return register
@@ -234,13 +234,16 @@ def encode(msg) -> bytes:
     Raises LocalProtocolError if the result would exceed MAX_DATAGRAM.
     """
     body = {}
-    for f in dataclasses.fields(msg):
-        value = getattr(msg, f.name)
+    for field, _, _ in msg.FIELDS:
+        value = getattr(msg, field)
         if value is not None:
-            body[f.name] = list(value) if isinstance(value, tuple) else value
+            body[field] = list(value) if isinstance(value, tuple) else value
     name = type(msg).__name__
     doc = name if (msg.UNIT and not body) else {name: body}
-    data = json.dumps(doc, separators=_JSON_SEPARATORS, ensure_ascii=False).encode("utf-8")
+    try:
+        data = _ENCODER.encode(doc).encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("%s contains a lone surrogate" % name) from None
     if len(data) > MAX_DATAGRAM:
         raise LocalProtocolError("%s would take %d bytes, over the %d-byte limit"
                                  % (name, len(data), MAX_DATAGRAM))
@@ -256,7 +259,7 @@ def decode(data: bytes):
     if len(data) > MAX_DATAGRAM:
         raise RemoteProtocolError("datagram of %d bytes exceeds %d" % (len(data), MAX_DATAGRAM))
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        doc = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteProtocolError("not a JSON document: %s" % _short(exc)) from None
     if isinstance(doc, str):
@@ -277,19 +280,24 @@ def decode(data: bytes):
 
 def _fields_from(cls, body):
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in body and body[f.name] is not None:
+    for field, required, validate in cls.FIELDS:
+        value = body.get(field)
+        if value is not None:
             try:
-                kwargs[f.name] = _VALIDATORS[f.name](body[f.name])
+                kwargs[field] = validate(value)
             except ValueError as exc:
-                raise RemoteProtocolError("%s.%s: %s" % (cls.__name__, f.name, exc)) from None
-        elif f.default is dataclasses.MISSING:
-            raise RemoteProtocolError("%s: missing field %s" % (cls.__name__, f.name))
+                raise RemoteProtocolError("%s.%s: %s" % (cls.__name__, field, exc)) from None
+        elif required:
+            raise RemoteProtocolError("%s: missing field %s" % (cls.__name__, field))
     return kwargs
 
 
 def _reject_constant(name):
     raise ValueError("%s is not JSON" % name)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _short(value, limit=60):

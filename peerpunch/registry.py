@@ -34,25 +34,30 @@ from .effects import Log, Send
 EXPIRE_AFTER = 90.0
 MAX_USERS = 200_000
 MAX_NOTED_SOURCES = 4096
+MAX_EXPIRED_PER_TICK = 1000    # a mass expiry must not stall the loop
+MAX_INTERNED = 256
 
 
 class User:
-    __slots__ = ("name", "addr", "features", "last_seen", "partner")
+    __slots__ = ("name", "addr", "endpoint", "features", "ext", "last_seen", "partner")
 
-    def __init__(self, name, addr, features, now):
+    def __init__(self, name, addr, now):
         self.name = name
         self.addr = addr
-        self.features = features
+        self.endpoint = P.format_endpoint(addr)   # as PeerInfo writes it
+        self.features = None
+        self.ext = False
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
 
-    @property
-    def endpoint(self):
-        return P.format_endpoint(self.addr)
-
-    @property
-    def ext(self):
-        return P.speaks_extensions(self.features)
+    def set_features(self, features, interned):
+        """Keep one shared tuple per distinct feature list (most users share one)."""
+        if features != self.features:
+            if features is not None:
+                features = interned.setdefault(features, features) \
+                    if len(interned) < MAX_INTERNED else features
+            self.features = features
+            self.ext = P.speaks_extensions(features)
 
 
 class Registry:
@@ -70,6 +75,7 @@ class Registry:
         self._by_name = {}
         self._by_addr = collections.OrderedDict()   # oldest contact first
         self._noted = collections.OrderedDict()      # sources already logged
+        self._interned = {}                            # feature tuples, shared
         self.stats = collections.Counter()
 
     # -- queries
@@ -106,9 +112,12 @@ class Registry:
         return out + handler(self, msg, user, addr, now)
 
     def tick(self, now):
-        """Expire users silent for ``expire_after`` seconds."""
+        """Expire users silent for ``expire_after`` seconds (a bounded number
+        per call: if more are due, ``next_deadline`` is already past)."""
         out = []
-        while self._by_addr:
+        for _ in range(MAX_EXPIRED_PER_TICK):
+            if not self._by_addr:
+                break
             user = next(iter(self._by_addr.values()))
             if now - user.last_seen < self.expire_after:
                 break
@@ -142,12 +151,12 @@ class Registry:
                 return [Log(logging.WARNING, "refused %s from %s: relay full"
                             % (_name(msg.username), _ep(addr)))] + \
                     _error_to(msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
-            user = User(msg.username, addr, msg.features, now)
+            user = User(msg.username, addr, now)
             self._by_name[user.name] = user
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
-        user.features = msg.features
+        user.set_features(msg.features, self._interned)
         ack = P.RegisterAck(features=P.OUR_FEATURES if user.ext else None)
         return out + [Send(P.encode(ack), addr)]
 
