@@ -296,8 +296,16 @@ def _reject_constant(name):
     raise ValueError("%s is not JSON" % name)
 
 
+def _unique_keys(pairs):
+    # serde_json refuses duplicate fields; so do we, rather than let the last win
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def _short(value, limit=60):
@@ -323,6 +331,8 @@ def split_text(text: str, limit: int = MAX_DATAGRAM):
     text gives one empty piece.
     """
     budget = limit - _DM_OVERHEAD
+    if budget < 6:                         # the longest escape of one character
+        raise LocalProtocolError("limit %d leaves no room for text" % limit)
     pieces, start, used = [], 0, 0
     blank, after_blank = None, 0   # last blank in this piece, bytes after it
     for i, ch in enumerate(text):
@@ -356,14 +366,10 @@ def _escaped_len(ch):
 
 def format_endpoint(addr) -> str:
     """``('198.51.100.20', 40000)`` -> ``'198.51.100.20:40000'``; IPv6 in
-    brackets; an IPv4-mapped IPv6 address is written as plain IPv4."""
-    host, port = addr[0], addr[1]
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return "%s:%d" % (ip.ipv4_mapped, port)
-    if ip.version == 6:
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
+    brackets, canonical and without a zone; an IPv4-mapped IPv6 address is
+    written as plain IPv4."""
+    host, port = canonical_addr(addr)
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
 
 
 def canonical_addr(addr):
@@ -386,6 +392,8 @@ def parse_endpoint(text: str):
         version = 4
     if not sep or not port.isdigit() or not port.isascii() or len(port) > 5:
         raise ValueError("endpoint must be HOST:PORT or [HOST]:PORT")
+    if "%" in host:      # zones mean nothing off-link; Python 3.9+ would accept them
+        raise ValueError("scoped addresses are not endpoints")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
