@@ -221,7 +221,7 @@ def _seconds(text):
 def open_socket(relay, bind):
     """Resolve the relay and bind a UDP socket of its family.
 
-    Returns (socket, canonical relay address); raises OSError or ValueError.
+    Returns (socket, relay socket address); raises OSError.
     """
     family, relay_sockaddr = cli.resolve(*relay)
     if bind is None:
@@ -233,7 +233,22 @@ def open_socket(relay, bind):
     except OSError:
         sock.close()
         raise
-    return sock, P.canonical_addr(relay_sockaddr)
+    return sock, relay_sockaddr
+
+
+def lan_candidates(sock, relay_sockaddr):
+    """Our LAN endpoint(s): the bound address, or for a wildcard bind the
+    source address the kernel would use towards the relay (a connected UDP
+    socket sends nothing). The session keeps only private-range ones."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        try:
+            with socket.socket(sock.family, socket.SOCK_DGRAM) as probe:
+                probe.connect(relay_sockaddr)
+                host = probe.getsockname()[0]
+        except OSError:
+            return []
+    return [P.canonical_addr((host, port))]
 
 
 def ask(prompt, validate):
@@ -254,7 +269,7 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         _tolerant(stream)
     try:
-        sock, relay_addr = open_socket(args.relay, args.bind)
+        sock, relay_sockaddr = open_socket(args.relay, args.bind)
     except socket.gaierror as exc:
         return cli.usage_error(parser.prog, "cannot resolve %s: %s" % (args.relay[0], exc.strerror))
     except OSError as exc:
@@ -270,8 +285,10 @@ def main(argv=None):
         sock.close()
         print("no username given; bye", file=sys.stderr)
         return 1
-    session = S.PeerSession(name, relay_addr, target=target or None, keepalive=args.keepalive,
-                            punch_timeout=args.punch_timeout)
+    relay_addr = P.canonical_addr(relay_sockaddr)
+    session = S.PeerSession(name, relay_addr, target=target or None,
+                            local=lan_candidates(sock, relay_sockaddr),
+                            keepalive=args.keepalive, punch_timeout=args.punch_timeout)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     return run(session, sock, verbose=args.verbose)

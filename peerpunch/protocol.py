@@ -40,6 +40,15 @@ MAX_DATAGRAM = 1024
 
 MAX_USERNAME = 32
 MAX_FEATURES = 16
+MAX_LOCAL_CANDIDATES = 4
+
+LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",   # RFC 1918
+    "100.64.0.0/10",                                   # RFC 6598 shared (CGNAT) space
+    "169.254.0.0/16", "fc00::/7", "fe80::/10",         # link-local, unique local
+))
+"""Where a peer's LAN (host) candidates may be: never loopback, multicast or
+a public address, so an introduction cannot aim our probes at third parties."""
 
 FEATURE_EXT = "ext"
 """Announced in Register/RegisterAck/PeerInfo: the sender understands the
@@ -114,6 +123,25 @@ def _check_features(value):
     return tuple(value)
 
 
+def _check_local(value):
+    if not isinstance(value, list) or len(value) > MAX_LOCAL_CANDIDATES:
+        raise ValueError("local must be a list of at most %d endpoints" % MAX_LOCAL_CANDIDATES)
+    for item in value:
+        if not isinstance(item, str) or not is_lan_endpoint(item):
+            raise ValueError("local candidates must be private-range HOST:PORT endpoints")
+    return tuple(value)
+
+
+def is_lan_endpoint(text):
+    """True if *text* is a literal endpoint in one of LAN_NETWORKS."""
+    try:
+        host, _ = parse_endpoint(text)
+    except ValueError:
+        return False
+    ip = ipaddress.ip_address(host)
+    return any(ip in net for net in LAN_NETWORKS if net.version == ip.version)
+
+
 def _check_utf8(text):
     # json.loads turns "\ud800" into a lone surrogate that cannot be encoded
     # again; serde_json rejects such documents, so do we.
@@ -129,6 +157,7 @@ _VALIDATORS = {
     "content": _check_text,
     "peer": _check_endpoint,
     "features": _check_features,
+    "local": _check_local,
     "code": _check_text,
     "message": _check_text,
 }
@@ -156,6 +185,7 @@ def _variant(seed):
 class Register:
     username: str
     features: Optional[Tuple[str, ...]] = None
+    local: Optional[Tuple[str, ...]] = None      # LAN candidates (host endpoints)
 
 
 @_variant(seed=True)
@@ -178,6 +208,7 @@ class PeerInfo:
     peer: str
     username: str
     features: Optional[Tuple[str, ...]] = None
+    local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
 
 
 @_variant(seed=True)

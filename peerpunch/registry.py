@@ -39,7 +39,7 @@ MAX_INTERNED = 256
 
 
 class User:
-    __slots__ = ("name", "addr", "endpoint", "features", "ext", "last_seen", "partner")
+    __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "last_seen", "partner")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -47,6 +47,7 @@ class User:
         self.endpoint = P.format_endpoint(addr)   # as PeerInfo writes it
         self.features = None
         self.ext = False
+        self.local = None       # LAN candidates the client announced
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
 
@@ -157,6 +158,7 @@ class Registry:
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
         user.set_features(msg.features, self._interned)
+        user.local = msg.local
         ack = P.RegisterAck(features=P.OUR_FEATURES if user.ext else None)
         return out + [Send(P.encode(ack), addr)]
 
@@ -229,8 +231,10 @@ class Registry:
 
 
 def _peer_info(about, to):
-    features = (about.features or ()) if to.ext else None
-    return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name, features=features))
+    if not to.ext:                  # a seed client gets the seed's bytes
+        return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
+    return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
+                               features=about.features or (), local=about.local))
 
 
 def _error_to(features, addr, code, message):

@@ -84,22 +84,43 @@ Closed = collections.namedtuple("Closed", "exit_code reason")
 
 
 class Peer:
-    """The other side of the current chat, as the relay introduced it."""
-    __slots__ = ("username", "addr", "endpoint", "features")
+    """The other side of the current chat, as the relay introduced it.
+
+    While punching, ``candidates`` are where we probe: the public endpoint
+    the relay saw and the LAN endpoints the peer announced (two peers behind
+    one NAT that does not hairpin reach each other only there). A datagram
+    from any candidate, or from the public IP at another port (a
+    peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
+    the path; from then on ``addr`` is the only address we listen to.
+    """
+    __slots__ = ("username", "addr", "endpoint", "features", "candidates")
 
     def __init__(self, info):
         self.username = info.username
         self.endpoint = info.peer
         self.addr = P.parse_endpoint(info.peer)
         self.features = info.features or ()
+        self.candidates = [self.addr]
+        for text in info.local or ():
+            addr = P.parse_endpoint(text)
+            if addr not in self.candidates:
+                self.candidates.append(addr)
+
+    def may_be(self, addr):
+        return addr in self.candidates or addr[0] == self.candidates[0][0]
+
+    def settle(self, addr):
+        self.addr = addr
+        self.endpoint = P.format_endpoint(addr)
 
 
 class PeerSession:
     """One user's client: registration, introduction, punching and chat."""
 
-    def __init__(self, username, relay_addr, *, target=None, keepalive=KEEPALIVE,
+    def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT):
-        """*target*: a name to ask the relay for once registered (else wait)."""
+        """*target*: a name to ask the relay for once registered (else wait).
+        *local*: our LAN endpoints, announced to the relay as candidates."""
         self.username = P.check_username(username)
         self.relay_addr = relay_addr
         self.relay_endpoint = P.format_endpoint(relay_addr)
@@ -110,6 +131,8 @@ class PeerSession:
         self.relay_features = ()
         self.peer = None
         self.target = target         # the name we ask the relay for
+        self.local = tuple(e for e in map(P.format_endpoint, local)
+                           if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
         self.stats = collections.Counter()
         self._queue = []             # lines typed before the chat was up
         self._timers = {}            # name -> when it fires
@@ -185,7 +208,9 @@ class PeerSession:
         if self.state is State.CLOSED:
             return []
         from_relay = addr == self.relay_addr
-        if not from_relay and (self.peer is None or addr != self.peer.addr):
+        punching = self.state is State.PUNCHING
+        if not from_relay and (self.peer is None or addr != self.peer.addr) and \
+                not (punching and self.peer.may_be(addr)):
             self.stats["ignored_strangers"] += 1
             return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
                         % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
@@ -199,7 +224,8 @@ class PeerSession:
         else:
             handler = self._PEER_HANDLERS.get(type(msg))
             self._last_heard = now
-            if self.state is State.PUNCHING:
+            if punching:
+                self.peer.settle(addr)
                 return self._connected(now) + (handler(self, msg, now) if handler else [])
         return handler(self, msg, now) if handler else \
             [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
@@ -346,7 +372,8 @@ class PeerSession:
     def _timer_probe(self, now):
         self._timers["probe"] = now + PUNCH_INTERVAL
         self.stats["probes"] += 1
-        return [self._to_peer(P.Ping())]
+        ping = P.encode(P.Ping())
+        return [Send(ping, addr) for addr in self.peer.candidates]
 
     def _timer_punch_timeout(self, now):
         peer = self.peer
@@ -400,7 +427,7 @@ class PeerSession:
         return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text)]
 
     def _register_msg(self):
-        return P.Register(self.username, features=P.OUR_FEATURES)
+        return P.Register(self.username, features=P.OUR_FEATURES, local=self.local)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)

@@ -267,3 +267,61 @@ def test_session_lost_peerinfo_to_target_is_recovered():
     net.run(3)
     assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
     assert net.registry.stats["reintroductions"] >= 1
+
+
+def _introduced(local=None):
+    """alice, registered and waiting, gets a PeerInfo for bob."""
+    alice = S.PeerSession("alice", RELAY, local=[("10.0.0.2", 5000)])
+    first = alice.start(0.0)
+    alice.datagram_received(b'{"RegisterAck":{"features":["ext"]}}', RELAY, 0.1)
+    info = P.PeerInfo(peer="198.51.100.20:41000", username="bob", features=("ext",), local=local)
+    alice.datagram_received(P.encode(info), RELAY, 0.2)
+    return alice, first
+
+
+def _probe_targets(effects):
+    return [e.addr for e in effects if isinstance(e, S.Send) and e.data == b'"Ping"']
+
+
+def test_session_announces_lan_candidates_but_never_public_or_loopback():
+    alice, first = _introduced()
+    assert first[0].data == b'{"Register":{"username":"alice","features":["ext"],"local":["10.0.0.2:5000"]}}'
+    other = S.PeerSession("x", RELAY, local=[("127.0.0.1", 5000), ("8.8.8.8", 53)])
+    assert other.start(0.0)[0].data == b'{"Register":{"username":"x","features":["ext"]}}'
+
+
+def test_session_probes_every_candidate_and_keeps_the_first_that_answers():
+    alice, _ = _introduced(local=("192.168.1.7:41000",))
+    targets = _probe_targets(alice.tick(0.2))
+    assert targets == [("198.51.100.20", 41000), ("192.168.1.7", 41000)]
+    out = alice.datagram_received(b'"Pong"', ("192.168.1.7", 41000), 0.3)
+    connected = [e for e in out if isinstance(e, S.Connected)]
+    assert connected and connected[0].endpoint == "192.168.1.7:41000"
+    # from now on only the chosen path counts
+    out = alice.datagram_received(b'{"DirectMessage":{"content":"x"}}', ("198.51.100.20", 41000), 0.4)
+    assert not [e for e in out if isinstance(e, S.ChatMessage)]
+    out = alice.datagram_received(b'{"DirectMessage":{"content":"y"}}', ("192.168.1.7", 41000), 0.5)
+    assert [e.text for e in out if isinstance(e, S.ChatMessage)] == ["y"]
+
+
+def test_session_accepts_a_peer_reflexive_port_while_punching():
+    alice, _ = _introduced()
+    out = alice.datagram_received(b'"Ping"', ("198.51.100.20", 53111), 0.3)
+    assert [e.endpoint for e in out if isinstance(e, S.Connected)] == ["198.51.100.20:53111"]
+    assert [e.addr for e in out if isinstance(e, S.Send)] == [("198.51.100.20", 53111)]   # the Pong
+
+
+def test_session_does_not_take_other_addresses_while_punching():
+    alice, _ = _introduced(local=("10.9.9.9:1",))
+    for addr in (("198.51.100.21", 41000), ("10.9.9.9", 2), ("192.0.2.1", 41000)):
+        out = alice.datagram_received(b'"Ping"', addr, 0.3)
+        assert not [e for e in out if isinstance(e, (S.Connected, S.Send))]
+    assert alice.state is State.PUNCHING
+
+
+def test_session_ignores_public_or_loopback_lan_candidates_from_the_relay():
+    # protocol.decode refuses them outright: the relay cannot aim our probes
+    with pytest.raises(P.RemoteProtocolError):
+        P.decode(b'{"PeerInfo":{"peer":"198.51.100.20:1","username":"b","local":["127.0.0.1:22"]}}')
+    with pytest.raises(P.RemoteProtocolError):
+        P.decode(b'{"PeerInfo":{"peer":"198.51.100.20:1","username":"b","local":["8.8.8.8:53"]}}')
