@@ -29,6 +29,8 @@ only ever see well-formed messages. Garbage raises
 :class:`LocalProtocolError`.
 """
 
+import base64
+import binascii
 import dataclasses
 import ipaddress
 import json
@@ -54,9 +56,14 @@ FEATURE_EXT = "ext"
 """Announced in Register/RegisterAck/PeerInfo: the sender understands the
 extension variants of this module (``Error``)."""
 
+FEATURE_NOISE = "noise1"
+"""The sender can run the secure channel (peerpunch.secure) with its peer."""
+
 OUR_FEATURES = (FEATURE_EXT,)
+SECURE_FEATURES = (FEATURE_EXT, FEATURE_NOISE)
 
 _FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
+_SECRET_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
 class ProtocolError(ValueError):
@@ -132,6 +139,23 @@ def _check_local(value):
     return tuple(value)
 
 
+def _check_secret(value):
+    if not isinstance(value, str) or not _SECRET_RE.match(value):
+        raise ValueError("expected 32 lowercase hex digits")
+    return value
+
+
+def _check_key(value):
+    if not isinstance(value, str) or len(value) != 44:
+        raise ValueError("expected a base64 32-byte key")
+    try:
+        if len(base64.b64decode(value.encode("ascii"), validate=True)) == 32:
+            return value
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        pass
+    raise ValueError("expected a base64 32-byte key")
+
+
 def is_lan_endpoint(text):
     """True if *text* is a literal endpoint in one of LAN_NETWORKS."""
     try:
@@ -158,6 +182,9 @@ _VALIDATORS = {
     "peer": _check_endpoint,
     "features": _check_features,
     "local": _check_local,
+    "key": _check_key,
+    "token": _check_secret,
+    "session": _check_secret,
     "code": _check_text,
     "message": _check_text,
 }
@@ -186,6 +213,8 @@ class Register:
     username: str
     features: Optional[Tuple[str, ...]] = None
     local: Optional[Tuple[str, ...]] = None      # LAN candidates (host endpoints)
+    key: Optional[str] = None                    # long-term public key, base64
+    token: Optional[str] = None                  # from an earlier RegisterAck: "still me"
 
 
 @_variant(seed=True)
@@ -201,6 +230,7 @@ class SessionFinished:
 @_variant(seed=True)
 class RegisterAck:
     features: Optional[Tuple[str, ...]] = None
+    token: Optional[str] = None                  # proves the name is ours from a new address
 
 
 @_variant(seed=True)
@@ -209,6 +239,7 @@ class PeerInfo:
     username: str
     features: Optional[Tuple[str, ...]] = None
     local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
+    session: Optional[str] = None                # a secret both peers share, for handshake MACs
 
 
 @_variant(seed=True)

@@ -16,9 +16,15 @@ public endpoint, and both are busy until either sends ``SessionFinished``
 ``PeerInfo``s, which is how lost datagrams are recovered: the requesting
 client keeps asking until it hears from its peer.
 
-A name held by one live address is never handed to another one. Clients that
-announced the ``ext`` feature get an ``Error`` reply when refused; a seed
-client only ever receives the seed's variants, so it gets no reply at all.
+A name held by one live address is never handed to another one, with one
+exception: a client whose NAT mapping changed re-registers from its new
+address with the ``token`` its RegisterAck gave it (and the same key, if it
+announced one), and the registration moves. Clients that announced the
+``ext`` feature get an ``Error`` reply when refused; a seed client only ever
+receives the seed's variants, so it gets no reply at all.
+
+Each introduction also hands both extension peers the same random
+``session`` secret, which keys the MAC on their secure handshake.
 
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
@@ -26,7 +32,9 @@ logged once per source (the set of sources is bounded).
 """
 
 import collections
+import hmac
 import logging
+import os
 
 from . import protocol as P
 from .effects import Log, Send
@@ -39,7 +47,8 @@ MAX_INTERNED = 256
 
 
 class User:
-    __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "last_seen", "partner")
+    __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
+                 "last_seen", "partner")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -48,6 +57,8 @@ class User:
         self.features = None
         self.ext = False
         self.local = None       # LAN candidates the client announced
+        self.key = None         # its long-term public key, if it announced one
+        self.token = None       # what lets it move to a new address
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
 
@@ -69,8 +80,10 @@ class Registry:
     next due.
     """
 
-    def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False):
+    def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False,
+                 random_bytes=os.urandom):
         self.expire_after = expire_after
+        self.random_bytes = random_bytes
         self.verbose = verbose
         self.max_users = max_users
         self._by_name = {}
@@ -137,12 +150,13 @@ class Registry:
     def _on_register(self, msg, user, addr, now):
         holder = self._by_name.get(msg.username)
         if holder is not None and holder is not user:
-            self.stats["name_taken"] += 1
-            log = Log(logging.WARNING, "refused %s from %s: name held by %s"
-                      % (_name(msg.username), _ep(addr), holder.endpoint))
-            return [log] + _error_to(msg.features, addr, P.ERROR_NAME_TAKEN,
-                                     "the name %s is in use" % msg.username)
-        out = []
+            if not _may_move(holder, msg):
+                return self._refuse_takeover(msg, holder, addr)
+            out = self._remove(user) if user is not None else []
+            out.append(self._move(holder, addr, now))
+            user = holder
+        else:
+            out = []
         if user is not None and user.name != msg.username:
             out += self._remove(user)          # this address takes a new name
             user = None
@@ -159,8 +173,31 @@ class Registry:
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
         user.set_features(msg.features, self._interned)
         user.local = msg.local
-        ack = P.RegisterAck(features=P.OUR_FEATURES if user.ext else None)
+        if msg.key is not None:
+            user.key = msg.key
+        if user.ext and user.token is None:
+            user.token = self.random_bytes(16).hex()
+        ack = P.RegisterAck(features=P.OUR_FEATURES, token=user.token) if user.ext else P.RegisterAck()
         return out + [Send(P.encode(ack), addr)]
+
+    def _refuse_takeover(self, msg, holder, addr):
+        self.stats["name_taken"] += 1
+        out = []
+        if self._note(addr):
+            out.append(Log(logging.WARNING, "refused %s from %s: name held by %s%s"
+                           % (_name(msg.username), _ep(addr), holder.endpoint,
+                              " (wrong token or key)" if msg.token else "")))
+        return out + _error_to(msg.features, addr, P.ERROR_NAME_TAKEN,
+                               "the name %s is in use" % msg.username)
+
+    def _move(self, user, addr, now):
+        old = user.endpoint
+        del self._by_addr[user.addr]
+        user.addr, user.endpoint = addr, P.format_endpoint(addr)
+        self._by_addr[addr] = user
+        self._touch(user, now)
+        self.stats["moved"] += 1
+        return Log(logging.INFO, "%s moved from %s to %s" % (_name(user.name), old, user.endpoint))
 
     def _on_connect(self, msg, user, addr, now):
         target = self._by_name.get(msg.target_username)
@@ -197,7 +234,9 @@ class Registry:
     # -- helpers
 
     def _introduce(self, a, b):
-        return [Send(_peer_info(about=b, to=a), a.addr), Send(_peer_info(about=a, to=b), b.addr)]
+        secret = self.random_bytes(16).hex()
+        return [Send(_peer_info(about=b, to=a, secret=secret), a.addr),
+                Send(_peer_info(about=a, to=b, secret=secret), b.addr)]
 
     def _end_session(self, user):
         partner = user.partner
@@ -206,6 +245,15 @@ class Registry:
         user.partner = partner.partner = None
         self.stats["sessions_ended"] += 1
         return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)))]
+
+    def _note(self, addr):
+        """True the first time *addr* is noted (in a bounded memory)."""
+        if addr in self._noted:
+            return False
+        if len(self._noted) >= MAX_NOTED_SOURCES:
+            self._noted.popitem(last=False)
+        self._noted[addr] = True
+        return True
 
     def _touch(self, user, now):
         user.last_seen = now
@@ -220,21 +268,28 @@ class Registry:
     def _reject(self, user, addr, kind, reason):
         self.stats[kind] += 1
         out = []
-        if addr not in self._noted:
-            if len(self._noted) >= MAX_NOTED_SOURCES:
-                self._noted.popitem(last=False)
-            self._noted[addr] = True
+        if self._note(addr):
             out.append(Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason)))
         if user is not None and user.ext:
             out += _error_to(user.features, addr, P.ERROR_BAD_REQUEST, kind)
         return out
 
 
-def _peer_info(about, to):
+def _peer_info(about, to, secret):
     if not to.ext:                  # a seed client gets the seed's bytes
         return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
     return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
-                               features=about.features or (), local=about.local))
+                               features=about.features or (), local=about.local,
+                               session=secret))
+
+
+def _may_move(holder, msg):
+    """May this Register take *holder*'s name to its own address?"""
+    if msg.token is None or holder.token is None:
+        return False
+    if holder.key is not None and msg.key != holder.key:
+        return False
+    return hmac.compare_digest(msg.token, holder.token)
 
 
 def _error_to(features, addr, code, message):

@@ -19,7 +19,15 @@ def sends(effects):
     return [(e.addr, e.data) for e in effects if isinstance(e, Send)]
 
 
+SECRET = "000102030405060708090a0b0c0d0e0f"
+
+
+def fixed_bytes(n):
+    return bytes(range(n))
+
+
 def registered(*pairs, now=0.0, **options):
+    options.setdefault("random_bytes", fixed_bytes)
     reg = Registry(**options)
     for data, addr in pairs:
         reg.datagram_received(data, addr, now)
@@ -32,10 +40,10 @@ def test_registry_register_acks_in_seed_form():
     assert reg.user("alice").addr == A and len(reg) == 1
 
 
-def test_registry_register_acks_extension_clients_with_features():
-    reg = Registry()
+def test_registry_register_acks_extension_clients_with_features_and_token():
+    reg = Registry(random_bytes=fixed_bytes)
     assert sends(reg.datagram_received(REG_C_EXT, C, 0.0)) == \
-        [(C, b'{"RegisterAck":{"features":["ext"]}}')]
+        [(C, b'{"RegisterAck":{"features":["ext"],"token":"%s"}}' % SECRET.encode())]
 
 
 def test_registry_reregister_refreshes_without_duplicating():
@@ -92,7 +100,8 @@ def test_registry_peer_info_carries_features_only_to_extension_clients():
     reg = registered((REG_A, A), (REG_C_EXT, C))
     out = sends(reg.datagram_received(b'{"Connect":{"target_username":"alice"}}', C, 1.0))
     assert out == [
-        (C, b'{"PeerInfo":{"peer":"198.51.100.10:40000","username":"alice","features":[]}}'),
+        (C, b'{"PeerInfo":{"peer":"198.51.100.10:40000","username":"alice","features":[],'
+            b'"session":"%s"}}' % SECRET.encode()),
         (A, b'{"PeerInfo":{"peer":"198.51.100.30:42000","username":"carol"}}'),
     ]
 
@@ -225,3 +234,60 @@ def test_registry_lookup_is_by_dict_not_scan():
         ticks += 1
     assert len(reg) == 1 and reg.user("u0") is not None
     assert ticks == 20                  # at most 1000 expiries per tick: the loop stays responsive
+
+
+KEY = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="   # base64 of 32 x "A"
+OTHER_KEY = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
+
+
+def _register(name, key=KEY, token=None):
+    return P.encode(P.Register(name, features=("ext",), key=key, token=token))
+
+
+def test_registry_takeover_without_token_is_refused_1000_times():
+    reg = Registry()
+    ack = P.decode(sends(reg.datagram_received(_register("alice"), A, 0.0))[0][1])
+    guesses = [None, "0" * 32, "f" * 32] + ["%032x" % i for i in range(997)]
+    accepted = 0
+    for i, token in enumerate(guesses):
+        src = ("192.0.2.%d" % (i % 250 + 1), 1000 + i)
+        for key in (KEY, OTHER_KEY):
+            reply = sends(reg.datagram_received(_register("alice", key, token), src, 1.0))
+            accepted += any(d.startswith(b'{"RegisterAck"') for _, d in reply)
+    assert accepted == 0 and reg.user("alice").addr == A
+    assert reg.stats["name_taken"] == 2000
+    # the owner, from a new port after a NAT rebinding, with its token and key: moved
+    moved = ("198.51.100.10", 40999)
+    reply = sends(reg.datagram_received(_register("alice", KEY, ack.token), moved, 2.0))
+    assert reply[0][0] == moved and reply[0][1].startswith(b'{"RegisterAck"')
+    assert reg.user("alice").addr == moved and len(reg) == 1 and reg.stats["moved"] == 1
+
+
+def test_registry_token_with_another_key_does_not_move():
+    reg = Registry()
+    ack = P.decode(sends(reg.datagram_received(_register("alice"), A, 0.0))[0][1])
+    assert sends(reg.datagram_received(_register("alice", OTHER_KEY, ack.token), B, 1.0))[0][1] \
+        .startswith(b'{"Error":{"code":"name-taken"')
+    assert reg.user("alice").addr == A
+
+
+def test_registry_move_keeps_the_session_and_logs_it():
+    reg = registered((REG_B, B))
+    ack = P.decode(sends(reg.datagram_received(_register("alice"), A, 0.0))[0][1])
+    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 0.5)
+    out = reg.datagram_received(_register("alice", KEY, ack.token), C, 1.0)
+    assert any("'alice' moved from 198.51.100.10:40000 to 198.51.100.30:42000" in e.text
+               for e in out if hasattr(e, "text"))
+    assert reg.user("alice").partner is reg.user("bob")
+    # a Connect repeated from the new address introduces the new endpoint
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', C, 1.5))
+    assert out[1] == (B, b'{"PeerInfo":{"peer":"198.51.100.30:42000","username":"alice"}}')
+
+
+def test_registry_refusals_are_logged_once_per_source():
+    reg = registered((REG_A, A))
+    first = reg.datagram_received(REG_A, B, 1.0)
+    again = reg.datagram_received(REG_A, B, 1.0)
+    assert [e.text for e in first if hasattr(e, "level")] == \
+        ["refused 'alice' from 198.51.100.20:41000: name held by 198.51.100.10:40000"]
+    assert again == []
