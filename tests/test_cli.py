@@ -84,8 +84,9 @@ def _imports(path):
 
 STDLIB_38 = {
     # what the runtime may use; every name here is in Python 3.8's standard library
-    "argparse", "collections", "dataclasses", "enum", "ipaddress", "json", "logging", "os",
-    "queue", "re", "selectors", "signal", "socket", "sys", "threading", "time", "typing",
+    "_ssl", "argparse", "array", "base64", "binascii", "collections", "ctypes", "dataclasses", "enum",
+    "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "os", "queue",
+    "re", "selectors", "signal", "socket", "struct", "sys", "threading", "time", "typing",
 }
 
 
