@@ -27,14 +27,16 @@ def format_event(event):
     if kind is S.PeerLeft:
         return "[%s] has left the chat." % sanitize(event.username)
     if kind is S.Connected:
-        return "connected to %s at %s (%s) in %.2f s" % (
-            sanitize(event.username), event.endpoint, event.path, event.seconds)
+        return "connected to %s at %s (%s) %s, in %.2f s" % (
+            sanitize(event.username), event.endpoint, event.path, event.security, event.seconds)
     if kind is S.ConnectionLost:
         return "connection to %s lost" % sanitize(event.username)
     if kind is S.Registered:
         return "registered as %s with relay %s" % (sanitize(event.username), event.relay)
     if kind in (S.Failed,):
         return sanitize(event.reason)
+    if kind is S.Alert:
+        return "\n".join("!! " + sanitize(line) for line in event.text.split("\n"))
     if kind is S.Notice:
         return "\n".join(sanitize(line) for line in event.text.split("\n"))
     if kind is S.Closed:

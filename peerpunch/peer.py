@@ -14,6 +14,7 @@ They share nothing but ``queue.Queue`` objects and the wake-up socket.
 """
 
 import logging
+import os
 import queue
 import selectors
 import signal
@@ -22,7 +23,8 @@ import sys
 import threading
 import time
 
-from . import cli
+from . import cli, crypto
+from . import identity as ID
 from . import protocol as P
 from . import session as S
 from .console import format_event
@@ -35,12 +37,14 @@ JOIN_TIMEOUT = 3.0
 class NetworkThread(threading.Thread):
     """Runs the session: datagrams in, effects out. Owns the socket."""
 
-    def __init__(self, session, sock, output, *, verbose=False, clock=time.monotonic):
+    def __init__(self, session, sock, output, *, verbose=False, known_peers=None,
+                 clock=time.monotonic):
         super().__init__(name="network", daemon=True)
         self.session = session
         self.sock = sock
         self.output = output
         self.verbose = verbose
+        self.known_peers = known_peers
         self.clock = clock
         self.inbox = queue.Queue()
         self.timer = KeepAliveTimer(self)
@@ -125,10 +129,20 @@ class NetworkThread(threading.Thread):
             elif kind is S.Closed:
                 self._closed = True
                 self.output.put(("exit", effect.exit_code, format_event(effect)))
+            elif kind is S.PinKey:
+                self._pin(effect)
             else:
                 line = format_event(effect)
                 if line is not None:
                     self.output.put(("line", line))
+
+    def _pin(self, effect):
+        if self.known_peers is None:
+            return
+        try:
+            self.known_peers.pin(effect.username, effect.key)
+        except ID.IdentityError as exc:
+            self.output.put(("log", "warning: %s" % exc))
 
     def _send(self, effect):
         host, port = effect.addr
@@ -196,9 +210,38 @@ def parse_args(argv):
                         help="ping interval; the peer is lost after 3 silent ones (default %(default)g)")
     parser.add_argument("--punch-timeout", type=_seconds, default=S.PUNCH_TIMEOUT, metavar="SECONDS",
                         help="give up punching after this long (default %(default)g)")
+    parser.add_argument("--identity", metavar="FILE",
+                        help="your key (default %s; created if missing)"
+                        % os.path.join("~/.config/peerpunch", "identity"))
+    parser.add_argument("--known-peers", metavar="FILE",
+                        help="pinned keys of peers (default beside the default identity)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse peers whose key is not pinned yet")
+    parser.add_argument("--require-encryption", action="store_true",
+                        help="refuse peers that cannot encrypt")
+    parser.add_argument("--crypto-backend", choices=("auto",) + crypto.BACKEND_NAMES, default="auto",
+                        help="libcrypto (fast, through ctypes), python (pure), or auto (default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
-    cli.version_action(parser)
+    parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
+
+
+class _Version(cli.argparse.Action):
+    """--version: ours, and which crypto backend would be used."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        lines = ["peerpunch %s" % __version__]
+        wanted = getattr(namespace, "crypto_backend", "auto")
+        for name, backend in crypto.available_backends().items():
+            state = backend.detail if isinstance(backend, crypto.Backend) else "unavailable: " + backend
+            lines.append("crypto backend %s: %s" % (name, state))
+        try:
+            lines.append("in use: %s" % crypto.get_backend(wanted).name)
+        except (RuntimeError, ValueError) as exc:
+            lines.append("in use: none (%s)" % exc)
+        sys.stdout.write("\n".join(lines) + "\n")
+        parser.exit(0)
 
 
 def _username(text):
@@ -285,19 +328,32 @@ def main(argv=None):
         sock.close()
         print("no username given; bye", file=sys.stderr)
         return 1
+    try:
+        backend = crypto.get_backend(args.crypto_backend)
+        folder = ID.config_dir()
+        identity = ID.load_or_create(args.identity or os.path.join(folder, "identity"),
+                                     backend, crypto.generate_private_key)
+        known = ID.KnownPeers(args.known_peers or os.path.join(folder, "known_peers"))
+    except (RuntimeError, ID.IdentityError) as exc:
+        sock.close()
+        print("error: %s" % exc, file=sys.stderr)
+        return 1
     relay_addr = P.canonical_addr(relay_sockaddr)
     session = S.PeerSession(name, relay_addr, target=target or None,
                             local=lan_candidates(sock, relay_sockaddr),
-                            keepalive=args.keepalive, punch_timeout=args.punch_timeout)
+                            keepalive=args.keepalive, punch_timeout=args.punch_timeout,
+                            identity=identity, backend=backend, known_keys=known.keys,
+                            strict=args.strict, require_encryption=args.require_encryption)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
-    return run(session, sock, verbose=args.verbose)
+    print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
+    return run(session, sock, verbose=args.verbose, known_peers=known)
 
 
-def run(session, sock, verbose=False):
+def run(session, sock, verbose=False, known_peers=None):
     """Run the four threads until the session closes; return the exit code."""
     output = queue.Queue()
-    network = NetworkThread(session, sock, output, verbose=verbose)
+    network = NetworkThread(session, sock, output, verbose=verbose, known_peers=known_peers)
     previous = _install_signals(network)
     network.start()
     threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()

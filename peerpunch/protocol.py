@@ -273,6 +273,11 @@ class Goodbye:
 
 
 @_variant(seed=False)
+class Unregister:
+    """Extension: the client is leaving; free its name now, not after expiry."""
+
+
+@_variant(seed=False)
 class Error:
     """Extension: a refusal with a machine-readable code (see ERROR_CODES)."""
     code: str

@@ -48,7 +48,7 @@ MAX_INTERNED = 256
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner")
+                 "last_seen", "partner", "secret")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -61,6 +61,7 @@ class User:
         self.token = None       # what lets it move to a new address
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
+        self.secret = None      # that session's secret, the same in both Users
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -217,6 +218,7 @@ class Registry:
             return [Send(P.encode(P.TargetBusy()), addr)]
         out = self._end_session(user)           # a client that moves on left its old chat
         user.partner, target.partner = target, user
+        user.secret = target.secret = self.random_bytes(16).hex()
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
                        % (_name(user.name), user.endpoint, _name(target.name), target.endpoint)))
@@ -225,18 +227,23 @@ class Registry:
     def _on_session_finished(self, msg, user, addr, now):
         return self._end_session(user)
 
+    def _on_unregister(self, msg, user, addr, now):
+        self.stats["unregistered_by_client"] += 1
+        return [Log(logging.INFO, "%s left" % _name(user.name))] + self._remove(user)
+
     _HANDLERS = {
         P.Register: _on_register,
         P.Connect: _on_connect,
         P.SessionFinished: _on_session_finished,
+        P.Unregister: _on_unregister,
     }
 
     # -- helpers
 
     def _introduce(self, a, b):
-        secret = self.random_bytes(16).hex()
-        return [Send(_peer_info(about=b, to=a, secret=secret), a.addr),
-                Send(_peer_info(about=a, to=b, secret=secret), b.addr)]
+        """PeerInfo to both; a repeated introduction repeats the same secret."""
+        return [Send(_peer_info(about=b, to=a, secret=a.secret), a.addr),
+                Send(_peer_info(about=a, to=b, secret=b.secret), b.addr)]
 
     def _end_session(self, user):
         partner = user.partner

@@ -35,8 +35,11 @@ import collections
 import enum
 import logging
 
+from . import identity as ID
 from . import protocol as P
 from .effects import Log, Send
+from .link import LinkFailed, PlainLink, SecureLink
+from .secure import SecureChannel, is_frame
 
 REGISTER_RTO = 0.5            # first Register retransmission, doubling...
 REGISTER_RTO_MAX = 1.0        # ...up to this
@@ -50,11 +53,15 @@ KEEPALIVE = 15.0
 LOST_AFTER_INTERVALS = 3
 GOODBYE_COPIES = 3
 MAX_QUEUED = 256
+MAX_HELD = 256                # messages kept from a peer whose key changed
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (when not in one)
   /leave          end the current chat and stay online
   /status         show who you are and what you are connected to
+  /whoami         your key's fingerprint
+  /verify         a safety code to compare with your peer by voice
+  /trust          accept the new key of a peer whose key changed
   /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
   /help           this text
   //text          send a line that begins with '/'"""
@@ -65,22 +72,26 @@ class State(enum.Enum):
     IDLE = "idle"
     REQUESTING = "requesting"
     PUNCHING = "punching"
+    HANDSHAKING = "handshaking"
     CONNECTED = "connected"
     CLOSED = "closed"
 
 
-IN_CHAT = (State.PUNCHING, State.CONNECTED)
+IN_CHAT = (State.PUNCHING, State.HANDSHAKING, State.CONNECTED)
 
 # -- events for the shell to show
 
 Registered = collections.namedtuple("Registered", "username relay")
-Connected = collections.namedtuple("Connected", "username endpoint path seconds")
+Connected = collections.namedtuple("Connected", "username endpoint path seconds security")
 ChatMessage = collections.namedtuple("ChatMessage", "username text")
 PeerLeft = collections.namedtuple("PeerLeft", "username")
 ConnectionLost = collections.namedtuple("ConnectionLost", "username")
 Failed = collections.namedtuple("Failed", "reason")
 Notice = collections.namedtuple("Notice", "text")
 Closed = collections.namedtuple("Closed", "exit_code reason")
+Alert = collections.namedtuple("Alert", "text")
+PinKey = collections.namedtuple("PinKey", "username key")
+PinKey.__doc__ = "Remember *key* as *username*'s (the shell writes known_peers)."
 
 
 class Peer:
@@ -93,13 +104,14 @@ class Peer:
     peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
     the path; from then on ``addr`` is the only address we listen to.
     """
-    __slots__ = ("username", "addr", "endpoint", "features", "candidates")
+    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret")
 
     def __init__(self, info):
         self.username = info.username
         self.endpoint = info.peer
         self.addr = P.parse_endpoint(info.peer)
         self.features = info.features or ()
+        self.secret = bytes.fromhex(info.session) if info.session else b""
         self.candidates = [self.addr]
         for text in info.local or ():
             addr = P.parse_endpoint(text)
@@ -118,9 +130,15 @@ class PeerSession:
     """One user's client: registration, introduction, punching and chat."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
-                 punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT):
+                 punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
+                 identity=None, backend=None, known_keys=None, strict=False,
+                 require_encryption=False):
         """*target*: a name to ask the relay for once registered (else wait).
-        *local*: our LAN endpoints, announced to the relay as candidates."""
+        *local*: our LAN endpoints, announced to the relay as candidates.
+        *identity* (``.private``, ``.public``) and a crypto *backend* enable
+        the secure channel with peers that offer it; *known_keys* maps names
+        to pinned public keys; *strict* refuses peers with no pinned key;
+        *require_encryption* refuses peers that cannot encrypt."""
         self.username = P.check_username(username)
         self.relay_addr = relay_addr
         self.relay_endpoint = P.format_endpoint(relay_addr)
@@ -133,7 +151,18 @@ class PeerSession:
         self.target = target         # the name we ask the relay for
         self.local = tuple(e for e in map(P.format_endpoint, local)
                            if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
+        self.identity = identity
+        self.backend = backend
+        self.features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
+        self.known_keys = dict(known_keys or {})
+        self.strict = strict
+        self.require_encryption = require_encryption
+        self.link = None             # how messages reach the peer, once a path is found
         self.stats = collections.Counter()
+        self._token = None           # from RegisterAck: lets us move to a new address
+        self._blocked = None         # why nothing is shown or sent (a changed key)
+        self._held = []              # messages from a blocked peer
+        self._punch_started = 0.0
         self._queue = []             # lines typed before the chat was up
         self._timers = {}            # name -> when it fires
         self._register_rto = REGISTER_RTO
@@ -176,14 +205,17 @@ class PeerSession:
         """Send a chat line, or queue it until the chat is up."""
         if not text:
             return []
-        if self.state is State.CONNECTED:
+        if self.state is State.CONNECTED and not self._blocked:
             return self._send_chat(text)
         if self.state in IN_CHAT or self.state is State.REQUESTING or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._queue) >= MAX_QUEUED:
                 return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
             self._queue.append(text)
-            return [Notice("(queued until connected)")] if len(self._queue) == 1 else []
+            if len(self._queue) > 1:
+                return []
+            return [Notice("(held until you /trust or /leave)" if self._blocked
+                           else "(queued until connected)")]
         return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
 
     def leave_chat(self, now):
@@ -200,6 +232,8 @@ class PeerSession:
         if self.state is State.CLOSED:
             return []
         out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
+        if P.speaks_extensions(self.relay_features) and self.state is not State.REGISTERING:
+            out += [self._to_relay(P.Unregister())] * 2
         self._enter(State.CLOSED, now)
         return out + [Closed(0, "bye")]
 
@@ -214,21 +248,45 @@ class PeerSession:
             self.stats["ignored_strangers"] += 1
             return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
                         % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+        if not from_relay:
+            return self._from_peer(data, addr, now)
         try:
             msg = P.decode(data)
         except P.RemoteProtocolError as exc:
             self.stats["malformed"] += 1
-            return [Log(logging.DEBUG, "dropped datagram from %s: %s" % (P.format_endpoint(addr), exc))]
-        if from_relay:
-            handler = self._RELAY_HANDLERS.get(type(msg))
-        else:
-            handler = self._PEER_HANDLERS.get(type(msg))
-            self._last_heard = now
-            if punching:
-                self.peer.settle(addr)
-                return self._connected(now) + (handler(self, msg, now) if handler else [])
+            return [Log(logging.DEBUG, "dropped datagram from the relay: %s" % exc)]
+        handler = self._RELAY_HANDLERS.get(type(msg))
         return handler(self, msg, now) if handler else \
             [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+
+    def _from_peer(self, data, addr, now):
+        out = []
+        if self.state is State.PUNCHING:
+            if not is_frame(data) and not _parses(data):
+                self.stats["malformed"] += 1
+                return []
+            self.peer.settle(addr)
+            out += self._path_found(now)
+            if self.link is None:            # refused
+                return out
+        dropped = self.link.dropped
+        frames, messages = self.link.receive(data, now)
+        if self.link.dropped != dropped:
+            self.stats["dropped"] += 1
+            return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
+                              % self.peer.username)]
+        self._last_heard = now
+        out += [Send(f, self.peer.addr) for f in frames]
+        if self.state is State.HANDSHAKING and self.link.ready:
+            out += self._secured(now)
+        self._schedule_link()
+        for msg in messages:
+            if self.link is None:            # the chat ended on an earlier message
+                break
+            handler = self._PEER_HANDLERS.get(type(msg))
+            if handler is not None:
+                out += handler(self, msg, now)
+        return out
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -258,7 +316,40 @@ class PeerSession:
             return [Notice(self.status())]
         if name == "help":
             return [Notice(HELP)]
+        if name == "whoami":
+            return [Notice(self.whoami())]
+        if name == "verify":
+            return [Notice(self.verify())]
+        if name == "trust":
+            return self.trust(now)
         return [Notice("unknown command %r: /help lists them" % line.split()[0])]
+
+    def whoami(self):
+        if self.identity is None:
+            return "you are %s; no identity key (encryption off)" % self.username
+        return "you are %s, key %s" % (self.username, ID.fingerprint(self.identity.public))
+
+    def verify(self):
+        if self.state is not State.CONNECTED or not self.link.secure:
+            return "/verify needs an encrypted chat"
+        code = ID.safety_code(self.identity.public, self.link.remote_key)
+        return "safety code with %s: %s\ncompare it with %s by voice; if it differs, someone is" \
+               " in between" % (self.peer.username, code, self.peer.username)
+
+    def trust(self, now):
+        """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
+        if not self._blocked:
+            return [Notice("nothing to trust")]
+        out = []
+        key = self.link.remote_key
+        if key is not None:
+            self.known_keys[self.peer.username] = key
+            out.append(PinKey(self.peer.username, key))
+        self._blocked = None
+        out.append(Notice("trusting %s now" % self.peer.username))
+        held, self._held = self._held, []
+        out += [ChatMessage(self.peer.username, text) for text in held]
+        return out + self._flush_queue()
 
     def status(self):
         text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, self.state.value)
@@ -270,6 +361,8 @@ class PeerSession:
 
     def _on_register_ack(self, msg, now):
         self.relay_features = msg.features or ()
+        if msg.token:
+            self._token = msg.token
         self._timers["reregister"] = now + REREGISTER_INTERVAL
         if self.state is not State.REGISTERING:
             return []
@@ -293,6 +386,7 @@ class PeerSession:
             return out
         self.peer = Peer(msg)
         self._enter(State.PUNCHING, now)
+        self._punch_started = now
         self._timers["probe"] = now
         self._timers["punch_timeout"] = now + self.punch_timeout
         if self.target:
@@ -330,6 +424,10 @@ class PeerSession:
         return []
 
     def _on_direct_message(self, msg, now):
+        if self._blocked:
+            if len(self._held) < MAX_HELD:
+                self._held.append(msg.content)
+            return []
         return [ChatMessage(self.peer.username, msg.content)]
 
     def _on_goodbye(self, msg, now):
@@ -393,21 +491,99 @@ class PeerSession:
     def _enter(self, state, now):
         self.state = state
         self._since = now
-        for name in ("connect", "probe", "punch_timeout", "keepalive"):
+        for name in ("connect", "probe", "punch_timeout", "keepalive", "link"):
             self._timers.pop(name, None)
         if state is State.CLOSED:
             self._timers.clear()
 
-    def _connected(self, now):
-        punch_seconds = now - self._since
+    def _path_found(self, now):
+        """The punch worked: choose the link and, for a secure one, start it."""
+        if self.identity is not None and P.FEATURE_NOISE in self.peer.features:
+            initiator = self.username < self.peer.username
+            names = (self.username, self.peer.username) if initiator else \
+                (self.peer.username, self.username)
+            channel = SecureChannel(initiator=initiator, static_private=self.identity.private,
+                                    backend=self.backend, mac_key=self.peer.secret,
+                                    prologue="|".join(names).encode("utf-8"))
+            self.link = SecureLink(channel)
+            self._enter(State.HANDSHAKING, now)
+            out = [Send(f, self.peer.addr) for f in self.link.start(now)]
+            self._schedule_link()
+            return out
+        self.link = PlainLink()
+        if self.require_encryption:
+            who = self.peer.username
+            return [Failed("%s's client does not encrypt: refused (--require-encryption)" % who)] \
+                + self._goodbye() + self._end_chat(now)
+        if self.peer.username in self.known_keys:
+            self._blocked = ("%s's key is pinned, but this chat is unencrypted: a downgrade?"
+                             % self.peer.username)
+        out = self._connected(now, "unencrypted")
+        out.append(Alert("%s's client does not encrypt: anyone on the path can read and"
+                         " change this chat" % self.peer.username))
+        return out + self._block_alert()
+
+    def _secured(self, now):
+        """The handshake is done: check the key against the pin, then connect."""
+        name, key = self.peer.username, self.link.remote_key
+        verdict = ID.NEW if name not in self.known_keys else \
+            ID.KNOWN if self.known_keys[name] == key else ID.CHANGED
+        if verdict == ID.NEW and self.strict:
+            reason = "refused %s: key %s is not pinned (--strict)" % (name, ID.fingerprint(key))
+            return [Failed(reason)] + self._goodbye() + self._end_chat(now)
+        if verdict == ID.CHANGED:
+            self._blocked = "%s's key has CHANGED: pinned %s, presented %s" % (
+                name, ID.fingerprint(self.known_keys[name]), ID.fingerprint(key))
+        out = self._connected(now, "encrypted, key %s" % ID.fingerprint(key))
+        if verdict == ID.NEW:
+            self.known_keys[name] = key
+            out += [PinKey(name, key), Notice("first chat with %s: key pinned" % name)]
+        return out + self._block_alert()
+
+    def _block_alert(self):
+        """The loud warning for a blocked chat (set before connecting, so
+        nothing queued slips out), or nothing."""
+        if not self._blocked:
+            return []
+        bar = "@" * 64
+        return [Alert("\n".join((
+            bar, "WARNING: " + self._blocked,
+            "Someone may be impersonating %s. Nothing will be shown or sent" % self.peer.username,
+            "until you type /trust (accept it) or /leave.", bar)))]
+
+    def _connected(self, now, security):
         self._enter(State.CONNECTED, now)
         self._timers["keepalive"] = now + self.keepalive
         peer = self.peer
-        out = [Connected(peer.username, peer.endpoint, "direct", punch_seconds)]
+        return [Connected(peer.username, peer.endpoint, "direct", now - self._punch_started,
+                          security)] + self._flush_queue()
+
+    def _flush_queue(self):
+        if self._blocked:
+            return []
+        out = []
         queued, self._queue = self._queue, []
         for text in queued:
             out += self._send_chat(text)
         return out
+
+    def _schedule_link(self):
+        deadline = self.link.next_deadline() if self.link is not None else None
+        if deadline is None:
+            self._timers.pop("link", None)
+        else:
+            self._timers["link"] = deadline
+
+    def _timer_link(self, now):
+        if self.link is None:
+            return []
+        try:
+            frames = self.link.tick(now)
+        except LinkFailed as exc:
+            reason = "could not secure the chat with %s: %s" % (self.peer.username, exc)
+            return [Failed(reason)] + self._end_chat(now)
+        self._schedule_link()
+        return [Send(f, self.peer.addr) for f in frames]
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
@@ -415,19 +591,24 @@ class PeerSession:
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
-        self.peer = self.target = None
+        self.peer = self.target = self.link = self._blocked = None
+        self._held = []
         self.stats["probes"] = 0
         self._enter(State.IDLE, now)
         return out
 
     def _goodbye(self):
-        return [self._to_peer(P.Goodbye())] * GOODBYE_COPIES
+        if self.link is not None and not self.link.ready:
+            return []                  # nothing we could send would authenticate
+        return [self._to_peer(P.Goodbye()) for _ in range(GOODBYE_COPIES)]
 
     def _send_chat(self, text):
         return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text)]
 
     def _register_msg(self):
-        return P.Register(self.username, features=P.OUR_FEATURES, local=self.local)
+        key = ID.encode_key(self.identity.public) if self.identity else None
+        return P.Register(self.username, features=self.features, local=self.local, key=key,
+                          token=self._token)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)
@@ -437,4 +618,13 @@ class PeerSession:
         return Send(P.encode(msg), self.relay_addr)
 
     def _to_peer(self, msg):
-        return Send(P.encode(msg), self.peer.addr)
+        data = self.link.seal(msg) if self.link is not None else P.encode(msg)
+        return Send(data, self.peer.addr)
+
+
+def _parses(data):
+    try:
+        P.decode(data)
+    except P.RemoteProtocolError:
+        return False
+    return True

@@ -4,12 +4,15 @@ Each process gets a reader thread per output stream that collects lines, so
 a test can wait for a line matching a pattern without blocking forever.
 """
 
+import atexit
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -18,8 +21,22 @@ PEER = os.path.join(ROOT, "bin", "peer.py")
 DEFAULT_WAIT = 10.0
 
 
-def env():
-    e = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=ROOT)
+_SHARED_CONFIG = []
+
+
+def _shared_config():
+    """One throwaway config folder for short-lived commands, removed at exit."""
+    if not _SHARED_CONFIG:
+        _SHARED_CONFIG.append(tempfile.mkdtemp(prefix="peerpunch-test-"))
+        atexit.register(shutil.rmtree, _SHARED_CONFIG[0], True)
+    return _SHARED_CONFIG[0]
+
+
+def env(config=None):
+    """The environment for a child: unbuffered, this checkout first, and
+    *config* as its config folder (identity, known_peers), never the user's."""
+    e = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=ROOT,
+             XDG_CONFIG_HOME=config or _shared_config())
     e.pop("PYTHONWARNINGS", None)
     return e
 
@@ -27,10 +44,12 @@ def env():
 class Proc:
     """A child process with line-by-line access to stdout and stderr."""
 
-    def __init__(self, argv, prefix=(), stdin=True):
+    def __init__(self, argv, prefix=(), stdin=True, config=None):
         self.argv = list(prefix) + list(argv)
+        self._own_config = None if config else tempfile.mkdtemp(prefix="peerpunch-test-")
+        config = config or self._own_config
         self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=env(), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            self.argv, cwd=ROOT, env=env(config), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = {"stdout": [], "stderr": []}
         self._new = queue.Queue()
@@ -96,6 +115,8 @@ class Proc:
                     stream.close()
                 except OSError:
                     pass
+        if self._own_config:
+            shutil.rmtree(self._own_config, ignore_errors=True)
 
     def transcript(self):
         return "\n".join("  out| " + l for l in self.lines["stdout"]) + "\n" + \
@@ -110,6 +131,7 @@ def start_relay(*extra, host="127.0.0.1", prefix=()):
     return proc, int(m.group(2))
 
 
-def start_peer(relay, *args, prefix=()):
-    """Start ``python bin/peer.py --relay RELAY ARGS``."""
-    return Proc([sys.executable, PEER, "--relay", relay] + list(args), prefix=prefix)
+def start_peer(relay, *args, prefix=(), config=None):
+    """Start ``python bin/peer.py --relay RELAY ARGS`` (with *config* as its
+    XDG_CONFIG_HOME, else a fresh one)."""
+    return Proc([sys.executable, PEER, "--relay", relay] + list(args), prefix=prefix, config=config)

@@ -26,6 +26,7 @@ class SimNet:
         self.events = collections.defaultdict(list)  # addr -> events shown
         self.wire = []                             # every (src, dst, data) sent
         self.blocked = set()                       # (src, dst) pairs that drop
+        self.drop = None                           # or a predicate (src, dst, data) -> bool
         self._inflight = collections.deque()
 
     def add_peer(self, name, addr, **options):
@@ -73,6 +74,8 @@ class SimNet:
         while self._inflight:
             src, dst, data = self._inflight.popleft()
             if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
+                continue
+            if self.drop is not None and self.drop(src, dst, data):
                 continue
             if dst == RELAY:
                 self._emit(RELAY, self.registry.datagram_received(data, src, self.now))

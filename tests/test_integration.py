@@ -39,7 +39,7 @@ def chatting(procs, relay, a="alice", b="bob", a_args=(), b_args=()):
     bob = peer(procs, relay, "--name", b, "--wait", *b_args)
     bob.expect("^registered as %s" % b)
     alice = peer(procs, relay, "--name", a, "--connect", b, *a_args)
-    alice.expect(r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\) in \d+\.\d+ s$" % b)
+    alice.expect(r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\) encrypted, key [0-9a-f-]{19}, in \d+\.\d+ s$" % b)
     bob.expect(r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\)" % a)
     return alice, bob
 

@@ -291,3 +291,14 @@ def test_registry_refusals_are_logged_once_per_source():
     assert [e.text for e in first if hasattr(e, "level")] == \
         ["refused 'alice' from 198.51.100.20:41000: name held by 198.51.100.10:40000"]
     assert again == []
+
+
+def test_registry_repeated_introduction_repeats_the_session_secret():
+    counter = iter(range(1000))
+    reg = Registry(random_bytes=lambda n: bytes([next(counter)]) * n)
+    reg.datagram_received(REG_C_EXT, C, 0.0)
+    reg.datagram_received(b'{"Register":{"username":"dave","features":["ext"]}}', A, 0.0)
+    first = sends(reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', C, 1.0))
+    again = sends(reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', C, 2.0))
+    secrets = {P.decode(d).session for _, d in first + again}
+    assert first == again and len(secrets) == 1

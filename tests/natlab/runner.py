@@ -26,7 +26,7 @@ PUNCH_TIMEOUT = 5.0      # --punch-timeout for the peers: lab paths punch in wel
 REGISTER_WAIT = 15.0     # the peer gives up registering after 10 s
 LINE_WAIT = 5.0          # a chat line or goodbye crossing a working path
 
-CONNECTED = r"^connected to {peer} at (?P<endpoint>\S+) \((?P<path>[^)]+)\) in (?P<seconds>\d+\.\d+) s$"
+CONNECTED = r"^connected to {peer} at (?P<endpoint>\S+) \((?P<path>[^)]+)\) (?P<security>encrypted, key [0-9a-f-]+|unencrypted), in (?P<seconds>\d+\.\d+) s$"
 UNREACHABLE = r"^could not reach {peer} at (?P<endpoint>\S+): "
 NOT_FOUND = r"^Target user not found\.$"
 LOST = r"^connection to \S+ lost$"
