@@ -135,3 +135,30 @@ def start_peer(relay, *args, prefix=(), config=None):
     """Start ``python bin/peer.py --relay RELAY ARGS`` (with *config* as its
     XDG_CONFIG_HOME, else a fresh one)."""
     return Proc([sys.executable, PEER, "--relay", relay] + list(args), prefix=prefix, config=config)
+
+
+def peer(procs, relay, *args, config=None):
+    """Start a peer against the *relay* fixture and have *procs* stop it."""
+    proc = start_peer(relay.addr, *args, config=config)
+    procs.append(proc)
+    return proc
+
+
+CONNECTED = r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\) encrypted, key [0-9a-f-]{19}, in \d+\.\d+ s$"
+
+
+def chatting(procs, relay, a="alice", b="bob", a_args=(), b_args=(), a_config=None, b_config=None):
+    """*b* waits, *a* connects; returns (a, b) once both print an encrypted connect line."""
+    bob = peer(procs, relay, "--name", b, "--wait", *b_args, config=b_config)
+    bob.expect("^registered as %s" % b)
+    alice = peer(procs, relay, "--name", a, "--connect", b, *a_args, config=a_config)
+    alice.expect(CONNECTED % b)
+    bob.expect(CONNECTED % a)
+    return alice, bob
+
+
+def bound_port(proc):
+    """The UDP port a peer process printed it is bound to."""
+    return int(proc.expect(r"^bound to \S+:(\d+);").group(1))
+
+

@@ -7,45 +7,9 @@ import sys
 
 import pytest
 
-from .procs import ROOT, Proc, start_peer, start_relay
+from .procs import ROOT, Proc, bound_port, chatting, peer, start_peer, start_relay
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
-@pytest.fixture
-def relay(procs):
-    proc, port = start_relay("-v")
-    procs.append(proc)
-    proc.addr = "127.0.0.1:%d" % port
-    proc.port = port
-    return proc
-
-
-def peer(procs, relay, *args):
-    proc = start_peer(relay.addr, *args)
-    procs.append(proc)
-    return proc
-
-
-def chatting(procs, relay, a="alice", b="bob", a_args=(), b_args=()):
-    bob = peer(procs, relay, "--name", b, "--wait", *b_args)
-    bob.expect("^registered as %s" % b)
-    alice = peer(procs, relay, "--name", a, "--connect", b, *a_args)
-    alice.expect(r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\) encrypted, key [0-9a-f-]{19}, in \d+\.\d+ s$" % b)
-    bob.expect(r"^connected to %s at 127\.0\.0\.1:\d+ \(direct\)" % a)
-    return alice, bob
-
-
-def bound_port(proc):
-    return int(proc.expect(r"^bound to \S+:(\d+);").group(1))
 
 
 def test_integration_chat_both_ways_and_goodbye(procs, relay):
