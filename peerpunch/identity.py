@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import os
+import stat
 
 from . import protocol as P
 
@@ -56,9 +57,16 @@ def load_or_create(path, backend, generate):
         return _create(path, backend, generate)
     except OSError as exc:
         raise IdentityError("cannot read identity %s: %s" % (path, exc.strerror)) from None
-    with os.fdopen(fd, "rb") as f:
-        _check_private(path, os.fstat(f.fileno()))
-        data = f.read(4096)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IdentityError("cannot read identity %s: not a regular file" % path)
+        _check_private(path, st)
+        data = os.read(fd, 4096)
+    except OSError as exc:
+        raise IdentityError("cannot read identity %s: %s" % (path, exc.strerror)) from None
+    finally:
+        os.close(fd)
     lines = data.decode("ascii", "replace").split()
     if len(lines) != 2 or lines[0] != HEADER:
         raise IdentityError("identity %s is not a peerpunch identity file" % path)
