@@ -17,6 +17,7 @@ LinkFailed means the link cannot come up.
 from . import protocol as P
 from . import secure
 
+PING = P.encode(P.Ping())
 PONG = P.encode(P.Pong())
 
 
@@ -81,7 +82,7 @@ class SecureLink:
 
     def receive(self, data, now):
         if not secure.is_frame(data):
-            if not self.ready and data == b'"Ping"':
+            if not self.ready and data == PING:
                 return [PONG], []
             self.dropped += 1
             return [], []

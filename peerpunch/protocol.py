@@ -59,8 +59,12 @@ extension variants of this module (``Error``)."""
 FEATURE_NOISE = "noise1"
 """The sender can run the secure channel (peerpunch.secure) with its peer."""
 
-OUR_FEATURES = (FEATURE_EXT,)
-SECURE_FEATURES = (FEATURE_EXT, FEATURE_NOISE)
+FEATURE_RELAY = "relay1"
+"""Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
+Peer: can use that fallback."""
+
+OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
+SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 
 _FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
 _SECRET_RE = re.compile(r"[0-9a-f]{32}\Z")

@@ -24,7 +24,9 @@ announced one), and the registration moves. Clients that announced the
 receives the seed's variants, so it gets no reply at all.
 
 Each introduction also hands both extension peers the same random
-``session`` secret, which keys the MAC on their secure handshake.
+``session`` secret, which keys the MAC on their secure handshake and names
+the pair for the fallback service: RELAYED datagrams from one partner go to
+the other, within the quotas of :mod:`peerpunch.forwarder`.
 
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
@@ -38,6 +40,7 @@ import os
 
 from . import protocol as P
 from .effects import Log, Send
+from .forwarder import Forwarder, is_relayed
 
 EXPIRE_AFTER = 90.0
 MAX_USERS = 200_000
@@ -82,7 +85,9 @@ class Registry:
     """
 
     def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False,
-                 random_bytes=os.urandom):
+                 random_bytes=os.urandom, forwarder=None):
+        self.forwarder = forwarder if forwarder is not None else Forwarder()
+        self.features = P.OUR_FEATURES if self.forwarder.enabled else (P.FEATURE_EXT,)
         self.expire_after = expire_after
         self.random_bytes = random_bytes
         self.verbose = verbose
@@ -113,6 +118,8 @@ class Registry:
         user = self._by_addr.get(addr)
         if user is not None:
             self._touch(user, now)
+        if is_relayed(data):
+            return out + self._relay(data, user, addr, now)
         try:
             msg = P.decode(data)
         except P.RemoteProtocolError as exc:
@@ -139,6 +146,7 @@ class Registry:
             self.stats["expired"] += 1
             out.append(Log(logging.INFO, "expired %s at %s" % (_name(user.name), user.endpoint)))
             out += self._remove(user)
+        self.forwarder.expire(now)
         return out
 
     def next_deadline(self):
@@ -178,7 +186,7 @@ class Registry:
             user.key = msg.key
         if user.ext and user.token is None:
             user.token = self.random_bytes(16).hex()
-        ack = P.RegisterAck(features=P.OUR_FEATURES, token=user.token) if user.ext else P.RegisterAck()
+        ack = P.RegisterAck(features=self.features, token=user.token) if user.ext else P.RegisterAck()
         return out + [Send(P.encode(ack), addr)]
 
     def _refuse_takeover(self, msg, holder, addr):
@@ -240,6 +248,20 @@ class Registry:
 
     # -- helpers
 
+    def _relay(self, data, user, addr, now):
+        """Forward a RELAYED datagram to the sender's partner, quotas allowing."""
+        if user is None or user.partner is None:
+            return self._reject(None, addr, "relay_without_session",
+                                "relayed datagram outside a session")
+        reason = self.forwarder.admit(user.secret, len(data), now)
+        if reason is not None:
+            self.stats["relay_refused"] += 1
+            out = []
+            if self._note(addr):
+                out.append(Log(logging.INFO, "not relaying for %s: %s" % (_name(user.name), reason)))
+            return out
+        return [Send(data, user.partner.addr)]
+
     def _introduce(self, a, b):
         """PeerInfo to both; a repeated introduction repeats the same secret."""
         return [Send(_peer_info(about=b, to=a, secret=a.secret), a.addr),
@@ -250,6 +272,7 @@ class Registry:
         if partner is None:
             return []
         user.partner = partner.partner = None
+        self.forwarder.release(user.secret)
         self.stats["sessions_ended"] += 1
         return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)))]
 

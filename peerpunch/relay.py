@@ -15,6 +15,7 @@ import time
 
 from . import cli
 from .effects import Log, Send
+from . import forwarder as F
 from .protocol import format_endpoint
 from .registry import EXPIRE_AFTER, MAX_USERS, Registry
 
@@ -102,6 +103,16 @@ def parse_args(argv):
                         help="forget users silent this long (default %(default)s)")
     parser.add_argument("--max-users", default=MAX_USERS, type=_positive_int, metavar="N",
                         help="registered users at most (default %(default)s)")
+    fallback = parser.add_argument_group("relay fallback (forwarding for peers that cannot punch)")
+    fallback.add_argument("--no-relay-fallback", action="store_true", help="do not forward at all")
+    fallback.add_argument("--relay-sessions", type=_positive_int, default=F.MAX_SESSIONS,
+                          metavar="N", help="relayed sessions at once (default %(default)s)")
+    fallback.add_argument("--relay-rate", type=_positive_int, default=F.RATE, metavar="BYTES",
+                          help="bytes per second per session (default %(default)s)")
+    fallback.add_argument("--relay-bytes", type=_positive_int, default=F.SESSION_BYTES,
+                          metavar="BYTES", help="bytes in total per session (default %(default)s)")
+    fallback.add_argument("--relay-idle", type=_positive_float, default=F.IDLE_TIMEOUT,
+                          metavar="SECONDS", help="free an idle session's allocation (default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every datagram")
     cli.version_action(parser)
     return parser.parse_args(argv)
@@ -148,8 +159,12 @@ def main(argv=None):
         sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
                          % (args.host, args.port, exc.strerror or exc))
         return 1
+    limits = F.Limits(max_sessions=args.relay_sessions, rate=args.relay_rate,
+                      burst=2 * args.relay_rate, session_bytes=args.relay_bytes,
+                      idle_timeout=args.relay_idle)
+    forwarder = F.Forwarder(limits, enabled=not args.no_relay_fallback)
     server = RelayServer(sock, Registry(expire_after=args.expire, max_users=args.max_users,
-                                        verbose=args.verbose))
+                                        verbose=args.verbose, forwarder=forwarder))
     previous = _install_signals(server)
     log.info("relay listening on %s", format_endpoint(sock.getsockname()))
     try:
@@ -157,9 +172,13 @@ def main(argv=None):
     finally:
         _restore_signals(previous)
         server.close()
-    stats = server.registry.stats
+    stats = server.registry.stats + prefixed(forwarder.stats, "relayed_")
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
+
+
+def prefixed(counter, prefix):
+    return type(counter)({prefix + k: v for k, v in counter.items()})
 
 
 def _install_signals(server):

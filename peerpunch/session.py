@@ -16,8 +16,12 @@ States and what moves between them::
     IDLE --/connect--> REQUESTING --PeerInfo--> PUNCHING
     IDLE --PeerInfo (someone asked for us)--> PUNCHING
     REQUESTING --TargetNotFound | TargetBusy | no answer--> IDLE
-    PUNCHING --any valid datagram from the peer--> CONNECTED
-    PUNCHING --nothing from the peer in punch_timeout--> IDLE
+    PUNCHING --any valid datagram from the peer--> HANDSHAKING --keys--> CONNECTED
+        (straight to CONNECTED with a peer that cannot encrypt)
+    PUNCHING --nothing from the peer in FALLBACK_AFTER--> the same, relayed
+        (when relay and peer offer relay1; direct probes go on, and the
+        first direct Pong moves the chat to the direct path: "now direct")
+    PUNCHING --nothing from the peer in punch_timeout, no fallback--> IDLE
     CONNECTED --Goodbye | silence for 3 keep-alives | /leave--> IDLE
     any --/quit--> CLOSED
 
@@ -38,7 +42,8 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from .effects import Log, Send
-from .link import LinkFailed, PlainLink, SecureLink
+from .forwarder import RELAYED, is_relayed
+from .link import PING, PONG, LinkFailed, PlainLink, SecureLink
 from .secure import SecureChannel, is_frame
 
 REGISTER_RTO = 0.5            # first Register retransmission, doubling...
@@ -49,6 +54,10 @@ CONNECT_RETRY = 1.0
 CONNECT_TIMEOUT = 10.0
 PUNCH_INTERVAL = 0.2
 PUNCH_TIMEOUT = 10.0
+FALLBACK_AFTER = 3.0          # punching this long without success: relay meanwhile
+DIRECT_RETRY = 1.0            # while relayed, probe the direct path this often...
+DIRECT_RETRY_SLOW = 5.0       # ...and this often after
+DIRECT_RETRY_FAST_FOR = 30.0
 KEEPALIVE = 15.0
 LOST_AFTER_INTERVALS = 3
 GOODBYE_COPIES = 3
@@ -104,7 +113,7 @@ class Peer:
     peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
     the path; from then on ``addr`` is the only address we listen to.
     """
-    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret")
+    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay")
 
     def __init__(self, info):
         self.username = info.username
@@ -112,6 +121,7 @@ class Peer:
         self.addr = P.parse_endpoint(info.peer)
         self.features = info.features or ()
         self.secret = bytes.fromhex(info.session) if info.session else b""
+        self.via_relay = False       # the chat travels through the relay's fallback
         self.candidates = [self.addr]
         for text in info.local or ():
             addr = P.parse_endpoint(text)
@@ -163,6 +173,7 @@ class PeerSession:
         self._blocked = None         # why nothing is shown or sent (a changed key)
         self._held = []              # messages from a blocked peer
         self._punch_started = 0.0
+        self._relay_probing = False  # punching through the relay's fallback too
         self._queue = []             # lines typed before the chat was up
         self._timers = {}            # name -> when it fires
         self._register_rto = REGISTER_RTO
@@ -242,9 +253,14 @@ class PeerSession:
         if self.state is State.CLOSED:
             return []
         from_relay = addr == self.relay_addr
-        punching = self.state is State.PUNCHING
+        searching = self.state is State.PUNCHING or (self.peer is not None and self.peer.via_relay)
+        if from_relay and is_relayed(data):
+            if self.peer is None or self.state not in IN_CHAT:
+                self.stats["ignored_relayed"] += 1
+                return []
+            return self._from_peer(data[1:], None, now)
         if not from_relay and (self.peer is None or addr != self.peer.addr) and \
-                not (punching and self.peer.may_be(addr)):
+                not (searching and self.peer.may_be(addr)):
             self.stats["ignored_strangers"] += 1
             return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
                         % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
@@ -260,23 +276,31 @@ class PeerSession:
             [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
 
     def _from_peer(self, data, addr, now):
+        """A datagram from the peer: direct from *addr*, or relayed (addr None)."""
         out = []
         if self.state is State.PUNCHING:
             if not is_frame(data) and not _parses(data):
                 self.stats["malformed"] += 1
                 return []
-            self.peer.settle(addr)
+            if addr is None:
+                self.peer.via_relay = True   # the peer fell back first
+            else:
+                self.peer.settle(addr)
             out += self._path_found(now)
             if self.link is None:            # refused
                 return out
+        elif addr is not None and self.peer.via_relay and data in (PING, PONG):
+            return self._direct_probe(data, addr, now)
         dropped = self.link.dropped
         frames, messages = self.link.receive(data, now)
         if self.link.dropped != dropped:
             self.stats["dropped"] += 1
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
                               % self.peer.username)]
+        if addr is not None and self.peer.via_relay and messages:
+            out += self._now_direct(addr, now)     # it went direct first, and it authenticated
         self._last_heard = now
-        out += [Send(f, self.peer.addr) for f in frames]
+        out += [self._peer_bytes(f) for f in frames]
         if self.state is State.HANDSHAKING and self.link.ready:
             out += self._secured(now)
         self._schedule_link()
@@ -287,6 +311,20 @@ class PeerSession:
             if handler is not None:
                 out += handler(self, msg, now)
         return out
+
+    def _direct_probe(self, data, addr, now):
+        """Plain probes on the direct path while the chat is relayed (or the
+        peer's still is): answer a Ping; a Pong proves the path both ways."""
+        if data == PING:
+            return [Send(PONG, addr)]
+        return self._now_direct(addr, now)
+
+    def _now_direct(self, addr, now):
+        self.peer.settle(addr)
+        self.peer.via_relay = False
+        self._timers.pop("direct_retry", None)
+        self._last_heard = now
+        return [Notice("now direct with %s at %s" % (self.peer.username, self.peer.endpoint))]
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -354,7 +392,8 @@ class PeerSession:
     def status(self):
         text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, self.state.value)
         if self.peer is not None:
-            text += "; peer %s at %s" % (self.peer.username, self.peer.endpoint)
+            text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
+                                          " (relayed)" if self.peer.via_relay else "")
         return text
 
     # -- messages from the relay
@@ -389,6 +428,8 @@ class PeerSession:
         self._punch_started = now
         self._timers["probe"] = now
         self._timers["punch_timeout"] = now + self.punch_timeout
+        if self._fallback_possible():
+            self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         if self.target:
             self._timers["connect"] = now + CONNECT_RETRY
         return out + [Notice("punching a hole to %s at %s ..."
@@ -470,6 +511,28 @@ class PeerSession:
     def _timer_probe(self, now):
         self._timers["probe"] = now + PUNCH_INTERVAL
         self.stats["probes"] += 1
+        out = [Send(PING, addr) for addr in self.peer.candidates]
+        if self._relay_probing:
+            out.append(Send(bytes([RELAYED]) + PING, self.relay_addr))
+        return out
+
+    def _fallback_possible(self):
+        return P.FEATURE_RELAY in self.relay_features and P.FEATURE_RELAY in self.peer.features
+
+    def _timer_fallback(self, now):
+        """Punching has not worked yet: probe through the relay as well; the
+        first answer that comes back that way makes the chat relayed."""
+        if self.state is not State.PUNCHING:
+            return []
+        self._relay_probing = True
+        return [Notice("no direct path to %s yet: trying through the relay as well"
+                       % self.peer.username)]
+
+    def _timer_direct_retry(self, now):
+        if self.peer is None or not self.peer.via_relay:
+            return []
+        fast = now - self._punch_started < DIRECT_RETRY_FAST_FOR
+        self._timers["direct_retry"] = now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW)
         ping = P.encode(P.Ping())
         return [Send(ping, addr) for addr in self.peer.candidates]
 
@@ -481,9 +544,15 @@ class PeerSession:
         return [Failed(reason)] + self._end_chat(now)
 
     def _timer_keepalive(self, now):
-        if now - self._last_heard >= LOST_AFTER_INTERVALS * self.keepalive:
+        """Ping every interval; once a whole interval passed in silence, ping
+        four times as often, so a few lost datagrams do not end the chat;
+        silence for LOST_AFTER_INTERVALS intervals does."""
+        silent = now - self._last_heard
+        if silent >= LOST_AFTER_INTERVALS * self.keepalive:
             return [ConnectionLost(self.peer.username)] + self._end_chat(now)
-        self._timers["keepalive"] = now + self.keepalive
+        step = self.keepalive / 4 if silent > 1.25 * self.keepalive else self.keepalive
+        deadline = self._last_heard + LOST_AFTER_INTERVALS * self.keepalive
+        self._timers["keepalive"] = min(now + step, deadline)
         return [self._to_peer(P.Ping())]
 
     # -- helpers
@@ -491,13 +560,20 @@ class PeerSession:
     def _enter(self, state, now):
         self.state = state
         self._since = now
-        for name in ("connect", "probe", "punch_timeout", "keepalive", "link"):
+        self._relay_probing = False
+        for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link"):
             self._timers.pop(name, None)
         if state is State.CLOSED:
             self._timers.clear()
 
     def _path_found(self, now):
-        """The punch worked: choose the link and, for a secure one, start it."""
+        """The punch worked (or the relay will carry us): choose the link and,
+        for a secure one, start it."""
+        notes = []
+        if self.peer.via_relay:
+            self._timers["direct_retry"] = now + DIRECT_RETRY
+            notes.append(Notice("the chat goes through the relay at %s for now; still trying the"
+                                " direct path" % self.relay_endpoint))
         if self.identity is not None and P.FEATURE_NOISE in self.peer.features:
             initiator = self.username < self.peer.username
             names = (self.username, self.peer.username) if initiator else \
@@ -507,9 +583,9 @@ class PeerSession:
                                     prologue="|".join(names).encode("utf-8"))
             self.link = SecureLink(channel)
             self._enter(State.HANDSHAKING, now)
-            out = [Send(f, self.peer.addr) for f in self.link.start(now)]
+            out = [self._peer_bytes(f) for f in self.link.start(now)]
             self._schedule_link()
-            return out
+            return notes + out
         self.link = PlainLink()
         if self.require_encryption:
             who = self.peer.username
@@ -518,7 +594,7 @@ class PeerSession:
         if self.peer.username in self.known_keys:
             self._blocked = ("%s's key is pinned, but this chat is unencrypted: a downgrade?"
                              % self.peer.username)
-        out = self._connected(now, "unencrypted")
+        out = notes + self._connected(now, "unencrypted")
         out.append(Alert("%s's client does not encrypt: anyone on the path can read and"
                          " change this chat" % self.peer.username))
         return out + self._block_alert()
@@ -555,7 +631,8 @@ class PeerSession:
         self._enter(State.CONNECTED, now)
         self._timers["keepalive"] = now + self.keepalive
         peer = self.peer
-        return [Connected(peer.username, peer.endpoint, "direct", now - self._punch_started,
+        path = "relayed" if peer.via_relay else "direct"
+        return [Connected(peer.username, peer.endpoint, path, now - self._punch_started,
                           security)] + self._flush_queue()
 
     def _flush_queue(self):
@@ -583,7 +660,7 @@ class PeerSession:
             reason = "could not secure the chat with %s: %s" % (self.peer.username, exc)
             return [Failed(reason)] + self._end_chat(now)
         self._schedule_link()
-        return [Send(f, self.peer.addr) for f in frames]
+        return [self._peer_bytes(f) for f in frames]
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
@@ -592,6 +669,7 @@ class PeerSession:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
         self.peer = self.target = self.link = self._blocked = None
+        self._timers.pop("direct_retry", None)
         self._held = []
         self.stats["probes"] = 0
         self._enter(State.IDLE, now)
@@ -618,7 +696,12 @@ class PeerSession:
         return Send(P.encode(msg), self.relay_addr)
 
     def _to_peer(self, msg):
-        data = self.link.seal(msg) if self.link is not None else P.encode(msg)
+        return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))
+
+    def _peer_bytes(self, data):
+        """Send *data* to the peer on the current path."""
+        if self.peer.via_relay:
+            return Send(bytes([RELAYED]) + data, self.relay_addr)
         return Send(data, self.peer.addr)
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from peerpunch import protocol as P
+from peerpunch.forwarder import Forwarder
 from peerpunch import session as S
 from peerpunch.session import State
 
@@ -35,7 +36,7 @@ def test_session_registers_and_waits():
     net.run(1)
     assert bob.state is State.IDLE
     assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
-    assert net.sent(BOB, RELAY)[0] == b'{"Register":{"username":"bob","features":["ext"]}}'
+    assert net.sent(BOB, RELAY)[0] == b'{"Register":{"username":"bob","features":["ext","relay1"]}}'
 
 
 def test_session_chat_crosses_both_ways():
@@ -104,7 +105,7 @@ def test_session_leave_keeps_user_online():
 
 
 def test_session_punch_gives_up_when_peer_unreachable():
-    net = SimNet()
+    net = SimNet(forwarder=Forwarder(enabled=False))     # no fallback to save it
     net.block(ALICE, BOB)
     bob = net.add_peer("bob", BOB)
     net.run(1)
@@ -285,9 +286,9 @@ def _probe_targets(effects):
 
 def test_session_announces_lan_candidates_but_never_public_or_loopback():
     alice, first = _introduced()
-    assert first[0].data == b'{"Register":{"username":"alice","features":["ext"],"local":["10.0.0.2:5000"]}}'
+    assert first[0].data == b'{"Register":{"username":"alice","features":["ext","relay1"],"local":["10.0.0.2:5000"]}}'
     other = S.PeerSession("x", RELAY, local=[("127.0.0.1", 5000), ("8.8.8.8", 53)])
-    assert other.start(0.0)[0].data == b'{"Register":{"username":"x","features":["ext"]}}'
+    assert other.start(0.0)[0].data == b'{"Register":{"username":"x","features":["ext","relay1"]}}'
 
 
 def test_session_probes_every_candidate_and_keeps_the_first_that_answers():

@@ -35,11 +35,16 @@ def failed(why):
 # is traversed when the other side's NAT admits the symmetric side's fresh
 # port (open, full-cone, restricted); it has no birthday probing and no relay
 # fallback for the rest.
-SYMMETRIC_FILTERED = failed(
+def relayed(why):
+    return Cell("relayed", why, PUBLIC)
+
+
+SYMMETRIC_FILTERED = relayed(
     "symmetric mapping meets port-dependent filtering: the symmetric side's probes leave from"
     " a fresh random port the relay never saw, the other NAT admits only the port it sent to,"
-    " and the symmetric NAT drops probes sent to the port the relay saw; needs birthday"
-    " probing or a relay fallback (not yet implemented)")
+    " and the symmetric NAT drops probes sent to the port the relay saw; so after 3 s the"
+    " peers fall back to the relay (birthday probing would find a direct path: not yet"
+    " implemented)")
 
 EXPECTED = {pair: DIRECT for pair in itertools.combinations_with_replacement(SIDE_PROFILES, 2)}
 SYMMETRIC_REFLEXIVE = direct_via(

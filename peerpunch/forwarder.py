@@ -1,0 +1,101 @@
+"""The relay's fallback service: forwarding datagrams between two introduced
+peers whose NATs will not let them talk directly. Sans-I/O.
+
+Theory of operation
+-------------------
+A relayed datagram is one byte RELAYED (0xD0, which starts neither JSON nor
+STUN nor a secure-channel frame) followed by whatever the peer would have
+sent directly -- for our peers a sealed secure-channel frame, so the relay
+forwards ciphertext it cannot read. The relay forwards it unchanged to the
+one address it introduced the sender to: the sender's session partner, at
+the endpoint that partner registered from. It never forwards anywhere else,
+so it cannot be aimed at third parties, and it never adds bytes, so it
+amplifies nothing.
+
+Each session pair that uses the service holds a :class:`Allocation` with
+quotas: a token bucket of bytes per second, a total byte budget and an idle
+timeout, and only ``max_sessions`` allocations exist at once. Idle ones are
+freed by ``expire(now)``; ending the session frees it at once.
+"""
+
+import collections
+
+RELAYED = 0xD0
+MAX_RELAYED = 1400                 # one relayed datagram, marker included
+
+MAX_SESSIONS = 64
+RATE = 256 * 1024                  # bytes per second per session...
+BURST = 512 * 1024                 # ...with this much saved up
+SESSION_BYTES = 256 * 1024 * 1024  # in total per session
+IDLE_TIMEOUT = 60.0
+
+
+def is_relayed(data):
+    return bool(data) and data[0] == RELAYED
+
+
+class Limits(collections.namedtuple("Limits", "max_sessions rate burst session_bytes idle_timeout")):
+    """The relay operator's quotas (all flags of ``python -m peerpunch.relay``)."""
+
+
+DEFAULT_LIMITS = Limits(MAX_SESSIONS, RATE, BURST, SESSION_BYTES, IDLE_TIMEOUT)
+
+
+class Allocation:
+    __slots__ = ("tokens", "updated", "used", "last_used")
+
+    def __init__(self, burst, now):
+        self.tokens = burst
+        self.updated = now
+        self.used = 0
+        self.last_used = now
+
+
+class Forwarder:
+    """Decides whether one relayed datagram may pass; keeps the allocations."""
+
+    def __init__(self, limits=DEFAULT_LIMITS, enabled=True):
+        self.limits = limits
+        self.enabled = enabled
+        self.allocations = collections.OrderedDict()   # pair key -> Allocation, oldest use first
+        self.stats = collections.Counter()
+
+    def admit(self, key, size, now):
+        """May a datagram of *size* bytes pass for the session *key*?
+        Returns None if so, else the reason it may not."""
+        if not self.enabled:
+            return "relay fallback is off"
+        if size > MAX_RELAYED:
+            return "datagram too large"
+        alloc = self.allocations.get(key)
+        if alloc is None:
+            self.expire(now)
+            if len(self.allocations) >= self.limits.max_sessions:
+                return "too many relayed sessions"
+            alloc = self.allocations[key] = Allocation(self.limits.burst, now)
+            self.stats["allocations"] += 1
+        alloc.tokens = min(self.limits.burst, alloc.tokens + (now - alloc.updated) * self.limits.rate)
+        alloc.updated = now
+        if alloc.used + size > self.limits.session_bytes:
+            return "session byte budget spent"
+        if alloc.tokens < size:
+            return "rate limit"
+        alloc.tokens -= size
+        alloc.used += size
+        alloc.last_used = now
+        self.allocations.move_to_end(key)
+        self.stats["datagrams"] += 1
+        self.stats["bytes"] += size
+        return None
+
+    def release(self, key):
+        self.allocations.pop(key, None)
+
+    def expire(self, now):
+        """Free allocations idle for longer than the idle timeout."""
+        while self.allocations:
+            key, alloc = next(iter(self.allocations.items()))
+            if now - alloc.last_used < self.limits.idle_timeout:
+                return
+            del self.allocations[key]
+            self.stats["idle_freed"] += 1

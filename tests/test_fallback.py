@@ -1,0 +1,171 @@
+"""The relay fallback: the forwarder's quotas, and sessions that fall back to
+the relay when punching fails and move to the direct path when it opens."""
+
+from peerpunch import protocol as P
+from peerpunch import session as S
+from peerpunch.effects import Send
+from peerpunch.forwarder import RELAYED, Forwarder, Limits
+from peerpunch.registry import Registry
+from peerpunch.session import State
+
+from .simnet import RELAY, SimNet
+from .test_secure_session import secure_options
+
+ALICE = ("198.51.100.10", 40000)
+BOB = ("198.51.100.20", 41000)
+CAROL = ("198.51.100.30", 42000)
+
+
+def relayed_pair(net, **options):
+    """bob and alice whose direct path is blocked both ways."""
+    net.block(ALICE, BOB)
+    bob = net.add_peer("bob", BOB, **options)
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob", **options)
+    net.run(6)
+    return alice, bob
+
+
+def texts(net, addr):
+    return [e.text for e in net.shown(addr, S.ChatMessage)]
+
+
+def test_fallback_relays_an_encrypted_chat_when_punching_fails():
+    net = SimNet()
+    alice, bob = relayed_pair(net, **secure_options())
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
+    (conn,) = net.shown(ALICE, S.Connected)
+    assert conn.path == "relayed" and conn.security.startswith("encrypted")
+    assert 2.5 <= conn.seconds <= 4.5
+    net.line(ALICE, "through the relay, sealed")
+    net.line(BOB, "and back")
+    net.run(1)
+    assert texts(net, BOB) == ["through the relay, sealed"] and texts(net, ALICE) == ["and back"]
+    to_relay = net.sent(ALICE, RELAY)
+    assert any(d[0] == RELAYED for d in to_relay)
+    assert not any(b"sealed" in d for d in to_relay)              # the relay sees ciphertext
+    assert net.registry.forwarder.stats["datagrams"] > 0
+
+
+def test_fallback_plain_peers_relay_too_and_keepalive_holds():
+    net = SimNet()
+    alice, bob = relayed_pair(net, keepalive=5.0)
+    assert net.shown(ALICE, S.Connected)[0].path == "relayed"
+    net.run(60)
+    assert alice.state is State.CONNECTED and net.shown(ALICE, S.ConnectionLost) == []
+
+
+def test_fallback_moves_to_direct_when_the_path_opens_without_loss_or_duplicates():
+    net = SimNet()
+    alice, bob = relayed_pair(net, **secure_options())
+    for i in range(5):
+        net.line(ALICE, "relayed %d" % i)
+    net.blocked.clear()                          # the NATs relent
+    for i in range(5):
+        net.line(ALICE, "during %d" % i)
+        net.run(0.3)
+    net.run(3)
+    notices = [e.text for e in net.shown(ALICE, S.Notice)]
+    assert "now direct with bob at 198.51.100.20:41000" in notices
+    for i in range(5):
+        net.line(ALICE, "direct %d" % i)
+    net.run(1)
+    expected = ["relayed %d" % i for i in range(5)] + ["during %d" % i for i in range(5)] + \
+        ["direct %d" % i for i in range(5)]
+    assert texts(net, BOB) == expected
+    before = net.registry.forwarder.stats["datagrams"]
+    net.line(ALICE, "last")
+    net.run(1)
+    assert net.registry.forwarder.stats["datagrams"] == before   # no longer through the relay
+
+
+def test_fallback_not_used_when_the_relay_refuses_it():
+    net = SimNet(forwarder=Forwarder(enabled=False))
+    alice, bob = relayed_pair(net)
+    net.run(6)
+    assert net.shown(ALICE, S.Connected) == []
+    assert net.shown(ALICE, S.Failed)[0].reason.startswith("could not reach bob")
+    assert not any(d[0] == RELAYED for d in net.sent(ALICE, RELAY))
+
+
+def test_fallback_peer_without_relay_feature_is_not_relayed():
+    net = SimNet()
+    net.block(ALICE, BOB)
+    net.add_peer("bob", BOB)
+    net.run(1)
+    # bob registers as a seed client would: no features
+    net.inject(CAROL, RELAY, b'{"Register":{"username":"seedy"}}')
+    net.run(0.1)
+    alice = net.add_peer("alice", ALICE, target="seedy")
+    net.run(12)
+    assert net.shown(ALICE, S.Connected) == [] and alice.state is State.IDLE
+
+
+# -- the forwarder and the relay's side
+
+
+def _pair(registry):
+    out = []
+    for name, addr in (("alice", ALICE), ("bob", BOB)):
+        out += registry.datagram_received(
+            P.encode(P.Register(name, features=("ext", "relay1"))), addr, 0.0)
+    registry.datagram_received(b'{"Connect":{"target_username":"bob"}}', ALICE, 0.0)
+    return out
+
+
+def _forwarded(effects):
+    return [(e.addr, e.data) for e in effects if isinstance(e, Send)]
+
+
+def test_forwarder_sends_only_to_the_partner_unchanged():
+    reg = Registry()
+    _pair(reg)
+    frame = bytes([RELAYED]) + b"\xe4" + bytes(40)
+    assert _forwarded(reg.datagram_received(frame, ALICE, 1.0)) == [(BOB, frame)]
+    assert _forwarded(reg.datagram_received(frame, BOB, 1.0)) == [(ALICE, frame)]
+    # a registered user with no session, and a stranger: nothing
+    reg.datagram_received(b'{"Register":{"username":"carol","features":["ext"]}}', CAROL, 1.0)
+    assert _forwarded(reg.datagram_received(frame, CAROL, 1.0)) == []
+    assert _forwarded(reg.datagram_received(frame, ("192.0.2.9", 9), 1.0)) == []
+
+
+def test_forwarder_quotas():
+    limits = Limits(max_sessions=1, rate=10000, burst=10000, session_bytes=25000, idle_timeout=60.0)
+    reg = Registry(forwarder=Forwarder(limits))
+    _pair(reg)
+    frame = bytes([RELAYED]) + bytes(999)
+    passed = sum(bool(_forwarded(reg.datagram_received(frame, ALICE, 1.0))) for _ in range(20))
+    assert passed == 10                                   # the burst, then the rate limit
+    passed = sum(bool(_forwarded(reg.datagram_received(frame, ALICE, 3.0))) for _ in range(20))
+    assert passed == 10
+    passed = sum(bool(_forwarded(reg.datagram_received(frame, ALICE, 10.0))) for _ in range(20))
+    assert passed == 5                                    # the 25,000-byte budget is spent
+    assert reg.stats["relay_refused"] == 10 + 10 + 15
+    # a second session is refused while the first holds the only allocation
+    for name, addr in (("carol", CAROL), ("dave", ("198.51.100.40", 1))):
+        reg.datagram_received(P.encode(P.Register(name, features=("ext",))), addr, 11.0)
+    reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', CAROL, 11.0)
+    assert _forwarded(reg.datagram_received(frame, CAROL, 11.0)) == []
+    # ending the first session frees its allocation
+    reg.datagram_received(b'"SessionFinished"', ALICE, 12.0)
+    assert _forwarded(reg.datagram_received(frame, CAROL, 12.0)) != []
+
+
+def test_forwarder_idle_allocations_are_freed():
+    limits = Limits(max_sessions=1, rate=10 ** 6, burst=10 ** 6, session_bytes=10 ** 9, idle_timeout=30.0)
+    fwd = Forwarder(limits)
+    assert fwd.admit("a", 100, 0.0) is None
+    assert fwd.admit("b", 100, 10.0) == "too many relayed sessions"
+    assert fwd.admit("b", 100, 31.0) is None and fwd.stats["idle_freed"] == 1
+
+
+def test_forwarder_refuses_oversized_and_disabled():
+    assert Forwarder().admit("a", 5000, 0.0) == "datagram too large"
+    assert Forwarder(enabled=False).admit("a", 10, 0.0) == "relay fallback is off"
+
+
+def test_relay_announces_fallback_only_when_enabled():
+    on, off = Registry(), Registry(forwarder=Forwarder(enabled=False))
+    reg = P.encode(P.Register("alice", features=("ext",)))
+    assert P.decode(_forwarded(on.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext", "relay1")
+    assert P.decode(_forwarded(off.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext",)
