@@ -301,7 +301,8 @@ class RelayProcess:
             p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
         with open(self.log_path, "ab") as log:      # append: our reads cannot clobber it
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0"],
+                [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0",
+                 "--max-users-per-ip", "1000000"],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         self.addr = None
 

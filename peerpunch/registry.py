@@ -35,6 +35,7 @@ logged once per source (the set of sources is bounded).
 
 import collections
 import hmac
+import ipaddress
 import logging
 import os
 
@@ -47,11 +48,13 @@ MAX_USERS = 200_000
 MAX_NOTED_SOURCES = 4096
 MAX_EXPIRED_PER_TICK = 1000    # a mass expiry must not stall the loop
 MAX_INTERNED = 256
+REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
+MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the relay
 
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret")
+                 "last_seen", "partner", "secret", "introduced_at")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -65,6 +68,7 @@ class User:
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
+        self.introduced_at = float("-inf")
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -85,7 +89,8 @@ class Registry:
     """
 
     def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False,
-                 random_bytes=os.urandom, forwarder=None):
+                 random_bytes=os.urandom, forwarder=None, max_users_per_ip=MAX_USERS_PER_IP):
+        self.max_users_per_ip = max_users_per_ip
         self.forwarder = forwarder if forwarder is not None else Forwarder()
         self.features = P.OUR_FEATURES if self.forwarder.enabled else (P.FEATURE_EXT,)
         self.expire_after = expire_after
@@ -96,6 +101,7 @@ class Registry:
         self._by_addr = collections.OrderedDict()   # oldest contact first
         self._noted = collections.OrderedDict()      # sources already logged
         self._interned = {}                            # feature tuples, shared
+        self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
         self.stats = collections.Counter()
 
     # -- queries
@@ -170,12 +176,15 @@ class Registry:
             out += self._remove(user)          # this address takes a new name
             user = None
         if user is None:
-            if len(self._by_addr) >= self.max_users:
-                self.stats["full"] += 1
-                return [Log(logging.WARNING, "refused %s from %s: relay full"
-                            % (_name(msg.username), _ep(addr)))] + \
-                    _error_to(msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
+            full = len(self._by_addr) >= self.max_users
+            if full or self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
+                self.stats["full" if full else "full_for_ip"] += 1
+                out = [Log(logging.WARNING, "refused %s from %s: %s" % (
+                    _name(msg.username), _ep(addr), "relay full" if full else "too many users at that IP"))]
+                return out if not self._note(addr) else out + _error_to(
+                    msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
             user = User(msg.username, addr, now)
+            self._per_ip[_ip_key(addr)] += 1
             self._by_name[user.name] = user
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
@@ -201,6 +210,8 @@ class Registry:
 
     def _move(self, user, addr, now):
         old = user.endpoint
+        self._forget_ip(user.addr)
+        self._per_ip[_ip_key(addr)] += 1
         del self._by_addr[user.addr]
         user.addr, user.endpoint = addr, P.format_endpoint(addr)
         self._by_addr[addr] = user
@@ -219,7 +230,11 @@ class Registry:
             self.stats["not_found"] += 1
             return [Send(P.encode(P.TargetNotFound()), addr)]
         if user.partner is target:
+            if now - user.introduced_at < REINTRODUCE_EVERY:
+                self.stats["reintroductions_limited"] += 1
+                return []            # no amplification by repeated Connects
             self.stats["reintroductions"] += 1
+            user.introduced_at = target.introduced_at = now
             return self._introduce(user, target)
         if target.partner is not None:
             self.stats["busy"] += 1
@@ -227,6 +242,7 @@ class Registry:
         out = self._end_session(user)           # a client that moves on left its old chat
         user.partner, target.partner = target, user
         user.secret = target.secret = self.random_bytes(16).hex()
+        user.introduced_at = target.introduced_at = now
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
                        % (_name(user.name), user.endpoint, _name(target.name), target.endpoint)))
@@ -276,6 +292,12 @@ class Registry:
         self.stats["sessions_ended"] += 1
         return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)))]
 
+    def _forget_ip(self, addr):
+        key = _ip_key(addr)
+        self._per_ip[key] -= 1
+        if self._per_ip[key] <= 0:
+            del self._per_ip[key]
+
     def _note(self, addr):
         """True the first time *addr* is noted (in a bounded memory)."""
         if addr in self._noted:
@@ -290,17 +312,22 @@ class Registry:
         self._by_addr.move_to_end(user.addr)
 
     def _remove(self, user):
+        self._forget_ip(user.addr)
         out = self._end_session(user)
         del self._by_addr[user.addr]
         del self._by_name[user.name]
         return out
 
     def _reject(self, user, addr, kind, reason):
+        """Drop a datagram: count it; log it, and tell a registered extension
+        client, once per source. Well-formed non-requests (replies such as
+        Error) are never answered: two relays, or a relay and an echo
+        service, must not be able to bounce errors at each other."""
         self.stats[kind] += 1
-        out = []
-        if self._note(addr):
-            out.append(Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason)))
-        if user is not None and user.ext:
+        if not self._note(addr):
+            return []
+        out = [Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason))]
+        if user is not None and user.ext and kind == "malformed":
             out += _error_to(user.features, addr, P.ERROR_BAD_REQUEST, kind)
         return out
 
@@ -327,6 +354,18 @@ def _error_to(features, addr, code, message):
     if not P.speaks_extensions(features):
         return []
     return [Send(P.encode(P.Error(code=code, message=message)), addr)]
+
+
+def _ip_key(addr):
+    """Whose quota a source address counts against: its IPv4 address, or the
+    /64 of an IPv6 one (an IPv4-mapped one counts as IPv4)."""
+    host = addr[0]
+    if ":" not in host:
+        return host
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.packed[:8]
 
 
 def _ep(addr):

@@ -4,8 +4,13 @@ A single-threaded ``selectors`` loop around :class:`peerpunch.registry.Registry`
 The loop owns the socket and the clock; the registry decides everything.
 Signals reach the loop through ``signal.set_wakeup_fd`` on a socketpair, so
 SIGINT/SIGTERM stop it promptly without polling.
+
+STUN Binding requests (a first byte of 0-3, which no JSON document has) go to
+:class:`peerpunch.stun.BindingServer` instead, on the main port and on the
+optional ``--alt-port``, which speaks nothing but STUN.
 """
 
+import functools
 import logging
 import selectors
 import signal
@@ -17,7 +22,8 @@ from . import cli
 from .effects import Log, Send
 from . import forwarder as F
 from .protocol import format_endpoint
-from .registry import EXPIRE_AFTER, MAX_USERS, Registry
+from .registry import EXPIRE_AFTER, MAX_USERS, MAX_USERS_PER_IP, Registry
+from .stun import BindingServer, is_stun
 
 log = logging.getLogger("peerpunch.relay")
 
@@ -27,19 +33,23 @@ RCVBUF = 4 << 20
 
 
 class RelayServer:
-    """Serve *registry* on the bound UDP socket *sock* until :meth:`stop`."""
+    """Serve *registry* on the bound UDP socket *sock* until :meth:`stop`;
+    answer STUN there and on *alt_sock* (the alternate port), if given."""
 
-    def __init__(self, sock, registry, clock=time.monotonic):
+    def __init__(self, sock, registry, clock=time.monotonic, alt_sock=None):
         self.sock = sock
+        self.socks = [sock] + ([alt_sock] if alt_sock is not None else [])
+        self.stun = BindingServer([s.getsockname() for s in self.socks])
         self.registry = registry
         self.clock = clock
         self.send_errors = 0
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
-        for s in (self.sock, self._wake_r, self._wake_w):
+        for s in self.socks + [self._wake_r, self._wake_w]:
             s.setblocking(False)
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self.sock, selectors.EVENT_READ, self._read_datagrams)
+        for via, s in enumerate(self.socks):
+            self._selector.register(s, selectors.EVENT_READ, functools.partial(self._read_datagrams, via))
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._read_wakeup)
 
     def wakeup_fd(self):
@@ -59,19 +69,34 @@ class RelayServer:
 
     def close(self):
         self._selector.close()
-        for s in (self.sock, self._wake_r, self._wake_w):
+        for s in self.socks + [self._wake_r, self._wake_w]:
             s.close()
 
-    def _read_datagrams(self):
+    def _read_datagrams(self, via=0):
+        sock = self.socks[via]
         for _ in range(BATCH):
             try:
-                data, addr = self.sock.recvfrom(RECV_SIZE)
+                data, addr = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
                 log.debug("receive error: %s", exc)
                 continue
-            self._apply(self.registry.datagram_received(data, addr, self.clock()))
+            if via or is_stun(data):
+                self._reply(self.stun.datagram_received(data, addr, via))
+            else:
+                self._apply(self.registry.datagram_received(data, addr, self.clock()))
+
+    def _reply(self, replies):
+        for reply in replies:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("STUN answer to %s from port %d", format_endpoint(reply.addr),
+                          self.stun.addresses[reply.via][1])
+            try:
+                self.socks[reply.via].sendto(reply.data, reply.addr)
+            except OSError as exc:
+                self.send_errors += 1
+                log.debug("STUN answer to %s failed: %s", reply.addr, exc)
 
     def _read_wakeup(self):
         try:
@@ -103,6 +128,9 @@ def parse_args(argv):
                         help="forget users silent this long (default %(default)s)")
     parser.add_argument("--max-users", default=MAX_USERS, type=_positive_int, metavar="N",
                         help="registered users at most (default %(default)s)")
+    parser.add_argument("--max-users-per-ip", default=MAX_USERS_PER_IP, type=_positive_int,
+                        metavar="N", help="registered users per IP address or IPv6 /64"
+                        " (default %(default)s)")
     fallback = parser.add_argument_group("relay fallback (forwarding for peers that cannot punch)")
     fallback.add_argument("--no-relay-fallback", action="store_true", help="do not forward at all")
     fallback.add_argument("--relay-sessions", type=_positive_int, default=F.MAX_SESSIONS,
@@ -113,6 +141,9 @@ def parse_args(argv):
                           metavar="BYTES", help="bytes in total per session (default %(default)s)")
     fallback.add_argument("--relay-idle", type=_positive_float, default=F.IDLE_TIMEOUT,
                           metavar="SECONDS", help="free an idle session's allocation (default %(default)s)")
+    parser.add_argument("--alt-port", type=cli.port_number, metavar="PORT",
+                        help="answer STUN on this UDP port too, so clients can compare the"
+                        " mappings two destinations see (0 picks a free one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every datagram")
     cli.version_action(parser)
     return parser.parse_args(argv)
@@ -159,20 +190,31 @@ def main(argv=None):
         sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
                          % (args.host, args.port, exc.strerror or exc))
         return 1
+    alt = None
+    if args.alt_port is not None:
+        try:
+            alt = bind(args.host, args.alt_port)
+        except OSError as exc:
+            sock.close()
+            sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
+                             % (args.host, args.alt_port, exc.strerror or exc))
+            return 1
     limits = F.Limits(max_sessions=args.relay_sessions, rate=args.relay_rate,
                       burst=2 * args.relay_rate, session_bytes=args.relay_bytes,
                       idle_timeout=args.relay_idle)
     forwarder = F.Forwarder(limits, enabled=not args.no_relay_fallback)
     server = RelayServer(sock, Registry(expire_after=args.expire, max_users=args.max_users,
-                                        verbose=args.verbose, forwarder=forwarder))
+                                        verbose=args.verbose, forwarder=forwarder), alt_sock=alt)
     previous = _install_signals(server)
     log.info("relay listening on %s", format_endpoint(sock.getsockname()))
+    if alt is not None:
+        log.info("STUN alternate port %s", format_endpoint(alt.getsockname()))
     try:
         server.serve_forever()
     finally:
         _restore_signals(previous)
         server.close()
-    stats = server.registry.stats + prefixed(forwarder.stats, "relayed_")
+    stats = server.registry.stats + prefixed(forwarder.stats, "relayed_") + server.stun.stats
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
 

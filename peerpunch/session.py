@@ -44,7 +44,7 @@ from . import protocol as P
 from .effects import Log, Send
 from .forwarder import RELAYED, is_relayed
 from .link import PING, PONG, LinkFailed, PlainLink, SecureLink
-from .secure import SecureChannel, is_frame
+from .secure import DATA, SecureChannel, is_frame
 
 REGISTER_RTO = 0.5            # first Register retransmission, doubling...
 REGISTER_RTO_MAX = 1.0        # ...up to this
@@ -60,9 +60,13 @@ DIRECT_RETRY_SLOW = 5.0       # ...and this often after
 DIRECT_RETRY_FAST_FOR = 30.0
 KEEPALIVE = 15.0
 LOST_AFTER_INTERVALS = 3
+SUSPECT_AFTER = 1.25          # silent intervals before the path is suspect...
+RELAY_PROBE_AFTER = 1.5       # ...and before pings also go through the relay
 GOODBYE_COPIES = 3
 MAX_QUEUED = 256
 MAX_HELD = 256                # messages kept from a peer whose key changed
+
+SEALED_DATA = bytes([DATA])
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (when not in one)
@@ -174,6 +178,10 @@ class PeerSession:
         self._held = []              # messages from a blocked peer
         self._punch_started = 0.0
         self._relay_probing = False  # punching through the relay's fallback too
+        self._suspect = False        # the path went quiet; the relay was asked again
+        self._last_direct = 0.0      # when the peer was last heard on the direct path
+        self._last_ping = 0.0
+        self._inbound_relayed = False  # the datagram being handled came through the relay
         self._queue = []             # lines typed before the chat was up
         self._timers = {}            # name -> when it fires
         self._register_rto = REGISTER_RTO
@@ -260,7 +268,7 @@ class PeerSession:
                 return []
             return self._from_peer(data[1:], None, now)
         if not from_relay and (self.peer is None or addr != self.peer.addr) and \
-                not (searching and self.peer.may_be(addr)):
+                not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
             self.stats["ignored_strangers"] += 1
             return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
                         % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
@@ -296,10 +304,18 @@ class PeerSession:
         if self.link.dropped != dropped:
             self.stats["dropped"] += 1
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
-                              % self.peer.username)]
-        if addr is not None and self.peer.via_relay and messages:
-            out += self._now_direct(addr, now)     # it went direct first, and it authenticated
+                              % P.format_endpoint(addr) if addr else "the relay")]
+        self._suspect = False
+        if addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
+            out += self._now_direct(addr, now)     # it went direct first, or moved; it authenticated
+        if addr is None and not self.peer.via_relay and self.state is State.CONNECTED and \
+                now - self._last_direct > self.keepalive / 2:
+            out += self._now_relayed(now)          # the direct path went quiet, the relay works
         self._last_heard = now
+        if addr is not None:
+            self._last_direct = now
+            self._relay_probing = False
+        self._inbound_relayed = addr is None
         out += [self._peer_bytes(f) for f in frames]
         if self.state is State.HANDSHAKING and self.link.ready:
             out += self._secured(now)
@@ -319,12 +335,27 @@ class PeerSession:
             return [Send(PONG, addr)]
         return self._now_direct(addr, now)
 
+    def _now_relayed(self, now):
+        self.peer.via_relay = True
+        self._timers["direct_retry"] = now + DIRECT_RETRY
+        return [Notice("the direct path to %s went quiet: going through the relay"
+                       % self.peer.username)]
+
+    def _may_roam(self, data):
+        """A datagram from an unknown address may be our peer after its NAT
+        mapping changed: worth authenticating if it is a sealed DATA frame
+        (a forgery costs one replay-window check and one AEAD)."""
+        return (self.link is not None and self.link.secure and self.link.ready
+                and data[:1] == SEALED_DATA)
+
     def _now_direct(self, addr, now):
+        moved = not self.peer.via_relay
         self.peer.settle(addr)
         self.peer.via_relay = False
         self._timers.pop("direct_retry", None)
         self._last_heard = now
-        return [Notice("now direct with %s at %s" % (self.peer.username, self.peer.endpoint))]
+        what = "%s moved to" if moved else "now direct with %s at"
+        return [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -420,7 +451,8 @@ class PeerSession:
             if msg.username != self.peer.username:
                 out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
                                % msg.username))
-            return out                      # else a repeated introduction
+                return out
+            return out + self._reintroduced(msg, now)
         if self.state not in (State.IDLE, State.REQUESTING):
             return out
         self.peer = Peer(msg)
@@ -434,6 +466,22 @@ class PeerSession:
             self._timers["connect"] = now + CONNECT_RETRY
         return out + [Notice("punching a hole to %s at %s ..."
                              % (self.peer.username, self.peer.endpoint))]
+
+    def _reintroduced(self, msg, now):
+        """A repeated introduction. During a chat whose path went quiet it
+        carries the peer's endpoint as the relay sees it now (its NAT may
+        have moved it): probe there too, with a sealed Ping if we can."""
+        if self.state is not State.CONNECTED or msg.peer == self.peer.endpoint:
+            return []
+        fresh = Peer(msg)
+        for addr in fresh.candidates:
+            if addr not in self.peer.candidates:
+                self.peer.candidates.insert(0, addr)
+        if self.peer.via_relay:
+            return []
+        self.peer.settle(fresh.addr)
+        return [Notice("the relay says %s is now at %s" % (self.peer.username, self.peer.endpoint)),
+                self._to_peer(P.Ping())]
 
     def _on_target_not_found(self, msg, now):
         return self._request_failed("Target user not found.", now)
@@ -459,7 +507,10 @@ class PeerSession:
     # -- messages from the peer
 
     def _on_ping(self, msg, now):
-        return [self._to_peer(P.Pong())]
+        pong = self._to_peer(P.Pong())
+        if self._inbound_relayed and not self.peer.via_relay:   # answer the way it came
+            return [Send(bytes([RELAYED]) + pong.data, self.relay_addr)]
+        return [pong]
 
     def _on_pong(self, msg, now):
         return []
@@ -544,16 +595,41 @@ class PeerSession:
         return [Failed(reason)] + self._end_chat(now)
 
     def _timer_keepalive(self, now):
-        """Ping every interval; once a whole interval passed in silence, ping
-        four times as often, so a few lost datagrams do not end the chat;
-        silence for LOST_AFTER_INTERVALS intervals does."""
+        """Ping every interval. Once more than SUSPECT_AFTER intervals have
+        passed in silence the path is suspect: ping four times as often,
+        re-register (our own NAT may have moved us; the relay's token keeps
+        our name) and ask the relay to introduce us again (the peer's NAT may
+        have moved it). After RELAY_PROBE_AFTER intervals ping through the
+        relay too, if it forwards. Silence for LOST_AFTER_INTERVALS intervals
+        ends the chat."""
+        interval = self.keepalive
         silent = now - self._last_heard
-        if silent >= LOST_AFTER_INTERVALS * self.keepalive:
+        if silent >= LOST_AFTER_INTERVALS * interval:
             return [ConnectionLost(self.peer.username)] + self._end_chat(now)
-        step = self.keepalive / 4 if silent > 1.25 * self.keepalive else self.keepalive
-        deadline = self._last_heard + LOST_AFTER_INTERVALS * self.keepalive
-        self._timers["keepalive"] = min(now + step, deadline)
-        return [self._to_peer(P.Ping())]
+        out = []
+        suspect = silent >= SUSPECT_AFTER * interval
+        if suspect and not self._suspect:
+            self._suspect = True
+            out += [self._to_relay(self._register_msg()),
+                    self._to_relay(P.Connect(self.peer.username))]
+        if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
+                self._fallback_possible():
+            self._relay_probing = True         # ping through the relay as well
+        step = interval / 4 if suspect else interval
+        send = now >= self._last_ping + step
+        if send:
+            self._last_ping = now
+        nxt = self._last_ping + step
+        if not suspect:                        # wake up to notice the silence in time
+            nxt = min(nxt, self._last_heard + SUSPECT_AFTER * interval)
+        self._timers["keepalive"] = min(nxt, self._last_heard + LOST_AFTER_INTERVALS * interval)
+        if not send:
+            return out
+        ping = self._to_peer(P.Ping())
+        out.append(ping)
+        if self._relay_probing and not self.peer.via_relay:
+            out.append(Send(bytes([RELAYED]) + ping.data, self.relay_addr))
+        return out
 
     # -- helpers
 
@@ -629,6 +705,7 @@ class PeerSession:
 
     def _connected(self, now, security):
         self._enter(State.CONNECTED, now)
+        self._last_direct = self._last_ping = now
         self._timers["keepalive"] = now + self.keepalive
         peer = self.peer
         path = "relayed" if peer.via_relay else "direct"

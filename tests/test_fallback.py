@@ -169,3 +169,21 @@ def test_relay_announces_fallback_only_when_enabled():
     reg = P.encode(P.Register("alice", features=("ext",)))
     assert P.decode(_forwarded(on.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext", "relay1")
     assert P.decode(_forwarded(off.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext",)
+
+
+def test_fallback_direct_path_dying_mid_chat_moves_to_the_relay():
+    net = SimNet()
+    bob = net.add_peer("bob", BOB, keepalive=4.0, **secure_options())
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob", keepalive=4.0, **secure_options())
+    net.run(3)
+    assert net.shown(ALICE, S.Connected)[0].path == "direct"
+    net.block(ALICE, BOB)                        # the NATs forget the direct path
+    net.run(4 * 1.5 + 2)
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
+    notices = [e.text for e in net.shown(ALICE, S.Notice) + net.shown(BOB, S.Notice)]
+    assert any("went quiet: going through the relay" in n for n in notices)
+    net.line(ALICE, "after the outage")
+    net.run(1)
+    assert texts(net, BOB) == ["after the outage"]
+    assert net.shown(ALICE, S.ConnectionLost) == [] and net.shown(BOB, S.ConnectionLost) == []

@@ -302,3 +302,41 @@ def test_registry_repeated_introduction_repeats_the_session_secret():
     again = sends(reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', C, 2.0))
     secrets = {P.decode(d).session for _, d in first + again}
     assert first == again and len(secrets) == 1
+
+
+def test_registry_never_answers_replies_so_two_relays_cannot_loop():
+    """Spoofed Registers make relay A and relay B users of each other; then
+    one Error between them must not start an endless exchange."""
+    a, b = Registry(), Registry()
+    A_ADDR, B_ADDR = ("192.0.2.1", 8080), ("192.0.2.2", 8080)
+    a.datagram_received(REG_C_EXT.replace(b"carol", b"relayb"), B_ADDR, 0.0)
+    b.datagram_received(REG_C_EXT.replace(b"carol", b"relaya"), A_ADDR, 0.0)
+    wire = [(B_ADDR, A_ADDR, b"junk")]                 # the first bounce
+    hops = 0
+    while wire and hops < 100:
+        src, dst, data = wire.pop()
+        reg = a if dst == A_ADDR else b
+        wire += [(dst, addr, d) for addr, d in sends(reg.datagram_received(data, src, 1.0))]
+        hops += 1
+    assert hops <= 2
+
+
+def test_registry_repeated_connects_are_rate_limited():
+    reg = registered((REG_A, A), (REG_B, B))
+    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0)
+    out = [sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', A, 1.0 + i / 100))
+           for i in range(100)]                        # 100 in one second
+    assert sum(len(o) for o in out) == 2 * 1          # one repeat (at 1.5 s), two PeerInfos
+    assert reg.stats["reintroductions_limited"] == 99
+
+
+def test_registry_caps_users_per_ip_and_per_ipv6_64():
+    reg = Registry(max_users_per_ip=3)
+    for port in range(1, 6):
+        reg.datagram_received(P.encode(P.Register("u%d" % port)), ("192.0.2.7", port), 0.0)
+    for i in range(5):
+        reg.datagram_received(P.encode(P.Register("v%d" % i)), ("2001:db8::%x" % (i + 1), 9, 0, 0), 0.0)
+    assert len(reg) == 6 and reg.stats["full_for_ip"] == 4
+    reg.datagram_received(b'"Unregister"', ("192.0.2.7", 1), 1.0)   # one leaves: room again
+    reg.datagram_received(P.encode(P.Register("u9")), ("192.0.2.7", 9), 1.0)
+    assert reg.user("u9") is not None and len(reg) == 6

@@ -132,7 +132,7 @@ def test_session_keepalive_pings_and_holds():
 
 
 def test_session_keepalive_declares_loss_after_three_silent_intervals():
-    net, alice, bob = chat_pair(keepalive=5.0)
+    net, alice, bob = chat_pair(SimNet(forwarder=Forwarder(enabled=False)), keepalive=5.0)
     net.line(BOB, "last words")
     net.line(ALICE, "last words")
     net.run(0.001)
