@@ -17,6 +17,11 @@ import hashlib
 import os
 import stat
 
+try:
+    import fcntl
+except ImportError:         # Windows: no advisory locks; pins still merge on write
+    fcntl = None
+
 from . import protocol as P
 
 HEADER = "peerpunch-identity-v1"
@@ -52,7 +57,7 @@ def load_or_create(path, backend, generate):
     Raises IdentityError.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not hang us
     except FileNotFoundError:
         return _create(path, backend, generate)
     except OSError as exc:
@@ -122,24 +127,33 @@ def safety_code(key_a, key_b):
     return " ".join(digits[i:i + 5] for i in range(0, 30, 5))
 
 
+MAX_KNOWN_PEERS_BYTES = 1 << 20
+
+
 class KnownPeers:
-    """The pinned keys in a ``known_peers`` file; written atomically."""
+    """The pinned keys in a ``known_peers`` file.
+
+    Several peers may run at once and pin at once: ``pin`` takes a lock
+    file, reads the file again, adds its key and replaces the file
+    atomically, so nobody's pins are lost.
+    """
 
     def __init__(self, path):
         self.path = path
         self.keys = {}
         self.bad_lines = 0
-        try:
-            with open(path, "r", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    self._parse(line)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise IdentityError("cannot read %s: %s" % (path, exc.strerror)) from None
+        self._load()
+
+    def _load(self):
+        keys, self.bad_lines = {}, 0
+        for line in _read_text(self.path).splitlines():
+            entry = self._parse(line)
+            if entry:
+                keys[entry[0]] = entry[1]
+        self.keys.update(keys)
 
     def _parse(self, line):
-        name, sep, text = line.rstrip("\n").partition("\t")
+        name, sep, text = line.partition("\t")
         key = decode_key(text) if sep else None
         try:
             P.check_username(name)
@@ -147,8 +161,8 @@ class KnownPeers:
             key = None
         if key is None:
             self.bad_lines += line.strip() != ""
-        else:
-            self.keys[name] = key
+            return None
+        return name, key
 
     def check(self, name, key):
         """NEW, KNOWN or CHANGED."""
@@ -156,16 +170,59 @@ class KnownPeers:
         return NEW if pinned is None else KNOWN if pinned == key else CHANGED
 
     def pin(self, name, key):
-        """Remember *key* for *name* (replacing any other) and save."""
-        self.keys[name] = key
+        """Remember *key* for *name* (replacing any other) and save, merged
+        with whatever other processes pinned meanwhile."""
         folder = os.path.dirname(os.path.abspath(self.path))
-        tmp = self.path + ".tmp"
+        tmp = "%s.%d.tmp" % (self.path, os.getpid())
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for n in sorted(self.keys):
-                    f.write("%s\t%s\n" % (n, encode_key(self.keys[n])))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise IdentityError("cannot write %s: %s" % (self.path, exc.strerror)) from None
+            with _Lock(self.path + ".lock"):
+                self._load()
+                self.keys[name] = key
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    for n in sorted(self.keys):
+                        f.write("%s\t%s\n" % (n, encode_key(self.keys[n])))
+                os.replace(tmp, self.path)
+        except (OSError, IdentityError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise IdentityError("cannot write %s: %s" % (self.path, reason)) from None
+
+
+def _read_text(path):
+    """A small regular file's text; '' if there is none. Raises IdentityError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise IdentityError("cannot read %s: %s" % (path, exc.strerror)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IdentityError("cannot read %s: not a regular file" % path)
+        if st.st_size > MAX_KNOWN_PEERS_BYTES:
+            raise IdentityError("cannot read %s: larger than %d bytes" % (path, MAX_KNOWN_PEERS_BYTES))
+        data = os.read(fd, MAX_KNOWN_PEERS_BYTES + 1)
+    except OSError as exc:
+        raise IdentityError("cannot read %s: %s" % (path, exc.strerror)) from None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace")
+
+
+class _Lock:
+    """An exclusive lock on a file, where the system has fcntl (POSIX)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)       # releases the lock

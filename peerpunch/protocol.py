@@ -160,6 +160,23 @@ def _check_key(value):
     raise ValueError("expected a base64 32-byte key")
 
 
+def is_peer_endpoint(text, allow_loopback=False):
+    """True if *text* can be another peer's public endpoint: a unicast
+    address that is not unspecified, multicast, broadcast or reserved, and
+    loopback only when *allow_loopback* (a relay on this very machine)."""
+    try:
+        host, _ = parse_endpoint(text)
+    except ValueError:
+        return False
+    ip = ipaddress.ip_address(host)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return allow_loopback
+    return not (ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
+                or ip == ipaddress.IPv4Address("255.255.255.255"))
+
+
 def is_lan_endpoint(text):
     """True if *text* is a literal endpoint in one of LAN_NETWORKS."""
     try:

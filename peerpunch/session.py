@@ -44,7 +44,7 @@ from . import protocol as P
 from .effects import Log, Send
 from .forwarder import RELAYED, is_relayed
 from .link import PING, PONG, LinkFailed, PlainLink, SecureLink
-from .secure import DATA, SecureChannel, is_frame
+from .secure import DATA, OVERHEAD as SEALED_OVERHEAD, SecureChannel, is_frame
 
 REGISTER_RTO = 0.5            # first Register retransmission, doubling...
 REGISTER_RTO_MAX = 1.0        # ...up to this
@@ -65,6 +65,7 @@ RELAY_PROBE_AFTER = 1.5       # ...and before pings also go through the relay
 GOODBYE_COPIES = 3
 MAX_QUEUED = 256
 MAX_HELD = 256                # messages kept from a peer whose key changed
+MAX_HEARD = 8                 # addresses a handshake is offered to
 
 SEALED_DATA = bytes([DATA])
 
@@ -117,7 +118,8 @@ class Peer:
     peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
     the path; from then on ``addr`` is the only address we listen to.
     """
-    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay")
+    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
+                 "heard")
 
     def __init__(self, info):
         self.username = info.username
@@ -126,6 +128,7 @@ class Peer:
         self.features = info.features or ()
         self.secret = bytes.fromhex(info.session) if info.session else b""
         self.via_relay = False       # the chat travels through the relay's fallback
+        self.heard = []              # where valid datagrams came from before keys were agreed
         self.candidates = [self.addr]
         for text in info.local or ():
             addr = P.parse_endpoint(text)
@@ -138,6 +141,11 @@ class Peer:
     def settle(self, addr):
         self.addr = addr
         self.endpoint = P.format_endpoint(addr)
+        self.hear(addr)
+
+    def hear(self, addr):
+        if addr not in self.heard and len(self.heard) < MAX_HEARD:
+            self.heard.append(addr)
 
 
 class PeerSession:
@@ -261,7 +269,8 @@ class PeerSession:
         if self.state is State.CLOSED:
             return []
         from_relay = addr == self.relay_addr
-        searching = self.state is State.PUNCHING or (self.peer is not None and self.peer.via_relay)
+        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or \
+            (self.peer is not None and self.peer.via_relay)
         if from_relay and is_relayed(data):
             if self.peer is None or self.state not in IN_CHAT:
                 self.stats["ignored_relayed"] += 1
@@ -299,6 +308,10 @@ class PeerSession:
                 return out
         elif addr is not None and self.peer.via_relay and data in (PING, PONG):
             return self._direct_probe(data, addr, now)
+        elif addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
+            if not is_frame(data):           # a probe from another of its addresses: answer,
+                self.peer.hear(addr)         # offer the handshake there, but do not move
+                return [Send(PONG, addr)] if data == PING else []
         dropped = self.link.dropped
         frames, messages = self.link.receive(data, now)
         if self.link.dropped != dropped:
@@ -306,7 +319,9 @@ class PeerSession:
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
                               % P.format_endpoint(addr) if addr else "the relay")]
         self._suspect = False
-        if addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
+        if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
+            self.peer.settle(addr)                 # a handshake frame that authenticated
+        elif addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
             out += self._now_direct(addr, now)     # it went direct first, or moved; it authenticated
         if addr is None and not self.peer.via_relay and self.state is State.CONNECTED and \
                 now - self._last_direct > self.keepalive / 2:
@@ -333,6 +348,8 @@ class PeerSession:
         peer's still is): answer a Ping; a Pong proves the path both ways."""
         if data == PING:
             return [Send(PONG, addr)]
+        if addr not in self.peer.candidates:
+            return []             # a reflexive port must prove itself with a sealed frame
         return self._now_direct(addr, now)
 
     def _now_relayed(self, now):
@@ -452,9 +469,26 @@ class PeerSession:
                 out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
                                % msg.username))
                 return out
+            if self.state is not State.CONNECTED and (msg.session or "") != self.peer.secret.hex():
+                # the relay paired us anew (say a stale SessionFinished ended the
+                # first pairing): its new secret is the one the peer will use
+                self.link = None
+                return out + self._start_punch(msg, now)
             return out + self._reintroduced(msg, now)
         if self.state not in (State.IDLE, State.REQUESTING):
             return out
+        if self.state is State.REQUESTING and msg.username != self.target:
+            out.append(Notice("%s connected to you first; no longer asking for %s"
+                              % (msg.username, self.target)))
+            self.target = None
+        return out + self._start_punch(msg, now)
+
+    def _start_punch(self, msg, now):
+        """Punch towards the peer the relay introduced in *msg*."""
+        if not P.is_peer_endpoint(msg.peer, allow_loopback=self._relay_is_loopback()):
+            self.stats["bad_introductions"] += 1
+            return [Failed("the relay introduced %s at %s, which is not an address a peer can"
+                           " have" % (msg.username, msg.peer))] + self._end_chat(now)
         self.peer = Peer(msg)
         self._enter(State.PUNCHING, now)
         self._punch_started = now
@@ -464,8 +498,10 @@ class PeerSession:
             self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         if self.target:
             self._timers["connect"] = now + CONNECT_RETRY
-        return out + [Notice("punching a hole to %s at %s ..."
-                             % (self.peer.username, self.peer.endpoint))]
+        return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))]
+
+    def _relay_is_loopback(self):
+        return self.relay_addr[0] in ("127.0.0.1", "::1") or self.relay_addr[0].startswith("127.")
 
     def _reintroduced(self, msg, now):
         """A repeated introduction. During a chat whose path went quiet it
@@ -659,13 +695,13 @@ class PeerSession:
                                     prologue="|".join(names).encode("utf-8"))
             self.link = SecureLink(channel)
             self._enter(State.HANDSHAKING, now)
-            out = [self._peer_bytes(f) for f in self.link.start(now)]
+            out = self._handshake_bytes(self.link.start(now))
             self._schedule_link()
             return notes + out
         self.link = PlainLink()
-        if self.require_encryption:
-            who = self.peer.username
-            return [Failed("%s's client does not encrypt: refused (--require-encryption)" % who)] \
+        if self.require_encryption or self.strict:
+            who, flag = self.peer.username, "--strict" if self.strict else "--require-encryption"
+            return [Failed("%s's client does not encrypt: refused (%s)" % (who, flag))] \
                 + self._goodbye() + self._end_chat(now)
         if self.peer.username in self.known_keys:
             self._blocked = ("%s's key is pinned, but this chat is unencrypted: a downgrade?"
@@ -737,7 +773,8 @@ class PeerSession:
             reason = "could not secure the chat with %s: %s" % (self.peer.username, exc)
             return [Failed(reason)] + self._end_chat(now)
         self._schedule_link()
-        return [self._peer_bytes(f) for f in frames]
+        return self._handshake_bytes(frames) if not self.link.ready else \
+            [self._peer_bytes(f) for f in frames]
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
@@ -758,7 +795,8 @@ class PeerSession:
         return [self._to_peer(P.Goodbye()) for _ in range(GOODBYE_COPIES)]
 
     def _send_chat(self, text):
-        return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text)]
+        limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
+        return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text, limit)]
 
     def _register_msg(self):
         key = ID.encode_key(self.identity.public) if self.identity else None
@@ -774,6 +812,13 @@ class PeerSession:
 
     def _to_peer(self, msg):
         return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))
+
+    def _handshake_bytes(self, frames):
+        """Handshake frames go to every address the peer was heard from
+        (only an answer that authenticates picks the path), or the relay."""
+        if self.peer.via_relay or len(self.peer.heard) < 2:
+            return [self._peer_bytes(f) for f in frames]
+        return [Send(f, addr) for f in frames for addr in self.peer.heard]
 
     def _peer_bytes(self, data):
         """Send *data* to the peer on the current path."""

@@ -102,3 +102,21 @@ def test_mixed_backends_chat_identically(procs, relay):
     bob.expect(r"^\[alice\]> from the pure side$")
     bob.send("from libcrypto")
     alice.expect(r"^\[bob\]> from libcrypto$")
+
+
+def test_known_peers_two_processes_pinning_keep_both(tmp_path):
+    path = str(tmp_path / "known_peers")
+    first, second = ID.KnownPeers(path), ID.KnownPeers(path)      # both loaded an empty file
+    first.pin("bob", bytes(32))
+    second.pin("carol", bytes([2]) * 32)
+    assert set(ID.KnownPeers(path).keys) == {"bob", "carol"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_identity_and_known_peers_refuse_a_fifo_without_hanging(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ID.IdentityError, match="not a regular file"):
+        load(fifo)
+    with pytest.raises(ID.IdentityError, match="not a regular file"):
+        ID.KnownPeers(str(fifo))

@@ -216,3 +216,60 @@ def test_secure_session_lost_handshake_frame_is_recovered(drop):
     net.drop = drop_first
     alice, bob = connect(net, secure_options(), secure_options())
     assert dropped and alice.state is State.CONNECTED and bob.state is State.CONNECTED
+
+
+def test_secure_session_spoofed_probe_from_another_port_cannot_hijack_the_path():
+    """Someone on bob's IP (a CGNAT neighbour) sends probes and a fake HELLO
+    from another port while alice and bob punch: the chat still comes up on
+    bob's real endpoint."""
+    net = SimNet()
+    neighbour = (BOB[0], 6666)
+    bob = net.add_peer("bob", BOB, **secure_options())
+    net.run(1)
+    net.block(ALICE, BOB)                      # hold both in PUNCHING for a moment
+    alice = net.add_peer("alice", ALICE, target="bob", **secure_options())
+    net.run(0.5)
+    assert alice.state is State.PUNCHING
+    for _ in range(5):
+        net.inject(neighbour, ALICE, b'"Ping"')
+        net.inject(neighbour, ALICE, b"\xe1" + bytes(48))
+    net.run(0.1)
+    net.blocked.clear()
+    net.run(4)
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
+    assert net.shown(ALICE, S.Connected)[0].endpoint == "198.51.100.20:41000"
+    net.line(ALICE, "to the real bob")
+    net.run(1)
+    assert texts(net, BOB) == ["to the real bob"]
+
+
+def test_secure_session_sealed_datagrams_stay_within_1024_bytes():
+    net = SimNet()
+    alice, bob = connect(net, secure_options(), secure_options())
+    net.line(ALICE, "x" * 5000)
+    net.run(1)
+    sizes = [len(d) for d in net.sent(ALICE, BOB) if d[:1] == b"\xe4"]
+    assert max(sizes) <= 1024 and "".join(texts(net, BOB)) == "x" * 5000
+
+
+def test_secure_session_strict_refuses_a_peer_that_cannot_encrypt():
+    net = SimNet()
+    alice, bob = connect(net, secure_options(strict=True), {})
+    assert net.shown(ALICE, S.Failed)[0].reason == "bob's client does not encrypt: refused (--strict)"
+
+
+def test_secure_session_new_pairing_secret_restarts_the_punch():
+    """The relay re-paired the two with a new secret (a stale SessionFinished
+    ended the first pairing): the peer that already punched adopts it."""
+    net = SimNet()
+    bob = net.add_peer("bob", BOB, **secure_options())
+    net.run(1)
+    net.block(RELAY, ALICE)                    # alice misses the first introduction
+    alice = net.add_peer("alice", ALICE, **secure_options())
+    net.blocked.clear()
+    net.run(1)
+    net.line(BOB, "/connect alice")
+    net.run(0.05)
+    net.inject(ALICE, RELAY, b'"SessionFinished"')   # stale, from alice's earlier chat
+    net.run(5)
+    assert alice.state is State.CONNECTED and bob.state is State.CONNECTED

@@ -326,3 +326,31 @@ def test_session_ignores_public_or_loopback_lan_candidates_from_the_relay():
         P.decode(b'{"PeerInfo":{"peer":"198.51.100.20:1","username":"b","local":["127.0.0.1:22"]}}')
     with pytest.raises(P.RemoteProtocolError):
         P.decode(b'{"PeerInfo":{"peer":"198.51.100.20:1","username":"b","local":["8.8.8.8:53"]}}')
+
+
+def test_session_introduction_from_someone_else_while_asking_cancels_the_ask():
+    net = SimNet()
+    net.add_peer("carol", CAROL)
+    net.add_peer("bob", BOB)
+    net.run(1)
+    alice = net.add_peer("alice", ALICE)
+    net.run(1)
+    net.line(BOB, "/connect alice")                 # bob's request lands first...
+    alice.state, alice.target = State.REQUESTING, "carol"   # ...while alice asks for carol
+    net.run(3)
+    assert alice.state is State.CONNECTED and alice.peer.username == "bob" and alice.target is None
+    assert "bob connected to you first; no longer asking for carol" in \
+        [e.text for e in net.shown(ALICE, S.Notice)]
+    assert net.registry.user("carol").partner is None
+
+
+def test_session_impossible_introduction_is_refused():
+    for peer in ("127.0.0.1:631", "224.0.0.251:5353", "0.0.0.0:22", "255.255.255.255:9",
+                 "[ff02::1]:9", "240.0.0.1:9"):
+        alice = S.PeerSession("alice", RELAY, target="bob")
+        alice.start(0.0)
+        alice.datagram_received(b'"RegisterAck"', RELAY, 0.1)
+        out = alice.datagram_received(P.encode(P.PeerInfo(peer=peer, username="bob")), RELAY, 0.2)
+        assert any(isinstance(e, S.Failed) and "not an address a peer can have" in e.reason
+                   for e in out), peer
+        assert not any(isinstance(e, S.Send) and e.addr[0] != RELAY[0] for e in out + alice.tick(0.5))
