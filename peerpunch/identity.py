@@ -56,22 +56,9 @@ def load_or_create(path, backend, generate):
     *generate* returns 32 random bytes; *backend* computes the public key.
     Raises IdentityError.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not hang us
-    except FileNotFoundError:
+    data = _read_small(path, "identity ", 4096, check=_check_private)
+    if data is None:
         return _create(path, backend, generate)
-    except OSError as exc:
-        raise IdentityError("cannot read identity %s: %s" % (path, exc.strerror)) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IdentityError("cannot read identity %s: not a regular file" % path)
-        _check_private(path, st)
-        data = os.read(fd, 4096)
-    except OSError as exc:
-        raise IdentityError("cannot read identity %s: %s" % (path, exc.strerror)) from None
-    finally:
-        os.close(fd)
     lines = data.decode("ascii", "replace").split()
     if len(lines) != 2 or lines[0] != HEADER:
         raise IdentityError("identity %s is not a peerpunch identity file" % path)
@@ -190,25 +177,34 @@ class KnownPeers:
 
 
 def _read_text(path):
-    """A small regular file's text; '' if there is none. Raises IdentityError."""
+    """known_peers' text; '' if there is none. Raises IdentityError."""
+    data = _read_small(path, "", MAX_KNOWN_PEERS_BYTES)
+    return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _read_small(path, what, limit, check=None):
+    """The bytes of the regular file at *path* (at most *limit*), or None if
+    it does not exist. A FIFO or device is refused without blocking;
+    *check(path, stat)* may refuse more. Raises IdentityError."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        return ""
+        return None
     except OSError as exc:
-        raise IdentityError("cannot read %s: %s" % (path, exc.strerror)) from None
+        raise IdentityError("cannot read %s%s: %s" % (what, path, exc.strerror)) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise IdentityError("cannot read %s: not a regular file" % path)
-        if st.st_size > MAX_KNOWN_PEERS_BYTES:
-            raise IdentityError("cannot read %s: larger than %d bytes" % (path, MAX_KNOWN_PEERS_BYTES))
-        data = os.read(fd, MAX_KNOWN_PEERS_BYTES + 1)
+            raise IdentityError("cannot read %s%s: not a regular file" % (what, path))
+        if st.st_size > limit:
+            raise IdentityError("cannot read %s%s: larger than %d bytes" % (what, path, limit))
+        if check is not None:
+            check(path, st)
+        return os.read(fd, limit)
     except OSError as exc:
-        raise IdentityError("cannot read %s: %s" % (path, exc.strerror)) from None
+        raise IdentityError("cannot read %s%s: %s" % (what, path, exc.strerror)) from None
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
 
 
 class _Lock:
