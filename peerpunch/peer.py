@@ -221,6 +221,8 @@ def parse_args(argv):
                         help="refuse peers that cannot encrypt")
     parser.add_argument("--crypto-backend", choices=("auto",) + crypto.BACKEND_NAMES, default="auto",
                         help="libcrypto (fast, through ctypes), python (pure), or auto (default)")
+    parser.add_argument("--nat-check", action="store_true",
+                        help="ask the relay (STUN) what our NAT does, print it and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -309,6 +311,9 @@ def ask(prompt, validate):
 
 def main(argv=None):
     parser, args = parse_args(argv)
+    if args.nat_check:
+        from .natcheck import main as nat_check
+        return nat_check(args)
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         _tolerant(stream)
     try:
