@@ -50,6 +50,7 @@ REGISTER_RTO = 0.5            # first Register retransmission, doubling...
 REGISTER_RTO_MAX = 1.0        # ...up to this
 REGISTER_TIMEOUT = 10.0       # no RegisterAck at all: give up
 REREGISTER_INTERVAL = 20.0
+REREGISTER_RETRY = 2.0        # after an unanswered re-registration
 CONNECT_RETRY = 1.0
 CONNECT_TIMEOUT = 10.0
 PUNCH_INTERVAL = 0.2
@@ -189,6 +190,7 @@ class PeerSession:
         self._suspect = False        # the path went quiet; the relay was asked again
         self._last_direct = 0.0      # when the peer was last heard on the direct path
         self._last_ping = 0.0
+        self._reregister_backoff = REREGISTER_RETRY
         self._inbound_relayed = False  # the datagram being handled came through the relay
         self._queue = []             # lines typed before the chat was up
         self._timers = {}            # name -> when it fires
@@ -312,12 +314,16 @@ class PeerSession:
             if not is_frame(data):           # a probe from another of its addresses: answer,
                 self.peer.hear(addr)         # offer the handshake there, but do not move
                 return [Send(PONG, addr)] if data == PING else []
+        if self.link.secure and self.link.ready and data in (PING, PONG):
+            self.stats["late_probes"] += 1   # a punch probe still on its way: harmless
+            return out
         dropped = self.link.dropped
         frames, messages = self.link.receive(data, now)
         if self.link.dropped != dropped:
             self.stats["dropped"] += 1
+            source = P.format_endpoint(addr) if addr else "the relay"
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
-                              % P.format_endpoint(addr) if addr else "the relay")]
+                              % source)]
         self._suspect = False
         if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
             self.peer.settle(addr)                 # a handshake frame that authenticated
@@ -451,6 +457,7 @@ class PeerSession:
         if msg.token:
             self._token = msg.token
         self._timers["reregister"] = now + REREGISTER_INTERVAL
+        self._reregister_backoff = REREGISTER_RETRY
         if self.state is not State.REGISTERING:
             return []
         self._timers.pop("register", None)
@@ -586,14 +593,22 @@ class PeerSession:
         return self._send_register(now)
 
     def _timer_reregister(self, now):
-        self._timers["reregister"] = now + REREGISTER_INTERVAL
+        """Re-register every REREGISTER_INTERVAL. Each one is retried after
+        REREGISTER_RETRY, doubling up to the interval, until the RegisterAck
+        (which puts the next one a whole interval away) comes back: a lost
+        datagram or a relay restarting costs seconds, not an interval."""
+        self._timers["reregister"] = now + self._reregister_backoff
+        self._reregister_backoff = min(2 * self._reregister_backoff, REREGISTER_INTERVAL)
         return [self._to_relay(self._register_msg())]
 
     def _timer_connect(self, now):
         if self.state is State.REQUESTING and now - self._since >= CONNECT_TIMEOUT:
             return self._request_failed("no answer from the relay about %s" % self.target, now)
         self._timers["connect"] = now + CONNECT_RETRY
-        return [self._to_relay(P.Connect(self.target))]
+        out = [self._to_relay(P.Connect(self.target))]
+        if self.state is State.REQUESTING:      # unanswered: a restarted relay may have
+            out.insert(0, self._to_relay(self._register_msg()))   # forgotten us
+        return out
 
     def _timer_probe(self, now):
         self._timers["probe"] = now + PUNCH_INTERVAL

@@ -123,10 +123,11 @@ class Proc:
                "\n".join("  err| " + l for l in self.lines["stderr"])
 
 
-def start_relay(*extra, host="127.0.0.1", prefix=()):
-    """Start ``python -m peerpunch.relay`` on an ephemeral port; return (proc, port)."""
-    proc = Proc([sys.executable, "-m", "peerpunch.relay", "--host", host, "--port", "0"] + list(extra),
-                prefix=prefix, stdin=False)
+def start_relay(*extra, host="127.0.0.1", prefix=(), port=0):
+    """Start ``python -m peerpunch.relay`` on *port* (default: an ephemeral
+    one); return (proc, port)."""
+    proc = Proc([sys.executable, "-m", "peerpunch.relay", "--host", host, "--port", str(port)]
+                + list(extra), prefix=prefix, stdin=False)
     m = proc.expect(r"relay listening on (\S+):(\d+)$", stream="stderr")
     return proc, int(m.group(2))
 

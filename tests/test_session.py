@@ -354,3 +354,30 @@ def test_session_impossible_introduction_is_refused():
         assert any(isinstance(e, S.Failed) and "not an address a peer can have" in e.reason
                    for e in out), peer
         assert not any(isinstance(e, S.Send) and e.addr[0] != RELAY[0] for e in out + alice.tick(0.5))
+
+
+def test_session_after_a_relay_restart_reregisters_and_connects_quickly():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE)
+    net.run(5)
+    net.registry = type(net.registry)()             # the relay restarts and forgets everyone
+    net.add_peer("bob", BOB)                         # bob registers with the new relay
+    net.run(1)
+    net.line(ALICE, "/connect bob")                  # dropped: alice is unknown to the new relay
+    net.run(2.5)
+    assert alice.state is State.CONNECTED and net.registry.user("alice") is not None
+
+
+def test_session_unanswered_reregistration_is_retried_with_backoff():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE)
+    net.run(1)
+    net.block(ALICE, RELAY)                          # the relay is down for a minute
+    before = len(net.sent(ALICE, RELAY))
+    net.run(60)
+    retries = len(net.sent(ALICE, RELAY)) - before
+    assert 5 <= retries <= 8                          # 2, 4, 8, 16, 20, 20 s apart: not a flood
+    net.blocked.clear()
+    net.registry = type(net.registry)()
+    net.run(21)
+    assert net.registry.user("alice") is not None
