@@ -84,6 +84,9 @@ def pair_through(relay):
     a, b = client(), client()
     for sock, name in ((a, "fwd-a"), (b, "fwd-b")):
         sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES)), relay.addr)
+        ack = P.decode(sock.recv(2048))
+        # echo the token: the relay forwards only between clients that proved their address
+        sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES, token=ack.token)), relay.addr)
         assert sock.recv(2048).startswith(b'{"RegisterAck"')
     a.sendto(P.encode(P.Connect("fwd-b")), relay.addr)
     assert a.recv(2048).startswith(b'{"PeerInfo"') and b.recv(2048).startswith(b'{"PeerInfo"')

@@ -8,13 +8,16 @@ STUN nor a secure-channel frame) followed by whatever the peer would have
 sent directly -- for our peers a sealed secure-channel frame, so the relay
 forwards ciphertext it cannot read. The relay forwards it unchanged to the
 one address it introduced the sender to: the sender's session partner, at
-the endpoint that partner registered from. It never forwards anywhere else,
-so it cannot be aimed at third parties, and it never adds bytes, so it
+the endpoint that partner registered from, and only between two clients that
+both asked for the service (``relay1``) and proved they receive at their
+addresses (by echoing the token the relay sent there), so one spoofed
+Register cannot aim it at a third party. It never adds bytes, so it
 amplifies nothing.
 
 Each session pair that uses the service holds a :class:`Allocation` with
 quotas: a token bucket of bytes per second, a total byte budget and an idle
-timeout, and only ``max_sessions`` allocations exist at once. Idle ones are
+timeout, and only ``max_sessions`` allocations exist at once, at most
+``max_per_source`` of them for one source IP. Idle ones are
 freed by ``expire(now)``; ending the session frees it at once.
 """
 
@@ -24,6 +27,7 @@ RELAYED = 0xD0
 MAX_RELAYED = 1400                 # one relayed datagram, marker included
 
 MAX_SESSIONS = 64
+MAX_PER_SOURCE = 4                 # allocations one IP (or IPv6 /64) may hold
 RATE = 256 * 1024                  # bytes per second per session...
 BURST = 512 * 1024                 # ...with this much saved up
 SESSION_BYTES = 256 * 1024 * 1024  # in total per session
@@ -34,17 +38,20 @@ def is_relayed(data):
     return bool(data) and data[0] == RELAYED
 
 
-class Limits(collections.namedtuple("Limits", "max_sessions rate burst session_bytes idle_timeout")):
-    """The relay operator's quotas (all flags of ``python -m peerpunch.relay``)."""
+class Limits(collections.namedtuple("Limits", "max_sessions rate burst session_bytes idle_timeout"
+                                              " max_per_source")):
+    """The relay operator's quotas (flags of ``python -m peerpunch.relay``)."""
 
 
+Limits.__new__.__defaults__ = (MAX_PER_SOURCE,)
 DEFAULT_LIMITS = Limits(MAX_SESSIONS, RATE, BURST, SESSION_BYTES, IDLE_TIMEOUT)
 
 
 class Allocation:
-    __slots__ = ("tokens", "updated", "used", "last_used")
+    __slots__ = ("tokens", "updated", "used", "last_used", "owner")
 
-    def __init__(self, burst, now):
+    def __init__(self, burst, now, owner):
+        self.owner = owner
         self.tokens = burst
         self.updated = now
         self.used = 0
@@ -58,11 +65,13 @@ class Forwarder:
         self.limits = limits
         self.enabled = enabled
         self.allocations = collections.OrderedDict()   # pair key -> Allocation, oldest use first
+        self.per_owner = collections.Counter()         # allocations per source IP
         self.stats = collections.Counter()
 
-    def admit(self, key, size, now):
-        """May a datagram of *size* bytes pass for the session *key*?
-        Returns None if so, else the reason it may not."""
+    def admit(self, key, size, now, owner=None):
+        """May a datagram of *size* bytes pass for the session *key*, sent
+        by a client at *owner* (its IP)? Returns None if so, else the reason
+        it may not."""
         if not self.enabled:
             return "relay fallback is off"
         if size > MAX_RELAYED:
@@ -72,7 +81,10 @@ class Forwarder:
             self.expire(now)
             if len(self.allocations) >= self.limits.max_sessions:
                 return "too many relayed sessions"
-            alloc = self.allocations[key] = Allocation(self.limits.burst, now)
+            if self.per_owner[owner] >= self.limits.max_per_source:
+                return "too many relayed sessions from one address"
+            alloc = self.allocations[key] = Allocation(self.limits.burst, now, owner)
+            self.per_owner[owner] += 1
             self.stats["allocations"] += 1
         alloc.tokens = min(self.limits.burst, alloc.tokens + (now - alloc.updated) * self.limits.rate)
         alloc.updated = now
@@ -89,7 +101,14 @@ class Forwarder:
         return None
 
     def release(self, key):
-        self.allocations.pop(key, None)
+        alloc = self.allocations.pop(key, None)
+        if alloc is not None:
+            self._disown(alloc)
+
+    def _disown(self, alloc):
+        self.per_owner[alloc.owner] -= 1
+        if self.per_owner[alloc.owner] <= 0:
+            del self.per_owner[alloc.owner]
 
     def expire(self, now):
         """Free allocations idle for longer than the idle timeout."""
@@ -98,4 +117,5 @@ class Forwarder:
             if now - alloc.last_used < self.limits.idle_timeout:
                 return
             del self.allocations[key]
+            self._disown(alloc)
             self.stats["idle_freed"] += 1

@@ -241,6 +241,7 @@ class Register:
 @_variant(seed=True)
 class Connect:
     target_username: str
+    session: Optional[str] = None                # "introduce us again, if that pairing lives"
 
 
 @_variant(seed=True)

@@ -54,7 +54,7 @@ MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the re
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at")
+                 "last_seen", "partner", "secret", "introduced_at", "verified")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -69,6 +69,7 @@ class User:
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
         self.introduced_at = float("-inf")
+        self.verified = False   # it echoed the token we sent to its address: not spoofed
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -190,6 +191,9 @@ class Registry:
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
         user.set_features(msg.features, self._interned)
+        if msg.token is not None and user.token is not None and \
+                hmac.compare_digest(msg.token, user.token):
+            user.verified = True    # only a client at this address could have read the token
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -210,6 +214,7 @@ class Registry:
 
     def _move(self, user, addr, now):
         old = user.endpoint
+        user.verified = True        # it just proved itself with the token
         self._forget_ip(user.addr)
         self._per_ip[_ip_key(addr)] += 1
         del self._by_addr[user.addr]
@@ -221,6 +226,10 @@ class Registry:
 
     def _on_connect(self, msg, user, addr, now):
         target = self._by_name.get(msg.target_username)
+        if msg.session is not None and (target is None or user.partner is not target
+                                        or user.secret != msg.session):
+            self.stats["stale_reintroductions"] += 1
+            return []                # a peer recovering a chat that has ended: no new pairing
         if target is user:
             self.stats["self_connect"] += 1
             if user.ext:
@@ -266,17 +275,24 @@ class Registry:
 
     def _relay(self, data, user, addr, now):
         """Forward a RELAYED datagram to the sender's partner, quotas allowing."""
-        if user is None or user.partner is None:
+        partner = user.partner if user is not None else None
+        if partner is None:
             return self._reject(None, addr, "relay_without_session",
                                 "relayed datagram outside a session")
-        reason = self.forwarder.admit(user.secret, len(data), now)
+        if not (user.verified and partner.verified):
+            return self._reject(None, addr, "relay_unverified",
+                                "relayed datagram for a client that has not proved its address")
+        if P.FEATURE_RELAY not in (user.features or ()) or \
+                P.FEATURE_RELAY not in (partner.features or ()):
+            return self._reject(None, addr, "relay_not_offered", "a side did not ask for relaying")
+        reason = self.forwarder.admit(user.secret, len(data), now, owner=_ip_key(user.addr))
         if reason is not None:
             self.stats["relay_refused"] += 1
             out = []
             if self._note(addr):
                 out.append(Log(logging.INFO, "not relaying for %s: %s" % (_name(user.name), reason)))
             return out
-        return [Send(data, user.partner.addr)]
+        return [Send(data, partner.addr)]
 
     def _introduce(self, a, b):
         """PeerInfo to both; a repeated introduction repeats the same secret."""

@@ -337,7 +337,7 @@ class PeerSession:
             self._last_direct = now
             self._relay_probing = False
         self._inbound_relayed = addr is None
-        out += [self._peer_bytes(f) for f in frames]
+        out += [self._reply_bytes(f) for f in frames]
         if self.state is State.HANDSHAKING and self.link.ready:
             out += self._secured(now)
         self._schedule_link()
@@ -356,6 +356,8 @@ class PeerSession:
             return [Send(PONG, addr)]
         if addr not in self.peer.candidates:
             return []             # a reflexive port must prove itself with a sealed frame
+        if self.link.secure:      # a hint: ask there with a sealed Ping, move on its answer
+            return [Send(self.link.seal(P.Ping()), addr)]
         return self._now_direct(addr, now)
 
     def _now_relayed(self, now):
@@ -376,7 +378,7 @@ class PeerSession:
         self.peer.settle(addr)
         self.peer.via_relay = False
         self._timers.pop("direct_retry", None)
-        self._last_heard = now
+        self._last_heard = self._last_direct = now
         what = "%s moved to" if moved else "now direct with %s at"
         return [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
 
@@ -454,15 +456,17 @@ class PeerSession:
 
     def _on_register_ack(self, msg, now):
         self.relay_features = msg.features or ()
-        if msg.token:
-            self._token = msg.token
+        proof = []
+        if msg.token and msg.token != self._token:
+            self._token = msg.token          # echo it at once: proof that we are at this address
+            proof = [self._to_relay(self._register_msg())]
         self._timers["reregister"] = now + REREGISTER_INTERVAL
         self._reregister_backoff = REREGISTER_RETRY
         if self.state is not State.REGISTERING:
-            return []
+            return proof
         self._timers.pop("register", None)
         self._enter(State.IDLE, now)
-        out = [Registered(self.username, self.relay_endpoint)]
+        out = proof + [Registered(self.username, self.relay_endpoint)]
         if self.target:
             return out + self.connect(self.target, now)
         return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
@@ -514,17 +518,17 @@ class PeerSession:
         """A repeated introduction. During a chat whose path went quiet it
         carries the peer's endpoint as the relay sees it now (its NAT may
         have moved it): probe there too, with a sealed Ping if we can."""
-        if self.state is not State.CONNECTED or msg.peer == self.peer.endpoint:
+        if self.state is not State.CONNECTED or msg.peer == self.peer.endpoint or \
+                not P.is_peer_endpoint(msg.peer, allow_loopback=self._relay_is_loopback()):
             return []
         fresh = Peer(msg)
-        for addr in fresh.candidates:
-            if addr not in self.peer.candidates:
-                self.peer.candidates.insert(0, addr)
-        if self.peer.via_relay:
-            return []
-        self.peer.settle(fresh.addr)
-        return [Notice("the relay says %s is now at %s" % (self.peer.username, self.peer.endpoint)),
-                self._to_peer(P.Ping())]
+        first = self.peer.candidates[0]
+        kept = [a for a in self.peer.candidates[1:1 + P.MAX_LOCAL_CANDIDATES] if a not in fresh.candidates]
+        self.peer.candidates = [first] + fresh.candidates + kept
+        self.peer.candidates = self.peer.candidates[:2 + 2 * P.MAX_LOCAL_CANDIDATES]
+        # offer a sealed Ping there; only an answer that authenticates moves the chat
+        ping = self.link.seal(P.Ping()) if self.link.secure else PING
+        return [Send(ping, fresh.addr)]
 
     def _on_target_not_found(self, msg, now):
         return self._request_failed("Target user not found.", now)
@@ -550,10 +554,7 @@ class PeerSession:
     # -- messages from the peer
 
     def _on_ping(self, msg, now):
-        pong = self._to_peer(P.Pong())
-        if self._inbound_relayed and not self.peer.via_relay:   # answer the way it came
-            return [Send(bytes([RELAYED]) + pong.data, self.relay_addr)]
-        return [pong]
+        return [self._reply_bytes(self._to_peer(P.Pong()).data)]
 
     def _on_pong(self, msg, now):
         return []
@@ -623,7 +624,13 @@ class PeerSession:
 
     def _timer_fallback(self, now):
         """Punching has not worked yet: probe through the relay as well; the
-        first answer that comes back that way makes the chat relayed."""
+        first answer that comes back that way makes the chat relayed. During
+        a handshake that is not getting through, repeat it via the relay."""
+        if self.state is State.HANDSHAKING and not self.peer.via_relay:
+            self.peer.via_relay = True
+            self._timers["direct_retry"] = now + DIRECT_RETRY
+            return [Notice("the handshake with %s is not getting through directly: trying"
+                           " through the relay" % self.peer.username)]
         if self.state is not State.PUNCHING:
             return []
         self._relay_probing = True
@@ -661,8 +668,9 @@ class PeerSession:
         suspect = silent >= SUSPECT_AFTER * interval
         if suspect and not self._suspect:
             self._suspect = True
+            session = self.peer.secret.hex() if self.peer.secret else None
             out += [self._to_relay(self._register_msg()),
-                    self._to_relay(P.Connect(self.peer.username))]
+                    self._to_relay(P.Connect(self.peer.username, session=session))]
         if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
                 self._fallback_possible():
             self._relay_probing = True         # ping through the relay as well
@@ -676,10 +684,9 @@ class PeerSession:
         self._timers["keepalive"] = min(nxt, self._last_heard + LOST_AFTER_INTERVALS * interval)
         if not send:
             return out
-        ping = self._to_peer(P.Ping())
-        out.append(ping)
-        if self._relay_probing and not self.peer.via_relay:
-            out.append(Send(bytes([RELAYED]) + ping.data, self.relay_addr))
+        out.append(self._to_peer(P.Ping()))
+        if self._relay_probing and not self.peer.via_relay:   # its own copy: not a replay
+            out.append(Send(bytes([RELAYED]) + self._to_peer(P.Ping()).data, self.relay_addr))
         return out
 
     # -- helpers
@@ -688,7 +695,10 @@ class PeerSession:
         self.state = state
         self._since = now
         self._relay_probing = False
+        keep = ("fallback",) if state is State.HANDSHAKING else ()
         for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link"):
+            if name in keep:
+                continue
             self._timers.pop(name, None)
         if state is State.CLOSED:
             self._timers.clear()
@@ -827,6 +837,12 @@ class PeerSession:
 
     def _to_peer(self, msg):
         return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))
+
+    def _reply_bytes(self, data):
+        """An answer goes back the way the datagram it answers came."""
+        if self._inbound_relayed and not self.peer.via_relay:
+            return Send(bytes([RELAYED]) + data, self.relay_addr)
+        return self._peer_bytes(data)
 
     def _handshake_bytes(self, frames):
         """Handshake frames go to every address the peer was heard from

@@ -104,13 +104,19 @@ def test_fallback_peer_without_relay_feature_is_not_relayed():
 # -- the forwarder and the relay's side
 
 
-def _pair(registry):
-    out = []
+def _register(registry, name, addr, now=0.0, features=("ext", "relay1"), echo=True):
+    """Register *name*; with *echo*, prove the address by echoing the token."""
+    ack = P.decode(registry.datagram_received(
+        P.encode(P.Register(name, features=features)), addr, now)[-1].data)
+    if echo:
+        registry.datagram_received(
+            P.encode(P.Register(name, features=features, token=ack.token)), addr, now)
+
+
+def _pair(registry, echo=True):
     for name, addr in (("alice", ALICE), ("bob", BOB)):
-        out += registry.datagram_received(
-            P.encode(P.Register(name, features=("ext", "relay1"))), addr, 0.0)
+        _register(registry, name, addr, echo=echo)
     registry.datagram_received(b'{"Connect":{"target_username":"bob"}}', ALICE, 0.0)
-    return out
 
 
 def _forwarded(effects):
@@ -143,7 +149,7 @@ def test_forwarder_quotas():
     assert reg.stats["relay_refused"] == 10 + 10 + 15
     # a second session is refused while the first holds the only allocation
     for name, addr in (("carol", CAROL), ("dave", ("198.51.100.40", 1))):
-        reg.datagram_received(P.encode(P.Register(name, features=("ext",))), addr, 11.0)
+        _register(reg, name, addr, 11.0)
     reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', CAROL, 11.0)
     assert _forwarded(reg.datagram_received(frame, CAROL, 11.0)) == []
     # ending the first session frees its allocation
@@ -187,3 +193,37 @@ def test_fallback_direct_path_dying_mid_chat_moves_to_the_relay():
     net.run(1)
     assert texts(net, BOB) == ["after the outage"]
     assert net.shown(ALICE, S.ConnectionLost) == [] and net.shown(BOB, S.ConnectionLost) == []
+
+
+def test_forwarder_needs_both_sides_to_have_proved_their_address():
+    """One spoofed Register (the token went to the victim, who never echoes
+    it) must not let the relay forward an attacker's bytes there."""
+    reg = Registry()
+    _register(reg, "attacker", ALICE)
+    _register(reg, "victim", ("192.0.2.53", 53), echo=False)      # spoofed: no echo
+    reg.datagram_received(b'{"Connect":{"target_username":"victim"}}', ALICE, 0.0)
+    frame = bytes([RELAYED]) + bytes(1000)
+    assert _forwarded(reg.datagram_received(frame, ALICE, 1.0)) == []
+    assert reg.stats["relay_unverified"] == 1
+
+
+def test_forwarder_needs_both_sides_to_ask_for_it():
+    reg = Registry()
+    _register(reg, "alice", ALICE)
+    _register(reg, "bob", BOB, features=("ext",))                 # did not offer relay1
+    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', ALICE, 0.0)
+    assert _forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", ALICE, 1.0)) == []
+
+
+def test_forwarder_caps_allocations_per_source_ip():
+    limits = Limits(max_sessions=64, rate=10 ** 6, burst=10 ** 6, session_bytes=10 ** 9,
+                    idle_timeout=60.0, max_per_source=2)
+    reg = Registry(forwarder=Forwarder(limits))
+    passed = 0
+    for i in range(4):
+        a, b = ("192.0.2.1", 1000 + i), ("198.51.100.%d" % (i + 1), 9)
+        _register(reg, "a%d" % i, a)
+        _register(reg, "b%d" % i, b)
+        reg.datagram_received(P.encode(P.Connect("b%d" % i)), a, 0.0)
+        passed += bool(_forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", a, 1.0)))
+    assert passed == 2
