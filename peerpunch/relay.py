@@ -139,6 +139,8 @@ def parse_args(argv):
                           help="bytes per second per session (default %(default)s)")
     fallback.add_argument("--relay-bytes", type=_positive_int, default=F.SESSION_BYTES,
                           metavar="BYTES", help="bytes in total per session (default %(default)s)")
+    fallback.add_argument("--relay-per-ip", type=_positive_int, default=F.MAX_PER_SOURCE,
+                          metavar="N", help="relayed sessions one IP may open (default %(default)s)")
     fallback.add_argument("--relay-idle", type=_positive_float, default=F.IDLE_TIMEOUT,
                           metavar="SECONDS", help="free an idle session's allocation (default %(default)s)")
     parser.add_argument("--alt-port", type=cli.port_number, metavar="PORT",
@@ -201,7 +203,7 @@ def main(argv=None):
             return 1
     limits = F.Limits(max_sessions=args.relay_sessions, rate=args.relay_rate,
                       burst=2 * args.relay_rate, session_bytes=args.relay_bytes,
-                      idle_timeout=args.relay_idle)
+                      idle_timeout=args.relay_idle, max_per_source=args.relay_per_ip)
     forwarder = F.Forwarder(limits, enabled=not args.no_relay_fallback)
     server = RelayServer(sock, Registry(expire_after=args.expire, max_users=args.max_users,
                                         verbose=args.verbose, forwarder=forwarder), alt_sock=alt)
