@@ -1,0 +1,75 @@
+"""Constants, states and the events a :class:`~peerpunch.session.PeerSession` returns.
+
+Theory of operation
+-------------------
+Nothing here acts. The timing constants are the knobs of every retry in the
+session (registration, introduction, punching, fallback, keep-alive); the
+:class:`State` enum names the session's states, ``IN_CHAT`` the ones that
+have a peer; the namedtuples are the events handed to the shell to show,
+alongside :class:`~peerpunch.effects.Send` and
+:class:`~peerpunch.effects.Log`. :mod:`peerpunch.session` re-exports all of
+them, so callers keep importing them from there.
+"""
+
+import collections
+import enum
+
+REGISTER_RTO = 0.5            # first Register retransmission, doubling...
+REGISTER_RTO_MAX = 1.0        # ...up to this
+REGISTER_TIMEOUT = 10.0       # no RegisterAck at all: give up
+REREGISTER_INTERVAL = 20.0
+REREGISTER_RETRY = 2.0        # after an unanswered re-registration
+CONNECT_RETRY = 1.0
+CONNECT_TIMEOUT = 10.0
+PUNCH_INTERVAL = 0.2
+PUNCH_TIMEOUT = 10.0
+FALLBACK_AFTER = 3.0          # punching this long without success: relay meanwhile
+DIRECT_RETRY = 1.0            # while relayed, probe the direct path this often...
+DIRECT_RETRY_SLOW = 5.0       # ...and this often after
+DIRECT_RETRY_FAST_FOR = 30.0
+KEEPALIVE = 15.0
+LOST_AFTER_INTERVALS = 3
+SUSPECT_AFTER = 1.25          # silent intervals before the path is suspect...
+RELAY_PROBE_AFTER = 1.5       # ...and before pings also go through the relay
+GOODBYE_COPIES = 3
+MAX_QUEUED = 256
+MAX_HELD = 256                # messages kept from a peer whose key changed
+MAX_HEARD = 8                 # addresses a handshake is offered to
+
+HELP = """commands:
+  /connect NAME   start a chat with NAME (when not in one)
+  /leave          end the current chat and stay online
+  /status         show who you are and what you are connected to
+  /whoami         your key's fingerprint
+  /verify         a safety code to compare with your peer by voice
+  /trust          accept the new key of a peer whose key changed
+  /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
+  /help           this text
+  //text          send a line that begins with '/'"""
+
+
+class State(enum.Enum):
+    REGISTERING = "registering"
+    IDLE = "idle"
+    REQUESTING = "requesting"
+    PUNCHING = "punching"
+    HANDSHAKING = "handshaking"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+IN_CHAT = (State.PUNCHING, State.HANDSHAKING, State.CONNECTED)
+
+# -- events for the shell to show
+
+Registered = collections.namedtuple("Registered", "username relay")
+Connected = collections.namedtuple("Connected", "username endpoint path seconds security")
+ChatMessage = collections.namedtuple("ChatMessage", "username text")
+PeerLeft = collections.namedtuple("PeerLeft", "username")
+ConnectionLost = collections.namedtuple("ConnectionLost", "username")
+Failed = collections.namedtuple("Failed", "reason")
+Notice = collections.namedtuple("Notice", "text")
+Closed = collections.namedtuple("Closed", "exit_code reason")
+Alert = collections.namedtuple("Alert", "text")
+PinKey = collections.namedtuple("PinKey", "username key")
+PinKey.__doc__ = "Remember *key* as *username*'s (the shell writes known_peers)."
