@@ -205,8 +205,10 @@ def main(argv=None):
                       burst=2 * args.relay_rate, session_bytes=args.relay_bytes,
                       idle_timeout=args.relay_idle, max_per_source=args.relay_per_ip)
     forwarder = F.Forwarder(limits, enabled=not args.no_relay_fallback)
-    server = RelayServer(sock, Registry(expire_after=args.expire, max_users=args.max_users,
-                                        verbose=args.verbose, forwarder=forwarder), alt_sock=alt)
+    registry = Registry(expire_after=args.expire, max_users=args.max_users,
+                        max_users_per_ip=args.max_users_per_ip, verbose=args.verbose,
+                        forwarder=forwarder)
+    server = RelayServer(sock, registry, alt_sock=alt)
     previous = _install_signals(server)
     log.info("relay listening on %s", format_endpoint(sock.getsockname()))
     if alt is not None:

@@ -106,3 +106,21 @@ def test_runtime_imports_only_the_standard_library():
             assert top in STDLIB_38, "%s imports %s, not on the runtime allow-list" % (path, module)
             if stdlib is not None:
                 assert top in stdlib, "%s imports %s, not in the standard library" % (path, module)
+
+
+def test_cli_relay_flags_reach_the_relay(tmp_path):
+    """--max-users-per-ip 1: a second name from the same IP is refused."""
+    import socket
+    from .procs import start_relay
+    relay, port = start_relay("--max-users-per-ip", "1")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+            for s in (a, b):
+                s.settimeout(3)
+            a.sendto(b'{"Register":{"username":"one","features":["ext"]}}', ("127.0.0.1", port))
+            assert a.recv(2048).startswith(b'{"RegisterAck"')
+            b.sendto(b'{"Register":{"username":"two","features":["ext"]}}', ("127.0.0.1", port))
+            assert b.recv(2048).startswith(b'{"Error":{"code":"relay-full"')
+    finally:
+        relay.stop()
