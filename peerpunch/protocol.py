@@ -457,8 +457,13 @@ def format_endpoint(addr) -> str:
     """``('198.51.100.20', 40000)`` -> ``'198.51.100.20:40000'``; IPv6 in
     brackets, canonical and without a zone; an IPv4-mapped IPv6 address is
     written as plain IPv4."""
-    host, port = canonical_addr(addr)
+    host, port = addr[0], addr[1]
+    if ":" in host or not _DOTTED_QUAD.match(host):   # IPv6 (or not what a socket gives)
+        host, port = canonical_addr(addr)
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+_DOTTED_QUAD = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\Z")
 
 
 def canonical_addr(addr):
