@@ -24,6 +24,7 @@ CONNECT_TIMEOUT = 10.0
 PUNCH_INTERVAL = 0.2
 PUNCH_TIMEOUT = 10.0
 FALLBACK_AFTER = 3.0          # punching this long without success: relay meanwhile
+HANDSHAKE_FALLBACK_AFTER = 4.0  # a handshake this long without keys: repeat it via the relay
 DIRECT_RETRY = 1.0            # while relayed, probe the direct path this often...
 DIRECT_RETRY_SLOW = 5.0       # ...and this often after
 DIRECT_RETRY_FAST_FOR = 30.0

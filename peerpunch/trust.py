@@ -18,7 +18,8 @@ and the safety code to compare by voice.
 
 from . import identity as ID
 from . import protocol as P
-from .events import DIRECT_RETRY, Alert, ChatMessage, Failed, Notice, PinKey, State
+from .events import (DIRECT_RETRY, HANDSHAKE_FALLBACK_AFTER, Alert, ChatMessage, Failed, Notice,
+                     PinKey, State)
 from .link import LinkFailed, PlainLink, SecureLink
 from .secure import SecureChannel
 
@@ -74,6 +75,9 @@ class TrustMixin:
                                     prologue="|".join(names).encode("utf-8"))
             self.link = SecureLink(channel)
             self._enter(State.HANDSHAKING, now)
+            if not self.peer.via_relay and self._fallback_possible():
+                # a handshake that has not got through directly by then moves to the relay
+                self._timers["fallback"] = now + HANDSHAKE_FALLBACK_AFTER
             out = self._handshake_bytes(self.link.start(now))
             self._schedule_link()
             return notes + out

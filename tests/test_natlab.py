@@ -19,6 +19,7 @@ pytestmark = pytest.mark.natlab
 
 LOSS = 0.2
 KEEPALIVE = 2.0
+LOSS_KEEPALIVE = 1.0       # more keep-alives in the idle chat: the loss is sure to hit some
 UDP_TIMEOUT = 5            # conntrack's UDP timeouts on the NATs, both of them
 IDLE = 12.0                # longer than two NAT timeouts
 LOSS_IDLE = 8.0            # longer than the 3 keep-alives after which a peer is lost
@@ -34,7 +35,7 @@ def scenario_of(name, params):
     if name == "test_natlab_profile_has_its_rfc4787_behaviour":
         return params["profile"], functools.partial(runner.probe_profile, params["profile"]), 2
     if name == "test_natlab_loss_still_connects_and_keeps_the_peer":
-        return name, functools.partial(runner.run_idle_chat, idle=LOSS_IDLE, keepalive=KEEPALIVE,
+        return name, functools.partial(runner.run_idle_chat, idle=LOSS_IDLE, keepalive=LOSS_KEEPALIVE,
                                        loss=LOSS, rounds=LOSS_ROUNDS), LOSS_IDLE + 7
     if name == "test_natlab_keepalive_outlasts_nat_timeout":
         return name, functools.partial(runner.run_idle_chat, idle=IDLE, keepalive=KEEPALIVE,
