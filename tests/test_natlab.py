@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from .natlab import expected, profiles, runner, topology
+from .natlab import require_lab
 
 pytestmark = pytest.mark.natlab
 
@@ -75,12 +76,7 @@ def _scenario_of_item(item):
 
 @pytest.fixture(scope="session")
 def natlab(request):
-    reason = topology.missing_requirements()
-    if reason:
-        if os.environ.get("CI") == "true":        # CI runs as root with the tools installed
-            pytest.fail("the NAT lab must run in CI: " + reason)
-        pytest.skip(reason)
-    topology.remove_stale()
+    require_lab()
     scenarios = Scenarios(request.session.items, int(os.environ.get("NATLAB_JOBS", "3")))
     yield scenarios
     scenarios.close()

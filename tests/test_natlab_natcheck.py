@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from .natlab import runner, topology
+from .natlab import require_lab
 from .procs import PEER, Proc, start_relay
 
 pytestmark = pytest.mark.natlab
@@ -68,12 +69,7 @@ def nat_check(profile):
 
 @pytest.fixture(scope="module")
 def outcomes():
-    reason = topology.missing_requirements()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the NAT lab must run in CI: " + reason)
-        pytest.skip(reason)
-    topology.remove_stale()
+    require_lab()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(os.environ.get("NATLAB_JOBS", "3")))
     futures = {profile: pool.submit(nat_check, profile) for profile in EXPECTED}
     yield futures

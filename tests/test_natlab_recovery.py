@@ -31,6 +31,7 @@ import time
 import pytest
 
 from .natlab import profiles, runner, topology
+from .natlab import require_lab
 from .procs import start_peer, start_relay
 
 pytestmark = pytest.mark.natlab
@@ -383,12 +384,7 @@ SCENARIOS = {   # test name -> (scenario, expected seconds): the longest start f
 
 @pytest.fixture(scope="module")
 def recovery(request):
-    reason = topology.missing_requirements()
-    if reason:
-        if os.environ.get("CI") == "true":        # CI runs as root with the tools installed
-            pytest.fail("the NAT lab must run in CI: " + reason)
-        pytest.skip(reason)
-    topology.remove_stale()
+    require_lab()
     ours = [item.originalname for item in request.session.items
             if getattr(item, "module", None) is sys.modules[__name__] and item.originalname in SCENARIOS]
     before = set(topology.list_namespaces())

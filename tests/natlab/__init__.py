@@ -10,3 +10,20 @@ come from :mod:`.profiles`. :mod:`.topology` builds and always removes them,
     python -m tests.natlab down
     python -m tests.natlab matrix
 """
+
+
+def require_lab():
+    """For a test fixture: skip with the one reason the lab cannot run here,
+    or fail where it must run (CI, as root with the tools installed); then
+    clear namespaces a crashed earlier run left behind."""
+    import os
+
+    import pytest
+
+    from . import topology
+    reason = topology.missing_requirements()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the NAT lab must run in CI: " + reason)
+        pytest.skip(reason)
+    topology.remove_stale()
