@@ -307,8 +307,9 @@ def run_idle_chat(*, idle, keepalive, loss=0.0, rounds=1, udp_timeouts=None,
             for _ in range(rounds - 1):
                 with Chat(lab, keepalive=keepalive) as chat:
                     _connect_round(chat, out)
-                if out.problem or out.paths[-1] != "direct":
-                    return out
+                    if out.problem or out.paths[-1] != "direct":
+                        out.transcript = chat.transcript()     # what went wrong, for the report
+                        return out
             with Chat(lab, keepalive=keepalive) as chat:
                 if _connect_round(chat, out) == "direct":
                     out.dropped_connecting = lab.dropped_by_loss("alice")
