@@ -175,19 +175,8 @@ class RebindOutcome:
 
 def run_rebinding(profile_a, profile_b):
     """Chat, flush alice's NAT, stay silent for QUIET, then a line each way."""
-    out = RebindOutcome((profile_a, profile_b))
-    started = time.monotonic()
-    try:
-        with topology.Lab(profile_a, profile_b) as lab, RecoveryChat(lab, keepalive=KEEPALIVE) as chat:
-            try:
-                _rebinding_steps(lab, chat, out)
-            except runner.StepFailed as exc:
-                out.problem = str(exc).split("\n", 1)[0]
-            out.transcript = chat.transcript()
-    except (topology.LabError, OSError) as exc:
-        out.problem = "lab: %s" % exc
-    out.wall_seconds = time.monotonic() - started
-    return out
+    return _run_scenario(lambda: topology.Lab(profile_a, profile_b), _rebinding_steps,
+                         RebindOutcome((profile_a, profile_b)))
 
 
 def _rebinding_steps(lab, chat, out):
@@ -262,13 +251,18 @@ class RestartOutcome:
 
 
 def run_relay_restart():
-    out = RestartOutcome()
+    return _run_scenario(lambda: ThreeSiteLab("port-restricted", "port-restricted", "port-restricted"),
+                         _restart_steps, RestartOutcome())
+
+
+def _run_scenario(make_lab, steps, out):
+    """Build the lab, run *steps(lab, chat, out)* in it and record into *out*
+    the first failed step, the transcript and the wall time."""
     started = time.monotonic()
     try:
-        with ThreeSiteLab("port-restricted", "port-restricted", "port-restricted") as lab, \
-                RecoveryChat(lab, keepalive=KEEPALIVE) as chat:
+        with make_lab() as lab, RecoveryChat(lab, keepalive=KEEPALIVE) as chat:
             try:
-                _restart_steps(lab, chat, out)
+                steps(lab, chat, out)
             except runner.StepFailed as exc:
                 out.problem = str(exc).split("\n", 1)[0]
             out.transcript = chat.transcript()
