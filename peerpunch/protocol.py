@@ -63,6 +63,14 @@ FEATURE_RELAY = "relay1"
 """Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
 Peer: can use that fallback."""
 
+MAPPING_INDEPENDENT = "independent"
+MAPPING_DEPENDENT = "dependent"
+MAPPINGS = (MAPPING_INDEPENDENT, MAPPING_DEPENDENT)
+"""Register/PeerInfo ``mapping``: how the sender's NAT maps its socket, as the
+sender measured with STUN against the relay's two ports (RFC 4787: the same
+public endpoint toward every destination, or a new one per destination --
+"symmetric"). Tells the peers which side of a birthday search each takes."""
+
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
 SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 
@@ -134,6 +142,12 @@ def _check_features(value):
     return tuple(value)
 
 
+def _check_mapping(value):
+    if value not in MAPPINGS:
+        raise ValueError("mapping must be one of %s" % ", ".join(MAPPINGS))
+    return value
+
+
 def _check_local(value):
     if not isinstance(value, list) or len(value) > MAX_LOCAL_CANDIDATES:
         raise ValueError("local must be a list of at most %d endpoints" % MAX_LOCAL_CANDIDATES)
@@ -203,6 +217,7 @@ _VALIDATORS = {
     "peer": _check_endpoint,
     "features": _check_features,
     "local": _check_local,
+    "mapping": _check_mapping,
     "key": _check_key,
     "token": _check_secret,
     "session": _check_secret,
@@ -236,6 +251,7 @@ class Register:
     local: Optional[Tuple[str, ...]] = None      # LAN candidates (host endpoints)
     key: Optional[str] = None                    # long-term public key, base64
     token: Optional[str] = None                  # from an earlier RegisterAck: "still me"
+    mapping: Optional[str] = None                # MAPPINGS: what our NAT does, if we know
 
 
 @_variant(seed=True)
@@ -262,6 +278,7 @@ class PeerInfo:
     features: Optional[Tuple[str, ...]] = None
     local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
     session: Optional[str] = None                # a secret both peers share, for handshake MACs
+    mapping: Optional[str] = None                # the peer's NAT mapping, if it proved its address
 
 
 @_variant(seed=True)

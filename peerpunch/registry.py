@@ -26,7 +26,10 @@ receives the seed's variants, so it gets no reply at all.
 Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
 the pair for the fallback service: RELAYED datagrams from one partner go to
-the other, within the quotas of :mod:`peerpunch.forwarder`.
+the other, within the quotas of :mod:`peerpunch.forwarder`. The ``mapping``
+a client announced (what its NAT does) is passed on only for a client that
+proved its address, since it makes the other peer aim a birthday search at
+that address.
 
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
@@ -54,7 +57,7 @@ MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the re
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at", "verified")
+                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -64,6 +67,7 @@ class User:
         self.ext = False
         self.local = None       # LAN candidates the client announced
         self.key = None         # its long-term public key, if it announced one
+        self.mapping = None     # what its NAT does (P.MAPPINGS), if it said
         self.token = None       # what lets it move to a new address
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
@@ -195,6 +199,7 @@ class Registry:
                 hmac.compare_digest(msg.token, user.token):
             user.verified = True    # only a client at this address could have read the token
         user.local = msg.local
+        user.mapping = msg.mapping
         if msg.key is not None:
             user.key = msg.key
         if user.ext and user.token is None:
@@ -353,7 +358,10 @@ def _peer_info(about, to, secret):
         return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
     return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
                                features=about.features or (), local=about.local,
-                               session=secret))
+                               session=secret,
+                               # birthday probing aims many datagrams at this address:
+                               # only at one that proved it is really there
+                               mapping=about.mapping if about.verified else None))
 
 
 def _may_move(holder, msg):

@@ -754,3 +754,19 @@ def test_decode_duplicate_keys_raise_remote_protocol_error(data):
     # serde_json refuses duplicate fields instead of letting the last one win
     with pytest.raises(P.RemoteProtocolError):
         P.decode(data)
+
+
+def test_mapping_extension_round_trips_and_only_known_values_pass():
+    for mapping in P.MAPPINGS:
+        reg = P.Register("alice", features=("ext",), mapping=mapping)
+        assert P.decode(P.encode(reg)) == reg
+        info = P.PeerInfo("198.51.100.1:5", "bob", mapping=mapping)
+        assert P.decode(P.encode(info)).mapping == mapping
+    assert P.encode(P.Register("alice")) == b'{"Register":{"username":"alice"}}'
+    for bad in (b'"symmetric"', b'1', b'["dependent"]', b'null'):
+        data = b'{"Register":{"username":"alice","mapping":%s}}' % bad
+        if bad == b'null':
+            assert P.decode(data).mapping is None
+            continue
+        with pytest.raises(P.RemoteProtocolError):
+            P.decode(data)

@@ -340,3 +340,28 @@ def test_registry_caps_users_per_ip_and_per_ipv6_64():
     reg.datagram_received(b'"Unregister"', ("192.0.2.7", 1), 1.0)   # one leaves: room again
     reg.datagram_received(P.encode(P.Register("u9")), ("192.0.2.7", 9), 1.0)
     assert reg.user("u9") is not None and len(reg) == 6
+
+
+def test_registry_passes_a_mapping_on_only_for_a_client_that_proved_its_address():
+    reg = registered()
+    reg_d = b'{"Register":{"username":"dave","features":["ext"],"mapping":"dependent"}}'
+    reg_c = b'{"Register":{"username":"carol","features":["ext"],"mapping":"independent"}}'
+    D = ("198.51.100.40", 43000)
+    reg.datagram_received(reg_d, D, 0.0)
+    reg.datagram_received(reg_c, C, 0.0)
+    token = reg.user("carol").token          # carol echoes hers; dave (spoofed?) does not
+    reg.datagram_received(b'{"Register":{"username":"carol","features":["ext"],"token":"%s",'
+                          b'"mapping":"independent"}}' % token.encode(), C, 0.1)
+    out = dict(sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', D, 1.0)))
+    to_dave, to_carol = P.decode(out[D]), P.decode(out[C])
+    assert to_dave.username == "carol" and to_dave.mapping == P.MAPPING_INDEPENDENT
+    assert to_carol.username == "dave" and to_carol.mapping is None
+
+
+def test_registry_forgets_a_mapping_the_client_no_longer_announces():
+    reg = registered()
+    reg.datagram_received(b'{"Register":{"username":"carol","features":["ext"],'
+                          b'"mapping":"dependent"}}', C, 0.0)
+    assert reg.user("carol").mapping == P.MAPPING_DEPENDENT
+    reg.datagram_received(REG_C_EXT, C, 1.0)
+    assert reg.user("carol").mapping is None
