@@ -59,10 +59,16 @@ class Observations:
 
 
 class NatCheck:
-    """The three tests against *relay* (``(ip, port)``), one at a time."""
+    """The three tests against *relay* (``(ip, port)``), one at a time.
 
-    def __init__(self, relay, rto=RTO, retries=RETRIES):
+    *quick*: only the binding and mapping tests, and the second only toward
+    an alternate port on the relay's own IP -- what a chat peer learns at
+    registration (two round trips) before it may need a birthday search.
+    """
+
+    def __init__(self, relay, rto=RTO, retries=RETRIES, quick=False):
         self.obs = Observations(stun.canonical_address(relay))
+        self._quick = quick
         self._rto = rto
         self._retries = retries
         self._step = None
@@ -112,8 +118,12 @@ class NatCheck:
         else:
             obs.public = stun.canonical_address(response.mapped_address())
             obs.other = response.other_address(obs.relay)
+        if self._quick and obs.other is not None and obs.other[0] != obs.relay[0]:
+            obs.other = None          # a relay does not send us to another host
         if obs.other is None:
             return []
+        if self._quick:
+            return self._begin("mapping", obs.other, 0, now)
         return self._begin("filtering", obs.relay, stun.CHANGE_PORT, now)
 
     def _after_filtering(self, transaction, now):
@@ -206,13 +216,15 @@ def _filtering(obs):
 def verdict(mapping, filtered, no_nat):
     """What direct connectivity to expect, as the rest of one line."""
     if mapping == SYMMETRIC:
-        return ("only with peers behind no NAT or a NAT that does not filter by port;"
-                " otherwise relayed (symmetric mapping)")
+        return ("with peers whose NAT is not symmetric (at once, or after a birthday search"
+                " of a few seconds if it filters by port); relayed with symmetric ones"
+                " (symmetric mapping)")
     if mapping is None:
         return "unknown (mapping behaviour unknown from one destination)"
     why = "no NAT" if no_nat else "endpoint-independent mapping"
     if filtered is True:
-        return "likely with most peers; relayed with symmetric ones (%s, port-dependent filtering)" % why
+        return ("likely with most peers, symmetric ones after a birthday search of a few seconds"
+                " (%s, port-dependent filtering)" % why)
     if filtered is False:
         return "likely with most peers, symmetric ones included (%s, no port-dependent filtering)" % why
     return "likely with most peers (%s)" % why

@@ -93,9 +93,9 @@ def test_natcheck_port_restricted_nat():
     assert line(lines, "mapping").startswith("endpoint-independent (the same public endpoint")
     assert line(lines, "filtering").startswith("port-dependent")
     assert line(lines, "port preserved") == "yes (local port 40000)"
-    assert line(lines, "verdict") == ("direct connections: likely with most peers; relayed with"
-                                      " symmetric ones (endpoint-independent mapping,"
-                                      " port-dependent filtering)")
+    assert line(lines, "verdict") == ("direct connections: likely with most peers, symmetric"
+                                      " ones after a birthday search of a few seconds"
+                                      " (endpoint-independent mapping, port-dependent filtering)")
     assert [l for l in lines if l.startswith("public endpoint: ")] == [
         "public endpoint: 198.51.100.10:40000 (seen from the relay's port 3478)",
         "public endpoint: 198.51.100.10:40000 (seen from the relay's alternate port 3479)"]
@@ -114,8 +114,9 @@ def test_natcheck_symmetric_nat():
     assert line(lines, "mapping").startswith("address/port-dependent, i.e. symmetric")
     assert line(lines, "port preserved") == "no (local port 40000, public port 50000)"
     assert line(lines, "filtering").startswith("port-dependent")
-    assert line(lines, "verdict") == ("direct connections: only with peers behind no NAT or a NAT"
-                                      " that does not filter by port; otherwise relayed"
+    assert line(lines, "verdict") == ("direct connections: with peers whose NAT is not symmetric"
+                                      " (at once, or after a birthday search of a few seconds if"
+                                      " it filters by port); relayed with symmetric ones"
                                       " (symmetric mapping)")
 
 
@@ -240,3 +241,23 @@ def test_natcheck_command_bad_arguments_exit_2(args):
     assert result.returncode == 2, result
     assert len(result.stderr.splitlines()) == 1 and "error" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("mapping, expected", [("eim", natcheck.EIM), ("symmetric", natcheck.SYMMETRIC)])
+def test_natcheck_quick_asks_binding_and_mapping_only(mapping, expected):
+    server = stun.BindingServer((RELAY, ALT))
+    nat = MemoryNat(server, mapping, port_filter=True)
+    check = natcheck.NatCheck(RELAY, quick=True)
+    nat.run(check)
+    assert nat.destinations == [RELAY, ALT]          # no CHANGE-REQUEST test
+    assert check.obs.filtered is None
+    assert natcheck.mapping_of(check.obs, ())[0] == expected
+
+
+def test_natcheck_quick_does_not_follow_an_alternate_address_on_another_host():
+    server = stun.BindingServer((RELAY, ("203.0.113.99", 3479)))
+    nat = MemoryNat(server, "eim")
+    check = natcheck.NatCheck(RELAY, quick=True)
+    nat.run(check)
+    assert nat.destinations == [RELAY] and check.obs.other is None
+    assert natcheck.mapping_of(check.obs, ())[0] is None

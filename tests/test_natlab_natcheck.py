@@ -23,8 +23,8 @@ EIM = "endpoint-independent"
 SYMMETRIC = "address/port-dependent, i.e. symmetric"
 PORT_FILTER = "port-dependent"
 NO_PORT_FILTER = "not port-dependent"
-LIKELY_FILTERED = ("likely with most peers; relayed with symmetric ones (endpoint-independent"
-                   " mapping, port-dependent filtering)")
+LIKELY_FILTERED = ("likely with most peers, symmetric ones after a birthday search of a few"
+                   " seconds (endpoint-independent mapping, port-dependent filtering)")
 LIKELY_OPEN = ("likely with most peers, symmetric ones included (endpoint-independent mapping,"
                " no port-dependent filtering)")
 
@@ -38,8 +38,9 @@ EXPECTED = {
     "double": (EIM, PORT_FILTER, True, LIKELY_FILTERED),
     # --random-fully draws from 1024-65535: the local port comes back 1 time in ~64,000
     "symmetric": (SYMMETRIC, PORT_FILTER, False,
-                  "only with peers behind no NAT or a NAT that does not filter by port;"
-                  " otherwise relayed (symmetric mapping)"),
+                  "with peers whose NAT is not symmetric (at once, or after a birthday search of"
+                  " a few seconds if it filters by port); relayed with symmetric ones (symmetric"
+                  " mapping)"),
 }
 WAIT = 20.0            # the check takes under 4 s even when the filtering answer never comes
 
