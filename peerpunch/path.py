@@ -52,7 +52,7 @@ class Peer:
     the path; from then on ``addr`` is the only address we listen to.
     """
     __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
-                 "heard")
+                 "heard", "via", "mapping")
 
     def __init__(self, info):
         self.username = info.username
@@ -61,6 +61,8 @@ class Peer:
         self.features = info.features or ()
         self.secret = bytes.fromhex(info.session) if info.session else b""
         self.via_relay = False       # the chat travels through the relay's fallback
+        self.via = 0                 # our socket the direct path uses (birthday.Spray's, or 0)
+        self.mapping = info.mapping  # what its NAT does, if the relay passed it on
         self.heard = []              # where valid datagrams came from before keys were agreed
         self.candidates = [self.addr]
         for text in info.local or ():
@@ -71,8 +73,9 @@ class Peer:
     def may_be(self, addr):
         return addr in self.candidates or addr[0] == self.candidates[0][0]
 
-    def settle(self, addr):
+    def settle(self, addr, via=0):
         self.addr = addr
+        self.via = via
         self.endpoint = P.format_endpoint(addr)
         self.hear(addr)
 
@@ -95,13 +98,15 @@ class PathMixin:
         self.peer = Peer(msg)
         self._enter(State.PUNCHING, now)
         self._punch_started = now
+        search = self._start_birthday(now)
         self._timers["probe"] = now
         self._timers["punch_timeout"] = now + self.punch_timeout
         if self._fallback_possible():
             self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         if self.target:
             self._timers["connect"] = now + CONNECT_RETRY
-        return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))]
+        return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))
+                ] + search
 
     def _relay_is_loopback(self):
         return self.relay_addr[0] in ("127.0.0.1", "::1") or self.relay_addr[0].startswith("127.")
@@ -134,7 +139,7 @@ class PathMixin:
             if addr is None:
                 self.peer.via_relay = True   # the peer fell back first
             else:
-                self.peer.settle(addr)
+                self.peer.settle(addr, self._rx_via)
             out += self._path_found(now)
             if self.link is None:            # refused
                 return out
@@ -143,7 +148,7 @@ class PathMixin:
         elif addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
             if not is_frame(data):           # a probe from another of its addresses: answer,
                 self.peer.hear(addr)         # offer the handshake there, but do not move
-                return [Send(PONG, addr)] if data == PING else []
+                return [Send(PONG, addr, self._rx_via)] if data == PING else []
         if self.link.secure and self.link.ready and data in (PING, PONG):
             self.stats["late_probes"] += 1   # a punch probe still on its way: harmless
             return out
@@ -156,7 +161,7 @@ class PathMixin:
                               % source)]
         self._suspect = False
         if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
-            self.peer.settle(addr)                 # a handshake frame that authenticated
+            self.peer.settle(addr, self._rx_via)   # a handshake frame that authenticated
         elif addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
             out += self._now_direct(addr, now)     # it went direct first, or moved; it authenticated
         if addr is None and not self.peer.via_relay and self.state is State.CONNECTED and \
@@ -183,11 +188,13 @@ class PathMixin:
         """Plain probes on the direct path while the chat is relayed (or the
         peer's still is): answer a Ping; a Pong proves the path both ways."""
         if data == PING:
-            return [Send(PONG, addr)]
-        if addr not in self.peer.candidates:
+            return [Send(PONG, addr, self._rx_via)]
+        if addr not in self.peer.candidates and not self._probed(addr):
             return []             # a reflexive port must prove itself with a sealed frame
         if self.link.secure:      # a hint: ask there with a sealed Ping, move on its answer
-            return [Send(self.link.seal(P.Ping()), addr)]
+            if not self.link.ready:
+                return []         # nothing sealed yet: the handshake finishes via the relay
+            return [Send(self.link.seal(P.Ping()), addr, self._rx_via)]
         return self._now_direct(addr, now)
 
     def _now_relayed(self, now):
@@ -205,7 +212,7 @@ class PathMixin:
 
     def _now_direct(self, addr, now):
         moved = not self.peer.via_relay
-        self.peer.settle(addr)
+        self.peer.settle(addr, self._rx_via)
         self.peer.via_relay = False
         self._timers.pop("direct_retry", None)
         self._last_heard = self._last_direct = now
@@ -246,7 +253,7 @@ class PathMixin:
         fast = now - self._punch_started < DIRECT_RETRY_FAST_FOR
         self._timers["direct_retry"] = now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW)
         ping = P.encode(P.Ping())
-        return [Send(ping, addr) for addr in self.peer.candidates]
+        return [Send(ping, addr, self.peer.via) for addr in self.peer.candidates]
 
     def _timer_punch_timeout(self, now):
         peer = self.peer
@@ -305,13 +312,17 @@ class PathMixin:
         (only an answer that authenticates picks the path), or the relay."""
         if self.peer.via_relay or len(self.peer.heard) < 2:
             return [self._peer_bytes(f) for f in frames]
-        return [Send(f, addr) for f in frames for addr in self.peer.heard]
+        return [Send(f, addr, self.peer.via) for f in frames for addr in self.peer.heard]
 
     def _peer_bytes(self, data):
         """Send *data* to the peer on the current path."""
         if self.peer.via_relay:
             return Send(bytes([RELAYED]) + data, self.relay_addr)
-        return Send(data, self.peer.addr)
+        return Send(data, self.peer.addr, self.peer.via)
+
+    def _probed(self, addr):
+        """True if our birthday search sent a probe to *addr*."""
+        return self._prober is not None and self._prober.probed(addr)
 
 
 def _parses(data):

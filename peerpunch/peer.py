@@ -2,8 +2,9 @@
 
 Four threads around one :class:`peerpunch.session.PeerSession`:
 
-* the network thread owns the UDP socket and the session, and runs a
-  ``selectors`` loop over the socket and a wake-up socketpair;
+* the network thread owns the UDP socket (and the extra ones a birthday
+  search opens) and the session, and runs a ``selectors`` loop over them
+  and a wake-up socketpair;
 * the keep-alive timer thread sleeps until the session's next deadline and
   then posts a tick to the network thread;
 * the stdin reader thread posts each line the user types;
@@ -28,14 +29,15 @@ from . import identity as ID
 from . import protocol as P
 from . import session as S
 from .console import format_event
-from .effects import Log, Send
+from .effects import CloseSocket, Log, OpenSocket, Send
 
 RECV_SIZE = 65535
 JOIN_TIMEOUT = 3.0
 
 
 class NetworkThread(threading.Thread):
-    """Runs the session: datagrams in, effects out. Owns the socket."""
+    """Runs the session: datagrams in, effects out. Owns the sockets:
+    number 0 is the one bound at start, the others the session opens."""
 
     def __init__(self, session, sock, output, *, verbose=False, known_peers=None,
                  clock=time.monotonic):
@@ -54,6 +56,8 @@ class NetworkThread(threading.Thread):
         self._v6 = sock.family == socket.AF_INET6
         self._closed = False
         self._deadline = None
+        self._socks = {0: sock}        # via -> socket
+        self._selector = None
 
     def post(self, *item):
         """Hand the network thread work from any thread."""
@@ -65,33 +69,41 @@ class NetworkThread(threading.Thread):
 
     def run(self):
         self.timer.start()
-        selector = selectors.DefaultSelector()
-        selector.register(self.sock, selectors.EVENT_READ, self._read_datagrams)
-        selector.register(self._wake_r, selectors.EVENT_READ, self._read_inbox)
+        selector = self._selector = selectors.DefaultSelector()
+        selector.register(self.sock, selectors.EVENT_READ, (self._read_datagrams, 0))
+        selector.register(self._wake_r, selectors.EVENT_READ, (self._read_inbox, None))
         try:
             self._apply(self.session.start(self.clock()))
             while not self._closed:
                 self._reschedule()
                 for key, _ in selector.select():
-                    key.data()
+                    handler, via = key.data
+                    if via is None:
+                        handler()
+                    elif via in self._socks:    # not closed by an earlier handler
+                        handler(via)
         except Exception as exc:    # a bug: say so, and still exit cleanly
             logging.getLogger("peerpunch").exception("network thread failed")
             self.output.put(("exit", 1, "internal error: %r" % exc))
         finally:
             self.timer.stop()
             selector.close()
-            for s in (self.sock, self._wake_r, self._wake_w):
+            for s in list(self._socks.values()) + [self._wake_r, self._wake_w]:
                 s.close()
 
-    def _read_datagrams(self):
+    def _read_datagrams(self, via):
+        sock = self._socks[via]
         for _ in range(256):
             try:
-                data, addr = self.sock.recvfrom(RECV_SIZE)
+                data, addr = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:       # ICMP errors surface here on some systems
                 continue
-            self._apply(self.session.datagram_received(data, P.canonical_addr(addr), self.clock()))
+            self._apply(self.session.datagram_received(data, P.canonical_addr(addr), self.clock(),
+                                                       via))
+            if via not in self._socks:    # the session closed this socket
+                return
 
     def _read_inbox(self):
         try:
@@ -131,6 +143,10 @@ class NetworkThread(threading.Thread):
                 self.output.put(("exit", effect.exit_code, format_event(effect)))
             elif kind is S.PinKey:
                 self._pin(effect)
+            elif kind is OpenSocket:
+                self._open(effect.via)
+            elif kind is CloseSocket:
+                self._close(effect.via)
             else:
                 line = format_event(effect)
                 if line is not None:
@@ -144,12 +160,42 @@ class NetworkThread(threading.Thread):
         except ID.IdentityError as exc:
             self.output.put(("log", "warning: %s" % exc))
 
+    def _open(self, via):
+        """Another socket like socket 0: same family and address, any port."""
+        if via in self._socks:
+            return
+        try:
+            sock = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        except OSError as exc:            # out of file descriptors, say: the search is smaller
+            if self.verbose:
+                self.output.put(("log", "cannot open socket %d: %s" % (via, exc)))
+            return
+        try:
+            sock.bind((self.sock.getsockname()[0], 0))
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, (self._read_datagrams, via))
+        except (OSError, ValueError) as exc:
+            sock.close()
+            if self.verbose:
+                self.output.put(("log", "cannot open socket %d: %s" % (via, exc)))
+            return
+        self._socks[via] = sock
+
+    def _close(self, via):
+        sock = self._socks.pop(via, None) if via else None
+        if sock is not None:
+            self._selector.unregister(sock)
+            sock.close()
+
     def _send(self, effect):
+        sock = self._socks.get(effect.via)
+        if sock is None:
+            return                        # a socket that could not be opened, or closed
         host, port = effect.addr
         if self._v6 and ":" not in host:
             host = "::ffff:" + host
         try:
-            self.sock.sendto(effect.data, (host, port))
+            sock.sendto(effect.data, (host, port))
         except OSError as exc:
             if self.verbose:
                 self.output.put(("log", "send to %s failed: %s" % (P.format_endpoint(effect.addr), exc)))

@@ -43,9 +43,12 @@ punching, the relay fallback, roaming and keep-alive;
 
 import collections
 import logging
+import random
 
 from . import identity as ID
 from . import protocol as P
+from . import stun
+from .birthday import BirthdayMixin
 from .effects import Log, Send
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -60,19 +63,20 @@ from .secure import OVERHEAD as SEALED_OVERHEAD
 from .trust import TrustMixin
 
 
-class PeerSession(PathMixin, TrustMixin):
+class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
     """One user's client: registration, introduction, punching and chat."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
-                 require_encryption=False):
+                 require_encryption=False, rng=None):
         """*target*: a name to ask the relay for once registered (else wait).
         *local*: our LAN endpoints, announced to the relay as candidates.
         *identity* (``.private``, ``.public``) and a crypto *backend* enable
         the secure channel with peers that offer it; *known_keys* maps names
         to pinned public keys; *strict* refuses peers with no pinned key;
-        *require_encryption* refuses peers that cannot encrypt."""
+        *require_encryption* refuses peers that cannot encrypt; *rng* (a
+        ``random.Random``) picks the ports a birthday search probes."""
         self.username = P.check_username(username)
         self.relay_addr = relay_addr
         self.relay_endpoint = P.format_endpoint(relay_addr)
@@ -108,6 +112,15 @@ class PeerSession(PathMixin, TrustMixin):
         self._register_rto = REGISTER_RTO
         self._since = 0.0            # when the current state began
         self._last_heard = 0.0
+        self.mapping = None          # our NAT's (P.MAPPINGS), once the check at registration says
+        self._natcheck = None        # that check, while it runs
+        self._mapping_deadline = 0.0
+        self._connect_deferred = False   # a Connect waits for that check
+        self._rng = rng if rng is not None else random.Random()
+        self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
+        self._spray = None           # birthday.Spray: our NAT is the symmetric one
+        self._spray_until = 0.0
+        self._rx_via = 0             # the socket the datagram being handled came in on
 
     # -- inputs
 
@@ -131,6 +144,12 @@ class PeerSession(PathMixin, TrustMixin):
         if self.state is not State.IDLE:
             return [Notice("already in a chat; /leave it first")]
         self.target = target
+        if self._mapping_pending(now):      # let the relay hear our mapping first
+            self._connect_deferred = True
+            self._timers["mapping_wait"] = self._mapping_deadline
+            return []
+        self._connect_deferred = False
+        self._timers.pop("mapping_wait", None)
         self._enter(State.REQUESTING, now)
         self._timers["connect"] = now + CONNECT_RETRY
         return [Notice("asking the relay for %s ..." % target), self._to_relay(P.Connect(target))]
@@ -177,25 +196,25 @@ class PeerSession(PathMixin, TrustMixin):
         self._enter(State.CLOSED, now)
         return out + [Closed(0, "bye")]
 
-    def datagram_received(self, data, addr, now):
-        """A datagram from *addr*; anything not from the relay or our peer is ignored."""
+    def datagram_received(self, data, addr, now, via=0):
+        """A datagram from *addr* on our socket *via* (0: our own, else one
+        opened by an OpenSocket effect); anything not from the relay or our
+        peer is ignored."""
         if self.state is State.CLOSED:
             return []
+        if via:
+            return self._via_datagram(data, addr, now, via)
         from_relay = addr == self.relay_addr
-        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or \
-            (self.peer is not None and self.peer.via_relay)
         if from_relay and is_relayed(data):
             if self.peer is None or self.state not in IN_CHAT:
                 self.stats["ignored_relayed"] += 1
                 return []
+            self._rx_via = 0
             return self._from_peer(data[1:], None, now)
-        if not from_relay and (self.peer is None or addr != self.peer.addr) and \
-                not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
-            self.stats["ignored_strangers"] += 1
-            return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
-                        % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+        if stun.is_stun(data) and (from_relay or self._natcheck is not None):
+            return self._stun_datagram(data, addr, now)
         if not from_relay:
-            return self._from_peer(data, addr, now)
+            return self._peer_datagram(data, addr, now, 0)
         try:
             msg = P.decode(data)
         except P.RemoteProtocolError as exc:
@@ -204,6 +223,18 @@ class PeerSession(PathMixin, TrustMixin):
         handler = self._RELAY_HANDLERS.get(type(msg))
         return handler(self, msg, now) if handler else \
             [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+
+    def _peer_datagram(self, data, addr, now, via):
+        """A datagram from *addr*, not the relay, on socket *via*."""
+        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or \
+            (self.peer is not None and self.peer.via_relay)
+        if (self.peer is None or addr != self.peer.addr) and \
+                not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
+            self.stats["ignored_strangers"] += 1
+            return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
+                        % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+        self._rx_via = via
+        return self._from_peer(data, addr, now)
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -262,7 +293,7 @@ class PeerSession(PathMixin, TrustMixin):
             return proof
         self._timers.pop("register", None)
         self._enter(State.IDLE, now)
-        out = proof + [Registered(self.username, self.relay_endpoint)]
+        out = proof + self._start_mapping_check(now) + [Registered(self.username, self.relay_endpoint)]
         if self.target:
             return out + self.connect(self.target, now)
         return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
@@ -406,7 +437,7 @@ class PeerSession(PathMixin, TrustMixin):
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
-        out = [self._to_relay(P.SessionFinished())]
+        out = [self._to_relay(P.SessionFinished())] + self._stop_birthday()
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
@@ -429,7 +460,7 @@ class PeerSession(PathMixin, TrustMixin):
     def _register_msg(self):
         key = ID.encode_key(self.identity.public) if self.identity else None
         return P.Register(self.username, features=self.features, local=self.local, key=key,
-                          token=self._token)
+                          token=self._token, mapping=self.mapping)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)

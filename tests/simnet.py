@@ -1,5 +1,7 @@
-"""An in-memory network for the sans-I/O cores: a relay Registry and any
-number of PeerSessions, joined by a datagram queue and a fake clock.
+"""An in-memory network for the sans-I/O cores: a relay Registry (with the
+relay's STUN answers, and optionally its alternate port) and any number of
+PeerSessions, joined by a datagram queue and a fake clock; optionally NATs
+(:class:`SimNat`) in front of peers.
 
 Like h11's ConnectionPair, but for UDP: links can lose datagrams (seeded
 random loss) or be cut, and time only moves when ``run`` advances it to the
@@ -9,16 +11,67 @@ next deadline, so a minute of protocol time takes milliseconds.
 import collections
 import random
 
-from peerpunch.effects import Log, Send
+from peerpunch.effects import CloseSocket, Log, OpenSocket, Send
 from peerpunch.registry import Registry
 from peerpunch.session import PeerSession
+from peerpunch.stun import BindingServer, is_stun
 
 RELAY = ("203.0.113.1", 8080)
+RELAY_ALT = ("203.0.113.1", 3479)
+
+
+class SimNat:
+    """A NAT for the hosts behind it (RFC 4787 terms): *mapping*
+    "independent" (one public port per inside socket) or "dependent" (one per
+    inside socket and destination, "symmetric"); *filtering* "none",
+    "address" or "port" (admit only what the mapping sent to). Public ports
+    are random in 1024-65535; unsolicited datagrams are dropped."""
+
+    def __init__(self, public_ip, mapping="independent", filtering="port", seed=7):
+        self.public_ip = public_ip
+        self.mapping = mapping
+        self.filtering = filtering
+        self._random = random.Random(seed)
+        self._out = {}          # mapping key -> public port
+        self._in = {}           # public port -> [inside addr, set of remotes sent to]
+
+    def outbound(self, src, dst):
+        key = src if self.mapping == "independent" else (src, dst)
+        port = self._out.get(key)
+        if port is None:
+            port = self._random.randint(1024, 65535)
+            while port in self._in:
+                port = self._random.randint(1024, 65535)
+            self._out[key] = port
+            self._in[port] = [src, set()]
+        self._in[port][1].add(dst)
+        return (self.public_ip, port)
+
+    def inbound(self, src, port):
+        entry = self._in.get(port)
+        if entry is None:
+            return None
+        inside, remotes = entry
+        if self.filtering == "port" and src not in remotes:
+            return None
+        if self.filtering == "address" and src[0] not in {r[0] for r in remotes}:
+            return None
+        return inside
+
+    def flush(self):
+        """Forget every mapping (a rebooted router, a conntrack flush)."""
+        self._out.clear()
+        self._in.clear()
 
 
 class SimNet:
-    def __init__(self, loss=0.0, seed=1, **registry_options):
+    def __init__(self, loss=0.0, seed=1, alt_port=False, **registry_options):
         self.now = 1000.0
+        self.stun = BindingServer([RELAY] + ([RELAY_ALT] if alt_port else []))
+        self.nats = {}                             # inside IP -> SimNat
+        self.public = {}                           # public IP -> SimNat
+        self.sockets = {}                          # (session addr, via) -> local addr
+        self.owners = {RELAY_ALT: None}            # local addr -> (session addr, via)
         self.loss = loss
         self.random = random.Random(seed)
         self.registry = Registry(**registry_options)
@@ -29,9 +82,16 @@ class SimNet:
         self.drop = None                           # or a predicate (src, dst, data) -> bool
         self._inflight = collections.deque()
 
+    def add_nat(self, nat, *inside_ips):
+        """Put *nat* in front of the hosts at *inside_ips*."""
+        self.public[nat.public_ip] = nat
+        for ip in inside_ips:
+            self.nats[ip] = nat
+
     def add_peer(self, name, addr, **options):
         session = PeerSession(name, RELAY, **options)
         self.sessions[addr] = session
+        self.owners[addr] = (addr, 0)
         self._emit(addr, session.start(self.now))
         return session
 
@@ -77,15 +137,38 @@ class SimNet:
                 continue
             if self.drop is not None and self.drop(src, dst, data):
                 continue
-            if dst == RELAY:
+            nat = self.nats.get(src[0])
+            if nat is not None and self.nats.get(dst[0]) is not nat:
+                src = nat.outbound(src, dst)
+            nat = self.public.get(dst[0])
+            if nat is not None:
+                dst = nat.inbound(src, dst[1])
+                if dst is None:
+                    continue
+            if dst in (RELAY, RELAY_ALT) and is_stun(data):
+                for reply in self.stun.datagram_received(data, src, int(dst == RELAY_ALT)):
+                    self._inflight.append((self.stun.addresses[reply.via], reply.addr, reply.data))
+            elif dst == RELAY:
                 self._emit(RELAY, self.registry.datagram_received(data, src, self.now))
-            elif dst in self.sessions:
-                self._emit(dst, self.sessions[dst].datagram_received(data, src, self.now))
+            elif self.owners.get(dst) is not None:
+                owner, via = self.owners[dst]
+                self._emit(owner, self.sessions[owner].datagram_received(data, src, self.now, via))
 
     def _emit(self, src, effects):
         for effect in effects:
             if isinstance(effect, Send):
-                self.wire.append((src, effect.addr, effect.data))
-                self._inflight.append((src, effect.addr, effect.data))
+                local = self.sockets.get((src, effect.via), src) if effect.via else src
+                if effect.via and local is src:
+                    continue                       # that socket is not open
+                self.wire.append((local, effect.addr, effect.data))
+                self._inflight.append((local, effect.addr, effect.data))
+            elif isinstance(effect, OpenSocket):
+                local = (src[0], 20000 + len(self.owners))
+                self.sockets[(src, effect.via)] = local
+                self.owners[local] = (src, effect.via)
+            elif isinstance(effect, CloseSocket):
+                local = self.sockets.pop((src, effect.via), None)
+                if local is not None:
+                    self.owners[local] = None
             elif not isinstance(effect, Log):
                 self.events[src].append(effect)

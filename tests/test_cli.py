@@ -85,7 +85,8 @@ def _imports(path):
 STDLIB_38 = {
     # what the runtime may use; every name here is in Python 3.8's standard library
     "_ssl", "argparse", "array", "base64", "binascii", "collections", "ctypes", "dataclasses", "enum",
-    "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "os", "queue",
+    "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "math", "os",
+    "queue",
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
     "typing", "zlib",
 }

@@ -25,14 +25,21 @@ UDP_TIMEOUT = 5            # conntrack's UDP timeouts on the NATs, both of them
 IDLE = 12.0                # longer than two NAT timeouts
 LOSS_IDLE = 8.0            # longer than the 3 keep-alives after which a peer is lost
 LOSS_ROUNDS = 5            # fresh relay, bob and alice each round: ~12 drops while connecting
+BIRTHDAY_TRIALS = 4        # per birthday pair, on top of the matrix's one
 
 
 def scenario_of(name, params):
     """(key, callable, expected seconds) for the test *name* with *params*."""
     if name == "test_natlab_matrix_pair_takes_expected_path":
         pair = params["pair"]
-        slow = expected.EXPECTED[pair].path != "direct"
-        return pair, functools.partial(runner.run_pair, *pair), 8 if slow else 2
+        cell = expected.EXPECTED[pair]
+        slow = cell.path != "direct" or cell.search
+        wait = expected.SEARCH_WAIT if cell.search else 0.0
+        return pair, functools.partial(runner.run_pair, *pair, wait_direct=wait), 8 if slow else 2
+    if name == "test_natlab_birthday_search_goes_direct_every_time":
+        return name, functools.partial(runner.run_trials, expected.BIRTHDAY_PAIRS, BIRTHDAY_TRIALS,
+                                       wait_direct=expected.SEARCH_WAIT), \
+            3 * BIRTHDAY_TRIALS * len(expected.BIRTHDAY_PAIRS)
     if name == "test_natlab_profile_has_its_rfc4787_behaviour":
         return params["profile"], functools.partial(runner.probe_profile, params["profile"]), 2
     if name == "test_natlab_loss_still_connects_and_keeps_the_peer":
@@ -92,9 +99,24 @@ def test_natlab_matrix_pair_takes_expected_path(natlab, request, pair):
     goodbye reaches bob; otherwise both give up with 'could not reach'."""
     outcome = natlab.outcome(request.node)
     cell = expected.EXPECTED[pair]
-    assert (outcome.path, outcome.via, outcome.problem) == (cell.path, cell.via, None), \
+    assert expected.matches(cell, outcome), \
         "%s via %s (expected %s via %s: %s)\n%s" % (
             outcome.path, outcome.via, cell.path, cell.via, cell.why or "-", outcome.transcript)
+
+
+def test_natlab_birthday_search_goes_direct_every_time(natlab, request):
+    """Each pair that needs a birthday search, again and again with fresh
+    NATs (new random ports each time): every trial ends direct -- at once or
+    after starting relayed -- on the expected endpoints, and a line crosses
+    each way. (Not a speed test: `python -m tests.natlab birthday` measures.)"""
+    results = natlab.outcome(request.node)
+    for pair, outcomes in results.items():
+        cell = expected.EXPECTED[pair]
+        assert len(outcomes) == BIRTHDAY_TRIALS
+        for outcome in outcomes:
+            assert expected.matches(cell, outcome), "%s: %s via %s, %s\n%s" % (
+                expected.pair_id(pair), outcome.path, outcome.via, outcome.problem,
+                outcome.transcript)
 
 
 @pytest.mark.parametrize("profile", sorted(expected.BEHAVIOUR))

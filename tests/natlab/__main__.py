@@ -3,6 +3,7 @@
     python -m tests.natlab up --a symmetric --b port-restricted
     python -m tests.natlab down
     python -m tests.natlab matrix [--jobs 3] [--only PROFILE]
+    python -m tests.natlab birthday [--trials 20] [--jobs 3]
 """
 
 import argparse
@@ -36,6 +37,9 @@ def main(argv=None):
     matrix.add_argument("--punch-timeout", type=float, default=runner.PUNCH_TIMEOUT)
     matrix.add_argument("-v", "--verbose", action="store_true",
                         help="print the transcript of every pair, not only of mismatches")
+    birthday = commands.add_parser("birthday", help="repeat the birthday-search pairs; print rates")
+    birthday.add_argument("--trials", type=int, default=20, help="trials per pair (default 20)")
+    birthday.add_argument("--jobs", type=int, default=3, help="trials run at once (default 3)")
     args = parser.parse_args(argv)
     reason = topology.missing_requirements()
     if reason:
@@ -43,7 +47,8 @@ def main(argv=None):
         return 2
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        return {"up": cmd_up, "down": cmd_down, "matrix": cmd_matrix}[args.command](args)
+        return {"up": cmd_up, "down": cmd_down, "matrix": cmd_matrix,
+                "birthday": cmd_birthday}[args.command](args)
     except (topology.LabError, ValueError) as exc:
         print("natlab: %s" % exc, file=sys.stderr)
         return 1
@@ -92,7 +97,8 @@ def start_detached_relay(lab):
     addr = "%s:%d" % (topology.RELAY_IP, UP_RELAY_PORT)
     with open(UP_RELAY_LOG, "w") as log:
         subprocess.Popen(lab.relay.command(sys.executable, "-m", "peerpunch.relay", "--host",
-                                           topology.RELAY_IP, "--port", str(UP_RELAY_PORT), "-v"),
+                                           topology.RELAY_IP, "--port", str(UP_RELAY_PORT),
+                                           "--alt-port", str(UP_RELAY_PORT + 1), "-v"),
                          cwd=ROOT, env=env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True)
     deadline = time.monotonic() + 10
@@ -135,9 +141,11 @@ def cmd_matrix(args):
 def run_matrix(pairs, *, jobs=3, punch_timeout=runner.PUNCH_TIMEOUT):
     """Run *pairs* at most *jobs* at a time; outcomes in the order of *pairs*."""
     # Failing pairs wait out the punch timeout: start them first.
-    order = sorted(pairs, key=lambda p: expected.EXPECTED[p].path == "direct")
+    order = sorted(pairs, key=lambda p: expected.EXPECTED[p].path == "direct" and not expected.EXPECTED[p].search)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
-    futures = {p: pool.submit(runner.run_pair, *p, punch_timeout=punch_timeout) for p in order}
+    futures = {p: pool.submit(runner.run_pair, *p, punch_timeout=punch_timeout,
+                              wait_direct=expected.SEARCH_WAIT if expected.EXPECTED[p].search else 0)
+               for p in order}
     try:
         return [futures[p].result() for p in pairs]
     finally:
@@ -145,8 +153,7 @@ def run_matrix(pairs, *, jobs=3, punch_timeout=runner.PUNCH_TIMEOUT):
 
 
 def matches(outcome):
-    cell = expected.EXPECTED[outcome.pair]
-    return (outcome.path, outcome.via, outcome.problem) == (cell.path, cell.via, None)
+    return expected.matches(expected.EXPECTED[outcome.pair], outcome)
 
 
 def format_table(outcomes):
@@ -161,6 +168,8 @@ def format_table(outcomes):
                 reasons.append(cell.why)
             notes.append("[%d]" % (reasons.index(cell.why) + 1))
         notes += [n for n in (o.problem, o.notes) if n]
+        if o.first_path:
+            notes.append("%s first" % o.first_path)
         if o.via and set(o.via.values()) != {"public"}:
             notes.append("via " + ", ".join("%s->%s" % (k, v) for k, v in sorted(o.via.items())))
         rows.append((o.pair[0], o.pair[1], cell.path, o.path, _seconds(o.connect_seconds),
@@ -168,11 +177,61 @@ def format_table(outcomes):
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines += ["[%d] %s" % (i + 1, why) for i, why in enumerate(reasons)]
-    lines.append("connect: alice started -> alice printed 'connected'; punch: as alice printed it;"
+    lines.append("connect: alice started -> alice printed 'connected' (or, for a chat that went"
+                 " direct after starting relayed, -> both printed 'now direct'); punch: as alice"
+                 " printed it;"
                  " via: which endpoint of the other peer each one settled on, when not the public"
                  " one the relay handed out (reflexive: same IP, another port; lan: announced"
                  " LAN endpoint)")
     return "\n".join(lines)
+
+
+# -- birthday
+
+def cmd_birthday(args):
+    stale = topology.remove_stale()
+    if stale:
+        print("removed %d namespaces left by a crashed run" % len(stale))
+    started = time.monotonic()
+    results = runner.run_trials(expected.BIRTHDAY_PAIRS, args.trials, jobs=args.jobs,
+                               wait_direct=expected.SEARCH_WAIT)
+    total = time.monotonic() - started
+    failed = [o for outcomes in results.values() for o in outcomes
+              if not expected.matches(expected.EXPECTED[o.pair], o)]
+    for outcome in failed:
+        print("=== %s / %s: %s\n%s\n" % (outcome.pair + (outcome.problem or outcome.path,
+                                                        outcome.transcript)))
+    print(format_trials(results))
+    print("%d trials in %.1f s with %d jobs" % (sum(map(len, results.values())), total, args.jobs))
+    return 1 if failed else 0
+
+
+def format_trials(results):
+    rows = [("alice", "bob", "trials", "direct", "direct at once", "search median", "search max",
+             "connect median", "connect max")]
+    for pair, outcomes in results.items():
+        cell = expected.EXPECTED[pair]
+        good = [o for o in outcomes if expected.matches(cell, o)]
+        search = sorted(s for s in map(runner.search_seconds, good) if s is not None)
+        connect = sorted(o.connect_seconds for o in good)
+        rows.append((pair[0], pair[1], str(len(outcomes)),
+                     "%d (%.0f %%)" % (len(good), 100.0 * len(good) / len(outcomes)),
+                     str(sum(1 for o in good if o.first_path is None)),
+                     _seconds(_median(search)), _seconds(search[-1] if search else None),
+                     _seconds(_median(connect)), _seconds(connect[-1] if connect else None)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append("direct: the chat ended up direct (at once, or relayed first and then 'now"
+                 " direct') and a line crossed each way; search: the symmetric side's log, from"
+                 " its punch to the probe that landed; connect: alice started -> both direct")
+    return "\n".join(lines)
+
+
+def _median(values):
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def _seconds(value):

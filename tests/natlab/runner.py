@@ -13,6 +13,7 @@ what was seen; they never assert, so the CLI can print a table and the
 tests decide what is right.
 """
 
+import concurrent.futures
 import dataclasses
 import re
 import subprocess
@@ -28,6 +29,7 @@ LINE_WAIT = 5.0          # a chat line or goodbye crossing a working path
 
 CONNECTED = r"^connected to {peer} at (?P<endpoint>\S+) \((?P<path>[^)]+)\) (?P<security>encrypted, key [0-9a-f-]+|unencrypted), in (?P<seconds>\d+\.\d+) s$"
 UNREACHABLE = r"^could not reach {peer} at (?P<endpoint>\S+): "
+NOW_DIRECT = r"^now direct with {peer} at (?P<endpoint>\S+)$"
 NOT_FOUND = r"^Target user not found\.$"
 LOST = r"^connection to \S+ lost$"
 IGNORED = re.compile(r"^ignored \d+ bytes from (\S+) .*not the relay or our peer")
@@ -68,7 +70,8 @@ class Chat:
 
     def start(self):
         """Start the relay and bob; return once bob is registered."""
-        self.relay, port = start_relay("-v", host=topology.RELAY_IP,
+        # the alternate port lets peers learn their NAT's mapping (birthday probing)
+        self.relay, port = start_relay("-v", "--alt-port", "0", host=topology.RELAY_IP,
                                        prefix=self.lab.relay.command())
         self.relay_addr = "%s:%d" % (topology.RELAY_IP, port)
         self.bob = self._peer("bob", "--wait")
@@ -83,7 +86,7 @@ class Chat:
         Connected peers must have settled on an endpoint of each other (see
         :meth:`_endpoint_kind`); ``self.via`` then says which.
         """
-        started = time.monotonic()
+        started = self._alice_started = time.monotonic()
         self.alice = self._peer("alice", "--connect", "bob")
         wait = REGISTER_WAIT + self.punch_timeout + 5
         kind, m = self._expect_any(self.alice, {
@@ -105,6 +108,24 @@ class Chat:
         if kind == bob_kind == "unreachable":
             return "failed", None, None
         return "one-way", None, None
+
+    def upgrade(self, wait):
+        """A relayed chat: wait up to *wait* s for both peers to print ``now
+        direct`` (a birthday search that hit after the relay fallback);
+        return seconds from alice's start to the later of the two, or None.
+        ``self.via`` then says where each settled."""
+        deadline = time.monotonic() + wait
+        try:
+            m = self.alice.expect(NOW_DIRECT.format(peer="bob"),
+                                  timeout=max(0.0, deadline - time.monotonic()))
+            b = self.bob.expect(NOW_DIRECT.format(peer="alice"),
+                                timeout=max(0.1, deadline - time.monotonic()))
+        except AssertionError:        # procs.Proc.expect: not printed in time
+            return None
+        seconds = time.monotonic() - self._alice_started
+        self.via = {"alice": self._endpoint_kind("alice", m.group("endpoint"), "bob"),
+                    "bob": self._endpoint_kind("bob", b.group("endpoint"), "alice")}
+        return seconds
 
     def exchange(self, tag="hello"):
         """A line from alice to bob, then one from bob to alice."""
@@ -237,14 +258,18 @@ class PairOutcome:
     punch_seconds: float = None    # as alice printed it
     problem: str = None            # the first step that failed, if any
     via: dict = None               # peer name -> endpoint kind it connected to
+    first_path: str = None         # the path of the connect line, if it later went direct
     notes: str = ""
     transcript: str = ""
     wall_seconds: float = 0.0
 
 
-def run_pair(profile_a, profile_b, *, punch_timeout=PUNCH_TIMEOUT):
+def run_pair(profile_a, profile_b, *, punch_timeout=PUNCH_TIMEOUT, wait_direct=0.0):
     """alice behind *profile_a* connects to bob behind *profile_b*; on a
-    direct path a line crosses each way and alice says goodbye."""
+    direct path a line crosses each way and alice says goodbye. A relayed
+    chat may go direct within *wait_direct* s (a birthday search): then the
+    path is ``direct``, ``first_path`` ``relayed`` and ``connect_seconds``
+    the time to the direct path."""
     out = PairOutcome((profile_a, profile_b))
     started = time.monotonic()
     try:
@@ -252,6 +277,10 @@ def run_pair(profile_a, profile_b, *, punch_timeout=PUNCH_TIMEOUT):
             try:
                 chat.start()
                 out.path, out.connect_seconds, out.punch_seconds = chat.connect()
+                if out.path == "relayed" and wait_direct:
+                    seconds = chat.upgrade(wait_direct)
+                    if seconds is not None:
+                        out.first_path, out.path, out.connect_seconds = "relayed", "direct", seconds
                 out.via = chat.via
                 if out.path == "direct":
                     chat.exchange()
@@ -267,6 +296,35 @@ def run_pair(profile_a, profile_b, *, punch_timeout=PUNCH_TIMEOUT):
         out.problem = "lab: %s" % exc
     out.wall_seconds = time.monotonic() - started
     return out
+
+
+SEARCH_LANDED = re.compile(r"^a probe from \S+ landed on extra socket \d+ after (\d+\.\d+) s$")
+
+
+def search_seconds(outcome):
+    """How long the birthday search took to land, as the symmetric side
+    logged it (seconds from its punch), or None (no search, or the path was
+    found another way)."""
+    for line in outcome.transcript.splitlines():
+        m = SEARCH_LANDED.search(line.split("| ", 1)[-1])
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def run_trials(pairs, trials, *, jobs=1, wait_direct=0.0):
+    """:func:`run_pair` for each of *pairs*, *trials* times (a fresh lab each
+    time), *jobs* at once: {pair: [PairOutcome]}."""
+    if jobs <= 1:
+        return {pair: [run_pair(*pair, wait_direct=wait_direct) for _ in range(trials)]
+                for pair in pairs}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    futures = {(pair, i): pool.submit(run_pair, *pair, wait_direct=wait_direct)
+               for i in range(trials) for pair in pairs}
+    try:
+        return {pair: [futures[(pair, i)].result() for i in range(trials)] for pair in pairs}
+    finally:
+        stop_pool(pool, futures.values())
 
 
 def _ignored_note(chat):

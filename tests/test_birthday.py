@@ -1,0 +1,198 @@
+"""Birthday-paradox probing: the arithmetic, the Prober and Spray, and whole
+sessions behind simulated NATs (tests/simnet.py's SimNat) with a fake clock.
+The real thing, through Linux NATs, is in test_natlab.py."""
+
+import random
+
+import pytest
+
+from peerpunch import birthday as B
+from peerpunch import protocol as P
+from peerpunch import session as S
+from peerpunch.effects import CloseSocket, OpenSocket, Send
+from peerpunch.link import PING
+from peerpunch.session import State
+
+from .simnet import RELAY, SimNat, SimNet
+from .test_secure_session import secure_options
+
+HARD_LAN = ("10.0.0.2", 5000)       # behind the symmetric NAT
+EASY_LAN = ("10.0.1.2", 6000)       # behind a port-restricted, endpoint-independent one
+HARD_IP, EASY_IP = "198.51.100.1", "198.51.100.2"
+
+
+# -- the arithmetic
+
+
+def test_hit_probability_matches_the_closed_form_and_the_issue():
+    assert B.hit_probability(256, 0) == 0.0
+    # without replacement it is a little better than (1 - K/N)^n
+    for probes in (100, 600, 1000, 2000):
+        approx = 1 - (1 - 256 / 64512) ** probes
+        assert approx <= B.hit_probability(256, probes) <= approx + 0.002
+    assert 0.97 < B.hit_probability(256, 1000) < 0.99      # "about 1,000 probes: ~98 %"
+    assert B.hit_probability(256, B.PROBES) > 0.999
+    assert B.hit_probability(10, 64512) == 1.0
+
+
+def test_hit_probability_by_simulation():
+    rng = random.Random(5)
+    trials, hits = 400, 0
+    for _ in range(trials):
+        open_ports = set(rng.sample(range(1024, 65536), 64))
+        probes = rng.sample(range(1024, 65536), 500)
+        hits += any(p in open_ports for p in probes)
+    assert abs(hits / trials - B.hit_probability(64, 500)) < 0.07
+
+
+# -- Prober and Spray
+
+
+def test_prober_paces_distinct_ports_and_stops_at_its_budget():
+    prober = B.Prober("198.51.100.9", 100.0, rng=random.Random(1), probes=500)
+    sent, now = [], 100.0
+    while not prober.done:
+        sent += [(now, addr) for addr in prober.due(now)]
+        now = prober.next_deadline() or now
+    ports = [addr[1] for _, addr in sent]
+    assert len(ports) == 500 == len(set(ports))
+    assert all(B.PORT_FIRST <= p <= B.PORT_LAST for p in ports)
+    assert {addr[0] for _, addr in sent} == {"198.51.100.9"}
+    assert sent[-1][0] - 100.0 == pytest.approx(499 / B.RATE, abs=B.BATCH / B.RATE)
+    for second in range(2):       # never more than RATE a second
+        assert sum(1 for t, _ in sent if 100 + second <= t < 101 + second) <= B.RATE + B.BATCH
+    assert prober.next_deadline() is None and prober.due(now + 5) == []
+    assert prober.probed(("198.51.100.9", ports[0])) and not prober.probed(("198.51.100.8", ports[0]))
+
+
+def test_prober_catches_up_without_a_burst_after_a_stall():
+    prober = B.Prober("198.51.100.9", 0.0, rng=random.Random(1))
+    prober.due(0.0)
+    late = prober.due(30.0)                  # the process was stopped for 30 s
+    assert len(late) == 2 * B.BATCH
+    assert prober.next_deadline() > 30.0 and len(prober.due(30.0)) == 0
+
+
+def test_spray_opens_sends_keeps_one_and_closes_the_rest():
+    spray = B.Spray(count=4)
+    out = spray.start(("198.51.100.2", 7000), PING)
+    assert out[:4] == [OpenSocket(v) for v in (1, 2, 3, 4)]
+    assert out[4:] == [Send(PING, ("198.51.100.2", 7000), v) for v in (1, 2, 3, 4)]
+    assert spray.searching(3) and not spray.searching(5)
+    assert spray.keep(3) == [CloseSocket(v) for v in (1, 2, 4)]
+    assert not spray.searching(1) and spray.kept == 3 and spray.open == {3}
+    assert spray.close(keep_kept=True) == [] and spray.close() == [CloseSocket(3)]
+
+
+# -- sessions behind NATs
+
+
+def nat_pair(hard="dependent", easy="independent", alt_port=True, easy_filtering="port"):
+    net = SimNet(alt_port=alt_port)
+    net.add_nat(SimNat(HARD_IP, mapping=hard, filtering="port", seed=3), HARD_LAN[0])
+    net.add_nat(SimNat(EASY_IP, mapping=easy, filtering=easy_filtering, seed=4), EASY_LAN[0])
+    return net
+
+
+def start(net, a_lan=EASY_LAN, b_lan=HARD_LAN, seconds=12, **options):
+    """bob (at *b_lan*) waits; alice (at *a_lan*) connects."""
+    bob = net.add_peer("bob", b_lan, rng=random.Random(11), **secure_options(**options))
+    net.run(1)
+    alice = net.add_peer("alice", a_lan, target="bob", rng=random.Random(12),
+                         **secure_options(**options))
+    net.run(seconds)
+    return alice, bob
+
+
+def connected(net, addr):
+    return net.shown(addr, S.Connected)
+
+
+@pytest.mark.parametrize("hard_side", ["bob", "alice"])
+def test_birthday_connects_symmetric_and_port_restricted_directly(hard_side):
+    net = nat_pair()
+    a_lan, b_lan = (EASY_LAN, HARD_LAN) if hard_side == "bob" else (HARD_LAN, EASY_LAN)
+    alice, bob = start(net, a_lan, b_lan)
+    hard, easy = (bob, alice) if hard_side == "bob" else (alice, bob)
+    assert hard.mapping == P.MAPPING_DEPENDENT and easy.mapping == P.MAPPING_INDEPENDENT
+    for lan in (a_lan, b_lan):
+        (conn,) = connected(net, lan)
+        assert conn.path == "direct" and conn.security.startswith("encrypted"), conn
+        assert conn.seconds < 3.0         # before the relay fallback
+    # the hard side kept one extra socket and closed the other 255
+    assert hard._spray.open == {hard._spray.kept} and hard.peer.via == hard._spray.kept
+    assert easy.peer.addr[0] == HARD_IP and easy.peer.addr != P.parse_endpoint(
+        net.registry.user(hard.username).endpoint)
+    assert easy._prober is None               # probing stopped with the hit
+    easy_lan = a_lan if hard is bob else b_lan
+    probes = [d for s, t, d in net.wire if s == easy_lan and t[0] == HARD_IP and d == PING]
+    assert 10 < len(probes) < 1000
+    net.line(a_lan, "over the birthday path")
+    net.line(b_lan, "and back")
+    net.run(1)
+    assert [e.text for e in net.shown(b_lan, S.ChatMessage)] == ["over the birthday path"]
+    assert [e.text for e in net.shown(a_lan, S.ChatMessage)] == ["and back"]
+    assert net.registry.forwarder.stats["datagrams"] == 0
+    net.line(a_lan, "/leave")
+    net.run(1)
+    assert not hard._spray and not any(owner for owner in net.owners.values()
+                                       if owner and owner[1])      # every extra socket closed
+
+
+def test_without_the_alternate_port_nobody_knows_the_mapping_and_the_chat_is_relayed():
+    net = nat_pair(alt_port=False)
+    alice, bob = start(net)
+    assert alice.mapping is bob.mapping is None
+    assert connected(net, EASY_LAN)[0].path == "relayed"
+    assert not any(isinstance(e, OpenSocket) for e in net.events[HARD_LAN])
+    assert not [d for s, t, d in net.wire if s[0] == EASY_LAN[0] and t[0] == HARD_IP and
+                t != alice.peer.addr]          # no probes beyond the introduced endpoint
+
+
+def test_two_symmetric_nats_do_not_search_and_are_relayed():
+    net = nat_pair(easy="dependent")
+    alice, bob = start(net)
+    assert alice.mapping == bob.mapping == P.MAPPING_DEPENDENT
+    assert alice._prober is alice._spray is bob._prober is bob._spray is None
+    assert connected(net, EASY_LAN)[0].path == "relayed"
+    assert len(net.wire) < 400
+
+
+def test_a_probe_that_lands_after_the_fallback_moves_the_relayed_chat_direct():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: net.now < 1004.5 and dst[0] == HARD_IP and data == PING
+    alice, bob = start(net, seconds=15)
+    (conn,) = connected(net, EASY_LAN)
+    assert conn.path == "relayed"
+    notices = [e.text for lan in (EASY_LAN, HARD_LAN) for e in net.shown(lan, S.Notice)]
+    assert sum("now direct with" in n for n in notices) == 2, notices
+    assert not alice.peer.via_relay and not bob.peer.via_relay
+    before = net.registry.forwarder.stats["datagrams"]
+    net.line(EASY_LAN, "direct again")
+    net.run(1)
+    assert [e.text for e in net.shown(HARD_LAN, S.ChatMessage)] == ["direct again"]
+    assert net.registry.forwarder.stats["datagrams"] == before
+
+
+def test_extra_sockets_ignore_strangers_and_the_relay():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
+    alice, bob = start(net, seconds=2)
+    assert bob._spray is not None and len(bob._spray.open) == B.SOCKETS
+    ignored = bob.stats["ignored_strangers"]
+    assert bob.datagram_received(PING, ("192.0.2.7", 9), net.now, via=5) == []
+    assert bob.datagram_received(PING, RELAY, net.now, via=5) == []
+    assert bob.datagram_received(PING, alice.peer.addr, net.now, via=999) == []
+    assert bob.stats["ignored_strangers"] == ignored + 3 and bob._spray.kept is None
+    net.run(B.HOLD + 1)
+    assert bob._spray is None or not bob._spray.open         # the window closed them all
+
+
+def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src[0] == EASY_LAN[0]
+    alice, bob = start(net, seconds=0.5)
+    assert alice.state is State.IDLE and alice.target == "bob"    # alt port unanswered
+    net.run(1)
+    assert alice.state is not State.IDLE           # it went ahead after MAPPING_WAIT
+    assert alice.mapping is None
