@@ -227,3 +227,17 @@ def test_forwarder_caps_allocations_per_source_ip():
         reg.datagram_received(P.encode(P.Connect("b%d" % i)), a, 0.0)
         passed += bool(_forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", a, 1.0)))
     assert passed == 2
+
+
+def test_a_direct_pong_during_a_relayed_handshake_waits_for_the_keys():
+    """Punching failed, the relay carries the handshake, and it has not
+    finished when a direct Pong arrives: nothing can be sealed yet, so the
+    Pong is only a hint (it used to crash the session)."""
+    net = SimNet()
+    net.block(ALICE, BOB)
+    handshake = {bytes([RELAYED, t]) for t in (0xE2, 0xE3)}
+    net.drop = lambda src, dst, data: data[:2] in handshake     # the handshake never completes
+    alice, bob = relayed_pair(net, **secure_options())
+    assert alice.state is State.HANDSHAKING and alice.peer.via_relay
+    assert alice.datagram_received(P.encode(P.Pong()), BOB, net.now) == []
+    assert alice.state is State.HANDSHAKING
