@@ -159,7 +159,7 @@ class PathMixin:
             source = P.format_endpoint(addr) if addr else "the relay"
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
                               % source)]
-        self._suspect = False
+        was_suspect, self._suspect = self._suspect, False
         if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
             self.peer.settle(addr, self._rx_via)   # a handshake frame that authenticated
         elif addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
@@ -182,6 +182,10 @@ class PathMixin:
             handler = self._PEER_HANDLERS.get(type(msg))
             if handler is not None:
                 out += handler(self, msg, now)
+        if was_suspect and self._queue and self.state is State.CONNECTED and not self._blocked:
+            out.append(Notice("%s is heard again: sending %d held line(s)"
+                              % (self.peer.username, len(self._queue))))
+            out += self._flush_queue()
         return out
 
     def _direct_probe(self, data, addr, now):

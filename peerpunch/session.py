@@ -30,9 +30,10 @@ acknowledged and then every REREGISTER_INTERVAL to keep the relay's NAT
 mapping and our registration alive; Connect until PeerInfo arrives, and
 again while punching so the relay repeats the introduction to a peer whose
 PeerInfo was lost; probes every PUNCH_INTERVAL until the peer answers;
-Goodbye in several copies. Lines typed before the chat is up are queued and
-sent when it is; lines that cannot be sent are reported, never dropped in
-silence. Only the relay and the current peer are listened to.
+Goodbye in several copies. Lines typed before the chat is up, or while its
+path is suspect (the peer unheard for SUSPECT_AFTER keep-alive intervals),
+are queued and sent when it is up (or heard again); lines that cannot be
+sent are reported, never dropped in silence. Only the relay and the current peer are listened to.
 
 Where things live: this module holds the state machine, registration,
 introduction, commands and chat; :mod:`peerpunch.path` (``PathMixin``)
@@ -164,7 +165,7 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         """Send a chat line, or queue it until the chat is up."""
         if not text:
             return []
-        if self.state is State.CONNECTED and not self._blocked:
+        if self.state is State.CONNECTED and not self._blocked and not self._suspect:
             return self._send_chat(text)
         if self.state in IN_CHAT or self.state is State.REQUESTING or \
                 (self.state is State.REGISTERING and self.target):
@@ -173,8 +174,12 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             self._queue.append(text)
             if len(self._queue) > 1:
                 return []
-            return [Notice("(held until you /trust or /leave)" if self._blocked
-                           else "(queued until connected)")]
+            if self._blocked:
+                return [Notice("(held until you /trust or /leave)")]
+            if self.state is State.CONNECTED:      # the path went quiet
+                return [Notice("(held: %s has not been heard for a while; sent when it is)"
+                               % self.peer.username)]
+            return [Notice("(queued until connected)")]
         return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
 
     def leave_chat(self, now):

@@ -241,3 +241,49 @@ def test_a_direct_pong_during_a_relayed_handshake_waits_for_the_keys():
     assert alice.state is State.HANDSHAKING and alice.peer.via_relay
     assert alice.datagram_received(P.encode(P.Pong()), BOB, net.now) == []
     assert alice.state is State.HANDSHAKING
+
+
+def test_lines_typed_while_the_path_is_suspect_are_held_and_delivered_once_it_is_back():
+    """Issue 5, section 5: the direct path dies; a line typed once the peer
+    has gone quiet is held (and the user told), then delivered exactly once
+    when the peer is heard again -- here through the relay."""
+    net = SimNet()
+    bob = net.add_peer("bob", BOB, keepalive=4.0, **secure_options())
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob", keepalive=4.0, **secure_options())
+    net.run(3)
+    net.block(ALICE, BOB)
+    net.block(ALICE, RELAY)                      # nothing gets out for a while
+    net.run(4 * S.SUSPECT_AFTER + 0.5)
+    assert alice._suspect
+    net.line(ALICE, "typed into the silence")
+    net.line(ALICE, "and another")
+    notices = [e.text for e in net.shown(ALICE, S.Notice)]
+    assert any("held: bob has not been heard" in n for n in notices), notices
+    net.run(1)
+    assert texts(net, BOB) == []
+    net.blocked -= {(ALICE, RELAY), (RELAY, ALICE)}
+    net.run(4)
+    assert texts(net, BOB) == ["typed into the silence", "and another"]
+    assert any("bob is heard again: sending 2 held line(s)" in e.text
+               for e in net.shown(ALICE, S.Notice))
+    net.run(10)
+    assert texts(net, BOB) == ["typed into the silence", "and another"]     # once
+    net.line(ALICE, "and now at once")
+    net.run(1)
+    assert texts(net, BOB)[-1] == "and now at once"
+
+
+def test_lines_held_for_a_peer_that_never_comes_back_are_reported():
+    net = SimNet()
+    net.add_peer("bob", BOB, keepalive=4.0, **secure_options())
+    net.run(1)
+    alice = net.add_peer("alice", ALICE, target="bob", keepalive=4.0, **secure_options())
+    net.run(3)
+    net.block(ALICE, BOB)
+    net.block(ALICE, RELAY)
+    net.run(4 * S.SUSPECT_AFTER + 0.5)
+    net.line(ALICE, "lost cause")
+    net.run(4 * S.LOST_AFTER_INTERVALS)
+    assert net.shown(ALICE, S.ConnectionLost)
+    assert any("1 queued line(s) were not sent" in e.text for e in net.shown(ALICE, S.Notice))
