@@ -37,7 +37,7 @@ def main(argv=None):
     matrix.add_argument("--punch-timeout", type=float, default=runner.PUNCH_TIMEOUT)
     matrix.add_argument("-v", "--verbose", action="store_true",
                         help="print the transcript of every pair, not only of mismatches")
-    birthday = commands.add_parser("birthday", help="repeat the birthday-search pairs; print rates")
+    birthday = commands.add_parser("birthday", help="repeat every pair with one symmetric side; print rates")
     birthday.add_argument("--trials", type=int, default=20, help="trials per pair (default 20)")
     birthday.add_argument("--jobs", type=int, default=3, help="trials run at once (default 3)")
     args = parser.parse_args(argv)
@@ -193,7 +193,8 @@ def cmd_birthday(args):
     if stale:
         print("removed %d namespaces left by a crashed run" % len(stale))
     started = time.monotonic()
-    results = runner.run_trials(expected.BIRTHDAY_PAIRS, args.trials, jobs=args.jobs,
+    pairs = [p for p in expected.PAIRS if p.count("symmetric") == 1]   # one symmetric side
+    results = runner.run_trials(pairs, args.trials, jobs=args.jobs,
                                wait_direct=expected.SEARCH_WAIT)
     total = time.monotonic() - started
     failed = [o for outcomes in results.values() for o in outcomes
