@@ -205,20 +205,22 @@ class BirthdayMixin:
 
     def _start_birthday(self, now):
         """At the punch: our part of a birthday search, if one is needed."""
+        out = self._stop_birthday()          # a search for an earlier pairing
         theirs, ours = self.peer.mapping, self.mapping
         if theirs is None or ours is None or theirs == ours:
-            return []
+            return out
         if ours == P.MAPPING_DEPENDENT:
             self._spray = Spray()
             self._spray_until = now + HOLD
             self._timers["birthday"] = now + SPRAY_CHECK
-            return [Log(logging.INFO, "our NAT is symmetric and %s's is not: opening %d sockets"
-                        " toward %s" % (self.peer.username, self._spray.count, self.peer.endpoint))
-                    ] + self._spray.start(self.peer.addr, PING)
+            return out + [Log(logging.INFO, "our NAT is symmetric and %s's is not: opening %d"
+                              " sockets toward %s" % (self.peer.username, self._spray.count,
+                                                      self.peer.endpoint))
+                          ] + self._spray.start(self.peer.addr, PING)
         self._prober = Prober(self.peer.addr[0], now, rng=self._rng)
         self._timers["birthday"] = now
-        return [Log(logging.INFO, "%s's NAT is symmetric: probing up to %d random ports of %s"
-                    % (self.peer.username, len(self._prober.ports), self.peer.addr[0]))]
+        return out + [Log(logging.INFO, "%s's NAT is symmetric: probing up to %d random ports of %s"
+                          % (self.peer.username, len(self._prober.ports), self.peer.addr[0]))]
 
     def _birthday_needed(self):
         return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)

@@ -196,3 +196,16 @@ def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
     net.run(1)
     assert alice.state is not State.IDLE           # it went ahead after MAPPING_WAIT
     assert alice.mapping is None
+
+
+def test_a_new_pairing_mid_search_closes_the_old_sockets_before_opening_new_ones():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
+    alice, bob = start(net, seconds=1)
+    assert bob.state is State.PUNCHING and len(bob._spray.open) == B.SOCKETS
+    info = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
+                      session="ab" * 16, mapping=P.MAPPING_INDEPENDENT)
+    out = bob.datagram_received(P.encode(info), RELAY, net.now)
+    closes = [i for i, e in enumerate(out) if isinstance(e, CloseSocket)]
+    opens = [i for i, e in enumerate(out) if isinstance(e, OpenSocket)]
+    assert len(closes) == len(opens) == B.SOCKETS and max(closes) < min(opens)
