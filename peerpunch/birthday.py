@@ -47,7 +47,8 @@ from . import natcheck
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
 from .events import State
-from .link import PING
+from .link import PING, PONG
+from .secure import is_frame
 
 PORT_FIRST, PORT_LAST = 1024, 65535   # where NATs pick ports (Linux: 1024-65535)
 SOCKETS = 256          # the hard side's extra sockets
@@ -147,8 +148,8 @@ class BirthdayMixin:
     :class:`Spray` while a chat looks for a direct path.
 
     The mapping check (a quick :class:`~peerpunch.natcheck.NatCheck`) starts
-    at the first RegisterAck from a relay of ours; a Connect waits for it up
-    to MAPPING_WAIT, so that the relay can tell the peer. The search starts
+    at the first RegisterAck from a relay of ours; a request's first Connect
+    waits for it up to MAPPING_WAIT, so that the relay can tell the peer. The search starts
     with the punch and stops when a direct path is found, when the chat
     ends, or when its budget is spent; a relayed chat keeps it going, and a
     hit then moves the chat to the direct path ("now direct").
@@ -157,9 +158,9 @@ class BirthdayMixin:
     # -- our mapping
 
     def _start_mapping_check(self, now):
-        if self.mapping is not None or self._natcheck is not None or \
-                not P.speaks_extensions(self.relay_features):
-            return []             # a seed relay would choke on STUN
+        if self._mapping_checked or not P.speaks_extensions(self.relay_features):
+            return []             # done already; or a seed relay, which would choke on STUN
+        self._mapping_checked = True
         self._natcheck = natcheck.NatCheck(self.relay_addr, quick=True)
         self._mapping_deadline = now + MAPPING_WAIT
         out = self._natcheck.start(now)
@@ -192,23 +193,31 @@ class BirthdayMixin:
         out = [Log(logging.INFO, "our NAT's mapping: %s (%s)" % (self.mapping or "unknown", why))]
         if self.mapping is not None:
             out.append(self._to_relay(self._register_msg()))   # so the relay can tell peers
-        if self.state is State.IDLE and self.target and self._connect_deferred:
-            out += self.connect(self.target, now)
+        if self.state is State.REQUESTING and self._connect_deferred:
+            out += self._timer_connect(now)                     # the first Connect, now
         return out
-
-    def _timer_mapping_wait(self, now):
-        if self.state is State.IDLE and self.target and self._connect_deferred:
-            return self.connect(self.target, now)
-        return []
 
     # -- the search
 
     def _start_birthday(self, now):
-        """At the punch: our part of a birthday search, if one is needed."""
+        """At the punch: our part of a birthday search, if one is needed.
+
+        A repeated introduction of the same endpoint (the relay paired us
+        anew) keeps the search that runs; one of another endpoint stops it,
+        and starts a new one only SEARCH_AGAIN_AFTER the last began: no
+        datagram from the relay can make us spray again and again."""
+        target = (self.peer.username, self.peer.addr)
+        searching = self._spray is not None or self._prober is not None
+        if searching and target == self._search_target:
+            return []
         out = self._stop_birthday()          # a search for an earlier pairing
         theirs, ours = self.peer.mapping, self.mapping
         if theirs is None or ours is None or theirs == ours:
             return out
+        if now - self._search_started < SEARCH_AGAIN_AFTER:
+            return out + [Log(logging.INFO, "no birthday search toward %s: one began %.1f s ago"
+                              % (self.peer.endpoint, now - self._search_started))]
+        self._search_target, self._search_started = target, now
         if ours == P.MAPPING_DEPENDENT:
             self._spray = Spray()
             self._spray_until = now + HOLD
@@ -259,7 +268,7 @@ class BirthdayMixin:
         if via == spray.kept:
             return self._peer_datagram(data, addr, now, via)
         if not spray.searching(via) or addr != self.peer.candidates[0] or \
-                not self._birthday_needed():
+                not self._birthday_needed() or not (data in (PING, PONG) or is_frame(data)):
             self.stats["ignored_strangers"] += 1
             return []
         out = [Log(logging.INFO, "a probe from %s landed on extra socket %d after %.2f s"
@@ -275,5 +284,6 @@ class BirthdayMixin:
 
 
 SPRAY_CHECK = 0.25     # how often the hard side checks whether its sockets are still needed
+SEARCH_AGAIN_AFTER = HOLD  # a new search (another endpoint) no sooner than this after the last
 MAPPING_WAIT = 1.0     # a Connect waits this long at most for our mapping
 _MAPPINGS = {natcheck.EIM: P.MAPPING_INDEPENDENT, natcheck.SYMMETRIC: P.MAPPING_DEPENDENT}

@@ -283,8 +283,7 @@ class PathMixin:
         if suspect and not self._suspect:
             self._suspect = True
             session = self.peer.secret.hex() if self.peer.secret else None
-            out += [self._to_relay(self._register_msg()),
-                    self._to_relay(P.Connect(self.peer.username, session=session))]
+            out += [self._to_relay(self._register_msg()), self._connect_msg(self.peer.username, session)]
         if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
                 self._fallback_possible():
             self._relay_probing = True         # ping through the relay as well

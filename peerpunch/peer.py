@@ -57,6 +57,7 @@ class NetworkThread(threading.Thread):
         self._closed = False
         self._deadline = None
         self._socks = {0: sock}        # via -> socket
+        self._open_failures = 0
         self._selector = None
 
     def post(self, *item):
@@ -164,20 +165,19 @@ class NetworkThread(threading.Thread):
         """Another socket like socket 0: same family and address, any port."""
         if via in self._socks:
             return
+        sock = None
         try:
             sock = socket.socket(self.sock.family, socket.SOCK_DGRAM)
-        except OSError as exc:            # out of file descriptors, say: the search is smaller
-            if self.verbose:
-                self.output.put(("log", "cannot open socket %d: %s" % (via, exc)))
-            return
-        try:
-            sock.bind((self.sock.getsockname()[0], 0))
+            sock.bind(self.sock.getsockname()[:1] + (0,) + self.sock.getsockname()[2:])
             sock.setblocking(False)
             self._selector.register(sock, selectors.EVENT_READ, (self._read_datagrams, via))
-        except (OSError, ValueError) as exc:
-            sock.close()
-            if self.verbose:
-                self.output.put(("log", "cannot open socket %d: %s" % (via, exc)))
+        except (OSError, ValueError) as exc:   # out of file descriptors, say
+            if sock is not None:
+                sock.close()
+            self._open_failures += 1
+            if self._open_failures == 1 or self.verbose:     # say it once: the search is smaller
+                self.output.put(("log", "warning: cannot open another socket (%s): the search"
+                                 " for a direct path uses fewer" % (exc.strerror or exc)))
             return
         self._socks[via] = sock
 

@@ -143,9 +143,8 @@ def _check_features(value):
 
 
 def _check_mapping(value):
-    if value not in MAPPINGS:
-        raise ValueError("mapping must be one of %s" % ", ".join(MAPPINGS))
-    return value
+    # lenient: a value from a later version means "unknown", not a bad message
+    return value if value in MAPPINGS else None
 
 
 def _check_local(value):
@@ -258,6 +257,7 @@ class Register:
 class Connect:
     target_username: str
     session: Optional[str] = None                # "introduce us again, if that pairing lives"
+    token: Optional[str] = None                  # our RegisterAck's token: this Connect is ours
 
 
 @_variant(seed=True)

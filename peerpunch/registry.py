@@ -27,9 +27,10 @@ Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
 the pair for the fallback service: RELAYED datagrams from one partner go to
 the other, within the quotas of :mod:`peerpunch.forwarder`. The ``mapping``
-a client announced (what its NAT does) is passed on only for a client that
-proved its address, since it makes the other peer aim a birthday search at
-that address.
+a client announced (what its NAT does) makes the other peer aim a birthday
+search (thousands of probes) at its address, so it is believed only from a
+Register with the token and passed on only for a client that proved its
+address, in a pairing whose Connect carried the asker's token.
 
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
@@ -57,7 +58,7 @@ MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the re
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping")
+                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -74,6 +75,7 @@ class User:
         self.secret = None      # that session's secret, the same in both Users
         self.introduced_at = float("-inf")
         self.verified = False   # it echoed the token we sent to its address: not spoofed
+        self.asked = False      # its current pairing was asked for with the asker's token
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -195,11 +197,10 @@ class Registry:
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
         user.set_features(msg.features, self._interned)
-        if msg.token is not None and user.token is not None and \
-                hmac.compare_digest(msg.token, user.token):
+        if _token_ok(user, msg.token):
             user.verified = True    # only a client at this address could have read the token
+            user.mapping = msg.mapping     # believed only from the client itself
         user.local = msg.local
-        user.mapping = msg.mapping
         if msg.key is not None:
             user.key = msg.key
         if user.ext and user.token is None:
@@ -243,7 +244,10 @@ class Registry:
         if target is None:
             self.stats["not_found"] += 1
             return [Send(P.encode(P.TargetNotFound()), addr)]
+        asked = _token_ok(user, msg.token)
         if user.partner is target:
+            if asked:
+                user.asked = target.asked = True
             if now - user.introduced_at < REINTRODUCE_EVERY:
                 self.stats["reintroductions_limited"] += 1
                 return []            # no amplification by repeated Connects
@@ -255,6 +259,7 @@ class Registry:
             return [Send(P.encode(P.TargetBusy()), addr)]
         out = self._end_session(user)           # a client that moves on left its old chat
         user.partner, target.partner = target, user
+        user.asked = target.asked = asked
         user.secret = target.secret = self.random_bytes(16).hex()
         user.introduced_at = target.introduced_at = now
         self.stats["introductions"] += 1
@@ -356,12 +361,18 @@ class Registry:
 def _peer_info(about, to, secret):
     if not to.ext:                  # a seed client gets the seed's bytes
         return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
+    # A birthday search aims thousands of datagrams at *about*'s IP: only for a
+    # client that proved it is there, in a pairing its asker proved it asked for.
+    search = about.verified and about.asked
     return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
                                features=about.features or (), local=about.local,
-                               session=secret,
-                               # birthday probing aims many datagrams at this address:
-                               # only at one that proved it is really there
-                               mapping=about.mapping if about.verified else None))
+                               session=secret, mapping=about.mapping if search else None))
+
+
+def _token_ok(user, token):
+    """True if *token* is the one the relay gave *user* (which only a client
+    at its address could have read)."""
+    return token is not None and user.token is not None and hmac.compare_digest(token, user.token)
 
 
 def _may_move(holder, msg):

@@ -116,11 +116,14 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         self.mapping = None          # our NAT's (P.MAPPINGS), once the check at registration says
         self._natcheck = None        # that check, while it runs
         self._mapping_deadline = 0.0
-        self._connect_deferred = False   # a Connect waits for that check
+        self._mapping_checked = False    # the check ran (or runs) for this relay
+        self._connect_deferred = False   # REQUESTING, first Connect waits for that check
         self._rng = rng if rng is not None else random.Random()
         self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
         self._spray = None           # birthday.Spray: our NAT is the symmetric one
         self._spray_until = 0.0
+        self._search_target = None   # (name, addr) the last search was for
+        self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on
 
     # -- inputs
@@ -145,15 +148,14 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if self.state is not State.IDLE:
             return [Notice("already in a chat; /leave it first")]
         self.target = target
+        self._enter(State.REQUESTING, now)
+        asking = Notice("asking the relay for %s ..." % target)
         if self._mapping_pending(now):      # let the relay hear our mapping first
             self._connect_deferred = True
-            self._timers["mapping_wait"] = self._mapping_deadline
-            return []
-        self._connect_deferred = False
-        self._timers.pop("mapping_wait", None)
-        self._enter(State.REQUESTING, now)
+            self._timers["connect"] = self._mapping_deadline
+            return [asking]
         self._timers["connect"] = now + CONNECT_RETRY
-        return [Notice("asking the relay for %s ..." % target), self._to_relay(P.Connect(target))]
+        return [asking, self._connect_msg(target)]
 
     def handle_line(self, line, now):
         """A line the user typed: a command or a chat message."""
@@ -188,7 +190,8 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             who = self.peer.username
             return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
         if self.state is State.REQUESTING:
-            return self._end_chat(now) + [Notice("stopped asking for %s" % self.target)]
+            target = self.target
+            return self._end_chat(now) + [Notice("stopped asking for %s" % target)]
         return [Notice("not in a chat")]
 
     def quit(self, now):
@@ -294,11 +297,12 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             proof = [self._to_relay(self._register_msg())]
         self._timers["reregister"] = now + REREGISTER_INTERVAL
         self._reregister_backoff = REREGISTER_RETRY
+        proof += self._start_mapping_check(now)   # once, at the first ack that says "ext"
         if self.state is not State.REGISTERING:
             return proof
         self._timers.pop("register", None)
         self._enter(State.IDLE, now)
-        out = proof + self._start_mapping_check(now) + [Registered(self.username, self.relay_endpoint)]
+        out = proof + [Registered(self.username, self.relay_endpoint)]
         if self.target:
             return out + self.connect(self.target, now)
         return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
@@ -403,9 +407,11 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if self.state is State.REQUESTING and now - self._since >= CONNECT_TIMEOUT:
             return self._request_failed("no answer from the relay about %s" % self.target, now)
         self._timers["connect"] = now + CONNECT_RETRY
-        out = [self._to_relay(P.Connect(self.target))]
-        if self.state is State.REQUESTING:      # unanswered: a restarted relay may have
-            out.insert(0, self._to_relay(self._register_msg()))   # forgotten us
+        out = [self._connect_msg(self.target)]
+        if self.state is State.REQUESTING and not self._connect_deferred:
+            # unanswered: a restarted relay may have forgotten us
+            out.insert(0, self._to_relay(self._register_msg()))
+        self._connect_deferred = False
         return out
 
     # -- helpers
@@ -414,6 +420,7 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         self.state = state
         self._since = now
         self._relay_probing = False
+        self._connect_deferred = False
         keep = ("fallback",) if state is State.HANDSHAKING else ()
         for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link"):
             if name in keep:
@@ -470,6 +477,11 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)
         return [self._to_relay(self._register_msg())]
+
+    def _connect_msg(self, name, session=None):
+        """Connect to *name* (with *session*: again, if that pairing lives);
+        the token tells the relay it is really us asking."""
+        return self._to_relay(P.Connect(name, session=session, token=self._token))
 
     def _to_relay(self, msg):
         return Send(P.encode(msg), self.relay_addr)

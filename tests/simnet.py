@@ -163,6 +163,8 @@ class SimNet:
                 self.wire.append((local, effect.addr, effect.data))
                 self._inflight.append((local, effect.addr, effect.data))
             elif isinstance(effect, OpenSocket):
+                if (src, effect.via) in self.sockets:
+                    continue                       # already open: as the real shell does
                 local = (src[0], 20000 + len(self.owners))
                 self.sockets[(src, effect.via)] = local
                 self.owners[local] = (src, effect.via)

@@ -192,20 +192,103 @@ def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
     net = nat_pair()
     net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src[0] == EASY_LAN[0]
     alice, bob = start(net, seconds=0.5)
-    assert alice.state is State.IDLE and alice.target == "bob"    # alt port unanswered
+    assert alice.state is State.REQUESTING and alice.target == "bob"   # alt port unanswered
+    assert [e.text for e in net.shown(EASY_LAN, S.Notice)][-1] == "asking the relay for bob ..."
+    assert not [d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')]
     net.run(1)
-    assert alice.state is not State.IDLE           # it went ahead after MAPPING_WAIT
+    assert alice.state is not State.REQUESTING     # it went ahead after MAPPING_WAIT
     assert alice.mapping is None
+    (connect,) = {d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')}
+    assert P.decode(connect).token == alice._token      # the relay can tell it is alice's
 
 
-def test_a_new_pairing_mid_search_closes_the_old_sockets_before_opening_new_ones():
+def test_a_deferred_connect_gives_way_to_someone_who_connects_first():
+    """While alice's first Connect waits for her mapping, carol connects to
+    her: alice takes carol's chat and never asks for bob (that would break
+    up both pairings)."""
+    net = nat_pair()
+    carol_lan = ("10.0.2.2", 7000)
+    bob = net.add_peer("bob", HARD_LAN, **secure_options())
+    net.run(1)
+    net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src == EASY_LAN
+    carol = net.add_peer("carol", carol_lan, **secure_options())
+    alice = net.add_peer("alice", EASY_LAN, target="bob", **secure_options())
+    net.run(0.3)
+    assert alice.state is State.REQUESTING
+    net.line(carol_lan, "/connect alice")
+    net.run(6)
+    assert alice.peer is not None and alice.peer.username == "carol"
+    assert net.shown(EASY_LAN, S.Connected)[0].username == "carol"
+    assert any("carol connected to you first; no longer asking for bob" in e.text
+               for e in net.shown(EASY_LAN, S.Notice))
+    assert not [d for d in net.sent(EASY_LAN, RELAY) if b'"target_username":"bob"' in d]
+    assert bob.state is State.IDLE
+
+
+def test_leave_cancels_a_deferred_connect():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src == EASY_LAN
+    net.add_peer("bob", HARD_LAN, **secure_options())
+    net.run(1)
+    net.add_peer("alice", EASY_LAN, target="bob", **secure_options())
+    net.run(0.3)
+    net.line(EASY_LAN, "/leave")
+    net.run(3)
+    assert not [d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')]
+    assert "stopped asking for bob" in [e.text for e in net.shown(EASY_LAN, S.Notice)]
+
+
+def test_the_mapping_check_runs_even_if_the_first_register_ack_was_lost():
+    net = nat_pair()
+    bob = net.add_peer("bob", HARD_LAN, **secure_options())
+    net.run(1)
+    acks = []
+    net.drop = lambda src, dst, data: dst[0] == EASY_IP and data.startswith(b'{"RegisterAck"') \
+        and not acks and not acks.append(data)
+    alice = net.add_peer("alice", EASY_LAN, **secure_options())
+    net.run(0.2)
+    net.line(HARD_LAN, "/connect alice")       # alice learns of the relay via a PeerInfo
+    net.run(25)
+    assert acks and alice.mapping == P.MAPPING_INDEPENDENT
+
+
+def test_a_new_pairing_with_another_endpoint_mid_search_closes_the_old_sockets():
     net = nat_pair()
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
     alice, bob = start(net, seconds=1)
     assert bob.state is State.PUNCHING and len(bob._spray.open) == B.SOCKETS
-    info = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
+    info = P.PeerInfo(peer="192.0.2.1:4000", username="alice", features=bob.peer.features,
                       session="ab" * 16, mapping=P.MAPPING_INDEPENDENT)
     out = bob.datagram_received(P.encode(info), RELAY, net.now)
-    closes = [i for i, e in enumerate(out) if isinstance(e, CloseSocket)]
-    opens = [i for i, e in enumerate(out) if isinstance(e, OpenSocket)]
-    assert len(closes) == len(opens) == B.SOCKETS and max(closes) < min(opens)
+    assert len([e for e in out if isinstance(e, CloseSocket)]) == B.SOCKETS
+    assert not [e for e in out if isinstance(e, OpenSocket)]     # and no new search so soon
+    assert bob._spray is None
+
+
+def test_repeated_introductions_cannot_make_the_symmetric_side_spray_again():
+    """A PeerInfo is all it takes to restart a punch: ten of them (a relay
+    gone bad, or someone spoofing it) must not open 256 sockets ten times."""
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
+    alice, bob = start(net, seconds=1)
+    sprayed = sum(1 for e in net.wire if e[0][0] == HARD_LAN[0] and e[2] == PING)
+    for i in range(10):
+        same = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
+                          session="%02x" % i * 16, mapping=P.MAPPING_INDEPENDENT)
+        other = P.PeerInfo(peer="192.0.2.%d:4000" % (i + 1), username="alice",
+                           features=bob.peer.features, session="%02x" % (i + 100) * 16,
+                           mapping=P.MAPPING_INDEPENDENT)
+        for info in (same, other):
+            out = bob.datagram_received(P.encode(info), RELAY, net.now)
+            assert not [e for e in out if isinstance(e, OpenSocket)]
+            assert len([e for e in out if isinstance(e, Send) and e.data == PING]) <= 4
+    assert sprayed >= B.SOCKETS
+
+
+def test_garbage_from_the_peer_endpoint_does_not_end_the_search():
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING
+    alice, bob = start(net, seconds=1)
+    assert bob._spray is not None and bob._spray.kept is None
+    bob.datagram_received(b"\x7fnot a probe", bob.peer.candidates[0], net.now, via=7)
+    assert bob._spray.kept is None and len(bob._spray.open) == B.SOCKETS

@@ -342,26 +342,52 @@ def test_registry_caps_users_per_ip_and_per_ipv6_64():
     assert reg.user("u9") is not None and len(reg) == 6
 
 
+def _ext_register(name, mapping=None, token=None):
+    return P.encode(P.Register(name, features=("ext",), mapping=mapping, token=token))
+
+
+def _proved(reg, name, addr, mapping, now=0.0):
+    reg.datagram_received(_ext_register(name, mapping), addr, now)
+    token = reg.user(name).token
+    reg.datagram_received(_ext_register(name, mapping, token), addr, now + 0.1)
+    return token
+
+
+def _introductions(reg, data, addr, now=1.0):
+    return {a: P.decode(d) for a, d in sends(reg.datagram_received(data, addr, now))}
+
+
+D = ("198.51.100.40", 43000)
+
+
 def test_registry_passes_a_mapping_on_only_for_a_client_that_proved_its_address():
     reg = registered()
-    reg_d = b'{"Register":{"username":"dave","features":["ext"],"mapping":"dependent"}}'
-    reg_c = b'{"Register":{"username":"carol","features":["ext"],"mapping":"independent"}}'
-    D = ("198.51.100.40", 43000)
-    reg.datagram_received(reg_d, D, 0.0)
-    reg.datagram_received(reg_c, C, 0.0)
-    token = reg.user("carol").token          # carol echoes hers; dave (spoofed?) does not
-    reg.datagram_received(b'{"Register":{"username":"carol","features":["ext"],"token":"%s",'
-                          b'"mapping":"independent"}}' % token.encode(), C, 0.1)
-    out = dict(sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', D, 1.0)))
-    to_dave, to_carol = P.decode(out[D]), P.decode(out[C])
-    assert to_dave.username == "carol" and to_dave.mapping == P.MAPPING_INDEPENDENT
-    assert to_carol.username == "dave" and to_carol.mapping is None
+    reg.datagram_received(_ext_register("dave", "dependent"), D, 0.0)   # never echoes its token
+    carol = _proved(reg, "carol", C, "independent")
+    out = _introductions(reg, P.encode(P.Connect("dave", token=carol)), C)
+    assert out[C].username == "dave" and out[C].mapping is None
+    assert out[D].username == "carol" and out[D].mapping == P.MAPPING_INDEPENDENT
 
 
-def test_registry_forgets_a_mapping_the_client_no_longer_announces():
+def test_registry_passes_mappings_on_only_in_a_pairing_asked_for_with_the_token():
+    """Someone who can spoof carol's address can send a Connect in her name,
+    but without her token the pairing carries no mappings: nobody starts a
+    birthday search (thousands of probes) toward either address."""
     reg = registered()
-    reg.datagram_received(b'{"Register":{"username":"carol","features":["ext"],'
-                          b'"mapping":"dependent"}}', C, 0.0)
+    carol = _proved(reg, "carol", C, "dependent")
+    _proved(reg, "dave", D, "independent")
+    out = _introductions(reg, P.encode(P.Connect("dave")), C)              # spoofed
+    assert out[C].mapping is None and out[D].mapping is None
+    out = _introductions(reg, P.encode(P.Connect("dave", token="00" * 16)), C, now=2.0)
+    assert out[C].mapping is None and out[D].mapping is None     # a wrong token is no proof
+    out = _introductions(reg, P.encode(P.Connect("dave", token=carol)), C, now=3.0)
+    assert out[C].mapping == P.MAPPING_INDEPENDENT and out[D].mapping == P.MAPPING_DEPENDENT
+
+
+def test_registry_believes_a_mapping_only_from_a_register_with_the_token():
+    reg = registered()
+    carol = _proved(reg, "carol", C, "dependent")
+    reg.datagram_received(_ext_register("carol", "independent"), C, 1.0)    # spoofed: no token
     assert reg.user("carol").mapping == P.MAPPING_DEPENDENT
-    reg.datagram_received(REG_C_EXT, C, 1.0)
+    reg.datagram_received(_ext_register("carol", None, carol), C, 2.0)      # hers: unknown now
     assert reg.user("carol").mapping is None

@@ -1,0 +1,113 @@
+"""The peer's network thread (peer.NetworkThread) with a scripted core: the
+extra sockets a birthday search asks for are opened, used, closed -- also
+while their datagrams wait in the same select batch -- and running out of
+file descriptors shrinks the search with one warning instead of failing."""
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import time
+
+from peerpunch import session as S
+from peerpunch.effects import CloseSocket, OpenSocket, Send
+from peerpunch.peer import NetworkThread
+
+from .procs import ROOT, env
+
+EXTRA = 300
+
+
+class ScriptedCore:
+    """Opens EXTRA sockets and sends from each to *target*; the first
+    datagram on any of them closes all the others and is answered from it."""
+
+    def __init__(self, target):
+        self.target = target
+        self.got = []
+
+    def start(self, now):
+        return [OpenSocket(v) for v in range(1, EXTRA + 1)] + \
+            [Send(b"hi", self.target, v) for v in range(1, EXTRA + 1)]
+
+    def datagram_received(self, data, addr, now, via=0):
+        self.got.append(via)
+        if data == b"quit":
+            return [S.Closed(0, "bye")]
+        if len(self.got) == 1:
+            return [CloseSocket(v) for v in range(1, EXTRA + 1) if v != via] + \
+                [Send(b"kept", addr, via), Send(b"stale", addr, EXTRA + 5)]
+        return []
+
+    def next_deadline(self):
+        return None
+
+    def handle_line(self, line, now):
+        return []
+
+    def tick(self, now):
+        return []
+
+    def quit(self, now):
+        return [S.Closed(0, "bye")]
+
+
+def run_scripted():
+    """Returns (sources that sent 'hi', sockets left open after the hit,
+    datagrams received, what came back to the hit, exit items, warnings)."""
+    recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    recv.bind(("127.0.0.1", 0))
+    recv.settimeout(0.5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    core, out = ScriptedCore(recv.getsockname()), queue.Queue()
+    thread = NetworkThread(core, sock, out)
+    thread.start()
+    sources = set()
+    try:
+        while True:
+            data, addr = recv.recvfrom(100)
+            if data == b"hi":
+                sources.add(addr)
+    except socket.timeout:
+        pass
+    for addr in sorted(sources):          # all at once: many wait in one select batch
+        recv.sendto(b"probe", addr)
+    answers = []
+    try:
+        while True:
+            answers.append(recv.recvfrom(100)[0])
+    except socket.timeout:
+        pass
+    left = len(thread._socks) - 1
+    recv.sendto(b"quit", sock.getsockname())
+    thread.join(3)
+    items = []
+    while not out.empty():
+        items.append(out.get())
+    recv.close()
+    exits = [i for i in items if i[0] == "exit"]
+    warnings = [i for i in items if i[0] == "log" and "cannot open another socket" in i[1]]
+    return len(sources), left, len(core.got), answers, exits, warnings, thread.is_alive()
+
+
+def test_network_thread_opens_uses_and_closes_extra_sockets():
+    sources, left, received, answers, exits, warnings, alive = run_scripted()
+    assert sources == EXTRA and warnings == []
+    assert left == 1                       # the one the first datagram landed on
+    assert received == 2                   # the hit and the quit: the rest were closed unread
+    assert answers == [b"kept"]            # the Send via a socket never opened is dropped
+    assert exits == [("exit", 0, exits[0][2])] and not alive
+
+
+def test_network_thread_out_of_descriptors_shrinks_the_search_with_one_warning():
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
+            "from tests.test_peer_shell import run_scripted; r = run_scripted();"
+            "print(r[0], r[1], len(r[5]), r[4][0][1], r[6])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env(), timeout=60,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert proc.returncode == 0, proc.stderr
+    sources, left, warnings, status, alive = proc.stdout.split()
+    assert 10 < int(sources) < 100 and left == "1" and warnings == "1"
+    assert status == "0" and alive == "False"
