@@ -54,9 +54,12 @@ class ScriptedCore:
 
 
 def run_scripted():
-    """Returns (sources that sent 'hi', sockets left open after the hit,
-    datagrams received, what came back to the hit, exit items, warnings)."""
+    """Returns (extra sockets open, how many of them we heard 'hi' from
+    (a loaded machine may drop some), sockets left open after the hit,
+    datagrams the core received, what came back to the hit, exit items,
+    warnings, whether the thread still runs)."""
     recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    recv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)   # 300 at once
     recv.bind(("127.0.0.1", 0))
     recv.settimeout(0.5)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -72,6 +75,7 @@ def run_scripted():
                 sources.add(addr)
     except socket.timeout:
         pass
+    opened = len(thread._socks) - 1
     for addr in sorted(sources):          # all at once: many wait in one select batch
         recv.sendto(b"probe", addr)
     answers = []
@@ -89,12 +93,12 @@ def run_scripted():
     recv.close()
     exits = [i for i in items if i[0] == "exit"]
     warnings = [i for i in items if i[0] == "log" and "cannot open another socket" in i[1]]
-    return len(sources), left, len(core.got), answers, exits, warnings, thread.is_alive()
+    return opened, len(sources), left, len(core.got), answers, exits, warnings, thread.is_alive()
 
 
 def test_network_thread_opens_uses_and_closes_extra_sockets():
-    sources, left, received, answers, exits, warnings, alive = run_scripted()
-    assert sources == EXTRA and warnings == []
+    opened, sources, left, received, answers, exits, warnings, alive = run_scripted()
+    assert opened == EXTRA and sources > EXTRA // 2 and warnings == []
     assert left == 1                       # the one the first datagram landed on
     assert received == 2                   # the hit and the quit: the rest were closed unread
     assert answers == [b"kept"]            # the Send via a socket never opened is dropped
@@ -104,10 +108,10 @@ def test_network_thread_opens_uses_and_closes_extra_sockets():
 def test_network_thread_out_of_descriptors_shrinks_the_search_with_one_warning():
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
             "from tests.test_peer_shell import run_scripted; r = run_scripted();"
-            "print(r[0], r[1], len(r[5]), r[4][0][1], r[6])")
+            "print(r[0], r[2], len(r[6]), r[5][0][1], r[7])")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env(), timeout=60,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     assert proc.returncode == 0, proc.stderr
-    sources, left, warnings, status, alive = proc.stdout.split()
-    assert 10 < int(sources) < 100 and left == "1" and warnings == "1"
+    opened, left, warnings, status, alive = proc.stdout.split()
+    assert 10 < int(opened) < 100 and left == "1" and warnings == "1"
     assert status == "0" and alive == "False"
