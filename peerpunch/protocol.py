@@ -217,6 +217,7 @@ _VALIDATORS = {
     "features": _check_features,
     "local": _check_local,
     "mapping": _check_mapping,
+    "partner": check_username,
     "key": _check_key,
     "token": _check_secret,
     "session": _check_secret,
@@ -251,6 +252,8 @@ class Register:
     key: Optional[str] = None                    # long-term public key, base64
     token: Optional[str] = None                  # from an earlier RegisterAck: "still me"
     mapping: Optional[str] = None                # MAPPINGS: what our NAT does, if we know
+    partner: Optional[str] = None                # in a chat: with whom...
+    session: Optional[str] = None                # ...and its secret (a restarted relay relearns it)
 
 
 @_variant(seed=True)

@@ -32,6 +32,11 @@ search (thousands of probes) at its address, so it is believed only from a
 Register with the token and passed on only for a client that proved its
 address, in a pairing whose Connect carried the asker's token.
 
+A relay that restarts forgets every pairing. Clients in a chat name it in
+their Registers (``partner`` and ``session``); with the token, that makes
+the user busy to others, and once both partners have claimed the same chat
+with the same secret the pairing is restored, forwarding included.
+
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
 logged once per source (the set of sources is bounded).
@@ -53,12 +58,14 @@ MAX_NOTED_SOURCES = 4096
 MAX_EXPIRED_PER_TICK = 1000    # a mass expiry must not stall the loop
 MAX_INTERNED = 256
 REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
+CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)
 MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the relay
 
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked")
+                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked",
+                 "claim")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -76,6 +83,7 @@ class User:
         self.introduced_at = float("-inf")
         self.verified = False   # it echoed the token we sent to its address: not spoofed
         self.asked = False      # its current pairing was asked for with the asker's token
+        self.claim = None       # (partner name, secret, until): "in a chat we do not know of"
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -200,6 +208,7 @@ class Registry:
         if _token_ok(user, msg.token):
             user.verified = True    # only a client at this address could have read the token
             user.mapping = msg.mapping     # believed only from the client itself
+            out += self._claim(user, msg.partner, msg.session, now)
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -254,7 +263,7 @@ class Registry:
             self.stats["reintroductions"] += 1
             user.introduced_at = target.introduced_at = now
             return self._introduce(user, target)
-        if target.partner is not None:
+        if target.partner is not None or _claims_other(target, user, now):
             self.stats["busy"] += 1
             return [Send(P.encode(P.TargetBusy()), addr)]
         out = self._end_session(user)           # a client that moves on left its old chat
@@ -268,7 +277,31 @@ class Registry:
         return out + self._introduce(user, target)
 
     def _on_session_finished(self, msg, user, addr, now):
+        user.claim = None
         return self._end_session(user)
+
+    def _claim(self, user, partner_name, secret, now):
+        """A Register that names a chat (after a relay restart, one this
+        relay never paired): it makes the user busy for a while, and once the
+        partner claims the same chat with the same secret the pairing is
+        back -- the fallback forwards for it again, and nobody else is
+        introduced into it."""
+        if partner_name is None or secret is None or user.partner is not None or \
+                partner_name == user.name:
+            user.claim = None       # no chat, or one this relay knows already
+            return []
+        user.claim = (partner_name, secret, now + CLAIM_FOR)
+        other = self._by_name.get(partner_name)
+        if other is None or other.partner is not None or not _claims(other, user.name, secret, now):
+            return []
+        user.partner, other.partner = other, user
+        user.secret = other.secret = secret
+        user.asked = other.asked = False
+        user.claim = other.claim = None
+        user.introduced_at = other.introduced_at = now
+        self.stats["restored"] += 1
+        return [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
+                    % (_name(other.name), _name(user.name)))]
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
@@ -367,6 +400,18 @@ def _peer_info(about, to, secret):
     return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
                                features=about.features or (), local=about.local,
                                session=secret, mapping=about.mapping if search else None))
+
+
+def _claims(user, name, secret, now):
+    claim = user.claim
+    return claim is not None and claim[2] > now and claim[0] == name and \
+        hmac.compare_digest(claim[1], secret)
+
+
+def _claims_other(target, asker, now):
+    """True if *target* says it is in a chat with someone other than *asker*."""
+    claim = target.claim
+    return claim is not None and claim[2] > now and claim[0] != asker.name
 
 
 def _token_ok(user, token):

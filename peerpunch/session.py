@@ -471,8 +471,12 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
 
     def _register_msg(self):
         key = ID.encode_key(self.identity.public) if self.identity else None
+        partner = session = None
+        if self.state in IN_CHAT and self.peer.secret:   # a restarted relay relearns the chat
+            partner, session = self.peer.username, self.peer.secret.hex()
         return P.Register(self.username, features=self.features, local=self.local, key=key,
-                          token=self._token, mapping=self.mapping)
+                          token=self._token, mapping=self.mapping, partner=partner,
+                          session=session)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)

@@ -287,3 +287,28 @@ def test_lines_held_for_a_peer_that_never_comes_back_are_reported():
     net.run(4 * S.LOST_AFTER_INTERVALS)
     assert net.shown(ALICE, S.ConnectionLost)
     assert any("1 queued line(s) were not sent" in e.text for e in net.shown(ALICE, S.Notice))
+
+
+def test_a_relayed_chat_survives_a_relay_restart_and_others_are_told_it_is_busy():
+    """The relay restarts under a relayed chat: the new one knows nothing.
+    The peers notice the silence, re-register naming their chat and its
+    secret, the relay restores the pairing, and the relayed chat goes on
+    in the same session; someone else asking for alice hears she is busy."""
+    from peerpunch.registry import Registry
+    net = SimNet()
+    alice, bob = relayed_pair(net, keepalive=4.0, **secure_options())
+    assert net.shown(ALICE, S.Connected)[0].path == "relayed"
+    net.registry = Registry()                        # restarted: every pairing forgotten
+    net.run(4 * S.SUSPECT_AFTER + 2)
+    assert net.registry.stats["restored"] == 1
+    assert net.registry.user("alice").partner is net.registry.user("bob")
+    net.line(ALICE, "after the restart")
+    net.run(2)
+    assert texts(net, BOB) == ["after the restart"]
+    net.run(4 * S.LOST_AFTER_INTERVALS + 5)
+    assert net.shown(ALICE, S.ConnectionLost) == [] and net.shown(BOB, S.ConnectionLost) == []
+    assert len(net.shown(ALICE, S.Connected)) == 1       # the same session throughout
+    carol = net.add_peer("carol", CAROL, target="alice", **secure_options())
+    net.run(3)
+    assert any("busy" in e.reason for e in net.shown(CAROL, S.Failed))
+    assert alice.peer.username == "bob"

@@ -391,3 +391,64 @@ def test_registry_believes_a_mapping_only_from_a_register_with_the_token():
     assert reg.user("carol").mapping == P.MAPPING_DEPENDENT
     reg.datagram_received(_ext_register("carol", None, carol), C, 2.0)      # hers: unknown now
     assert reg.user("carol").mapping is None
+
+
+# -- a restarted relay relearns the chats its clients are in
+
+S1, S2 = "11" * 16, "22" * 16
+
+
+def _claiming(reg, name, addr, partner, secret, now=0.0):
+    reg.datagram_received(_ext_register(name), addr, now)
+    token = reg.user(name).token
+    reg.datagram_received(P.encode(P.Register(name, features=("ext", "relay1"), token=token,
+                                              partner=partner, session=secret)), addr, now + 0.1)
+    return token
+
+
+def test_registry_restores_a_chat_both_partners_claim_with_the_same_secret():
+    reg = registered()
+    _claiming(reg, "carol", C, "dave", S1)
+    assert reg.user("carol").partner is None
+    _claiming(reg, "dave", D, "carol", S1, now=1.0)
+    carol, dave = reg.user("carol"), reg.user("dave")
+    assert carol.partner is dave and dave.partner is carol and carol.secret == S1
+    assert reg.stats["restored"] == 1
+    # forwarding works again for the restored pair
+    assert sends(reg.datagram_received(b"\xd0sealed", C, 2.0)) == [(D, b"\xd0sealed")]
+    # and a third user is told they are busy instead of being introduced
+    reg.datagram_received(REG_A, A, 2.0)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', A, 2.1)) == \
+        [(A, b'"TargetBusy"')]
+
+
+def test_registry_does_not_restore_on_a_wrong_secret_or_without_the_token():
+    reg = registered()
+    _claiming(reg, "carol", C, "dave", S1)
+    _claiming(reg, "dave", D, "carol", S2)
+    assert reg.user("carol").partner is None and reg.user("dave").partner is None
+    # a spoofer without the token cannot claim anything
+    reg.datagram_received(P.encode(P.Register("dave", features=("ext",), partner="carol",
+                                              session=S1)), D, 2.0)
+    assert reg.user("dave").partner is None and reg.stats["restored"] == 0
+
+
+def test_registry_one_sided_claim_keeps_the_user_busy_for_a_while_only():
+    reg = registered()
+    _claiming(reg, "carol", C, "dave", S1)
+    reg.datagram_received(REG_A, A, 1.0)
+    connect = b'{"Connect":{"target_username":"carol"}}'
+    assert sends(reg.datagram_received(connect, A, 1.0)) == [(A, b'"TargetBusy"')]
+    reg.datagram_received(REG_C_EXT, C, 50.0)         # keep carol (silently claiming nothing)
+    reg.datagram_received(REG_A, A, 50.0)
+    out = sends(reg.datagram_received(connect, A, 50.0))
+    assert [addr for addr, _ in out] == [A, C]        # introduced now
+
+
+def test_registry_a_claim_ends_with_the_chat():
+    reg = registered()
+    _claiming(reg, "carol", C, "dave", S1)
+    reg.datagram_received(b'"SessionFinished"', C, 1.0)
+    reg.datagram_received(REG_A, A, 1.0)
+    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', A, 1.0))
+    assert [addr for addr, _ in out] == [A, C]
