@@ -22,25 +22,20 @@ Filtering is tested before mapping because sending to the alternate port
 would open the NAT to answers from it.
 
 :class:`NatCheck` is sans-I/O (``start``, ``datagram_received`` and
-``tick`` return the Sends to carry out), :func:`report` turns what it saw
-into the lines printed, and :func:`main` is the thin runner over a socket.
+``tick`` return the Sends to carry out) and :func:`report` turns what it
+saw into the lines printed; the socket that runs it lives in the peer's
+shell (:func:`peerpunch.peer.nat_check`).
 """
 
 import dataclasses
-import socket
-import sys
-import time
 from typing import Optional
 
-from . import cli
 from . import stun
 from .protocol import format_endpoint
 
 RTO = 0.25            # a lost request is sent again after 0.25, 0.5, 1 s ...
 RETRIES = 3           # ... 3 times: "no answer" takes 3.75 s
 SOFTWARE = "peerpunch nat-check"   # also room in the request for OTHER-ADDRESS in the answer
-RECV_SIZE = 2048
-PROG = "peer.py"
 
 EIM = "endpoint-independent"
 SYMMETRIC = "address/port-dependent"
@@ -228,59 +223,3 @@ def verdict(mapping, filtered, no_nat):
     if filtered is False:
         return "likely with most peers, symmetric ones included (%s, no port-dependent filtering)" % why
     return "likely with most peers (%s)" % why
-
-
-# ---------------------------------------------------------------------- runner
-
-
-def main(args):
-    """Run the check for the parsed peer.py *args*; return the exit code."""
-    from .peer import lan_candidates, open_socket    # peer imports this module lazily too
-    if args.connect or args.wait:
-        return cli.usage_error(PROG, "--nat-check cannot be combined with --connect or --wait")
-    try:
-        sock, relay_sockaddr = open_socket(args.relay, args.bind)
-    except socket.gaierror as exc:
-        return cli.usage_error(PROG, "cannot resolve %s: %s" % (args.relay[0], exc.strerror))
-    except OSError as exc:
-        return cli.usage_error(PROG, "cannot bind %s: %s" % (
-            "%s:%d" % args.bind if args.bind else "a UDP socket", exc.strerror or exc))
-    with sock:
-        check = NatCheck(relay_sockaddr)
-        run(check, sock)
-        local = lan_candidates(sock, relay_sockaddr)
-        local_port = sock.getsockname()[1]
-    if check.obs.error:
-        print("nat-check: %s" % check.obs.error, file=sys.stderr, flush=True)
-        return 1
-    for line in report(check.obs, local, local_port):
-        print(line, flush=True)
-    return 0
-
-
-def run(check, sock, clock=time.monotonic):
-    """Drive *check* over the bound UDP socket *sock* until it is done."""
-    _send(sock, check.start(clock()))
-    while not check.done:
-        sock.settimeout(max(0.0, check.next_deadline() - clock()))
-        try:
-            data, addr = sock.recvfrom(RECV_SIZE)
-        except (socket.timeout, BlockingIOError):      # a zero timeout makes it non-blocking
-            _send(sock, check.tick(clock()))
-            continue
-        except OSError:            # ICMP errors surface here on some systems
-            continue
-        _send(sock, check.datagram_received(data, stun.canonical_address(addr), clock()))
-        if not check.done:
-            _send(sock, check.tick(clock()))
-
-
-def _send(sock, sends):
-    for send in sends:
-        host, port = send.addr
-        if sock.family == socket.AF_INET6 and ":" not in host:
-            host = "::ffff:" + host
-        try:
-            sock.sendto(send.data, (host, port))
-        except OSError:
-            pass                   # as good as lost: the transaction retransmits

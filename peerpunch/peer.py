@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from . import cli, crypto
+from . import cli, crypto, natcheck
 from . import identity as ID
 from . import protocol as P
 from . import session as S
@@ -53,7 +53,6 @@ class NetworkThread(threading.Thread):
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (sock, self._wake_r, self._wake_w):
             s.setblocking(False)
-        self._v6 = sock.family == socket.AF_INET6
         self._closed = False
         self._deadline = None
         self._socks = {0: sock}        # via -> socket
@@ -191,14 +190,20 @@ class NetworkThread(threading.Thread):
         sock = self._socks.get(effect.via)
         if sock is None:
             return                        # a socket that could not be opened, or closed
-        host, port = effect.addr
-        if self._v6 and ":" not in host:
-            host = "::ffff:" + host
         try:
-            sock.sendto(effect.data, (host, port))
+            sendto(sock, effect.data, effect.addr)
         except OSError as exc:
             if self.verbose:
                 self.output.put(("log", "send to %s failed: %s" % (P.format_endpoint(effect.addr), exc)))
+
+
+def sendto(sock, data, addr):
+    """Send to the canonical *addr* (IPv4 as IPv4-mapped IPv6 on an IPv6
+    socket); raises OSError."""
+    host, port = addr
+    if sock.family == socket.AF_INET6 and ":" not in host:
+        host = "::ffff:" + host
+    sock.sendto(data, (host, port))
 
 
 class KeepAliveTimer(threading.Thread):
@@ -309,6 +314,54 @@ def _seconds(text):
     return value
 
 
+def nat_check(args, prog):
+    """``--nat-check``: run :class:`peerpunch.natcheck.NatCheck` over a socket
+    bound like the chat's; print its report; return the exit code."""
+    if args.connect or args.wait:
+        return cli.usage_error(prog, "--nat-check cannot be combined with --connect or --wait")
+    try:
+        sock, relay_sockaddr = open_socket(args.relay, args.bind)
+    except socket.gaierror as exc:
+        return cli.usage_error(prog, "cannot resolve %s: %s" % (args.relay[0], exc.strerror))
+    except OSError as exc:
+        return cli.usage_error(prog, "cannot bind %s: %s" % (
+            "%s:%d" % args.bind if args.bind else "a UDP socket", exc.strerror or exc))
+    with sock:
+        check = natcheck.NatCheck(relay_sockaddr)
+        run_check(check, sock)
+        local = lan_candidates(sock, relay_sockaddr)
+        local_port = sock.getsockname()[1]
+    if check.obs.error:
+        print("nat-check: %s" % check.obs.error, file=sys.stderr, flush=True)
+        return 1
+    for line in natcheck.report(check.obs, local, local_port):
+        print(line, flush=True)
+    return 0
+
+
+def run_check(check, sock, clock=time.monotonic):
+    """Drive a sans-I/O *check* over the bound UDP socket *sock* until it is done."""
+    def send(sends):
+        for effect in sends:
+            try:
+                sendto(sock, effect.data, effect.addr)
+            except OSError:
+                pass               # as good as lost: the transaction retransmits
+    send(check.start(clock()))
+    while not check.done:
+        sock.settimeout(max(0.0, check.next_deadline() - clock()))
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except (socket.timeout, BlockingIOError):      # a zero timeout makes it non-blocking
+            send(check.tick(clock()))
+            continue
+        except OSError:            # ICMP errors surface here on some systems
+            continue
+        send(check.datagram_received(data, P.canonical_addr(addr), clock()))
+        if not check.done:
+            send(check.tick(clock()))
+
+
 def open_socket(relay, bind):
     """Resolve the relay and bind a UDP socket of its family.
 
@@ -358,8 +411,7 @@ def ask(prompt, validate):
 def main(argv=None):
     parser, args = parse_args(argv)
     if args.nat_check:
-        from .natcheck import main as nat_check
-        return nat_check(args)
+        return nat_check(args, parser.prog)
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         _tolerant(stream)
     try:

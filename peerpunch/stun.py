@@ -45,6 +45,7 @@ import struct
 import zlib
 
 from .effects import Send
+from .protocol import canonical_addr
 
 COOKIE = 0x2112A442
 HEADER = struct.Struct("!HHI12s")
@@ -91,12 +92,9 @@ FAMILY_V4, FAMILY_V6 = 0x01, 0x02
 _ADDRESS = struct.Struct("!xBH")
 
 
-def canonical_address(addr):
-    """``(ip, port)`` with the IP canonical; IPv4-mapped IPv6 becomes IPv4."""
-    ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip), addr[1]
+canonical_address = canonical_addr
+"""``(ip, port)`` with the IP canonical; IPv4-mapped IPv6 becomes IPv4 (the
+codec's :func:`peerpunch.protocol.canonical_addr`)."""
 
 
 def pack_address(value, transaction_id=b""):

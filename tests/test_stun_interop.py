@@ -17,6 +17,7 @@ import time
 import pytest
 
 from peerpunch import natcheck, stun
+from peerpunch.peer import run_check
 
 from .procs import PEER, ROOT, Proc, env, start_relay
 
@@ -207,7 +208,7 @@ def test_interop_our_client_gets_mapped_address_from_coturn(coturn, host):
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         check = natcheck.NatCheck((host, coturn.port))
-        natcheck.run(check, sock)
+        run_check(check, sock)
         local = stun.canonical_address(sock.getsockname())
     obs = check.obs
     assert obs.error is None, coturn.transcript()
