@@ -12,6 +12,9 @@ restarts under one (needs root, ip, iptables, nft and conntrack).
   address and port. The chat goes on untouched, and once the peers have
   re-registered by themselves (every 20 s) dave, a new peer, reaches carol
   by name.
+* Relay restart under a relayed chat (two symmetric NATs): the new relay
+  knows nothing, the peers re-register naming their chat and its secret,
+  and the pairing -- forwarding included -- comes back.
 
 Each scenario runs in a lab of its own, all started at once on a small pool
 (NATLAB_JOBS, default 3) when the first of these tests runs; the tests then
@@ -40,6 +43,7 @@ KEEPALIVE = 2.0
 QUIET = 3.5 * KEEPALIVE        # silence after the flush: longer than "lost" (3 intervals)
 LINE_WAIT = 4 * KEEPALIVE      # a line typed after the flush must arrive within this
 REREGISTER_WAIT = 25.0         # restart -> every peer registered again (they do every 20 s)
+RESTORE_WAIT = 4 * KEEPALIVE   # restart -> a relayed chat's peers, gone quiet, re-register
 CONNECT_RETRY = 1.0            # dave retries /connect carol this often until it works
 
 CAROL_PUBLIC_IP = "198.51.100.30"
@@ -357,6 +361,49 @@ def _restart_steps(lab, chat, out):
     out.goodbye = True
 
 
+@dataclasses.dataclass
+class RelayedRestartOutcome:
+    path: str = "error"
+    delivered: dict = dataclasses.field(default_factory=dict)   # phase -> exchange worked
+    restored_seconds: float = None        # new relay listening -> it logged the restored session
+    lost_lines: list = None
+    connected: dict = None
+    problem: str = None
+    transcript: str = ""
+    wall_seconds: float = 0.0
+
+
+def run_relayed_restart():
+    return _run_scenario(lambda: topology.Lab("symmetric", "symmetric"), _relayed_restart_steps,
+                         RelayedRestartOutcome())
+
+
+def _relayed_restart_steps(lab, chat, out):
+    chat.start()
+    out.path = chat.connect()[0]
+    if out.path != "relayed":
+        raise runner.StepFailed("alice and bob are not relayed: %s" % out.path)
+    _exchange(chat, out, "before the restart")
+    port = int(chat.relay_addr.rsplit(":", 1)[1])
+    chat.old_relays.append(chat.relay)
+    chat.relay.signal(signal.SIGTERM)
+    try:
+        chat.relay.wait(5)
+    except subprocess.TimeoutExpired:
+        raise runner.StepFailed("the relay still runs 5 s after SIGTERM") from None
+    chat.relay, _ = start_relay("-v", host=topology.RELAY_IP, prefix=lab.relay.command(), port=port)
+    restarted = time.monotonic()
+    chat.expect_after(chat.relay, 0, r"restored the session of '(alice|bob)' and '(alice|bob)'",
+                      RESTORE_WAIT, "the new relay restores the relayed chat", "stderr")
+    out.restored_seconds = time.monotonic() - restarted
+    _exchange(chat, out, "after the restart")
+    time.sleep(4 * KEEPALIVE)               # longer than "lost": the relayed path really works
+    _exchange(chat, out, "a while later")
+    out.lost_lines = chat.lost_lines()
+    out.connected = {"alice": len(connected_lines(chat.alice)), "bob": len(connected_lines(chat.bob))}
+    chat.goodbye()
+
+
 def _log_time(line):
     """Seconds of the day of a relay log line (``2026-01-01 12:00:00,123 ...``)."""
     h, m, s = line.split()[1].replace(",", ".").split(":")
@@ -373,6 +420,8 @@ SCENARIOS = {   # test name -> (scenario, expected seconds): the longest start f
         (functools.partial(run_rebinding, "port-restricted", "port-restricted"), 14),
     "test_natlab_relay_restart_leaves_the_chat_and_names_reachable":
         (run_relay_restart, 30),
+    "test_natlab_relay_restart_restores_a_relayed_chat":
+        (run_relayed_restart, 20),
 }
 
 
@@ -447,3 +496,16 @@ def test_natlab_relay_restart_leaves_the_chat_and_names_reachable(recovery, requ
     assert all(s is not None for s in o.reregistered.values()), \
         "not registered on the new relay within %g s: %s" % (REREGISTER_WAIT, o.reregistered)
     assert o.goodbye, o.problem
+
+
+def test_natlab_relay_restart_restores_a_relayed_chat(recovery, request):
+    """Two symmetric NATs, so the chat is relayed; the relay restarts and
+    forgets the pairing. The peers notice the silence within a few
+    keep-alives, re-register naming their chat and its secret, the new relay
+    restores the pairing, and lines cross again in the same session."""
+    o = _outcome(recovery, request)
+    assert o.path == "relayed" and o.problem is None, "%s\n%s" % (o.problem, o.transcript)
+    assert o.delivered == {"before the restart": True, "after the restart": True,
+                           "a while later": True}, o.transcript
+    assert o.restored_seconds is not None and o.restored_seconds < RESTORE_WAIT
+    assert o.lost_lines == [] and o.connected == {"alice": 1, "bob": 1}, o.transcript
