@@ -82,13 +82,15 @@ def client():
 def pair_through(relay):
     """Two clients the relay has introduced to each other."""
     a, b = client(), client()
+    tokens = []
     for sock, name in ((a, "fwd-a"), (b, "fwd-b")):
         sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES)), relay.addr)
         ack = P.decode(sock.recv(2048))
         # echo the token: the relay forwards only between clients that proved their address
         sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES, token=ack.token)), relay.addr)
         assert sock.recv(2048).startswith(b'{"RegisterAck"')
-    a.sendto(P.encode(P.Connect("fwd-b")), relay.addr)
+        tokens.append(ack.token)
+    a.sendto(P.encode(P.Connect("fwd-b", token=tokens[0])), relay.addr)   # proven: ask with it
     assert a.recv(2048).startswith(b'{"PeerInfo"') and b.recv(2048).startswith(b'{"PeerInfo"')
     return a, b
 

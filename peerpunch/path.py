@@ -182,11 +182,18 @@ class PathMixin:
             handler = self._PEER_HANDLERS.get(type(msg))
             if handler is not None:
                 out += handler(self, msg, now)
-        if was_suspect and self._queue and self.state is State.CONNECTED and not self._blocked:
-            out.append(Notice("%s is heard again: sending %d held line(s)"
-                              % (self.peer.username, len(self._queue))))
-            out += self._flush_queue()
+        if was_suspect:
+            out += self._heard_again()
         return out
+
+    def _heard_again(self):
+        """The peer, silent long enough to be suspect, authenticated again:
+        send the lines held meanwhile."""
+        self._suspect = False
+        if not self._queue or self.state is not State.CONNECTED or self._blocked:
+            return []
+        return [Notice("%s is heard again: sending %d held line(s)"
+                       % (self.peer.username, len(self._queue)))] + self._flush_queue()
 
     def _direct_probe(self, data, addr, now):
         """Plain probes on the direct path while the chat is relayed (or the
@@ -221,7 +228,8 @@ class PathMixin:
         self._timers.pop("direct_retry", None)
         self._last_heard = self._last_direct = now
         what = "%s moved to" if moved else "now direct with %s at"
-        return [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
+        out = [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
+        return out + (self._heard_again() if self._suspect else [])
 
     # -- timers
 

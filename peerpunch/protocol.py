@@ -71,6 +71,7 @@ sender measured with STUN against the relay's two ports (RFC 4787: the same
 public endpoint toward every destination, or a new one per destination --
 "symmetric"). Tells the peers which side of a birthday search each takes."""
 
+KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
 SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 
@@ -153,7 +154,8 @@ def _check_local(value):
     for item in value:
         if not isinstance(item, str) or not is_lan_endpoint(item):
             raise ValueError("local candidates must be private-range HOST:PORT endpoints")
-    return tuple(value)
+    # canonical text: what is passed on is never longer than it must be
+    return tuple(format_endpoint(parse_endpoint(item)) for item in value)
 
 
 def _check_secret(value):
@@ -265,7 +267,7 @@ class Connect:
 
 @_variant(seed=True)
 class SessionFinished:
-    pass
+    token: Optional[str] = None                  # to an ext relay: it is really us
 
 
 @_variant(seed=True)
@@ -317,6 +319,7 @@ class Goodbye:
 @_variant(seed=False)
 class Unregister:
     """Extension: the client is leaving; free its name now, not after expiry."""
+    token: Optional[str] = None                  # it is really us
 
 
 @_variant(seed=False)

@@ -43,6 +43,7 @@ logged once per source (the set of sources is bounded).
 """
 
 import collections
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -152,6 +153,11 @@ class Registry:
         if user is None and type(msg) is not P.Register:
             return out + self._reject(None, addr, "unregistered",
                                       "%s before Register" % type(msg).__name__)
+        if type(msg) is not P.Register and user.verified and not _token_ok(user, msg.token):
+            # a client that proved its address sends its token with every request;
+            # without it, this is someone spoofing that address
+            return out + self._reject(None, addr, "unproven",
+                                      "%s without the token" % type(msg).__name__)
         return out + handler(self, msg, user, addr, now)
 
     def tick(self, now):
@@ -268,6 +274,7 @@ class Registry:
             return [Send(P.encode(P.TargetBusy()), addr)]
         out = self._end_session(user)           # a client that moves on left its old chat
         user.partner, target.partner = target, user
+        user.claim = target.claim = None        # an older chat's claim is over
         user.asked = target.asked = asked
         user.secret = target.secret = self.random_bytes(16).hex()
         user.introduced_at = target.introduced_at = now
@@ -286,22 +293,26 @@ class Registry:
         partner claims the same chat with the same secret the pairing is
         back -- the fallback forwards for it again, and nobody else is
         introduced into it."""
-        if partner_name is None or secret is None or user.partner is not None or \
-                partner_name == user.name:
+        if partner_name is None or secret is None or partner_name == user.name or \
+                (user.partner is not None and user.partner.name == partner_name):
             user.claim = None       # no chat, or one this relay knows already
             return []
+        # The client is in a chat with partner_name, whatever this relay paired
+        # it with meanwhile (a Connect in the moment before it re-registered):
+        # the client ignores that introduction, so that pairing ends.
+        out = self._end_session(user)
         user.claim = (partner_name, secret, now + CLAIM_FOR)
         other = self._by_name.get(partner_name)
         if other is None or other.partner is not None or not _claims(other, user.name, secret, now):
-            return []
+            return out
         user.partner, other.partner = other, user
         user.secret = other.secret = secret
         user.asked = other.asked = False
         user.claim = other.claim = None
         user.introduced_at = other.introduced_at = now
         self.stats["restored"] += 1
-        return [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
-                    % (_name(other.name), _name(user.name)))]
+        return out + [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
+                          % (_name(other.name), _name(user.name)))]
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
@@ -397,9 +408,16 @@ def _peer_info(about, to, secret):
     # A birthday search aims thousands of datagrams at *about*'s IP: only for a
     # client that proved it is there, in a pairing its asker proved it asked for.
     search = about.verified and about.asked
-    return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name,
-                               features=about.features or (), local=about.local,
-                               session=secret, mapping=about.mapping if search else None))
+    info = P.PeerInfo(peer=about.endpoint, username=about.name, features=about.features or (),
+                      local=about.local, session=secret,
+                      mapping=about.mapping if search else None)
+    try:
+        return P.encode(info)
+    except P.LocalProtocolError:
+        # A Register of 1024 bytes can make a PeerInfo a little longer (our
+        # endpoint text, the secret): pass on only what our peers use.
+        features = tuple(f for f in info.features if f in P.KNOWN_FEATURES)
+        return P.encode(dataclasses.replace(info, features=features, local=None))
 
 
 def _claims(user, name, secret, now):

@@ -29,6 +29,7 @@ log = logging.getLogger("peerpunch.relay")
 
 RECV_SIZE = 65535        # read whole datagrams, however large, then judge them
 BATCH = 256              # datagrams handled before timers get a look in
+MAX_LOGGED_ERRORS = 20   # internal errors logged with a traceback (all are counted)
 RCVBUF = 4 << 20
 
 
@@ -43,6 +44,7 @@ class RelayServer:
         self.registry = registry
         self.clock = clock
         self.send_errors = 0
+        self.internal_errors = 0
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in self.socks + [self._wake_r, self._wake_w]:
@@ -82,10 +84,16 @@ class RelayServer:
             except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
                 log.debug("receive error: %s", exc)
                 continue
-            if via or is_stun(data):
-                self._reply(self.stun.datagram_received(data, addr, via))
-            else:
-                self._apply(self.registry.datagram_received(data, addr, self.clock()))
+            try:
+                if via or is_stun(data):
+                    self._reply(self.stun.datagram_received(data, addr, via))
+                else:
+                    self._apply(self.registry.datagram_received(data, addr, self.clock()))
+            except Exception:      # a bug: one datagram must not take the relay down
+                self.internal_errors += 1
+                if self.internal_errors <= MAX_LOGGED_ERRORS:
+                    log.exception("internal error on a datagram from %s (dropped)",
+                                  format_endpoint(addr[:2]))
 
     def _reply(self, replies):
         for reply in replies:
@@ -219,6 +227,7 @@ def main(argv=None):
         _restore_signals(previous)
         server.close()
     stats = server.registry.stats + prefixed(forwarder.stats, "relayed_") + server.stun.stats
+    stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors)
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
 

@@ -116,7 +116,8 @@ def _register(registry, name, addr, now=0.0, features=("ext", "relay1"), echo=Tr
 def _pair(registry, echo=True):
     for name, addr in (("alice", ALICE), ("bob", BOB)):
         _register(registry, name, addr, echo=echo)
-    registry.datagram_received(b'{"Connect":{"target_username":"bob"}}', ALICE, 0.0)
+    token = registry.user("alice").token if echo else None    # a proven client proves each request
+    registry.datagram_received(P.encode(P.Connect("bob", token=token)), ALICE, 0.0)
 
 
 def _forwarded(effects):
@@ -150,10 +151,10 @@ def test_forwarder_quotas():
     # a second session is refused while the first holds the only allocation
     for name, addr in (("carol", CAROL), ("dave", ("198.51.100.40", 1))):
         _register(reg, name, addr, 11.0)
-    reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', CAROL, 11.0)
+    reg.datagram_received(P.encode(P.Connect("dave", token=reg.user("carol").token)), CAROL, 11.0)
     assert _forwarded(reg.datagram_received(frame, CAROL, 11.0)) == []
     # ending the first session frees its allocation
-    reg.datagram_received(b'"SessionFinished"', ALICE, 12.0)
+    reg.datagram_received(P.encode(P.SessionFinished(token=reg.user("alice").token)), ALICE, 12.0)
     assert _forwarded(reg.datagram_received(frame, CAROL, 12.0)) != []
 
 
@@ -201,7 +202,8 @@ def test_forwarder_needs_both_sides_to_have_proved_their_address():
     reg = Registry()
     _register(reg, "attacker", ALICE)
     _register(reg, "victim", ("192.0.2.53", 53), echo=False)      # spoofed: no echo
-    reg.datagram_received(b'{"Connect":{"target_username":"victim"}}', ALICE, 0.0)
+    reg.datagram_received(P.encode(P.Connect("victim", token=reg.user("attacker").token)), ALICE, 0.0)
+    assert reg.user("attacker").partner is reg.user("victim")
     frame = bytes([RELAYED]) + bytes(1000)
     assert _forwarded(reg.datagram_received(frame, ALICE, 1.0)) == []
     assert reg.stats["relay_unverified"] == 1
@@ -211,7 +213,8 @@ def test_forwarder_needs_both_sides_to_ask_for_it():
     reg = Registry()
     _register(reg, "alice", ALICE)
     _register(reg, "bob", BOB, features=("ext",))                 # did not offer relay1
-    reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', ALICE, 0.0)
+    reg.datagram_received(P.encode(P.Connect("bob", token=reg.user("alice").token)), ALICE, 0.0)
+    assert reg.user("alice").partner is reg.user("bob")
     assert _forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", ALICE, 1.0)) == []
 
 
@@ -224,7 +227,7 @@ def test_forwarder_caps_allocations_per_source_ip():
         a, b = ("192.0.2.1", 1000 + i), ("198.51.100.%d" % (i + 1), 9)
         _register(reg, "a%d" % i, a)
         _register(reg, "b%d" % i, b)
-        reg.datagram_received(P.encode(P.Connect("b%d" % i)), a, 0.0)
+        reg.datagram_received(P.encode(P.Connect("b%d" % i, token=reg.user("a%d" % i).token)), a, 0.0)
         passed += bool(_forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", a, 1.0)))
     assert passed == 2
 
@@ -312,3 +315,21 @@ def test_a_relayed_chat_survives_a_relay_restart_and_others_are_told_it_is_busy(
     net.run(3)
     assert any("busy" in e.reason for e in net.shown(CAROL, S.Failed))
     assert alice.peer.username == "bob"
+
+
+def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
+    """A plain relayed chat whose relay goes dark: alice holds her line; when
+    the direct path answers her probe (a Pong moves a plain chat), the line
+    goes at once, not a keep-alive interval later."""
+    net = SimNet()
+    alice, bob = relayed_pair(net, keepalive=4.0)
+    assert alice.peer.via_relay and not alice.link.secure
+    net.block(ALICE, RELAY)
+    net.run(4 * S.SUSPECT_AFTER + 0.5)
+    net.line(ALICE, "held for a while")
+    net.run(0.1)
+    assert texts(net, BOB) == []
+    net.blocked -= {(ALICE, BOB), (BOB, ALICE)}          # the direct path opens
+    net.run(S.DIRECT_RETRY + 0.5)
+    assert any("now direct with bob" in e.text for e in net.shown(ALICE, S.Notice))
+    assert texts(net, BOB) == ["held for a while"]

@@ -279,8 +279,10 @@ def test_registry_move_keeps_the_session_and_logs_it():
     assert any("'alice' moved from 198.51.100.10:40000 to 198.51.100.30:42000" in e.text
                for e in out if hasattr(e, "text"))
     assert reg.user("alice").partner is reg.user("bob")
-    # a Connect repeated from the new address introduces the new endpoint
-    out = sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', C, 1.5))
+    # a Connect repeated from the new address introduces the new endpoint (it proved
+    # its address with the token, so it sends the token with every request now)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"bob"}}', C, 1.5)) == []
+    out = sends(reg.datagram_received(P.encode(P.Connect("bob", token=ack.token)), C, 1.5))
     assert out[1] == (B, b'{"PeerInfo":{"peer":"198.51.100.30:42000","username":"alice"}}')
 
 
@@ -376,10 +378,9 @@ def test_registry_passes_mappings_on_only_in_a_pairing_asked_for_with_the_token(
     reg = registered()
     carol = _proved(reg, "carol", C, "dependent")
     _proved(reg, "dave", D, "independent")
-    out = _introductions(reg, P.encode(P.Connect("dave")), C)              # spoofed
-    assert out[C].mapping is None and out[D].mapping is None
-    out = _introductions(reg, P.encode(P.Connect("dave", token="00" * 16)), C, now=2.0)
-    assert out[C].mapping is None and out[D].mapping is None     # a wrong token is no proof
+    assert _introductions(reg, P.encode(P.Connect("dave")), C) == {}        # spoofed: dropped
+    assert _introductions(reg, P.encode(P.Connect("dave", token="00" * 16)), C, now=2.0) == {}
+    assert reg.stats["unproven"] == 2
     out = _introductions(reg, P.encode(P.Connect("dave", token=carol)), C, now=3.0)
     assert out[C].mapping == P.MAPPING_INDEPENDENT and out[D].mapping == P.MAPPING_DEPENDENT
 
@@ -447,8 +448,74 @@ def test_registry_one_sided_claim_keeps_the_user_busy_for_a_while_only():
 
 def test_registry_a_claim_ends_with_the_chat():
     reg = registered()
-    _claiming(reg, "carol", C, "dave", S1)
-    reg.datagram_received(b'"SessionFinished"', C, 1.0)
+    carol = _claiming(reg, "carol", C, "dave", S1)
+    reg.datagram_received(b'"SessionFinished"', C, 1.0)                     # spoofed: ignored
+    assert reg.user("carol").claim is not None
+    reg.datagram_received(P.encode(P.SessionFinished(token=carol)), C, 1.0)
     reg.datagram_received(REG_A, A, 1.0)
     out = sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', A, 1.0))
     assert [addr for addr, _ in out] == [A, C]
+
+
+def test_registry_a_claim_ends_a_pairing_made_behind_the_clients_back():
+    """After a restart, a Connect can pair carol with mallory in the moment
+    before carol's Register proves her and names her chat with dave. carol's
+    client ignores that introduction; her claim ends it, and her chat with
+    dave is restored -- mallory does not receive carol's relayed frames."""
+    reg = registered()
+    M = ("198.51.100.66", 6666)
+    mallory = _proved(reg, "mallory", M, None)
+    reg.datagram_received(_ext_register("carol"), C, 1.0)        # first Register: no proof yet
+    reg.datagram_received(P.encode(P.Connect("carol", token=mallory)), M, 1.01)
+    assert reg.user("carol").partner is reg.user("mallory")
+    token = reg.user("carol").token
+    reg.datagram_received(P.encode(P.Register("carol", features=("ext", "relay1"), token=token,
+                                              partner="dave", session=S1)), C, 1.05)
+    assert reg.user("carol").partner is None and reg.user("mallory").partner is None
+    _claiming(reg, "dave", D, "carol", S1, now=2.0)
+    assert reg.user("carol").partner is reg.user("dave")
+    assert sends(reg.datagram_received(b"\xd0sealed", C, 3.0)) == [(D, b"\xd0sealed")]
+
+
+def test_registry_requests_from_a_proven_client_need_its_token():
+    """Someone spoofing a proven client's address can no longer end its
+    chat, unregister it or ask for someone in its name."""
+    reg = registered()
+    carol = _proved(reg, "carol", C, None)
+    _proved(reg, "dave", D, None)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"dave"}}', C, 1.0)) == []
+    reg.datagram_received(P.encode(P.Connect("dave", token=carol)), C, 1.0)
+    assert reg.user("carol").partner is reg.user("dave")
+    reg.datagram_received(b'"SessionFinished"', C, 2.0)
+    reg.datagram_received(b'{"Unregister":{}}', C, 2.0)
+    assert reg.user("carol") is not None and reg.user("carol").partner is reg.user("dave")
+    assert reg.stats["unproven"] == 3
+    reg.datagram_received(P.encode(P.Unregister(token=carol)), C, 3.0)
+    assert reg.user("carol") is None and reg.user("dave").partner is None
+
+
+def test_registry_a_peer_info_always_fits_in_a_datagram():
+    """A Register of nearly 1024 bytes (16 long features, four IPv6
+    candidates, a name of 4-byte characters, from an IPv6 address) must not
+    make the PeerInfo about it too long to send: that raised out of the
+    relay once. Candidates are kept in canonical form, and what still does
+    not fit is cut to what our peers use."""
+    reg = registered()
+    name = "\U0001F600" * 32
+    features = tuple("f%031d" % i for i in range(P.MAX_FEATURES))
+    local = tuple("[fdff:ffff:ffff:ffff:ffff:ffff:255.255.255.%d]:65535" % (250 + i)
+                  for i in range(4))
+    X = ("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 65535)
+    register = P.encode(P.Register(name, features=features, local=local))
+    assert len(register) > 900
+    reg.datagram_received(register, X, 0.0)
+    assert reg.user(name).local[0] == "[fdff:ffff:ffff:ffff:ffff:ffff:ffff:fffa]:65535"
+    carol = _proved(reg, "carol", C, None)
+    full = P.PeerInfo(peer=reg.user(name).endpoint, username=name, features=features,
+                      local=reg.user(name).local, session="00" * 16)
+    with pytest.raises(P.LocalProtocolError):
+        P.encode(full)                       # what the relay would have tried to send
+    out = dict(sends(reg.datagram_received(P.encode(P.Connect(name, token=carol)), C, 1.0)))
+    assert all(len(data) <= P.MAX_DATAGRAM for data in out.values())
+    about = P.decode(out[C])
+    assert about.username == name and about.session and about.features == () and about.local is None
