@@ -285,6 +285,9 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if self.peer is not None:
             text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
                                           " (relayed)" if self.peer.via_relay else "")
+        if self.mapping is not None:
+            text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
+                                        "one public endpoint per socket")
         return text
 
     # -- messages from the relay

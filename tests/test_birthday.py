@@ -292,3 +292,12 @@ def test_garbage_from_the_peer_endpoint_does_not_end_the_search():
     assert bob._spray is not None and bob._spray.kept is None
     bob.datagram_received(b"\x7fnot a probe", bob.peer.candidates[0], net.now, via=7)
     assert bob._spray.kept is None and len(bob._spray.open) == B.SOCKETS
+
+
+def test_status_says_what_the_nat_does_once_known():
+    net = nat_pair()
+    alice, bob = start(net, seconds=2)
+    net.line(HARD_LAN, "/status")
+    net.line(EASY_LAN, "/status")
+    assert net.shown(HARD_LAN, S.Notice)[-1].text.endswith("; your NAT: symmetric")
+    assert net.shown(EASY_LAN, S.Notice)[-1].text.endswith("; your NAT: one public endpoint per socket")
