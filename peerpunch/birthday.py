@@ -55,6 +55,7 @@ SOCKETS = 256          # the hard side's extra sockets
 RATE = 200.0           # the easy side's probes per second
 PROBES = 2000          # the easy side's budget: 10 s at RATE, 99.96 % with 256 mappings
 BATCH = 10             # probes sent together (every BATCH / RATE = 50 ms)
+NEAR = SOCKETS + 64    # first probes: the ports just above the one the relay saw
 HOLD = PROBES / RATE + 5.0   # the hard side keeps its sockets this long at most
 # (conntrack forgets an unanswered UDP mapping after 30 s: more than HOLD)
 
@@ -70,13 +71,26 @@ def hit_probability(mappings, probes, ports=PORT_LAST - PORT_FIRST + 1):
 
 
 class Prober:
-    """The easy side: *probes* distinct random ports of *ip*, *rate* a second
-    from *now* on, BATCH at a time."""
+    """The easy side: *probes* distinct ports of *ip*, *rate* a second from
+    *now* on, BATCH at a time.
 
-    def __init__(self, ip, now, *, rng=None, rate=RATE, probes=PROBES, batch=BATCH):
+    With *near* (the port the relay saw the other side at), the first NEAR
+    probes go to the ports just above it, in order: a NAT that hands out
+    ports one after another gave the other side's sockets exactly those, and
+    for a NAT that draws them at random they are as good a guess as any.
+    The rest are random."""
+
+    def __init__(self, ip, now, *, rng=None, rate=RATE, probes=PROBES, batch=BATCH, near=None):
         rng = rng if rng is not None else random.Random()
         self.ip = ip
-        self.ports = rng.sample(range(PORT_FIRST, PORT_LAST + 1), probes)
+        first = []
+        if near is not None:
+            span = PORT_LAST - PORT_FIRST + 1
+            first = [PORT_FIRST + (near - PORT_FIRST + k) % span
+                     for k in range(1, min(NEAR, probes) + 1)]
+        taken = set(first)
+        rest = rng.sample(range(PORT_FIRST, PORT_LAST + 1), probes)   # more than enough
+        self.ports = (first + [p for p in rest if p not in taken])[:probes]
         self.sent = 0
         self._start = now
         self._rate = rate
@@ -226,7 +240,7 @@ class BirthdayMixin:
                               " sockets toward %s" % (self.peer.username, self._spray.count,
                                                       self.peer.endpoint))
                           ] + self._spray.start(self.peer.addr, PING)
-        self._prober = Prober(self.peer.addr[0], now, rng=self._rng)
+        self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
         self._timers["birthday"] = now
         return out + [Log(logging.INFO, "%s's NAT is symmetric: probing up to %d random ports of %s"
                           % (self.peer.username, len(self._prober.ports), self.peer.addr[0]))]

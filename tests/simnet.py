@@ -25,13 +25,17 @@ class SimNat:
     "independent" (one public port per inside socket) or "dependent" (one per
     inside socket and destination, "symmetric"); *filtering* "none",
     "address" or "port" (admit only what the mapping sent to). Public ports
-    are random in 1024-65535; unsolicited datagrams are dropped."""
+    are random in 1024-65535 (or, *sequential*, one after another);
+    unsolicited datagrams are dropped."""
 
-    def __init__(self, public_ip, mapping="independent", filtering="port", seed=7):
+    def __init__(self, public_ip, mapping="independent", filtering="port", seed=7,
+                 sequential=False):
         self.public_ip = public_ip
         self.mapping = mapping
         self.filtering = filtering
+        self.sequential = sequential      # ports one after another, else at random
         self._random = random.Random(seed)
+        self._next = self._random.randint(1024, 60000)
         self._out = {}          # mapping key -> public port
         self._in = {}           # public port -> [inside addr, set of remotes sent to]
 
@@ -39,13 +43,19 @@ class SimNat:
         key = src if self.mapping == "independent" else (src, dst)
         port = self._out.get(key)
         if port is None:
-            port = self._random.randint(1024, 65535)
+            port = self._pick()
             while port in self._in:
-                port = self._random.randint(1024, 65535)
+                port = self._pick()
             self._out[key] = port
             self._in[port] = [src, set()]
         self._in[port][1].add(dst)
         return (self.public_ip, port)
+
+    def _pick(self):
+        if not self.sequential:
+            return self._random.randint(1024, 65535)
+        self._next = 1024 + (self._next - 1024 + 1) % 64512
+        return self._next
 
     def inbound(self, src, port):
         entry = self._in.get(port)

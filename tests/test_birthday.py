@@ -65,6 +65,14 @@ def test_prober_paces_distinct_ports_and_stops_at_its_budget():
     assert prober.probed(("198.51.100.9", ports[0])) and not prober.probed(("198.51.100.8", ports[0]))
 
 
+def test_prober_tries_the_ports_above_the_relays_first_then_random_ones():
+    prober = B.Prober("198.51.100.9", 0.0, rng=random.Random(1), near=65500)
+    assert prober.ports[:36] == list(range(65501, 65536)) + [1024]       # wraps around
+    assert prober.ports[:B.NEAR] == [1024 + (65500 - 1024 + k) % 64512 for k in range(1, B.NEAR + 1)]
+    assert len(prober.ports) == B.PROBES == len(set(prober.ports))
+    assert 65500 not in prober.ports[:B.NEAR]
+
+
 def test_prober_catches_up_without_a_burst_after_a_stall():
     prober = B.Prober("198.51.100.9", 0.0, rng=random.Random(1))
     prober.due(0.0)
@@ -87,9 +95,11 @@ def test_spray_opens_sends_keeps_one_and_closes_the_rest():
 # -- sessions behind NATs
 
 
-def nat_pair(hard="dependent", easy="independent", alt_port=True, easy_filtering="port"):
+def nat_pair(hard="dependent", easy="independent", alt_port=True, easy_filtering="port",
+             sequential=False):
     net = SimNet(alt_port=alt_port)
-    net.add_nat(SimNat(HARD_IP, mapping=hard, filtering="port", seed=3), HARD_LAN[0])
+    net.add_nat(SimNat(HARD_IP, mapping=hard, filtering="port", seed=3, sequential=sequential),
+                HARD_LAN[0])
     net.add_nat(SimNat(EASY_IP, mapping=easy, filtering=easy_filtering, seed=4), EASY_LAN[0])
     return net
 
@@ -301,3 +311,15 @@ def test_status_says_what_the_nat_does_once_known():
     net.line(EASY_LAN, "/status")
     assert net.shown(HARD_LAN, S.Notice)[-1].text.endswith("; your NAT: symmetric")
     assert net.shown(EASY_LAN, S.Notice)[-1].text.endswith("; your NAT: one public endpoint per socket")
+
+
+def test_a_sequential_symmetric_nat_is_found_in_the_first_probes():
+    """A symmetric NAT that hands out ports one after another gave the
+    search's sockets the ports just above the one the relay saw: the
+    probes start there and land at once."""
+    net = nat_pair(sequential=True)
+    alice, bob = start(net, seconds=3)
+    (conn,) = connected(net, EASY_LAN)
+    assert conn.path == "direct" and conn.seconds < 0.3, conn
+    probes = [d for s, t, d in net.wire if s == EASY_LAN and t[0] == HARD_IP and d == PING]
+    assert len(probes) <= 2 * B.BATCH + 2
