@@ -153,12 +153,20 @@ def public_ports(nat, lan_ip, dst_ip):
     return ports
 
 
+@dataclasses.dataclass
+class ScenarioOutcome:
+    """What every scenario records (_run_scenario fills these in)."""
+    problem: str = None                   # the first step that failed, if any
+    transcript: str = ""
+    wall_seconds: float = 0.0
+
+
 # -- NAT rebinding
 
 
 @dataclasses.dataclass
-class RebindOutcome:
-    pair: tuple
+class RebindOutcome(ScenarioOutcome):
+    pair: tuple = None
     path: str = "error"                   # as both peers printed it on connecting
     via: dict = None
     ports_before: set = None              # alice's public ports toward bob, from her NAT
@@ -172,15 +180,12 @@ class RebindOutcome:
     connected: dict = None                # name -> number of "connected to" lines
     ended_on: dict = None                 # name -> path the peer's last notice put it on
     goodbye: bool = False
-    problem: str = None
-    transcript: str = ""
-    wall_seconds: float = 0.0
 
 
 def run_rebinding(profile_a, profile_b):
     """Chat, flush alice's NAT, stay silent for QUIET, then a line each way."""
     return _run_scenario(lambda: topology.Lab(profile_a, profile_b), _rebinding_steps,
-                         RebindOutcome((profile_a, profile_b)))
+                         RebindOutcome(pair=(profile_a, profile_b)))
 
 
 def _rebinding_steps(lab, chat, out):
@@ -234,7 +239,7 @@ def _path_after(lines):
 
 
 @dataclasses.dataclass
-class RestartOutcome:
+class RestartOutcome(ScenarioOutcome):
     path: str = "error"
     relay_exit: object = None             # the first relay's exit status after SIGTERM
     relay_stopped_line: str = None
@@ -249,9 +254,6 @@ class RestartOutcome:
     lost_lines: list = None
     connected: dict = None
     goodbye: bool = False
-    problem: str = None
-    transcript: str = ""
-    wall_seconds: float = 0.0
 
 
 def run_relay_restart():
@@ -362,15 +364,12 @@ def _restart_steps(lab, chat, out):
 
 
 @dataclasses.dataclass
-class RelayedRestartOutcome:
+class RelayedRestartOutcome(ScenarioOutcome):
     path: str = "error"
     delivered: dict = dataclasses.field(default_factory=dict)   # phase -> exchange worked
     restored_seconds: float = None        # new relay listening -> it logged the restored session
     lost_lines: list = None
     connected: dict = None
-    problem: str = None
-    transcript: str = ""
-    wall_seconds: float = 0.0
 
 
 def run_relayed_restart():
