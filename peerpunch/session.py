@@ -35,22 +35,24 @@ path is suspect (the peer unheard for SUSPECT_AFTER keep-alive intervals),
 are queued and sent when it is up (or heard again); lines that cannot be
 sent are reported, never dropped in silence. Only the relay and the current peer are listened to.
 
-Where things live: this module holds the state machine, registration,
-introduction, commands and chat; :mod:`peerpunch.path` (``PathMixin``)
-punching, the relay fallback, roaming and keep-alive;
-:mod:`peerpunch.trust` (``TrustMixin``) the secure link and key pinning;
-:mod:`peerpunch.events` the constants, states and events, re-exported here.
+Where things live: this module holds the state machine, introduction,
+commands and chat; :mod:`peerpunch.registration` (``RelayMixin``)
+registration, requests and the relay's answers; :mod:`peerpunch.path`
+(``PathMixin``) punching, the relay fallback, roaming and keep-alive;
+:mod:`peerpunch.birthday` (``BirthdayMixin``) our NAT's mapping and the
+birthday search; :mod:`peerpunch.trust` (``TrustMixin``) the secure link
+and key pinning; :mod:`peerpunch.events` the constants, states and events,
+re-exported here.
 """
 
 import collections
 import logging
 import random
 
-from . import identity as ID
 from . import protocol as P
 from . import stun
 from .birthday import BirthdayMixin
-from .effects import Log, Send
+from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
@@ -60,11 +62,12 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     Registered, State)
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
+from .registration import RelayMixin
 from .secure import OVERHEAD as SEALED_OVERHEAD
 from .trust import TrustMixin
 
 
-class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
+class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     """One user's client: registration, introduction, punching and chat."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
@@ -292,24 +295,6 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
 
     # -- messages from the relay
 
-    def _on_register_ack(self, msg, now):
-        self.relay_features = msg.features or ()
-        proof = []
-        if msg.token and msg.token != self._token:
-            self._token = msg.token          # echo it at once: proof that we are at this address
-            proof = [self._to_relay(self._register_msg())]
-        self._timers["reregister"] = now + REREGISTER_INTERVAL
-        self._reregister_backoff = REREGISTER_RETRY
-        proof += self._start_mapping_check(now)   # once, at the first ack that says "ext"
-        if self.state is not State.REGISTERING:
-            return proof
-        self._timers.pop("register", None)
-        self._enter(State.IDLE, now)
-        out = proof + [Registered(self.username, self.relay_endpoint)]
-        if self.target:
-            return out + self.connect(self.target, now)
-        return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
-
     def _on_peer_info(self, msg, now):
         out = []
         if self.state is State.REGISTERING:   # the RegisterAck was lost
@@ -333,27 +318,13 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             self.target = None
         return out + self._start_punch(msg, now)
 
-
-    def _on_target_not_found(self, msg, now):
-        return self._request_failed("Target user not found.", now)
-
-    def _on_target_busy(self, msg, now):
-        return self._request_failed("Target user is busy.", now)
-
-    def _on_error(self, msg, now):
-        reason = "relay: %s" % msg.message
-        if self.state is State.REGISTERING and msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
-            self._enter(State.CLOSED, now)
-            return [Closed(1, reason)]
-        if msg.code == P.ERROR_NAME_TAKEN:
-            return [Notice(reason + " (someone else registered your name while the relay"
-                           " could not hear you)")]
-        return self._request_failed(reason, now)
-
-    def _request_failed(self, reason, now):
-        if self.state is not State.REQUESTING:
-            return [Log(logging.DEBUG, "relay said %r outside a request" % reason)]
-        return [Failed(reason)] + self._end_chat(now)
+    _RELAY_HANDLERS = {
+        P.RegisterAck: RelayMixin._on_register_ack,
+        P.PeerInfo: _on_peer_info,
+        P.TargetNotFound: RelayMixin._on_target_not_found,
+        P.TargetBusy: RelayMixin._on_target_busy,
+        P.Error: RelayMixin._on_error,
+    }
 
     # -- messages from the peer
 
@@ -373,49 +344,12 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
     def _on_goodbye(self, msg, now):
         return [PeerLeft(self.peer.username)] + self._end_chat(now)
 
-    _RELAY_HANDLERS = {
-        P.RegisterAck: _on_register_ack,
-        P.PeerInfo: _on_peer_info,
-        P.TargetNotFound: _on_target_not_found,
-        P.TargetBusy: _on_target_busy,
-        P.Error: _on_error,
-    }
     _PEER_HANDLERS = {
         P.Ping: _on_ping,
         P.Pong: _on_pong,
         P.DirectMessage: _on_direct_message,
         P.Goodbye: _on_goodbye,
     }
-
-    # -- timers
-
-    def _timer_register(self, now):
-        if now - self._since >= self.register_timeout:
-            self._enter(State.CLOSED, now)
-            return [Closed(1, "no answer from the relay at %s after %g s"
-                           % (self.relay_endpoint, self.register_timeout))]
-        self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
-        return self._send_register(now)
-
-    def _timer_reregister(self, now):
-        """Re-register every REREGISTER_INTERVAL. Each one is retried after
-        REREGISTER_RETRY, doubling up to the interval, until the RegisterAck
-        (which puts the next one a whole interval away) comes back: a lost
-        datagram or a relay restarting costs seconds, not an interval."""
-        self._timers["reregister"] = now + self._reregister_backoff
-        self._reregister_backoff = min(2 * self._reregister_backoff, REREGISTER_INTERVAL)
-        return [self._to_relay(self._register_msg())]
-
-    def _timer_connect(self, now):
-        if self.state is State.REQUESTING and now - self._since >= CONNECT_TIMEOUT:
-            return self._request_failed("no answer from the relay about %s" % self.target, now)
-        self._timers["connect"] = now + CONNECT_RETRY
-        out = [self._connect_msg(self.target)]
-        if self.state is State.REQUESTING and not self._connect_deferred:
-            # unanswered: a restarted relay may have forgotten us
-            out.insert(0, self._to_relay(self._register_msg()))
-        self._connect_deferred = False
-        return out
 
     # -- helpers
 
@@ -471,27 +405,6 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
     def _send_chat(self, text):
         limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
         return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text, limit)]
-
-    def _register_msg(self):
-        key = ID.encode_key(self.identity.public) if self.identity else None
-        partner = session = None
-        if self.state in IN_CHAT and self.peer.secret:   # a restarted relay relearns the chat
-            partner, session = self.peer.username, self.peer.secret.hex()
-        return P.Register(self.username, features=self.features, local=self.local, key=key,
-                          token=self._token, mapping=self.mapping, partner=partner,
-                          session=session)
-
-    def _send_register(self, now):
-        self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)
-        return [self._to_relay(self._register_msg())]
-
-    def _connect_msg(self, name, session=None):
-        """Connect to *name* (with *session*: again, if that pairing lives);
-        the token tells the relay it is really us asking."""
-        return self._to_relay(P.Connect(name, session=session, token=self._token))
-
-    def _to_relay(self, msg):
-        return Send(P.encode(msg), self.relay_addr)
 
     def _to_peer(self, msg):
         return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))
