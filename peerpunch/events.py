@@ -21,6 +21,7 @@ REREGISTER_INTERVAL = 20.0
 REREGISTER_RETRY = 2.0        # after an unanswered re-registration
 CONNECT_RETRY = 1.0
 CONNECT_TIMEOUT = 10.0
+NUDGE_EVERY = 0.5             # a relayed datagram while requesting: Connect again, this often at most
 PUNCH_INTERVAL = 0.2
 PUNCH_TIMEOUT = 10.0
 FALLBACK_AFTER = 3.0          # punching this long without success: relay meanwhile

@@ -56,10 +56,10 @@ from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
-    MAX_HELD, MAX_QUEUED, PUNCH_INTERVAL, PUNCH_TIMEOUT, REGISTER_RTO, REGISTER_RTO_MAX,
-    REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY, SUSPECT_AFTER,
-    Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice, PeerLeft, PinKey,
-    Registered, State)
+    MAX_HELD, MAX_QUEUED, NUDGE_EVERY, PUNCH_INTERVAL, PUNCH_TIMEOUT, REGISTER_RTO,
+    REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
+    SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
+    PeerLeft, PinKey, Registered, State)
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
 from .registration import RelayMixin
@@ -128,6 +128,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._search_target = None   # (name, addr) the last search was for
         self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on
+        self._last_nudge = float("-inf")
 
     # -- inputs
 
@@ -219,7 +220,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if from_relay and is_relayed(data):
             if self.peer is None or self.state not in IN_CHAT:
                 self.stats["ignored_relayed"] += 1
-                return []
+                return self._nudge(now)
             self._rx_via = 0
             return self._from_peer(data[1:], None, now)
         if stun.is_stun(data) and (from_relay or self._natcheck is not None):
@@ -234,6 +235,16 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         handler = self._RELAY_HANDLERS.get(type(msg))
         return handler(self, msg, now) if handler else \
             [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+
+    def _nudge(self, now):
+        """A relayed datagram while we ask for someone: the relay has paired
+        us and our peer already punches through it, so the PeerInfo meant for
+        us was lost. Ask again now rather than at the next retry."""
+        if self.state is not State.REQUESTING or self._connect_deferred or \
+                now - self._last_nudge < NUDGE_EVERY:
+            return []
+        self._last_nudge = now
+        return [self._connect_msg(self.target)]
 
     def _peer_datagram(self, data, addr, now, via):
         """A datagram from *addr*, not the relay, on socket *via*."""

@@ -333,3 +333,24 @@ def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
     net.run(S.DIRECT_RETRY + 0.5)
     assert any("now direct with bob" in e.text for e in net.shown(ALICE, S.Notice))
     assert texts(net, BOB) == ["held for a while"]
+
+
+def test_a_relayed_datagram_while_requesting_asks_the_relay_again_at_once():
+    """alice's PeerInfo was lost; bob, introduced, already probes through the
+    relay. His relayed probe tells alice the pairing exists: she asks again
+    now (at most every NUDGE_EVERY) instead of at her next retry."""
+    net = SimNet()
+    net.add_peer("bob", BOB, **secure_options())
+    net.run(1)
+    net.drop = lambda src, dst, data: dst == ALICE and data.startswith(b'{"PeerInfo"')
+    alice = net.add_peer("alice", ALICE, target="bob", **secure_options())
+    net.run(0.3)
+    assert alice.state is State.REQUESTING
+    probe = bytes([RELAYED]) + P.encode(P.Ping())
+    out = alice.datagram_received(probe, RELAY, net.now)
+    assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice._token)]
+    assert alice.datagram_received(probe, RELAY, net.now + 0.1) == []        # rate-limited
+    assert len(alice.datagram_received(probe, RELAY, net.now + S.NUDGE_EVERY)) == 1
+    net.drop = None
+    carol = net.add_peer("carol", CAROL, **secure_options())
+    assert carol.datagram_received(probe, RELAY, net.now) == []                # not asking: ignored
