@@ -33,7 +33,9 @@ class RelayMixin:
     def _on_register_ack(self, msg, now):
         self.relay_features = msg.features or ()
         proof = []
-        if msg.token and msg.token != self._token:
+        if not P.speaks_extensions(self.relay_features):
+            self._token = None               # a seed relay (perhaps in place of ours): no tokens
+        elif msg.token and msg.token != self._token:
             self._token = msg.token          # echo it at once: proof that we are at this address
             proof = [self._to_relay(self._register_msg())]
         self._timers["reregister"] = now + REREGISTER_INTERVAL
@@ -117,7 +119,12 @@ class RelayMixin:
     def _connect_msg(self, name, session=None):
         """Connect to *name* (with *session*: again, if that pairing lives);
         the token tells the relay it is really us asking."""
-        return self._to_relay(P.Connect(name, session=session, token=self._token))
+        return self._to_relay(P.Connect(name, session=session, token=self._relay_token()))
+
+    def _relay_token(self):
+        """Our token for a request, if the relay speaks ``ext`` (a seed relay
+        would choke on a unit variant in map form)."""
+        return self._token if P.speaks_extensions(self.relay_features) else None
 
     def _to_relay(self, msg):
         return Send(P.encode(msg), self.relay_addr)

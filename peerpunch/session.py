@@ -204,7 +204,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return []
         out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
         if P.speaks_extensions(self.relay_features) and self.state is not State.REGISTERING:
-            out += [self._to_relay(P.Unregister(token=self._token))] * 2
+            out += [self._to_relay(P.Unregister(token=self._relay_token()))] * 2
         self._enter(State.CLOSED, now)
         return out + [Closed(0, "bye")]
 
@@ -397,7 +397,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
-        out = [self._to_relay(P.SessionFinished(token=self._token))] + self._stop_birthday()
+        out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []

@@ -381,3 +381,19 @@ def test_session_unanswered_reregistration_is_retried_with_backoff():
     net.registry = type(net.registry)()
     net.run(21)
     assert net.registry.user("alice") is not None
+
+
+def test_session_a_seed_relay_in_place_of_ours_gets_only_seed_bytes():
+    """Our relay gave us a token; then a seed relay answers at the same
+    address (restarted as the Rust original). Nothing we send it may be a
+    unit variant in map form -- it would panic -- so the token is dropped."""
+    relay = ("203.0.113.1", 8080)
+    session = S.PeerSession("alice", relay)
+    session.start(0.0)
+    session.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1"), token="ab" * 16)),
+                              relay, 0.1)
+    assert session._token == "ab" * 16
+    session.datagram_received(b'"RegisterAck"', relay, 1.0)
+    out = session.connect("bob", 2.0) + session.leave_chat(2.5)
+    sent = [e.data for e in out if isinstance(e, S.Send)]
+    assert sent == [b'{"Connect":{"target_username":"bob"}}', b'"SessionFinished"']
