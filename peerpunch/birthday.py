@@ -245,6 +245,15 @@ class BirthdayMixin:
         return out + [Log(logging.INFO, "%s's NAT is symmetric: probing up to %d random ports of %s"
                           % (self.peer.username, len(self._prober.ports), self.peer.addr[0]))]
 
+    def _late_birthday(self, now):
+        """A repeated introduction: if our mapping or the peer's was not
+        known at the punch (a check that outlasted MAPPING_WAIT) and both are
+        now, the search this chat has not had yet starts."""
+        if self._birthday_needed() and self._search_target != (self.peer.username, self.peer.addr) \
+                and None not in (self.mapping, self.peer.mapping):
+            return self._start_birthday(now)
+        return []
+
     def _birthday_needed(self):
         return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)
 

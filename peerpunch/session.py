@@ -320,6 +320,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
                 # first pairing): its new secret is the one the peer will use
                 self.link = None
                 return out + self._start_punch(msg, now)
+            if msg.mapping and self.peer.mapping is None:
+                self.peer.mapping = msg.mapping
+            out += self._late_birthday(now)
             return out + self._reintroduced(msg, now)
         if self.state not in (State.IDLE, State.REQUESTING):
             return out

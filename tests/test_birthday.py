@@ -323,3 +323,18 @@ def test_a_sequential_symmetric_nat_is_found_in_the_first_probes():
     assert conn.path == "direct" and conn.seconds < 0.3, conn
     probes = [d for s, t, d in net.wire if s == EASY_LAN and t[0] == HARD_IP and d == PING]
     assert len(probes) <= 2 * B.BATCH + 2
+
+
+def test_a_mapping_learned_late_still_starts_the_search():
+    """alice's mapping check outlasts the 1-s wait (its alternate-port
+    answers are lost for 1.5 s), so the first introductions carry no mapping
+    for her; the relay's repeats do once she knows it, and the search runs."""
+    net = nat_pair()
+    net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src == EASY_LAN \
+        and net.now < 1002.5
+    alice, bob = start(net, seconds=12)
+    assert alice.mapping == P.MAPPING_INDEPENDENT
+    (conn,) = connected(net, EASY_LAN)
+    notices = [e.text for e in net.shown(EASY_LAN, S.Notice)]
+    assert conn.path == "direct" or any("now direct with bob" in n for n in notices), notices
+    assert bob._spray is not None and bob._spray.kept is not None
