@@ -13,8 +13,10 @@ destination, so:
   opens SOCKETS extra sockets and sends one datagram from each to the easy
   side's public endpoint: its NAT now holds SOCKETS mappings toward exactly
   that endpoint, on ports we cannot know;
-* the easy side sends probes from its one socket to random ports of the
-  hard side's public IP, RATE per second, each port at most once. A probe
+* the easy side sends probes from its one socket to ports of the hard
+  side's public IP, RATE per second, each port at most once: first the NEAR
+  ports above the one the relay saw (where a NAT that allocates one after
+  another put the new mappings), then random ones. A probe
   that lands on one of those mappings gets in (it comes from the endpoint
   the mapping was made for), the hard side answers from the socket that
   received it, and the answer gets through the easy side's NAT because the
@@ -149,10 +151,9 @@ class Spray:
         self.open = {via}
         return [CloseSocket(v) for v in others]
 
-    def close(self, keep_kept=False):
-        """Close every socket (but the kept one, if *keep_kept*)."""
-        closing = sorted(v for v in self.open if not (keep_kept and v == self.kept))
-        self.open -= set(closing)
+    def close(self):
+        """Close every socket."""
+        closing, self.open = sorted(self.open), set()
         return [CloseSocket(v) for v in closing]
 
 

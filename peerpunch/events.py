@@ -41,7 +41,7 @@ MAX_HEARD = 8                 # addresses a handshake is offered to
 HELP = """commands:
   /connect NAME   start a chat with NAME (when not in one)
   /leave          end the current chat and stay online
-  /status         show who you are and what you are connected to
+  /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify         a safety code to compare with your peer by voice
   /trust          accept the new key of a peer whose key changed

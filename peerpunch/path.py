@@ -13,7 +13,9 @@ datagrams come from and where ours go:
 * fallback: after FALLBACK_AFTER, when relay and peer offer relay1, probe
   through the relay too; the first answer that way makes the chat relayed,
   and plain probes go on on the direct path (DIRECT_RETRY, later
-  DIRECT_RETRY_SLOW) until a Pong -- or a sealed frame -- moves it back;
+  DIRECT_RETRY_SLOW) until the direct path proves itself -- a Pong for a
+  plain chat; for an encrypted one a Pong only earns a sealed Ping, and the
+  sealed answer that authenticates moves it back;
 * roaming: a sealed DATA frame from an unknown address may be our peer
   after its NAT moved it; once it authenticates the chat follows it, and a
   repeated introduction adds the peer's new endpoint to the candidates;
@@ -49,7 +51,8 @@ class Peer:
     one NAT that does not hairpin reach each other only there). A datagram
     from any candidate, or from the public IP at another port (a
     peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
-    the path; from then on ``addr`` is the only address we listen to.
+    the path; from then on ``addr`` is the only address we listen to, and
+    ``via`` the socket we use for it (0, or one a birthday search kept).
     """
     __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
                  "heard", "via", "mapping")

@@ -9,9 +9,12 @@ RegisterAck comes (REGISTERING), then repeated every REREGISTER_INTERVAL
 mapping alive; a token in the ack is echoed at once, which proves we are at
 our address. Every Register says what we are (features, LAN candidates,
 key, NAT mapping) and, during a chat, which chat (partner and secret), so a
-restarted relay relearns it. A request (REQUESTING) repeats its Connect
-every CONNECT_RETRY until the introduction (a PeerInfo, handled by the
-session) or an answer that ends it (TargetNotFound, TargetBusy, Error).
+restarted relay relearns it. A request (REQUESTING) sends its first Connect
+once our NAT's mapping is known (at most MAPPING_WAIT later, so the relay
+can pass it on) and repeats it every CONNECT_RETRY, with a Register in
+front (a restarted relay may have forgotten us), until the introduction (a
+PeerInfo, handled by the session) or an answer that ends it
+(TargetNotFound, TargetBusy, Error).
 Everything we send a relay that speaks ``ext`` carries our token.
 """
 

@@ -5,7 +5,7 @@ Theory of operation
 A client registers a username from its UDP source address (on the internet,
 its NAT's public endpoint). The registry keeps one :class:`User` per live
 address, found by name or by address in O(1). Every datagram from a
-registered address refreshes it; clients re-register every 20-25 s, so a user
+registered address refreshes it; clients re-register every 20 s, so a user
 silent for ``expire_after`` seconds is gone and its name is free again.
 Users are kept in an ordered dict sorted by last contact, so expiry only
 looks at the oldest entries.
@@ -19,7 +19,10 @@ client keeps asking until it hears from its peer.
 A name held by one live address is never handed to another one, with one
 exception: a client whose NAT mapping changed re-registers from its new
 address with the ``token`` its RegisterAck gave it (and the same key, if it
-announced one), and the registration moves. Clients that announced the
+announced one), and the registration moves. A client that has echoed its
+token (proved it receives at its address) sends it with every request
+(Connect, SessionFinished, Unregister); such a request without it is
+someone forging that address, and is dropped. Clients that announced the
 ``ext`` feature get an ``Error`` reply when refused; a seed client only ever
 receives the seed's variants, so it gets no reply at all.
 

@@ -20,7 +20,9 @@ States and what moves between them::
         (straight to CONNECTED with a peer that cannot encrypt)
     PUNCHING --nothing from the peer in FALLBACK_AFTER--> the same, relayed
         (when relay and peer offer relay1; direct probes go on, and the
-        first direct Pong moves the chat to the direct path: "now direct")
+        direct path takes over once it proves itself -- a Pong for a plain
+        chat, a sealed frame that authenticates for an encrypted one: "now
+        direct")
     PUNCHING --nothing from the peer in punch_timeout, no fallback--> IDLE
     CONNECTED --Goodbye | silence for 3 keep-alives | /leave--> IDLE
     any --/quit--> CLOSED
@@ -405,6 +407,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
         self.peer = self.target = self.link = self._blocked = None
+        self._suspect = False
         self._timers.pop("direct_retry", None)
         self._held = []
         self.stats["probes"] = 0

@@ -68,11 +68,6 @@ class SimNat:
             return None
         return inside
 
-    def flush(self):
-        """Forget every mapping (a rebooted router, a conntrack flush)."""
-        self._out.clear()
-        self._in.clear()
-
 
 class SimNet:
     def __init__(self, loss=0.0, seed=1, alt_port=False, **registry_options):

@@ -112,7 +112,6 @@ def test_natlab_birthday_search_goes_direct_every_time(natlab, request):
     results = natlab.outcome(request.node)
     for pair, outcomes in results.items():
         cell = expected.EXPECTED[pair]
-        assert len(outcomes) == BIRTHDAY_TRIALS
         for outcome in outcomes:
             assert expected.matches(cell, outcome), "%s: %s via %s, %s\n%s" % (
                 expected.pair_id(pair), outcome.path, outcome.via, outcome.problem,
@@ -129,7 +128,8 @@ def test_natlab_loss_still_connects_and_keeps_the_peer(natlab, request):
     punching still work, round after round, and keep-alive does not call
     the peer lost while the chat sits idle."""
     outcome = natlab.outcome(request.node)
-    assert outcome.paths == ["direct"] * LOSS_ROUNDS, "%s\n%s" % (outcome.problem, outcome.transcript)
+    assert outcome.paths == ["direct"] * LOSS_ROUNDS, "%s (%d relayed first)\n%s" % (
+        outcome.problem, outcome.relayed_first, outcome.transcript)
     assert outcome.dropped_connecting > 0, "the loss never hit a connection attempt"
     assert outcome.dropped > outcome.dropped_connecting, "the loss never hit the idle chat"
     assert outcome.lost_lines == [], outcome.transcript

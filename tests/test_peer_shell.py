@@ -3,12 +3,10 @@ extra sockets a birthday search asks for are opened, used, closed -- also
 while their datagrams wait in the same select batch -- and running out of
 file descriptors shrinks the search with one warning instead of failing."""
 
-import os
 import queue
 import socket
 import subprocess
 import sys
-import time
 
 from peerpunch import session as S
 from peerpunch.effects import CloseSocket, OpenSocket, Send
