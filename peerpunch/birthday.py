@@ -48,7 +48,7 @@ import random
 from . import natcheck
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
-from .events import State
+from .events import Notice, State
 from .link import PING, PONG
 from .secure import is_frame
 
@@ -237,14 +237,14 @@ class BirthdayMixin:
             self._spray = Spray()
             self._spray_until = now + HOLD
             self._timers["birthday"] = now + SPRAY_CHECK
-            return out + [Log(logging.INFO, "our NAT is symmetric and %s's is not: opening %d"
-                              " sockets toward %s" % (self.peer.username, self._spray.count,
-                                                      self.peer.endpoint))
+            return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
+                                 " path (%d extra sockets)" % (self.peer.username, self._spray.count))
                           ] + self._spray.start(self.peer.addr, PING)
         self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
         self._timers["birthday"] = now
-        return out + [Log(logging.INFO, "%s's NAT is symmetric: probing up to %d random ports of %s"
-                          % (self.peer.username, len(self._prober.ports), self.peer.addr[0]))]
+        return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
+                             " to %s, %g s)" % (self.peer.username, len(self._prober.ports),
+                                                self.peer.addr[0], len(self._prober.ports) / RATE))]
 
     def _late_birthday(self, now):
         """A repeated introduction: if our mapping or the peer's was not
