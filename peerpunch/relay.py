@@ -6,7 +6,7 @@ Signals reach the loop through ``signal.set_wakeup_fd`` on a socketpair, so
 SIGINT/SIGTERM stop it promptly without polling.
 
 STUN Binding requests (a first byte of 0-3, which no JSON document has) go to
-:class:`peerpunch.stun.BindingServer` instead, on the main port and on the
+:class:`peerpunch.stunserver.BindingServer` instead, on the main port and on the
 optional ``--alt-port``, which speaks nothing but STUN.
 """
 
@@ -23,7 +23,8 @@ from .effects import Log, Send
 from . import forwarder as F
 from .protocol import format_endpoint
 from .registry import EXPIRE_AFTER, MAX_USERS, MAX_USERS_PER_IP, Registry
-from .stun import BindingServer, is_stun
+from .stun import is_stun
+from .stunserver import BindingServer
 
 log = logging.getLogger("peerpunch.relay")
 

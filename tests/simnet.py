@@ -14,7 +14,8 @@ import random
 from peerpunch.effects import CloseSocket, Log, OpenSocket, Send
 from peerpunch.registry import Registry
 from peerpunch.session import PeerSession
-from peerpunch.stun import BindingServer, is_stun
+from peerpunch.stun import is_stun
+from peerpunch.stunserver import BindingServer
 
 RELAY = ("203.0.113.1", 8080)
 RELAY_ALT = ("203.0.113.1", 3479)

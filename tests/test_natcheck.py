@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from peerpunch import natcheck, stun
+from peerpunch import natcheck, stun, stunserver
 
 from .procs import PEER, ROOT, env
 
@@ -75,7 +75,7 @@ class MemoryNat:
 
 
 def check_through(mapping, port_filter=False, relay=(RELAY, ALT), answering=(0, 1)):
-    server = stun.BindingServer(relay)
+    server = stunserver.BindingServer(relay)
     nat = MemoryNat(server, mapping, port_filter, answering)
     check = natcheck.NatCheck(RELAY)
     seconds = nat.run(check)
@@ -172,7 +172,7 @@ def test_natcheck_change_refused_leaves_filtering_unknown():
     answer = stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, first.transaction_id,
                           [("XOR-MAPPED-ADDRESS", LOCAL), ("OTHER-ADDRESS", ALT)])
     (send,) = check.datagram_received(bytes(answer), RELAY, 0.1)
-    refused = stun.answer(send.data, LOCAL, RELAY)           # a one-port server: 420
+    refused = stunserver.answer(send.data, LOCAL, RELAY)           # a one-port server: 420
     (send,) = check.datagram_received(refused, RELAY, 0.2)
     assert send.addr == ALT
     assert check.obs.filtering_unknown == ("the relay would not answer from its other port"
@@ -245,7 +245,7 @@ def test_natcheck_command_bad_arguments_exit_2(args):
 
 @pytest.mark.parametrize("mapping, expected", [("eim", natcheck.EIM), ("symmetric", natcheck.SYMMETRIC)])
 def test_natcheck_quick_asks_binding_and_mapping_only(mapping, expected):
-    server = stun.BindingServer((RELAY, ALT))
+    server = stunserver.BindingServer((RELAY, ALT))
     nat = MemoryNat(server, mapping, port_filter=True)
     check = natcheck.NatCheck(RELAY, quick=True)
     nat.run(check)
@@ -255,7 +255,7 @@ def test_natcheck_quick_asks_binding_and_mapping_only(mapping, expected):
 
 
 def test_natcheck_quick_does_not_follow_an_alternate_address_on_another_host():
-    server = stun.BindingServer((RELAY, ("203.0.113.99", 3479)))
+    server = stunserver.BindingServer((RELAY, ("203.0.113.99", 3479)))
     nat = MemoryNat(server, "eim")
     check = natcheck.NatCheck(RELAY, quick=True)
     nat.run(check)

@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 from peerpunch import protocol as P
-from peerpunch import stun
+from peerpunch import stun, stunserver
 from peerpunch.effects import Send
 from peerpunch.forwarder import RELAYED
 
@@ -216,12 +216,12 @@ def test_stun_is_stun_tells_stun_from_our_json(data, expected):
     ([RELAY], "rfc5769-request.bin", "answer-rfc5769-request-420.bin", 0),
 ])
 def test_stun_server_answers_with_golden_bytes(server, request_name, answer_name, via):
-    replies = stun.BindingServer(server).datagram_received(golden(request_name), CLIENT)
-    assert replies == [stun.Reply(golden(answer_name), CLIENT, via)]
+    replies = stunserver.BindingServer(server).datagram_received(golden(request_name), CLIENT)
+    assert replies == [stunserver.Reply(golden(answer_name), CLIENT, via)]
 
 
 def test_stun_server_answers_ipv6_with_golden_bytes():
-    server = stun.BindingServer([("2001:db8::3478", 3478), ("2001:db8::3478", 3479)])
+    server = stunserver.BindingServer([("2001:db8::3478", 3478), ("2001:db8::3478", 3479)])
     (reply,) = server.datagram_received(NATCHECK, CLIENT6)
     assert reply.data == golden("answer-natcheck-ipv6.bin")
 
@@ -232,7 +232,7 @@ def test_stun_answer_suits_rfc3489_clients(name):
     """Both mapped-address attributes, only 4-byte-multiple attributes, and
     the 16 bytes after the length echoed (an RFC 3489 id has no cookie)."""
     data = golden(name)
-    reply = stun.answer(data, ("::ffff:192.0.2.1", 32853), RELAY)
+    reply = stunserver.answer(data, ("::ffff:192.0.2.1", 32853), RELAY)
     message = stun.parse_message(reply)
     assert message.attributes["MAPPED-ADDRESS"] == message.attributes["XOR-MAPPED-ADDRESS"] == CLIENT
     assert all(length % 4 == 0 for _, length in attribute_lengths(reply))
@@ -241,7 +241,7 @@ def test_stun_answer_suits_rfc3489_clients(name):
 
 def test_stun_answer_to_unknown_required_attribute_is_420():
     data = bytes(request((0x0024, b"\x6e\x00\x01\xff"), (0x7777, b""), (0x8029, b"x" * 8)))
-    message = stun.parse_message(stun.answer(data, CLIENT))
+    message = stun.parse_message(stunserver.answer(data, CLIENT))
     assert message.message_class == stun.Class.ERROR
     assert message.attributes["ERROR-CODE"] == (420, "Unrecognized")
     assert message.attributes["UNKNOWN-ATTRIBUTES"] == (0x0024, 0x7777)
@@ -250,20 +250,20 @@ def test_stun_answer_to_unknown_required_attribute_is_420():
 
 def test_stun_answer_ignores_unknown_optional_attributes():
     data = bytes(request((0x8029, b"x" * 8), ("SOFTWARE", "someone else")))
-    assert stun.parse_message(stun.answer(data, CLIENT)).mapped_address() == CLIENT
+    assert stun.parse_message(stunserver.answer(data, CLIENT)).mapped_address() == CLIENT
 
 
 @pytest.mark.parametrize("cls", [stun.Class.SUCCESS, stun.Class.ERROR, stun.Class.INDICATION])
 def test_stun_answer_to_anything_but_a_binding_request_is_none(cls):
     message = stun.Message(stun.Method.BINDING, cls, b"x" * 12)
-    assert stun.answer(bytes(message), CLIENT) is None
+    assert stunserver.answer(bytes(message), CLIENT) is None
     allocate = stun.Message(0x003, stun.Class.REQUEST, b"x" * 12)
-    assert stun.answer(bytes(allocate), CLIENT) is None
+    assert stunserver.answer(bytes(allocate), CLIENT) is None
 
 
 @pytest.mark.parametrize("flags", [stun.CHANGE_IP, stun.CHANGE_PORT, stun.CHANGE_IP | stun.CHANGE_PORT])
 def test_stun_change_request_we_cannot_honour_gets_420(flags):
-    server = stun.BindingServer([RELAY])
+    server = stunserver.BindingServer([RELAY])
     (reply,) = server.datagram_received(bytes(request(("CHANGE-REQUEST", flags))), CLIENT)
     message = stun.parse_message(reply.data)
     assert (reply.via, message.attributes["ERROR-CODE"][0]) == (0, 420)
@@ -273,14 +273,14 @@ def test_stun_change_request_we_cannot_honour_gets_420(flags):
 def test_stun_change_ip_from_rfc3489_client_gets_no_answer():
     """stun 0.97 and pystun count any answer as 'the other address got
     through': silence is the honest answer to a change we cannot make."""
-    server = stun.BindingServer([RELAY, ALT])
+    server = stunserver.BindingServer([RELAY, ALT])
     assert server.datagram_received(golden("stun-client-change-ip-request.bin"), CLIENT) == []
     assert server.stats["stun_unanswered"] == 1
 
 
 @pytest.mark.parametrize("via", [0, 1])
 def test_stun_change_port_answers_from_the_other_socket_to_the_source(via):
-    server = stun.BindingServer([RELAY, ALT])
+    server = stunserver.BindingServer([RELAY, ALT])
     data = bytes(stun.binding_request(change=stun.CHANGE_PORT, software="x" * 40))
     (reply,) = server.datagram_received(data, CLIENT, via)
     message = stun.parse_message(reply.data)
@@ -291,7 +291,7 @@ def test_stun_change_port_answers_from_the_other_socket_to_the_source(via):
 
 
 def test_stun_other_address_only_when_the_request_leaves_room():
-    server = stun.BindingServer([RELAY, ALT])
+    server = stunserver.BindingServer([RELAY, ALT])
     (bare,) = server.datagram_received(REQUEST20, CLIENT)
     (roomy,) = server.datagram_received(NATCHECK, CLIENT)
     assert "OTHER-ADDRESS" not in stun.parse_message(bare.data).attributes
@@ -299,11 +299,11 @@ def test_stun_other_address_only_when_the_request_leaves_room():
 
 
 def test_stun_mapped_allowance_is_both_mapped_address_attributes():
-    assert stun.mapped_allowance(CLIENT) == 2 * (4 + 8) == 24
-    assert stun.mapped_allowance(CLIENT6) == 2 * (4 + 20) == 48
-    assert stun.mapped_allowance(("::ffff:192.0.2.1", 1)) == 24
-    assert len(stun.answer(REQUEST20, CLIENT)) == 20 + 24
-    assert len(stun.answer(REQUEST20, CLIENT6)) == 20 + 48
+    assert stunserver.mapped_allowance(CLIENT) == 2 * (4 + 8) == 24
+    assert stunserver.mapped_allowance(CLIENT6) == 2 * (4 + 20) == 48
+    assert stunserver.mapped_allowance(("::ffff:192.0.2.1", 1)) == 24
+    assert len(stunserver.answer(REQUEST20, CLIENT)) == 20 + 24
+    assert len(stunserver.answer(REQUEST20, CLIENT6)) == 20 + 48
 
 
 def _random_request(rng):
@@ -337,11 +337,11 @@ def test_stun_no_answer_is_longer_than_request_plus_mapped_allowance(seed):
     answered = 0
     for _ in range(300):
         addresses, clients = rng.choice(servers)
-        server = stun.BindingServer(addresses)
+        server = stunserver.BindingServer(addresses)
         data, client = _random_request(rng), rng.choice(clients)
         for reply in server.datagram_received(data, client, rng.randrange(len(addresses))):
             answered += 1
-            assert len(reply.data) <= len(data) + stun.mapped_allowance(client)
+            assert len(reply.data) <= len(data) + stunserver.mapped_allowance(client)
             assert reply.addr == client
             assert all(length % 4 == 0 for _, length in attribute_lengths(reply.data))
     assert answered > 200
@@ -349,7 +349,7 @@ def test_stun_no_answer_is_longer_than_request_plus_mapped_allowance(seed):
 
 def test_stun_server_never_raises_on_garbage_and_counts_it():
     rng = random.Random(7)
-    server = stun.BindingServer([RELAY, ALT])
+    server = stunserver.BindingServer([RELAY, ALT])
     seeds = [golden(n) for n in sorted(os.listdir(DATA))]
     for _ in range(3000):
         data = bytearray(rng.choice(seeds))
@@ -413,13 +413,13 @@ def test_stun_transaction_takes_only_its_own_response():
 def test_stun_transaction_takes_an_error_response():
     t = stun.Transaction(stun.binding_request(change=stun.CHANGE_PORT), RELAY)
     t.start(0.0)
-    reply = stun.answer(bytes(t.request), CLIENT, RELAY)
+    reply = stunserver.answer(bytes(t.request), CLIENT, RELAY)
     assert t.datagram_received(reply, RELAY)
     assert t.response.attributes["ERROR-CODE"][0] == 420
 
 
 def test_stun_transaction_against_the_server_through_memory():
-    server = stun.BindingServer([RELAY, ALT])
+    server = stunserver.BindingServer([RELAY, ALT])
     t = stun.Transaction(stun.binding_request(software=""), RELAY)
     (send,) = t.start(0.0)
     (reply,) = server.datagram_received(send.data, CLIENT, 0)
