@@ -133,10 +133,13 @@ class Spray:
         self.count = count
         self.open = set()
         self.kept = None       # the socket a probe landed on: the chat's from then on
+        self.until = None      # when the sockets close if no probe has landed
 
-    def start(self, target, probe):
-        """Open the sockets and send *probe* (bytes) from each to *target*."""
+    def start(self, target, probe, now):
+        """Open the sockets and send *probe* (bytes) from each to *target*;
+        they are kept until HOLD from *now*."""
         self.open = set(range(1, self.count + 1))
+        self.until = now + HOLD
         out = [OpenSocket(via) for via in sorted(self.open)]
         return out + [Send(probe, target, via) for via in sorted(self.open)]
 
@@ -235,11 +238,10 @@ class BirthdayMixin:
         self._search_target, self._search_started = target, now
         if ours == P.MAPPING_DEPENDENT:
             self._spray = Spray()
-            self._spray_until = now + HOLD
             self._timers["birthday"] = now + SPRAY_CHECK
             return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
                                  " path (%d extra sockets)" % (self.peer.username, self._spray.count))
-                          ] + self._spray.start(self.peer.addr, PING)
+                          ] + self._spray.start(self.peer.addr, PING, now)
         self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
         self._timers["birthday"] = now
         return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
@@ -271,9 +273,9 @@ class BirthdayMixin:
                 self._timers["birthday"] = deadline
             return out
         if self._spray is not None and self._spray.kept is None:
-            if not self._birthday_needed() or now >= self._spray_until:
+            if not self._birthday_needed() or now >= self._spray.until:
                 return self._spray.close()
-            self._timers["birthday"] = min(now + SPRAY_CHECK, self._spray_until)
+            self._timers["birthday"] = min(now + SPRAY_CHECK, self._spray.until)
         return []
 
     def _stop_birthday(self):

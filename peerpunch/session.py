@@ -35,7 +35,8 @@ PeerInfo was lost; probes every PUNCH_INTERVAL until the peer answers;
 Goodbye in several copies. Lines typed before the chat is up, or while its
 path is suspect (the peer unheard for SUSPECT_AFTER keep-alive intervals),
 are queued and sent when it is up (or heard again); lines that cannot be
-sent are reported, never dropped in silence. Only the relay and the current peer are listened to.
+sent are reported, never dropped in silence. Only the relay and the current
+peer are listened to.
 
 Where things live: this module holds the state machine, introduction,
 commands and chat; :mod:`peerpunch.registration` (``RelayMixin``)
@@ -126,7 +127,6 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._rng = rng if rng is not None else random.Random()
         self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
         self._spray = None           # birthday.Spray: our NAT is the symmetric one
-        self._spray_until = 0.0
         self._search_target = None   # (name, addr) the last search was for
         self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on

@@ -83,7 +83,7 @@ def test_prober_catches_up_without_a_burst_after_a_stall():
 
 def test_spray_opens_sends_keeps_one_and_closes_the_rest():
     spray = B.Spray(count=4)
-    out = spray.start(("198.51.100.2", 7000), PING)
+    out = spray.start(("198.51.100.2", 7000), PING, 0.0)
     assert out[:4] == [OpenSocket(v) for v in (1, 2, 3, 4)]
     assert out[4:] == [Send(PING, ("198.51.100.2", 7000), v) for v in (1, 2, 3, 4)]
     assert spray.searching(3) and not spray.searching(5)

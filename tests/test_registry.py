@@ -348,10 +348,12 @@ def _ext_register(name, mapping=None, token=None):
     return P.encode(P.Register(name, features=("ext",), mapping=mapping, token=token))
 
 
-def _proved(reg, name, addr, mapping, now=0.0):
+def _proved(reg, name, addr, mapping, now=0.0, **fields):
+    """Register *name* and echo the token (with *fields*); return the token."""
     reg.datagram_received(_ext_register(name, mapping), addr, now)
     token = reg.user(name).token
-    reg.datagram_received(_ext_register(name, mapping, token), addr, now + 0.1)
+    reg.datagram_received(P.encode(P.Register(name, features=("ext", "relay1"), mapping=mapping,
+                                              token=token, **fields)), addr, now + 0.1)
     return token
 
 
@@ -400,11 +402,7 @@ S1, S2 = "11" * 16, "22" * 16
 
 
 def _claiming(reg, name, addr, partner, secret, now=0.0):
-    reg.datagram_received(_ext_register(name), addr, now)
-    token = reg.user(name).token
-    reg.datagram_received(P.encode(P.Register(name, features=("ext", "relay1"), token=token,
-                                              partner=partner, session=secret)), addr, now + 0.1)
-    return token
+    return _proved(reg, name, addr, None, now, partner=partner, session=secret)
 
 
 def test_registry_restores_a_chat_both_partners_claim_with_the_same_secret():
