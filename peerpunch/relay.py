@@ -152,12 +152,19 @@ def parse_args(argv):
                           metavar="N", help="relayed sessions one IP may open (default %(default)s)")
     fallback.add_argument("--relay-idle", type=_positive_float, default=F.IDLE_TIMEOUT,
                           metavar="SECONDS", help="free an idle session's allocation (default %(default)s)")
-    parser.add_argument("--alt-port", type=cli.port_number, metavar="PORT",
-                        help="answer STUN on this UDP port too, so clients can compare the"
-                        " mappings two destinations see (0 picks a free one)")
+    alt = parser.add_mutually_exclusive_group()
+    alt.add_argument("--alt-port", type=cli.port_number, metavar="PORT",
+                     help="the STUN alternate UDP port, where clients compare the mappings two"
+                     " destinations see (which finds symmetric NATs); default: --port + 1, or"
+                     " a free one with --port 0; 0 picks a free one")
+    alt.add_argument("--no-alt-port", action="store_true",
+                     help="open no alternate port (peers then cannot tell a symmetric NAT)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every datagram")
     cli.version_action(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.alt_port is not None and args.alt_port == args.port != 0:
+        parser.error("--alt-port must differ from --port")
+    return args
 
 
 def _positive_float(text):
@@ -191,6 +198,31 @@ def bind(host, port):
     return sock
 
 
+def bind_alternate(args, sock):
+    """(the STUN alternate port's socket or None, why there is none or None).
+
+    By default it is the main port + 1 (any free port when the main one was
+    picked freely); if that cannot be bound, the relay goes on without it:
+    peers then only miss the mapping check. A port asked for with
+    ``--alt-port`` must be bound: raises OSError.
+    """
+    if args.no_alt_port:
+        return None, None
+    if args.alt_port is not None:
+        return bind(args.host, args.alt_port), None
+    main_port = sock.getsockname()[1]
+    port = 0 if args.port == 0 else main_port + 1
+    reason = "port %d is beyond 65535" % port if port > 65535 else None
+    if reason is None:
+        try:
+            return bind(args.host, port), None
+        except OSError as exc:
+            reason = "port %d: %s" % (port, exc.strerror or exc)
+    return None, ("warning: no STUN alternate port (%s); peers cannot tell whether their NAT"
+                  " is symmetric, so such pairs are relayed; --alt-port PORT picks another"
+                  % reason)
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -201,15 +233,13 @@ def main(argv=None):
         sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
                          % (args.host, args.port, exc.strerror or exc))
         return 1
-    alt = None
-    if args.alt_port is not None:
-        try:
-            alt = bind(args.host, args.alt_port)
-        except OSError as exc:
-            sock.close()
-            sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
-                             % (args.host, args.alt_port, exc.strerror or exc))
-            return 1
+    try:
+        alt, no_alt = bind_alternate(args, sock)
+    except OSError as exc:
+        sock.close()
+        sys.stderr.write("relay: cannot listen on %s:%d: %s\n"
+                         % (args.host, args.alt_port, exc.strerror or exc))
+        return 1
     limits = F.Limits(max_sessions=args.relay_sessions, rate=args.relay_rate,
                       burst=2 * args.relay_rate, session_bytes=args.relay_bytes,
                       idle_timeout=args.relay_idle, max_per_source=args.relay_per_ip)
@@ -222,6 +252,8 @@ def main(argv=None):
     log.info("relay listening on %s", format_endpoint(sock.getsockname()))
     if alt is not None:
         log.info("STUN alternate port %s", format_endpoint(alt.getsockname()))
+    elif no_alt:
+        log.warning("%s", no_alt)
     try:
         server.serve_forever()
     finally:

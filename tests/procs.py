@@ -53,8 +53,10 @@ class Proc:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = {"stdout": [], "stderr": []}
         self._new = queue.Queue()
-        for name in ("stdout", "stderr"):
-            threading.Thread(target=self._pump, args=(name,), daemon=True).start()
+        self._pumps = [threading.Thread(target=self._pump, args=(name,), daemon=True)
+                       for name in ("stdout", "stderr")]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump(self, name):
         for raw in getattr(self.popen, name):
@@ -98,6 +100,13 @@ class Proc:
     def wait(self, timeout=DEFAULT_WAIT):
         return self.popen.wait(timeout)
 
+    def lines_when_done(self, stream="stdout", timeout=DEFAULT_WAIT):
+        """Every line of *stream*, once the process has exited and closed it."""
+        self.popen.wait(timeout)
+        for pump in self._pumps:
+            pump.join(timeout)
+        return self.lines[stream]
+
     def signal(self, sig):
         self.popen.send_signal(sig)
 
@@ -125,9 +134,10 @@ class Proc:
 
 def start_relay(*extra, host="127.0.0.1", prefix=(), port=0):
     """Start ``python -m peerpunch.relay`` on *port* (default: an ephemeral
-    one); return (proc, port)."""
-    proc = Proc([sys.executable, "-m", "peerpunch.relay", "--host", host, "--port", str(port)]
-                + list(extra), prefix=prefix, stdin=False)
+    one; None: the relay's own default); return (proc, port)."""
+    argv = [sys.executable, "-m", "peerpunch.relay", "--host", host]
+    argv += [] if port is None else ["--port", str(port)]
+    proc = Proc(argv + list(extra), prefix=prefix, stdin=False)
     m = proc.expect(r"relay listening on (\S+):(\d+)$", stream="stderr")
     return proc, int(m.group(2))
 

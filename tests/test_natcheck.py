@@ -190,7 +190,7 @@ def run(*args, timeout=30):
 @pytest.fixture
 def alt_relay(procs):
     from .procs import start_relay
-    proc, port = start_relay("--alt-port", "0")
+    proc, port = start_relay()          # its defaults open an alternate port
     procs.append(proc)
     proc.alt = int(proc.expect(r"STUN alternate port 127\.0\.0\.1:(\d+)$", "stderr").group(1))
     proc.addr = "127.0.0.1:%d" % port

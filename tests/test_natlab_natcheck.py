@@ -1,7 +1,7 @@
 """``peer.py --nat-check`` behind each NAT profile of the lab (needs root).
 
 alice sits behind the profile; the relay runs by its real command line with
-``--alt-port 0`` on the lab's one relay address; alice runs the check by its
+its default alternate port on the lab's one relay address; alice runs the check by its
 real command line and we read the lines a user would. Every profile runs in
 a lab of its own, all started at once on a small pool (NATLAB_JOBS).
 """
@@ -49,7 +49,7 @@ def nat_check(profile):
     """Build a lab with alice behind *profile*; return (exit status, stdout
     lines, the alice Site, relay port, alternate port, transcript)."""
     with topology.Lab(profile, "open") as lab:
-        relay, port = start_relay("-v", "--alt-port", "0", host=topology.RELAY_IP,
+        relay, port = start_relay("-v", host=topology.RELAY_IP,
                                   prefix=lab.relay.command())
         check = None
         try:

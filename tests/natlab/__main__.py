@@ -97,8 +97,7 @@ def start_detached_relay(lab):
     addr = "%s:%d" % (topology.RELAY_IP, UP_RELAY_PORT)
     with open(UP_RELAY_LOG, "w") as log:
         subprocess.Popen(lab.relay.command(sys.executable, "-m", "peerpunch.relay", "--host",
-                                           topology.RELAY_IP, "--port", str(UP_RELAY_PORT),
-                                           "--alt-port", str(UP_RELAY_PORT + 1), "-v"),
+                                           topology.RELAY_IP, "--port", str(UP_RELAY_PORT), "-v"),
                          cwd=ROOT, env=env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True)
     deadline = time.monotonic() + 10

@@ -71,9 +71,12 @@ class Chat:
 
     def start(self):
         """Start the relay and bob; return once bob is registered."""
-        # the alternate port lets peers learn their NAT's mapping (birthday probing)
-        self.relay, port = start_relay("-v", "--alt-port", "0", host=topology.RELAY_IP,
+        # The relay's own defaults (port 8080, STUN alternate port 8081): what
+        # users run must be what gives symmetric NATs their birthday search.
+        self.relay, port = start_relay(host=topology.RELAY_IP, port=None,
                                        prefix=self.lab.relay.command())
+        self.relay.expect(r"STUN alternate port %s:%d$" % (re.escape(topology.RELAY_IP), port + 1),
+                          "stderr")
         self.relay_addr = "%s:%d" % (topology.RELAY_IP, port)
         self.bob = self._peer("bob", "--wait")
         self._expect(self.bob, r"^registered as bob ", REGISTER_WAIT, "bob registers")
