@@ -4,4 +4,4 @@ import sys
 
 from .peer import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m peerpunch"))

@@ -1,6 +1,7 @@
 """Command-line helpers shared by the relay and the peer."""
 
 import argparse
+import os
 import socket
 import sys
 
@@ -12,6 +13,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, "%s: error: %s\n" % (self.prog, message))
+
+
+def program_name(fallback):
+    """How this program was started, for its usage lines: ``python PATH`` for a
+    .py file (bin/peer.py), else the file's name (a console script such as
+    ``peerpunch-peer``); *fallback* when ``sys.argv[0]`` says nothing (``-c``)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0.endswith(".py"):
+        return "python " + argv0
+    name = os.path.basename(argv0)
+    if name.lower().endswith(".exe"):
+        name = name[:-4]
+    return fallback if name in ("", "-c", "-m") else name
 
 
 def host_port(text, default_port=None):

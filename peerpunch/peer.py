@@ -247,8 +247,9 @@ def read_stdin(network, stream):
 # -------------------------------------------------------------- the command
 
 
-def parse_args(argv):
-    parser = cli.ArgumentParser(prog="peer.py", description="peerpunch chat peer")
+def parse_args(argv, prog="peerpunch-peer"):
+    parser = cli.ArgumentParser(prog=prog, description="peerpunch chat peer", epilog=_epilog(prog),
+                                formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--relay", default=("127.0.0.1", 8080), type=cli.host_port,
                         metavar="HOST:PORT", help="the relay (default 127.0.0.1:8080)")
     parser.add_argument("--name", type=_username, help="your username (asked if missing)")
@@ -277,6 +278,30 @@ def parse_args(argv):
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
+
+
+def _epilog(prog):
+    return ("in-chat " + S.HELP + "\n\n"
+            "examples:\n"
+            "  a relay, on a server with UDP ports 8080 and 8081 open:\n"
+            "    %s --port 8080\n"
+            "  bob waits for a chat, alice connects to him (each on their own machine):\n"
+            "    %s --relay relay.example.org:8080 --name bob --wait\n"
+            "    %s --relay relay.example.org:8080 --name alice --connect bob\n"
+            % (_relay_command(prog), prog, prog))
+
+
+_RELAY_OF = (("peer.py", "relay.py"), ("peerpunch-peer", "peerpunch-relay"), (" peer", " relay"),
+             (".pyz", ".pyz relay"), ("-m peerpunch.peer", "-m peerpunch.relay"),
+             ("-m peerpunch", "-m peerpunch.relay"))
+
+
+def _relay_command(prog):
+    """The relay, started the way this peer was (bin/peer.py: bin/relay.py)."""
+    for mine, relays in _RELAY_OF:
+        if prog.endswith(mine):
+            return prog[:-len(mine)] + relays
+    return "python -m peerpunch.relay"
 
 
 class _Version(cli.argparse.Action):
@@ -408,8 +433,10 @@ def ask(prompt, validate):
             print(exc, flush=True)
 
 
-def main(argv=None):
-    parser, args = parse_args(argv)
+def main(argv=None, prog=None):
+    """Run the peer with *argv* (default sys.argv[1:]); *prog* is the name its
+    --help and errors show (default: how sys.argv[0] was started)."""
+    parser, args = parse_args(argv, prog or cli.program_name("peerpunch-peer"))
     if args.nat_check:
         return nat_check(args, parser.prog)
     for stream in (sys.stdout, sys.stderr, sys.stdin):
@@ -501,4 +528,4 @@ def _tolerant(stream):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m peerpunch.peer"))

@@ -126,9 +126,15 @@ class RelayServer:
                 log.log(effect.level, "%s", effect.text)
 
 
-def parse_args(argv):
-    parser = cli.ArgumentParser(prog="python -m peerpunch.relay",
-                                description="peerpunch rendezvous relay (UDP)")
+EPILOG = """example, on a server with UDP ports 8080 and 8081 open in its firewall:
+  %(prog)s --port 8080
+peers then use --relay SERVER:8080; logs go to stderr, nothing is kept on disk."""
+
+
+def parse_args(argv, prog="peerpunch-relay"):
+    parser = cli.ArgumentParser(prog=prog, description="peerpunch rendezvous relay (UDP)",
+                                epilog=EPILOG,
+                                formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="0.0.0.0", type=cli.host_name,
                         help="address to listen on (default 0.0.0.0; '::' for IPv6)")
     parser.add_argument("--port", default=8080, type=cli.port_number,
@@ -223,8 +229,10 @@ def bind_alternate(args, sock):
                   % reason)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, prog=None):
+    """Run the relay with *argv* (default sys.argv[1:]); *prog* is the name its
+    --help and errors show (default: how sys.argv[0] was started)."""
+    args = parse_args(argv, prog or cli.program_name("peerpunch-relay"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
@@ -284,4 +292,4 @@ def _restore_signals(previous):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m peerpunch.relay"))

@@ -32,24 +32,30 @@ def _shared_config():
     return _SHARED_CONFIG[0]
 
 
-def env(config=None):
-    """The environment for a child: unbuffered, this checkout first, and
-    *config* as its config folder (identity, known_peers), never the user's."""
-    e = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=ROOT,
-             XDG_CONFIG_HOME=config or _shared_config())
+def env(config=None, pythonpath=ROOT):
+    """The environment for a child: unbuffered, *pythonpath* (this checkout)
+    first if given, and *config* as its config folder (identity,
+    known_peers), never the user's."""
+    e = dict(os.environ, PYTHONUNBUFFERED="1", XDG_CONFIG_HOME=config or _shared_config())
     e.pop("PYTHONWARNINGS", None)
+    e.pop("PYTHONPATH", None)
+    if pythonpath:
+        e["PYTHONPATH"] = pythonpath
     return e
 
 
 class Proc:
     """A child process with line-by-line access to stdout and stderr."""
 
-    def __init__(self, argv, prefix=(), stdin=True, config=None):
+    def __init__(self, argv, prefix=(), stdin=True, config=None, cwd=ROOT, pythonpath=ROOT):
+        """Start *prefix* + *argv* in *cwd*; *pythonpath* None leaves the
+        checkout off the child's import path."""
         self.argv = list(prefix) + list(argv)
         self._own_config = None if config else tempfile.mkdtemp(prefix="peerpunch-test-")
         config = config or self._own_config
         self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=env(config), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            self.argv, cwd=cwd, env=env(config, pythonpath),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = {"stdout": [], "stderr": []}
         self._new = queue.Queue()

@@ -1,13 +1,20 @@
 """The command lines: bad arguments get one line and exit code 2."""
 
 import ast
+import configparser
+import importlib
 import os
+import re
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from .procs import PEER, ROOT, env
+from peerpunch import cli
+from peerpunch.events import HELP
+
+from .procs import PEER, ROOT, Proc, env
 
 RELAY = [sys.executable, "-m", "peerpunch.relay"]
 PEER_CMD = [sys.executable, PEER]
@@ -123,5 +130,88 @@ def test_cli_relay_flags_reach_the_relay(tmp_path):
             assert a.recv(2048).startswith(b'{"RegisterAck"')
             b.sendto(b'{"Register":{"username":"two","features":["ext"]}}', ("127.0.0.1", port))
             assert b.recv(2048).startswith(b'{"Error":{"code":"relay-full"')
+    finally:
+        relay.stop()
+
+
+# --- the name a program shows: how it was started --------------------------------------
+
+@pytest.mark.parametrize("argv, prog, relay_prog", [
+    (["bin/peer.py"], "python bin/peer.py", "python bin/relay.py"),
+    (["bin/relay.py"], "python bin/relay.py", "python bin/relay.py"),
+    (["-m", "peerpunch"], "python -m peerpunch", "python -m peerpunch.relay"),
+    (["-m", "peerpunch.peer"], "python -m peerpunch.peer", "python -m peerpunch.relay"),
+    (["-m", "peerpunch.relay"], "python -m peerpunch.relay", "python -m peerpunch.relay"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_cli_help_and_errors_name_the_program_as_started(argv, prog, relay_prog):
+    shown = run([sys.executable] + argv + ["--help"])
+    out = shown.stdout.decode()
+    assert shown.returncode == 0 and out.startswith("usage: %s [-h]" % prog), out
+    assert re.search(r"^ +%s --port 8080$" % re.escape(relay_prog), out, re.M), out  # the example
+    error = run([sys.executable] + argv + ["--bogus"])
+    assert error.returncode == 2
+    assert error.stderr.decode() == "%s: error: unrecognized arguments: --bogus\n" % prog
+
+
+def _console_scripts():
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict((part.strip() for part in line.split("=")) for line in lines)
+
+
+@pytest.mark.parametrize("script", ["peerpunch-peer", "peerpunch-relay"])
+def test_cli_console_script_names_itself(script, monkeypatch, capsys):
+    module, _, function = _console_scripts()[script].partition(":")
+    main = getattr(importlib.import_module(module), function)
+    for args, code in ((["--help"], 0), (["--bogus"], 2)):
+        monkeypatch.setattr(sys, "argv", ["/usr/local/bin/" + script] + args)
+        with pytest.raises(SystemExit) as exit:
+            main()                                  # as the console script calls it
+        assert exit.value.code == code
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: %s [-h]" % script)
+    assert err == "%s: error: unrecognized arguments: --bogus\n" % script
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["/usr/bin/peerpunch-peer"], "peerpunch-peer"),
+    (["C:/Scripts/peerpunch-peer.exe"], "peerpunch-peer"),
+    (["../x/bin/peer.py"], "python ../x/bin/peer.py"),
+    (["-c"], "fallback"),
+    ([], "fallback"),
+])
+def test_cli_program_name_from_argv0(monkeypatch, argv, name):
+    monkeypatch.setattr(sys, "argv", argv)
+    assert cli.program_name("fallback") == name
+
+
+def test_cli_peer_help_lists_the_in_chat_commands_and_two_peers():
+    out = run(PEER_CMD + ["--help"]).stdout.decode()
+    assert "\nin-chat commands:\n" in out
+    for line in HELP.splitlines()[1:]:
+        assert "\n" + line + "\n" in out, line
+    prog = re.escape(PEER_CMD[1])
+    assert re.search(r"^ +python %s --relay \S+:8080 --name bob --wait$" % prog, out, re.M), out
+    assert re.search(r"^ +python %s --relay \S+:8080 --name alice --connect bob$" % prog, out, re.M)
+
+
+@pytest.mark.parametrize("script", ["peer.py", "relay.py"])
+def test_cli_bin_script_runs_from_any_folder(tmp_path, script):
+    """-S (no site-packages): an installed peerpunch cannot stand in for the checkout."""
+    argv = [sys.executable, "-S", os.path.join(ROOT, "bin", script), "--version"]
+    result = subprocess.run(argv, cwd=str(tmp_path), env=env(pythonpath=None),
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith(b"peerpunch "), result
+
+
+def test_cli_bin_relay_from_another_folder_serves_and_stops_on_sigterm(tmp_path):
+    relay = Proc([sys.executable, "-S", os.path.join(ROOT, "bin", "relay.py"),
+                  "--port", "0", "--host", "127.0.0.1"], cwd=str(tmp_path), pythonpath=None, stdin=False)
+    try:
+        relay.expect(r"relay listening on 127\.0\.0\.1:\d+$", stream="stderr")
+        relay.signal(signal.SIGTERM)
+        relay.expect(r"relay stopped", stream="stderr")
+        assert relay.wait() == 0
     finally:
         relay.stop()
