@@ -43,7 +43,8 @@ def test_registry_register_acks_in_seed_form():
 def test_registry_register_acks_extension_clients_with_features_and_token():
     reg = Registry(random_bytes=fixed_bytes)
     assert sends(reg.datagram_received(REG_C_EXT, C, 0.0)) == \
-        [(C, b'{"RegisterAck":{"features":["ext","relay1"],"token":"%s"}}' % SECRET.encode())]
+        [(C, b'{"RegisterAck":{"features":["ext","relay1","watch1"],"token":"%s"}}'
+          % SECRET.encode())]
 
 
 def test_registry_reregister_refreshes_without_duplicating():
