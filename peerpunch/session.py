@@ -211,8 +211,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
         if self._waiting and self.state in (State.WAITING, State.REQUESTING):
             target = self.target
-            out = self._end_chat(now)        # and a Register that names no watch ends ours
-            return out + [self._to_relay(self._register_msg()), StoppedWaiting(target)]
+            return self._end_chat(now) + [StoppedWaiting(target)]
         if self.state is State.REQUESTING:
             target = self.target
             return self._end_chat(now) + [Notice("stopped asking for %s" % target)]
@@ -427,6 +426,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
+        watched = self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
+            self._relay_watches()
         out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
@@ -437,6 +438,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._held = []
         self.stats["probes"] = 0
         self._enter(State.IDLE, now)
+        if watched:                    # a Register that names no watch ends ours
+            out.append(self._to_relay(self._register_msg()))
         return out
 
     def _goodbye(self):
