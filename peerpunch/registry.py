@@ -357,20 +357,21 @@ class Registry:
         names = tuple(n for i, n in enumerate(names) if n != user.name and n not in names[:i])
         if names != user.watching:
             self._unwatch(user)
-            kept = []
-            for name in names:
-                watchers = self._watchers.get(name, ())
-                if self._watch_count >= self.max_watches or len(watchers) >= MAX_WATCHERS_PER_NAME:
-                    self.stats["watches_refused"] += 1
-                    continue
-                self._watchers.setdefault(name, []).append(user)
-                self._watch_count += 1
-                self.stats["watches"] += 1
-                kept.append(name)
-            user.watching = tuple(kept)
+            user.watching = tuple(n for n in names if self._add_watch(user, n))
         online = [n for n in names if n in self._by_name]
         self.stats["notifications"] += len(online)
         return [Send(P.encode(P.Online(username=n)), user.addr) for n in online]
+
+    def _add_watch(self, user, name):
+        """Store one watch, if the bounds allow; return whether it was."""
+        watchers = self._watchers.get(name, ())
+        if self._watch_count >= self.max_watches or len(watchers) >= MAX_WATCHERS_PER_NAME:
+            self.stats["watches_refused"] += 1
+            return False
+        self._watchers.setdefault(name, []).append(user)
+        self._watch_count += 1
+        self.stats["watches"] += 1
+        return True
 
     def _unwatch(self, user):
         for name in user.watching:
