@@ -62,4 +62,6 @@ def _format_progress(event):
         return "relay %s is not answering (nothing for %.0f s); still trying" % (event.relay, event.seconds)
     if kind is E.RelayBack:
         return "relay %s is back" % event.relay
+    if kind is E.RelayStopping:
+        return "relay %s says it is stopping; registering again as soon as it is back" % event.relay
     return None

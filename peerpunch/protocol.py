@@ -355,6 +355,7 @@ ERROR_RELAY_FULL = "relay-full"
 ERROR_SELF = "self-connect"
 ERROR_BAD_REQUEST = "bad-request"
 ERROR_NOT_REGISTERED = "not-registered"
+ERROR_RELAY_STOPPING = "relay-stopping"   # to every proven client when the relay stops
 
 SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
 

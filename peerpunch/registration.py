@@ -11,7 +11,9 @@ after 2 s, then every 4 s) to keep our name and the relay's NAT mapping
 alive and to notice a relay that went away. After NOT_ANSWERING_AFTER
 unanswered in a row we say the relay is not answering (within 3 keep-alive
 intervals of its going) and that it is back at the next ack; the steady
-retries register us with a returning relay within seconds. A token in the
+retries register us with a returning relay within seconds. A relay that
+stops cleanly says so (Error relay-stopping): we register again within a
+second or so, and keep at it, so a restart costs seconds, not an interval. A token in the
 ack is echoed at once (and re-sent after REREGISTER_RETRY unless
 acknowledged), which proves we are at our address; a new token is how a
 relay that restarted shows itself. Every Register says what we are
@@ -42,8 +44,9 @@ from . import protocol as P
 from .effects import Log, Send
 from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, NOT_ANSWERING_AFTER,
                      REGISTER_RTO_MAX, RELAY_RETRY_MAX, REREGISTER_INTERVAL, REREGISTER_MIN,
-                     REREGISTER_RETRY, WAIT_RETRY, Closed, Failed, Notice, RelayBack,
-                     RelayNotAnswering, Registered, State, StillRegistering, Waiting)
+                     REREGISTER_RETRY, RELAY_STOPPING_RETRY, WAIT_RETRY, Closed, Failed, Notice,
+                     RelayBack, RelayNotAnswering, RelayStopping, Registered, State,
+                     StillRegistering, Waiting)
 
 
 class RelayMixin:
@@ -118,6 +121,8 @@ class RelayMixin:
         return self._request_failed("Target user is busy.", now)
 
     def _on_error(self, msg, now):
+        if msg.code == P.ERROR_RELAY_STOPPING:
+            return self._relay_stopping(now)
         reason = "relay: %s" % msg.message
         if self.state is State.REGISTERING and msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
             self._enter(State.CLOSED, now)
@@ -126,6 +131,20 @@ class RelayMixin:
             return [Notice(reason + " (someone else registered your name while the relay"
                            " could not hear you)")]
         return self._request_failed(reason, now)
+
+    def _relay_stopping(self, now):
+        """The relay says it stops (a restart, say): register again within
+        a second or so (at random: not all its clients at once), then as
+        for a relay that does not answer, so that the relay that replaces
+        it knows us within seconds of its start."""
+        if self.state is State.REGISTERING or self._relay_silent_since is not None:
+            return []
+        self._relay_silent_since = now
+        self._unanswered = NOT_ANSWERING_AFTER          # said already: no "not answering" too
+        first = self._rng.uniform(*RELAY_STOPPING_RETRY)
+        self._timers["reregister"] = now + first
+        self._reregister_backoff = first
+        return [RelayStopping(self.relay_endpoint)]
 
     def _request_failed(self, reason, now):
         if self.state is not State.REQUESTING:

@@ -639,3 +639,11 @@ def test_registry_a_watch_of_oneself_or_twice_the_same_name_counts_once():
     reg = registered()
     _watching(reg, "alice", A, "alice", "bob", "bob")
     assert reg.user("alice").watching == ("bob",) and reg.watches() == 1
+
+
+def test_registry_farewell_tells_only_proven_extension_clients():
+    reg = registered((REG_A, A), (REG_C_EXT, C))           # a seed client; carol never echoes
+    _proved(reg, "dave", D, None)
+    assert sends(reg.farewell()) == [
+        (D, b'{"Error":{"code":"relay-stopping","message":"the relay is stopping"}}')]
+    assert reg.stats["farewells"] == 1

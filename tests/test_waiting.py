@@ -384,7 +384,50 @@ def test_punching_quickly_says_nothing_more():
     (E.RelayNotAnswering("192.0.2.1:8080", 6.0),
      "relay 192.0.2.1:8080 is not answering (nothing for 6 s); still trying"),
     (E.RelayBack("192.0.2.1:8080"), "relay 192.0.2.1:8080 is back"),
+    (E.RelayStopping("192.0.2.1:8080"),
+     "relay 192.0.2.1:8080 says it is stopping; registering again as soon as it is back"),
     (E.Waiting("b\x1b[2Jb"), "waiting for b\\x1b[2Jb to come online (/leave or Ctrl+C to stop)"),
 ])
 def test_console_words_the_new_events(event, line):
     assert console.format_event(event) == line
+
+
+# -- a relay that stops cleanly says so
+
+
+def _restart_with_farewell(net):
+    net._emit(RELAY, net.registry.farewell())        # what relay.py sends as it stops
+    net.registry = Registry()                        # ...and a new one takes its place
+    return net.now
+
+
+def test_relay_stopping_cleanly_has_its_clients_back_within_seconds():
+    """A clean restart: bob is told, and is registered with the new relay
+    within a second or two; alice, asking for him right after the restart,
+    waits that long and is connected."""
+    net = SimNet()
+    bob = net.add_peer("bob", BOB)
+    net.run(5)
+    restarted = _restart_with_farewell(net)
+    alice = net.add_peer("alice", ALICE, target="bob")
+    until(net, connected(alice, bob), E.RELAY_STOPPING_RETRY[1] + 1)
+    assert net.shown(BOB, E.RelayStopping) == [E.RelayStopping("203.0.113.1:8080")]
+    assert net.shown(BOB, E.RelayBack) == [E.RelayBack("203.0.113.1:8080")]
+    assert net.shown(BOB, E.RelayNotAnswering) == []
+    assert net.now - restarted <= E.RELAY_STOPPING_RETRY[1] + 1
+
+
+def test_relay_stopping_for_long_says_once_and_retries_steadily():
+    net = SimNet()
+    net.add_peer("bob", BOB)
+    net.run(5)
+    net._emit(RELAY, net.registry.farewell())
+    net.run(0)
+    net.block(BOB, RELAY)                            # and it stays away for a minute
+    before = len(net.sent(BOB, RELAY))
+    net.run(60)
+    assert len(net.shown(BOB, E.RelayStopping)) == 1 and net.shown(BOB, E.RelayNotAnswering) == []
+    assert len(net.sent(BOB, RELAY)) - before <= 60 / E.RELAY_RETRY_MAX + 4
+    net.blocked.clear()
+    net.registry = Registry()
+    until(net, lambda: net.registry.user("bob") is not None, E.RELAY_RETRY_MAX + 0.1)
