@@ -4,6 +4,7 @@ Text from the network is shown with its control characters made visible, so
 a peer cannot move the cursor, clear the screen or forge a line of ours.
 """
 
+from . import events as E
 from . import session as S
 
 
@@ -41,4 +42,26 @@ def format_event(event):
         return "\n".join(sanitize(line) for line in event.text.split("\n"))
     if kind is S.Closed:
         return None if event.exit_code == 0 else "error: %s" % event.reason
+    return _format_progress(event)
+
+
+def _format_progress(event):
+    """Lines about waiting, and about the relay and the punch taking time."""
+    kind = type(event)
+    if kind is E.Waiting:
+        return "waiting for %s to come online (/leave or Ctrl+C to stop)" % sanitize(event.username)
+    if kind is E.StoppedWaiting:
+        return "stopped waiting for %s" % sanitize(event.username)
+    if kind is E.Registering:
+        return "registering as %s with relay %s ..." % (sanitize(event.username), event.relay)
+    if kind is E.StillRegistering:
+        return "still registering with relay %s (%.0f s) ..." % (event.relay, event.seconds)
+    if kind is E.StillPunching:
+        return "still trying to reach %s (%.0f s) ..." % (sanitize(event.username), event.seconds)
+    if kind is E.RelayNotAnswering:
+        return "relay %s is not answering (nothing for %.0f s); still trying" % (event.relay, event.seconds)
+    if kind is E.RelayBack:
+        return "relay %s is back" % event.relay
+    if kind is E.RelayStopping:
+        return "relay %s says it is stopping; registering again as soon as it is back" % event.relay
     return None

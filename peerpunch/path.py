@@ -8,8 +8,8 @@ candidate addresses we probe. :class:`PathMixin` is the part of
 datagrams come from and where ours go:
 
 * punching: Ping every PUNCH_INTERVAL to every candidate; the first valid
-  datagram from the peer picks the path (``_from_peer``); nothing in
-  punch_timeout fails the chat;
+  datagram from the peer picks the path (``_from_peer``); still punching
+  after SLOW_AFTER is said once; nothing in punch_timeout fails the chat;
 * fallback: after FALLBACK_AFTER, when relay and peer offer relay1, probe
   through the relay too; the first answer that way makes the chat relayed,
   and plain probes go on on the direct path (DIRECT_RETRY, later
@@ -36,6 +36,7 @@ from .effects import Log, Send
 from .events import (CONNECT_RETRY, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
                      FALLBACK_AFTER, LOST_AFTER_INTERVALS, MAX_HEARD, PUNCH_INTERVAL,
                      RELAY_PROBE_AFTER, SUSPECT_AFTER, ConnectionLost, Failed, Notice, State)
+from .events import SLOW_AFTER, StillPunching
 from .forwarder import RELAYED
 from .link import PING, PONG
 from .secure import DATA, is_frame
@@ -104,6 +105,7 @@ class PathMixin:
         search = self._start_birthday(now)
         self._timers["probe"] = now
         self._timers["punch_timeout"] = now + self.punch_timeout
+        self._timers["punch_slow"] = now + SLOW_AFTER
         if self._fallback_possible():
             self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         if self.target:
@@ -235,6 +237,12 @@ class PathMixin:
         return out + (self._heard_again() if self._suspect else [])
 
     # -- timers
+
+    def _timer_punch_slow(self, now):
+        """Punching for SLOW_AFTER: say that it goes on (once)."""
+        if self.state is not State.PUNCHING:
+            return []
+        return [StillPunching(self.peer.username, now - self._punch_started)]
 
     def _timer_probe(self, now):
         self._timers["probe"] = now + PUNCH_INTERVAL

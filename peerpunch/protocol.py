@@ -43,6 +43,8 @@ MAX_DATAGRAM = 1024
 MAX_USERNAME = 32
 MAX_FEATURES = 16
 MAX_LOCAL_CANDIDATES = 4
+MAX_WATCH = 8
+"""Names one Register may ask the relay to watch (see ``Online``)."""
 
 LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",   # RFC 1918
@@ -71,7 +73,11 @@ sender measured with STUN against the relay's two ports (RFC 4787: the same
 public endpoint toward every destination, or a new one per destination --
 "symmetric"). Tells the peers which side of a birthday search each takes."""
 
-KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
+FEATURE_WATCH = "watch1"
+"""Relay: keeps the watches a Register names (``watch``) and tells the
+watcher when such a name registers (``Online``)."""
+
+KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
 SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 
@@ -158,6 +164,12 @@ def _check_local(value):
     return tuple(format_endpoint(parse_endpoint(item)) for item in value)
 
 
+def _check_watch(value):
+    if not isinstance(value, list) or len(value) > MAX_WATCH:
+        raise ValueError("watch must be a list of at most %d usernames" % MAX_WATCH)
+    return tuple(check_username(name) for name in value)
+
+
 def _check_secret(value):
     if not isinstance(value, str) or not _SECRET_RE.match(value):
         raise ValueError("expected 32 lowercase hex digits")
@@ -220,6 +232,7 @@ _VALIDATORS = {
     "local": _check_local,
     "mapping": _check_mapping,
     "partner": check_username,
+    "watch": _check_watch,
     "key": _check_key,
     "token": _check_secret,
     "session": _check_secret,
@@ -256,6 +269,7 @@ class Register:
     mapping: Optional[str] = None                # MAPPINGS: what our NAT does, if we know
     partner: Optional[str] = None                # in a chat: with whom...
     session: Optional[str] = None                # ...and its secret (a restarted relay relearns it)
+    watch: Optional[Tuple[str, ...]] = None      # names to hear of (Online) when they register
 
 
 @_variant(seed=True)
@@ -329,11 +343,19 @@ class Error:
     message: str
 
 
+@_variant(seed=False)
+class Online:
+    """Extension: a name the client watches (Register ``watch``) has
+    registered, or was registered already when the watch came."""
+    username: str
+
+
 ERROR_NAME_TAKEN = "name-taken"
 ERROR_RELAY_FULL = "relay-full"
 ERROR_SELF = "self-connect"
 ERROR_BAD_REQUEST = "bad-request"
 ERROR_NOT_REGISTERED = "not-registered"
+ERROR_RELAY_STOPPING = "relay-stopping"   # to every proven client when the relay stops
 
 SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
 

@@ -4,17 +4,36 @@ Theory of operation
 -------------------
 :class:`RelayMixin` is the part of :class:`~peerpunch.session.PeerSession`
 that talks to the relay. Registration is retried with backoff until the
-RegisterAck comes (REGISTERING), then repeated every REREGISTER_INTERVAL
-(each one retried until acknowledged) to keep our name and the relay's NAT
-mapping alive; a token in the ack is echoed at once, which proves we are at
-our address. Every Register says what we are (features, LAN candidates,
-key, NAT mapping) and, during a chat, which chat (partner and secret), so a
-restarted relay relearns it. A request (REQUESTING) sends its first Connect
+RegisterAck comes (REGISTERING; a line at the start, one after SLOW_AFTER,
+the reason if it fails), then repeated every REREGISTER_INTERVAL, or every
+keep-alive interval if that is shorter (each one retried until acknowledged:
+after 2 s, then every 4 s) to keep our name and the relay's NAT mapping
+alive and to notice a relay that went away. After NOT_ANSWERING_AFTER
+unanswered in a row we say the relay is not answering (within 3 keep-alive
+intervals of its going) and that it is back at the next ack; the steady
+retries register us with a returning relay within seconds. A relay that
+stops cleanly says so (Error relay-stopping): we register again within a
+second or so, and keep at it, so a restart costs seconds, not an interval. A token in the
+ack is echoed at once (and re-sent after REREGISTER_RETRY unless
+acknowledged), which proves we are at our address; a new token is how a
+relay that restarted shows itself. Every Register says what we are
+(features, LAN candidates, key, NAT mapping) and, during a chat, which chat
+(partner and secret), so a restarted relay relearns it. A request (REQUESTING) sends its first Connect
 once our NAT's mapping is known (at most MAPPING_WAIT later, so the relay
 can pass it on) and repeats it every CONNECT_RETRY, with a Register in
 front (a restarted relay may have forgotten us), until the introduction (a
 PeerInfo, handled by the session) or an answer that ends it
-(TargetNotFound, TargetBusy, Error).
+(TargetBusy, Error; TargetNotFound turns it into a wait).
+
+Waiting. A TargetNotFound turns the request into a wait (WAITING), said
+once. With a relay that keeps watches (``watch1``) our Registers name the
+target (``watch``) -- the first one at once, retried until acknowledged --
+and the relay sends ``Online`` when it registers (or at once, if it is
+there already): we ask again (REQUESTING, quietly: another TargetNotFound
+just goes back to waiting). A relay that restarted relearns the watch from
+our next Register. Any other relay (a seed's) is asked again every
+WAIT_RETRY instead. /leave ends the wait and clears the watch.
+
 Everything we send a relay that speaks ``ext`` carries our token.
 """
 
@@ -23,9 +42,11 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from .effects import Log, Send
-from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, REGISTER_RTO_MAX,
-                     REREGISTER_INTERVAL, REREGISTER_RETRY, Closed, Failed, Notice, Registered,
-                     State)
+from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, NOT_ANSWERING_AFTER,
+                     REGISTER_RTO_MAX, RELAY_RETRY_MAX, REREGISTER_INTERVAL, REREGISTER_MIN,
+                     REREGISTER_RETRY, RELAY_STOPPING_RETRY, WAIT_RETRY, Closed, Failed, Notice,
+                     RelayBack, RelayNotAnswering, RelayStopping, Registered, State,
+                     StillRegistering, Waiting)
 
 
 class RelayMixin:
@@ -41,25 +62,67 @@ class RelayMixin:
         elif msg.token and msg.token != self._token:
             self._token = msg.token          # echo it at once: proof that we are at this address
             proof = [self._to_relay(self._register_msg())]
-        self._timers["reregister"] = now + REREGISTER_INTERVAL
+        # an echo must be acknowledged too (it may carry our watch): retry it soon
+        self._timers["reregister"] = now + (REREGISTER_RETRY if proof else self._reregister_every())
         self._reregister_backoff = REREGISTER_RETRY
-        proof += self._start_mapping_check(now)   # once, at the first ack that says "ext"
+        proof += self._relay_answered(now) + self._start_mapping_check(now)  # that: at the first ext ack
+        if self.state is State.WAITING and not self._relay_watches():
+            self._timers.setdefault("wait_retry", now + WAIT_RETRY)   # a relay without watches now
         if self.state is not State.REGISTERING:
             return proof
         self._timers.pop("register", None)
+        self._timers.pop("register_slow", None)
         self._enter(State.IDLE, now)
         out = proof + [Registered(self.username, self.relay_endpoint)]
         if self.target:
             return out + self.connect(self.target, now)
         return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
 
+    def _relay_answered(self, now):
+        self._unanswered = 0
+        if self._relay_silent_since is None:
+            return []
+        self._relay_silent_since = None
+        return [RelayBack(self.relay_endpoint)]
+
     def _on_target_not_found(self, msg, now):
+        if self.state is State.REQUESTING:
+            return self._wait(now)
         return self._request_failed("Target user not found.", now)
+
+    def _on_online(self, msg, now):
+        """The relay says a name we watch has registered: ask for it."""
+        if self.state is not State.WAITING or msg.username != self.target:
+            return [Log(logging.DEBUG, "ignored Online for %s" % msg.username)]
+        self._enter(State.REQUESTING, now)
+        self._timers["connect"] = now + CONNECT_RETRY
+        return [self._connect_msg(self.target)]
+
+    def _wait(self, now):
+        """The relay does not know our target (yet): wait for it. Said once
+        per request; a later TargetNotFound (after an Online, or a retry)
+        just goes back to waiting."""
+        first = not self._waiting
+        self._waiting = True
+        self._enter(State.WAITING, now)
+        out = [Failed("Target user not found."), Waiting(self.target)] if first else []
+        if not self._relay_watches():
+            self._timers["wait_retry"] = now + WAIT_RETRY
+            return out
+        # the watch, at once; retried like an echo until acknowledged
+        soon = now + REREGISTER_RETRY
+        self._timers["reregister"] = min(self._timers.get("reregister", soon), soon)
+        return out + [self._to_relay(self._register_msg())]
+
+    def _relay_watches(self):
+        return P.FEATURE_WATCH in self.relay_features
 
     def _on_target_busy(self, msg, now):
         return self._request_failed("Target user is busy.", now)
 
     def _on_error(self, msg, now):
+        if msg.code == P.ERROR_RELAY_STOPPING:
+            return self._relay_stopping(now)
         reason = "relay: %s" % msg.message
         if self.state is State.REGISTERING and msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
             self._enter(State.CLOSED, now)
@@ -68,6 +131,20 @@ class RelayMixin:
             return [Notice(reason + " (someone else registered your name while the relay"
                            " could not hear you)")]
         return self._request_failed(reason, now)
+
+    def _relay_stopping(self, now):
+        """The relay says it stops (a restart, say): register again within
+        a second or so (at random: not all its clients at once), then as
+        for a relay that does not answer, so that the relay that replaces
+        it knows us within seconds of its start."""
+        if self.state is State.REGISTERING or self._relay_silent_since is not None:
+            return []
+        self._relay_silent_since = now
+        self._unanswered = NOT_ANSWERING_AFTER          # said already: no "not answering" too
+        first = self._rng.uniform(*RELAY_STOPPING_RETRY)
+        self._timers["reregister"] = now + first
+        self._reregister_backoff = first
+        return [RelayStopping(self.relay_endpoint)]
 
     def _request_failed(self, reason, now):
         if self.state is not State.REQUESTING:
@@ -79,22 +156,52 @@ class RelayMixin:
     def _timer_register(self, now):
         if now - self._since >= self.register_timeout:
             self._enter(State.CLOSED, now)
-            return [Closed(1, "no answer from the relay at %s after %g s"
-                           % (self.relay_endpoint, self.register_timeout))]
+            return [Closed(1, "no answer from the relay at %s after %g s (is a relay running there,"
+                           " and can UDP reach it?)" % (self.relay_endpoint, self.register_timeout))]
         self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
         return self._send_register(now)
 
     def _timer_reregister(self, now):
-        """Re-register every REREGISTER_INTERVAL. Each one is retried after
-        REREGISTER_RETRY, doubling up to the interval, until the RegisterAck
-        (which puts the next one a whole interval away) comes back: a lost
-        datagram or a relay restarting costs seconds, not an interval."""
-        self._timers["reregister"] = now + self._reregister_backoff
-        self._reregister_backoff = min(2 * self._reregister_backoff, REREGISTER_INTERVAL)
-        return [self._to_relay(self._register_msg())]
+        """Re-register every _reregister_every(). Each one is retried after
+        REREGISTER_RETRY, doubling up to RELAY_RETRY_MAX (or the interval, if
+        shorter) and steady there, until the RegisterAck (which puts the next
+        one a whole interval away) comes back: a lost datagram costs seconds,
+        and a relay that comes back is registered with within seconds. After
+        NOT_ANSWERING_AFTER unanswered in a row, say the relay is silent."""
+        out = []
+        if self._unanswered == 0:
+            self._first_unanswered = now
+        elif self._unanswered >= NOT_ANSWERING_AFTER and self._relay_silent_since is None:
+            self._relay_silent_since = self._first_unanswered
+            out.append(RelayNotAnswering(self.relay_endpoint, now - self._first_unanswered))
+        self._unanswered += 1
+        self._timers["reregister"] = now + min(self._reregister_backoff, self._reregister_every())
+        self._reregister_backoff = min(2 * self._reregister_backoff, RELAY_RETRY_MAX)
+        return out + [self._to_relay(self._register_msg())]
+
+    def _reregister_every(self):
+        """How often we re-register: every REREGISTER_INTERVAL, or every
+        keep-alive interval if shorter (so a silent relay is noticed within
+        three of them), but not more often than REREGISTER_MIN."""
+        return max(REREGISTER_MIN, min(REREGISTER_INTERVAL, self.keepalive))
+
+    def _timer_wait_retry(self, now):
+        """Waiting, with a relay that keeps no watches: ask it again."""
+        if self.state is not State.WAITING or self._relay_watches():
+            return []
+        self._enter(State.REQUESTING, now)
+        self._timers["connect"] = now + CONNECT_RETRY
+        return [self._connect_msg(self.target)]
+
+    def _timer_register_slow(self, now):
+        if self.state is not State.REGISTERING:
+            return []
+        return [StillRegistering(self.relay_endpoint, now - self._since)]
 
     def _timer_connect(self, now):
         if self.state is State.REQUESTING and now - self._since >= CONNECT_TIMEOUT:
+            if self._waiting:               # the relay is silent: it will say so; wait on
+                return self._wait(now)
             return self._request_failed("no answer from the relay about %s" % self.target, now)
         self._timers["connect"] = now + CONNECT_RETRY
         out = [self._connect_msg(self.target)]
@@ -111,9 +218,13 @@ class RelayMixin:
         partner = session = None
         if self.state in IN_CHAT and self.peer.secret:   # a restarted relay relearns the chat
             partner, session = self.peer.username, self.peer.secret.hex()
+        watch = None
+        if self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
+                self._relay_watches():
+            watch = (self.target,)          # a restarted relay relearns our watch
         return P.Register(self.username, features=self.features, local=self.local, key=key,
                           token=self._token, mapping=self.mapping, partner=partner,
-                          session=session)
+                          session=session, watch=watch)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)

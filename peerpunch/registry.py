@@ -38,7 +38,27 @@ address, in a pairing whose Connect carried the asker's token.
 A relay that restarts forgets every pairing. Clients in a chat name it in
 their Registers (``partner`` and ``session``); with the token, that makes
 the user busy to others, and once both partners have claimed the same chat
-with the same secret the pairing is restored, forwarding included.
+with the same secret the pairing is restored, forwarding included. A relay
+that stops cleanly says so to every proven extension client (``farewell``:
+an Error relay-stopping), so they register with the relay that replaces it
+within a second or two rather than at their next re-registration.
+
+A client waiting for someone who is not online yet names them in its
+Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a Register with
+the token sets watches (or clears them, by naming none), so they go only to
+an address that proved it receives there, and a relay that restarted
+relearns them from the next re-registration. When a watched name registers,
+each watcher gets ``Online`` (ONLINE_COPIES copies: one loss costs nothing);
+a watch Register for a name that is registered already gets one at once,
+which also covers notifications that were lost. A watch ends with the
+watcher's registration (expiry, Unregister, another name from its address)
+and when the watcher is paired with someone. Bounds: MAX_WATCHERS_PER_NAME
+watchers per name and ``max_watches`` in all (watches over either are
+refused and counted; the watcher still hears of the name at its next
+re-registration), so a registration costs at most 32 notifications and a
+Register at most P.MAX_WATCH dictionary updates; a stored watch of a name
+nobody else watches takes ~240 bytes (measured with tracemalloc, 64k of
+them), up to ~400 with the longest names: at most ~26 MB at MAX_WATCHES.
 
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
@@ -64,12 +84,15 @@ MAX_INTERNED = 256
 REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
 CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)
 MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the relay
+MAX_WATCHERS_PER_NAME = 32     # clients told when one name registers
+MAX_WATCHES = 65536            # stored watches in all (~240 B each, see above)
+ONLINE_COPIES = 2              # an Online is sent twice: a lost one costs nothing
 
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
                  "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked",
-                 "claim")
+                 "claim", "watching")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -88,6 +111,7 @@ class User:
         self.verified = False   # it echoed the token we sent to its address: not spoofed
         self.asked = False      # its current pairing was asked for with the asker's token
         self.claim = None       # (partner name, secret, until): "in a chat we do not know of"
+        self.watching = ()      # names it waits for (a Register with its token said so)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -108,10 +132,13 @@ class Registry:
     """
 
     def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False,
-                 random_bytes=os.urandom, forwarder=None, max_users_per_ip=MAX_USERS_PER_IP):
+                 random_bytes=os.urandom, forwarder=None, max_users_per_ip=MAX_USERS_PER_IP,
+                 max_watches=MAX_WATCHES):
         self.max_users_per_ip = max_users_per_ip
+        self.max_watches = max_watches
         self.forwarder = forwarder if forwarder is not None else Forwarder()
-        self.features = P.OUR_FEATURES if self.forwarder.enabled else (P.FEATURE_EXT,)
+        self.features = (P.OUR_FEATURES if self.forwarder.enabled else (P.FEATURE_EXT,)) \
+            + (P.FEATURE_WATCH,)
         self.expire_after = expire_after
         self.random_bytes = random_bytes
         self.verbose = verbose
@@ -121,6 +148,8 @@ class Registry:
         self._noted = collections.OrderedDict()      # sources already logged
         self._interned = {}                            # feature tuples, shared
         self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
+        self._watchers = {}                            # name -> [User waiting for it]
+        self._watch_count = 0
         self.stats = collections.Counter()
 
     # -- queries
@@ -133,6 +162,10 @@ class Registry:
 
     def sessions(self):
         return sum(1 for u in self._by_addr.values() if u.partner) // 2
+
+    def watches(self):
+        """How many watches are stored."""
+        return self._watch_count
 
     # -- inputs
 
@@ -184,6 +217,16 @@ class Registry:
             return None
         return next(iter(self._by_addr.values())).last_seen + self.expire_after
 
+    def farewell(self):
+        """The relay is stopping (a restart, say): an Error relay-stopping
+        for every extension client that proved its address, so that it
+        registers with the relay that replaces us within a second or two
+        instead of at its next re-registration. Seed clients get nothing."""
+        data = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="the relay is stopping"))
+        told = [Send(data, u.addr) for u in self._by_addr.values() if u.ext and u.verified]
+        self.stats["farewells"] += len(told)
+        return told
+
     # -- handlers
 
     def _on_register(self, msg, user, addr, now):
@@ -213,11 +256,13 @@ class Registry:
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
+            out += self._notify(user)
         user.set_features(msg.features, self._interned)
         if _token_ok(user, msg.token):
             user.verified = True    # only a client at this address could have read the token
             user.mapping = msg.mapping     # believed only from the client itself
             out += self._claim(user, msg.partner, msg.session, now)
+            out += self._watch(user, msg.watch or ())
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -276,6 +321,8 @@ class Registry:
             self.stats["busy"] += 1
             return [Send(P.encode(P.TargetBusy()), addr)]
         out = self._end_session(user)           # a client that moves on left its old chat
+        self._unwatch(user)                     # paired: neither waits for anyone now
+        self._unwatch(target)
         user.partner, target.partner = target, user
         user.claim = target.claim = None        # an older chat's claim is over
         user.asked = target.asked = asked
@@ -316,6 +363,47 @@ class Registry:
         self.stats["restored"] += 1
         return out + [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
                           % (_name(other.name), _name(user.name)))]
+
+    def _watch(self, user, names):
+        """Make *names* (from a Register with *user*'s token) the names
+        *user* waits for; answer at once for those registered already."""
+        names = tuple(n for i, n in enumerate(names) if n != user.name and n not in names[:i])
+        if names != user.watching:
+            self._unwatch(user)
+            user.watching = tuple(n for n in names if self._add_watch(user, n))
+        online = [n for n in names if n in self._by_name]
+        self.stats["notifications"] += len(online)
+        return [Send(P.encode(P.Online(username=n)), user.addr) for n in online]
+
+    def _add_watch(self, user, name):
+        """Store one watch, if the bounds allow; return whether it was."""
+        watchers = self._watchers.get(name, ())
+        if self._watch_count >= self.max_watches or len(watchers) >= MAX_WATCHERS_PER_NAME:
+            self.stats["watches_refused"] += 1
+            return False
+        self._watchers.setdefault(name, []).append(user)
+        self._watch_count += 1
+        self.stats["watches"] += 1
+        return True
+
+    def _unwatch(self, user):
+        for name in user.watching:
+            watchers = self._watchers[name]
+            watchers.remove(user)
+            if not watchers:
+                del self._watchers[name]
+            self._watch_count -= 1
+        user.watching = ()
+
+    def _notify(self, user):
+        """*user*'s name just registered: tell whoever waits for it."""
+        watchers = self._watchers.get(user.name)
+        if not watchers:
+            return []
+        self.stats["notifications"] += len(watchers)
+        data = P.encode(P.Online(username=user.name))
+        return [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)))
+                ] + [Send(data, w.addr) for w in watchers for _ in range(ONLINE_COPIES)]
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
@@ -386,6 +474,7 @@ class Registry:
 
     def _remove(self, user):
         self._forget_ip(user.addr)
+        self._unwatch(user)
         out = self._end_session(user)
         del self._by_addr[user.addr]
         del self._by_name[user.name]

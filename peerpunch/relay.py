@@ -2,6 +2,8 @@
 
 A single-threaded ``selectors`` loop around :class:`peerpunch.registry.Registry`.
 The loop owns the socket and the clock; the registry decides everything.
+When it stops, it sends what :meth:`Registry.farewell` returns (clients
+then find the relay that replaces it within seconds).
 Signals reach the loop through ``signal.set_wakeup_fd`` on a socketpair, so
 SIGINT/SIGTERM stop it promptly without polling.
 
@@ -63,12 +65,15 @@ class RelayServer:
         self._stopping = True
 
     def serve_forever(self):
+        """Serve until :meth:`stop`; then tell the clients we are stopping
+        (so that they register with whatever relay replaces us at once)."""
         while not self._stopping:
             deadline = self.registry.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             for key, _ in self._selector.select(timeout):
                 key.data()
             self._apply(self.registry.tick(self.clock()))
+        self._apply(self.registry.farewell())
 
     def close(self):
         self._selector.close()

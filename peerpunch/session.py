@@ -15,7 +15,11 @@ States and what moves between them::
     REGISTERING --RegisterAck--> IDLE            (no ack in 10 s: Closed(1))
     IDLE --/connect--> REQUESTING --PeerInfo--> PUNCHING
     IDLE --PeerInfo (someone asked for us)--> PUNCHING
-    REQUESTING --TargetNotFound | TargetBusy | no answer--> IDLE
+    REQUESTING --TargetBusy | Error | no answer--> IDLE
+    REQUESTING --TargetNotFound--> WAITING --Online from the relay--> REQUESTING
+        (a watch kept by the relay; with a relay that keeps none, a Connect
+        every WAIT_RETRY; /leave: IDLE)
+    WAITING, REQUESTING --PeerInfo (the target, or someone first)--> PUNCHING
     PUNCHING --any valid datagram from the peer--> HANDSHAKING --keys--> CONNECTED
         (straight to CONNECTED with a peer that cannot encrypt)
     PUNCHING --nothing from the peer in FALLBACK_AFTER--> the same, relayed
@@ -56,6 +60,7 @@ from . import protocol as P
 from . import stun
 from .birthday import BirthdayMixin
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
+from .events import SLOW_AFTER, Registering, StoppedWaiting
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
@@ -131,6 +136,10 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on
         self._last_nudge = float("-inf")
+        self._waiting = False        # a request that became a wait (WAITING, or asking again)
+        self._unanswered = 0         # re-registrations unanswered in a row
+        self._first_unanswered = 0.0
+        self._relay_silent_since = None  # when the relay stopped answering, if it has
 
     # -- inputs
 
@@ -138,7 +147,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         """Begin registering; call once."""
         self.state = State.REGISTERING
         self._since = now
-        return self._send_register(now)
+        self._timers["register_slow"] = now + SLOW_AFTER
+        return [Registering(self.username, self.relay_endpoint)] + self._send_register(now)
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
@@ -151,6 +161,10 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.state is State.REGISTERING:
             self.target = target
             return []
+        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+            if target == self.target:
+                return [Notice("already waiting for %s (/leave to stop)" % target)]
+            return self.leave_chat(now) + self.connect(target, now)
         if self.state is not State.IDLE:
             return [Notice("already in a chat; /leave it first")]
         self.target = target
@@ -175,7 +189,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return []
         if self.state is State.CONNECTED and not self._blocked and not self._suspect:
             return self._send_chat(text)
-        if self.state in IN_CHAT or self.state is State.REQUESTING or \
+        if self.state in IN_CHAT or self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._queue) >= MAX_QUEUED:
                 return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
@@ -195,6 +209,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.state in IN_CHAT:
             who = self.peer.username
             return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
+        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+            target = self.target
+            return self._end_chat(now) + [StoppedWaiting(target)]
         if self.state is State.REQUESTING:
             target = self.target
             return self._end_chat(now) + [Notice("stopped asking for %s" % target)]
@@ -304,6 +321,10 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.mapping is not None:
             text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
                                         "one public endpoint per socket")
+        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+            text += "; waiting for %s to come online" % self.target
+        if self._relay_silent_since is not None:
+            text += "; the relay is not answering"
         return text
 
     # -- messages from the relay
@@ -326,12 +347,13 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
                 self.peer.mapping = msg.mapping
             out += self._late_birthday(now)
             return out + self._reintroduced(msg, now)
-        if self.state not in (State.IDLE, State.REQUESTING):
+        if self.state not in (State.IDLE, State.REQUESTING, State.WAITING):
             return out
-        if self.state is State.REQUESTING and msg.username != self.target:
-            out.append(Notice("%s connected to you first; no longer asking for %s"
-                              % (msg.username, self.target)))
+        if self.state is not State.IDLE and msg.username != self.target:
+            out.append(Notice("%s connected to you first; no longer %s for %s"
+                              % (msg.username, "waiting" if self._waiting else "asking", self.target)))
             self.target = None
+        self._waiting = False
         return out + self._start_punch(msg, now)
 
     _RELAY_HANDLERS = {
@@ -340,6 +362,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         P.TargetNotFound: RelayMixin._on_target_not_found,
         P.TargetBusy: RelayMixin._on_target_busy,
         P.Error: RelayMixin._on_error,
+        P.Online: RelayMixin._on_online,
     }
 
     # -- messages from the peer
@@ -375,7 +398,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._relay_probing = False
         self._connect_deferred = False
         keep = ("fallback",) if state is State.HANDSHAKING else ()
-        for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link"):
+        for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link",
+                     "wait_retry", "punch_slow"):
             if name in keep:
                 continue
             self._timers.pop(name, None)
@@ -402,16 +426,20 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
+        watched = self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
+            self._relay_watches()
         out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
         self.peer = self.target = self.link = self._blocked = None
-        self._suspect = False
+        self._suspect = self._waiting = False
         self._timers.pop("direct_retry", None)
         self._held = []
         self.stats["probes"] = 0
         self._enter(State.IDLE, now)
+        if watched:                    # a Register that names no watch ends ours
+            out.append(self._to_relay(self._register_msg()))
         return out
 
     def _goodbye(self):

@@ -174,8 +174,9 @@ def test_forwarder_refuses_oversized_and_disabled():
 def test_relay_announces_fallback_only_when_enabled():
     on, off = Registry(), Registry(forwarder=Forwarder(enabled=False))
     reg = P.encode(P.Register("alice", features=("ext",)))
-    assert P.decode(_forwarded(on.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext", "relay1")
-    assert P.decode(_forwarded(off.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext",)
+    assert P.decode(_forwarded(on.datagram_received(reg, ALICE, 0.0))[0][1]).features == \
+        ("ext", "relay1", "watch1")
+    assert P.decode(_forwarded(off.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext", "watch1")
 
 
 def test_fallback_direct_path_dying_mid_chat_moves_to_the_relay():

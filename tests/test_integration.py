@@ -149,6 +149,8 @@ def test_integration_no_relay_gives_up_with_reason(procs):
         alice = start_peer("127.0.0.1:%d" % port, "--name", "alice", "--wait")
         procs.append(alice)
         assert alice.wait(20) == 1
+    alice.expect(r"^registering as alice with relay 127\.0\.0\.1:%d \.\.\.$" % port)
+    alice.expect(r"^still registering with relay 127\.0\.0\.1:%d \(2 s\) \.\.\.$" % port)
     alice.expect(r"no answer from the relay at 127\.0\.0\.1:%d after 10 s" % port, stream="stderr")
 
 

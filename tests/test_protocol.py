@@ -774,3 +774,33 @@ def test_connect_token_extension_round_trips_and_is_validated():
     assert P.decode(P.encode(msg)) == msg
     with pytest.raises(P.RemoteProtocolError):
         P.decode(b'{"Connect":{"target_username":"bob","token":"not hex"}}')
+
+
+def test_watch_extension_round_trips_within_its_bounds():
+    names = tuple("user%d" % i for i in range(P.MAX_WATCH))
+    reg = P.Register("alice", features=("ext",), token="ab" * 16, watch=names)
+    assert P.decode(P.encode(reg)) == reg
+    assert P.encode(P.Register("alice", watch=("bob",))) == \
+        b'{"Register":{"username":"alice","watch":["bob"]}}'
+    assert P.decode(b'{"Register":{"username":"alice","watch":[]}}').watch == ()
+
+
+@pytest.mark.parametrize("watch", [
+    '["u1","u2","u3","u4","u5","u6","u7","u8","u9"]', '"bob"', '[5]', '[""]', '["%s"]' % ("x" * 33),
+    '[" bob"]', '["b\\u0000b"]', '{"bob":1}',
+], ids=["nine", "string", "number", "empty", "long", "blank", "control", "object"])
+def test_watch_extension_out_of_bounds_is_refused(watch):
+    with pytest.raises(P.RemoteProtocolError):
+        P.decode(('{"Register":{"username":"alice","watch":%s}}' % watch).encode())
+
+
+def test_online_variant_is_a_small_extension():
+    assert "Online" not in P.SEED_VARIANTS
+    msg = P.Online(username="bob")
+    assert P.encode(msg) == b'{"Online":{"username":"bob"}}'
+    assert P.decode(P.encode(msg)) == msg
+    longest = P.encode(P.Online(username="\U0001f600" * P.MAX_USERNAME))
+    assert len(longest) <= 160
+    with pytest.raises(P.RemoteProtocolError):
+        P.decode(b'{"Online":{}}')
+    assert P.FEATURE_WATCH in P.KNOWN_FEATURES

@@ -4,6 +4,7 @@ import pytest
 
 from peerpunch import protocol as P
 from peerpunch.effects import Send
+from peerpunch import registry as RG
 from peerpunch.registry import Registry
 
 A = ("198.51.100.10", 40000)
@@ -43,7 +44,8 @@ def test_registry_register_acks_in_seed_form():
 def test_registry_register_acks_extension_clients_with_features_and_token():
     reg = Registry(random_bytes=fixed_bytes)
     assert sends(reg.datagram_received(REG_C_EXT, C, 0.0)) == \
-        [(C, b'{"RegisterAck":{"features":["ext","relay1"],"token":"%s"}}' % SECRET.encode())]
+        [(C, b'{"RegisterAck":{"features":["ext","relay1","watch1"],"token":"%s"}}'
+          % SECRET.encode())]
 
 
 def test_registry_reregister_refreshes_without_duplicating():
@@ -517,3 +519,131 @@ def test_registry_a_peer_info_always_fits_in_a_datagram():
     assert all(len(data) <= P.MAX_DATAGRAM for data in out.values())
     about = P.decode(out[C])
     assert about.username == name and about.session and about.features == () and about.local is None
+
+
+# -- watches: "tell me when NAME registers"
+
+def _watching(reg, name, addr, *names, now=0.0):
+    """*name* registers at *addr*, proves it and watches *names*; return its token."""
+    return _proved(reg, name, addr, None, now=now, watch=names)
+
+
+def _onlines(effects):
+    return [(addr, P.decode(data).username) for addr, data in sends(effects)
+            if data.startswith(b'{"Online"')]
+
+
+def test_registry_watched_name_registering_tells_the_watcher_twice():
+    reg = registered()
+    _watching(reg, "alice", A, "bob")
+    assert reg.watches() == 1 and reg.user("alice").watching == ("bob",)
+    out = reg.datagram_received(REG_B, B, 1.0)             # a seed client, even
+    assert _onlines(out) == [(A, "bob"), (A, "bob")]
+    assert [d for a, d in sends(out) if a == A] == [b'{"Online":{"username":"bob"}}'] * 2
+    assert sends(out)[-1] == (B, b'"RegisterAck"')         # bob gets only seed bytes
+    assert reg.stats["watches"] == 1 and reg.stats["notifications"] == 1
+    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == []   # a re-registration: nothing
+
+
+def test_registry_watch_for_someone_online_is_answered_at_once_every_time():
+    reg = registered((REG_B, B))
+    token = _watching(reg, "alice", A, "bob")
+    again = P.encode(P.Register("alice", features=("ext",), token=token, watch=("bob",)))
+    assert _onlines(reg.datagram_received(again, A, 5.0)) == [(A, "bob")]   # a lost one is repaired
+
+
+def test_registry_only_a_register_with_the_token_sets_watches():
+    reg = registered()
+    forged = P.encode(P.Register("alice", features=("ext",), watch=("bob",)))
+    reg.datagram_received(forged, A, 0.0)                  # first Register: no token yet
+    token = reg.user("alice").token
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token="0" * 32,
+                                              watch=("bob",))), A, 0.1)
+    assert reg.watches() == 0
+    out = reg.datagram_received(REG_B, B, 1.0)
+    assert _onlines(out) == [] and reg.stats["notifications"] == 0
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token,
+                                              watch=("carol",))), A, 2.0)
+    assert reg.user("alice").watching == ("carol",)
+    # a Register without the token (a forger at alice's address) changes nothing either
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), watch=())), A, 3.0)
+    assert reg.user("alice").watching == ("carol",)
+
+
+def test_registry_forged_watch_cannot_aim_notifications_at_a_victim():
+    reg = registered()
+    victim = ("192.0.2.99", 53)
+    for i in range(100):                                   # a forger claims the victim's address
+        data = P.encode(P.Register("v%d" % i, features=("ext",), token="%032x" % i,
+                                   watch=("bob",)))
+        reg.datagram_received(data, victim, 0.0)
+    out = reg.datagram_received(REG_B, B, 1.0)
+    assert [a for a, _ in sends(out)] == [B] and reg.watches() == 0
+
+
+def test_registry_a_register_naming_no_watch_ends_them():
+    reg = registered()
+    token = _watching(reg, "alice", A, "bob", "carol")
+    assert reg.watches() == 2
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token)), A, 1.0)
+    assert reg.watches() == 0 and reg.user("alice").watching == ()
+    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == []
+
+
+@pytest.mark.parametrize("end", ["expiry", "unregister", "new name", "paired"])
+def test_registry_a_watch_ends_with_the_watchers_registration(end):
+    reg = registered(expire_after=90.0)
+    token = _watching(reg, "alice", A, "bob")
+    if end == "expiry":
+        reg.tick(91.0)
+    elif end == "unregister":
+        reg.datagram_received(P.encode(P.Unregister(token=token)), A, 1.0)
+    elif end == "new name":
+        reg.datagram_received(P.encode(P.Register("alice2", features=("ext",), token=token)), A, 1.0)
+    else:
+        reg.datagram_received(REG_C_EXT, C, 1.0)
+        reg.datagram_received(P.encode(P.Connect("alice", token=reg.user("carol").token)), C, 1.0)
+        assert reg.user("alice").partner is reg.user("carol")
+    assert reg.watches() == 0 and not reg._watchers
+    assert _onlines(reg.datagram_received(REG_B, B, 92.0)) == []
+
+
+def test_registry_a_watch_follows_its_client_to_a_new_address():
+    reg = registered()
+    token = _watching(reg, "alice", A, "bob")
+    moved = ("198.51.100.10", 40999)
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token,
+                                              watch=("bob",))), moved, 1.0)
+    assert reg.user("alice").addr == moved
+    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == [(moved, "bob")] * 2
+
+
+def test_registry_watches_are_bounded_per_name_and_in_all():
+    reg = registered(max_watches=40)
+    for i in range(RG.MAX_WATCHERS_PER_NAME + 5):
+        _watching(reg, "w%d" % i, ("198.51.100.%d" % (i + 1), 5000), "bob")
+    assert reg.watches() == RG.MAX_WATCHERS_PER_NAME and reg.stats["watches_refused"] == 5
+    for i in range(20):
+        _watching(reg, "x%d" % i, ("203.0.113.%d" % (i + 1), 5000), "someone%d" % i)
+    assert reg.watches() == 40 and reg.stats["watches_refused"] == 5 + 12
+    out = reg.datagram_received(REG_B, B, 1.0)
+    assert len(_onlines(out)) == RG.ONLINE_COPIES * RG.MAX_WATCHERS_PER_NAME   # bounded fan-out
+    # one watcher's going frees its place for another
+    reg.datagram_received(P.encode(P.Unregister(token=reg.user("x0").token)),
+                          ("203.0.113.1", 5000), 2.0)
+    _watching(reg, "late", ("203.0.113.200", 5000), "someone-else", now=3.0)
+    assert reg.user("late").watching == ("someone-else",)
+
+
+def test_registry_a_watch_of_oneself_or_twice_the_same_name_counts_once():
+    reg = registered()
+    _watching(reg, "alice", A, "alice", "bob", "bob")
+    assert reg.user("alice").watching == ("bob",) and reg.watches() == 1
+
+
+def test_registry_farewell_tells_only_proven_extension_clients():
+    reg = registered((REG_A, A), (REG_C_EXT, C))           # a seed client; carol never echoes
+    _proved(reg, "dave", D, None)
+    assert sends(reg.farewell()) == [
+        (D, b'{"Error":{"code":"relay-stopping","message":"the relay is stopping"}}')]
+    assert reg.stats["farewells"] == 1
