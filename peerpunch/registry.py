@@ -48,7 +48,9 @@ Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a Register with
 the token sets watches (or clears them, by naming none), so they go only to
 an address that proved it receives there, and a relay that restarted
 relearns them from the next re-registration. When a watched name registers,
-each watcher gets ``Online`` (ONLINE_COPIES copies: one loss costs nothing);
+each watcher gets ``Online`` (ONLINE_COPIES copies: one loss costs nothing)
+once the name's extension client has proven its address (echoed its token),
+so that a Register forged from nowhere sends watchers nothing;
 a watch Register for a name that is registered already gets one at once,
 which also covers notifications that were lost. A watch ends with the
 watcher's registration (expiry, Unregister, another name from its address)
@@ -256,9 +258,12 @@ class Registry:
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
-            out += self._notify(user)
+            if not P.speaks_extensions(msg.features):
+                out += self._notify(user)       # a seed client has no token to prove itself with
         user.set_features(msg.features, self._interned)
         if _token_ok(user, msg.token):
+            if not user.verified:
+                out += self._notify(user)       # proven: a forged Register tells no watcher
             user.verified = True    # only a client at this address could have read the token
             user.mapping = msg.mapping     # believed only from the client itself
             out += self._claim(user, msg.partner, msg.session, now)

@@ -318,11 +318,11 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.peer is not None:
             text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
                                           " (relayed)" if self.peer.via_relay else "")
+        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+            text += "; waiting for %s to come online" % self.target
         if self.mapping is not None:
             text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
                                         "one public endpoint per socket")
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
-            text += "; waiting for %s to come online" % self.target
         if self._relay_silent_since is not None:
             text += "; the relay is not answering"
         return text

@@ -22,7 +22,7 @@ def test_integration_waiting_connect_gets_connected_when_the_target_registers(pr
     alice.expect(r"^Target user not found\.$")
     alice.expect(WAITING)
     alice.send("/status")
-    alice.expect(r"^you are alice at relay \S+ \(waiting\); waiting for bob to come online$")
+    alice.expect(r"^you are alice at relay \S+ \(waiting\); waiting for bob to come online(;|$)")
     bob = peer(procs, relay, "--name", "bob", "--wait")
     bob.expect("^registered as bob")
     alice.expect(CONNECTED % "bob", timeout=3)            # by itself, within 3 s
@@ -50,7 +50,7 @@ def test_integration_leave_stops_waiting(procs, relay):
     alice.send("/leave")
     alice.expect(r"^stopped waiting for bob$")
     alice.send("/status")
-    alice.expect(r"^you are alice at relay \S+ \(idle\)$")
+    alice.expect(r"^you are alice at relay \S+ \(idle\)(; your NAT: [^;]*)?$")
 
 
 def test_integration_relay_not_answering_is_said_and_back_when_it_answers(procs, relay):
@@ -62,12 +62,12 @@ def test_integration_relay_not_answering_is_said_and_back_when_it_answers(procs,
         alice.expect(r"^relay %s is not answering " % relay.addr.replace(".", r"\."),
                      timeout=3 + 1.5)                      # 3 keep-alive intervals, and slack
         alice.send("/status")
-        alice.expect(r"\(idle\); the relay is not answering$")
+        alice.expect(r"\(idle\)(; your NAT: [^;]*)?; the relay is not answering$")
     finally:
         relay.signal(signal.SIGCONT)
     alice.expect(r"^relay %s is back$" % relay.addr.replace(".", r"\."), timeout=E.RELAY_RETRY_MAX + 2)
     alice.send("/status")
-    alice.expect(r"^you are alice at relay \S+ \(idle\)$")
+    alice.expect(r"^you are alice at relay \S+ \(idle\)(; your NAT: [^;]*)?$")
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
