@@ -152,9 +152,12 @@ class PathMixin:
             if not is_frame(data):           # a probe from another of its addresses: answer,
                 self.peer.hear(addr)         # offer the handshake there, but do not move
                 return [Send(PONG, addr, self._rx_via)] if data == PING else []
-        if self.link.secure and self.link.ready and data in (PING, PONG):
-            self.stats["late_probes"] += 1   # a punch probe still on its way: harmless
-            return out
+        if self.link.secure and (data == PONG or (data == PING and self.link.ready)):
+            # a punch probe, or the answer to one of ours, still on its way: harmless
+            self.stats["late_probes"] += 1
+            return out + [Log(logging.DEBUG, "ignored a late punch %s %s" % (
+                "probe" if data == PING else "probe's answer",
+                "from " + P.format_endpoint(addr) if addr else "through the relay"))]
         dropped = self.link.dropped
         frames, messages = self.link.receive(data, now)
         if self.link.dropped != dropped:

@@ -63,6 +63,7 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State)
+from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
 from .registration import RelayMixin
@@ -131,6 +132,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on
         self._last_nudge = float("-inf")
+        self._former = None          # (addr, name, until): the peer of the chat that just ended
 
     # -- inputs
 
@@ -254,11 +256,18 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             (self.peer is not None and self.peer.via_relay)
         if (self.peer is None or addr != self.peer.addr) and \
                 not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
-            self.stats["ignored_strangers"] += 1
-            return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
-                        % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+            return self._ignored(data, addr, now)
         self._rx_via = via
         return self._from_peer(data, addr, now)
+
+    def _ignored(self, data, addr, now):
+        if self._former is not None and addr == self._former[0] and now < self._former[2]:
+            self.stats["late_from_former_peer"] += 1     # its last Goodbye copies, say
+            return [Log(logging.DEBUG, "ignored %d bytes from %s, %s's address: that chat has"
+                        " ended" % (len(data), P.format_endpoint(addr), self._former[1]))]
+        self.stats["ignored_strangers"] += 1
+        return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
+                    % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -403,6 +412,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
         out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
+        if self.peer is not None:       # what it still sends for a moment is not a stranger's
+            self._former = (self.peer.addr, self.peer.username, now + FORMER_PEER_FOR)
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
