@@ -172,8 +172,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         return self.send_text(line[1:] if line.startswith("//") else line, now)
 
     def send_text(self, text, now):
-        """Send a chat line, or queue it until the chat is up."""
-        if not text:
+        """Send a chat line, or queue it until the chat is up; a line of
+        nothing but blanks is not sent."""
+        if not text or text.isspace():
             return []
         if self.state is State.CONNECTED and not self._blocked and not self._suspect:
             return self._send_chat(text)
@@ -289,12 +290,12 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         arg = arg.strip()
         if name in ("quit", "exit", "q"):
             return self.quit(now)
-        if name == "connect" and arg:
-            return self.connect(arg, now)
+        if name == "connect":
+            return self.connect(arg, now) if arg else [Notice("usage: /connect NAME")]
         if name == "leave":
             return self.leave_chat(now)
         if name == "status":
-            return [Notice(self.status())]
+            return [Notice(self.status(now))]
         if name == "help":
             return [Notice(HELP)]
         if name == "whoami":
@@ -305,8 +306,12 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return self.trust(now)
         return [Notice("unknown command %r: /help lists them" % line.split()[0])]
 
-    def status(self):
-        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, self.state.value)
+    def status(self, now=None):
+        state = self.state.value
+        if self.state is State.CONNECTED and self._suspect:      # the path went quiet
+            quiet = "a while" if now is None else "%d s" % (now - self._last_heard)
+            state = "connected, but %s has not been heard for %s" % (self.peer.username, quiet)
+        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, state)
         if self.peer is not None:
             text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
                                           " (relayed)" if self.peer.via_relay else "")
