@@ -63,6 +63,11 @@ FEATURE_RELAY = "relay1"
 """Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
 Peer: can use that fallback."""
 
+FEATURE_DUAL_STACK = "dual-stack"
+"""Peer: its socket sends and receives both IPv4 and IPv6 (an IPv6 socket on
+``::`` with IPV6_V6ONLY off), so a peer on the same host as a loopback relay
+reaches it at the same port on either loopback address."""
+
 MAPPING_INDEPENDENT = "independent"
 MAPPING_DEPENDENT = "dependent"
 MAPPINGS = (MAPPING_INDEPENDENT, MAPPING_DEPENDENT)
@@ -71,7 +76,7 @@ sender measured with STUN against the relay's two ports (RFC 4787: the same
 public endpoint toward every destination, or a new one per destination --
 "symmetric"). Tells the peers which side of a birthday search each takes."""
 
-KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
+KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_DUAL_STACK)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
 SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 

@@ -52,6 +52,7 @@ import collections
 import logging
 import random
 
+from . import families as F
 from . import protocol as P
 from . import stun
 from .birthday import BirthdayMixin
@@ -77,14 +78,16 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
-                 require_encryption=False, rng=None):
+                 require_encryption=False, rng=None, families=None):
         """*target*: a name to ask the relay for once registered (else wait).
         *local*: our LAN endpoints, announced to the relay as candidates.
         *identity* (``.private``, ``.public``) and a crypto *backend* enable
         the secure channel with peers that offer it; *known_keys* maps names
         to pinned public keys; *strict* refuses peers with no pinned key;
         *require_encryption* refuses peers that cannot encrypt; *rng* (a
-        ``random.Random``) picks the ports a birthday search probes."""
+        ``random.Random``) picks the ports a birthday search probes.
+        *families*: the address families our socket reaches (4, 6: see
+        :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
         self.relay_addr = relay_addr
         self.relay_endpoint = P.format_endpoint(relay_addr)
@@ -100,6 +103,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self.identity = identity
         self.backend = backend
         self.features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
+        self.families = tuple(families or (F.family(relay_addr),))
+        if set(self.families) == set(F.BOTH):
+            self.features += (P.FEATURE_DUAL_STACK,)
         self.known_keys = dict(known_keys or {})
         self.strict = strict
         self.require_encryption = require_encryption
