@@ -10,6 +10,9 @@ datagrams come from and where ours go:
 * punching: Ping every PUNCH_INTERVAL to every candidate; the first valid
   datagram from the peer picks the path (``_from_peer``); nothing in
   punch_timeout fails the chat;
+* address families (:mod:`peerpunch.families`): only candidates of a
+  family our socket reaches are probed; with none, the chat fails at once
+  saying so, or goes through the relay at once if it forwards;
 * fallback: after FALLBACK_AFTER, when relay and peer offer relay1, probe
   through the relay too; the first answer that way makes the chat relayed,
   and plain probes go on on the direct path (DIRECT_RETRY, later
