@@ -230,7 +230,7 @@ class BirthdayMixin:
             return []
         out = self._stop_birthday()          # a search for an earlier pairing
         theirs, ours = self.peer.mapping, self.mapping
-        if theirs is None or ours is None or theirs == ours:
+        if theirs is None or ours is None or theirs == ours or not self._can_send(self.peer.addr):
             return out
         if now - self._search_started < SEARCH_AGAIN_AFTER:
             return out + [Log(logging.INFO, "no birthday search toward %s: one began %.1f s ago"

@@ -40,6 +40,7 @@ LOST_AFTER_INTERVALS = 3
 SUSPECT_AFTER = 1.25          # silent intervals before the path is suspect...
 RELAY_PROBE_AFTER = 1.5       # ...and before pings also go through the relay
 GOODBYE_COPIES = 3
+FORMER_PEER_FOR = 5.0         # datagrams from the last peer this soon after a chat are expected
 MAX_QUEUED = 256
 MAX_HELD = 256                # messages kept from a peer whose key changed
 MAX_HEARD = 8                 # addresses a handshake is offered to

@@ -10,6 +10,9 @@ datagrams come from and where ours go:
 * punching: Ping every PUNCH_INTERVAL to every candidate; the first valid
   datagram from the peer picks the path (``_from_peer``); still punching
   after SLOW_AFTER is said once; nothing in punch_timeout fails the chat;
+* address families (:mod:`peerpunch.families`): only candidates of a
+  family our socket reaches are probed; with none, the chat fails at once
+  saying so, or goes through the relay at once if it forwards;
 * fallback: after FALLBACK_AFTER, when relay and peer offer relay1, probe
   through the relay too; the first answer that way makes the chat relayed,
   and plain probes go on on the direct path (DIRECT_RETRY, later
@@ -31,6 +34,7 @@ state, timers, link and helpers (``_to_peer``, ``_to_relay``,
 
 import logging
 
+from . import families as F
 from . import protocol as P
 from .effects import Log, Send
 from .events import (CONNECT_RETRY, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -42,6 +46,7 @@ from .link import PING, PONG
 from .secure import DATA, is_frame
 
 SEALED_DATA = bytes([DATA])
+FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
 
 
 class Peer:
@@ -100,18 +105,47 @@ class PathMixin:
             return [Failed("the relay introduced %s at %s, which is not an address a peer can"
                            " have" % (msg.username, msg.peer))] + self._end_chat(now)
         self.peer = Peer(msg)
+        self._add_loopback_alias()
+        direct = any(map(self._can_send, self.peer.candidates))
+        if not direct and not self._fallback_possible():
+            self.stats["no_shared_family"] += 1
+            return [Failed("cannot reach %s: %s%s" % (self.peer.username, self._family_mismatch(),
+                                                      FAMILY_HINT))] + self._end_chat(now)
         self._enter(State.PUNCHING, now)
         self._punch_started = now
         search = self._start_birthday(now)
         self._timers["probe"] = now
         self._timers["punch_timeout"] = now + self.punch_timeout
         self._timers["punch_slow"] = now + SLOW_AFTER
-        if self._fallback_possible():
-            self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         if self.target:
             self._timers["connect"] = now + CONNECT_RETRY
+        if not direct:               # no family in common: only the relay can carry us
+            self._relay_probing = True
+            return [Notice("%s: trying through the relay at %s%s"
+                           % (self._family_mismatch(), self.relay_endpoint, FAMILY_HINT))] + search
+        if self._fallback_possible():
+            self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
         return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))
                 ] + search
+
+    def _can_send(self, addr):
+        """True if our socket can send to *addr* (it is of a family we have)."""
+        return F.family(addr) in self.families
+
+    def _add_loopback_alias(self):
+        """A dual-stack peer the loopback relay saw on the loopback of a
+        family we lack is on this host, at the same port on ours too."""
+        public = self.peer.addr
+        if self._relay_is_loopback() and F.is_loopback(public) and \
+                P.FEATURE_DUAL_STACK in self.peer.features and not self._can_send(public):
+            self.peer.candidates.append(F.loopback_alias(public))
+
+    def _family_mismatch(self):
+        """Why none of the peer's candidates is one our socket can reach."""
+        name = self.peer.username
+        theirs = {F.family(a) for a in self.peer.candidates}
+        return "%s is reachable only over %s and this client's socket is %s only" % (
+            name, F.describe(theirs), F.describe(self.families))
 
     def _relay_is_loopback(self):
         return self.relay_addr[0] in ("127.0.0.1", "::1") or self.relay_addr[0].startswith("127.")
@@ -128,6 +162,8 @@ class PathMixin:
         kept = [a for a in self.peer.candidates[1:1 + P.MAX_LOCAL_CANDIDATES] if a not in fresh.candidates]
         self.peer.candidates = [first] + fresh.candidates + kept
         self.peer.candidates = self.peer.candidates[:2 + 2 * P.MAX_LOCAL_CANDIDATES]
+        if not self._can_send(fresh.addr):
+            return []
         # offer a sealed Ping there; only an answer that authenticates moves the chat
         ping = self.link.seal(P.Ping()) if self.link.secure else PING
         return [Send(ping, fresh.addr)]
@@ -154,9 +190,12 @@ class PathMixin:
             if not is_frame(data):           # a probe from another of its addresses: answer,
                 self.peer.hear(addr)         # offer the handshake there, but do not move
                 return [Send(PONG, addr, self._rx_via)] if data == PING else []
-        if self.link.secure and self.link.ready and data in (PING, PONG):
-            self.stats["late_probes"] += 1   # a punch probe still on its way: harmless
-            return out
+        if self.link.secure and (data == PONG or (data == PING and self.link.ready)):
+            # a punch probe, or the answer to one of ours, still on its way: harmless
+            self.stats["late_probes"] += 1
+            return out + [Log(logging.DEBUG, "ignored a late punch %s %s" % (
+                "probe" if data == PING else "probe's answer",
+                "from " + P.format_endpoint(addr) if addr else "through the relay"))]
         dropped = self.link.dropped
         frames, messages = self.link.receive(data, now)
         if self.link.dropped != dropped:
@@ -247,7 +286,7 @@ class PathMixin:
     def _timer_probe(self, now):
         self._timers["probe"] = now + PUNCH_INTERVAL
         self.stats["probes"] += 1
-        out = [Send(PING, addr) for addr in self.peer.candidates]
+        out = [Send(PING, addr) for addr in self.peer.candidates if self._can_send(addr)]
         if self._relay_probing:
             out.append(Send(bytes([RELAYED]) + PING, self.relay_addr))
         return out
@@ -276,14 +315,32 @@ class PathMixin:
         fast = now - self._punch_started < DIRECT_RETRY_FAST_FOR
         self._timers["direct_retry"] = now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW)
         ping = P.encode(P.Ping())
-        return [Send(ping, addr, self.peer.via) for addr in self.peer.candidates]
+        return [Send(ping, addr, self.peer.via) for addr in self.peer.candidates
+                if self._can_send(addr)]
 
     def _timer_punch_timeout(self, now):
         peer = self.peer
-        reason = ("could not reach %s at %s: no answer to %d probes in %g s"
-                  " (the NATs in between block a direct path)"
-                  % (peer.username, peer.endpoint, self.stats["probes"], self.punch_timeout))
+        reason = ("could not reach %s at %s: no answer to %d probes in %g s (%s)"
+                  % (peer.username, peer.endpoint, self.stats["probes"], self.punch_timeout,
+                     self._why_no_answer()))
         return [Failed(reason)] + self._end_chat(now)
+
+    def _why_no_answer(self):
+        """The likeliest reason a punch got no answer, true to what we know."""
+        peer = self.peer
+        if not self._can_send(peer.candidates[0]):
+            tried = [P.format_endpoint(a) for a in peer.candidates if self._can_send(a)]
+            return ("its endpoint is %s, which this client's %s socket cannot reach, and %s"
+                    % (F.describe([F.family(peer.candidates[0])]), F.describe(self.families),
+                       "%s did not answer" % ", ".join(tried) if tried else
+                       "the relay did not carry our probes either"))
+        ours = {F.family(self.relay_addr)} | {F.family(P.parse_endpoint(e)) for e in self.local or ()}
+        theirs = set(F.BOTH) if P.FEATURE_DUAL_STACK in peer.features else \
+            {F.family(a) for a in peer.candidates}
+        if not ours & theirs:
+            return ("%s has only %s addresses and knows this client only over %s: it may not be"
+                    " able to answer" % (peer.username, F.describe(theirs), F.describe(ours)))
+        return "the NATs in between block a direct path"
 
     def _timer_keepalive(self, now):
         """Ping every interval. Once more than SUSPECT_AFTER intervals have

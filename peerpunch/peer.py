@@ -25,6 +25,7 @@ import threading
 import time
 
 from . import cli, crypto, natcheck
+from . import families as F
 from . import identity as ID
 from . import protocol as P
 from . import session as S
@@ -166,7 +167,7 @@ class NetworkThread(threading.Thread):
             return
         sock = None
         try:
-            sock = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+            sock = udp_socket(self.sock.family, dual_stack=is_dual_stack(self.sock))
             sock.bind(self.sock.getsockname()[:1] + (0,) + self.sock.getsockname()[2:])
             sock.setblocking(False)
             self._selector.register(sock, selectors.EVENT_READ, (self._read_datagrams, via))
@@ -388,15 +389,18 @@ def run_check(check, sock, clock=time.monotonic):
 
 
 def open_socket(relay, bind):
-    """Resolve the relay and bind a UDP socket of its family.
+    """Resolve the relay and bind a UDP socket of its family: for an IPv6
+    relay, or a bind to ``::``, one IPv6 socket that reaches IPv4 too
+    (dual-stack) where the system allows it.
 
     Returns (socket, relay socket address); raises OSError.
     """
     family, relay_sockaddr = cli.resolve(*relay)
     if bind is None:
         bind = ("::" if family == socket.AF_INET6 else "0.0.0.0", 0)
-    bind_family, bind_sockaddr = cli.resolve(*bind, family=family)
-    sock = socket.socket(bind_family, socket.SOCK_DGRAM)
+    wildcard6 = bind[0].strip("[]") == "::"
+    bind_family, bind_sockaddr = cli.resolve(*bind, family=socket.AF_INET6 if wildcard6 else family)
+    sock = udp_socket(bind_family, dual_stack=wildcard6)
     try:
         sock.bind(bind_sockaddr)
     except OSError:
@@ -405,19 +409,72 @@ def open_socket(relay, bind):
     return sock, relay_sockaddr
 
 
+def udp_socket(family, dual_stack=False):
+    """A UDP socket; with *dual_stack*, an IPv6 one asked to reach IPv4 too
+    (a system that refuses keeps it IPv6 only: see socket_families)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if dual_stack and family == socket.AF_INET6:
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        except (OSError, AttributeError):
+            pass
+    return sock
+
+
+def is_dual_stack(sock):
+    """True if *sock* is an IPv6 socket that also reaches IPv4."""
+    if sock.family != socket.AF_INET6:
+        return False
+    try:
+        return not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def socket_families(sock):
+    """The address families the bound UDP socket *sock* can send to (4, 6)."""
+    if sock.family != socket.AF_INET6:
+        return (F.IPV4,)
+    host = sock.getsockname()[0].split("%", 1)[0]
+    if host == "::" and is_dual_stack(sock):
+        return F.BOTH
+    return (F.IPV4,) if host.startswith("::ffff:") else (F.IPV6,)
+
+
+# Where a routing lookup for a family points when the relay is of the other
+# one: documentation addresses (RFC 5737, RFC 3849); nothing is sent to them.
+_ROUTE_PROBES = {F.IPV4: ("192.0.2.1", 9), F.IPV6: ("2001:db8::1", 9)}
+
+
 def lan_candidates(sock, relay_sockaddr):
     """Our LAN endpoint(s): the bound address, or for a wildcard bind the
-    source address the kernel would use towards the relay (a connected UDP
-    socket sends nothing). The session keeps only private-range ones."""
+    source address the kernel would use towards the relay, and for a
+    dual-stack socket also the one of the other family towards the
+    internet (a connected UDP socket sends nothing). The session keeps only
+    private-range ones: a global address is never announced, because a
+    receiving peer would probe it without the relay having seen it."""
     host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        try:
-            with socket.socket(sock.family, socket.SOCK_DGRAM) as probe:
-                probe.connect(relay_sockaddr)
-                host = probe.getsockname()[0]
-        except OSError:
-            return []
-    return [P.canonical_addr((host, port))]
+    if host not in ("0.0.0.0", "::"):
+        return [P.canonical_addr((host, port))]
+    relay = P.canonical_addr(relay_sockaddr)
+    found = []
+    for family in socket_families(sock):
+        toward = relay if F.family(relay) == family else _ROUTE_PROBES[family]
+        source = _source_address(family, toward)
+        if source is not None:
+            found.append(P.canonical_addr((source, port)))
+    return found
+
+
+def _source_address(family, addr):
+    """The source address the kernel picks toward *addr*, or None."""
+    try:
+        with socket.socket(socket.AF_INET6 if family == F.IPV6 else socket.AF_INET,
+                           socket.SOCK_DGRAM) as probe:
+            probe.connect(addr)
+            return probe.getsockname()[0]
+    except OSError:
+        return None
 
 
 def ask(prompt, validate):
@@ -471,6 +528,7 @@ def main(argv=None, prog=None):
     relay_addr = P.canonical_addr(relay_sockaddr)
     session = S.PeerSession(name, relay_addr, target=target or None,
                             local=lan_candidates(sock, relay_sockaddr),
+                            families=socket_families(sock),
                             keepalive=args.keepalive, punch_timeout=args.punch_timeout,
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption)

@@ -65,6 +65,11 @@ FEATURE_RELAY = "relay1"
 """Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
 Peer: can use that fallback."""
 
+FEATURE_DUAL_STACK = "dual-stack"
+"""Peer: its socket sends and receives both IPv4 and IPv6 (an IPv6 socket on
+``::`` with IPV6_V6ONLY off), so a peer on the same host as a loopback relay
+reaches it at the same port on either loopback address."""
+
 MAPPING_INDEPENDENT = "independent"
 MAPPING_DEPENDENT = "dependent"
 MAPPINGS = (MAPPING_INDEPENDENT, MAPPING_DEPENDENT)
@@ -77,7 +82,8 @@ FEATURE_WATCH = "watch1"
 """Relay: keeps the watches a Register names (``watch``) and tells the
 watcher when such a name registers (``Online``)."""
 
-KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH)
+KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH,
+                  FEATURE_DUAL_STACK)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
 SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
 

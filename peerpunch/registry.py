@@ -188,6 +188,8 @@ class Registry:
         if handler is None:
             return out + self._reject(user, addr, "unexpected",
                                       "%s is not a request" % type(msg).__name__)
+        if user is None and type(msg) is P.Unregister:
+            return out + self._gone(addr)
         if user is None and type(msg) is not P.Register:
             return out + self._reject(None, addr, "unregistered",
                                       "%s before Register" % type(msg).__name__)
@@ -413,6 +415,14 @@ class Registry:
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
         return [Log(logging.INFO, "%s left" % _name(user.name))] + self._remove(user)
+
+    def _gone(self, addr):
+        """An Unregister from an address not registered: a client sends it
+        twice, and the first one already freed the name (or it expired)."""
+        self.stats["unregister_repeated"] += 1
+        if not self._note(addr):
+            return []
+        return [Log(logging.DEBUG, "repeated Unregister from %s (already gone)" % _ep(addr))]
 
     _HANDLERS = {
         P.Register: _on_register,

@@ -201,6 +201,11 @@ def bind(host, port):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     except OSError:
         pass
+    if family == socket.AF_INET6 and addr[0] == "::":
+        try:          # '::' serves IPv4 clients too, whatever the system's default
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        except (OSError, AttributeError):
+            pass
     try:
         sock.bind(addr)
     except OSError:

@@ -56,6 +56,7 @@ import collections
 import logging
 import random
 
+from . import families as F
 from . import protocol as P
 from . import stun
 from .birthday import BirthdayMixin
@@ -68,6 +69,7 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State)
+from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
 from .registration import RelayMixin
@@ -81,14 +83,16 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
-                 require_encryption=False, rng=None):
+                 require_encryption=False, rng=None, families=None):
         """*target*: a name to ask the relay for once registered (else wait).
         *local*: our LAN endpoints, announced to the relay as candidates.
         *identity* (``.private``, ``.public``) and a crypto *backend* enable
         the secure channel with peers that offer it; *known_keys* maps names
         to pinned public keys; *strict* refuses peers with no pinned key;
         *require_encryption* refuses peers that cannot encrypt; *rng* (a
-        ``random.Random``) picks the ports a birthday search probes."""
+        ``random.Random``) picks the ports a birthday search probes.
+        *families*: the address families our socket reaches (4, 6: see
+        :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
         self.relay_addr = relay_addr
         self.relay_endpoint = P.format_endpoint(relay_addr)
@@ -104,6 +108,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self.identity = identity
         self.backend = backend
         self.features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
+        self.families = tuple(families or (F.family(relay_addr),))
+        if set(self.families) == set(F.BOTH):
+            self.features += (P.FEATURE_DUAL_STACK,)
         self.known_keys = dict(known_keys or {})
         self.strict = strict
         self.require_encryption = require_encryption
@@ -140,6 +147,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._unanswered = 0         # re-registrations unanswered in a row
         self._first_unanswered = 0.0
         self._relay_silent_since = None  # when the relay stopped answering, if it has
+        self._former = None          # (addr, name, until): the peer of the chat that just ended
 
     # -- inputs
 
@@ -184,8 +192,9 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         return self.send_text(line[1:] if line.startswith("//") else line, now)
 
     def send_text(self, text, now):
-        """Send a chat line, or queue it until the chat is up."""
-        if not text:
+        """Send a chat line, or queue it until the chat is up; a line of
+        nothing but blanks is not sent."""
+        if not text or text.isspace():
             return []
         if self.state is State.CONNECTED and not self._blocked and not self._suspect:
             return self._send_chat(text)
@@ -271,11 +280,18 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             (self.peer is not None and self.peer.via_relay)
         if (self.peer is None or addr != self.peer.addr) and \
                 not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
-            self.stats["ignored_strangers"] += 1
-            return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
-                        % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+            return self._ignored(data, addr, now)
         self._rx_via = via
         return self._from_peer(data, addr, now)
+
+    def _ignored(self, data, addr, now):
+        if self._former is not None and addr == self._former[0] and now < self._former[2]:
+            self.stats["late_from_former_peer"] += 1     # its last Goodbye copies, say
+            return [Log(logging.DEBUG, "ignored %d bytes from %s, %s's address: that chat has"
+                        " ended" % (len(data), P.format_endpoint(addr), self._former[1]))]
+        self.stats["ignored_strangers"] += 1
+        return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
+                    % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
 
     def tick(self, now):
         """Run whatever timers are due."""
@@ -297,12 +313,12 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         arg = arg.strip()
         if name in ("quit", "exit", "q"):
             return self.quit(now)
-        if name == "connect" and arg:
-            return self.connect(arg, now)
+        if name == "connect":
+            return self.connect(arg, now) if arg else [Notice("usage: /connect NAME")]
         if name == "leave":
             return self.leave_chat(now)
         if name == "status":
-            return [Notice(self.status())]
+            return [Notice(self.status(now))]
         if name == "help":
             return [Notice(HELP)]
         if name == "whoami":
@@ -313,8 +329,12 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return self.trust(now)
         return [Notice("unknown command %r: /help lists them" % line.split()[0])]
 
-    def status(self):
-        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, self.state.value)
+    def status(self, now=None):
+        state = self.state.value
+        if self.state is State.CONNECTED and self._suspect:      # the path went quiet
+            quiet = "a while" if now is None else "%d s" % (now - self._last_heard)
+            state = "connected, but %s has not been heard for %s" % (self.peer.username, quiet)
+        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, state)
         if self.peer is not None:
             text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
                                           " (relayed)" if self.peer.via_relay else "")
@@ -429,6 +449,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         watched = self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
             self._relay_watches()
         out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
+        if self.peer is not None:       # what it still sends for a moment is not a stranger's
+            self._former = (self.peer.addr, self.peer.username, now + FORMER_PEER_FOR)
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []

@@ -62,7 +62,10 @@ class TrustMixin:
         """The punch worked (or the relay will carry us): choose the link and,
         for a secure one, start it."""
         notes = []
-        if self.peer.via_relay:
+        if self.peer.via_relay and not any(map(self._can_send, self.peer.candidates)):
+            notes.append(Notice("the chat goes through the relay at %s (no address family in"
+                                " common for a direct path)" % self.relay_endpoint))
+        elif self.peer.via_relay:
             self._timers["direct_retry"] = now + DIRECT_RETRY
             notes.append(Notice("the chat goes through the relay at %s for now; still trying the"
                                 " direct path" % self.relay_endpoint))

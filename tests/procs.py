@@ -71,12 +71,12 @@ class Proc:
             self._new.put((name, line))
         self._new.put((name, None))
 
-    def expect(self, pattern, stream="stdout", timeout=DEFAULT_WAIT):
+    def expect(self, pattern, stream="stdout", timeout=DEFAULT_WAIT, start=0):
         """Wait for a line of *stream* matching *pattern* (a regex, searched);
-        return the match. Lines seen earlier count too."""
+        return the match. Lines seen earlier count too, from index *start*."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = start
         while True:
             lines = self.lines[stream]
             for line in lines[seen:]:
@@ -92,6 +92,14 @@ class Proc:
                 self._new.get(timeout=min(left, 0.5))
             except queue.Empty:
                 pass
+
+    def finish_output(self, timeout=DEFAULT_WAIT):
+        """Wait until every line the process wrote has been read (both
+        streams at their end: it exited); True if so within *timeout*."""
+        deadline = time.monotonic() + timeout
+        for pump in self._pumps:
+            pump.join(max(0.0, deadline - time.monotonic()))
+        return not any(pump.is_alive() for pump in self._pumps)
 
     def has(self, pattern, stream="stdout"):
         return any(re.search(pattern, line) for line in self.lines[stream])
@@ -124,6 +132,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+        self.finish_output(5)       # its last lines too, before the pipes close
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream:
                 try:

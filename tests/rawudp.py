@@ -54,11 +54,12 @@ class Capture:
     def _run(self):
         while not self._stop.is_set():
             try:
-                frame, meta = self.sock.recvfrom(65535)
+                self._take(*self.sock.recvfrom(65535))
             except socket.timeout:
                 continue
-            if meta[2] == socket.PACKET_OUTGOING:     # loopback shows each packet twice
-                continue
+
+    def _take(self, frame, meta):
+        if meta[2] != socket.PACKET_OUTGOING:           # loopback shows each packet twice
             self._parse(frame[14:])                    # lo has a zeroed Ethernet header
 
     def _parse(self, ip):
@@ -70,7 +71,15 @@ class Capture:
             self.packets.append((sport, dport, bytes(ip[start + 8:start + length])))
 
     def stop(self):
+        """Stop; return every packet sent before the call (on loopback a
+        packet reaches our buffer before its send returns, in practice)."""
         self._stop.set()
         self._thread.join()
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self._take(*self.sock.recvfrom(65535))
+        except BlockingIOError:
+            pass
         self.sock.close()
         return self.packets

@@ -118,7 +118,7 @@ class RecoveryChat(runner.Chat):
             start = len(lines)
             if time.monotonic() >= deadline or proc.popen.poll() is not None:
                 if proc.popen.poll() is not None:
-                    time.sleep(0.3)                  # let the reader drain the pipe
+                    proc.finish_output()             # every line it wrote, read
                     if any(regex.search(l) for l in proc.lines[stream][start:]):
                         continue
                 raise runner.StepFailed("%s: no line matching %r within %g s (exit status %s)\n%s"
@@ -306,7 +306,7 @@ def _restart_steps(lab, chat, out):
         out.relay_exit = old.wait(5)
     except subprocess.TimeoutExpired:
         out.relay_exit = "still running 5 s after SIGTERM"
-    time.sleep(0.3)
+    old.finish_output()                     # its last line read, if it wrote one
     out.relay_stopped_line = next((l for l in old.lines["stderr"] if "relay stopped" in l), None)
     _exchange(chat, out, "while the relay is down")
     chat.relay, _ = start_relay("-v", host=topology.RELAY_IP, prefix=lab.relay.command(), port=port)

@@ -1,20 +1,29 @@
 """The peer's network thread (peer.NetworkThread) with a scripted core: the
 extra sockets a birthday search asks for are opened, used, closed -- also
 while their datagrams wait in the same select batch -- and running out of
-file descriptors shrinks the search with one warning instead of failing."""
+file descriptors shrinks the search with one warning instead of failing.
 
+Nothing here waits for a time: the core's effects are carried out in
+order, so a datagram sent after them ("started", "kept") proves the ones
+before it are done, and the thread's exit proves everything it sent is in
+our receive buffer."""
+
+import logging
 import queue
 import socket
 import subprocess
 import sys
+import time
 
 from peerpunch import session as S
-from peerpunch.effects import CloseSocket, OpenSocket, Send
+from peerpunch.effects import CloseSocket, Log, OpenSocket, Send
 from peerpunch.peer import NetworkThread
 
 from .procs import ROOT, env
 
 EXTRA = 300
+WAIT = 30.0                  # upper bound for anything below; normally milliseconds
+STARTED = "started: every socket opened and every hi sent"
 
 
 class ScriptedCore:
@@ -27,7 +36,8 @@ class ScriptedCore:
 
     def start(self, now):
         return [OpenSocket(v) for v in range(1, EXTRA + 1)] + \
-            [Send(b"hi", self.target, v) for v in range(1, EXTRA + 1)]
+            [Send(b"hi", self.target, v) for v in range(1, EXTRA + 1)] + \
+            [Log(logging.WARNING, STARTED)]
 
     def datagram_received(self, data, addr, now, via=0):
         self.got.append(via)
@@ -59,39 +69,51 @@ def run_scripted():
     recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     recv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)   # 300 at once
     recv.bind(("127.0.0.1", 0))
-    recv.settimeout(0.5)
+    recv.settimeout(WAIT)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     core, out = ScriptedCore(recv.getsockname()), queue.Queue()
     thread = NetworkThread(core, sock, out)
     thread.start()
-    sources = set()
-    try:
-        while True:
-            data, addr = recv.recvfrom(100)
-            if data == b"hi":
-                sources.add(addr)
-    except socket.timeout:
-        pass
-    opened = len(thread._socks) - 1
+    items = _items_until(out, ("log", STARTED))
+    opened = len(thread._socks) - 1       # settled: the core asks for nothing more until a hit
+    sources = {addr for data, addr in _drain(recv) if data == b"hi"}   # all sent already
     for addr in sorted(sources):          # all at once: many wait in one select batch
         recv.sendto(b"probe", addr)
-    answers = []
-    try:
-        while True:
-            answers.append(recv.recvfrom(100)[0])
-    except socket.timeout:
-        pass
+    answers = [recv.recvfrom(100)[0]]     # the hit's answer; it follows its CloseSockets
     left = len(thread._socks) - 1
     recv.sendto(b"quit", sock.getsockname())
-    thread.join(3)
-    items = []
+    thread.join(WAIT)
+    answers += [data for data, _ in _drain(recv)]   # anything else it sent before it ended
     while not out.empty():
         items.append(out.get())
     recv.close()
     exits = [i for i in items if i[0] == "exit"]
     warnings = [i for i in items if i[0] == "log" and "cannot open another socket" in i[1]]
     return opened, len(sources), left, len(core.got), answers, exits, warnings, thread.is_alive()
+
+
+def _items_until(out, last):
+    """Items from the queue *out*, up to and including *last*."""
+    deadline = time.monotonic() + WAIT
+    items = []
+    while not items or items[-1] != last:
+        items.append(out.get(timeout=max(0.0, deadline - time.monotonic())))
+    return items
+
+
+def _drain(sock):
+    """Every datagram already waiting on *sock*, without waiting for more."""
+    sock.setblocking(False)
+    got = []
+    try:
+        while True:
+            got.append(sock.recvfrom(100))
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(WAIT)
+    return got
 
 
 def test_network_thread_opens_uses_and_closes_extra_sockets():

@@ -17,9 +17,11 @@ import time
 import pytest
 
 from peerpunch import natcheck, stun
+from peerpunch.protocol import format_endpoint
 from peerpunch.peer import run_check
+from peerpunch.stun import is_stun
 
-from .procs import PEER, ROOT, Proc, env, start_relay
+from .procs import DEFAULT_WAIT, PEER, ROOT, Proc, env, start_relay
 
 PACKAGES = {"turnutils_stunclient": "coturn", "turnserver": "coturn", "stun": "stun-client"}
 TIMEOUT = 10           # turnutils_stunclient never times out by itself
@@ -68,10 +70,21 @@ BOTH = pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"
 
 
 def answers_logged(relay):
-    """(client endpoint, relay port) of every STUN answer the relay logged."""
-    time.sleep(0.2)
+    """(client endpoint, relay port) of every STUN answer the relay logged
+    to others. Our own Binding request, sent last, is answered (and logged)
+    after every request answered before it: once its line is read, so are
+    theirs."""
+    family = socket.AF_INET6 if ":" in relay.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((relay.host, 0))
+        s.settimeout(DEFAULT_WAIT)
+        s.sendto(bytes(stun.binding_request()), (relay.host, relay.port))
+        s.recvfrom(2048)
+        marker = format_endpoint(s.getsockname())
+    relay.expect(r"STUN answer to %s from port" % re.escape(marker), "stderr")
     return [(m.group(1), int(m.group(2))) for m in
-            (re.search(r"STUN answer to (\S+) from port (\d+)$", l) for l in relay.lines["stderr"]) if m]
+            (re.search(r"STUN answer to (\S+) from port (\d+)$", l) for l in relay.lines["stderr"])
+            if m and m.group(1) != marker]
 
 
 # ------------------------------------------------------ their clients, our relay
@@ -136,15 +149,14 @@ def test_interop_relay_alt_port_speaks_only_stun_and_main_port_both(stun_relay, 
     family = socket.AF_INET6 if ":" in relay.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.bind((relay.host, 0))
-        s.settimeout(1.0)
+        s.settimeout(DEFAULT_WAIT)
         s.sendto(b'{"Register":{"username":"mallory"}}', (relay.host, relay.alt))
-        with pytest.raises(socket.timeout):
-            s.recvfrom(2048)
-        for port in (relay.port, relay.alt):
+        # the alternate port first: an answer to the JSON would arrive before its STUN answer
+        for port in (relay.alt, relay.port):
             request = stun.binding_request()
             s.sendto(bytes(request), (relay.host, port))
             data, source = s.recvfrom(2048)
-            assert source[1] == port
+            assert source[1] == port and is_stun(data), data
             assert stun.parse_message(data).mapped_address() == stun.canonical_address(s.getsockname())
         s.sendto(b'{"Register":{"username":"mallory"}}', (relay.host, relay.port))
         assert b"RegisterAck" in s.recvfrom(2048)[0]
@@ -154,12 +166,11 @@ def test_interop_relay_counts_stun_in_its_stop_line(stun_relay):
     relay = stun_relay("127.0.0.1")
     with socket.socket(socket.AF_INET6 if ":" in relay.host else socket.AF_INET,
                        socket.SOCK_DGRAM) as s:
+        s.sendto(b"\x00\x01garbage", (relay.host, relay.port))   # handled before the request
         s.sendto(bytes(stun.binding_request()), (relay.host, relay.port))
-        s.sendto(b"\x00\x01garbage", (relay.host, relay.port))
-        s.settimeout(2)
+        s.settimeout(DEFAULT_WAIT)
         s.recvfrom(2048)
-    time.sleep(0.2)
-    relay.stop()
+    relay.stop()                             # which waits until its last line is read
     stop = [l for l in relay.lines["stderr"] if "relay stopped:" in l]
     assert stop and "stun_answered=1" in stop[0] and "stun_malformed=1" in stop[0], stop
 

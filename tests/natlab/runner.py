@@ -198,8 +198,10 @@ class Chat:
         deadline = time.monotonic() + wait
         while True:
             exited = proc.popen.poll() is not None
-            try:       # after an exit, give the reader a moment to drain the pipe
-                return proc.expect(pattern, timeout=0.5 if exited else
+            if exited:
+                proc.finish_output()       # after an exit: every line it wrote, read
+            try:
+                return proc.expect(pattern, timeout=0.0 if exited else
                                    max(0.0, min(0.5, deadline - time.monotonic())))
             except AssertionError:
                 pass
@@ -445,8 +447,21 @@ for line in sys.stdin:
             print("got %s from %s:%d" % (data.decode(), ip, port), flush=True)
         except socket.timeout:
             print("nothing", flush=True)
+    elif cmd == "quiet":     # did anything arrive before a datagram we send ourselves now?
+        me = ("127.0.0.1", s.getsockname()[1])
+        s.sendto(b"#mark#", me)
+        s.settimeout(float(args[0]))
+        first = None
+        try:
+            while True:
+                data, source = s.recvfrom(2048)
+                if data == b"#mark#" and source == me:
+                    break
+                first = first or "got %s from %s:%d" % (data.decode(), source[0], source[1])
+            print(first or "nothing", flush=True)
+        except socket.timeout:
+            print("lost the marker", flush=True)
 """
-QUIET_WAIT = 0.5      # how long "nothing arrives" is waited for
 
 
 class Agent:
@@ -470,9 +485,24 @@ class Agent:
     def send(self, ip, port, text):
         self.ask("send %s %d %s" % (ip, port, text))
 
-    def source_of_next(self, wait=QUIET_WAIT):
+    def source_of_next(self, wait):
         """(ip, port) the next datagram came from, or None if none came."""
-        answer = self.ask("recv %g" % wait, wait + LINE_WAIT)
+        return self._source(self.ask("recv %g" % wait, wait + LINE_WAIT))
+
+    def source_of_arrived(self):
+        """(ip, port) of a datagram that has arrived already, or None.
+
+        Not a wait for silence: a datagram we send ourselves now queues
+        behind anything already delivered, and the lab's veth links hand a
+        datagram on within its sender's send call (in practice), so one
+        the other agent said it "sent" has arrived or was dropped by now."""
+        answer = self.ask("quiet %g" % LINE_WAIT, 2 * LINE_WAIT)
+        if answer == "lost the marker":
+            raise StepFailed("agent did not receive its own marker:\n%s" % self.proc.transcript())
+        return self._source(answer)
+
+    @staticmethod
+    def _source(answer):
         if answer == "nothing":
             return None
         ip, port = answer.rsplit(" ", 1)[1].rsplit(":", 1)
@@ -507,7 +537,7 @@ def probe_profile(profile):
             admitted = []
             for agent in (known, other_port, stranger):
                 agent.send(public[0], public[1], "in")
-                admitted.append(inside.source_of_next() is not None)
+                admitted.append(inside.source_of_arrived() is not None)
             inside.send(bob_ip, 5001, "out")
             port_to_other_port = _arrival(other_port, "at the open host's other port")[1]
             inside.send(topology.RELAY_IP, 5000, "out")
