@@ -48,10 +48,12 @@ Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a Register with
 the token sets watches (or clears them, by naming none), so they go only to
 an address that proved it receives there, and a relay that restarted
 relearns them from the next re-registration. When a watched name registers,
-each watcher gets ``Online`` (ONLINE_COPIES copies: one loss costs nothing)
-once the name's extension client has proven its address (echoed its token),
-so that a Register forged from nowhere sends watchers nothing;
-a watch Register for a name that is registered already gets one at once,
+each extension watcher gets ``Online`` (ONLINE_COPIES copies: one loss
+costs nothing) once the name's client has proven its address (echoed its
+token), so that a Register forged from nowhere sends watchers nothing, and
+at most once per NOTIFY_EVERY per name. A watch Register for a name that
+is registered already (proven, or a seed client, which cannot prove
+itself) gets one Online at once -- never more bytes than the Register --
 which also covers notifications that were lost. A watch ends with the
 watcher's registration (expiry, Unregister, another name from its address)
 and when the watcher is paired with someone. Bounds: MAX_WATCHERS_PER_NAME
@@ -89,6 +91,7 @@ MAX_USERS_PER_IP = 256         # (per /64 for IPv6): one host cannot fill the re
 MAX_WATCHERS_PER_NAME = 32     # clients told when one name registers
 MAX_WATCHES = 65536            # stored watches in all (~240 B each, see above)
 ONLINE_COPIES = 2              # an Online is sent twice: a lost one costs nothing
+NOTIFY_EVERY = 5.0             # seconds between the notifications about one name
 
 
 class User:
@@ -152,6 +155,7 @@ class Registry:
         self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
         self._watchers = {}                            # name -> [User waiting for it]
         self._watch_count = 0
+        self._notified = {}                            # watched name -> when its watchers were told
         self.stats = collections.Counter()
 
     # -- queries
@@ -241,8 +245,10 @@ class Registry:
             out = self._remove(user) if user is not None else []
             out.append(self._move(holder, addr, now))
             user = holder
+            moved = True
         else:
             out = []
+            moved = False
         if user is not None and user.name != msg.username:
             out += self._remove(user)          # this address takes a new name
             user = None
@@ -260,16 +266,14 @@ class Registry:
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
             out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
-            if not P.speaks_extensions(msg.features):
-                out += self._notify(user)       # a seed client has no token to prove itself with
         user.set_features(msg.features, self._interned)
         if _token_ok(user, msg.token):
             if not user.verified:
-                out += self._notify(user)       # proven: a forged Register tells no watcher
+                out += self._notify(user, now)  # proven: a forged Register tells no watcher
             user.verified = True    # only a client at this address could have read the token
             user.mapping = msg.mapping     # believed only from the client itself
             out += self._claim(user, msg.partner, msg.session, now)
-            out += self._watch(user, msg.watch or ())
+            out += self._watch(user, msg.watch or (), answer=not moved)
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -371,14 +375,18 @@ class Registry:
         return out + [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
                           % (_name(other.name), _name(user.name)))]
 
-    def _watch(self, user, names):
+    def _watch(self, user, names, answer=True):
         """Make *names* (from a Register with *user*'s token) the names
-        *user* waits for; answer at once for those registered already."""
+        *user* waits for; with *answer*, say which one is registered
+        already (one Online at most, and only for a proven holder or a seed
+        client, which cannot prove itself: never more bytes than the
+        Register, and *answer* is False for a Register that moved *user* to
+        an address not proven yet)."""
         names = tuple(n for i, n in enumerate(names) if n != user.name and n not in names[:i])
         if names != user.watching:
             self._unwatch(user)
             user.watching = tuple(n for n in names if self._add_watch(user, n))
-        online = [n for n in names if n in self._by_name]
+        online = [n for n in names if _present(self._by_name.get(n))][:1] if answer else []
         self.stats["notifications"] += len(online)
         return [Send(P.encode(P.Online(username=n)), user.addr) for n in online]
 
@@ -399,14 +407,19 @@ class Registry:
             watchers.remove(user)
             if not watchers:
                 del self._watchers[name]
+                self._notified.pop(name, None)
             self._watch_count -= 1
         user.watching = ()
 
-    def _notify(self, user):
-        """*user*'s name just registered: tell whoever waits for it."""
-        watchers = self._watchers.get(user.name)
-        if not watchers:
+    def _notify(self, user, now):
+        """*user*'s name just registered and proved its address: tell the
+        extension clients that wait for it, once per NOTIFY_EVERY at most
+        (a client that registers and leaves in a loop cannot flood them;
+        they still hear at their next re-registration)."""
+        watchers = [w for w in self._watchers.get(user.name, ()) if w.ext]
+        if not watchers or now - self._notified.get(user.name, float("-inf")) < NOTIFY_EVERY:
             return []
+        self._notified[user.name] = now
         self.stats["notifications"] += len(watchers)
         data = P.encode(P.Online(username=user.name))
         return [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)))
@@ -537,6 +550,12 @@ def _claims_other(target, asker, now):
     """True if *target* says it is in a chat with someone other than *asker*."""
     claim = target.claim
     return claim is not None and claim[2] > now and claim[0] != asker.name
+
+
+def _present(user):
+    """A registration that may be announced to watchers: proven, or a seed
+    client's (which cannot prove itself)."""
+    return user is not None and (user.verified or not user.ext)
 
 
 def _token_ok(user, token):

@@ -533,16 +533,77 @@ def _onlines(effects):
             if data.startswith(b'{"Online"')]
 
 
-def test_registry_watched_name_registering_tells_the_watcher_twice():
+def _arrives(reg, name, addr, now):
+    """*name* registers as an extension client at *addr* and echoes its
+    token; return what the relay sent (first Register, echo)."""
+    first = reg.datagram_received(_ext_register(name, None), addr, now)
+    echo = P.encode(P.Register(name, features=("ext", "relay1"), token=reg.user(name).token))
+    return first, reg.datagram_received(echo, addr, now + 0.1)
+
+
+def test_registry_watched_name_proving_its_address_tells_the_watcher_twice():
     reg = registered()
     _watching(reg, "alice", A, "bob")
     assert reg.watches() == 1 and reg.user("alice").watching == ("bob",)
-    out = reg.datagram_received(REG_B, B, 1.0)             # a seed client, even
-    assert _onlines(out) == [(A, "bob"), (A, "bob")]
-    assert [d for a, d in sends(out) if a == A] == [b'{"Online":{"username":"bob"}}'] * 2
-    assert sends(out)[-1] == (B, b'"RegisterAck"')         # bob gets only seed bytes
+    first, echo = _arrives(reg, "bob", B, 1.0)
+    assert _onlines(first) == []                   # unproven: a forged Register tells nobody
+    assert _onlines(echo) == [(A, "bob"), (A, "bob")]
+    assert [d for a, d in sends(echo) if a == A] == [b'{"Online":{"username":"bob"}}'] * 2
     assert reg.stats["watches"] == 1 and reg.stats["notifications"] == 1
-    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == []   # a re-registration: nothing
+    again = P.encode(P.Register("bob", features=("ext",), token=reg.user("bob").token))
+    assert _onlines(reg.datagram_received(again, B, 2.0)) == []   # a re-registration: nothing
+
+
+def test_registry_forged_seed_register_tells_no_watcher():
+    reg = registered()
+    _watching(reg, "alice", A, "bob")
+    out = reg.datagram_received(REG_B, ("192.0.2.66", 4000), 1.0)   # from anywhere, no token
+    assert _onlines(out) == [] and sends(out) == [(("192.0.2.66", 4000), b'"RegisterAck"')]
+
+
+def test_registry_seed_client_is_announced_at_the_watchers_next_register():
+    """A seed client cannot prove its address, so its arrival is not
+    broadcast; a watcher hears of it from its own next Register: one Online,
+    no bigger than that Register."""
+    reg = registered()
+    token = _watching(reg, "alice", A, "bob")
+    reg.datagram_received(REG_B, B, 1.0)
+    watch = P.encode(P.Register("alice", features=("ext",), token=token, watch=("bob",)))
+    out = reg.datagram_received(watch, A, 2.0)
+    assert _onlines(out) == [(A, "bob")]
+    assert sum(len(d) for a, d in sends(out) if d.startswith(b'{"Online"')) <= len(watch)
+
+
+def test_registry_watch_answer_is_one_online_at_most_and_none_to_a_moved_address():
+    reg = registered()
+    for i, name in enumerate(("b", "c", "d")):
+        _arrives(reg, name, ("198.51.100.%d" % (i + 1), 6000), 0.0)
+    token = _watching(reg, "alice", A, "b", "c", "d", now=1.0)
+    watch = P.encode(P.Register("alice", features=("ext",), token=token, watch=("b", "c", "d")))
+    assert len(_onlines(reg.datagram_received(watch, A, 2.0))) == 1
+    elsewhere = ("192.0.2.77", 7000)                       # the token alone proves nothing here
+    out = reg.datagram_received(watch, elsewhere, 3.0)
+    assert reg.user("alice").addr == elsewhere and _onlines(out) == []
+
+
+def test_registry_notifications_about_one_name_are_rate_limited():
+    reg = registered()
+    _watching(reg, "alice", A, "bob")
+    assert len(_onlines(_arrives(reg, "bob", B, 1.0)[1])) == RG.ONLINE_COPIES
+    for t in (2.0, 3.0):                                   # bob leaves and comes back, in a loop
+        reg.datagram_received(P.encode(P.Unregister(token=reg.user("bob").token)), B, t)
+        assert _onlines(_arrives(reg, "bob", B, t + 0.2)[1]) == []
+    reg.datagram_received(P.encode(P.Unregister(token=reg.user("bob").token)), B, 7.0)
+    assert len(_onlines(_arrives(reg, "bob", B, 1.0 + RG.NOTIFY_EVERY + 1)[1])) == RG.ONLINE_COPIES
+
+
+def test_registry_a_watcher_that_turned_seed_form_hears_nothing():
+    """A seed client must never receive a non-seed variant, even where an
+    extension client watched from the same address before."""
+    reg = registered()
+    _watching(reg, "alice", A, "bob")
+    reg.datagram_received(REG_A, A, 0.5)                   # seed form now, from alice's address
+    assert all(a != A for a, _ in _onlines(_arrives(reg, "bob", B, 1.0)[1]))
 
 
 def test_registry_watch_for_someone_online_is_answered_at_once_every_time():
@@ -560,7 +621,7 @@ def test_registry_only_a_register_with_the_token_sets_watches():
     reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token="0" * 32,
                                               watch=("bob",))), A, 0.1)
     assert reg.watches() == 0
-    out = reg.datagram_received(REG_B, B, 1.0)
+    out = _arrives(reg, "bob", B, 1.0)[1]
     assert _onlines(out) == [] and reg.stats["notifications"] == 0
     reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token,
                                               watch=("carol",))), A, 2.0)
@@ -577,7 +638,7 @@ def test_registry_forged_watch_cannot_aim_notifications_at_a_victim():
         data = P.encode(P.Register("v%d" % i, features=("ext",), token="%032x" % i,
                                    watch=("bob",)))
         reg.datagram_received(data, victim, 0.0)
-    out = reg.datagram_received(REG_B, B, 1.0)
+    out = _arrives(reg, "bob", B, 1.0)[1]
     assert [a for a, _ in sends(out)] == [B] and reg.watches() == 0
 
 
@@ -587,7 +648,7 @@ def test_registry_a_register_naming_no_watch_ends_them():
     assert reg.watches() == 2
     reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token)), A, 1.0)
     assert reg.watches() == 0 and reg.user("alice").watching == ()
-    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == []
+    assert _onlines(_arrives(reg, "bob", B, 2.0)[1]) == []
 
 
 @pytest.mark.parametrize("end", ["expiry", "unregister", "new name", "paired"])
@@ -605,7 +666,7 @@ def test_registry_a_watch_ends_with_the_watchers_registration(end):
         reg.datagram_received(P.encode(P.Connect("alice", token=reg.user("carol").token)), C, 1.0)
         assert reg.user("alice").partner is reg.user("carol")
     assert reg.watches() == 0 and not reg._watchers
-    assert _onlines(reg.datagram_received(REG_B, B, 92.0)) == []
+    assert _onlines(_arrives(reg, "bob", B, 92.0)[1]) == []
 
 
 def test_registry_a_watch_follows_its_client_to_a_new_address():
@@ -615,7 +676,7 @@ def test_registry_a_watch_follows_its_client_to_a_new_address():
     reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token,
                                               watch=("bob",))), moved, 1.0)
     assert reg.user("alice").addr == moved
-    assert _onlines(reg.datagram_received(REG_B, B, 2.0)) == [(moved, "bob")] * 2
+    assert _onlines(_arrives(reg, "bob", B, 2.0)[1]) == [(moved, "bob")] * 2
 
 
 def test_registry_watches_are_bounded_per_name_and_in_all():
@@ -626,7 +687,7 @@ def test_registry_watches_are_bounded_per_name_and_in_all():
     for i in range(20):
         _watching(reg, "x%d" % i, ("203.0.113.%d" % (i + 1), 5000), "someone%d" % i)
     assert reg.watches() == 40 and reg.stats["watches_refused"] == 5 + 12
-    out = reg.datagram_received(REG_B, B, 1.0)
+    out = _arrives(reg, "bob", B, 1.0)[1]
     assert len(_onlines(out)) == RG.ONLINE_COPIES * RG.MAX_WATCHERS_PER_NAME   # bounded fan-out
     # one watcher's going frees its place for another
     reg.datagram_received(P.encode(P.Unregister(token=reg.user("x0").token)),
