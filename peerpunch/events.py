@@ -25,6 +25,7 @@ NOT_ANSWERING_AFTER = 2       # re-registrations unanswered in a row: "the relay
 SLOW_AFTER = 2.0              # registering or punching this long: say it is still going on
 WAIT_RETRY = 5.0              # waiting, with a relay that keeps no watches: Connect this often
 RELAY_STOPPING_RETRY = (0.5, 1.5)  # the relay said it stops: register again this soon (at random)
+RELAY_STOPPING_EVERY = 60.0   # heeded at most this often (it is not authenticated yet)
 CONNECT_RETRY = 1.0
 CONNECT_TIMEOUT = 10.0
 NUDGE_EVERY = 0.5             # a relayed datagram while requesting: Connect again, this often at most
@@ -47,7 +48,7 @@ MAX_HEARD = 8                 # addresses a handshake is offered to
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (when not in one)
-  /leave          end the current chat and stay online
+  /leave          end the current chat (or stop waiting) and stay online
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify         a safety code to compare with your peer by voice

@@ -7,7 +7,7 @@ one after another (RFC 5780 section 4, cut to what a relay with one IP
 address and two ports can show):
 
 1. binding: a request to the relay's port. The answer holds our public
-   endpoint and, if the relay runs with ``--alt-port``, its alternate
+   endpoint and, if the relay has an alternate port (its default), its alternate
    address in OTHER-ADDRESS. Without that, the check stops here.
 2. filtering: the same request with CHANGE-REQUEST "change port", so the
    relay answers from its alternate port, to which this socket has never
@@ -164,7 +164,8 @@ def mapping_of(obs, local):
     if obs.public in local:
         return EIM, "no NAT: the relay sees our own address and port"
     if obs.other is None:
-        return None, "the relay has no alternate port to compare with (start it with --alt-port)"
+        return None, ("the relay has no alternate port to compare with (started with"
+                      " --no-alt-port, or its port + 1 was taken)")
     return None, "no answer from the relay's alternate port %s" % format_endpoint(obs.other)
 
 
@@ -204,7 +205,7 @@ def _filtering(obs):
         return ("not port-dependent (the relay's answer from its other port got in; with one relay"
                 " address, address-dependent and endpoint-independent filtering look alike)")
     if obs.other is None:
-        return "unknown (the relay has no alternate port; start it with --alt-port)"
+        return "unknown (the relay has no alternate port: --no-alt-port, or its port + 1 was taken)"
     return "unknown (%s)" % obs.filtering_unknown
 
 

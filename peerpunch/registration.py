@@ -44,9 +44,9 @@ from . import protocol as P
 from .effects import Log, Send
 from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, NOT_ANSWERING_AFTER,
                      REGISTER_RTO_MAX, RELAY_RETRY_MAX, REREGISTER_INTERVAL, REREGISTER_MIN,
-                     REREGISTER_RETRY, RELAY_STOPPING_RETRY, WAIT_RETRY, Closed, Failed, Notice,
-                     RelayBack, RelayNotAnswering, RelayStopping, Registered, State,
-                     StillRegistering, Waiting)
+                     REREGISTER_RETRY, RELAY_STOPPING_EVERY, RELAY_STOPPING_RETRY, WAIT_RETRY,
+                     Closed, Failed, Notice, RelayBack, RelayNotAnswering, RelayStopping,
+                     Registered, State, StillRegistering, Waiting)
 
 
 class RelayMixin:
@@ -137,8 +137,10 @@ class RelayMixin:
         a second or so (at random: not all its clients at once), then as
         for a relay that does not answer, so that the relay that replaces
         it knows us within seconds of its start."""
-        if self.state is State.REGISTERING or self._relay_silent_since is not None:
-            return []
+        if self.state is State.REGISTERING or self._relay_silent_since is not None or \
+                now - self._last_stopping < RELAY_STOPPING_EVERY:
+            return []        # (a forger at the relay's address cannot make us say it often)
+        self._last_stopping = now
         self._relay_silent_since = now
         self._unanswered = NOT_ANSWERING_AFTER          # said already: no "not answering" too
         first = self._rng.uniform(*RELAY_STOPPING_RETRY)

@@ -9,7 +9,8 @@ SIGINT/SIGTERM stop it promptly without polling.
 
 STUN Binding requests (a first byte of 0-3, which no JSON document has) go to
 :class:`peerpunch.stunserver.BindingServer` instead, on the main port and on the
-optional ``--alt-port``, which speaks nothing but STUN.
+alternate port (by default the main one + 1; ``--alt-port``, ``--no-alt-port``),
+which speaks nothing but STUN.
 """
 
 import functools
@@ -224,19 +225,19 @@ def bind_alternate(args, sock):
     """
     if args.no_alt_port:
         return None, None
+    host, main_port = sock.getsockname()[:2]      # the address the main port got
     if args.alt_port is not None:
-        return bind(args.host, args.alt_port), None
-    main_port = sock.getsockname()[1]
+        return bind(host, args.alt_port), None
     port = 0 if args.port == 0 else main_port + 1
     reason = "port %d is beyond 65535" % port if port > 65535 else None
     if reason is None:
         try:
-            return bind(args.host, port), None
+            return bind(host, port), None
         except OSError as exc:
             reason = "port %d: %s" % (port, exc.strerror or exc)
     return None, ("warning: no STUN alternate port (%s); peers cannot tell whether their NAT"
-                  " is symmetric, so such pairs are relayed; --alt-port PORT picks another"
-                  % reason)
+                  " is symmetric, so a symmetric NAT meeting a port-restricted one is relayed"
+                  " instead of direct; --alt-port PORT picks another" % reason)
 
 
 def main(argv=None, prog=None):

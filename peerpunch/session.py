@@ -147,6 +147,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._unanswered = 0         # re-registrations unanswered in a row
         self._first_unanswered = 0.0
         self._relay_silent_since = None  # when the relay stopped answering, if it has
+        self._last_stopping = float("-inf")  # when the relay last said it stops
         self._former = None          # (addr, name, until): the peer of the chat that just ended
 
     # -- inputs
@@ -372,6 +373,10 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.state is not State.IDLE and msg.username != self.target:
             out.append(Notice("%s connected to you first; no longer %s for %s"
                               % (msg.username, "waiting" if self._waiting else "asking", self.target)))
+            if self._queue:          # typed for the target: never hand them to someone else
+                out.append(Notice("%d queued line(s) for %s were not sent"
+                                  % (len(self._queue), self.target)))
+                self._queue = []
             self.target = None
         self._waiting = False
         return out + self._start_punch(msg, now)

@@ -117,8 +117,7 @@ class Proc:
     def lines_when_done(self, stream="stdout", timeout=DEFAULT_WAIT):
         """Every line of *stream*, once the process has exited and closed it."""
         self.popen.wait(timeout)
-        for pump in self._pumps:
-            pump.join(timeout)
+        self.finish_output(timeout)
         return self.lines[stream]
 
     def signal(self, sig):

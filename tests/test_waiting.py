@@ -434,3 +434,27 @@ def test_relay_stopping_for_long_says_once_and_retries_steadily():
     net.blocked.clear()
     net.registry = Registry()
     until(net, lambda: net.registry.user("bob") is not None, E.RELAY_RETRY_MAX + 0.1)
+
+
+def test_waiting_lines_typed_for_the_target_never_go_to_someone_else():
+    net, alice = waiting_alice()
+    net.line(ALICE, "bob, here is the door code")
+    carol = net.add_peer("carol", CAROL, target="alice")
+    until(net, connected(alice, carol), 3)
+    net.run(1)
+    assert "1 queued line(s) for bob were not sent" in [e.text for e in net.shown(ALICE, S.Notice)]
+    assert net.shown(CAROL, S.ChatMessage) == []
+
+
+def test_relay_stopping_forged_again_and_again_is_said_once_a_minute():
+    """Error relay-stopping is not authenticated yet: a forger at the
+    relay's address must not fill the screen with it."""
+    net = SimNet()
+    bob = net.add_peer("bob", BOB)
+    net.run(5)
+    forged = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="stopping"))
+    for _ in range(60):                              # one a second for a minute
+        net._emit(BOB, bob.datagram_received(forged, RELAY, net.now))
+        net.run(1)
+    assert 1 <= len(net.shown(BOB, E.RelayStopping)) <= 2
+    assert len(net.shown(BOB, E.RelayBack)) <= 2
