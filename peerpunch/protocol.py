@@ -242,6 +242,8 @@ _VALIDATORS = {
     "key": _check_key,
     "token": _check_secret,
     "session": _check_secret,
+    "cookie": _check_secret,
+    "nonce": _check_secret,
     "code": _check_text,
     "message": _check_text,
 }
@@ -276,6 +278,8 @@ class Register:
     partner: Optional[str] = None                # in a chat: with whom...
     session: Optional[str] = None                # ...and its secret (a restarted relay relearns it)
     watch: Optional[Tuple[str, ...]] = None      # names to hear of (Online) when they register
+    cookie: Optional[str] = None                 # from the relay's Cookie: we receive at this address
+    nonce: Optional[str] = None                  # ours; the relay's messages to us carry it back
 
 
 @_variant(seed=True)
@@ -294,6 +298,7 @@ class SessionFinished:
 class RegisterAck:
     features: Optional[Tuple[str, ...]] = None
     token: Optional[str] = None                  # proves the name is ours from a new address
+    nonce: Optional[str] = None                  # the client's (Register ``nonce``): from its relay
 
 
 @_variant(seed=True)
@@ -304,16 +309,17 @@ class PeerInfo:
     local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
     session: Optional[str] = None                # a secret both peers share, for handshake MACs
     mapping: Optional[str] = None                # the peer's NAT mapping, if it proved its address
+    nonce: Optional[str] = None                  # the addressee's: from its relay
 
 
 @_variant(seed=True)
 class TargetNotFound:
-    pass
+    nonce: Optional[str] = None                  # the asker's: from its relay
 
 
 @_variant(seed=True)
 class TargetBusy:
-    pass
+    nonce: Optional[str] = None
 
 
 @_variant(seed=True)
@@ -347,6 +353,7 @@ class Error:
     """Extension: a refusal with a machine-readable code (see ERROR_CODES)."""
     code: str
     message: str
+    nonce: Optional[str] = None                  # the addressee's: from its relay
 
 
 @_variant(seed=False)
@@ -354,6 +361,17 @@ class Online:
     """Extension: a name the client watches (Register ``watch``) has
     registered, or was registered already when the watch came."""
     username: str
+    nonce: Optional[str] = None
+
+
+@_variant(seed=False)
+class Cookie:
+    """Extension: the relay's answer to an extension Register from an
+    address not proven yet: Register again with this ``cookie`` (a MAC of
+    the address, the name and the time, so the relay keeps no state until
+    the client shows it receives there). Never larger than that Register."""
+    cookie: str
+    nonce: Optional[str] = None                  # the Register's own, echoed
 
 
 ERROR_NAME_TAKEN = "name-taken"
