@@ -1,10 +1,14 @@
 """How the peer's events read on a terminal. Pure functions, no I/O.
 
 Text from the network is shown with its control characters made visible, so
-a peer cannot move the cursor, clear the screen or forge a line of ours.
+a peer cannot move the cursor, clear the screen or forge a line of ours. The
+relay's own text is never shown: a refusal is worded here from its code.
 """
 
+import re
+
 from . import events as E
+from . import protocol as P
 from . import session as S
 
 
@@ -41,8 +45,38 @@ def format_event(event):
     if kind is S.Notice:
         return "\n".join(sanitize(line) for line in event.text.split("\n"))
     if kind is S.Closed:
-        return None if event.exit_code == 0 else "error: %s" % event.reason
+        if event.exit_code == 0:
+            return None
+        reason = event.reason
+        return "error: %s" % (reason if isinstance(reason, str) else format_event(reason))
+    if kind is E.RelayRefused:
+        return _format_refusal(event)
     return _format_progress(event)
+
+
+_REFUSALS = {
+    P.ERROR_NAME_TAKEN: "the relay says the name %(name)s is in use",
+    P.ERROR_RELAY_FULL: "the relay is full; try again later",
+    P.ERROR_SELF: "the relay says you cannot connect to yourself",
+    P.ERROR_BAD_REQUEST: "the relay could not accept our request",
+    P.ERROR_NOT_REGISTERED: "the relay does not know us (we are not registered with it)",
+    P.ERROR_RELAY_STOPPING: "the relay is stopping",
+}
+_PLAIN_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
+
+
+def _format_refusal(event):
+    """A RelayRefused: our words for its code, never the relay's text."""
+    words = _REFUSALS.get(event.code)
+    if words is None:
+        code = event.code if _PLAIN_CODE.match(event.code) else "not shown: not a plain word"
+        words = "the relay refused (code %s)" % code
+    line = words % {"name": sanitize(event.username or "")}
+    if event.when == E.REFUSED_LATER:
+        line += " (someone else registered your name while the relay could not hear you)"
+    elif event.when == E.REFUSED_REQUEST and event.username and event.code != P.ERROR_SELF:
+        line += " (asking for %s)" % sanitize(event.username)
+    return line
 
 
 def _format_progress(event):

@@ -25,7 +25,7 @@ NOT_ANSWERING_AFTER = 2       # re-registrations unanswered in a row: "the relay
 SLOW_AFTER = 2.0              # registering or punching this long: say it is still going on
 WAIT_RETRY = 5.0              # waiting, with a relay that keeps no watches: Connect this often
 RELAY_STOPPING_RETRY = (0.5, 1.5)  # the relay said it stops: register again this soon (at random)
-RELAY_STOPPING_EVERY = 60.0   # heeded at most this often (it is not authenticated yet)
+RELAY_STOPPING_EVERY = 60.0   # heeded at most this often (a seed or old relay's is not authenticated)
 CONNECT_RETRY = 1.0
 CONNECT_TIMEOUT = 10.0
 NUDGE_EVERY = 0.5             # a relayed datagram while requesting: Connect again, this often at most
@@ -95,3 +95,12 @@ RelayNotAnswering.__doc__ = "No answer from *relay* for *seconds*; we keep askin
 RelayBack = collections.namedtuple("RelayBack", "relay")
 RelayStopping = collections.namedtuple("RelayStopping", "relay")
 RelayStopping.__doc__ = "*relay* said it stops (a restart, say); we register again when it is back."
+RelayRefused = collections.namedtuple("RelayRefused", "code username when")
+RelayRefused.__doc__ = """The relay refused with Error *code* (its text is never shown;
+a code we do not know is shown only as a plain word). *when*: REFUSED_REGISTERING
+(our name, *username*, is not ours: the session closes with this as its reason),
+REFUSED_LATER (our name was taken while the relay could not hear us),
+REFUSED_REQUEST (our request for *username*)."""
+REFUSED_REGISTERING = "registering"
+REFUSED_LATER = "later"
+REFUSED_REQUEST = "request"

@@ -35,8 +35,45 @@ our next Register. Any other relay (a seed's) is asked again every
 WAIT_RETRY instead. /leave ends the wait and clears the watch.
 
 Everything we send a relay that speaks ``ext`` carries our token.
+
+Return routability. A relay of this version answers a Register from an
+address where we have not proven ourselves (the first one, the first after
+a restart of the relay, the first from a new address when our NAT moved us)
+with a ``Cookie`` instead of an ack: we send the Register again at once with
+that ``cookie`` (a cookie expires after a minute or so: another Cookie
+replaces it), and the retries carry it until the RegisterAck. The relay
+answers a Register with nothing larger, so ours are padded to
+MIN_REGISTER_BYTES.
+
+Authentic relay messages (:class:`RelayAuth`). The relay's source address
+proves nothing: anyone can forge it. Each session picks a random nonce (16
+bytes, from ``random_bytes``, os.urandom by default) and sends it in every
+Register; the relay sends it back in everything it sends us. The rules:
+
+* a message carrying a nonce that is not ours is dropped, always;
+* a message carrying ours is believed, and shows that the relay speaks
+  ``ext`` with nonces: from then on, for the rest of the session, anything
+  from the relay's address without our nonce is dropped -- a seed-form
+  ``RegisterAck`` too, so a forger cannot downgrade us to seed mode;
+* a Cookie is believed only with our nonce;
+* a seed relay (``"RegisterAck"`` without features) cannot echo a nonce:
+  its messages are believed as they come (seed mode). This is the residual
+  risk with a seed relay, and before the first answer of ours: until the
+  relay shows our nonce, a forged seed-form message from its address is
+  believed, and the first authentic one moves us out of seed mode.
+* Transitional (LEGACY_RELAYS, until every relay echoes nonces): a
+  RegisterAck with ``ext`` but no nonce at all comes from a relay of the
+  previous version; we believe it and its nonce-less messages, as for a
+  seed relay (said once in the debug log). A RegisterAck with a wrong
+  nonce is forged. Without LEGACY_RELAYS, an extension message (an ext
+  RegisterAck, Error, Online) without our nonce is always dropped.
+
+Dropped datagrams are counted (stats ``unauthenticated_relay``) and logged
+at debug level. The relay's text (``Error.message``) is never shown; the
+console words each error code (events.RelayRefused).
 """
 
+import hmac
 import logging
 
 from . import identity as ID
@@ -45,8 +82,72 @@ from .effects import Log, Send
 from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, NOT_ANSWERING_AFTER,
                      REGISTER_RTO_MAX, RELAY_RETRY_MAX, REREGISTER_INTERVAL, REREGISTER_MIN,
                      REREGISTER_RETRY, RELAY_STOPPING_EVERY, RELAY_STOPPING_RETRY, WAIT_RETRY,
-                     Closed, Failed, Notice, RelayBack, RelayNotAnswering, RelayStopping,
-                     Registered, State, StillRegistering, Waiting)
+                     REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST,
+                     Closed, Failed, Notice, RelayBack, RelayNotAnswering, RelayRefused,
+                     RelayStopping, Registered, State, StillRegistering, Waiting)
+
+MIN_REGISTER_BYTES = 200
+"""Our Registers are padded to this: a relay never answers with more bytes
+than it got, and its Cookie (99 bytes) must fit."""
+
+NONCE_BYTES = 16
+
+
+class RelayAuth:
+    """Which datagrams from the relay's address we believe, for one session:
+    the rules of the module docstring. ``nonce`` is ours (32 hex digits);
+    ``mode`` what the relay has shown it is."""
+
+    UNKNOWN = "unknown"      # no answer believed yet
+    SEED = "seed"            # a seed relay: nothing can be authenticated
+    LEGACY = "legacy"        # an ext relay of the previous version, without nonces
+    EXT = "ext"              # echoes our nonce: only what carries it is believed
+
+    LEGACY_RELAYS = True
+    """Transitional: believe an ext relay that echoes no nonce (see the module
+    docstring). To be removed once every relay of ours echoes nonces."""
+
+    def __init__(self, random_bytes):
+        self.nonce = random_bytes(NONCE_BYTES).hex()
+        self.mode = self.UNKNOWN
+
+    def check(self, msg):
+        """None if *msg* (decoded, from the relay's address) is to be
+        believed, else why not. Learns the relay's mode from what it believes."""
+        nonce = getattr(msg, "nonce", None)
+        if nonce is not None:
+            if not hmac.compare_digest(nonce, self.nonce):
+                return "a nonce that is not ours"
+            self.mode = self.EXT
+            return None
+        if self.mode == self.EXT:
+            return "no nonce, from a relay that has sent ours"
+        if type(msg) is P.Cookie:
+            return "a Cookie without our nonce"
+        if type(msg) is P.RegisterAck:
+            return self._ack_without_nonce(msg)
+        if msg.SEED:                         # what a seed relay sends: nothing to check
+            return None
+        if self.mode == self.LEGACY or (self.mode == self.UNKNOWN and self.LEGACY_RELAYS):
+            return None
+        return "an extension message without our nonce"
+
+    def _ack_without_nonce(self, msg):
+        if not P.speaks_extensions(msg.features):
+            self.mode = self.SEED
+            return None
+        if not self.LEGACY_RELAYS:
+            return "an extension RegisterAck without our nonce"
+        self.mode = self.LEGACY
+        return None
+
+
+_MODE_NOTES = {
+    RelayAuth.SEED: "a seed relay: its messages cannot be authenticated",
+    RelayAuth.LEGACY: "a relay of the previous version (no nonces): its messages cannot be"
+                      " authenticated",
+    RelayAuth.EXT: "it echoes our nonce: only messages that carry it are believed",
+}
 
 
 class RelayMixin:
@@ -54,14 +155,38 @@ class RelayMixin:
 
     # -- answers from the relay
 
+    def _admit_from_relay(self, msg):
+        """(believed, effects) for *msg* from the relay's address: see RelayAuth."""
+        before = self._auth.mode
+        why = self._auth.check(msg)
+        if why is not None:
+            self.stats["unauthenticated_relay"] += 1
+            return False, [Log(logging.DEBUG, "dropped %s from the relay's address: %s (%d so far)"
+                               % (type(msg).__name__, why, self.stats["unauthenticated_relay"]))]
+        if self._auth.mode == before:
+            return True, []
+        return True, [Log(logging.DEBUG, "relay %s: %s" % (self.relay_endpoint,
+                                                           _MODE_NOTES[self._auth.mode]))]
+
+    def _on_cookie(self, msg, now):
+        """The relay wants to see that we receive at our address: register
+        again at once with its cookie (the retries carry it too). A copy of
+        the cookie we have changes nothing."""
+        if msg.cookie == self._cookie:
+            return []
+        self._cookie = msg.cookie
+        return [self._to_relay(self._register_msg())]
+
     def _on_register_ack(self, msg, now):
         self.relay_features = msg.features or ()
+        self._cookie = None                  # proven: the token does the rest
         proof = []
         if not P.speaks_extensions(self.relay_features):
             self._token = None               # a seed relay (perhaps in place of ours): no tokens
         elif msg.token and msg.token != self._token:
-            self._token = msg.token          # echo it at once: proof that we are at this address
-            proof = [self._to_relay(self._register_msg())]
+            self._token = msg.token
+            if self._auth.mode != RelayAuth.EXT:   # a relay of the previous version: echo it at
+                proof = [self._to_relay(self._register_msg())]   # once, proof of our address
         # an echo must be acknowledged too (it may carry our watch): retry it soon
         self._timers["reregister"] = now + (REREGISTER_RETRY if proof else self._reregister_every())
         self._reregister_backoff = REREGISTER_RETRY
@@ -121,16 +246,16 @@ class RelayMixin:
         return self._request_failed("Target user is busy.", now)
 
     def _on_error(self, msg, now):
+        """A refusal. Its ``message`` is the relay's text: never shown (a
+        forger's, with a seed or old relay); the console words the code."""
         if msg.code == P.ERROR_RELAY_STOPPING:
             return self._relay_stopping(now)
-        reason = "relay: %s" % msg.message
         if self.state is State.REGISTERING and msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
             self._enter(State.CLOSED, now)
-            return [Closed(1, reason)]
+            return [Closed(1, RelayRefused(msg.code, self.username, REFUSED_REGISTERING))]
         if msg.code == P.ERROR_NAME_TAKEN:
-            return [Notice(reason + " (someone else registered your name while the relay"
-                           " could not hear you)")]
-        return self._request_failed(reason, now)
+            return [RelayRefused(msg.code, self.username, REFUSED_LATER)]
+        return self._request_failed(RelayRefused(msg.code, self.target, REFUSED_REQUEST), now)
 
     def _relay_stopping(self, now):
         """The relay says it stops (a restart, say): register again within
@@ -139,7 +264,7 @@ class RelayMixin:
         it knows us within seconds of its start."""
         if self.state is State.REGISTERING or self._relay_silent_since is not None or \
                 now - self._last_stopping < RELAY_STOPPING_EVERY:
-            return []        # (a forger at the relay's address cannot make us say it often)
+            return []        # (a forger at a seed or old relay's address cannot make us say it often)
         self._last_stopping = now
         self._relay_silent_since = now
         self._unanswered = NOT_ANSWERING_AFTER          # said already: no "not answering" too
@@ -148,10 +273,12 @@ class RelayMixin:
         self._reregister_backoff = first
         return [RelayStopping(self.relay_endpoint)]
 
-    def _request_failed(self, reason, now):
+    def _request_failed(self, why, now):
+        """The relay refused our request: *why* is a reason (text of ours) or
+        a RelayRefused event."""
         if self.state is not State.REQUESTING:
-            return [Log(logging.DEBUG, "relay said %r outside a request" % reason)]
-        return [Failed(reason)] + self._end_chat(now)
+            return [Log(logging.DEBUG, "relay said %r outside a request" % (why,))]
+        return [why if isinstance(why, RelayRefused) else Failed(why)] + self._end_chat(now)
 
     # -- timers
 
@@ -226,7 +353,8 @@ class RelayMixin:
             watch = (self.target,)          # a restarted relay relearns our watch
         return P.Register(self.username, features=self.features, local=self.local, key=key,
                           token=self._token, mapping=self.mapping, partner=partner,
-                          session=session, watch=watch)
+                          session=session, watch=watch, cookie=self._cookie,
+                          nonce=self._auth.nonce)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)
@@ -243,4 +371,14 @@ class RelayMixin:
         return self._token if P.speaks_extensions(self.relay_features) else None
 
     def _to_relay(self, msg):
-        return Send(P.encode(msg), self.relay_addr)
+        data = P.encode(msg)
+        return Send(_padded(data) if type(msg) is P.Register else data, self.relay_addr)
+
+
+def _padded(data):
+    """An encoded Register of at least MIN_REGISTER_BYTES: a ``pad`` field of
+    blanks, which decoders ignore (an unknown field), goes at its end."""
+    if len(data) >= MIN_REGISTER_BYTES:
+        return data
+    blanks = max(0, MIN_REGISTER_BYTES - len(data) - len(b',"pad":""'))
+    return data[:-2] + b',"pad":"' + b" " * blanks + b'"}}'

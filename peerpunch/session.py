@@ -54,6 +54,7 @@ re-exported here.
 
 import collections
 import logging
+import os
 import random
 
 from . import families as F
@@ -72,7 +73,7 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
 from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
-from .registration import RelayMixin
+from .registration import RelayAuth, RelayMixin
 from .secure import OVERHEAD as SEALED_OVERHEAD
 from .trust import TrustMixin
 
@@ -83,14 +84,15 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
-                 require_encryption=False, rng=None, families=None):
+                 require_encryption=False, rng=None, families=None, random_bytes=os.urandom):
         """*target*: a name to ask the relay for once registered (else wait).
         *local*: our LAN endpoints, announced to the relay as candidates.
         *identity* (``.private``, ``.public``) and a crypto *backend* enable
         the secure channel with peers that offer it; *known_keys* maps names
         to pinned public keys; *strict* refuses peers with no pinned key;
         *require_encryption* refuses peers that cannot encrypt; *rng* (a
-        ``random.Random``) picks the ports a birthday search probes.
+        ``random.Random``) picks the ports a birthday search probes;
+        *random_bytes* (n -> n bytes; os.urandom) our nonce for the relay.
         *families*: the address families our socket reaches (4, 6: see
         :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
@@ -117,6 +119,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self.link = None             # how messages reach the peer, once a path is found
         self.stats = collections.Counter()
         self._token = None           # from RegisterAck: lets us move to a new address
+        self._cookie = None          # from the relay's Cookie, until the RegisterAck
+        self._auth = RelayAuth(random_bytes)   # which datagrams from the relay's address we believe
         self._blocked = None         # why nothing is shown or sent (a changed key)
         self._held = []              # messages from a blocked peer
         self._punch_started = 0.0
@@ -262,8 +266,10 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             self.stats["malformed"] += 1
             return [Log(logging.DEBUG, "dropped datagram from the relay: %s" % exc)]
         handler = self._RELAY_HANDLERS.get(type(msg))
-        return handler(self, msg, now) if handler else \
-            [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+        if handler is None:
+            return [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+        believed, out = self._admit_from_relay(msg)
+        return out + handler(self, msg, now) if believed else out
 
     def _nudge(self, now):
         """A relayed datagram while we ask for someone: the relay has paired
@@ -388,6 +394,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         P.TargetBusy: RelayMixin._on_target_busy,
         P.Error: RelayMixin._on_error,
         P.Online: RelayMixin._on_online,
+        P.Cookie: RelayMixin._on_cookie,
     }
 
     # -- messages from the peer

@@ -3,6 +3,7 @@
 import pytest
 
 from peerpunch import events as E
+from peerpunch.console import format_event
 from peerpunch import protocol as P
 from peerpunch.forwarder import Forwarder
 from peerpunch import session as S
@@ -37,7 +38,10 @@ def test_session_registers_and_waits():
     net.run(1)
     assert bob.state is State.IDLE
     assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
-    assert net.sent(BOB, RELAY)[0] == b'{"Register":{"username":"bob","features":["ext","relay1"]}}'
+    first = net.sent(BOB, RELAY)[0]
+    assert first.startswith(b'{"Register":{"username":"bob","features":["ext","relay1"],"nonce":"')
+    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob._auth.nonce)
+    assert len(first) == 200 and first.endswith(b'","pad":"' + b" " * 89 + b'"}}')
 
 
 def test_session_chat_crosses_both_ways():
@@ -176,7 +180,9 @@ def test_session_name_taken_closes_with_reason():
     imposter = net.add_peer("alice", CAROL)
     net.run(1)
     assert imposter.state is State.CLOSED
-    assert net.shown(CAROL, S.Closed) == [S.Closed(1, "relay: the name alice is in use")]
+    closed = net.shown(CAROL, S.Closed)
+    assert closed == [S.Closed(1, E.RelayRefused("name-taken", "alice", E.REFUSED_REGISTERING))]
+    assert format_event(closed[0]) == "error: the relay says the name alice is in use"
 
 
 @pytest.mark.parametrize("loss", [0.2, 0.3])
@@ -289,10 +295,10 @@ def _probe_targets(effects):
 
 def test_session_announces_lan_candidates_but_never_public_or_loopback():
     alice, first = _introduced()
-    assert first[0].data == b'{"Register":{"username":"alice","features":["ext","relay1"],"local":["10.0.0.2:5000"]}}'
+    assert P.decode(first[0].data).local == ("10.0.0.2:5000",)
     other = S.PeerSession("x", RELAY, local=[("127.0.0.1", 5000), ("8.8.8.8", 53)])
-    assert [e.data for e in other.start(0.0) if isinstance(e, S.Send)] == \
-        [b'{"Register":{"username":"x","features":["ext","relay1"]}}']
+    sent = [P.decode(e.data) for e in other.start(0.0) if isinstance(e, S.Send)]
+    assert [(m.username, m.local) for m in sent] == [("x", None)]
 
 
 def test_session_probes_every_candidate_and_keeps_the_first_that_answers():
