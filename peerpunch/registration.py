@@ -132,6 +132,11 @@ class RelayAuth:
             return None
         return "an extension message without our nonce"
 
+    def implied_ack(self):
+        """The RegisterAck an introduction implies when ours was lost: an ext
+        relay's (without the token: we ask again soon) if it showed our nonce."""
+        return P.RegisterAck(features=(P.FEATURE_EXT,)) if self.mode == self.EXT else P.RegisterAck()
+
     def _ack_without_nonce(self, msg):
         if not P.speaks_extensions(msg.features):
             self.mode = self.SEED
@@ -179,7 +184,8 @@ class RelayMixin:
 
     def _on_register_ack(self, msg, now):
         self.relay_features = msg.features or ()
-        self._cookie = None                  # proven: the token does the rest
+        if msg.token or not P.speaks_extensions(self.relay_features):
+            self._cookie = None              # proven: the token does the rest (kept after a lost ack)
         proof = []
         if not P.speaks_extensions(self.relay_features):
             self._token = None               # a seed relay (perhaps in place of ours): no tokens
@@ -187,8 +193,10 @@ class RelayMixin:
             self._token = msg.token
             if self._auth.mode != RelayAuth.EXT:   # a relay of the previous version: echo it at
                 proof = [self._to_relay(self._register_msg())]   # once, proof of our address
-        # an echo must be acknowledged too (it may carry our watch): retry it soon
-        self._timers["reregister"] = now + (REREGISTER_RETRY if proof else self._reregister_every())
+        # an echo must be acknowledged too (it may carry our watch): retry it soon;
+        # so must a registration with an ext relay that gave us no token yet
+        soon = proof or (P.speaks_extensions(self.relay_features) and self._token is None)
+        self._timers["reregister"] = now + (REREGISTER_RETRY if soon else self._reregister_every())
         self._reregister_backoff = REREGISTER_RETRY
         proof += self._relay_answered(now) + self._start_mapping_check(now)  # that: at the first ext ack
         if self.state is State.WAITING and not self._relay_watches():

@@ -40,7 +40,8 @@ Goodbye in several copies. Lines typed before the chat is up, or while its
 path is suspect (the peer unheard for SUSPECT_AFTER keep-alive intervals),
 are queued and sent when it is up (or heard again); lines that cannot be
 sent are reported, never dropped in silence. Only the relay and the current
-peer are listened to.
+peer are listened to, and the relay only in what carries our nonce once it
+has shown it (:class:`~peerpunch.registration.RelayAuth`).
 
 Where things live: this module holds the state machine, introduction,
 commands and chat; :mod:`peerpunch.registration` (``RelayMixin``)
@@ -359,7 +360,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     def _on_peer_info(self, msg, now):
         out = []
         if self.state is State.REGISTERING:   # the RegisterAck was lost
-            out += self._on_register_ack(P.RegisterAck(), now)
+            out += self._on_register_ack(self._auth.implied_ack(), now)
         if self.state in IN_CHAT:
             if msg.username != self.peer.username:
                 out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
