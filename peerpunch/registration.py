@@ -14,9 +14,10 @@ intervals of its going) and that it is back at the next ack; the steady
 retries register us with a returning relay within seconds. A relay that
 stops cleanly says so (Error relay-stopping): we register again within a
 second or so, and keep at it, so a restart costs seconds, not an interval. A token in the
-ack is echoed at once (and re-sent after REREGISTER_RETRY unless
-acknowledged), which proves we are at our address; a new token is how a
-relay that restarted shows itself. Every Register says what we are
+ack of a relay of the previous version (one that echoes no nonce) is echoed
+at once (and re-sent after REREGISTER_RETRY unless acknowledged), which
+proves we are at our address; a relay of this version has seen that already
+(the cookie, below). A new token is how a relay that restarted shows itself. Every Register says what we are
 (features, LAN candidates, key, NAT mapping) and, during a chat, which chat
 (partner and secret), so a restarted relay relearns it. A request (REQUESTING) sends its first Connect
 once our NAT's mapping is known (at most MAPPING_WAIT later, so the relay
@@ -41,8 +42,9 @@ address where we have not proven ourselves (the first one, the first after
 a restart of the relay, the first from a new address when our NAT moved us)
 with a ``Cookie`` instead of an ack: we send the Register again at once with
 that ``cookie`` (a cookie expires after a minute or so: another Cookie
-replaces it), and the retries carry it until the RegisterAck. The relay
-answers a Register with nothing larger, so ours are padded to
+replaces it), and the retries carry it until a RegisterAck with the token
+(an introduction that shows a lost ack keeps it, and asks again soon). The
+relay answers a Register with nothing larger, so ours are padded to
 MIN_REGISTER_BYTES.
 
 Authentic relay messages (:class:`RelayAuth`). The relay's source address
@@ -54,18 +56,21 @@ Register; the relay sends it back in everything it sends us. The rules:
 * a message carrying ours is believed, and shows that the relay speaks
   ``ext`` with nonces: from then on, for the rest of the session, anything
   from the relay's address without our nonce is dropped -- a seed-form
-  ``RegisterAck`` too, so a forger cannot downgrade us to seed mode;
+  ``RegisterAck`` too, so a forger cannot downgrade us to seed mode (a seed
+  relay started in place of ours then looks silent, "not answering");
 * a Cookie is believed only with our nonce;
 * a seed relay (``"RegisterAck"`` without features) cannot echo a nonce:
   its messages are believed as they come (seed mode). This is the residual
-  risk with a seed relay, and before the first answer of ours: until the
-  relay shows our nonce, a forged seed-form message from its address is
-  believed, and the first authentic one moves us out of seed mode.
+  risk with a seed relay. It holds before the relay's first answer too:
+  until the relay shows our nonce, a forged seed-form message from its
+  address is believed (it may, say, have us think we are registered a
+  moment early), and the first authentic one ends seed mode for good.
 * Transitional (LEGACY_RELAYS, until every relay echoes nonces): a
   RegisterAck with ``ext`` but no nonce at all comes from a relay of the
   previous version; we believe it and its nonce-less messages, as for a
-  seed relay (said once in the debug log). A RegisterAck with a wrong
-  nonce is forged. Without LEGACY_RELAYS, an extension message (an ext
+  seed relay (said once in the debug log), and, before any ack, its Error
+  (name-taken) without a nonce. A RegisterAck with a wrong nonce is
+  forged. Without LEGACY_RELAYS, an extension message (an ext
   RegisterAck, Error, Online) without our nonce is always dropped.
 
 Dropped datagrams are counted (stats ``unauthenticated_relay``) and logged
