@@ -12,8 +12,10 @@ Send.__doc__ = """Send the datagram *data* (bytes) to *addr* (a socket address) 
 socket *via*: 0 is the core's own socket, others are ones it opened with
 OpenSocket (a Send via a socket that is not open is dropped)."""
 
-Log = collections.namedtuple("Log", "level text")
-Log.__doc__ = "Write *text* to the log at *level* (a logging level number)."
+Log = collections.namedtuple("Log", "level text kind", defaults=(None,))
+Log.__doc__ = """Write *text* to the log at *level* (a logging level number). *kind*
+(a name from :data:`peerpunch.loglimit.KINDS`, or None) marks a line that one
+event from the network causes: the shell rate-limits the lines of each kind."""
 
 OpenSocket = collections.namedtuple("OpenSocket", "via")
 OpenSocket.__doc__ = """Open another UDP socket, bound like socket 0 but to a port of the

@@ -215,7 +215,8 @@ class Registry:
             if now - user.last_seen < self.expire_after:
                 break
             self.stats["expired"] += 1
-            out.append(Log(logging.INFO, "expired %s at %s" % (_name(user.name), user.endpoint)))
+            out.append(Log(logging.INFO, "expired %s at %s" % (_name(user.name), user.endpoint),
+                           kind="expired"))
             out += self._remove(user)
         self.forwarder.expire(now)
         return out
@@ -257,7 +258,8 @@ class Registry:
             if full or self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
                 self.stats["full" if full else "full_for_ip"] += 1
                 out = [Log(logging.WARNING, "refused %s from %s: %s" % (
-                    _name(msg.username), _ep(addr), "relay full" if full else "too many users at that IP"))]
+                    _name(msg.username), _ep(addr), "relay full" if full else "too many users at that IP"),
+                           kind="full")]
                 return out if not self._note(addr) else out + _error_to(
                     msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
             user = User(msg.username, addr, now)
@@ -265,7 +267,8 @@ class Registry:
             self._by_name[user.name] = user
             self._by_addr[addr] = user
             self.stats["registrations"] += 1
-            out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint)))
+            out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint),
+                           kind="registered"))
         user.set_features(msg.features, self._interned)
         if _token_ok(user, msg.token):
             if not user.verified:
@@ -288,7 +291,7 @@ class Registry:
         if self._note(addr):
             out.append(Log(logging.WARNING, "refused %s from %s: name held by %s%s"
                            % (_name(msg.username), _ep(addr), holder.endpoint,
-                              " (wrong token or key)" if msg.token else "")))
+                              " (wrong token or key)" if msg.token else ""), kind="name_taken"))
         return out + _error_to(msg.features, addr, P.ERROR_NAME_TAKEN,
                                "the name %s is in use" % msg.username)
 
@@ -302,7 +305,8 @@ class Registry:
         self._by_addr[addr] = user
         self._touch(user, now)
         self.stats["moved"] += 1
-        return Log(logging.INFO, "%s moved from %s to %s" % (_name(user.name), old, user.endpoint))
+        return Log(logging.INFO, "%s moved from %s to %s" % (_name(user.name), old, user.endpoint),
+                   kind="moved")
 
     def _on_connect(self, msg, user, addr, now):
         target = self._by_name.get(msg.target_username)
@@ -341,7 +345,8 @@ class Registry:
         user.introduced_at = target.introduced_at = now
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
-                       % (_name(user.name), user.endpoint, _name(target.name), target.endpoint)))
+                       % (_name(user.name), user.endpoint, _name(target.name), target.endpoint),
+                       kind="introduced"))
         return out + self._introduce(user, target)
 
     def _on_session_finished(self, msg, user, addr, now):
@@ -373,7 +378,7 @@ class Registry:
         user.introduced_at = other.introduced_at = now
         self.stats["restored"] += 1
         return out + [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
-                          % (_name(other.name), _name(user.name)))]
+                          % (_name(other.name), _name(user.name)), kind="restored")]
 
     def _watch(self, user, names, answer=True):
         """Make *names* (from a Register with *user*'s token) the names
@@ -422,12 +427,13 @@ class Registry:
         self._notified[user.name] = now
         self.stats["notifications"] += len(watchers)
         data = P.encode(P.Online(username=user.name))
-        return [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)))
+        return [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)),
+                    kind="online")
                 ] + [Send(data, w.addr) for w in watchers for _ in range(ONLINE_COPIES)]
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
-        return [Log(logging.INFO, "%s left" % _name(user.name))] + self._remove(user)
+        return [Log(logging.INFO, "%s left" % _name(user.name), kind="left")] + self._remove(user)
 
     def _gone(self, addr):
         """An Unregister from an address not registered: a client sends it
@@ -435,7 +441,7 @@ class Registry:
         self.stats["unregister_repeated"] += 1
         if not self._note(addr):
             return []
-        return [Log(logging.DEBUG, "repeated Unregister from %s (already gone)" % _ep(addr))]
+        return [Log(logging.DEBUG, "repeated Unregister from %s (already gone)" % _ep(addr), kind="dropped")]
 
     _HANDLERS = {
         P.Register: _on_register,
@@ -463,7 +469,8 @@ class Registry:
             self.stats["relay_refused"] += 1
             out = []
             if self._note(addr):
-                out.append(Log(logging.INFO, "not relaying for %s: %s" % (_name(user.name), reason)))
+                out.append(Log(logging.INFO, "not relaying for %s: %s" % (_name(user.name), reason),
+                               kind="not_relayed"))
             return out
         return [Send(data, partner.addr)]
 
@@ -479,7 +486,8 @@ class Registry:
         user.partner = partner.partner = None
         self.forwarder.release(user.secret)
         self.stats["sessions_ended"] += 1
-        return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)))]
+        return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)),
+                    kind="ended")]
 
     def _forget_ip(self, addr):
         key = _ip_key(addr)
@@ -516,7 +524,8 @@ class Registry:
         self.stats[kind] += 1
         if not self._note(addr):
             return []
-        out = [Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason))]
+        out = [Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason),
+                   kind="dropped")]
         if user is not None and user.ext and kind == "malformed":
             out += _error_to(user.features, addr, P.ERROR_BAD_REQUEST, kind)
         return out

@@ -11,8 +11,14 @@ STUN Binding requests (a first byte of 0-3, which no JSON document has) go to
 :class:`peerpunch.stunserver.BindingServer` instead, on the main port and on the
 alternate port (by default the main one + 1; ``--alt-port``, ``--no-alt-port``),
 which speaks nothing but STUN.
+
+Every Log effect goes through a :class:`peerpunch.loglimit.LogLimiter`, so
+that a flood of datagrams cannot fill the operator's disk (lines of one kind
+beyond a budget become one summary line a minute), and every
+``--stats-interval`` seconds one line of counters is logged.
 """
 
+import collections
 import functools
 import logging
 import selectors
@@ -24,6 +30,7 @@ import time
 from . import cli
 from .effects import Log, Send
 from . import forwarder as F
+from .loglimit import PER_WINDOW, LogLimiter
 from .protocol import format_endpoint
 from .registry import EXPIRE_AFTER, MAX_USERS, MAX_USERS_PER_IP, Registry
 from .stun import is_stun
@@ -35,13 +42,22 @@ RECV_SIZE = 65535        # read whole datagrams, however large, then judge them
 BATCH = 256              # datagrams handled before timers get a look in
 MAX_LOGGED_ERRORS = 20   # internal errors logged with a traceback (all are counted)
 RCVBUF = 4 << 20
+STATS_INTERVAL = 3600    # seconds between lines of counters (0: none)
+# registry counters that count dropped or refused requests, for the stats line
+DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "full_for_ip",
+           "name_taken", "reintroductions_limited", "stale_reintroductions", "relay_without_session",
+           "relay_unverified", "relay_not_offered", "relay_refused", "watches_refused")
 
 
 class RelayServer:
     """Serve *registry* on the bound UDP socket *sock* until :meth:`stop`;
-    answer STUN there and on *alt_sock* (the alternate port), if given."""
+    answer STUN there and on *alt_sock* (the alternate port), if given.
+    Log lines pass through *limiter* (default: a LogLimiter with its
+    defaults); with a *stats_interval* (seconds), a line of counters is
+    logged that often."""
 
-    def __init__(self, sock, registry, clock=time.monotonic, alt_sock=None):
+    def __init__(self, sock, registry, clock=time.monotonic, alt_sock=None, limiter=None,
+                 stats_interval=0):
         self.sock = sock
         self.socks = [sock] + ([alt_sock] if alt_sock is not None else [])
         self.stun = BindingServer([s.getsockname() for s in self.socks])
@@ -49,6 +65,10 @@ class RelayServer:
         self.clock = clock
         self.send_errors = 0
         self.internal_errors = 0
+        self.traffic = collections.Counter()     # datagrams and bytes, in and out
+        self.limiter = limiter if limiter is not None else LogLimiter()
+        self.stats_interval = stats_interval
+        self._next_stats = clock() + stats_interval if stats_interval else None
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         for s in self.socks + [self._wake_r, self._wake_w]:
@@ -69,12 +89,25 @@ class RelayServer:
         """Serve until :meth:`stop`; then tell the clients we are stopping
         (so that they register with whatever relay replaces us at once)."""
         while not self._stopping:
-            deadline = self.registry.next_deadline()
+            deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             for key, _ in self._selector.select(timeout):
                 key.data()
-            self._apply(self.registry.tick(self.clock()))
+            self._tick(self.clock())
         self._apply(self.registry.farewell())
+        self._log_lines(self.limiter.flush(self.clock()))
+
+    def _next_deadline(self):
+        due = [t for t in (self.registry.next_deadline(), self.limiter.next_deadline(),
+                           self._next_stats) if t is not None]
+        return min(due) if due else None
+
+    def _tick(self, now):
+        self._apply(self.registry.tick(now))
+        self._log_lines(self.limiter.tick(now))
+        if self._next_stats is not None and now >= self._next_stats:
+            self._next_stats = now + self.stats_interval
+            log.info("%s", stats_line(self))
 
     def close(self):
         self._selector.close()
@@ -91,6 +124,8 @@ class RelayServer:
             except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
                 log.debug("receive error: %s", exc)
                 continue
+            self.traffic["datagrams_in"] += 1
+            self.traffic["bytes_in"] += len(data)
             try:
                 if via or is_stun(data):
                     self._reply(self.stun.datagram_received(data, addr, via))
@@ -109,6 +144,7 @@ class RelayServer:
                           self.stun.addresses[reply.via][1])
             try:
                 self.socks[reply.via].sendto(reply.data, reply.addr)
+                self._count_out(reply.data)
             except OSError as exc:
                 self.send_errors += 1
                 log.debug("STUN answer to %s failed: %s", reply.addr, exc)
@@ -125,11 +161,38 @@ class RelayServer:
             if type(effect) is Send:
                 try:
                     self.sock.sendto(effect.data, effect.addr)
+                    self._count_out(effect.data)
                 except OSError as exc:
                     self.send_errors += 1
                     log.debug("send to %s failed: %s", effect.addr, exc)
-            elif type(effect) is Log:
-                log.log(effect.level, "%s", effect.text)
+            elif type(effect) is Log and log.isEnabledFor(effect.level):
+                self._log_lines(self.limiter.admit(effect, self.clock()))
+
+    def _count_out(self, data):
+        self.traffic["datagrams_out"] += 1
+        self.traffic["bytes_out"] += len(data)
+
+    @staticmethod
+    def _log_lines(lines):
+        for line in lines:
+            log.log(line.level, "%s", line.text)
+
+
+def stats_line(server):
+    """One line of the relay's counters, totals since it started:
+    ``stats: users=... sessions=... datagrams_in=... dropped(reason=N ...) ...``."""
+    registry, relayed = server.registry, server.registry.forwarder.stats
+    pairs = [("users", len(registry))]
+    population = getattr(registry, "population", None)     # e.g. proven and seed-form users
+    if callable(population):
+        pairs += sorted(population().items())
+    pairs += [("sessions", registry.sessions())]
+    pairs += [(k, server.traffic[k]) for k in ("datagrams_in", "bytes_in", "datagrams_out", "bytes_out")]
+    pairs += [("relayed_datagrams", relayed["datagrams"]), ("relayed_bytes", relayed["bytes"])]
+    dropped = " ".join("%s=%d" % (k, registry.stats[k]) for k in DROPPED if registry.stats[k])
+    pairs += [("internal_errors", server.internal_errors), ("send_errors", server.send_errors),
+              ("log_lines_suppressed", server.limiter.suppressed)]
+    return "stats: %s dropped(%s)" % (" ".join("%s=%d" % kv for kv in pairs), dropped)
 
 
 EPILOG = """example, on a server with UDP ports 8080 and 8081 open in its firewall:
@@ -171,7 +234,13 @@ def parse_args(argv, prog="peerpunch-relay"):
                      " a free one with --port 0; 0 picks a free one")
     alt.add_argument("--no-alt-port", action="store_true",
                      help="open no alternate port (peers then cannot tell a symmetric NAT)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every datagram")
+    parser.add_argument("--stats-interval", type=_whole_number, default=STATS_INTERVAL,
+                        metavar="SECONDS", help="log a line of counters (users, sessions, traffic,"
+                        " drops) this often; 0: never (default %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every datagram and every event, without the rate limit that"
+                        " otherwise keeps each kind of event to %d lines a minute plus a summary"
+                        " (for debugging: a flood then fills the log)" % PER_WINDOW)
     cli.version_action(parser)
     args = parser.parse_args(argv)
     if args.alt_port is not None and args.alt_port == args.port != 0:
@@ -187,6 +256,12 @@ def _positive_float(text):
     if not 0 < value < 1e9:
         raise cli.argparse.ArgumentTypeError("%r is not a positive number" % text)
     return value
+
+
+def _whole_number(text):
+    if not text.isdigit() or not text.isascii():
+        raise cli.argparse.ArgumentTypeError("%r is not a whole number" % text)
+    return int(text)
 
 
 def _positive_int(text):
@@ -266,7 +341,8 @@ def main(argv=None, prog=None):
     registry = Registry(expire_after=args.expire, max_users=args.max_users,
                         max_users_per_ip=args.max_users_per_ip, verbose=args.verbose,
                         forwarder=forwarder)
-    server = RelayServer(sock, registry, alt_sock=alt)
+    server = RelayServer(sock, registry, alt_sock=alt, limiter=LogLimiter(enabled=not args.verbose),
+                         stats_interval=args.stats_interval)
     previous = _install_signals(server)
     log.info("relay listening on %s", format_endpoint(sock.getsockname()))
     if alt is not None:
@@ -279,7 +355,9 @@ def main(argv=None, prog=None):
         _restore_signals(previous)
         server.close()
     stats = server.registry.stats + prefixed(forwarder.stats, "relayed_") + server.stun.stats
-    stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors)
+    stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors,
+                 log_lines_suppressed=server.limiter.suppressed)
+    stats += server.traffic
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
 
