@@ -48,9 +48,14 @@ from .events import (CONNECT_RETRY, CONNECT_TIMEOUT, IN_CHAT, NOT_ANSWERING_AFTE
                      Closed, Failed, Notice, RelayBack, RelayNotAnswering, RelayStopping,
                      Registered, State, StillRegistering, Waiting)
 
+COOKIE_EVERY = 1.0                      # seconds between Registers a Cookie may cause
+
 
 class RelayMixin:
     """Registration, requests and the relay's answers for :class:`PeerSession`."""
+
+    _cookie = None                      # the relay's latest Cookie: we receive at our address
+    _last_cookie = float("-inf")
 
     # -- answers from the relay
 
@@ -77,6 +82,14 @@ class RelayMixin:
         if self.target:
             return out + self.connect(self.target, now)
         return out + [Notice("waiting for someone to connect (or type /connect NAME)")]
+
+    def _on_cookie(self, msg, now):
+        """The relay wants to see that we receive at our address: the same
+        Register again, with its cookie (at once, once a second at most)."""
+        if now - self._last_cookie < COOKIE_EVERY:
+            return [Log(logging.DEBUG, "ignored a Cookie within a second of the last one")]
+        self._cookie, self._last_cookie = msg.cookie, now
+        return [self._to_relay(self._register_msg())]
 
     def _relay_answered(self, now):
         self._unanswered = 0
@@ -226,7 +239,7 @@ class RelayMixin:
             watch = (self.target,)          # a restarted relay relearns our watch
         return P.Register(self.username, features=self.features, local=self.local, key=key,
                           token=self._token, mapping=self.mapping, partner=partner,
-                          session=session, watch=watch)
+                          session=session, watch=watch, cookie=self._cookie)
 
     def _send_register(self, now):
         self._timers["register"] = min(now + self._register_rto, self._since + self.register_timeout)

@@ -388,6 +388,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         P.TargetBusy: RelayMixin._on_target_busy,
         P.Error: RelayMixin._on_error,
         P.Online: RelayMixin._on_online,
+        P.Cookie: RelayMixin._on_cookie,
     }
 
     # -- messages from the peer
