@@ -2,29 +2,62 @@
 
 Theory of operation
 -------------------
-A client registers a username from its UDP source address (on the internet,
-its NAT's public endpoint). The registry keeps one :class:`User` per live
-address, found by name or by address in O(1). Every datagram from a
-registered address refreshes it; clients re-register every 20 s, so a user
-silent for ``expire_after`` seconds is gone and its name is free again.
-Users are kept in an ordered dict sorted by last contact, so expiry only
-looks at the oldest entries.
+The relay faces the internet, where a source address can be forged. So
+(issue 10) nothing a datagram from an unproven source says creates state
+that outlives it, changes anyone else's state, or sends a third address
+anything; and nothing we send an unproven address is larger than what came
+from it.
 
-``Connect`` pairs two free users: each gets a ``PeerInfo`` naming the other's
-public endpoint, and both are busy until either sends ``SessionFinished``
-(or expires). A repeated ``Connect`` for the pair already made repeats both
-``PeerInfo``s, which is how lost datagrams are recovered: the requesting
-client keeps asking until it hears from its peer.
+Proven registrations. An extension client (``ext`` in its features) proves
+it receives at its address with a stateless cookie, as WireGuard's cookie
+reply and QUIC's Retry do: its first Register gets only a ``Cookie`` (an
+HMAC of the time slot, the address and the name under a per-process key,
+good for COOKIE_SLOT to 2 x COOKIE_SLOT seconds), and only if that reply is
+no larger than the Register; the Register repeated with it is stored at
+once as proven and acknowledged with a ``token``. From then on, every
+request from that client -- re-Register (the refresh), a new name, Connect,
+SessionFinished, Unregister, watches, claims -- carries the token, or it
+changes nothing and refreshes nothing. A client whose NAT mapping changed
+moves its name to the new address with its token (and key) and the new
+address's cookie. A Register with a good cookie also replaces whatever was
+registered at its address: only a client there could have read the cookie.
+Each proven Register carries the client's ``nonce``, and every message we
+send it (RegisterAck, PeerInfo, TargetNotFound, TargetBusy, Error, Online)
+carries that nonce back, so that the client can tell ours from forgeries.
 
-A name held by one live address is never handed to another one, with one
-exception: a client whose NAT mapping changed re-registers from its new
-address with the ``token`` its RegisterAck gave it (and the same key, if it
-announced one), and the registration moves. A client that has echoed its
-token (proved it receives at its address) sends it with every request
-(Connect, SessionFinished, Unregister); such a request without it is
-someone forging that address, and is dropped. Clients that announced the
-``ext`` feature get an ``Error`` reply when refused; a seed client only ever
-receives the seed's variants, so it gets no reply at all.
+Seed-form registrations (no ``ext``: the seed's clients, which cannot echo
+anything) live in a separate pool of ``max_seed_users``. A seed-form
+Register never touches a proven registration -- neither the one at its
+address nor one of its name; it is dropped unanswered -- so it cannot
+displace, rename, refresh, downgrade or shadow one. Introductions go
+between two proven clients, between two seed-form ones, or from a proven
+asker to a seed-form client; a seed-form Connect (which cannot be
+authenticated) for a proven client gets TargetNotFound. A PeerInfo to a
+seed-form client goes to an address nobody proved, so each block (/24,
+/48) gets at most SEED_INFO_BURST of them at once and SEED_INFO_RATE a
+second, and introductions a seed client asked for spend a credit of
+SEED_GAIN bytes per byte seed-form clients sent (at most SEED_CREDIT_MAX
+saved up): what a forger reflects through the seed pool is at most
+SEED_GAIN x its own bytes, plus 16 kB.
+
+Fair shares. Registrations are counted per IP (IPv6: per /64, at most
+``max_users_per_ip``) and per /24 or /48 block (:mod:`peerpunch.shares`).
+A full pool admits a newcomer whose block is lighter by two or more than
+the heaviest, in place of the heaviest block's oldest registration, so that
+a flood from a few hundred addresses cannot lock out the rest of the internet.
+
+Errors go only to extension clients, never larger than a datagram that was
+not authenticated (a malformed one), and at most ERROR_BURST at once and
+ERROR_RATE a second per block, in a table of MAX_BUDGET_BLOCKS blocks that
+cannot be cycled past. Replies (Error, Cookie, ...) are never answered.
+
+Users are kept by name and by address in O(1), and in an ordered dict
+sorted by last proven contact, so expiry (after ``expire_after`` seconds
+without one) only looks at the oldest entries. ``Connect`` pairs two free
+users: each gets a ``PeerInfo`` naming the other's public endpoint, and
+both are busy until either sends ``SessionFinished`` (or expires). A
+repeated ``Connect`` for the pair already made repeats both ``PeerInfo``s
+(once per REINTRODUCE_EVERY), which is how lost datagrams are recovered.
 
 Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
@@ -44,13 +77,13 @@ an Error relay-stopping), so they register with the relay that replaces it
 within a second or two rather than at their next re-registration.
 
 A client waiting for someone who is not online yet names them in its
-Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a Register with
-the token sets watches (or clears them, by naming none), so they go only to
+Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a proven Register
+sets watches (or clears them, by naming none), so they go only to
 an address that proved it receives there, and a relay that restarted
 relearns them from the next re-registration. When a watched name registers,
 each extension watcher gets ``Online`` (ONLINE_COPIES copies: one loss
-costs nothing) once the name's client has proven its address (echoed its
-token), so that a Register forged from nowhere sends watchers nothing, and
+costs nothing) once the name's client has proven its address (the cookie),
+so that a Register forged from nowhere sends watchers nothing, and
 at most once per NOTIFY_EVERY per name. A watch Register for a name that
 is registered already (proven, or a seed client, which cannot prove
 itself) gets one Online at once -- never more bytes than the Register --

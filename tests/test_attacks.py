@@ -266,3 +266,29 @@ def test_attack_flood_from_strangers_does_not_stop_a_connect(procs, relay):
             time.sleep(0.002)
     alice.expect(r"^connected to bob .* encrypted")
     bob.expect(r"^connected to alice .* encrypted")
+
+
+def test_attack_forged_registers_from_a_live_endpoint_change_nothing(procs, relay, raw):
+    """Issue 10, findings A and B against the real relay: Registers forged
+    from alice's endpoint (another name; alice in seed form) and one for
+    "alice" from elsewhere neither take her name nor downgrade her: bob
+    still reaches her, encrypted."""
+    alice = peer(procs, relay, "--name", "alice", "--wait")
+    alice.expect("^registered as alice")
+    a_port = bound_port(alice)
+    spoofer = rawudp.Spoofer()
+    try:
+        for data in (b'{"Register":{"username":"someone-else"}}', b'{"Register":{"username":"alice"}}',
+                     b'{"Register":{"username":"someone-else","features":["ext"]}}', b""):
+            spoofer.send(data, ("127.0.0.1", a_port), ("127.0.0.1", relay.port))
+    finally:
+        spoofer.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1.0)
+        s.sendto(b'{"Register":{"username":"alice"}}', ("127.0.0.1", relay.port))
+        with pytest.raises(socket.timeout):
+            s.recv(2048)                         # no RegisterAck: the name is hers
+    bob = peer(procs, relay, "--name", "bob", "--connect", "alice")
+    bob.expect(r"^connected to alice .* encrypted")
+    alice.expect(r"^connected to bob .* encrypted")
+    assert not alice.has("someone else registered your name")

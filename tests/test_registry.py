@@ -1,5 +1,6 @@
 """The relay's sans-I/O core: registration, introduction, expiry, bad input."""
 
+import collections
 import dataclasses
 
 import pytest
@@ -765,3 +766,170 @@ def test_registry_farewell_tells_only_proven_extension_clients():
         (D, b'{"Error":{"code":"relay-stopping","message":"the relay is stopping","nonce":"%s"}}'
          % NONCE.encode())]
     assert reg.stats["farewells"] == 1
+
+
+# -- issue 10: forged source addresses (findings A-D, F and the guarantees)
+
+def _bytes_to(effects, addr=None):
+    return sum(len(d) for a, d in sends(effects) if addr is None or a == addr)
+
+
+def test_registry_finding_a_a_register_from_alices_endpoint_cannot_remove_her():
+    reg = registered((REG_B, B))
+    alice = join(reg, "alice", A, nonce=NONCE)
+    for forged in (b'{"Register":{"username":"someone-else"}}',
+                   padded(b'{"Register":{"username":"someone-else","features":["ext"]}}', 200)):
+        out = reg.datagram_received(forged, A, 1.0)
+        assert _bytes_to(out) <= len(forged) and all(d.startswith(b'{"Cookie"') for _, d in sends(out))
+    assert reg.user("alice").addr == A and reg.user("someone-else") is None
+    # ...so nobody can then take "alice" from elsewhere, in either form
+    assert sends(reg.datagram_received(REG_A, ("192.0.2.66", 4000), 2.0)) == []
+    assert reg.user("alice").addr == A and reg.stats["seed_vs_proven"] == 2
+    carol = _proved(reg, "carol", C, None)
+    out = _introductions(reg, P.encode(P.Connect("alice", token=carol)), C, now=3.0)
+    assert out[C].peer == "198.51.100.10:40000"
+    again = P.encode(P.Register("alice", features=("ext",), token=alice, nonce=NONCE))
+    assert sends(reg.datagram_received(again, A, 4.0))[0][1].startswith(b'{"RegisterAck"')
+
+
+def test_registry_finding_b_a_seed_form_register_cannot_downgrade_a_proven_client():
+    reg = registered()
+    join(reg, "alice", A, features=("ext", "relay1", "noise1"))
+    assert sends(reg.datagram_received(REG_A, A, 1.0)) == []          # forged: dropped, unanswered
+    bob = _proved(reg, "bob", B, None)
+    out = _introductions(reg, P.encode(P.Connect("alice", token=bob)), B, now=2.0)
+    assert out[B].features == ("ext", "relay1", "noise1") and reg.user("alice").ext
+
+
+def test_registry_finding_c_forged_registers_and_connects_reflect_nothing():
+    """Forged extension Registers for victims store nothing; forged Connects
+    from them then go nowhere. In the seed-form pool, where a Register cannot
+    be proven, what comes out is bounded: at most SEED_GAIN x the bytes that
+    went in (plus the saved-up credit), and SEED_INFO_BURST PeerInfos per
+    destination block at once."""
+    reg = registered()
+    V, W1, W2 = ("192.0.2.1", 53), ("192.0.2.2", 53), ("203.0.113.9", 123)
+    features = tuple("f%031d" % i for i in range(15)) + ("ext",)
+    local = tuple("[fd00::%d]:9" % i for i in range(4))
+    sent_in = out_bytes = 0
+    for name, victim in (("v", V), ("w1", W1), ("w2", W2)):
+        data = P.encode(P.Register(name, features=features, local=local))
+        sent_in += len(data)
+        out_bytes += _bytes_to(reg.datagram_received(data, victim, 0.0))
+    assert len(reg) == 0 and out_bytes <= sent_in            # one Cookie each, no state
+    for i in range(1000):
+        data = P.encode(P.Connect(("w1", "w2")[i % 2]))
+        assert sends(reg.datagram_received(data, V, 1.0 + i / 1000)) == []
+    # the seed-form pool
+    for i, (name, victim) in enumerate((("v", V), ("w1", W1), ("w2", W2))):
+        data = P.encode(P.Register(name))
+        sent_in += len(data)
+        out_bytes += _bytes_to(reg.datagram_received(data, victim, 2.0))
+    per_victim = collections.Counter()
+    for i in range(5000):
+        data = P.encode(P.Connect(("w1", "w2")[i % 2]))
+        sent_in += len(data)
+        out = reg.datagram_received(data, V, 3.0 + i / 5000)      # 5,000 in one second
+        out_bytes += _bytes_to(out)
+        per_victim.update(a for a, _ in sends(out))
+    assert out_bytes <= RG.SEED_GAIN * sent_in
+    assert max(per_victim.values()) <= RG.SEED_INFO_BURST + RG.SEED_INFO_RATE
+    assert sum(per_victim.values()) <= 3 * (RG.SEED_INFO_BURST + RG.SEED_INFO_RATE)
+
+
+def test_registry_finding_d_errors_never_outgrow_the_datagram_and_are_budgeted():
+    reg = registered()
+    join(reg, "carol", C)
+    assert sends(reg.datagram_received(b"", C, 1.0)) == []          # 0 bytes: nothing back
+    answers = [sends(reg.datagram_received(b"x" * 100, C, 1.0)) for _ in range(100)]
+    assert sum(map(len, answers)) == RG.ERROR_BURST                 # then ERROR_RATE per second
+    assert sum(map(len, (sends(reg.datagram_received(b"x" * 100, C, 3.0)) for _ in range(9)))) == 2
+
+
+def test_registry_error_budget_table_cannot_be_cycled_past():
+    from peerpunch.shares import Budget
+    budget = Budget(rate=1.0, burst=1.0, max_keys=4)
+    assert [budget.take(k, 0.0) for k in range(10)] == [True] * 4 + [False] * 6
+    assert [budget.take(k, 0.5) for k in range(4, 10)] == [False] * 6   # none refilled yet
+    assert budget.take(9, 1.0) and len(budget) == 4                      # a full one made room
+
+
+def test_registry_finding_f_a_full_relay_admits_a_newcomer_from_a_lighter_block():
+    reg = registered(max_users=20)
+    for i in range(20):                                    # a flood from one /24 fills the relay
+        join(reg, "f%d" % i, ("192.0.2.%d" % (i + 1), 9), now=i / 100)
+    late = ("192.0.2.200", 9)
+    assert sends(enter(reg, REG_C_EXT.replace(b"carol", b"flood"), late, 1.0))[0][1] \
+        .startswith(b'{"Error":{"code":"relay-full"')        # the heaviest block: refused
+    join(reg, "carol", C, now=1.0)                          # another block: admitted
+    assert reg.user("carol") is not None and reg.user("f0") is None and len(reg) == 20
+    assert reg.stats["evicted"] == 1
+
+
+def test_registry_finding_f_forged_datagrams_refresh_nobody():
+    reg = registered(expire_after=90.0)
+    token = join(reg, "carol", C, nonce=NONCE)
+    reg.datagram_received(REG_B, B, 0.0)
+    for t in range(10, 90, 10):                            # a forger "keeps them alive"
+        for data in (b"junk", b'"SessionFinished"', P.encode(P.Register("carol", features=("ext",))),
+                     REG_C_EXT.replace(b',"features":["ext"]', b""), b"\xd0x"):
+            reg.datagram_received(data, C, float(t))
+    reg.tick(90.0)
+    assert reg.user("carol") is None
+    # its own Register with the token does refresh it
+    reg = registered(expire_after=90.0)
+    token = join(reg, "carol", C, nonce=NONCE)
+    reg.datagram_received(P.encode(P.Register("carol", features=("ext",), token=token)), C, 50.0)
+    reg.tick(90.0)
+    assert reg.user("carol") is not None
+
+
+def test_registry_a_cookie_is_bound_to_address_name_and_time():
+    reg = registered()
+    register = P.Register("carol", features=("ext",), nonce=NONCE)
+    cookie = cookie_for(reg, register, C, 0.0)
+    for addr, name, now in ((B, "carol", 1.0), (C, "dave", 1.0), (C, "carol", 2.5 * RG.COOKIE_SLOT)):
+        forged = dataclasses.replace(register, username=name, cookie=cookie)
+        out = sends(reg.datagram_received(P.encode(forged), addr, now))
+        assert [d[:10] for _, d in out] == [b'{"Cookie":'] and len(reg) == 0
+    good = P.encode(dataclasses.replace(register, cookie=cookie))
+    assert sends(reg.datagram_received(good, C, 1.5 * RG.COOKIE_SLOT))[0][1].startswith(b'{"RegisterAck"')
+
+
+def test_registry_every_message_to_an_extension_client_carries_its_nonce():
+    reg = registered((REG_A, A))
+    carol = join(reg, "carol", C, nonce=NONCE)
+    join(reg, "dave", D, nonce="cd" * 16)
+    seen = []
+    for data, now in ((P.encode(P.Register("carol", features=("ext",), token=carol, nonce=NONCE,
+                                           watch=("alice",))), 1.0),
+                      (P.encode(P.Connect("zed", token=carol)), 1.1),
+                      (P.encode(P.Connect("carol", token=carol)), 1.2),
+                      (P.encode(P.Connect("dave", token=carol)), 1.3),
+                      (b"y" * 200, 1.4)):
+        seen += [P.decode(d) for a, d in sends(reg.datagram_received(data, C, now)) if a == C]
+    join(reg, "erin", ("198.51.100.50", 1), now=2.0)
+    erin = reg.user("erin").token
+    seen += [P.decode(d) for a, d in sends(reg.datagram_received(
+        P.encode(P.Connect("carol", token=erin)), ("198.51.100.50", 1), 2.1)) if a == C]
+    kinds = sorted({type(m).__name__ for m in seen})
+    assert kinds == ["Error", "Online", "PeerInfo", "RegisterAck", "TargetNotFound"]
+    assert all(m.nonce == NONCE for m in seen)
+
+
+def test_registry_seed_form_connects_never_reach_a_proven_client():
+    reg = registered((REG_A, A))
+    join(reg, "carol", C)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"carol"}}', A, 1.0)) == \
+        [(A, b'"TargetNotFound"')]
+    out = _introductions(reg, _connect("alice", reg, "carol"), C, now=1.5)   # the other way: yes
+    assert out[A] == P.PeerInfo(peer="198.51.100.30:42000", username="carol")
+
+
+def test_registry_seed_pool_is_bounded_and_shared_fairly():
+    reg = registered(max_seed_users=10)
+    for i in range(10):
+        reg.datagram_received(P.encode(P.Register("s%d" % i)), ("192.0.2.%d" % (i + 1), 1), 0.0)
+    reg.datagram_received(P.encode(P.Register("x")), ("192.0.2.99", 1), 0.0)
+    reg.datagram_received(REG_B, B, 0.0)
+    assert reg.seed_users() == 10 and reg.user("x") is None and reg.user("bob") is not None
