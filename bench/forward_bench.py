@@ -84,11 +84,11 @@ def pair_through(relay):
     a, b = client(), client()
     tokens = []
     for sock, name in ((a, "fwd-a"), (b, "fwd-b")):
+        # the relay stores a registration only with the cookie it sent to our address
         sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES)), relay.addr)
+        cookie = P.decode(sock.recv(2048)).cookie
+        sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES, cookie=cookie)), relay.addr)
         ack = P.decode(sock.recv(2048))
-        # echo the token: the relay forwards only between clients that proved their address
-        sock.sendto(P.encode(P.Register(name, features=P.OUR_FEATURES, token=ack.token)), relay.addr)
-        assert sock.recv(2048).startswith(b'{"RegisterAck"')
         tokens.append(ack.token)
     a.sendto(P.encode(P.Connect("fwd-b", token=tokens[0])), relay.addr)   # proven: ask with it
     assert a.recv(2048).startswith(b'{"PeerInfo"') and b.recv(2048).startswith(b'{"PeerInfo"')

@@ -226,7 +226,7 @@ def _linear_peer_info(about, to):
 def core_worker(n, cfg):
     """Registry figures for *n* users; run in a fresh process."""
     result = {"bare_rss_mb": peak_rss_mb()}
-    registry = Registry(max_users=max(n, MAX_USERS))
+    registry = Registry(max_users=max(n, MAX_USERS), max_seed_users=max(n, MAX_USERS))
     for i in range(n):                      # one datagram alive at a time
         data, addr = register_datagram(i)
         registry.datagram_received(data, addr, 1000.0)
@@ -238,7 +238,7 @@ def core_worker(n, cfg):
     fill = []
     for _ in range(cfg["reps"]):
         registry = None
-        registry = Registry(max_users=max(n, MAX_USERS))
+        registry = Registry(max_users=max(n, MAX_USERS), max_seed_users=max(n, MAX_USERS))
         fill.append(n / feed(registry, registrations))
         expect("users after filling", len(registry), n)
     result["registrations"] = statistics.median(fill)

@@ -41,6 +41,7 @@ KINDS = {
     "name_taken": "refused registrations (name taken)",
     "moved": "moved registrations",
     "expired": "expired registrations",
+    "evicted": "registrations evicted for a lighter block",
     "left": "users leaving",
     "introduced": "introductions",
     "ended": "ended sessions",

@@ -159,7 +159,6 @@ _MODE_NOTES = {
     RelayAuth.EXT: "it echoes our nonce: only messages that carry it are believed",
 }
 
-
 class RelayMixin:
     """Registration, requests and the relay's answers for :class:`PeerSession`."""
 

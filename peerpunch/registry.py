@@ -2,29 +2,62 @@
 
 Theory of operation
 -------------------
-A client registers a username from its UDP source address (on the internet,
-its NAT's public endpoint). The registry keeps one :class:`User` per live
-address, found by name or by address in O(1). Every datagram from a
-registered address refreshes it; clients re-register every 20 s, so a user
-silent for ``expire_after`` seconds is gone and its name is free again.
-Users are kept in an ordered dict sorted by last contact, so expiry only
-looks at the oldest entries.
+The relay faces the internet, where a source address can be forged. So
+(issue 10) nothing a datagram from an unproven source says creates state
+that outlives it, changes anyone else's state, or sends a third address
+anything; and nothing we send an unproven address is larger than what came
+from it.
 
-``Connect`` pairs two free users: each gets a ``PeerInfo`` naming the other's
-public endpoint, and both are busy until either sends ``SessionFinished``
-(or expires). A repeated ``Connect`` for the pair already made repeats both
-``PeerInfo``s, which is how lost datagrams are recovered: the requesting
-client keeps asking until it hears from its peer.
+Proven registrations. An extension client (``ext`` in its features) proves
+it receives at its address with a stateless cookie, as WireGuard's cookie
+reply and QUIC's Retry do: its first Register gets only a ``Cookie`` (an
+HMAC of the time slot, the address and the name under a per-process key,
+good for COOKIE_SLOT to 2 x COOKIE_SLOT seconds), and only if that reply is
+no larger than the Register; the Register repeated with it is stored at
+once as proven and acknowledged with a ``token``. From then on, every
+request from that client -- re-Register (the refresh), a new name, Connect,
+SessionFinished, Unregister, watches, claims -- carries the token, or it
+changes nothing and refreshes nothing. A client whose NAT mapping changed
+moves its name to the new address with its token (and key) and the new
+address's cookie. A Register with a good cookie also replaces whatever was
+registered at its address: only a client there could have read the cookie.
+Each proven Register carries the client's ``nonce``, and every message we
+send it (RegisterAck, PeerInfo, TargetNotFound, TargetBusy, Error, Online)
+carries that nonce back, so that the client can tell ours from forgeries.
 
-A name held by one live address is never handed to another one, with one
-exception: a client whose NAT mapping changed re-registers from its new
-address with the ``token`` its RegisterAck gave it (and the same key, if it
-announced one), and the registration moves. A client that has echoed its
-token (proved it receives at its address) sends it with every request
-(Connect, SessionFinished, Unregister); such a request without it is
-someone forging that address, and is dropped. Clients that announced the
-``ext`` feature get an ``Error`` reply when refused; a seed client only ever
-receives the seed's variants, so it gets no reply at all.
+Seed-form registrations (no ``ext``: the seed's clients, which cannot echo
+anything) live in a separate pool of ``max_seed_users``. A seed-form
+Register never touches a proven registration -- neither the one at its
+address nor one of its name; it is dropped unanswered -- so it cannot
+displace, rename, refresh, downgrade or shadow one. Introductions go
+between two proven clients, between two seed-form ones, or from a proven
+asker to a seed-form client; a seed-form Connect (which cannot be
+authenticated) for a proven client gets TargetNotFound. A PeerInfo to a
+seed-form client goes to an address nobody proved, so each block (/24,
+/48) gets at most SEED_INFO_BURST of them at once and SEED_INFO_RATE a
+second, and introductions a seed client asked for spend a credit of
+SEED_GAIN bytes per byte seed-form clients sent (at most SEED_CREDIT_MAX
+saved up): what a forger reflects through the seed pool is at most
+SEED_GAIN x its own bytes, plus 16 kB.
+
+Fair shares. Registrations are counted per IP (IPv6: per /64, at most
+``max_users_per_ip``) and per /24 or /48 block (:mod:`peerpunch.shares`).
+A full pool admits a newcomer whose block is lighter by two or more than
+the heaviest, in place of the heaviest block's oldest registration, so that
+a flood from a few hundred addresses cannot lock out the rest of the internet.
+
+Errors go only to extension clients, never larger than a datagram that was
+not authenticated (a malformed one), and at most ERROR_BURST at once and
+ERROR_RATE a second per block, in a table of MAX_BUDGET_BLOCKS blocks that
+cannot be cycled past. Replies (Error, Cookie, ...) are never answered.
+
+Users are kept by name and by address in O(1), and in an ordered dict
+sorted by last proven contact, so expiry (after ``expire_after`` seconds
+without one) only looks at the oldest entries. ``Connect`` pairs two free
+users: each gets a ``PeerInfo`` naming the other's public endpoint, and
+both are busy until either sends ``SessionFinished`` (or expires). A
+repeated ``Connect`` for the pair already made repeats both ``PeerInfo``s
+(once per REINTRODUCE_EVERY), which is how lost datagrams are recovered.
 
 Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
@@ -44,13 +77,13 @@ an Error relay-stopping), so they register with the relay that replaces it
 within a second or two rather than at their next re-registration.
 
 A client waiting for someone who is not online yet names them in its
-Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a Register with
-the token sets watches (or clears them, by naming none), so they go only to
+Registers (``watch``, at most ``P.MAX_WATCH`` names). Only a proven Register
+sets watches (or clears them, by naming none), so they go only to
 an address that proved it receives there, and a relay that restarted
 relearns them from the next re-registration. When a watched name registers,
 each extension watcher gets ``Online`` (ONLINE_COPIES copies: one loss
-costs nothing) once the name's client has proven its address (echoed its
-token), so that a Register forged from nowhere sends watchers nothing, and
+costs nothing) once the name's client has proven its address (the cookie),
+so that a Register forged from nowhere sends watchers nothing, and
 at most once per NOTIFY_EVERY per name. A watch Register for a name that
 is registered already (proven, or a seed client, which cannot prove
 itself) gets one Online at once -- never more bytes than the Register --
@@ -71,6 +104,7 @@ logged once per source (the set of sources is bounded).
 
 import collections
 import dataclasses
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -79,9 +113,11 @@ import os
 from . import protocol as P
 from .effects import Log, Send
 from .forwarder import Forwarder, is_relayed
+from .shares import Budget, Shares, block_key
 
 EXPIRE_AFTER = 90.0
-MAX_USERS = 200_000
+MAX_USERS = 200_000            # proven (extension) registrations
+MAX_SEED_USERS = 10_000        # seed-form registrations: a separate pool
 MAX_NOTED_SOURCES = 4096
 MAX_EXPIRED_PER_TICK = 1000    # a mass expiry must not stall the loop
 MAX_INTERNED = 256
@@ -92,12 +128,18 @@ MAX_WATCHERS_PER_NAME = 32     # clients told when one name registers
 MAX_WATCHES = 65536            # stored watches in all (~240 B each, see above)
 ONLINE_COPIES = 2              # an Online is sent twice: a lost one costs nothing
 NOTIFY_EVERY = 5.0             # seconds between the notifications about one name
+COOKIE_SLOT = 30.0             # a cookie is good in its slot and the next one
+ERROR_RATE, ERROR_BURST = 1.0, 5.0          # Errors per second per /24 or /48...
+SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # ...and PeerInfos to seed-form clients
+MAX_BUDGET_BLOCKS = 4096       # blocks each budget table tracks
+SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
+SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
 
 
 class User:
     __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
                  "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked",
-                 "claim", "watching")
+                 "claim", "watching", "nonce", "older", "newer")
 
     def __init__(self, name, addr, now):
         self.name = name
@@ -108,15 +150,17 @@ class User:
         self.local = None       # LAN candidates the client announced
         self.key = None         # its long-term public key, if it announced one
         self.mapping = None     # what its NAT does (P.MAPPINGS), if it said
-        self.token = None       # what lets it move to a new address
+        self.token = None       # what it shows with every request (and to move)
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
         self.introduced_at = float("-inf")
-        self.verified = False   # it echoed the token we sent to its address: not spoofed
+        self.verified = False   # it proved it receives at its address (a cookie): extension clients
         self.asked = False      # its current pairing was asked for with the asker's token
         self.claim = None       # (partner name, secret, until): "in a chat we do not know of"
         self.watching = ()      # names it waits for (a Register with its token said so)
+        self.nonce = None       # the client's, from its latest proven Register: in all we send it
+        self.older = self.newer = None   # its block's registrations (peerpunch.shares)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -138,7 +182,7 @@ class Registry:
 
     def __init__(self, *, expire_after=EXPIRE_AFTER, max_users=MAX_USERS, verbose=False,
                  random_bytes=os.urandom, forwarder=None, max_users_per_ip=MAX_USERS_PER_IP,
-                 max_watches=MAX_WATCHES):
+                 max_watches=MAX_WATCHES, max_seed_users=MAX_SEED_USERS):
         self.max_users_per_ip = max_users_per_ip
         self.max_watches = max_watches
         self.forwarder = forwarder if forwarder is not None else Forwarder()
@@ -148,14 +192,21 @@ class Registry:
         self.random_bytes = random_bytes
         self.verbose = verbose
         self.max_users = max_users
+        self.max_seed_users = max_seed_users
+        self._cookie_key = random_bytes(32)            # per process: cookies die with it
         self._by_name = {}
         self._by_addr = collections.OrderedDict()   # oldest contact first
+        self._pools = {True: Shares(), False: Shares()}   # proven (ext) / seed-form, per block
+        self._pool_size = collections.Counter()       # True/False -> registrations
         self._noted = collections.OrderedDict()      # sources already logged
         self._interned = {}                            # feature tuples, shared
         self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
         self._watchers = {}                            # name -> [User waiting for it]
         self._watch_count = 0
         self._notified = {}                            # watched name -> when its watchers were told
+        self._errors = Budget(ERROR_RATE, ERROR_BURST, MAX_BUDGET_BLOCKS)
+        self._seed_infos = Budget(SEED_INFO_RATE, SEED_INFO_BURST, MAX_BUDGET_BLOCKS)
+        self._seed_credit = 0.0                        # bytes seed introductions may still send
         self.stats = collections.Counter()
 
     # -- queries
@@ -165,6 +216,12 @@ class Registry:
 
     def user(self, name):
         return self._by_name.get(name)
+
+    def proven_users(self):
+        return self._pool_size[True]
+
+    def seed_users(self):
+        return self._pool_size[False]
 
     def sessions(self):
         return sum(1 for u in self._by_addr.values() if u.partner) // 2
@@ -180,28 +237,31 @@ class Registry:
         self.stats["datagrams"] += 1
         out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), _ep(addr)))] if self.verbose else []
         user = self._by_addr.get(addr)
-        if user is not None:
-            self._touch(user, now)
         if is_relayed(data):
             return out + self._relay(data, user, addr, now)
         try:
             msg = P.decode(data)
         except P.RemoteProtocolError as exc:
-            return out + self._reject(user, addr, "malformed", str(exc))
+            return out + self._reject(user, addr, "malformed", str(exc), now, len(data))
         handler = self._HANDLERS.get(type(msg))
         if handler is None:
             return out + self._reject(user, addr, "unexpected",
-                                      "%s is not a request" % type(msg).__name__)
-        if user is None and type(msg) is P.Unregister:
-            return out + self._gone(addr)
-        if user is None and type(msg) is not P.Register:
+                                      "%s is not a request" % type(msg).__name__, now, len(data))
+        if type(msg) is P.Register:
+            return out + self._on_register(msg, user, addr, now, len(data))
+        if user is None:
+            if type(msg) is P.Unregister:
+                return out + self._gone(addr)
             return out + self._reject(None, addr, "unregistered",
-                                      "%s before Register" % type(msg).__name__)
-        if type(msg) is not P.Register and user.verified and not _token_ok(user, msg.token):
-            # a client that proved its address sends its token with every request;
-            # without it, this is someone spoofing that address
+                                      "%s before Register" % type(msg).__name__, now, 0)
+        if user.ext and not _token_ok(user, msg.token):
+            # a proven client sends its token with every request; without
+            # it, this is someone forging that address: it changes nothing
             return out + self._reject(None, addr, "unproven",
-                                      "%s without the token" % type(msg).__name__)
+                                      "%s without the token" % type(msg).__name__, now, 0)
+        if not user.ext:
+            self._credit_seed(len(data))
+        self._touch(user, now)
         return out + handler(self, msg, user, addr, now)
 
     def tick(self, now):
@@ -231,77 +291,181 @@ class Registry:
         for every extension client that proved its address, so that it
         registers with the relay that replaces us within a second or two
         instead of at its next re-registration. Seed clients get nothing."""
-        data = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="the relay is stopping"))
-        told = [Send(data, u.addr) for u in self._by_addr.values() if u.ext and u.verified]
+        told = [Send(P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="the relay is stopping",
+                                      nonce=u.nonce)), u.addr)
+                for u in self._by_addr.values() if u.ext and u.verified]
         self.stats["farewells"] += len(told)
         return told
 
-    # -- handlers
+    # -- registration
 
-    def _on_register(self, msg, user, addr, now):
+    def _on_register(self, msg, user, addr, now, size):
+        if not P.speaks_extensions(msg.features):
+            self._credit_seed(size)
+            return self._on_seed_register(msg, user, addr, now)
+        if user is not None and user.ext and _token_ok(user, msg.token):
+            return self._on_proven_register(msg, user, addr, now)
+        if msg.cookie is not None and self._cookie_ok(msg.cookie, addr, msg.username, now):
+            return self._on_cookie_register(msg, user, addr, now)
+        return self._send_cookie(msg, addr, now, size)
+
+    def _send_cookie(self, msg, addr, now, size):
+        """An extension Register from an address not proven: no state, one
+        Cookie -- if it is no larger than the Register."""
+        data = P.encode(P.Cookie(cookie=self._cookie(addr, msg.username, now), nonce=msg.nonce))
+        if len(data) > size:
+            self.stats["cookie_too_large"] += 1
+            return []
+        self.stats["cookies"] += 1
+        return [Send(data, addr)]
+
+    def _cookie(self, addr, name, now, slot=0):
+        text = "%d %s %s" % (int(now // COOKIE_SLOT) - slot, _ep(addr), name)
+        return hmac.new(self._cookie_key, text.encode("utf-8"), hashlib.sha256).digest()[:16].hex()
+
+    def _cookie_ok(self, cookie, addr, name, now):
+        return any(hmac.compare_digest(cookie, self._cookie(addr, name, now, slot)) for slot in (0, 1))
+
+    def _on_proven_register(self, msg, user, addr, now):
+        """A Register with the token from a proven client's address: a
+        refresh, or a new name for it."""
+        self._touch(user, now)
+        out = []
+        if msg.username != user.name:
+            holder = self._by_name.get(msg.username)
+            if holder is not None:
+                return self._refuse_takeover(msg, holder, addr, now)
+            token = user.token
+            out = self._remove(user)
+            user, logs, refusal = self._admit(msg.username, addr, now, proven=True)
+            out += logs
+            if user is None:
+                return out + self._refuse_full(msg, addr, now, refusal)
+            user.token = token
+        return out + self._update(user, msg, now, answer=True)
+
+    def _on_cookie_register(self, msg, user, addr, now):
+        """A Register with a good cookie: its sender receives at *addr*.
+        It may register a free name, move its own (token and key) here, or
+        replace whatever was registered at this address (the same client,
+        restarted: only a client at the address could have read the cookie)."""
         holder = self._by_name.get(msg.username)
+        out = []
         if holder is not None and holder is not user:
-            if not _may_move(holder, msg):
-                return self._refuse_takeover(msg, holder, addr)
+            if not (holder.ext and _may_move(holder, msg)):
+                return self._refuse_takeover(msg, holder, addr, now)
             out = self._remove(user) if user is not None else []
             out.append(self._move(holder, addr, now))
-            user = holder
-            moved = True
-        else:
-            out = []
-            moved = False
-        if user is not None and user.name != msg.username:
-            out += self._remove(user)          # this address takes a new name
+            return out + self._update(holder, msg, now, answer=True)
+        if user is not None and not user.ext:
+            out = self._remove(user)            # a seed-form registration becomes a proven one
             user = None
         if user is None:
-            full = len(self._by_addr) >= self.max_users
-            if full or self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
-                self.stats["full" if full else "full_for_ip"] += 1
-                out = [Log(logging.WARNING, "refused %s from %s: %s" % (
-                    _name(msg.username), _ep(addr), "relay full" if full else "too many users at that IP"),
-                           kind="full")]
-                return out if not self._note(addr) else out + _error_to(
-                    msg.features, addr, P.ERROR_RELAY_FULL, "the relay is full")
-            user = User(msg.username, addr, now)
-            self._per_ip[_ip_key(addr)] += 1
-            self._by_name[user.name] = user
-            self._by_addr[addr] = user
-            self.stats["registrations"] += 1
-            out.append(Log(logging.INFO, "registered %s at %s" % (_name(user.name), user.endpoint),
-                           kind="registered"))
+            user, logs, refusal = self._admit(msg.username, addr, now, proven=True)
+            out += logs
+            if user is None:
+                return out + self._refuse_full(msg, addr, now, refusal)
+            user.token = self.random_bytes(16).hex()
+            out += self._update(user, msg, now, answer=True)
+            return out + self._notify(user, now)   # proven: a forged Register tells no watcher
+        self._touch(user, now)
+        return out + self._update(user, msg, now, answer=True)
+
+    def _update(self, user, msg, now, answer):
+        """What a proven Register says about its client; then the ack."""
         user.set_features(msg.features, self._interned)
-        if _token_ok(user, msg.token):
-            if not user.verified:
-                out += self._notify(user, now)  # proven: a forged Register tells no watcher
-            user.verified = True    # only a client at this address could have read the token
-            user.mapping = msg.mapping     # believed only from the client itself
-            out += self._claim(user, msg.partner, msg.session, now)
-            out += self._watch(user, msg.watch or (), answer=not moved)
+        user.nonce = msg.nonce
+        user.mapping = msg.mapping
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
-        if user.ext and user.token is None:
-            user.token = self.random_bytes(16).hex()
-        ack = P.RegisterAck(features=self.features, token=user.token) if user.ext else P.RegisterAck()
-        return out + [Send(P.encode(ack), addr)]
+        out = self._claim(user, msg.partner, msg.session, now)
+        out += self._watch(user, msg.watch or (), answer=answer)
+        ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce)
+        return out + [Send(P.encode(ack), user.addr)]
 
-    def _refuse_takeover(self, msg, holder, addr):
+    def _on_seed_register(self, msg, user, addr, now):
+        """A seed-form Register: the seed-form pool only. It never touches a
+        proven registration (its address or its name), and gets no answer
+        where it tried."""
+        holder = self._by_name.get(msg.username)
+        if (user is not None and user.ext) or (holder is not None and holder.ext):
+            self.stats["seed_vs_proven"] += 1
+            return []
+        if holder is not None and holder is not user:
+            return self._refuse_takeover(msg, holder, addr, now)
+        out = []
+        if user is not None and user.name != msg.username:
+            out = self._remove(user)            # a seed client takes a new name
+            user = None
+        if user is None:
+            user, logs, refusal = self._admit(msg.username, addr, now, proven=False)
+            out += logs
+            if user is None:
+                return out + self._refuse_full(msg, addr, now, refusal)
+            user.set_features(msg.features, self._interned)
+        else:
+            self._touch(user, now)
+        return out + [Send(P.encode(P.RegisterAck()), addr)]
+
+    def _admit(self, name, addr, now, proven):
+        """A new registration in its pool: (User, None), or (None, why not).
+        A full pool takes a newcomer from a lighter block in place of the
+        oldest registration of its heaviest block."""
+        block = block_key(addr)
+        out = []
+        if self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
+            self.stats["full_for_ip"] += 1
+            return None, out, "too many users at that IP"
+        if self._pool_size[proven] >= (self.max_users if proven else self.max_seed_users):
+            victim = self._pools[proven].victim(block)
+            if victim is None:
+                self.stats["full" if proven else "seed_full"] += 1
+                return None, out, "relay full"
+            self.stats["evicted"] += 1
+            out.append(Log(logging.INFO, "evicted %s at %s for a newcomer from a lighter block"
+                           % (_name(victim.name), victim.endpoint), kind="evicted"))
+            out += self._remove(victim)
+        user = User(name, addr, now)
+        user.ext = user.verified = proven
+        self._per_ip[_ip_key(addr)] += 1
+        self._pools[proven].add(user, block)
+        self._pool_size[proven] += 1
+        self._by_name[name] = user
+        self._by_addr[addr] = user
+        self.stats["registrations"] += 1
+        out.append(Log(logging.INFO, "registered %s at %s%s" % (
+            _name(name), user.endpoint, "" if proven else " (seed form)"), kind="registered"))
+        return user, out, None
+
+    def _refuse_full(self, msg, addr, now, why):
+        return self._note_refusal(msg, addr, why) + self._error(
+            addr, P.ERROR_RELAY_FULL, "the relay is full", msg.nonce, now,
+            ext=P.speaks_extensions(msg.features))
+
+    def _note_refusal(self, msg, addr, why):
+        if self._note(addr):
+            return [Log(logging.WARNING, "refused %s from %s: %s" % (_name(msg.username), _ep(addr), why),
+                        kind="full")]
+        return []
+
+    def _refuse_takeover(self, msg, holder, addr, now):
         self.stats["name_taken"] += 1
         out = []
         if self._note(addr):
             out.append(Log(logging.WARNING, "refused %s from %s: name held by %s%s"
                            % (_name(msg.username), _ep(addr), holder.endpoint,
                               " (wrong token or key)" if msg.token else ""), kind="name_taken"))
-        return out + _error_to(msg.features, addr, P.ERROR_NAME_TAKEN,
-                               "the name %s is in use" % msg.username)
+        return out + self._error(addr, P.ERROR_NAME_TAKEN, "the name %s is in use" % msg.username,
+                                 msg.nonce, now, ext=P.speaks_extensions(msg.features))
 
     def _move(self, user, addr, now):
         old = user.endpoint
-        user.verified = True        # it just proved itself with the token
-        self._forget_ip(user.addr)
-        self._per_ip[_ip_key(addr)] += 1
-        del self._by_addr[user.addr]
+        self._forget(user)
         user.addr, user.endpoint = addr, P.format_endpoint(addr)
+        self._per_ip[_ip_key(addr)] += 1
+        self._pools[True].add(user, block_key(addr))
+        self._pool_size[True] += 1
         self._by_addr[addr] = user
         self._touch(user, now)
         self.stats["moved"] += 1
@@ -317,37 +481,49 @@ class Registry:
         if target is user:
             self.stats["self_connect"] += 1
             if user.ext:
-                return _error_to(user.features, addr, P.ERROR_SELF, "you cannot connect to yourself")
+                return self._error(addr, P.ERROR_SELF, "you cannot connect to yourself",
+                                   user.nonce, now)
             return [Send(P.encode(P.TargetNotFound()), addr)]
-        if target is None:
-            self.stats["not_found"] += 1
-            return [Send(P.encode(P.TargetNotFound()), addr)]
-        asked = _token_ok(user, msg.token)
+        if target is None or (target.ext and not user.ext):
+            # a seed-form Connect cannot be authenticated: it never reaches a
+            # proven client (whom its PeerInfo would aim at a forged address)
+            self.stats["not_found" if target is None else "seed_to_proven"] += 1
+            return [Send(P.encode(P.TargetNotFound(nonce=user.nonce)), addr)]
         if user.partner is target:
-            if asked:
+            if user.ext:                 # (its Connect carried its token)
                 user.asked = target.asked = True
             if now - user.introduced_at < REINTRODUCE_EVERY:
                 self.stats["reintroductions_limited"] += 1
                 return []            # no amplification by repeated Connects
-            self.stats["reintroductions"] += 1
-            user.introduced_at = target.introduced_at = now
-            return self._introduce(user, target)
+            out = self._introduce(user, target, now)
+            if out:
+                self.stats["reintroductions"] += 1
+                user.introduced_at = target.introduced_at = now
+            return out
         if target.partner is not None or _claims_other(target, user, now):
             self.stats["busy"] += 1
-            return [Send(P.encode(P.TargetBusy()), addr)]
+            return [Send(P.encode(P.TargetBusy(nonce=user.nonce)), addr)]
+        return self._pair(user, target, now)
+
+    def _pair(self, user, target, now):
+        """Introduce *user* (who asked) to *target*, budgets allowing."""
+        secret = self.random_bytes(16).hex()
+        infos = self._introduce(user, target, now, secret=secret, asked=user.ext)
+        if not infos:
+            return []
         out = self._end_session(user)           # a client that moves on left its old chat
         self._unwatch(user)                     # paired: neither waits for anyone now
         self._unwatch(target)
         user.partner, target.partner = target, user
         user.claim = target.claim = None        # an older chat's claim is over
-        user.asked = target.asked = asked
-        user.secret = target.secret = self.random_bytes(16).hex()
+        user.asked = target.asked = user.ext    # (a proven client's Connect carries its token)
+        user.secret = target.secret = secret
         user.introduced_at = target.introduced_at = now
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
                        % (_name(user.name), user.endpoint, _name(target.name), target.endpoint),
                        kind="introduced"))
-        return out + self._introduce(user, target)
+        return out + infos
 
     def _on_session_finished(self, msg, user, addr, now):
         user.claim = None
@@ -393,7 +569,7 @@ class Registry:
             user.watching = tuple(n for n in names if self._add_watch(user, n))
         online = [n for n in names if _present(self._by_name.get(n))][:1] if answer else []
         self.stats["notifications"] += len(online)
-        return [Send(P.encode(P.Online(username=n)), user.addr) for n in online]
+        return [Send(P.encode(P.Online(username=n, nonce=user.nonce)), user.addr) for n in online]
 
     def _add_watch(self, user, name):
         """Store one watch, if the bounds allow; return whether it was."""
@@ -426,10 +602,12 @@ class Registry:
             return []
         self._notified[user.name] = now
         self.stats["notifications"] += len(watchers)
-        data = P.encode(P.Online(username=user.name))
-        return [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)),
-                    kind="online")
-                ] + [Send(data, w.addr) for w in watchers for _ in range(ONLINE_COPIES)]
+        out = [Log(logging.DEBUG, "%s is online: telling %d watcher(s)" % (_name(user.name), len(watchers)),
+                   kind="online")]
+        for w in watchers:
+            data = P.encode(P.Online(username=user.name, nonce=w.nonce))
+            out += [Send(data, w.addr)] * ONLINE_COPIES
+        return out
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1
@@ -457,13 +635,15 @@ class Registry:
         partner = user.partner if user is not None else None
         if partner is None:
             return self._reject(None, addr, "relay_without_session",
-                                "relayed datagram outside a session")
+                                "relayed datagram outside a session", now, 0)
         if not (user.verified and partner.verified):
             return self._reject(None, addr, "relay_unverified",
-                                "relayed datagram for a client that has not proved its address")
+                                "relayed datagram for a client that has not proved its address",
+                                now, 0)
         if P.FEATURE_RELAY not in (user.features or ()) or \
                 P.FEATURE_RELAY not in (partner.features or ()):
-            return self._reject(None, addr, "relay_not_offered", "a side did not ask for relaying")
+            return self._reject(None, addr, "relay_not_offered", "a side did not ask for relaying",
+                                now, 0)
         reason = self.forwarder.admit(user.secret, len(data), now, owner=_ip_key(user.addr))
         if reason is not None:
             self.stats["relay_refused"] += 1
@@ -474,10 +654,28 @@ class Registry:
             return out
         return [Send(data, partner.addr)]
 
-    def _introduce(self, a, b):
-        """PeerInfo to both; a repeated introduction repeats the same secret."""
-        return [Send(_peer_info(about=b, to=a, secret=a.secret), a.addr),
-                Send(_peer_info(about=a, to=b, secret=b.secret), b.addr)]
+    def _introduce(self, a, b, now, secret=None, asked=None):
+        """PeerInfo to both (a repeated introduction repeats the same
+        secret); [] if a budget forbids. A PeerInfo to a seed-form client
+        goes to an address nobody proved: at most SEED_INFO_RATE per second
+        to its block, and one a seed client asked for spends the seed
+        pool's credit (SEED_GAIN x what seed clients sent)."""
+        secret = secret or a.secret
+        out = [Send(_peer_info(about=b, to=a, secret=secret, asked=asked), a.addr),
+               Send(_peer_info(about=a, to=b, secret=secret, asked=asked), b.addr)]
+        unproven = [s for s, u in zip(out, (a, b)) if not u.ext]
+        cost = sum(len(s.data) for s in out) if not a.ext else 0
+        if cost > self._seed_credit or \
+                not all(self._seed_infos.ready(block_key(s.addr), now) for s in unproven):
+            self.stats["seed_introductions_limited"] += 1
+            return []
+        self._seed_credit -= cost
+        for s in unproven:
+            self._seed_infos.take(block_key(s.addr), now)
+        return out
+
+    def _credit_seed(self, size):
+        self._seed_credit = min(SEED_CREDIT_MAX, self._seed_credit + SEED_GAIN * size)
 
     def _end_session(self, user):
         partner = user.partner
@@ -489,11 +687,15 @@ class Registry:
         return [Log(logging.INFO, "session of %s and %s ended" % (_name(user.name), _name(partner.name)),
                     kind="ended")]
 
-    def _forget_ip(self, addr):
-        key = _ip_key(addr)
+    def _forget(self, user):
+        """Take *user* out of the tables kept by address (to move or remove it)."""
+        key = _ip_key(user.addr)
         self._per_ip[key] -= 1
         if self._per_ip[key] <= 0:
             del self._per_ip[key]
+        self._pools[user.ext].remove(user, block_key(user.addr))
+        self._pool_size[user.ext] -= 1
+        del self._by_addr[user.addr]
 
     def _note(self, addr):
         """True the first time *addr* is noted (in a bounded memory)."""
@@ -509,37 +711,52 @@ class Registry:
         self._by_addr.move_to_end(user.addr)
 
     def _remove(self, user):
-        self._forget_ip(user.addr)
+        self._forget(user)
         self._unwatch(user)
         out = self._end_session(user)
-        del self._by_addr[user.addr]
         del self._by_name[user.name]
         return out
 
-    def _reject(self, user, addr, kind, reason):
-        """Drop a datagram: count it; log it, and tell a registered extension
-        client, once per source. Well-formed non-requests (replies such as
-        Error) are never answered: two relays, or a relay and an echo
-        service, must not be able to bounce errors at each other."""
+    def _reject(self, user, addr, kind, reason, now, size):
+        """Drop a datagram: count it; log it once per source; tell a
+        registered extension client that it was malformed, if the Error is
+        no larger than the datagram (it may be forged) and its block's error
+        budget allows. Well-formed non-requests (replies such as Error) are
+        never answered: two relays, or a relay and an echo service, must not
+        be able to bounce errors at each other."""
         self.stats[kind] += 1
-        if not self._note(addr):
-            return []
-        out = [Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason),
-                   kind="dropped")]
+        out = []
+        if self._note(addr):
+            out.append(Log(logging.DEBUG, "dropped %s datagram from %s: %s" % (kind, _ep(addr), reason),
+                           kind="dropped"))
         if user is not None and user.ext and kind == "malformed":
-            out += _error_to(user.features, addr, P.ERROR_BAD_REQUEST, kind)
+            out += self._error(addr, P.ERROR_BAD_REQUEST, kind, user.nonce, now, limit=size)
         return out
 
+    def _error(self, addr, code, message, nonce, now, ext=True, limit=None):
+        """An Error for an extension client: never larger than *limit*, and
+        within its block's budget (a bounded table: see peerpunch.shares)."""
+        if not ext:
+            return []
+        data = P.encode(P.Error(code=code, message=message, nonce=nonce))
+        if (limit is not None and len(data) > limit) or not self._errors.take(block_key(addr), now):
+            self.stats["errors_limited"] += 1
+            return []
+        self.stats["errors"] += 1
+        return [Send(data, addr)]
 
-def _peer_info(about, to, secret):
+
+def _peer_info(about, to, secret, asked=None):
+    """The PeerInfo about *about* for *to*; *asked*: whether the pairing
+    was asked for with the asker's token (default: as stored)."""
     if not to.ext:                  # a seed client gets the seed's bytes
         return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
     # A birthday search aims thousands of datagrams at *about*'s IP: only for a
     # client that proved it is there, in a pairing its asker proved it asked for.
-    search = about.verified and about.asked
+    search = about.verified and (about.asked if asked is None else asked)
     info = P.PeerInfo(peer=about.endpoint, username=about.name, features=about.features or (),
                       local=about.local, session=secret,
-                      mapping=about.mapping if search else None)
+                      mapping=about.mapping if search else None, nonce=to.nonce)
     try:
         return P.encode(info)
     except P.LocalProtocolError:
@@ -580,13 +797,6 @@ def _may_move(holder, msg):
     if holder.key is not None and msg.key != holder.key:
         return False
     return hmac.compare_digest(msg.token, holder.token)
-
-
-def _error_to(features, addr, code, message):
-    """An Error reply for a client that understands it, else nothing."""
-    if not P.speaks_extensions(features):
-        return []
-    return [Send(P.encode(P.Error(code=code, message=message)), addr)]
 
 
 def _ip_key(addr):

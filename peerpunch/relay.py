@@ -32,7 +32,7 @@ from .effects import Log, Send
 from . import forwarder as F
 from .loglimit import PER_WINDOW, LogLimiter
 from .protocol import format_endpoint
-from .registry import EXPIRE_AFTER, MAX_USERS, MAX_USERS_PER_IP, Registry
+from .registry import EXPIRE_AFTER, MAX_SEED_USERS, MAX_USERS, MAX_USERS_PER_IP, Registry
 from .stun import is_stun
 from .stunserver import BindingServer
 
@@ -211,7 +211,10 @@ def parse_args(argv, prog="peerpunch-relay"):
     parser.add_argument("--expire", default=EXPIRE_AFTER, type=_positive_float, metavar="SECONDS",
                         help="forget users silent this long (default %(default)s)")
     parser.add_argument("--max-users", default=MAX_USERS, type=_positive_int, metavar="N",
-                        help="registered users at most (default %(default)s)")
+                        help="proven (extension) registrations at most (default %(default)s)")
+    parser.add_argument("--max-seed-users", default=MAX_SEED_USERS, type=_positive_int, metavar="N",
+                        help="seed-form registrations (clients that cannot prove their address)"
+                        " at most, in a pool of their own (default %(default)s)")
     parser.add_argument("--max-users-per-ip", default=MAX_USERS_PER_IP, type=_positive_int,
                         metavar="N", help="registered users per IP address or IPv6 /64"
                         " (default %(default)s)")
@@ -339,6 +342,7 @@ def main(argv=None, prog=None):
                       idle_timeout=args.relay_idle, max_per_source=args.relay_per_ip)
     forwarder = F.Forwarder(limits, enabled=not args.no_relay_fallback)
     registry = Registry(expire_after=args.expire, max_users=args.max_users,
+                        max_seed_users=args.max_seed_users,
                         max_users_per_ip=args.max_users_per_ip, verbose=args.verbose,
                         forwarder=forwarder)
     server = RelayServer(sock, registry, alt_sock=alt, limiter=LogLimiter(enabled=not args.verbose),

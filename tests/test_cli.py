@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from peerpunch import cli
+from peerpunch import protocol as P
 from peerpunch.events import HELP
 
 from .procs import PEER, ROOT, Proc, env
@@ -126,9 +127,12 @@ def test_cli_relay_flags_reach_the_relay(tmp_path):
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
             for s in (a, b):
                 s.settimeout(10)           # milliseconds normally; 10 s for a loaded host
-            a.sendto(b'{"Register":{"username":"one","features":["ext"]}}', ("127.0.0.1", port))
+            for s, name in ((a, "one"), (b, "two")):      # through the cookie, as a peer does
+                s.sendto(P.encode(P.Register(name, features=("ext", "relay1"))), ("127.0.0.1", port))
+                cookie = P.decode(s.recv(2048)).cookie
+                s.sendto(P.encode(P.Register(name, features=("ext", "relay1"), cookie=cookie)),
+                         ("127.0.0.1", port))
             assert a.recv(2048).startswith(b'{"RegisterAck"')
-            b.sendto(b'{"Register":{"username":"two","features":["ext"]}}', ("127.0.0.1", port))
             assert b.recv(2048).startswith(b'{"Error":{"code":"relay-full"')
     finally:
         relay.stop()

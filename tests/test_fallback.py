@@ -8,6 +8,8 @@ from peerpunch.forwarder import RELAYED, Forwarder, Limits
 from peerpunch.registry import Registry
 from peerpunch.session import State
 
+from .cookies import join, padded
+
 from .simnet import RELAY, SimNet
 from .test_secure_session import secure_options
 
@@ -105,12 +107,12 @@ def test_fallback_peer_without_relay_feature_is_not_relayed():
 
 
 def _register(registry, name, addr, now=0.0, features=("ext", "relay1"), echo=True):
-    """Register *name*; with *echo*, prove the address by echoing the token."""
-    ack = P.decode(registry.datagram_received(
-        P.encode(P.Register(name, features=features)), addr, now)[-1].data)
+    """Register *name* through the cookie (which proves its address); with
+    *echo*, echo the token too, as the peer does."""
+    token = join(registry, name, addr, now, features=features)
     if echo:
         registry.datagram_received(
-            P.encode(P.Register(name, features=features, token=ack.token)), addr, now)
+            P.encode(P.Register(name, features=features, token=token)), addr, now)
 
 
 def _pair(registry, echo=True):
@@ -173,9 +175,10 @@ def test_forwarder_refuses_oversized_and_disabled():
 
 def test_relay_announces_fallback_only_when_enabled():
     on, off = Registry(), Registry(forwarder=Forwarder(enabled=False))
-    reg = P.encode(P.Register("alice", features=("ext",)))
+    reg = P.encode(P.Register("alice", features=("ext",), token=join(on, "alice", ALICE)))
     assert P.decode(_forwarded(on.datagram_received(reg, ALICE, 0.0))[0][1]).features == \
         ("ext", "relay1", "watch1")
+    reg = P.encode(P.Register("alice", features=("ext",), token=join(off, "alice", ALICE)))
     assert P.decode(_forwarded(off.datagram_received(reg, ALICE, 0.0))[0][1]).features == ("ext", "watch1")
 
 
@@ -198,11 +201,16 @@ def test_fallback_direct_path_dying_mid_chat_moves_to_the_relay():
 
 
 def test_forwarder_needs_both_sides_to_have_proved_their_address():
-    """One spoofed Register (the token went to the victim, who never echoes
-    it) must not let the relay forward an attacker's bytes there."""
+    """A spoofed Register (an extension one gets only a Cookie, which goes to
+    the victim; a seed-form one lands in the seed pool) must not let the relay
+    forward an attacker's bytes there."""
     reg = Registry()
     _register(reg, "attacker", ALICE)
-    _register(reg, "victim", ("192.0.2.53", 53), echo=False)      # spoofed: no echo
+    victim = ("192.0.2.53", 53)
+    reg.datagram_received(padded(P.encode(P.Register("victim", features=("ext", "relay1"))), 200),
+                          victim, 0.0)
+    assert reg.user("victim") is None
+    reg.datagram_received(P.encode(P.Register("victim", features=("relay1",))), victim, 0.0)
     reg.datagram_received(P.encode(P.Connect("victim", token=reg.user("attacker").token)), ALICE, 0.0)
     assert reg.user("attacker").partner is reg.user("victim")
     frame = bytes([RELAYED]) + bytes(1000)

@@ -15,6 +15,7 @@ from peerpunch.link import PING, PONG
 from peerpunch.registry import Registry
 from peerpunch.secure import DATA
 
+from .cookies import join
 from .procs import CONNECTED, peer
 from .simnet import SimNet
 
@@ -43,9 +44,9 @@ def test_fault_words_are_meaningful():
 
 def test_registry_second_unregister_copy_is_logged_as_a_repeat():
     reg = Registry(verbose=True)
-    reg.datagram_received(P.encode(P.Register("alice", features=("ext",))), ALICE, 0.0)
-    first = logs(reg.datagram_received(P.encode(P.Unregister()), ALICE, 1.0))
-    second = logs(reg.datagram_received(P.encode(P.Unregister()), ALICE, 1.0))
+    token = join(reg, "alice", ALICE)
+    first = logs(reg.datagram_received(P.encode(P.Unregister(token=token)), ALICE, 1.0))
+    second = logs(reg.datagram_received(P.encode(P.Unregister(token=token)), ALICE, 1.0))
     assert "'alice' left" in first
     assert second[-1] == "repeated Unregister from 198.51.100.10:40000 (already gone)"
     assert not any(FAULT.search(line) for line in first + second)

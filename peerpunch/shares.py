@@ -1,0 +1,155 @@
+"""Fair shares and reply budgets for the relay, without sockets or clocks.
+
+Theory of operation
+-------------------
+Forged source addresses are cheap, but a forger who wants answers (or a
+client that proved its address) is bound to the addresses it really has,
+and those cluster: one host has one IPv4 address or one IPv6 /64, one
+network one IPv4 /24 or one IPv6 /48 (:func:`block_key`).
+
+:class:`Shares` counts registrations per block, keeps each block's
+registrations oldest first (a list threaded through the users' ``older`` and
+``newer`` slots: two pointers a user, nothing else per user) and knows a
+heaviest block at any moment (blocks are bucketed by count). A relay that is
+full asks :meth:`Shares.victim` for the oldest registration of the heaviest
+block, and admits a newcomer in its place only if the newcomer's block is
+lighter by two or more, so that the blocks' counts even out and never swap
+back and forth.
+
+:class:`Budget` is a table of token buckets, one per key (a block), of at
+most ``max_keys`` entries. An entry whose bucket has filled up again is the
+same as no entry, so only such an entry is dropped to make room; when every
+entry still counts, a new key gets nothing. Cycling through more sources
+than the table holds therefore buys no extra answers.
+"""
+
+import collections
+import ipaddress
+
+
+def block_key(addr):
+    """The address block *addr* counts against: the /24 of an IPv4
+    address (IPv4-mapped IPv6 included), the /48 of an IPv6 one."""
+    host = addr[0]
+    if ":" not in host:
+        return host.rpartition(".")[0]
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped).rpartition(".")[0]
+    return ip.packed[:6]
+
+
+class _Block:
+    __slots__ = ("count", "oldest", "newest")
+
+    def __init__(self):
+        self.count = 0
+        self.oldest = self.newest = None
+
+
+class Shares:
+    """Registrations per block, oldest first, and the heaviest block.
+
+    Users must have ``older`` and ``newer`` attributes (None when added)."""
+
+    def __init__(self):
+        self._blocks = {}            # block -> _Block
+        self._by_count = {}          # count -> set of blocks with that many
+        self._top = 0                # the heaviest count
+
+    def __len__(self):
+        return len(self._blocks)
+
+    def count(self, block):
+        entry = self._blocks.get(block)
+        return entry.count if entry is not None else 0
+
+    def add(self, user, block):
+        entry = self._blocks.get(block)
+        if entry is None:
+            entry = self._blocks[block] = _Block()
+        user.older, user.newer = entry.newest, None
+        if entry.newest is not None:
+            entry.newest.newer = user
+        else:
+            entry.oldest = user
+        entry.newest = user
+        self._recount(block, entry.count, entry.count + 1)
+        entry.count += 1
+
+    def remove(self, user, block):
+        entry = self._blocks[block]
+        if user.older is not None:
+            user.older.newer = user.newer
+        else:
+            entry.oldest = user.newer
+        if user.newer is not None:
+            user.newer.older = user.older
+        else:
+            entry.newest = user.older
+        user.older = user.newer = None
+        self._recount(block, entry.count, entry.count - 1)
+        entry.count -= 1
+        if not entry.count:
+            del self._blocks[block]
+
+    def victim(self, block):
+        """The registration to evict for a newcomer from *block*: the oldest
+        of the heaviest block, if *block* is lighter by two or more; else None."""
+        if self._top < self.count(block) + 2:
+            return None
+        heaviest = next(iter(self._by_count[self._top]))
+        return self._blocks[heaviest].oldest
+
+    def _recount(self, block, old, new):
+        if old:
+            same = self._by_count[old]
+            same.discard(block)
+            if not same:
+                del self._by_count[old]
+        if new:
+            self._by_count.setdefault(new, set()).add(block)
+        self._top = max(self._top, new)
+        while self._top and self._top not in self._by_count:
+            self._top -= 1
+
+
+class Budget:
+    """Token buckets (*rate* per second, *burst* at most) per key, in a
+    table of at most *max_keys* entries that cannot be cycled past."""
+
+    def __init__(self, rate, burst, max_keys):
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._buckets = collections.OrderedDict()    # key -> [tokens, updated], least recent first
+
+    def __len__(self):
+        return len(self._buckets)
+
+    def ready(self, key, now, cost=1.0):
+        """Would :meth:`take` of *cost* succeed now?"""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return cost <= self.burst and (len(self._buckets) < self.max_keys or self._stale(now))
+        return self._level(bucket, now) >= cost
+
+    def take(self, key, now, cost=1.0):
+        """Spend *cost* from *key*'s bucket; return whether it had enough."""
+        if not self.ready(key, now, cost):
+            return False
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.popitem(last=False)    # full again (ready() checked): as if absent
+            bucket = self._buckets[key] = [self.burst, now]
+        bucket[0] = self._level(bucket, now) - cost
+        bucket[1] = now
+        self._buckets.move_to_end(key)
+        return True
+
+    def _level(self, bucket, now):
+        return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+
+    def _stale(self, now):
+        """True if the least recently used entry has filled up again."""
+        bucket = next(iter(self._buckets.values()))
+        return self._level(bucket, now) >= self.burst
