@@ -444,10 +444,9 @@ class Registry:
             ext=P.speaks_extensions(msg.features))
 
     def _note_refusal(self, msg, addr, why):
-        if self._note(addr):
-            return [Log(logging.WARNING, "refused %s from %s: %s" % (_name(msg.username), _ep(addr), why),
-                        kind="full")]
-        return []
+        """One line per refusal: the relay's log limiter bounds them."""
+        return [Log(logging.WARNING, "refused %s from %s: %s" % (_name(msg.username), _ep(addr), why),
+                    kind="full")]
 
     def _refuse_takeover(self, msg, holder, addr, now):
         self.stats["name_taken"] += 1

@@ -44,9 +44,11 @@ MAX_LOGGED_ERRORS = 20   # internal errors logged with a traceback (all are coun
 RCVBUF = 4 << 20
 STATS_INTERVAL = 3600    # seconds between lines of counters (0: none)
 # registry counters that count dropped or refused requests, for the stats line
-DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "full_for_ip",
-           "name_taken", "reintroductions_limited", "stale_reintroductions", "relay_without_session",
-           "relay_unverified", "relay_not_offered", "relay_refused", "watches_refused")
+DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "seed_full", "full_for_ip",
+           "name_taken", "cookie_too_large", "errors_limited", "seed_to_proven", "seed_vs_proven",
+           "seed_introductions_limited", "reintroductions_limited", "stale_reintroductions",
+           "relay_without_session", "relay_unverified", "relay_not_offered", "relay_refused",
+           "watches_refused")
 
 
 class RelayServer:

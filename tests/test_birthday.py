@@ -268,7 +268,7 @@ def test_a_new_pairing_with_another_endpoint_mid_search_closes_the_old_sockets()
     alice, bob = start(net, seconds=1)
     assert bob.state is State.PUNCHING and len(bob._spray.open) == B.SOCKETS
     info = P.PeerInfo(peer="192.0.2.1:4000", username="alice", features=bob.peer.features,
-                      session="ab" * 16, mapping=P.MAPPING_INDEPENDENT)
+                      session="ab" * 16, mapping=P.MAPPING_INDEPENDENT, nonce=bob._auth.nonce)
     out = bob.datagram_received(P.encode(info), RELAY, net.now)
     assert len([e for e in out if isinstance(e, CloseSocket)]) == B.SOCKETS
     assert not [e for e in out if isinstance(e, OpenSocket)]     # and no new search so soon
@@ -285,10 +285,11 @@ def test_repeated_introductions_cannot_make_the_symmetric_side_spray_again():
     assert sprayed >= B.SOCKETS                       # the one search this chat gets
     for i in range(10):
         same = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
-                          session="%02x" % i * 16, mapping=P.MAPPING_INDEPENDENT)
+                          session="%02x" % i * 16, mapping=P.MAPPING_INDEPENDENT,
+                          nonce=bob._auth.nonce)     # from the relay itself, gone bad
         other = P.PeerInfo(peer="192.0.2.%d:4000" % (i + 1), username="alice",
                            features=bob.peer.features, session="%02x" % (i + 100) * 16,
-                           mapping=P.MAPPING_INDEPENDENT)
+                           mapping=P.MAPPING_INDEPENDENT, nonce=bob._auth.nonce)
         for info in (same, other):
             out = bob.datagram_received(P.encode(info), RELAY, net.now)
             assert not [e for e in out if isinstance(e, OpenSocket)]

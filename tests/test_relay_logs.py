@@ -47,7 +47,7 @@ def flood_refused_registrations(port, count):
 
 
 def test_relay_log_stays_bounded_under_a_flood_of_refused_registrations():
-    relay, port = start_relay("--max-users", "1", "--no-alt-port")
+    relay, port = start_relay("--max-users", "1", "--max-seed-users", "1", "--no-alt-port")
     try:
         flood_refused_registrations(port, FLOOD).close()
     finally:
@@ -57,16 +57,17 @@ def test_relay_log_stays_bounded_under_a_flood_of_refused_registrations():
     assert len(refused) == 10
     assert any(re.search(r" \.\.\. and 4,990 more refused registrations \(relay full\) in the last"
                          r" \d+ s$", l) for l in lines), relay.transcript()
-    assert re.search(r"relay stopped: .*\bfull=5000\b.*\blog_lines_suppressed=4990\b", lines[-1])
+    assert re.search(r"relay stopped: .*\bseed_full=5000\b", lines[-1])
+    assert re.search(r"relay stopped: .*\blog_lines_suppressed=4990\b", lines[-1])
     assert len(lines) <= 16, relay.transcript()     # start, holder, 10 refused, summary, stop
 
 
 def test_relay_stats_interval_logs_the_counters():
-    relay, port = start_relay("--max-users", "1", "--no-alt-port", "--stats-interval", "1")
+    relay, port = start_relay("--max-users", "1", "--max-seed-users", "1", "--no-alt-port", "--stats-interval", "1")
     try:
         flood_refused_registrations(port, 300).close()
         m = relay.expect(r"^\S+ \S+ stats: users=(\d+) sessions=0 datagrams_in=(\d+) .*"
-                         r"dropped\(full=300\)$", stream="stderr")
+                         r"dropped\(seed_full=300\)$", stream="stderr")
         assert m.group(1) == "1" and int(m.group(2)) == 1 + 300 + 3
         assert re.search(r" datagrams_out=4 .* internal_errors=0 send_errors=0 "
                          r"log_lines_suppressed=290 ", m.group(0)), m.group(0)

