@@ -357,9 +357,9 @@ class Registry:
             out = self._remove(user) if user is not None else []
             out.append(self._move(holder, addr, now))
             return out + self._update(holder, msg, now, answer=True)
-        if user is not None and not user.ext:
-            out = self._remove(user)            # a seed-form registration becomes a proven one
-            user = None
+        if user is not None and (not user.ext or user.name != msg.username):
+            out = self._remove(user)            # a seed-form registration becomes a proven one,
+            user = None                         # or the client here took another name
         if user is None:
             user, logs, refusal = self._admit(msg.username, addr, now, proven=True)
             out += logs

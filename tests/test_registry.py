@@ -933,3 +933,15 @@ def test_registry_seed_pool_is_bounded_and_shared_fairly():
     reg.datagram_received(P.encode(P.Register("x")), ("192.0.2.99", 1), 0.0)
     reg.datagram_received(REG_B, B, 0.0)
     assert reg.seed_users() == 10 and reg.user("x") is None and reg.user("bob") is not None
+
+
+def test_registry_cookie_register_for_another_name_renames_the_client_at_that_address():
+    """Only a client at the address can read its cookie: a client that
+    restarted there under another name (and lost its token) gets that name
+    at once, with a token of its own, and the old one is gone."""
+    import os
+    reg = registered(random_bytes=os.urandom)
+    old = join(reg, "alice", A)
+    new = join(reg, "zed", A, now=1.0)
+    assert reg.user("zed") is not None and reg.user("zed").addr == A
+    assert reg.user("alice") is None and new != old
