@@ -360,10 +360,10 @@ def main(argv=None, prog=None):
     finally:
         _restore_signals(previous)
         server.close()
-    stats = server.registry.stats + prefixed(forwarder.stats, "relayed_") + server.stun.stats
-    stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors,
-                 log_lines_suppressed=server.limiter.suppressed)
-    stats += server.traffic
+    stats = server.registry.stats + prefixed(forwarder.stats, "relayed_") + server.stun.stats \
+        + server.traffic
+    stats.update(log_lines_suppressed=server.limiter.suppressed)
+    stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors)  # even at 0
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
 

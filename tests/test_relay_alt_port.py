@@ -108,6 +108,7 @@ def test_relay_no_alt_port_opens_only_the_main_port(procs):
     lines = stopped(proc)
     assert not any(re.search(ALT_LINE, line) or "warning" in line for line in lines)
     assert "relay stopped" in lines[-1]
+    assert "internal_errors=0" in lines[-1] and "send_errors=0" in lines[-1]   # said even at 0
 
 
 def test_relay_alt_port_flag_errors_are_one_line(procs):
