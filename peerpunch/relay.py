@@ -184,10 +184,8 @@ def stats_line(server):
     """One line of the relay's counters, totals since it started:
     ``stats: users=... sessions=... datagrams_in=... dropped(reason=N ...) ...``."""
     registry, relayed = server.registry, server.registry.forwarder.stats
-    pairs = [("users", len(registry))]
-    population = getattr(registry, "population", None)     # e.g. proven and seed-form users
-    if callable(population):
-        pairs += sorted(population().items())
+    pairs = [("users", len(registry)), ("proven", registry.proven_users()),
+             ("seed", registry.seed_users())]
     pairs += [("sessions", registry.sessions())]
     pairs += [(k, server.traffic[k]) for k in ("datagrams_in", "bytes_in", "datagrams_out", "bytes_out")]
     pairs += [("relayed_datagrams", relayed["datagrams"]), ("relayed_bytes", relayed["bytes"])]

@@ -66,7 +66,7 @@ def test_relay_stats_interval_logs_the_counters():
     relay, port = start_relay("--max-users", "1", "--max-seed-users", "1", "--no-alt-port", "--stats-interval", "1")
     try:
         flood_refused_registrations(port, 300).close()
-        m = relay.expect(r"^\S+ \S+ stats: users=(\d+) sessions=0 datagrams_in=(\d+) .*"
+        m = relay.expect(r"^\S+ \S+ stats: users=(\d+) proven=0 seed=1 sessions=0 datagrams_in=(\d+) .*"
                          r"dropped\(seed_full=300\)$", stream="stderr")
         assert m.group(1) == "1" and int(m.group(2)) == 1 + 300 + 3
         assert re.search(r" datagrams_out=4 .* internal_errors=0 send_errors=0 "
