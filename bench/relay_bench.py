@@ -11,24 +11,37 @@ reporting the median of a few repetitions:
   replies, the Log effects it builds). Per user count, one fresh
   subprocess measures
 
-  - registrations/s: Register from new addresses into an empty registry,
-    until it holds N users;
-  - refreshes/s: Register again from registered users (the steady load:
-    clients re-register every 20-25 s);
-  - introductions/s: Connect from a random user to another random user
-    (PeerInfo to both) followed by SessionFinished, so both are free again;
+  - registrations/s: extension clients (``ext``, a nonce, padded to
+    MIN_REGISTER_BYTES as our peer pads) from new addresses into an empty
+    registry, until it holds N users; each registration is the cookie round
+    trip (issue 10): Register -> Cookie, Register with the cookie ->
+    RegisterAck with the token, i.e. two datagrams per registration;
+  - refreshes/s: Register again with the token from registered users (the
+    steady load: clients re-register every 20-25 s);
+  - introductions/s: Connect (with the asker's token) from a random user to
+    another random user (PeerInfo to both) followed by SessionFinished
+    (with the token), so both are free again;
   - peak RSS (``ru_maxrss``) of the process once it holds N users, measured
     before anything else is allocated.
 
+  The cookies are prepared before the timed fill: every Registry of a
+  worker draws its random bytes from the same seeded generator, so it has
+  the same cookie key (cookies are stateless: any registry with the key
+  answers the same). Only extension clients are measured here: the
+  seed-form pool is separate and small (``--max-seed-users``).
+
   A second fresh subprocess per size measures the same introductions against
-  :class:`LinearRegistry`, the baseline: the same codec calls, replies and log
-  texts, but users kept in a list and found by a linear scan, as the original
-  Rust relay did. The ratio of the two isolates the data structure. At large
+  :class:`LinearRegistry`, the baseline: the same datagrams, codec calls, token
+  check, replies and log texts, but users kept in a list and found by a
+  linear scan, as the original Rust relay did. The ratio of the two isolates the data structure. At large
   sizes the baseline is sampled with fewer operations.
 
 * **loopback**: the real relay, started by its real command line, driven over
   UDP on 127.0.0.1 by a few hundred client sockets with a window of
-  outstanding requests. Lost requests are resent a few times, then counted
+  outstanding requests. A registration there is the whole cookie round trip
+  (then an Unregister with the token, so that the next round starts from an
+  unregistered address); an introduction is a Connect and a SessionFinished
+  with the token of the socket's last registration. Lost requests are resent a few times, then counted
   as lost; every loop is bounded in count and in time.
 
 Addresses in the core benchmark come from 198.18.0.0/15 (RFC 2544,
@@ -38,7 +51,9 @@ to 127.0.0.1.
 
 import argparse
 import collections
+import dataclasses
 import gc
+import hmac
 import json
 import os
 import random
@@ -62,6 +77,7 @@ sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
 from peerpunch.effects import Log, Send  # noqa: E402
+from peerpunch.registration import MIN_REGISTER_BYTES  # noqa: E402
 from peerpunch.registry import MAX_USERS, Registry  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
@@ -103,18 +119,61 @@ def user_addr(i):
     return ("198.%d.%d.%d" % (18 + (i >> 16 & 1), i >> 8 & 255, i & 255), 40000 + (i >> 17))
 
 
-def register_datagram(i):
-    return P.encode(P.Register(user_name(i), features=P.OUR_FEATURES)), user_addr(i)
+def user_nonce(i):
+    return "%032x" % (i * 0x9E3779B97F4A7C15 % (1 << 128))
 
 
-def intro_datagrams(n, ops, rng):
-    """Connect a->b then SessionFinished from a, for *ops* random pairs."""
-    finished = P.encode(P.SessionFinished())
+def padded(data, size=MIN_REGISTER_BYTES):
+    """*data* (an encoded Register) with a ``pad`` field the relay ignores,
+    at least *size* bytes, as our peer sends it (a Cookie must fit)."""
+    if len(data) >= size:
+        return data
+    return data[:-2] + b',"pad":"' + b" " * max(0, size - len(data) - 9) + b'"}}'
+
+
+def register_msg(i, **fields):
+    return P.Register(user_name(i), features=P.OUR_FEATURES, nonce=user_nonce(i), **fields)
+
+
+def register_datagram(i, **fields):
+    """User *i*'s Register (*fields*: cookie, token), padded, and its address."""
+    return padded(P.encode(register_msg(i, **fields))), user_addr(i)
+
+
+def seeded_random_bytes(seed=0):
+    """A Registry's random_bytes: the same bytes (cookie key first) in every
+    registry made with the same *seed*, so cookies can be prepared."""
+    rng = random.Random(seed)
+    return lambda n: rng.getrandbits(8 * n).to_bytes(n, "big")
+
+
+def new_registry(n):
+    return Registry(max_users=max(n, MAX_USERS), random_bytes=seeded_random_bytes())
+
+
+def cookie_of(out):
+    """The cookie in the Cookie a registry returned."""
+    (cookie,) = [P.decode(e.data).cookie for e in out
+                 if isinstance(e, Send) and e.data.startswith(b'{"Cookie"')]
+    return cookie
+
+
+def join(registry, i, now=1000.0):
+    """Register user *i* through the cookie round trip."""
+    data, addr = register_datagram(i)
+    cookie = cookie_of(registry.datagram_received(data, addr, now))
+    registry.datagram_received(register_datagram(i, cookie=cookie)[0], addr, now)
+
+
+def intro_datagrams(n, ops, rng, tokens):
+    """Connect a->b then SessionFinished from a (with a's token), for *ops*
+    random pairs."""
     out = []
     for _ in range(ops):
         a, b = rng.sample(range(n), 2)
         addr = user_addr(a)
-        out += [(P.encode(P.Connect(user_name(b))), addr), (finished, addr)]
+        out += [(P.encode(P.Connect(user_name(b), token=tokens[a])), addr),
+                (P.encode(P.SessionFinished(token=tokens[a])), addr)]
     return out
 
 
@@ -143,11 +202,12 @@ def expect(what, got, wanted):
 # ---------------------------------------------------------------- baseline
 
 class LinearUser:
-    __slots__ = ("name", "addr", "features", "last_seen", "partner")
+    __slots__ = ("name", "addr", "features", "last_seen", "partner", "token", "nonce", "secret")
 
-    def __init__(self, name, addr, features, now):
+    def __init__(self, name, addr, features, now, token, nonce):
         self.name, self.addr, self.features = name, addr, features
         self.last_seen, self.partner = now, None
+        self.token, self.nonce, self.secret = token, nonce, None
 
 
 class LinearRegistry:
@@ -161,8 +221,8 @@ class LinearRegistry:
         self.users = []
         self.stats = collections.Counter()
 
-    def add(self, name, addr, features, now):
-        self.users.append(LinearUser(name, addr, features, now))
+    def add(self, name, addr, features, now, token, nonce):
+        self.users.append(LinearUser(name, addr, features, now, token, nonce))
 
     def by_addr(self, addr):
         for user in self.users:
@@ -178,14 +238,13 @@ class LinearRegistry:
 
     def datagram_received(self, data, addr, now):
         user = self.by_addr(addr)
-        if user is not None:
-            user.last_seen = now
         try:
             msg = P.decode(data)
         except P.RemoteProtocolError:
             return []
-        if user is None:
+        if user is None or msg.token is None or not hmac.compare_digest(msg.token, user.token):
             return []
+        user.last_seen = now
         if type(msg) is P.Connect:
             return self.connect(user, msg.target_username)
         if type(msg) is P.SessionFinished:
@@ -195,11 +254,12 @@ class LinearRegistry:
     def connect(self, user, target_name):
         target = self.by_name(target_name)
         if target is None or target is user:
-            return [Send(P.encode(P.TargetNotFound()), user.addr)]
+            return [Send(P.encode(P.TargetNotFound(nonce=user.nonce)), user.addr)]
         if user.partner is not target and target.partner is not None:
-            return [Send(P.encode(P.TargetBusy()), user.addr)]
+            return [Send(P.encode(P.TargetBusy(nonce=user.nonce)), user.addr)]
         out = self.end_session(user) if user.partner is not target else []
         user.partner, target.partner = target, user
+        user.secret = target.secret = os.urandom(16).hex()
         self.stats["introductions"] += 1
         out.append(Log(20, "introduced %r at %s to %r at %s" % (
             user.name, P.format_endpoint(user.addr), target.name, P.format_endpoint(target.addr))))
@@ -218,7 +278,7 @@ class LinearRegistry:
 def _linear_peer_info(about, to):
     features = (about.features or ()) if P.speaks_extensions(to.features) else None
     return P.encode(P.PeerInfo(peer=P.format_endpoint(about.addr), username=about.name,
-                               features=features))
+                               features=features, session=about.secret, nonce=to.nonce))
 
 
 # ----------------------------------------------------------------- workers
@@ -226,30 +286,37 @@ def _linear_peer_info(about, to):
 def core_worker(n, cfg):
     """Registry figures for *n* users; run in a fresh process."""
     result = {"bare_rss_mb": peak_rss_mb()}
-    registry = Registry(max_users=max(n, MAX_USERS), max_seed_users=max(n, MAX_USERS))
-    for i in range(n):                      # one datagram alive at a time
-        data, addr = register_datagram(i)
-        registry.datagram_received(data, addr, 1000.0)
-    expect("users after filling", len(registry), n)
+    registry = new_registry(n)
+    for i in range(n):                      # a few datagrams alive at a time
+        join(registry, i)
+    expect("proven users after filling", registry.proven_users(), n)
     result["rss_mb"] = peak_rss_mb()
     del registry
 
-    registrations = [register_datagram(i) for i in range(n)]
+    registrations = []
+    asked = new_registry(n)                 # the same cookie key; a Cookie stores nothing
+    for i in range(n):
+        first = register_datagram(i)
+        cookie = cookie_of(asked.datagram_received(first[0], first[1], 1000.0))
+        registrations += [first, register_datagram(i, cookie=cookie)]
+    del asked
     fill = []
     for _ in range(cfg["reps"]):
         registry = None
-        registry = Registry(max_users=max(n, MAX_USERS), max_seed_users=max(n, MAX_USERS))
+        registry = new_registry(n)
         fill.append(n / feed(registry, registrations))
-        expect("users after filling", len(registry), n)
+        expect("proven users after filling", registry.proven_users(), n)
     result["registrations"] = statistics.median(fill)
+    tokens = [registry.user(user_name(i)).token for i in range(n)]
 
     rng = random.Random(n)
     refresh_ops = min(n, cfg["refresh_ops"])
-    refreshes = [registrations[i] for i in rng.sample(range(n), refresh_ops)]
+    refreshes = [register_datagram(i, token=tokens[i]) for i in rng.sample(range(n), refresh_ops)]
     result["refreshes"] = _median_rate(registry, refreshes, refresh_ops, cfg["reps"])
     expect("users after refreshing", (len(registry), registry.stats["registrations"]), (n, n))
+    expect("cookies sent", registry.stats["cookies"], n)
 
-    intros = intro_datagrams(n, cfg["intro_ops"], rng)
+    intros = intro_datagrams(n, cfg["intro_ops"], rng, tokens)
     result["introductions"] = _median_rate(registry, intros, cfg["intro_ops"], cfg["reps"])
     _expect_introduced(registry, cfg["intro_ops"] * cfg["reps"])
     return result
@@ -258,10 +325,11 @@ def core_worker(n, cfg):
 def linear_worker(n, cfg):
     """LinearRegistry introductions for *n* users; run in a fresh process."""
     registry = LinearRegistry()
+    tokens = [os.urandom(16).hex() for _ in range(n)]
     for i in range(n):
-        registry.add(user_name(i), user_addr(i), P.OUR_FEATURES, 1000.0)
+        registry.add(user_name(i), user_addr(i), P.OUR_FEATURES, 1000.0, tokens[i], user_nonce(i))
     ops = max(cfg["linear_min_ops"], min(cfg["intro_ops"], cfg["linear_visits"] // n))
-    intros = intro_datagrams(n, ops, random.Random(n))
+    intros = intro_datagrams(n, ops, random.Random(n), tokens)
     rate = _median_rate(registry, intros, ops, cfg["reps"])
     _expect_introduced(registry, ops * cfg["reps"])
     return {"introductions": rate, "ops": ops}
@@ -349,10 +417,12 @@ class RelayProcess:
 # --------------------------------------------------------------- loopback
 
 # One request from client socket *sender*, done when that socket receives a
-# datagram starting with *prefix*; then *then* (if any) is sent from it.
+# datagram starting with *prefix*; then *then* (if any) is sent from it, and
+# the reply is sent into the lane (a generator) for its next job.
 Job = collections.namedtuple("Job", "sender data prefix then")
 
 ACK_PREFIX = b'{"RegisterAck"'
+COOKIE_PREFIX = b'{"Cookie"'
 PEER_INFO_PREFIX = b'{"PeerInfo"'
 
 
@@ -433,13 +503,18 @@ class _Run:
         while len(self.active) < self.window and self.waiting:
             self._next(self.waiting.popleft(), now)     # an empty lane is just dropped
 
-    def _next(self, lane, now):
-        job = next(lane, None)
-        if job is None:
-            return False
-        self.active[job.sender] = [job, lane, now, 1]
-        self.clients.send(job.sender, job.data)
-        return True
+    def _next(self, lane, now, reply=None):
+        """Send the lane's next job (and any that await no reply after it)."""
+        while True:
+            try:
+                job = lane.send(reply)
+            except StopIteration:
+                return False
+            self.clients.send(job.sender, job.data)
+            if job.prefix is not None:
+                self.active[job.sender] = [job, lane, now, 1]
+                return True
+            reply = None
 
     def reply(self, index, data):
         entry = self.active.get(index)
@@ -451,7 +526,7 @@ class _Run:
         self.last = now
         if entry[0].then is not None:
             self.clients.send(index, entry[0].then)
-        if not self._next(entry[1], now):
+        if not self._next(entry[1], now, data):
             self._fill(now)
 
     def retry(self, now):
@@ -462,6 +537,7 @@ class _Run:
             if tries >= MAX_TRIES:
                 del self.active[index]
                 self.lost += 1
+                lane.close()                    # a lane cannot go on without its reply
                 if not self._next(lane, now):
                     self._fill(now)
             else:
@@ -480,16 +556,27 @@ def lb_name(rep, rnd, i):
     return "lb%d-%d-%d" % (rep, rnd, i)
 
 
-def register_lane(i, rep, rounds):
+def register_lane(i, rep, rounds, tokens, keep):
+    """Socket *i* registers *rounds* names through the cookie round trip:
+    Register -> Cookie, Register with it -> RegisterAck with the token; then
+    it unregisters (with the token) unless it is the round that *keep*s its
+    name; *tokens*[i] is its last token."""
     for rnd in range(rounds):
-        data = P.encode(P.Register(lb_name(rep, rnd, i), features=P.OUR_FEATURES))
-        yield Job(i, data, ACK_PREFIX, None)
+        register = P.Register(lb_name(rep, rnd, i), features=P.OUR_FEATURES, nonce=user_nonce(i))
+        reply = yield Job(i, padded(P.encode(register)), COOKIE_PREFIX, None)
+        with_cookie = dataclasses.replace(register, cookie=P.decode(reply).cookie)
+        tokens[i] = None
+        reply = yield Job(i, padded(P.encode(with_cookie)), ACK_PREFIX, None)
+        tokens[i] = P.decode(reply).token
+        if not (keep and rnd == rounds - 1):
+            # no reply to wait for: the next Register from this socket follows it
+            yield Job(i, P.encode(P.Unregister(token=tokens[i])), None, None)
 
 
-def connect_lane(a, target, budget):
+def connect_lane(a, target, token, budget):
     """Connect from socket *a* to *target* until the shared *budget* is spent."""
-    data = P.encode(P.Connect(target))
-    finished = P.encode(P.SessionFinished())
+    data = P.encode(P.Connect(target, token=token))
+    finished = P.encode(P.SessionFinished(token=token))
     while budget[0] > 0:
         budget[0] -= 1
         yield Job(a, data, PEER_INFO_PREFIX, finished)
@@ -502,8 +589,9 @@ def loopback(cfg):
         relay_addr = relay.wait_listening()
         clients = LoopbackClients(relay_addr, cfg["lb_sockets"])
         result = {"relay": "%s:%d" % relay_addr}
-        result["registrations"] = _lb_phase(relay, clients, cfg, _register_lanes)
-        result["introductions"] = _lb_phase(relay, clients, cfg, _connect_lanes)
+        tokens = {}
+        result["registrations"] = _lb_phase(relay, clients, cfg, _register_lanes, tokens)
+        result["introductions"] = _lb_phase(relay, clients, cfg, _connect_lanes, tokens)
         clients.settle(SETTLE)
         result["received"] = dict(clients.received)
         result["send_errors"] = clients.send_errors
@@ -515,24 +603,25 @@ def loopback(cfg):
     return result
 
 
-def _register_lanes(cfg, rep):
-    return [register_lane(i, rep, cfg["lb_rounds"]) for i in range(cfg["lb_sockets"])]
+def _register_lanes(cfg, rep, tokens):
+    keep = rep == cfg["reps"] - 1           # the last round of the last rep stays registered
+    return [register_lane(i, rep, cfg["lb_rounds"], tokens, keep) for i in range(cfg["lb_sockets"])]
 
 
-def _connect_lanes(cfg, rep):
+def _connect_lanes(cfg, rep, tokens):
     # Disjoint pairs (0,1), (2,3), ...: the even socket connects to the odd one
     # by the name it took in the last registration round.
     last = (cfg["reps"] - 1, cfg["lb_rounds"] - 1)
     budget = [cfg["lb_connects"]]
-    return [connect_lane(a, lb_name(*last, a + 1), budget)
+    return [connect_lane(a, lb_name(*last, a + 1), tokens.get(a), budget)
             for a in range(0, cfg["lb_sockets"] - 1, 2)]
 
 
-def _lb_phase(relay, clients, cfg, make_lanes):
+def _lb_phase(relay, clients, cfg, make_lanes, tokens):
     runs = []
     for rep in range(cfg["reps"]):
         cpu = relay.cpu_seconds()
-        done, lost, resent, seconds = clients.run(make_lanes(cfg, rep), cfg["lb_window"],
+        done, lost, resent, seconds = clients.run(make_lanes(cfg, rep, tokens), cfg["lb_window"],
                                                   cfg["lb_time_limit"])
         cpu_after = relay.cpu_seconds()
         busy = None if cpu is None or not seconds else (cpu_after - cpu) / seconds
@@ -556,7 +645,9 @@ def print_report(sizes, core, linear, lb, cfg, elapsed):
         print("%8d %16.0f %12.0f %16.0f %17.0f %6.1fx %12s" % (
             n, c["registrations"], c["refreshes"], c["introductions"], b["introductions"],
             c["introductions"] / b["introductions"], _mb(c["rss_mb"])))
-    print("  introduction = Connect -> PeerInfo to both -> SessionFinished; refresh = Register again")
+    print("  registration = Register -> Cookie, Register with it -> RegisterAck (2 datagrams);"
+          " refresh = Register with the token")
+    print("  introduction = Connect -> PeerInfo to both -> SessionFinished (each with the token)")
     print("  baseline = the same work with users in a list found by linear scan; ops sampled: %s"
           % ", ".join("%d@%d" % (linear[n]["ops"], n) for n in sizes))
     print("  peak RSS = process holding N users; bare interpreter + imports: %s MB"
@@ -565,13 +656,17 @@ def print_report(sizes, core, linear, lb, cfg, elapsed):
     print()
     print("loopback UDP: python -m peerpunch.relay on %s, %d client sockets, window %d"
           % (lb["relay"], cfg["lb_sockets"], cfg["lb_window"]))
-    for label, key in (("registrations", "registrations"), ("introductions", "introductions")):
+    # a registration is two requests (Register, then with the cookie)
+    for label, key, per in (("registrations", "registrations", 2),
+                            ("introductions", "introductions", 1)):
         r = lb[key]
         cpu = "" if r["relay_cpu"] is None else ", relay CPU %.0f%%" % (100 * r["relay_cpu"])
         if r["relay_cpu"] is not None and r["relay_cpu"] < 0.9:
             cpu += ": client-bound"
-        print("  %-14s %9.0f/s  (%d done, %d lost, %d resent%s)"
-              % (label, r["rate"], r["done"], r["lost"], r["resent"], cpu))
+        print("  %-14s %9.0f/s  (%d requests done, %d lost, %d resent%s)"
+              % (label, r["rate"] / per, r["done"], r["lost"], r["resent"], cpu))
+    print("  registration = Register -> Cookie, Register with it -> RegisterAck, then Unregister;"
+          " introduction = Connect -> PeerInfo to both -> SessionFinished (token in each)")
     print("  replies received: %s; send errors: %d" % (
         ", ".join("%s=%d" % kv for kv in sorted(lb["received"].items())), lb["send_errors"]))
     print("  relay stopped: %s" % lb["relay_stats"])

@@ -1,5 +1,6 @@
 """The benchmark still runs (it asserts nothing about speed)."""
 
+import re
 import subprocess
 import sys
 
@@ -20,3 +21,26 @@ def test_bench_forward_quick_run_prints_its_table():
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "through the relay" in out and "direct (baseline)" in out and "relay/direct" in out
+
+
+def test_bench_flood_quick_run_prints_its_table_and_amplifies_nothing():
+    # amplification is a byte count, not a timing: fair to assert; speeds are not asserted
+    result = subprocess.run([sys.executable, "bench/flood_bench.py", "--seconds", "1", "--sources", "256"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=120)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-3000:]
+    assert "baseline (no flood)" in out and "during the flood" in out and "peak RSS" in out
+    assert "relay log during the flood" in out
+    sent = re.search(r"flooder sent (\d+) datagrams, (\d+) bytes", out)
+    back = re.search(r"back to the flood's sources: (\d+) datagrams, (\d+) bytes", out)
+    assert sent and back, out
+    assert int(sent.group(1)) > 0
+    assert int(back.group(2)) <= int(sent.group(2)), out
+    assert float(re.search(r"amplification \(bytes back / bytes sent\): (\d+\.\d+)", out).group(1)) <= 1.0
+
+
+def test_bench_flood_bad_arguments_one_line_exit_2():
+    result = subprocess.run([sys.executable, "bench/flood_bench.py", "--seconds", "0"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert len(result.stderr.decode().strip().splitlines()) == 1
