@@ -102,6 +102,7 @@ or grow state without bound: malformed input is counted in ``stats``, and
 logged once per source (the set of sources is bounded).
 """
 
+import base64
 import collections
 import dataclasses
 import hashlib
@@ -134,33 +135,93 @@ SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # ...and PeerInfos to seed-form clie
 MAX_BUDGET_BLOCKS = 4096       # blocks each budget table tracks
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+NEVER = float("-inf")
+_MAPPINGS = {m: m for m in P.MAPPINGS}
+_EXT, _VERIFIED, _ASKED = 1, 2, 4   # User._flags
 
 
 class User:
-    __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked",
-                 "claim", "watching", "nonce", "older", "newer")
+    """One registration. Memory is the relay's bound (issue 10: at most 500
+    bytes a user in the typical case), so a User holds few objects: the
+    secrets as ints, the LAN candidates as one string, three flags in one
+    int, no endpoint text (formatted when needed), and two intrusive lists
+    (its block's, see peerpunch.shares, and the expiry order) instead of
+    entries in ordered dicts."""
+
+    __slots__ = ("name", "addr", "features", "_flags", "_local", "_key", "_token", "_nonce",
+                 "mapping", "last_seen", "partner", "secret", "introduced_at", "claim", "watching",
+                 "older", "newer", "sooner", "later")
 
     def __init__(self, name, addr, now):
         self.name = name
         self.addr = addr
-        self.endpoint = P.format_endpoint(addr)   # as PeerInfo writes it
         self.features = None
-        self.ext = False
-        self.local = None       # LAN candidates the client announced
-        self.key = None         # its long-term public key, if it announced one
-        self.mapping = None     # what its NAT does (P.MAPPINGS), if it said
-        self.token = None       # what it shows with every request (and to move)
+        self._flags = 0         # _EXT | _VERIFIED | _ASKED
+        self._local = None      # LAN candidates the client announced, comma-separated
+        self._key = None        # its long-term public key (32 bytes), if it announced one
+        self._token = None      # what it shows with every request (and to move), as an int
+        self._nonce = None      # the client's, from its latest proven Register, as an int
+        self.mapping = None     # what its NAT does (one of P.MAPPINGS), if it said
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
-        self.introduced_at = float("-inf")
-        self.verified = False   # it proved it receives at its address (a cookie): extension clients
-        self.asked = False      # its current pairing was asked for with the asker's token
+        self.introduced_at = NEVER
         self.claim = None       # (partner name, secret, until): "in a chat we do not know of"
         self.watching = ()      # names it waits for (a Register with its token said so)
-        self.nonce = None       # the client's, from its latest proven Register: in all we send it
-        self.older = self.newer = None   # its block's registrations (peerpunch.shares)
+        self.older = self.newer = None     # its block's registrations (peerpunch.shares)
+        self.sooner = self.later = None    # all registrations, by last contact (the Registry's)
+
+    ext = property(lambda self: self._flag(_EXT), lambda self, on: self._set(_EXT, on),
+                   doc="it announced the extensions")
+    verified = property(lambda self: self._flag(_VERIFIED), lambda self, on: self._set(_VERIFIED, on),
+                        doc="it proved it receives at its address (a cookie): extension clients")
+    asked = property(lambda self: self._flag(_ASKED), lambda self, on: self._set(_ASKED, on),
+                     doc="its current pairing was asked for with the asker's token")
+
+    def _flag(self, bit):
+        return bool(self._flags & bit)
+
+    def _set(self, bit, on):
+        self._flags = (self._flags | bit) if on else (self._flags & ~bit)
+
+    @property
+    def endpoint(self):
+        """Its public endpoint as PeerInfo writes it."""
+        return P.format_endpoint(self.addr)
+
+    @property
+    def token(self):
+        return None if self._token is None else "%032x" % self._token
+
+    @token.setter
+    def token(self, text):
+        self._token = None if text is None else int(text, 16)
+
+    @property
+    def nonce(self):
+        return None if self._nonce is None else "%032x" % self._nonce
+
+    @nonce.setter
+    def nonce(self, text):
+        self._nonce = None if text is None else int(text, 16)
+
+    @property
+    def key(self):
+        return None if self._key is None else base64.b64encode(self._key).decode("ascii")
+
+    @key.setter
+    def key(self, text):
+        self._key = None if text is None else _key_bytes(text)
+
+    @property
+    def local(self):
+        if self._local is None:
+            return None
+        return tuple(self._local.split(",")) if self._local else ()
+
+    @local.setter
+    def local(self, candidates):
+        self._local = None if candidates is None else ",".join(candidates)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -195,7 +256,8 @@ class Registry:
         self.max_seed_users = max_seed_users
         self._cookie_key = random_bytes(32)            # per process: cookies die with it
         self._by_name = {}
-        self._by_addr = collections.OrderedDict()   # oldest contact first
+        self._by_addr = {}
+        self._oldest = self._newest = None   # by last proven contact (User.sooner/later)
         self._pools = {True: Shares(), False: Shares()}   # proven (ext) / seed-form, per block
         self._pool_size = collections.Counter()       # True/False -> registrations
         self._noted = collections.OrderedDict()      # sources already logged
@@ -269,9 +331,9 @@ class Registry:
         per call: if more are due, ``next_deadline`` is already past)."""
         out = []
         for _ in range(MAX_EXPIRED_PER_TICK):
-            if not self._by_addr:
+            user = self._oldest
+            if user is None:
                 break
-            user = next(iter(self._by_addr.values()))
             if now - user.last_seen < self.expire_after:
                 break
             self.stats["expired"] += 1
@@ -282,9 +344,9 @@ class Registry:
         return out
 
     def next_deadline(self):
-        if not self._by_addr:
+        if self._oldest is None:
             return None
-        return next(iter(self._by_addr.values())).last_seen + self.expire_after
+        return self._oldest.last_seen + self.expire_after
 
     def farewell(self):
         """The relay is stopping (a restart, say): an Error relay-stopping
@@ -375,7 +437,7 @@ class Registry:
         """What a proven Register says about its client; then the ack."""
         user.set_features(msg.features, self._interned)
         user.nonce = msg.nonce
-        user.mapping = msg.mapping
+        user.mapping = _MAPPINGS.get(msg.mapping)   # our constant, not a copy
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -433,6 +495,7 @@ class Registry:
         self._pool_size[proven] += 1
         self._by_name[name] = user
         self._by_addr[addr] = user
+        self._append(user)
         self.stats["registrations"] += 1
         out.append(Log(logging.INFO, "registered %s at %s%s" % (
             _name(name), user.endpoint, "" if proven else " (seed form)"), kind="registered"))
@@ -461,11 +524,12 @@ class Registry:
     def _move(self, user, addr, now):
         old = user.endpoint
         self._forget(user)
-        user.addr, user.endpoint = addr, P.format_endpoint(addr)
+        user.addr = addr
         self._per_ip[_ip_key(addr)] += 1
         self._pools[True].add(user, block_key(addr))
         self._pool_size[True] += 1
         self._by_addr[addr] = user
+        self._append(user)
         self._touch(user, now)
         self.stats["moved"] += 1
         return Log(logging.INFO, "%s moved from %s to %s" % (_name(user.name), old, user.endpoint),
@@ -695,6 +759,7 @@ class Registry:
         self._pools[user.ext].remove(user, block_key(user.addr))
         self._pool_size[user.ext] -= 1
         del self._by_addr[user.addr]
+        self._unlink(user)
 
     def _note(self, addr):
         """True the first time *addr* is noted (in a bounded memory)."""
@@ -707,7 +772,29 @@ class Registry:
 
     def _touch(self, user, now):
         user.last_seen = now
-        self._by_addr.move_to_end(user.addr)
+        if user is not self._newest:
+            self._unlink(user)
+            self._append(user)
+
+    def _append(self, user):
+        """Make *user* the newest in the expiry order."""
+        user.sooner, user.later = self._newest, None
+        if self._newest is not None:
+            self._newest.later = user
+        else:
+            self._oldest = user
+        self._newest = user
+
+    def _unlink(self, user):
+        if user.sooner is not None:
+            user.sooner.later = user.later
+        else:
+            self._oldest = user.later
+        if user.later is not None:
+            user.later.sooner = user.sooner
+        else:
+            self._newest = user.sooner
+        user.sooner = user.later = None
 
     def _remove(self, user):
         self._forget(user)
@@ -793,9 +880,14 @@ def _may_move(holder, msg):
     """May this Register take *holder*'s name to its own address?"""
     if msg.token is None or holder.token is None:
         return False
-    if holder.key is not None and msg.key != holder.key:
+    if holder._key is not None and (msg.key is None or _key_bytes(msg.key) != holder._key):
         return False
     return hmac.compare_digest(msg.token, holder.token)
+
+
+def _key_bytes(text):
+    """A public key's 32 bytes from its (validated) base64 text."""
+    return base64.b64decode(text.encode("ascii"))
 
 
 def _ip_key(addr):
