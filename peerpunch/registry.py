@@ -110,6 +110,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import socket
 
 from . import protocol as P
 from .effects import Log, Send
@@ -136,32 +137,30 @@ MAX_BUDGET_BLOCKS = 4096       # blocks each budget table tracks
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
 NEVER = float("-inf")
-_MAPPINGS = {m: m for m in P.MAPPINGS}
-_EXT, _VERIFIED, _ASKED = 1, 2, 4   # User._flags
+_EXT, _VERIFIED, _ASKED, _HAS_TOKEN, _HAS_NONCE, _HAS_KEY, _HAS_LOCAL = 1, 2, 4, 8, 16, 32, 64
+_MAPPING_SHIFT = 7                 # User._flags: the flags above, then P.MAPPINGS index + 1
+_NO_BLOB = bytes(64)
 
 
 class User:
     """One registration. Memory is the relay's bound (issue 10: at most 500
-    bytes a user in the typical case), so a User holds few objects: the
-    secrets as ints, the LAN candidates as one string, three flags in one
-    int, no endpoint text (formatted when needed), and two intrusive lists
-    (its block's, see peerpunch.shares, and the expiry order) instead of
-    entries in ordered dicts."""
+    bytes a user in the typical case), so a User holds few objects: what a
+    proven client announced (token, nonce, key, LAN candidates) packed in
+    one bytes object, the flags and its mapping in one small int, its
+    address as one int when it is IPv4 (:func:`_addr_key`), no endpoint
+    text (formatted when needed), and two intrusive lists (its block's, see
+    peerpunch.shares, and the expiry order) instead of entries in ordered
+    dicts."""
 
-    __slots__ = ("name", "addr", "features", "_flags", "_local", "_key", "_token", "_nonce",
-                 "mapping", "last_seen", "partner", "secret", "introduced_at", "claim", "watching",
-                 "older", "newer", "sooner", "later")
+    __slots__ = ("name", "_addr", "features", "_flags", "_blob", "last_seen", "partner", "secret",
+                 "introduced_at", "claim", "watching", "older", "newer", "sooner", "later")
 
     def __init__(self, name, addr, now):
         self.name = name
-        self.addr = addr
+        self._addr = _addr_key(addr)   # also its key in Registry._by_addr
         self.features = None
-        self._flags = 0         # _EXT | _VERIFIED | _ASKED
-        self._local = None      # LAN candidates the client announced, comma-separated
-        self._key = None        # its long-term public key (32 bytes), if it announced one
-        self._token = None      # what it shows with every request (and to move), as an int
-        self._nonce = None      # the client's, from its latest proven Register, as an int
-        self.mapping = None     # what its NAT does (one of P.MAPPINGS), if it said
+        self._flags = 0         # _EXT | _VERIFIED | _ASKED | _HAS_* | mapping << _MAPPING_SHIFT
+        self._blob = _NO_BLOB   # token 16 | nonce 16 | key 32 | LAN candidates (_pack_local)
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
@@ -185,43 +184,67 @@ class User:
         self._flags = (self._flags | bit) if on else (self._flags & ~bit)
 
     @property
+    def addr(self):
+        return _addr_of(self._addr)
+
+    @property
     def endpoint(self):
         """Its public endpoint as PeerInfo writes it."""
         return P.format_endpoint(self.addr)
 
     @property
-    def token(self):
-        return None if self._token is None else "%032x" % self._token
+    def mapping(self):
+        """What its NAT does (one of P.MAPPINGS), if it said."""
+        index = self._flags >> _MAPPING_SHIFT
+        return P.MAPPINGS[index - 1] if index else None
 
-    @token.setter
-    def token(self, text):
-        self._token = None if text is None else int(text, 16)
+    @mapping.setter
+    def mapping(self, value):
+        index = P.MAPPINGS.index(value) + 1 if value in P.MAPPINGS else 0
+        self._flags = (self._flags & ~(3 << _MAPPING_SHIFT)) | (index << _MAPPING_SHIFT)
 
-    @property
-    def nonce(self):
-        return None if self._nonce is None else "%032x" % self._nonce
+    def _field(self, flag, start, end):
+        return self._blob[start:end] if self._flags & flag else None
 
-    @nonce.setter
-    def nonce(self, text):
-        self._nonce = None if text is None else int(text, 16)
+    def _put(self, flag, start, end, data):
+        """Store *data* (None: absent) at blob[start:end] (end None: the rest)."""
+        self._set(flag, data is not None)
+        blob = self._blob
+        tail = blob[end:] if end is not None else b""
+        data = data if data is not None else (bytes(end - start) if end is not None else b"")
+        self._blob = blob[:start] + data + tail
+
+    token = property(lambda self: _hex(self._field(_HAS_TOKEN, 0, 16)),
+                     lambda self, text: self._put(_HAS_TOKEN, 0, 16, _unhex(text)),
+                     doc="what it shows with every request (and to move)")
+    nonce = property(lambda self: _hex(self._field(_HAS_NONCE, 16, 32)),
+                     lambda self, text: self._put(_HAS_NONCE, 16, 32, _unhex(text)),
+                     doc="the client's, from its latest proven Register: in all we send it")
 
     @property
     def key(self):
-        return None if self._key is None else base64.b64encode(self._key).decode("ascii")
+        """Its long-term public key (base64), if it announced one."""
+        key = self._field(_HAS_KEY, 32, 64)
+        return base64.b64encode(key).decode("ascii") if key is not None else None
 
     @key.setter
     def key(self, text):
-        self._key = None if text is None else _key_bytes(text)
+        self._put(_HAS_KEY, 32, 64, _key_bytes(text) if text is not None else None)
+
+    def same_key(self, text):
+        """True if it announced no key, or *text* is that key."""
+        key = self._field(_HAS_KEY, 32, 64)
+        return key is None or (text is not None and _key_bytes(text) == key)
 
     @property
     def local(self):
-        if self._local is None:
-            return None
-        return tuple(self._local.split(",")) if self._local else ()
+        """The LAN candidates the client announced."""
+        packed = self._field(_HAS_LOCAL, 64, None)
+        return _unpack_local(packed) if packed is not None else None
 
     @local.setter
     def local(self, candidates):
-        self._local = None if candidates is None else ",".join(candidates)
+        self._put(_HAS_LOCAL, 64, None, _pack_local(candidates) if candidates is not None else None)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -298,7 +321,7 @@ class Registry:
         """Handle one datagram from *addr*; return the effects."""
         self.stats["datagrams"] += 1
         out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), _ep(addr)))] if self.verbose else []
-        user = self._by_addr.get(addr)
+        user = self._by_addr.get(_addr_key(addr))
         if is_relayed(data):
             return out + self._relay(data, user, addr, now)
         try:
@@ -437,7 +460,7 @@ class Registry:
         """What a proven Register says about its client; then the ack."""
         user.set_features(msg.features, self._interned)
         user.nonce = msg.nonce
-        user.mapping = _MAPPINGS.get(msg.mapping)   # our constant, not a copy
+        user.mapping = msg.mapping
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
@@ -494,7 +517,7 @@ class Registry:
         self._pools[proven].add(user, block)
         self._pool_size[proven] += 1
         self._by_name[name] = user
-        self._by_addr[addr] = user
+        self._by_addr[user._addr] = user
         self._append(user)
         self.stats["registrations"] += 1
         out.append(Log(logging.INFO, "registered %s at %s%s" % (
@@ -524,11 +547,11 @@ class Registry:
     def _move(self, user, addr, now):
         old = user.endpoint
         self._forget(user)
-        user.addr = addr
+        user._addr = _addr_key(addr)
         self._per_ip[_ip_key(addr)] += 1
         self._pools[True].add(user, block_key(addr))
         self._pool_size[True] += 1
-        self._by_addr[addr] = user
+        self._by_addr[user._addr] = user
         self._append(user)
         self._touch(user, now)
         self.stats["moved"] += 1
@@ -758,7 +781,7 @@ class Registry:
             del self._per_ip[key]
         self._pools[user.ext].remove(user, block_key(user.addr))
         self._pool_size[user.ext] -= 1
-        del self._by_addr[user.addr]
+        del self._by_addr[user._addr]
         self._unlink(user)
 
     def _note(self, addr):
@@ -880,9 +903,62 @@ def _may_move(holder, msg):
     """May this Register take *holder*'s name to its own address?"""
     if msg.token is None or holder.token is None:
         return False
-    if holder._key is not None and (msg.key is None or _key_bytes(msg.key) != holder._key):
+    if not holder.same_key(msg.key):
         return False
     return hmac.compare_digest(msg.token, holder.token)
+
+
+def _hex(data):
+    return data.hex() if data is not None else None
+
+
+def _unhex(text):
+    return bytes.fromhex(text) if text is not None else None
+
+
+def _pack_local(candidates):
+    """LAN candidates (canonical endpoint text) as bytes: per candidate a
+    length byte, the packed IP and the port (7 bytes for IPv4)."""
+    out = bytearray()
+    for text in candidates:
+        host, port = P.parse_endpoint(text)
+        ip = ipaddress.ip_address(host).packed
+        out += bytes((len(ip),)) + ip + port.to_bytes(2, "big")
+    return bytes(out)
+
+
+def _unpack_local(data):
+    out, i = [], 0
+    while i < len(data):
+        size = data[i]
+        ip = ipaddress.ip_address(data[i + 1:i + 1 + size])
+        port = int.from_bytes(data[i + 1 + size:i + 3 + size], "big")
+        out.append(P.format_endpoint((str(ip), port)))
+        i += 3 + size
+    return tuple(out)
+
+
+def _addr_key(addr):
+    """What a User keeps of its address, and its key in Registry._by_addr:
+    an IPv4 (host, port) as one int (IP << 16 | port), as long as that
+    gives back the very same tuple; any other address as it is."""
+    host = addr[0]
+    if len(addr) == 2 and type(host) is str and ":" not in host and type(addr[1]) is int \
+            and 0 <= addr[1] < 65536:
+        try:
+            packed = socket.inet_aton(host)
+        except (OSError, ValueError):
+            return addr
+        if socket.inet_ntoa(packed) == host:
+            return int.from_bytes(packed, "big") << 16 | addr[1]
+    return addr
+
+
+def _addr_of(key):
+    """The address a key of :func:`_addr_key` stands for."""
+    if type(key) is int:
+        return socket.inet_ntoa((key >> 16).to_bytes(4, "big")), key & 0xFFFF
+    return key
 
 
 def _key_bytes(text):
@@ -893,12 +969,15 @@ def _key_bytes(text):
 def _ip_key(addr):
     """Whose quota a source address counts against: its IPv4 address, or the
     /64 of an IPv6 one (an IPv4-mapped one counts as IPv4)."""
+    key = _addr_key(addr)
+    if type(key) is int:
+        return key >> 16                # an IPv4 address as an int (its User's key >> 16)
     host = addr[0]
     if ":" not in host:
         return host
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
+        return int.from_bytes(ip.ipv4_mapped.packed, "big")
     return ip.packed[:8]
 
 
