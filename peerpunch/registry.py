@@ -157,7 +157,7 @@ class User:
 
     def __init__(self, name, addr, now):
         self.name = name
-        self._addr = _addr_key(addr)   # also its key in Registry._by_addr
+        self._addr = _addr_key(addr)   # (Registry._by_addr is keyed by it or by its IP)
         self.features = None
         self._flags = 0         # _EXT | _VERIFIED | _ASKED | _HAS_* | mapping << _MAPPING_SHIFT
         self._blob = _NO_BLOB   # token 16 | nonce 16 | key digest 16 | LAN candidates
@@ -274,13 +274,14 @@ class Registry:
         self.max_seed_users = max_seed_users
         self._cookie_key = random_bytes(32)            # per process: cookies die with it
         self._by_name = {}
-        self._by_addr = {}
+        self._by_addr = {}      # see _place: an IPv4 address's IP, or its _addr_key -> User
+        self._crowded = {}      # IPv4 IP with users under their _addr_key -> how many
         self._oldest = self._newest = None   # by last proven contact (User.sooner/later)
         self._pools = {True: Shares(), False: Shares()}   # proven (ext) / seed-form, per block
         self._pool_size = collections.Counter()       # True/False -> registrations
         self._noted = collections.OrderedDict()      # sources already logged
         self._interned = {}                            # feature tuples, shared
-        self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
+        self._per_ip = collections.Counter()           # users per IP not counted above (IPv6: /64)
         self._watchers = {}                            # name -> [User waiting for it]
         self._watch_count = 0
         self._notified = {}                            # watched name -> when its watchers were told
@@ -316,7 +317,7 @@ class Registry:
         """Handle one datagram from *addr*; return the effects."""
         self.stats["datagrams"] += 1
         out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), _ep(addr)))] if self.verbose else []
-        user = self._by_addr.get(_addr_key(addr))
+        user = self._find(addr)
         if is_relayed(data):
             return out + self._relay(data, user, addr, now)
         try:
@@ -494,7 +495,7 @@ class Registry:
         oldest registration of its heaviest block."""
         block = block_key(addr)
         out = []
-        if self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
+        if self._users_at_ip(addr) >= self.max_users_per_ip:
             self.stats["full_for_ip"] += 1
             return None, out, "too many users at that IP"
         if self._pool_size[proven] >= (self.max_users if proven else self.max_seed_users):
@@ -508,11 +509,10 @@ class Registry:
             out += self._remove(victim)
         user = User(name, addr, now)
         user.ext = user.verified = proven
-        self._per_ip[_ip_key(addr)] += 1
         self._pools[proven].add(user, block)
         self._pool_size[proven] += 1
         self._by_name[name] = user
-        self._by_addr[user._addr] = user
+        self._place(user)
         self._append(user)
         self.stats["registrations"] += 1
         out.append(Log(logging.INFO, "registered %s at %s%s" % (
@@ -543,10 +543,9 @@ class Registry:
         old = user.endpoint
         self._forget(user)
         user._addr = _addr_key(addr)
-        self._per_ip[_ip_key(addr)] += 1
         self._pools[True].add(user, block_key(addr))
         self._pool_size[True] += 1
-        self._by_addr[user._addr] = user
+        self._place(user)
         self._append(user)
         self._touch(user, now)
         self.stats["moved"] += 1
@@ -770,14 +769,69 @@ class Registry:
 
     def _forget(self, user):
         """Take *user* out of the tables kept by address (to move or remove it)."""
-        key = _ip_key(user.addr)
-        self._per_ip[key] -= 1
-        if self._per_ip[key] <= 0:
-            del self._per_ip[key]
         self._pools[user.ext].remove(user, block_key(user.addr))
         self._pool_size[user.ext] -= 1
-        del self._by_addr[user._addr]
+        self._unplace(user)
         self._unlink(user)
+
+    # Users by address, and how many at each IP, with no entry per IP for
+    # the usual IPv4 IP of one user: such a user is in _by_addr under its IP;
+    # once an IP has two, they are under their _addr_key and _crowded counts
+    # them (down to 1, until the last leaves). Other addresses (IPv6) are
+    # under their tuple, counted in _per_ip by _ip_key (an IPv4-mapped IPv6
+    # address there counts with its IPv4 one).
+
+    def _find(self, addr):
+        key = _addr_key(addr)
+        if type(key) is int:
+            single = self._by_addr.get(key >> 16 & 0xFFFFFFFF)
+            if single is not None:
+                return single if single._addr == key else None
+        return self._by_addr.get(key)
+
+    def _users_at_ip(self, addr):
+        ip = _ip_key(addr)
+        count = self._per_ip[ip]
+        if type(ip) is int:
+            count += self._crowded.get(ip) or (1 if ip in self._by_addr else 0)
+        return count
+
+    def _place(self, user):
+        key = user._addr
+        if type(key) is not int:
+            self._per_ip[_ip_key(key)] += 1
+            self._by_addr[key] = user
+            return
+        ip = key >> 16 & 0xFFFFFFFF
+        crowded = self._crowded.get(ip)
+        if crowded:
+            self._crowded[ip] = crowded + 1
+        elif ip in self._by_addr:
+            single = self._by_addr.pop(ip)
+            self._by_addr[single._addr] = single
+            self._crowded[ip] = 2
+        else:
+            key = ip
+        self._by_addr[key] = user
+
+    def _unplace(self, user):
+        key = user._addr
+        if type(key) is not int:
+            ip = _ip_key(key)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            del self._by_addr[key]
+            return
+        ip = key >> 16 & 0xFFFFFFFF
+        if self._by_addr.get(ip) is user:
+            del self._by_addr[ip]
+            return
+        del self._by_addr[key]
+        if self._crowded[ip] > 1:
+            self._crowded[ip] -= 1
+        else:
+            del self._crowded[ip]
 
     def _note(self, addr):
         """True the first time *addr* is noted (in a bounded memory)."""
@@ -934,9 +988,9 @@ def _unpack_local(data):
 
 
 def _addr_key(addr):
-    """What a User keeps of its address, and its key in Registry._by_addr:
-    an IPv4 (host, port) as one int (IP << 16 | port), as long as that
-    gives back the very same tuple; any other address as it is."""
+    """What a User keeps of its address: an IPv4 (host, port) as one int
+    (1 << 48 | IP << 16 | port: never equal to an IP alone), as long as
+    that gives back the very same tuple; any other address as it is."""
     host = addr[0]
     if len(addr) == 2 and type(host) is str and ":" not in host and type(addr[1]) is int \
             and 0 <= addr[1] < 65536:
@@ -945,14 +999,14 @@ def _addr_key(addr):
         except (OSError, ValueError):
             return addr
         if socket.inet_ntoa(packed) == host:
-            return int.from_bytes(packed, "big") << 16 | addr[1]
+            return 1 << 48 | int.from_bytes(packed, "big") << 16 | addr[1]
     return addr
 
 
 def _addr_of(key):
     """The address a key of :func:`_addr_key` stands for."""
     if type(key) is int:
-        return socket.inet_ntoa((key >> 16).to_bytes(4, "big")), key & 0xFFFF
+        return socket.inet_ntoa((key >> 16 & 0xFFFFFFFF).to_bytes(4, "big")), key & 0xFFFF
     return key
 
 
@@ -967,7 +1021,7 @@ def _ip_key(addr):
     /64 of an IPv6 one (an IPv4-mapped one counts as IPv4)."""
     key = _addr_key(addr)
     if type(key) is int:
-        return key >> 16                # an IPv4 address as an int (its User's key >> 16)
+        return key >> 16 & 0xFFFFFFFF   # an IPv4 address as an int
     host = addr[0]
     if ":" not in host:
         return host
