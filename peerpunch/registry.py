@@ -97,6 +97,17 @@ Register at most P.MAX_WATCH dictionary updates; a stored watch of a name
 nobody else watches takes ~240 bytes (measured with tracemalloc, 64k of
 them), up to ~400 with the longest names: at most ~26 MB at MAX_WATCHES.
 
+Memory (issue 10: at most 500 bytes a user in the typical case, a stated
+bound in the worst). A :class:`User` keeps few objects: what a proven
+client announced packed in one bytes object, flags and mapping in one int,
+an IPv4 address as one int, no endpoint text; expiry order and block order
+are lists threaded through the users, an IPv4 IP with one user needs no
+per-IP entry (the user is found under its IP), a block with one user no
+bookkeeping object. Measured with tracemalloc (tests/test_registry_memory.py,
+docs/performance.md): ~480 bytes a typical extension user, ~390 a seed-form
+one, ~2,500 with the largest Register; the caps follow from the stated
+bound of 3,000 (docs/operating.md).
+
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
 logged once per source (the set of sources is bounded).
