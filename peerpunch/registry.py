@@ -150,13 +150,13 @@ SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
 NEVER = float("-inf")
 _EXT, _VERIFIED, _ASKED, _HAS_TOKEN, _HAS_NONCE, _HAS_KEY, _HAS_LOCAL = 1, 2, 4, 8, 16, 32, 64
 _MAPPING_SHIFT = 7                 # User._flags: the flags above, then P.MAPPINGS index + 1
-_NO_BLOB = bytes(48)
+_NO_BLOB = bytes(64)
 
 
 class User:
     """One registration. Memory is the relay's bound (issue 10: at most 500
     bytes a user in the typical case), so a User holds few objects: what a
-    proven client announced (token, nonce, a digest of its key, LAN candidates) packed in
+    proven client announced (token, nonce, key, LAN candidates) packed in
     one bytes object, the flags and its mapping in one small int, its
     address as one int when it is IPv4 (:func:`_addr_key`), no endpoint
     text (formatted when needed), and two intrusive lists (its block's, see
@@ -171,7 +171,7 @@ class User:
         self._addr = _addr_key(addr)   # (Registry._by_addr is keyed by it or by its IP)
         self.features = None
         self._flags = 0         # _EXT | _VERIFIED | _ASKED | _HAS_* | mapping << _MAPPING_SHIFT
-        self._blob = _NO_BLOB   # token 16 | nonce 16 | key digest 16 | LAN candidates
+        self._blob = _NO_BLOB   # token 16 | nonce 16 | key 32 | LAN candidates
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
@@ -232,25 +232,30 @@ class User:
                      lambda self, text: self._put(_HAS_NONCE, 16, 32, _unhex(text)),
                      doc="the client's, from its latest proven Register: in all we send it")
 
-    def set_key(self, text):
-        """Remember the long-term public key it announced (base64): a digest
-        of it, which is all that a move's check needs."""
-        self._put(_HAS_KEY, 32, 48, _key_digest(text))
+    @property
+    def key(self):
+        """Its long-term public key (base64), if it announced one."""
+        key = self._field(_HAS_KEY, 32, 64)
+        return base64.b64encode(key).decode("ascii") if key is not None else None
+
+    @key.setter
+    def key(self, text):
+        self._put(_HAS_KEY, 32, 64, _key_bytes(text) if text is not None else None)
 
     def same_key(self, text):
         """True if it announced no key, or *text* is that key."""
-        key = self._field(_HAS_KEY, 32, 48)
-        return key is None or (text is not None and hmac.compare_digest(_key_digest(text), key))
+        key = self._field(_HAS_KEY, 32, 64)
+        return key is None or (text is not None and _key_bytes(text) == key)
 
     @property
     def local(self):
         """The LAN candidates the client announced."""
-        packed = self._field(_HAS_LOCAL, 48, None)
+        packed = self._field(_HAS_LOCAL, 64, None)
         return _unpack_local(packed) if packed is not None else None
 
     @local.setter
     def local(self, candidates):
-        self._put(_HAS_LOCAL, 48, None, _pack_local(candidates) if candidates is not None else None)
+        self._put(_HAS_LOCAL, 64, None, _pack_local(candidates) if candidates is not None else None)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -470,7 +475,7 @@ class Registry:
         user.mapping = msg.mapping
         user.local = msg.local
         if msg.key is not None:
-            user.set_key(msg.key)
+            user.key = msg.key
         out = self._claim(user, msg.partner, msg.session, now)
         out += self._watch(user, msg.watch or (), answer=answer)
         ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce)
@@ -1021,10 +1026,9 @@ def _addr_of(key):
     return key
 
 
-def _key_digest(text):
-    """16 bytes that stand for a public key (its validated base64 text): two
-    keys with the same digest would take 2**64 tries to find."""
-    return hashlib.blake2b(base64.b64decode(text.encode("ascii")), digest_size=16).digest()
+def _key_bytes(text):
+    """A public key's 32 bytes from its (validated) base64 text."""
+    return base64.b64decode(text.encode("ascii"))
 
 
 def _ip_key(addr):
