@@ -104,7 +104,7 @@ an IPv4 address as one int, no endpoint text; expiry order and block order
 are lists threaded through the users, an IPv4 IP with one user needs no
 per-IP entry (the user is found under its IP), a block with one user no
 bookkeeping object. Measured with tracemalloc (tests/test_registry_memory.py,
-docs/performance.md): ~480 bytes a typical extension user, ~390 a seed-form
+docs/performance.md): ~490 bytes a typical extension user, ~390 a seed-form
 one, ~2,500 with the largest Register; the caps follow from the stated
 bound of 3,000 (docs/operating.md).
 

@@ -13,9 +13,9 @@ from .cookies import join
 
 USERS = 5000
 KEY = "A" * 43 + "="
-TYPICAL_BOUND = 600        # measured 436 B a user at 5,000 users (478 at 50,000: docs/performance.md)
+TYPICAL_BOUND = 600        # measured 452 B a user at 5,000 users (494 at 50,000: docs/performance.md)
 SEED_BOUND = 500           # measured 348 (390 at 50,000)
-WORST_BOUND = 3000         # the bound docs/operating.md states; measured 2,488 at 50,000
+WORST_BOUND = 3000         # the bound docs/operating.md states; measured 2,504 at 50,000
 
 
 def _per_user(register_one):
