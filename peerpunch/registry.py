@@ -97,11 +97,23 @@ Register at most P.MAX_WATCH dictionary updates; a stored watch of a name
 nobody else watches takes ~240 bytes (measured with tracemalloc, 64k of
 them), up to ~400 with the longest names: at most ~26 MB at MAX_WATCHES.
 
+Memory (issue 10: at most 500 bytes a user in the typical case, a stated
+bound in the worst). A :class:`User` keeps few objects: what a proven
+client announced packed in one bytes object, flags and mapping in one int,
+an IPv4 address as one int, no endpoint text; expiry order and block order
+are lists threaded through the users, an IPv4 IP with one user needs no
+per-IP entry (the user is found under its IP), a block with one user no
+bookkeeping object. Measured with tracemalloc (tests/test_registry_memory.py,
+docs/performance.md): ~490 bytes a typical extension user, ~390 a seed-form
+one, ~2,500 with the largest Register; the caps follow from the stated
+bound of 3,000 (docs/operating.md).
+
 Nothing a datagram contains can raise out of :meth:`Registry.datagram_received`
 or grow state without bound: malformed input is counted in ``stats``, and
 logged once per source (the set of sources is bounded).
 """
 
+import base64
 import collections
 import dataclasses
 import hashlib
@@ -109,6 +121,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import socket
 
 from . import protocol as P
 from .effects import Log, Send
@@ -134,33 +147,115 @@ SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # ...and PeerInfos to seed-form clie
 MAX_BUDGET_BLOCKS = 4096       # blocks each budget table tracks
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+NEVER = float("-inf")
+_EXT, _VERIFIED, _ASKED, _HAS_TOKEN, _HAS_NONCE, _HAS_KEY, _HAS_LOCAL = 1, 2, 4, 8, 16, 32, 64
+_MAPPING_SHIFT = 7                 # User._flags: the flags above, then P.MAPPINGS index + 1
+_NO_BLOB = bytes(64)
 
 
 class User:
-    __slots__ = ("name", "addr", "endpoint", "features", "ext", "local", "key", "token",
-                 "last_seen", "partner", "secret", "introduced_at", "verified", "mapping", "asked",
-                 "claim", "watching", "nonce", "older", "newer")
+    """One registration. Memory is the relay's bound (issue 10: at most 500
+    bytes a user in the typical case), so a User holds few objects: what a
+    proven client announced (token, nonce, key, LAN candidates) packed in
+    one bytes object, the flags and its mapping in one small int, its
+    address as one int when it is IPv4 (:func:`_addr_key`), no endpoint
+    text (formatted when needed), and two intrusive lists (its block's, see
+    peerpunch.shares, and the expiry order) instead of entries in ordered
+    dicts."""
+
+    __slots__ = ("name", "_addr", "features", "_flags", "_blob", "last_seen", "partner", "secret",
+                 "introduced_at", "claim", "watching", "older", "newer", "sooner", "later")
 
     def __init__(self, name, addr, now):
         self.name = name
-        self.addr = addr
-        self.endpoint = P.format_endpoint(addr)   # as PeerInfo writes it
+        self._addr = _addr_key(addr)   # (Registry._by_addr is keyed by it or by its IP)
         self.features = None
-        self.ext = False
-        self.local = None       # LAN candidates the client announced
-        self.key = None         # its long-term public key, if it announced one
-        self.mapping = None     # what its NAT does (P.MAPPINGS), if it said
-        self.token = None       # what it shows with every request (and to move)
+        self._flags = 0         # _EXT | _VERIFIED | _ASKED | _HAS_* | mapping << _MAPPING_SHIFT
+        self._blob = _NO_BLOB   # token 16 | nonce 16 | key 32 | LAN candidates
         self.last_seen = now
         self.partner = None     # the User this one is in a session with
         self.secret = None      # that session's secret, the same in both Users
-        self.introduced_at = float("-inf")
-        self.verified = False   # it proved it receives at its address (a cookie): extension clients
-        self.asked = False      # its current pairing was asked for with the asker's token
+        self.introduced_at = NEVER
         self.claim = None       # (partner name, secret, until): "in a chat we do not know of"
         self.watching = ()      # names it waits for (a Register with its token said so)
-        self.nonce = None       # the client's, from its latest proven Register: in all we send it
-        self.older = self.newer = None   # its block's registrations (peerpunch.shares)
+        self.older = self.newer = None     # its block's registrations (peerpunch.shares)
+        self.sooner = self.later = None    # all registrations, by last contact (the Registry's)
+
+    ext = property(lambda self: self._flag(_EXT), lambda self, on: self._set(_EXT, on),
+                   doc="it announced the extensions")
+    verified = property(lambda self: self._flag(_VERIFIED), lambda self, on: self._set(_VERIFIED, on),
+                        doc="it proved it receives at its address (a cookie): extension clients")
+    asked = property(lambda self: self._flag(_ASKED), lambda self, on: self._set(_ASKED, on),
+                     doc="its current pairing was asked for with the asker's token")
+
+    def _flag(self, bit):
+        return bool(self._flags & bit)
+
+    def _set(self, bit, on):
+        self._flags = (self._flags | bit) if on else (self._flags & ~bit)
+
+    @property
+    def addr(self):
+        return _addr_of(self._addr)
+
+    @property
+    def endpoint(self):
+        """Its public endpoint as PeerInfo writes it."""
+        return P.format_endpoint(self.addr)
+
+    @property
+    def mapping(self):
+        """What its NAT does (one of P.MAPPINGS), if it said."""
+        index = self._flags >> _MAPPING_SHIFT
+        return P.MAPPINGS[index - 1] if index else None
+
+    @mapping.setter
+    def mapping(self, value):
+        index = P.MAPPINGS.index(value) + 1 if value in P.MAPPINGS else 0
+        self._flags = (self._flags & ~(3 << _MAPPING_SHIFT)) | (index << _MAPPING_SHIFT)
+
+    def _field(self, flag, start, end):
+        return self._blob[start:end] if self._flags & flag else None
+
+    def _put(self, flag, start, end, data):
+        """Store *data* (None: absent) at blob[start:end] (end None: the rest)."""
+        self._set(flag, data is not None)
+        blob = self._blob
+        tail = blob[end:] if end is not None else b""
+        data = data if data is not None else (bytes(end - start) if end is not None else b"")
+        self._blob = blob[:start] + data + tail
+
+    token = property(lambda self: _hex(self._field(_HAS_TOKEN, 0, 16)),
+                     lambda self, text: self._put(_HAS_TOKEN, 0, 16, _unhex(text)),
+                     doc="what it shows with every request (and to move)")
+    nonce = property(lambda self: _hex(self._field(_HAS_NONCE, 16, 32)),
+                     lambda self, text: self._put(_HAS_NONCE, 16, 32, _unhex(text)),
+                     doc="the client's, from its latest proven Register: in all we send it")
+
+    @property
+    def key(self):
+        """Its long-term public key (base64), if it announced one."""
+        key = self._field(_HAS_KEY, 32, 64)
+        return base64.b64encode(key).decode("ascii") if key is not None else None
+
+    @key.setter
+    def key(self, text):
+        self._put(_HAS_KEY, 32, 64, _key_bytes(text) if text is not None else None)
+
+    def same_key(self, text):
+        """True if it announced no key, or *text* is that key."""
+        key = self._field(_HAS_KEY, 32, 64)
+        return key is None or (text is not None and _key_bytes(text) == key)
+
+    @property
+    def local(self):
+        """The LAN candidates the client announced."""
+        packed = self._field(_HAS_LOCAL, 64, None)
+        return _unpack_local(packed) if packed is not None else None
+
+    @local.setter
+    def local(self, candidates):
+        self._put(_HAS_LOCAL, 64, None, _pack_local(candidates) if candidates is not None else None)
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
@@ -195,12 +290,14 @@ class Registry:
         self.max_seed_users = max_seed_users
         self._cookie_key = random_bytes(32)            # per process: cookies die with it
         self._by_name = {}
-        self._by_addr = collections.OrderedDict()   # oldest contact first
+        self._by_addr = {}      # see _place: an IPv4 address's IP, or its _addr_key -> User
+        self._crowded = {}      # IPv4 IP with users under their _addr_key -> how many
+        self._oldest = self._newest = None   # by last proven contact (User.sooner/later)
         self._pools = {True: Shares(), False: Shares()}   # proven (ext) / seed-form, per block
         self._pool_size = collections.Counter()       # True/False -> registrations
         self._noted = collections.OrderedDict()      # sources already logged
         self._interned = {}                            # feature tuples, shared
-        self._per_ip = collections.Counter()           # users per IP (per /64 for IPv6)
+        self._per_ip = collections.Counter()           # users per IP not counted above (IPv6: /64)
         self._watchers = {}                            # name -> [User waiting for it]
         self._watch_count = 0
         self._notified = {}                            # watched name -> when its watchers were told
@@ -236,7 +333,7 @@ class Registry:
         """Handle one datagram from *addr*; return the effects."""
         self.stats["datagrams"] += 1
         out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), _ep(addr)))] if self.verbose else []
-        user = self._by_addr.get(addr)
+        user = self._find(addr)
         if is_relayed(data):
             return out + self._relay(data, user, addr, now)
         try:
@@ -269,9 +366,9 @@ class Registry:
         per call: if more are due, ``next_deadline`` is already past)."""
         out = []
         for _ in range(MAX_EXPIRED_PER_TICK):
-            if not self._by_addr:
+            user = self._oldest
+            if user is None:
                 break
-            user = next(iter(self._by_addr.values()))
             if now - user.last_seen < self.expire_after:
                 break
             self.stats["expired"] += 1
@@ -282,9 +379,9 @@ class Registry:
         return out
 
     def next_deadline(self):
-        if not self._by_addr:
+        if self._oldest is None:
             return None
-        return next(iter(self._by_addr.values())).last_seen + self.expire_after
+        return self._oldest.last_seen + self.expire_after
 
     def farewell(self):
         """The relay is stopping (a restart, say): an Error relay-stopping
@@ -414,7 +511,7 @@ class Registry:
         oldest registration of its heaviest block."""
         block = block_key(addr)
         out = []
-        if self._per_ip[_ip_key(addr)] >= self.max_users_per_ip:
+        if self._users_at_ip(addr) >= self.max_users_per_ip:
             self.stats["full_for_ip"] += 1
             return None, out, "too many users at that IP"
         if self._pool_size[proven] >= (self.max_users if proven else self.max_seed_users):
@@ -428,11 +525,11 @@ class Registry:
             out += self._remove(victim)
         user = User(name, addr, now)
         user.ext = user.verified = proven
-        self._per_ip[_ip_key(addr)] += 1
         self._pools[proven].add(user, block)
         self._pool_size[proven] += 1
         self._by_name[name] = user
-        self._by_addr[addr] = user
+        self._place(user)
+        self._append(user)
         self.stats["registrations"] += 1
         out.append(Log(logging.INFO, "registered %s at %s%s" % (
             _name(name), user.endpoint, "" if proven else " (seed form)"), kind="registered"))
@@ -461,11 +558,11 @@ class Registry:
     def _move(self, user, addr, now):
         old = user.endpoint
         self._forget(user)
-        user.addr, user.endpoint = addr, P.format_endpoint(addr)
-        self._per_ip[_ip_key(addr)] += 1
+        user._addr = _addr_key(addr)
         self._pools[True].add(user, block_key(addr))
         self._pool_size[True] += 1
-        self._by_addr[addr] = user
+        self._place(user)
+        self._append(user)
         self._touch(user, now)
         self.stats["moved"] += 1
         return Log(logging.INFO, "%s moved from %s to %s" % (_name(user.name), old, user.endpoint),
@@ -688,13 +785,69 @@ class Registry:
 
     def _forget(self, user):
         """Take *user* out of the tables kept by address (to move or remove it)."""
-        key = _ip_key(user.addr)
-        self._per_ip[key] -= 1
-        if self._per_ip[key] <= 0:
-            del self._per_ip[key]
         self._pools[user.ext].remove(user, block_key(user.addr))
         self._pool_size[user.ext] -= 1
-        del self._by_addr[user.addr]
+        self._unplace(user)
+        self._unlink(user)
+
+    # Users by address, and how many at each IP, with no entry per IP for
+    # the usual IPv4 IP of one user: such a user is in _by_addr under its IP;
+    # once an IP has two, they are under their _addr_key and _crowded counts
+    # them (down to 1, until the last leaves). Other addresses (IPv6) are
+    # under their tuple, counted in _per_ip by _ip_key (an IPv4-mapped IPv6
+    # address there counts with its IPv4 one).
+
+    def _find(self, addr):
+        key = _addr_key(addr)
+        if type(key) is int:
+            single = self._by_addr.get(key >> 16 & 0xFFFFFFFF)
+            if single is not None:
+                return single if single._addr == key else None
+        return self._by_addr.get(key)
+
+    def _users_at_ip(self, addr):
+        ip = _ip_key(addr)
+        count = self._per_ip[ip]
+        if type(ip) is int:
+            count += self._crowded.get(ip) or (1 if ip in self._by_addr else 0)
+        return count
+
+    def _place(self, user):
+        key = user._addr
+        if type(key) is not int:
+            self._per_ip[_ip_key(key)] += 1
+            self._by_addr[key] = user
+            return
+        ip = key >> 16 & 0xFFFFFFFF
+        crowded = self._crowded.get(ip)
+        if crowded:
+            self._crowded[ip] = crowded + 1
+        elif ip in self._by_addr:
+            single = self._by_addr.pop(ip)
+            self._by_addr[single._addr] = single
+            self._crowded[ip] = 2
+        else:
+            key = ip
+        self._by_addr[key] = user
+
+    def _unplace(self, user):
+        key = user._addr
+        if type(key) is not int:
+            ip = _ip_key(key)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            del self._by_addr[key]
+            return
+        ip = key >> 16 & 0xFFFFFFFF
+        if self._by_addr.get(ip) is user:
+            del self._by_addr[ip]
+            return
+        del self._by_addr[key]
+        if self._crowded[ip] > 1:
+            self._crowded[ip] -= 1
+        else:
+            del self._crowded[ip]
 
     def _note(self, addr):
         """True the first time *addr* is noted (in a bounded memory)."""
@@ -707,7 +860,29 @@ class Registry:
 
     def _touch(self, user, now):
         user.last_seen = now
-        self._by_addr.move_to_end(user.addr)
+        if user is not self._newest:
+            self._unlink(user)
+            self._append(user)
+
+    def _append(self, user):
+        """Make *user* the newest in the expiry order."""
+        user.sooner, user.later = self._newest, None
+        if self._newest is not None:
+            self._newest.later = user
+        else:
+            self._oldest = user
+        self._newest = user
+
+    def _unlink(self, user):
+        if user.sooner is not None:
+            user.sooner.later = user.later
+        else:
+            self._oldest = user.later
+        if user.later is not None:
+            user.later.sooner = user.sooner
+        else:
+            self._newest = user.sooner
+        user.sooner = user.later = None
 
     def _remove(self, user):
         self._forget(user)
@@ -793,20 +968,81 @@ def _may_move(holder, msg):
     """May this Register take *holder*'s name to its own address?"""
     if msg.token is None or holder.token is None:
         return False
-    if holder.key is not None and msg.key != holder.key:
+    if not holder.same_key(msg.key):
         return False
     return hmac.compare_digest(msg.token, holder.token)
+
+
+def _hex(data):
+    return data.hex() if data is not None else None
+
+
+def _unhex(text):
+    return bytes.fromhex(text) if text is not None else None
+
+
+def _pack_local(candidates):
+    """LAN candidates (canonical endpoint text) as bytes: per candidate a
+    length byte, the packed IP and the port (7 bytes for IPv4)."""
+    out = bytearray()
+    for text in candidates:
+        host, port = P.parse_endpoint(text)
+        ip = ipaddress.ip_address(host).packed
+        out += bytes((len(ip),)) + ip + port.to_bytes(2, "big")
+    return bytes(out)
+
+
+def _unpack_local(data):
+    out, i = [], 0
+    while i < len(data):
+        size = data[i]
+        ip = ipaddress.ip_address(data[i + 1:i + 1 + size])
+        port = int.from_bytes(data[i + 1 + size:i + 3 + size], "big")
+        out.append(P.format_endpoint((str(ip), port)))
+        i += 3 + size
+    return tuple(out)
+
+
+def _addr_key(addr):
+    """What a User keeps of its address: an IPv4 (host, port) as one int
+    (1 << 48 | IP << 16 | port: never equal to an IP alone), as long as
+    that gives back the very same tuple; any other address as it is."""
+    host = addr[0]
+    if len(addr) == 2 and type(host) is str and ":" not in host and type(addr[1]) is int \
+            and 0 <= addr[1] < 65536:
+        try:
+            packed = socket.inet_aton(host)
+        except (OSError, ValueError):
+            return addr
+        if socket.inet_ntoa(packed) == host:
+            return 1 << 48 | int.from_bytes(packed, "big") << 16 | addr[1]
+    return addr
+
+
+def _addr_of(key):
+    """The address a key of :func:`_addr_key` stands for."""
+    if type(key) is int:
+        return socket.inet_ntoa((key >> 16 & 0xFFFFFFFF).to_bytes(4, "big")), key & 0xFFFF
+    return key
+
+
+def _key_bytes(text):
+    """A public key's 32 bytes from its (validated) base64 text."""
+    return base64.b64decode(text.encode("ascii"))
 
 
 def _ip_key(addr):
     """Whose quota a source address counts against: its IPv4 address, or the
     /64 of an IPv6 one (an IPv4-mapped one counts as IPv4)."""
+    key = _addr_key(addr)
+    if type(key) is int:
+        return key >> 16 & 0xFFFFFFFF   # an IPv4 address as an int
     host = addr[0]
     if ":" not in host:
         return host
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
+        return int.from_bytes(ip.ipv4_mapped.packed, "big")
     return ip.packed[:8]
 
 

@@ -25,26 +25,34 @@ than the table holds therefore buys no extra answers.
 
 import collections
 import ipaddress
+import socket
 
 
 def block_key(addr):
-    """The address block *addr* counts against: the /24 of an IPv4
-    address (IPv4-mapped IPv6 included), the /48 of an IPv6 one."""
+    """The address block *addr* counts against, as an int: the /24 of an
+    IPv4 address (IPv4-mapped IPv6 included), or 1 << 48 plus the /48 of an
+    IPv6 one (an address that is neither keeps the text before its last dot)."""
     host = addr[0]
     if ":" not in host:
-        return host.rpartition(".")[0]
+        try:
+            return int.from_bytes(socket.inet_aton(host), "big") >> 8
+        except (OSError, ValueError):
+            return host.rpartition(".")[0]
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped).rpartition(".")[0]
-    return ip.packed[:6]
+        return int.from_bytes(ip.ipv4_mapped.packed, "big") >> 8
+    return 1 << 48 | int.from_bytes(ip.packed[:6], "big")
 
 
 class _Block:
+    """A block with two or more registrations (a block with one is just
+    that User in Shares._blocks: no bookkeeping object)."""
+
     __slots__ = ("count", "oldest", "newest")
 
-    def __init__(self):
-        self.count = 0
-        self.oldest = self.newest = None
+    def __init__(self, user):
+        self.count = 1
+        self.oldest = self.newest = user
 
 
 class Shares:
@@ -53,32 +61,38 @@ class Shares:
     Users must have ``older`` and ``newer`` attributes (None when added)."""
 
     def __init__(self):
-        self._blocks = {}            # block -> _Block
-        self._by_count = {}          # count -> set of blocks with that many
-        self._top = 0                # the heaviest count
+        self._blocks = {}            # block -> its one User, or a _Block
+        self._by_count = {}          # count (2 or more) -> set of blocks with that many
+        self._top = 0                # the heaviest count, if 2 or more
 
     def __len__(self):
         return len(self._blocks)
 
     def count(self, block):
         entry = self._blocks.get(block)
-        return entry.count if entry is not None else 0
+        if entry is None:
+            return 0
+        return entry.count if type(entry) is _Block else 1
 
     def add(self, user, block):
         entry = self._blocks.get(block)
+        user.older = user.newer = None
         if entry is None:
-            entry = self._blocks[block] = _Block()
-        user.older, user.newer = entry.newest, None
-        if entry.newest is not None:
-            entry.newest.newer = user
-        else:
-            entry.oldest = user
+            self._blocks[block] = user
+            return
+        if type(entry) is not _Block:
+            entry = self._blocks[block] = _Block(entry)
+        user.older = entry.newest
+        entry.newest.newer = user
         entry.newest = user
         self._recount(block, entry.count, entry.count + 1)
         entry.count += 1
 
     def remove(self, user, block):
         entry = self._blocks[block]
+        if entry is user:
+            del self._blocks[block]
+            return
         if user.older is not None:
             user.older.newer = user.newer
         else:
@@ -90,8 +104,8 @@ class Shares:
         user.older = user.newer = None
         self._recount(block, entry.count, entry.count - 1)
         entry.count -= 1
-        if not entry.count:
-            del self._blocks[block]
+        if entry.count == 1:
+            self._blocks[block] = entry.oldest      # one left: no bookkeeping object
 
     def victim(self, block):
         """The registration to evict for a newcomer from *block*: the oldest
@@ -102,14 +116,17 @@ class Shares:
         return self._blocks[heaviest].oldest
 
     def _recount(self, block, old, new):
-        if old:
+        """Blocks of one registration are never the heaviest that matters
+        (a victim's block is heavier by two), so only counts of 2 or more
+        are kept."""
+        if old >= 2:
             same = self._by_count[old]
             same.discard(block)
             if not same:
                 del self._by_count[old]
-        if new:
+        if new >= 2:
             self._by_count.setdefault(new, set()).add(block)
-        self._top = max(self._top, new)
+        self._top = max(self._top, new if new >= 2 else 0)
         while self._top and self._top not in self._by_count:
             self._top -= 1
 

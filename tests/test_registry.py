@@ -945,3 +945,63 @@ def test_registry_cookie_register_for_another_name_renames_the_client_at_that_ad
     new = join(reg, "zed", A, now=1.0)
     assert reg.user("zed") is not None and reg.user("zed").addr == A
     assert reg.user("alice") is None and new != old
+
+
+# -- compact bookkeeping (issue 10: memory per user)
+
+def test_registry_finds_and_counts_users_of_one_ip_as_they_come_and_go():
+    """An IPv4 IP's first user is kept under its IP, later ones under their
+    address: lookups, the per-IP cap and removals stay right through every
+    transition (and an IPv4-mapped IPv6 source counts with its IPv4 IP)."""
+    reg = Registry(max_users_per_ip=3)
+    ip = "192.0.2.7"
+    for port in (1, 2, 3):
+        reg.datagram_received(P.encode(P.Register("u%d" % port)), (ip, port), 0.0)
+    reg.datagram_received(P.encode(P.Register("mapped")), ("::ffff:" + ip, 4, 0, 0), 0.0)
+    assert reg.stats["full_for_ip"] == 1 and reg.user("mapped") is None
+    for port in (2, 1, 3):                              # leave in an odd order
+        assert reg.user("u%d" % port).addr == (ip, port)
+        reg.datagram_received(b'"Unregister"', (ip, port), 1.0)
+        assert reg.user("u%d" % port) is None
+        assert all(reg.user("u%d" % p).addr == (ip, p) for p in (1, 2, 3) if reg.user("u%d" % p))
+    assert len(reg) == 0 and not reg._by_addr and not reg._crowded
+    for port in (5, 6, 7):                              # and again, after the IP was crowded
+        reg.datagram_received(P.encode(P.Register("v%d" % port)), (ip, port), 2.0)
+    reg.datagram_received(P.encode(P.Register("v8")), (ip, 8), 2.0)
+    assert len(reg) == 3 and reg.stats["full_for_ip"] == 2
+    out = reg.datagram_received(P.encode(P.Connect("v5")), (ip, 6), 3.0)
+    assert [a for a, _ in sends(out)] == [(ip, 6), (ip, 5)]
+
+
+def test_registry_keeps_what_a_register_said_exactly_in_its_compact_form():
+    reg = Registry(random_bytes=fixed_bytes)
+    local = ("10.1.2.3:4000", "[fd00::1]:65535", "192.168.0.1:1")
+    token = join(reg, "alice", A, features=("ext",), nonce=SECRET, local=local,
+                 mapping=P.MAPPING_DEPENDENT, key="B" * 43 + "=")
+    alice = reg.user("alice")
+    assert (alice.token, alice.nonce, alice.local, alice.mapping, alice.endpoint) == \
+        (token, SECRET, local, P.MAPPING_DEPENDENT, "198.51.100.10:40000")
+    assert alice.same_key("B" * 43 + "=") and not alice.same_key("C" * 43 + "=") \
+        and not alice.same_key(None)
+    reg.datagram_received(P.encode(P.Register("alice", features=("ext",), token=token, local=())), A, 1.0)
+    assert alice.local == () and alice.mapping is None and alice.nonce is None and alice.token == token
+
+
+def test_shares_blocks_of_one_need_no_bookkeeping_and_still_pick_the_oldest_victim():
+    from peerpunch.shares import Shares
+
+    class U:
+        older = newer = None
+    shares, users = Shares(), [U() for _ in range(5)]
+    shares.add(users[0], 1)
+    for u in users[1:4]:
+        shares.add(u, 2)
+    shares.add(users[4], 3)
+    assert shares._blocks[1] is users[0] and shares._blocks[3] is users[4]
+    assert shares.victim(1) is users[1] and shares.victim(2) is None
+    shares.remove(users[1], 2)
+    shares.remove(users[2], 2)
+    assert shares._blocks[2] is users[3] and shares.count(2) == 1 and shares.victim(3) is None
+    shares.add(users[2], 2)
+    shares.add(users[1], 2)
+    assert shares.count(2) == 3 and shares.victim(1) is users[3]
