@@ -320,6 +320,11 @@ class Registry:
     def seed_users(self):
         return self._pool_size[False]
 
+    def limited_blocks(self, now):
+        """Address blocks (/24, /48) whose Error or seed-PeerInfo budget is
+        spent right now: the sources the relay is throttling."""
+        return self._errors.exhausted(now) + self._seed_infos.exhausted(now)
+
     def sessions(self):
         return sum(1 for u in self._by_addr.values() if u.partner) // 2
 

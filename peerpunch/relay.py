@@ -191,7 +191,8 @@ def stats_line(server):
     pairs += [("relayed_datagrams", relayed["datagrams"]), ("relayed_bytes", relayed["bytes"])]
     dropped = " ".join("%s=%d" % (k, registry.stats[k]) for k in DROPPED if registry.stats[k])
     pairs += [("internal_errors", server.internal_errors), ("send_errors", server.send_errors),
-              ("log_lines_suppressed", server.limiter.suppressed)]
+              ("log_lines_suppressed", server.limiter.suppressed),
+              ("limited_sources", registry.limited_blocks(server.clock()))]
     return "stats: %s dropped(%s)" % (" ".join("%s=%d" % kv for kv in pairs), dropped)
 
 

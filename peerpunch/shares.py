@@ -142,6 +142,11 @@ class Budget:
     def __len__(self):
         return len(self._buckets)
 
+    def exhausted(self, now, cost=1.0):
+        """How many keys cannot spend *cost* now (for the operator's stats:
+        a walk over at most *max_keys* entries)."""
+        return sum(1 for bucket in self._buckets.values() if self._level(bucket, now) < cost)
+
     def ready(self, key, now, cost=1.0):
         """Would :meth:`take` of *cost* succeed now?"""
         bucket = self._buckets.get(key)

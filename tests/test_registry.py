@@ -1005,3 +1005,13 @@ def test_shares_blocks_of_one_need_no_bookkeeping_and_still_pick_the_oldest_vict
     shares.add(users[2], 2)
     shares.add(users[1], 2)
     assert shares.count(2) == 3 and shares.victim(1) is users[3]
+
+
+def test_registry_limited_blocks_counts_the_blocks_whose_answers_are_spent():
+    reg = registered()
+    assert reg.limited_blocks(0.0) == 0
+    join(reg, "alice", A)
+    for _ in range(int(RG.ERROR_BURST) + 3):              # junk from a proven client: Errors, then none
+        reg.datagram_received(b"x" * 200, A, 1.0)
+    assert reg.limited_blocks(1.0) == 1
+    assert reg.limited_blocks(1.0 + 2 * RG.ERROR_BURST / RG.ERROR_RATE) == 0   # refilled

@@ -70,7 +70,7 @@ def test_relay_stats_interval_logs_the_counters():
                          r"dropped\(seed_full=300\)$", stream="stderr")
         assert m.group(1) == "1" and int(m.group(2)) == 1 + 300 + 3
         assert re.search(r" datagrams_out=4 .* internal_errors=0 send_errors=0 "
-                         r"log_lines_suppressed=290 ", m.group(0)), m.group(0)
+                         r"log_lines_suppressed=290 limited_sources=0 ", m.group(0)), m.group(0)
     finally:
         relay.stop()
 
