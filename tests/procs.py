@@ -78,12 +78,12 @@ class Proc:
         deadline = time.monotonic() + timeout
         seen = start
         while True:
-            lines = self.lines[stream]
-            for line in lines[seen:]:
+            batch = self.lines[stream][seen:]     # a snapshot: the reader thread appends meanwhile
+            for line in batch:
                 m = regex.search(line)
                 if m:
                     return m
-            seen = len(lines)
+            seen += len(batch)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("no line matching %r on %s of %s within %gs; got:\n%s"

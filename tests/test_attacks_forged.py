@@ -17,6 +17,7 @@ the issue was reported on).
 import dataclasses
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -306,7 +307,9 @@ def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw):
            "sources -> %d answers, %d bytes" % (len(to_empty), len(JUNK), len(to_junk),
                                                sum(map(len, to_junk)), len(asked), cycled_bytes,
                                                len(answers), sum(len(p[2]) for p in answers)))
-    assert len(asked) == 5 * 4400                   # the capture saw the whole flood
+    # the raw capture may miss a few datagrams on a loaded machine: it must see
+    # nearly all of them, and the relay's own (exact) count bounds its Errors below
+    assert len(asked) >= 0.95 * 5 * 4400, len(asked)
     assert to_empty == []
     assert all(len(d) <= len(JUNK) for d in to_junk)
     assert len(to_junk) <= budget(registered_seconds)   # one /24: 127.50.0
@@ -318,6 +321,10 @@ def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw):
     for p in answers:
         per_block[block((p[3], 0))] += 1
     assert all(n <= budget(elapsed) for n in per_block.values()), per_block
+    relay.signal(signal.SIGTERM)
+    stopped = relay.lines_when_done("stderr")[-1]
+    sent = re.search(r"\berrors=(\d+)", stopped)
+    assert (int(sent.group(1)) if sent else 0) <= budget(elapsed) * (len(per_block) + 1), stopped
 
 
 # -- E: forged relay datagrams at a peer
