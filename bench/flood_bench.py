@@ -59,6 +59,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
+from relayproc import RelayProcess  # noqa: E402
 
 PEER = os.path.join(ROOT, "bin", "peer.py")
 PER_BLOCK = 16              # flood sources per /24
@@ -66,7 +67,6 @@ POOL = 20_011               # distinct forged datagrams (prime: pairs with sourc
 BURST = 512                 # sends between two looks at the replies
 SETTLE_QUIET = 0.5          # after the flood: stop counting replies after this much silence...
 SETTLE_MAX = 5.0            # ...or this long in all
-START_TIMEOUT = 10.0
 PEER_TIMEOUT = 30.0         # a peer step that takes longer counts as failed
 KINDS = ("ext_register", "seed_register", "connect", "junk", "empty")
 CONNECTED = r"^connected to %s at \S+ .* in (\d+\.\d+) s$"    # the peer's own timing
@@ -305,60 +305,15 @@ class Lines:
                     pass
 
 
-class Relay:
+def start_relay():
     """The real relay, its stderr in a file (the log whose growth we measure)."""
+    return RelayProcess("flood_bench")
 
-    def __init__(self):
-        fd, self.log_path = tempfile.mkstemp(prefix="flood_bench-", suffix=".log")
-        os.close(fd)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0"],
-                cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=log)
 
-    def wait_listening(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            found = re.search(r"relay listening on 127\.0\.0\.1:(\d+)", self.log())
-            if found:
-                return ("127.0.0.1", int(found.group(1)))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise SystemExit("flood_bench: the relay did not start:\n" + self.log())
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def log_size(self):
-        text = self.log()
-        return len(text.encode()), text.count("\n")
-
-    def peak_rss_mb(self):
-        """VmHWM of the relay (Linux), else None."""
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                found = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
-            return int(found.group(1)) / 1024 if found else None
-        except OSError:
-            return None
-
-    def stop(self):
-        """SIGTERM; returns the stop line's counters as a dict."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        text = self.log()
-        os.unlink(self.log_path)
-        stopped = re.search(r"relay stopped: (.*)", text)
-        return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", stopped.group(1))) \
-            if stopped else {}
+def stop_counters(relay):
+    """Stop *relay*; its stop line's counters as a dict."""
+    stopped = relay.stop() or ""
+    return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", stopped))
 
 
 # ------------------------------------------------------------------ chat
@@ -409,7 +364,7 @@ def chat(relay_addr):
 # ------------------------------------------------------------------ run
 
 def run(args):
-    relay = Relay()
+    relay = start_relay()
     flooder = None
     try:
         addr = relay.wait_listening()
@@ -436,7 +391,7 @@ def run(args):
     finally:
         if flooder is not None:
             flooder.stop()
-        stop = relay.stop()
+        stop = stop_counters(relay)
     result["relay_stop"] = stop
     return result
 

@@ -59,12 +59,10 @@ import os
 import random
 import re
 import selectors
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 try:
@@ -79,6 +77,7 @@ from peerpunch import protocol as P  # noqa: E402
 from peerpunch.effects import Log, Send  # noqa: E402
 from peerpunch.registration import MIN_REGISTER_BYTES  # noqa: E402
 from peerpunch.registry import MAX_USERS, Registry  # noqa: E402
+from relayproc import RelayProcess  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -100,7 +99,6 @@ PLAN = {
 RETRY_AFTER = 0.25      # loopback: resend an unanswered request after this long
 MAX_TRIES = 4           # ... this many sends in all, then count it lost
 SETTLE = 0.3            # loopback: wait this long for stragglers before stopping the relay
-RELAY_START_TIMEOUT = 10.0
 RUST_ANCHOR = "Rust seed relay (LAB-FACTS): Connect 139,812/s @1k, 18,090/s @10k, 2,565/s @50k; 12 MB RSS @50k"
 
 
@@ -359,61 +357,6 @@ def run_worker(mode, n, quick):
 
 # ------------------------------------------------------------ the relay
 
-class RelayProcess:
-    """``python -m peerpunch.relay --host 127.0.0.1 --port 0``, logging to a file."""
-
-    def __init__(self):
-        fd, self.log_path = tempfile.mkstemp(prefix="relay_bench-", suffix=".log")
-        os.close(fd)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-        with open(self.log_path, "ab") as log:      # append: our reads cannot clobber it
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0",
-                 "--max-users-per-ip", "1000000"],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-        self.addr = None
-
-    def wait_listening(self):
-        deadline = time.monotonic() + RELAY_START_TIMEOUT
-        while time.monotonic() < deadline:
-            found = re.search(r"relay listening on 127\.0\.0\.1:(\d+)", self.log())
-            if found:
-                self.addr = ("127.0.0.1", int(found.group(1)))
-                return self.addr
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise SystemExit("relay_bench: the relay did not start:\n" + self.log())
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def cpu_seconds(self):
-        """User+system CPU time of the relay so far (Linux), else None."""
-        try:
-            with open("/proc/%d/stat" % self.proc.pid) as f:
-                fields = f.read().rpartition(")")[2].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self):
-        """SIGTERM, then SIGKILL if it lingers; returns its final stats line."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        text = self.log()
-        os.unlink(self.log_path)
-        stopped = re.search(r"relay stopped: (.*)", text)
-        return stopped.group(1) if stopped else "no stats line (exit code %s)" % self.proc.returncode
-
-
 # --------------------------------------------------------------- loopback
 
 # One request from client socket *sender*, done when that socket receives a
@@ -583,7 +526,7 @@ def connect_lane(a, target, token, budget):
 
 
 def loopback(cfg):
-    relay = RelayProcess()
+    relay = RelayProcess("relay_bench", "--max-users-per-ip", "1000000")
     clients = None
     try:
         relay_addr = relay.wait_listening()
@@ -598,7 +541,7 @@ def loopback(cfg):
     finally:
         if clients is not None:
             clients.close()
-        result_stats = relay.stop()
+        result_stats = relay.stop(timeout=5) or "no stats line (exit code %s)" % relay.proc.returncode
     result["relay_stats"] = result_stats
     return result
 
