@@ -131,9 +131,15 @@ NoSafetyCode.__doc__ = "/verify: the chat with *partner* (None: no chat) is not 
 WhoAmI = collections.namedtuple("WhoAmI", "username key")
 WhoAmI.__doc__ = "We are *username*, with the public *key* (None: no identity, no encryption)."
 
-Output = collections.namedtuple("Output", "frames messages events", defaults=((), (), ()))
-Output.__doc__ = """What an input produced: *frames* (bytes for the partner),
-*messages* (decoded protocol messages from it) and *events*."""
+
+
+class Output(collections.namedtuple("Output", "frames messages events")):
+    """What an input produced: *frames* (bytes for the partner), *messages*
+    (decoded protocol messages from it) and *events*; three lists."""
+    __slots__ = ()
+
+    def __new__(cls, frames=(), messages=(), events=()):
+        return super().__new__(cls, list(frames), list(messages), list(events))
 
 
 class WrongKind(P.RemoteProtocolError):
