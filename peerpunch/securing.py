@@ -135,7 +135,8 @@ WhoAmI.__doc__ = "We are *username*, with the public *key* (None: no identity, n
 
 class Output(collections.namedtuple("Output", "frames messages events")):
     """What an input produced: *frames* (bytes for the partner), *messages*
-    (decoded protocol messages from it) and *events*; three lists."""
+    (decoded protocol messages from it) and *events* (the ones above, PinKey,
+    and rarely an effects.Log); three lists."""
     __slots__ = ()
 
     def __new__(cls, frames=(), messages=(), events=()):
