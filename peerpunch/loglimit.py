@@ -49,6 +49,7 @@ KINDS = {
     "not_relayed": "refusals to relay",
     "online": "online notifications",
     "dropped": "dropped datagrams",
+    "internal": "internal errors",
 }
 
 

@@ -1,7 +1,8 @@
 """The rendezvous relay: ``python -m peerpunch.relay``.
 
-A single-threaded ``selectors`` loop around :class:`peerpunch.registry.Registry`.
-The loop owns the socket and the clock; the registry decides everything.
+A single-threaded loop (:class:`peerpunch.shell.DatagramLoop`, shared with
+the peer) around :class:`peerpunch.registry.Registry`. The loop owns the
+sockets and the clock; the registry decides everything.
 When it stops, it sends what :meth:`Registry.farewell` returns (clients
 then find the relay that replaces it within seconds).
 Signals reach the loop through ``signal.set_wakeup_fd`` on a socketpair, so
@@ -18,29 +19,24 @@ beyond a budget become one summary line a minute), and every
 ``--stats-interval`` seconds one line of counters is logged.
 """
 
-import collections
-import functools
 import logging
-import selectors
 import signal
 import socket
 import sys
 import time
 
 from . import cli
-from .effects import Log, Send
 from . import forwarder as F
 from .loglimit import PER_WINDOW, LogLimiter
 from .protocol import format_endpoint
 from .registry import EXPIRE_AFTER, MAX_SEED_USERS, MAX_USERS, MAX_USERS_PER_IP, Registry
+from .shell import DatagramLoop, udp_socket
 from .stun import is_stun
 from .stunserver import BindingServer
 
 log = logging.getLogger("peerpunch.relay")
 
-RECV_SIZE = 65535        # read whole datagrams, however large, then judge them
 BATCH = 256              # datagrams handled before timers get a look in
-MAX_LOGGED_ERRORS = 20   # internal errors logged with a traceback (all are counted)
 RCVBUF = 4 << 20
 STATS_INTERVAL = 3600    # seconds between lines of counters (0: none)
 # registry counters that count dropped or refused requests, for the stats line
@@ -61,123 +57,66 @@ class RelayServer:
     def __init__(self, sock, registry, clock=time.monotonic, alt_sock=None, limiter=None,
                  stats_interval=0):
         self.sock = sock
-        self.socks = [sock] + ([alt_sock] if alt_sock is not None else [])
-        self.stun = BindingServer([s.getsockname() for s in self.socks])
+        socks = [sock] + ([alt_sock] if alt_sock is not None else [])
+        self.stun = BindingServer([s.getsockname() for s in socks])
         self.registry = registry
         self.clock = clock
-        self.send_errors = 0
-        self.internal_errors = 0
-        self.traffic = collections.Counter()     # datagrams and bytes, in and out
         self.limiter = limiter if limiter is not None else LogLimiter()
+        self.loop = DatagramLoop(sock, self._datagram_received, log, limiter=self.limiter,
+                                 clock=clock, batch=BATCH)
+        if alt_sock is not None:
+            self.loop.add_socket(1, alt_sock)
+        self.traffic = self.loop.traffic     # datagrams and bytes, in and out
         self.stats_interval = stats_interval
         self._next_stats = clock() + stats_interval if stats_interval else None
-        self._stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        for s in self.socks + [self._wake_r, self._wake_w]:
-            s.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        for via, s in enumerate(self.socks):
-            self._selector.register(s, selectors.EVENT_READ, functools.partial(self._read_datagrams, via))
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._read_wakeup)
+
+    internal_errors = property(lambda self: self.loop.internal_errors)
+    send_errors = property(lambda self: self.loop.send_errors)
 
     def wakeup_fd(self):
         """A file descriptor for ``signal.set_wakeup_fd``."""
-        return self._wake_w.fileno()
+        return self.loop.wakeup_fd()
 
     def stop(self):
-        self._stopping = True
+        self.loop.stop()
 
     def serve_forever(self):
         """Serve until :meth:`stop`; then tell the clients we are stopping
         (so that they register with whatever relay replaces us at once)."""
-        while not self._stopping:
+        while not self.loop.stopped:
             deadline = self._next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            for key, _ in self._selector.select(timeout):
-                key.data()
+            self.loop.poll(timeout)
             self._tick(self.clock())
-        self._apply(self.registry.farewell())
-        self._log_lines(self.limiter.flush(self.clock()))
+        self.loop.apply(self.registry.farewell())
+        self.loop.flush()
 
     def _next_deadline(self):
-        due = [t for t in (self.registry.next_deadline(), self.limiter.next_deadline(),
+        due = [t for t in (self.registry.next_deadline(), self.loop.next_deadline(),
                            self._next_stats) if t is not None]
         return min(due) if due else None
 
     def _tick(self, now):
-        self._apply(self.registry.tick(now))
-        self._log_lines(self.limiter.tick(now))
+        self.loop.apply(self.registry.tick(now))
+        self.loop.tick(now)
         if self._next_stats is not None and now >= self._next_stats:
             self._next_stats = now + self.stats_interval
             log.info("%s", stats_line(self))
 
     def close(self):
-        self._selector.close()
-        for s in self.socks + [self._wake_r, self._wake_w]:
-            s.close()
+        self.loop.close()
 
-    def _read_datagrams(self, via=0):
-        sock = self.socks[via]
-        for _ in range(BATCH):
-            try:
-                data, addr = sock.recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
-                log.debug("receive error: %s", exc)
-                continue
-            self.traffic["datagrams_in"] += 1
-            self.traffic["bytes_in"] += len(data)
-            try:
-                if via or is_stun(data):
-                    self._reply(self.stun.datagram_received(data, addr, via))
-                else:
-                    self._apply(self.registry.datagram_received(data, addr, self.clock()))
-            except Exception:      # a bug: one datagram must not take the relay down
-                self.internal_errors += 1
-                if self.internal_errors <= MAX_LOGGED_ERRORS:
-                    log.exception("internal error on a datagram from %s (dropped)",
-                                  format_endpoint(addr[:2]))
-
-    def _reply(self, replies):
-        for reply in replies:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("STUN answer to %s from port %d", format_endpoint(reply.addr),
-                          self.stun.addresses[reply.via][1])
-            try:
-                self.socks[reply.via].sendto(reply.data, reply.addr)
-                self._count_out(reply.data)
-            except OSError as exc:
-                self.send_errors += 1
-                log.debug("STUN answer to %s failed: %s", reply.addr, exc)
-
-    def _read_wakeup(self):
-        try:
-            while self._wake_r.recv(512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-
-    def _apply(self, effects):
-        for effect in effects:
-            if type(effect) is Send:
-                try:
-                    self.sock.sendto(effect.data, effect.addr)
-                    self._count_out(effect.data)
-                except OSError as exc:
-                    self.send_errors += 1
-                    log.debug("send to %s failed: %s", effect.addr, exc)
-            elif type(effect) is Log and log.isEnabledFor(effect.level):
-                self._log_lines(self.limiter.admit(effect, self.clock()))
-
-    def _count_out(self, data):
-        self.traffic["datagrams_out"] += 1
-        self.traffic["bytes_out"] += len(data)
-
-    @staticmethod
-    def _log_lines(lines):
-        for line in lines:
-            log.log(line.level, "%s", line.text)
+    def _datagram_received(self, data, addr, via):
+        """One datagram from the canonical *addr* on socket *via*: STUN on
+        the alternate port, or where the first byte says so; else the registry's."""
+        if via or is_stun(data):
+            answers = self.stun.datagram_received(data, addr, via)
+            if answers and log.isEnabledFor(logging.DEBUG):
+                for answer in answers:
+                    log.debug("STUN answer to %s from port %d", format_endpoint(answer.addr),
+                              self.stun.addresses[answer.via][1])
+            return answers
+        return self.registry.datagram_received(data, addr, self.clock())
 
 
 def stats_line(server):
@@ -276,16 +215,12 @@ def _positive_int(text):
 
 def bind(host, port):
     family, addr = cli.resolve(host, port)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    # '::' serves IPv4 clients too, whatever the system's default
+    sock = udp_socket(family, dual_stack=addr[0] == "::")
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     except OSError:
         pass
-    if family == socket.AF_INET6 and addr[0] == "::":
-        try:          # '::' serves IPv4 clients too, whatever the system's default
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        except (OSError, AttributeError):
-            pass
     try:
         sock.bind(addr)
     except OSError:
@@ -363,6 +298,8 @@ def main(argv=None, prog=None):
         + server.traffic
     stats.update(log_lines_suppressed=server.limiter.suppressed)
     stats.update(internal_errors=server.internal_errors, send_errors=server.send_errors)  # even at 0
+    if server.loop.dropped:        # RemoteProtocolErrors the registry let through (none expected)
+        stats.update(dropped=server.loop.dropped)
     log.info("relay stopped: %s", ", ".join("%s=%d" % kv for kv in sorted(stats.items())) or "idle")
     return 0
 

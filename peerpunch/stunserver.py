@@ -27,6 +27,7 @@ and dropped. Its answers obey three rules:
 import collections
 import ipaddress
 
+from .effects import Send
 from .stun import (ATTRIBUTES_BY_NAME, CHANGE_IP, CHANGE_PORT, COOKIE, ERROR_UNKNOWN_ATTRIBUTE,
                    REASONS, Class, MalformedMessage, Message, Method, canonical_address,
                    pack_address, parse_message)
@@ -35,10 +36,6 @@ def mapped_allowance(addr):
     """Bytes an answer may add to its request: XOR-MAPPED-ADDRESS plus
     MAPPED-ADDRESS for *addr*'s family (2 x 12 for IPv4, 2 x 24 for IPv6)."""
     return 2 * (4 + len(pack_address(canonical_address(addr))))
-
-
-Reply = collections.namedtuple("Reply", "data addr via")
-Reply.__doc__ = "Send *data* to *addr* from the relay socket number *via* (0 or 1)."
 
 
 def answer(data, addr, origin=None):
@@ -113,7 +110,8 @@ class BindingServer:
         self.stats = collections.Counter()
 
     def datagram_received(self, data, addr, via=0):
-        """*data* arrived on socket *via* from *addr*: the Replies (0 or 1)."""
+        """*data* arrived on socket *via* from *addr*: the Sends (0 or 1), each
+        from the relay socket number *via* it names (0 or 1)."""
         try:
             request = parse_message(data)
         except MalformedMessage:
@@ -134,6 +132,6 @@ class BindingServer:
             self.stats["stun_unanswered"] += 1
             return []
         self.stats["stun_errors" if response.message_class == Class.ERROR else "stun_answered"] += 1
-        return [Reply(bytes(response), addr, out)]
+        return [Send(bytes(response), addr, out)]
 
 

@@ -96,7 +96,7 @@ STDLIB_38 = {
     "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "math", "os",
     "queue",
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
-    "typing", "zlib",
+    "traceback", "typing", "zlib",
 }
 
 

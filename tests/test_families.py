@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from peerpunch import peer as shell
+from peerpunch import peershell
+from peerpunch.shell import sendto
 from peerpunch import protocol as P
 from peerpunch import session as S
 from peerpunch.effects import OpenSocket, Send
@@ -158,17 +159,17 @@ needs_ipv6 = pytest.mark.skipif(not _has_ipv6(), reason="this host has no IPv6 l
     (("::1", 9), ("::1", 0), (6,)),
 ])
 def test_open_socket_reaches_the_families_it_says(relay, bind, families):
-    sock, relay_sockaddr = shell.open_socket(relay, bind)
+    sock, relay_sockaddr = peershell.open_socket(relay, bind)
     with sock:
-        assert shell.socket_families(sock) == families
+        assert peershell.socket_families(sock) == families
         port = sock.getsockname()[1]
-        for host, cand_port in shell.lan_candidates(sock, relay_sockaddr):
+        for host, cand_port in peershell.lan_candidates(sock, relay_sockaddr):
             assert cand_port == port and (6 if ":" in host else 4) in families
         if families == (4, 6):           # it really sends to both
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as v4:
                 v4.bind(("127.0.0.1", 0))
                 v4.settimeout(10)
-                shell.sendto(sock, b"x", v4.getsockname())
+                sendto(sock, b"x", v4.getsockname())
                 assert v4.recvfrom(10)[0] == b"x"
 
 
@@ -197,11 +198,11 @@ class OneExtraSocket:
 
 @needs_ipv6
 def test_network_thread_extra_sockets_of_a_dual_stack_socket_reach_ipv4_too():
-    sock, _ = shell.open_socket(("::1", 9), None)
+    sock, _ = peershell.open_socket(("::1", 9), None)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as v4:
         v4.bind(("127.0.0.1", 0))
         v4.settimeout(10)
-        thread = shell.NetworkThread(OneExtraSocket(v4.getsockname()), sock, queue.Queue())
+        thread = peershell.NetworkThread(OneExtraSocket(v4.getsockname()), sock, queue.Queue())
         thread.start()
         data, source = v4.recvfrom(100)
         assert data == b"from the extra socket" and source[1] != sock.getsockname()[1]

@@ -1,4 +1,4 @@
-"""The peer's network thread (peer.NetworkThread) with a scripted core: the
+"""The peer's network thread (peershell.NetworkThread) with a scripted core: the
 extra sockets a birthday search asks for are opened, used, closed -- also
 while their datagrams wait in the same select batch -- and running out of
 file descriptors shrinks the search with one warning instead of failing.
@@ -17,7 +17,7 @@ import time
 
 from peerpunch import session as S
 from peerpunch.effects import CloseSocket, Log, OpenSocket, Send
-from peerpunch.peer import NetworkThread
+from peerpunch.peershell import NetworkThread
 
 from .procs import ROOT, env
 
@@ -76,12 +76,12 @@ def run_scripted():
     thread = NetworkThread(core, sock, out)
     thread.start()
     items = _items_until(out, ("log", STARTED))
-    opened = len(thread._socks) - 1       # settled: the core asks for nothing more until a hit
+    opened = len(thread.loop.sockets) - 1       # settled: the core asks for nothing more until a hit
     sources = {addr for data, addr in _drain(recv) if data == b"hi"}   # all sent already
     for addr in sorted(sources):          # all at once: many wait in one select batch
         recv.sendto(b"probe", addr)
     answers = [recv.recvfrom(100)[0]]     # the hit's answer; it follows its CloseSockets
-    left = len(thread._socks) - 1
+    left = len(thread.loop.sockets) - 1
     recv.sendto(b"quit", sock.getsockname())
     thread.join(WAIT)
     answers += [data for data, _ in _drain(recv)]   # anything else it sent before it ended

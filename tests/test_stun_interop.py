@@ -18,7 +18,7 @@ import pytest
 
 from peerpunch import natcheck, stun
 from peerpunch.protocol import format_endpoint
-from peerpunch.peer import run_check
+from peerpunch.peershell import run_check
 from peerpunch.stun import is_stun
 
 from .procs import DEFAULT_WAIT, PEER, ROOT, Proc, env, start_relay
