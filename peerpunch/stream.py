@@ -141,6 +141,7 @@ class Stream:
             return
         pn, frames, eliciting = W.decode(payload)
         inbox, ack_now = self._inbox, False
+        inbox.check_packet_number(pn)
         for frame in frames:
             kind = frame[0]
             if kind == W.STREAM:

@@ -21,7 +21,8 @@ is handed out, and the ones after it that are waiting. A SKIP to ``below``
 hands out the complete messages below it in order, drops the incomplete
 ones and moves ``next_id`` to ``below``.
 
-Acknowledgments. Received packet numbers are kept as at most
+Acknowledgments. A packet number more than MAX_PN_JUMP past the largest
+received is refused. Received packet numbers are kept as at most
 MAX_ACK_RANGES ranges (the oldest forgotten: they have long been
 acknowledged, or the sender repeats the data). An ack-eliciting packet
 makes an acknowledgment owed within MAX_ACK_DELAY; it is owed at once for
@@ -43,6 +44,10 @@ MAX_PENDING_MESSAGES = 4096
 
 MAX_FRAGMENT_RANGES = 256
 ACK_EVERY = 2
+MAX_PN_JUMP = 1 << 20
+"""How far past the largest packet number received the next may be. A
+sender cannot leave a bigger hole: it has at most its congestion window
+(8 MiB, 256-byte packets at least) and a few probes unacknowledged."""
 
 
 def add_range(edges, low, high):
@@ -155,6 +160,10 @@ class Inbox:
         return len(self._pending)
 
     # ------------------------------------------------------- acknowledgments
+
+    def check_packet_number(self, pn):
+        if pn > max(self._largest, 0) + MAX_PN_JUMP:
+            raise W.StreamError("packet number %d far beyond %d" % (pn, self._largest))
 
     def on_packet(self, pn, eliciting, now, ack_now=False):
         """Packet *pn*, whose frames were all accepted, arrived at *now*;

@@ -110,13 +110,21 @@ def skip_frame(below):
 def ack_frame(ranges, delay):
     """An ACK frame for *ranges*, inclusive ``(lowest, highest)`` pairs of
     packet numbers from the highest down, disjoint and not adjacent; *delay*
-    in seconds."""
+    in seconds. Ranges whose distances do not fit the fields (only a partner
+    jumping billions of packet numbers ahead makes them) are left out:
+    acknowledging less is always safe."""
     (low, largest) = ranges[0]
+    low = max(low, largest - MAX_ID)
+    first = largest - low
     units = min(0xFFFF, max(0, round(delay / ACK_DELAY_UNIT)))
-    parts = [_ACK.pack(ACK, largest, units, len(ranges) - 1, largest - low)]
+    parts = [b""]
     for lo, hi in ranges[1:]:
-        parts.append(_RANGE.pack(low - hi - 2, hi - lo))
+        gap, length = low - hi - 2, hi - lo
+        if gap > MAX_ID or length > MAX_ID:
+            break
+        parts.append(_RANGE.pack(gap, length))
         low = lo
+    parts[0] = _ACK.pack(ACK, largest, units, len(parts) - 1, first)
     return b"".join(parts)
 
 

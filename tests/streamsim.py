@@ -12,16 +12,18 @@ import heapq
 import random
 
 from peerpunch import streamwire as W
-from peerpunch.stream import Delivered, NotDelivered, Received, Stream
+from peerpunch.stream import Delivered, NotDelivered, Received, Stream, StreamError
 
 
 class Channel:
     def __init__(self, loss=0.0, delay=0.010, jitter=0.0, duplicate=0.0, seed=1,
-                 drop=None, **options):
+                 drop=None, tolerate=False, **options):
         self.a, self.b = Stream(**options), Stream(**options)
         self.names = {id(self.a): "a", id(self.b): "b"}
         self.loss, self.delay, self.jitter, self.duplicate = loss, delay, jitter, duplicate
         self.drop = drop                  # drop(sender name, payload) -> True to lose it
+        self.tolerate = tolerate          # drop datagrams a stream refuses, as a shell does
+        self.refused = 0
         self.random = random.Random(seed)
         self.now = 0.0
         self.cut = False
@@ -75,7 +77,12 @@ class Channel:
                 self.counts["reordered"] += 1
             self._last_arrival[name] = max(seq, self._last_arrival.get(name, 0))
             self.arrivals.append((self.now, name, payload))
-            receiver.datagram_received(payload, self.now)
+            try:
+                receiver.datagram_received(payload, self.now)
+            except StreamError:
+                if not self.tolerate:
+                    raise
+                self.refused += 1
             self.pump(receiver)
             return True
         due = [(s.next_deadline(), s) for s in (self.a, self.b)]

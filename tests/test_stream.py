@@ -99,10 +99,45 @@ def test_stream_64_kib_of_utf8_arrives_as_one_received_and_more_is_refused():
 def test_stream_duplicate_datagrams_are_dropped():
     a, b = Stream(), Stream()
     a.send(b"once", 0.0)
+    a.send(b"twice", 0.0)
     (packet,) = a.packets(0.0)
-    b.datagram_received(packet, 0.01)
-    b.datagram_received(packet, 0.02)
-    assert b.events() == [Received(1, b"once")]
+    for t in (0.01, 0.02, 0.03):
+        b.datagram_received(packet, t)
+    assert b.events() == [Received(1, b"once"), Received(2, b"twice")]
+    assert b.stats()["receive_pending"] == 0 and b.stats()["receive_buffered"] == 0
+
+
+def data_packet(pn, message_id, data=b"hi", ack_now=False):
+    frames = [(W.STREAM, message_id, 0, len(data), data)] + ([(W.ACK_NOW,)] if ack_now else [])
+    return W.encode(pn, frames)
+
+
+def acked(packets):
+    return [f[3] for p in packets for f in frames_of(p) if f[0] == W.ACK]
+
+
+def test_stream_ack_delay_rules():
+    b = Stream()
+    b.datagram_received(data_packet(0, 1), 1.0)            # one in order: may wait 25 ms
+    assert b.packets(1.0) == [] and b.next_deadline() == pytest.approx(1.0 + MAX_ACK_DELAY)
+    assert b.packets(1.0 + MAX_ACK_DELAY - 1e-4) == []
+    (ack,) = b.packets(1.0 + MAX_ACK_DELAY)
+    assert acked([ack]) == [[(0, 0)]] and b.next_deadline() is None
+
+    b.datagram_received(data_packet(1, 2), 2.0)            # every second one: at once
+    b.datagram_received(data_packet(2, 3), 2.0)
+    assert acked(b.packets(2.0)) == [[(0, 2)]]
+    b.datagram_received(data_packet(4, 5), 3.0)            # a gap below it: at once
+    assert acked(b.packets(3.0)) == [[(4, 4), (0, 2)]]
+    b.datagram_received(data_packet(3, 4), 4.0)            # older than the largest: at once
+    assert acked(b.packets(4.0)) == [[(0, 4)]]
+    b.datagram_received(data_packet(5, 6, ack_now=True), 5.0)   # asked for: at once
+    assert acked(b.packets(5.0)) == [[(0, 5)]]
+    b.datagram_received(data_packet(6, 7), 6.0)            # owed, and b has data: piggybacked
+    b.send(b"reply", 6.01)
+    (reply,) = b.packets(6.01)
+    assert acked([reply]) == [[(0, 6)]] and {f[0] for f in frames_of(reply)} >= {W.STREAM}
+    assert b.packets(6.0 + MAX_ACK_DELAY) == []               # nothing owed any more
 
 
 def test_stream_acks_within_max_ack_delay_and_piggybacks():
@@ -177,10 +212,14 @@ def test_stream_receiver_skips_a_message_the_sender_gave_up_on():
     assert [(t, e) for t, e in ch.not_delivered("a")] == [(8.5, NotDelivered((2,), "timeout"))]
     assert [e.message_id for e in ch.received("b")] == [1, 3, 4]
     assert sorted(ch.delivered_ids("a")) == [1, 3, 4]
+    skips = [t for t, n, p in ch.wire if n == "a" and any(f[0] == W.SKIP for f in frames_of(p))]
+    assert skips and skips[0] == 8.5
     blocked.clear()
     ch.send(ch.a, b"five")
     ch.run_until(lambda: ch.a.outstanding() == 0)
     assert [e.message_id for e in ch.received("b")] == [1, 3, 4, 5]
+    last = [p for _, n, p in ch.wire if n == "a"][-1]      # the SKIP was acknowledged: retired
+    assert stream_ids(last) == {5} and not any(f[0] == W.SKIP for f in frames_of(last))
 
 
 def test_stream_sender_stays_within_the_receive_window():
