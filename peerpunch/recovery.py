@@ -45,7 +45,8 @@ never builds a window it has not tested.
 :class:`Pacer` is the leaky bucket of section 7.7: bytes of credit refill
 at ``gain * cwnd / smoothed_rtt`` (gain 2 in slow start, 1.25 after, as
 Linux TCP paces) up to a burst; a packet may leave while a full datagram's
-credit is there.
+credit is there, and a blocked sender comes back when a millisecond's
+worth has accrued (one datagram at least, the burst at most).
 
 :func:`persistent_congestion` decides section 7.6.2 for one batch of
 packets declared lost at once.
@@ -63,6 +64,7 @@ K_PERSISTENT_CONGESTION_THRESHOLD = 3
 K_LOSS_REDUCTION = 0.5
 PACING_GAIN_SLOW_START = 2.0
 PACING_GAIN = 1.25
+PACING_GRANULARITY = 0.001
 MAX_PTO_INTERVAL = 4.0
 MAX_BACKOFF = 30
 
@@ -296,7 +298,10 @@ class Pacer:
         self.credit -= size
 
     def release_time(self):
-        """When the next full datagram's credit is there."""
+        """When to come back for more: once a PACING_GRANULARITY's worth of
+        credit is there (at least a datagram, at most the burst), so fast
+        senders wake once a millisecond, not once a packet."""
         if self.credit >= self.quantum or self.updated is None:
             return self.updated
-        return self.updated + (self.quantum - self.credit) / self.rate + 1e-6
+        need = min(self.burst, max(self.quantum, self.rate * PACING_GRANULARITY))
+        return self.updated + (need - self.credit) / self.rate + 1e-6

@@ -96,6 +96,7 @@ class Inbox:
         self._edges = []                   # packet numbers received, as add_range edges
         self._largest = -1
         self._largest_time = 0.0
+        self.pn_limit = MAX_PN_JUMP
         self._eliciting = 0                # ack-eliciting packets since the last ACK
         self.ack_at = None                 # an ACK is owed by then (None: none owed)
 
@@ -162,7 +163,7 @@ class Inbox:
     # ------------------------------------------------------- acknowledgments
 
     def check_packet_number(self, pn):
-        if pn > max(self._largest, 0) + MAX_PN_JUMP:
+        if pn > self.pn_limit:
             raise W.StreamError("packet number %d far beyond %d" % (pn, self._largest))
 
     def on_packet(self, pn, eliciting, now, ack_now=False):
@@ -178,6 +179,7 @@ class Inbox:
         in_order = pn == self._largest + 1
         if pn > self._largest:
             self._largest, self._largest_time = pn, now
+            self.pn_limit = pn + MAX_PN_JUMP
         if eliciting:
             self._eliciting += 1
             if ack_now or not in_order or self._eliciting >= self.ack_every:
@@ -192,8 +194,11 @@ class Inbox:
         count = min(W.MAX_ACK_RANGES, len(edges) // 2, (room - W.ACK_LEN) // W.RANGE_LEN + 1)
         if count < 1:
             return None
-        ranges = [(edges[i - 2], edges[i - 1] - 1)
-                  for i in range(len(edges), len(edges) - 2 * count, -2)]
+        if count == 1:
+            ranges = [(edges[-2], edges[-1] - 1)]
+        else:
+            ranges = [(edges[i - 2], edges[i - 1] - 1)
+                      for i in range(len(edges), len(edges) - 2 * count, -2)]
         self.ack_at = None
         self._eliciting = 0
         return W.ack_frame(ranges, now - self._largest_time)

@@ -169,8 +169,20 @@ class Outbox:
     def packets(self, now, inbox):
         self._now = now
         self.on_timers(now)
-        self._admit()
+        if self._queue:
+            self._admit()
         out = []
+        if self._probes or self._retx or self._fresh or self._skip_acked < self._skip_target:
+            self._send(now, inbox, out)
+        else:
+            self._limited = False
+        if inbox.ack_at is not None and inbox.ack_at <= now:
+            out.append(W.packet_header(self._pn) + inbox.ack_frame(now, self.max_payload - W.HEADER_LEN))
+            self._pn += 1
+        return out
+
+    def _send(self, now, inbox, out):
+        cc, pacer = self.cc, self.pacer
         while True:
             if self._probes:
                 self._probes -= 1
@@ -178,18 +190,14 @@ class Outbox:
                 continue
             if not self._has_work():
                 self._limited = False
-                break
-            if not self.cc.can_send() or not self.pacer.ready(now):
+                return
+            if not cc.can_send() or not pacer.ready(now):
                 self._limited = True
-                break
+                return
             packet = self._build(now, inbox, False)
             if packet is None:
-                break
+                return
             out.append(packet)
-        if inbox.ack_at is not None and inbox.ack_at <= now:
-            out.append(W.packet_header(self._pn) + inbox.ack_frame(now, self.max_payload - W.HEADER_LEN))
-            self._pn += 1
-        return out
 
     def _has_work(self):
         return bool(self._retx or self._fresh) or self._skip_needed()
@@ -206,8 +214,10 @@ class Outbox:
             skip = self._skip_target
             parts.append(W.skip_frame(skip))
             room -= W.SKIP_LEN
-        room = self._take(self._retx, room, parts, frags, True)
-        room = self._take(self._fresh, room, parts, frags, True)
+        if self._retx:
+            room = self._take(self._retx, room, parts, frags, True)
+        if self._fresh:
+            room = self._take(self._fresh, room, parts, frags, True)
         if probe:
             room = self._take(self._probe, room, parts, frags, False)
         if not frags and not probe and not self._skip_needed():
@@ -236,7 +246,7 @@ class Outbox:
         *owned*: the queue holds the fragment's ``queued`` mark."""
         while queue:
             frag = queue[0]
-            if not frag.live() or (not owned and frag.queued):
+            if frag.acked or frag.msg.state is not SENDING or (not owned and frag.queued):
                 queue.popleft()
                 if owned:
                     frag.queued = False
@@ -329,13 +339,15 @@ class Outbox:
 
     def on_timers(self, now):
         flight = self.flight
-        due = flight.timer()
-        if due is not None and now >= due:
-            if flight.loss_time is not None:
-                self._on_lost(flight.detect_lost(now), now)
-            else:
-                self._on_pto()
-        self._expire(now)
+        if flight.order:
+            due = flight.timer()
+            if now >= due:
+                if flight.loss_time is not None:
+                    self._on_lost(flight.detect_lost(now), now)
+                else:
+                    self._on_pto()
+        if self._unresolved and self._unresolved[0].deadline <= now:
+            self._expire(now)
 
     def _on_pto(self):
         self.flight.pto_count += 1

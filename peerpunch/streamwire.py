@@ -117,6 +117,8 @@ def ack_frame(ranges, delay):
     low = max(low, largest - MAX_ID)
     first = largest - low
     units = min(0xFFFF, max(0, round(delay / ACK_DELAY_UNIT)))
+    if len(ranges) == 1:
+        return _ACK.pack(ACK, largest, units, 0, first)
     parts = [b""]
     for lo, hi in ranges[1:]:
         gap, length = low - hi - 2, hi - lo
@@ -164,8 +166,15 @@ def decode(data):
     pos, frames, eliciting = HEADER_LEN, [], False
     while pos < size:
         kind = data[pos]
-        if kind == STREAM:
-            frame, pos = _decode_stream(data, view, pos)
+        if kind == STREAM:             # _decode_stream, inlined: nearly every packet has one
+            if pos + STREAM_HEADER_LEN > size:
+                raise StreamError("STREAM frame header cut short")
+            _, message_id, offset, total, length = _STREAM.unpack_from(data, pos)
+            start = pos + STREAM_HEADER_LEN
+            pos = start + length
+            if pos > size or not message_id or total > MAX_MESSAGE or offset + length > total:
+                _decode_stream(data, view, start - STREAM_HEADER_LEN)     # says what is wrong
+            frame = (STREAM, message_id, offset, total, view[start:pos])
             eliciting = True
         elif kind == ACK:
             frame, pos = _decode_ack(data, pos)
