@@ -9,6 +9,13 @@ goes back into the partner's Stream. Sans-I/O: no sockets, threads or
 clocks; every call that depends on time takes ``now`` (seconds, any
 monotonic origin, never going back).
 
+A Stream lives exactly as long as one secure session: both ends create
+theirs when the handshake completes and drop it (after :meth:`abandon`)
+when the session ends. The path under it may change (roaming, relay
+fallback) without touching it. Never pair a fresh Stream with an old one:
+message ids and packet numbers both start again at the beginning, and the
+old receiver would take the new messages for duplicates.
+
 The caller's loop::
 
     message_id = stream.send(data, now)        # queue a whole message
@@ -28,7 +35,9 @@ Events, drained by ``events()``:
 * ``Received(message_id, data)``: a message from the partner, whole, in the
   partner's order, exactly once. Ids of messages the partner gave up on are
   skipped.
-* ``Delivered(message_ids)``: the partner acknowledged every byte of these.
+* ``Delivered(message_ids)``: the partner's Stream holds every byte of
+  these and will hand them out in order (at once, or as soon as the
+  messages before them arrive or are given up).
 * ``NotDelivered(message_ids, reason)``: given up, ``"timeout"`` when not
   acknowledged within ``delivery_timeout`` of ``send`` (the clock starts when
   the user typed, so "not delivered" arrives within that time of typing

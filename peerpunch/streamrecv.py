@@ -50,9 +50,10 @@ sender cannot leave a bigger hole: it has at most its congestion window
 (8 MiB, 256-byte packets at least) and a few probes unacknowledged."""
 
 
-def add_range(edges, low, high):
+def add_range(edges, low, high, limit=None):
     """Add ``[low, high)`` to *edges*, a flat sorted list ``[s0, e0, s1, e1,
-    ...]`` of disjoint, non-adjacent half-open ranges, merging as needed."""
+    ...]`` of disjoint, non-adjacent half-open ranges, merging as needed;
+    False (and *edges* unchanged) if that would leave more than *limit* ranges."""
     i = bisect.bisect_left(edges, low)
     j = bisect.bisect_right(edges, high)
     new = []
@@ -60,7 +61,10 @@ def add_range(edges, low, high):
         new.append(low)
     if not j & 1:
         new.append(high)
+    if limit is not None and len(edges) - (j - i) + len(new) > 2 * limit:
+        return False
     edges[i:j] = new
+    return True
 
 
 class _Partial:
@@ -72,17 +76,19 @@ class _Partial:
         self.edges = []
 
     def add(self, offset, data):
-        """Write *data* at *offset*; True once every byte is there."""
+        """Write *data* at *offset*; True once every byte is there. Refuses
+        (before storing anything) a piece that would leave more than
+        MAX_FRAGMENT_RANGES separate ranges."""
+        if not data:
+            return False
         end = offset + len(data)
-        self.buf[offset:end] = data
         edges = self.edges
         if edges and edges[-1] == offset:
             edges[-1] = end
-        else:
-            add_range(edges, offset, end)
-        if len(self.edges) > 2 * MAX_FRAGMENT_RANGES:
+        elif not add_range(edges, offset, end, MAX_FRAGMENT_RANGES):
             raise W.StreamError("message arrives in more than %d pieces" % MAX_FRAGMENT_RANGES)
-        return self.edges == [0, len(self.buf)]
+        self.buf[offset:end] = data
+        return edges == [0, len(self.buf)]
 
 
 class Inbox:

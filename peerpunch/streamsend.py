@@ -5,22 +5,18 @@ Theory of operation
 :class:`Outbox` keeps each message the application sent until it is
 acknowledged whole (``Delivered``) or given up (``NotDelivered``).
 
-Messages and the window. ``send`` queues a message with a deadline,
-``now + delivery_timeout``. It is admitted to the window, and cut into
-fragments of ``chunk`` bytes (one fragment fills a packet), while the
-partner's receiver is sure to have room: ids below ``window_base +
-MAX_PENDING_MESSAGES`` and at most RECV_WINDOW bytes of messages from
-``window_base`` on, the oldest message not known to be resolved at the
-receiver (acknowledged whole, or below a SKIP it acknowledged). Ids,
-admission and deadlines all grow together, so each queue is a deque worked
-from its front.
+Messages. ``send`` gives a message a deadline, ``now + delivery_timeout``,
+and queues it in a :class:`~peerpunch.streamqueue.SendQueue`, which lets
+it into the receiver's window as fragments when there is room.
 
 Packets. Each carries, in order: the SKIP while one is unacknowledged, lost
 fragments, fresh fragments (several small messages share a packet), and
 the ACK the receiving half owes if it still fits (else an ACK-only packet
 follows). Data leaves while ``bytes_in_flight`` stays within the congestion
 window and the pacer has credit; PTO probes pass both. ACK-only packets
-take a packet number but are not tracked: they carry nothing to repeat.
+take a packet number but are not tracked: they carry nothing to repeat,
+and an ACK whose largest is one of them gives no RTT sample (nothing
+bounds how long the partner held it).
 
 Loss recovery. :class:`~peerpunch.recovery.Flight` (RFC 9002 section 6)
 says which packets an ACK newly acknowledges and which are lost. A lost
@@ -46,35 +42,10 @@ import collections
 
 from . import streamwire as W
 from .recovery import Flight, NewReno, Pacer, RttEstimator, persistent_congestion
-from .streamrecv import MAX_PENDING_MESSAGES, RECV_WINDOW
+from .streamqueue import ACKED, GIVEN_UP, SENDING, SendQueue
+from .streamrecv import RECV_WINDOW
 
-QUEUED, SENDING, ACKED, GIVEN_UP = "queued", "sending", "acked", "given up"
 PTO_PROBES = 2
-
-
-class _Message:
-    __slots__ = ("id", "data", "deadline", "state", "unacked")
-
-    def __init__(self, message_id, data, deadline):
-        self.id, self.data, self.deadline = message_id, data, deadline
-        self.state = QUEUED
-        self.unacked = 0
-
-
-class _Fragment:
-    __slots__ = ("msg", "header", "data", "size", "acked", "last_pn", "queued")
-
-    def __init__(self, msg, offset, data):
-        self.msg = msg
-        self.header = W.pack_stream_header(W.STREAM, msg.id, offset, len(msg.data), len(data))
-        self.data = data
-        self.size = W.STREAM_HEADER_LEN + len(data)
-        self.acked = self.queued = False
-        self.last_pn = -1
-
-    def live(self):
-        return not self.acked and self.msg.state == SENDING
-
 
 _Sent = collections.namedtuple("_Sent", "pn time size frags skip seq")
 """A packet in flight: the fragments and the SKIP value it carried; *seq*
@@ -93,11 +64,8 @@ class Outbox:
         self.cc = NewReno(max_payload, 2 * RECV_WINDOW)
         self.pacer = Pacer(max_payload, burst)
         self.pacer.set_rate(self.cc.cwnd, self.rtt.smoothed, True)
-        self.next_id = 1
+        self.queue = SendQueue(self.chunk)
         self.live = 0                           # neither Delivered nor NotDelivered yet
-        self._queue = collections.deque()       # messages waiting for the window
-        self._admitted = collections.deque()    # in the window, oldest first
-        self._window_bytes = 0
         self._unresolved = collections.deque()  # by id (and deadline), front pruned
         self._retx = collections.deque()        # lost fragments to send again
         self._fresh = collections.deque()       # fragments never sent
@@ -117,60 +85,21 @@ class Outbox:
     def send(self, data, now):
         if len(data) > W.MAX_MESSAGE:
             raise ValueError("message of %d bytes exceeds %d" % (len(data), W.MAX_MESSAGE))
-        if self.next_id > W.MAX_ID:
-            raise ValueError("message ids exhausted")
-        msg = _Message(self.next_id, data, now + self.delivery_timeout)
-        self.next_id += 1
+        msg = self.queue.push(data, now + self.delivery_timeout)
         self.live += 1
-        self._queue.append(msg)
         self._unresolved.append(msg)
         return msg.id
 
-    def _window_base(self):
-        admitted = self._admitted
-        while admitted and (admitted[0].state == ACKED or admitted[0].id < self._skip_acked):
-            self._window_bytes -= len(admitted.popleft().data)
-        if admitted:
-            base = admitted[0].id
-        else:
-            base = self._queue[0].id if self._queue else self.next_id
-        if self._skip_acked < self._skip_target:
-            base = min(base, self._skip_acked)
-        return base
-
     def _admit(self):
-        queue = self._queue
-        if not queue:
-            return
-        base = self._window_base()
-        while queue:
-            msg = queue[0]
-            if msg.state == GIVEN_UP:
-                queue.popleft()
-                continue
-            if (msg.id >= base + MAX_PENDING_MESSAGES
-                    or self._window_bytes + len(msg.data) > RECV_WINDOW):
-                break
-            queue.popleft()
-            msg.state = SENDING
-            self._admitted.append(msg)
-            self._window_bytes += len(msg.data)
-            self._fresh.extend(self._fragments(msg))
-
-    def _fragments(self, msg):
-        data, chunk = memoryview(msg.data), self.chunk
-        frags = [_Fragment(msg, offset, data[offset:offset + chunk])
-                 for offset in range(0, len(data) or 1, chunk)]
-        msg.unacked = len(frags)
-        return frags
+        if self.queue.waiting:
+            self._fresh.extend(self.queue.admit(self._skip_acked, self._skip_target))
 
     # ---------------------------------------------------------- packets out
 
     def packets(self, now, inbox):
         self._now = now
         self.on_timers(now)
-        if self._queue:
-            self._admit()
+        self._admit()
         out = []
         if self._probes or self._retx or self._fresh or self._skip_acked < self._skip_target:
             self._send(now, inbox, out)
@@ -414,9 +343,9 @@ class Outbox:
         gone = [msg for msg in self._unresolved if msg.state != ACKED]
         for msg in gone:
             msg.state = GIVEN_UP
-        for queue in (self._unresolved, self._queue, self._admitted, self._retx,
-                      self._fresh, self._probe):
+        for queue in (self._unresolved, self._retx, self._fresh, self._probe):
             queue.clear()
+        self.queue.clear()
         for packet in self.flight.clear():
             self.cc.forget(packet.size)
         self._probes = 0

@@ -123,8 +123,12 @@ def test_stream_refuses_a_message_that_changes_size_or_arrives_in_too_many_piece
         s.datagram_received(packet(stream_frame(2, 2, 12, b"cd"), pn=1), 0.0)
     for piece in range(MAX_FRAGMENT_RANGES):                   # 256 ranges, one more is too many
         s.datagram_received(packet(stream_frame(3, 2 * piece, 1000, b"x"), pn=2 + piece), 0.0)
-    with pytest.raises(StreamError, match="pieces"):
-        s.datagram_received(packet(stream_frame(3, 998, 1000, b"x"), pn=999), 0.0)
+    for k in range(50):                                        # refused, and nothing kept
+        with pytest.raises(StreamError, match="pieces"):
+            s.datagram_received(packet(stream_frame(3, 600 + 2 * k, 1000, b"x"), pn=999 + k), 0.0)
+    assert len(s._inbox._pending[3].edges) == 2 * MAX_FRAGMENT_RANGES
+    s.datagram_received(packet(stream_frame(3, 0, 1000, bytes(1000)), pn=2000), 0.0)   # whole
+    assert s.events() == [] and s._inbox._pending[3] == bytes(1000)                  # waits for 1
 
 
 def test_stream_reassembles_fragments_in_any_order_with_overlaps():
