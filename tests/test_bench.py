@@ -44,3 +44,13 @@ def test_bench_flood_bad_arguments_one_line_exit_2():
                             cwd=ROOT, env=env(), capture_output=True, timeout=30)
     assert result.returncode == 2
     assert len(result.stderr.decode().strip().splitlines()) == 1
+
+
+def test_bench_stream_quick_run_prints_its_table():
+    result = subprocess.run([sys.executable, "bench/stream_bench.py", "--quick"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=120)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "64 KiB, 10 % loss" in out and "base MB/s" in out and "ratio" in out
+    rows = [line for line in out.splitlines() if line.startswith(("chat", "64 KiB"))]
+    assert len(rows) == 6 and all(line.split()[-3] == "0" for line in rows)   # none given up

@@ -92,6 +92,7 @@ def _imports(path):
 
 STDLIB_38 = {
     # what the runtime may use; every name here is in Python 3.8's standard library
+    "bisect",       # the stream: ACK ranges and fragment ranges by binary search
     "_ssl", "argparse", "array", "base64", "binascii", "collections", "ctypes", "dataclasses", "enum",
     "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "math", "os",
     "queue",
