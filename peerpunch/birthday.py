@@ -45,7 +45,6 @@ import logging
 import math
 import random
 
-from . import natcheck
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
 from .events import Notice, State
@@ -161,59 +160,15 @@ class Spray:
 
 
 class BirthdayMixin:
-    """The part of :class:`~peerpunch.session.PeerSession` that learns our
-    NAT's mapping at registration and runs a :class:`Prober` or a
+    """The part of :class:`~peerpunch.session.PeerSession` that runs a :class:`Prober` or a
     :class:`Spray` while a chat looks for a direct path.
 
-    The mapping check (a quick :class:`~peerpunch.natcheck.NatCheck`) starts
-    at the first RegisterAck from a relay of ours; a request's first Connect
-    waits for it up to MAPPING_WAIT, so that the relay can tell the peer. The search starts
+    Our mapping comes from the :class:`~peerpunch.relayclient.RelayClient`'s
+    check at registration. The search starts
     with the punch and stops when a direct path is found, when the chat
     ends, or when its budget is spent; a relayed chat keeps it going, and a
     hit then moves the chat to the direct path ("now direct").
     """
-
-    # -- our mapping
-
-    def _start_mapping_check(self, now):
-        if self._mapping_checked or not P.speaks_extensions(self.relay_features):
-            return []             # done already; or a seed relay, which would choke on STUN
-        self._mapping_checked = True
-        self._natcheck = natcheck.NatCheck(self.relay_addr, quick=True)
-        self._mapping_deadline = now + MAPPING_WAIT
-        out = self._natcheck.start(now)
-        self._timers["natcheck"] = self._natcheck.next_deadline()
-        return out
-
-    def _mapping_pending(self, now):
-        """True while a Connect should wait for the mapping check."""
-        return self._natcheck is not None and now < self._mapping_deadline
-
-    def _stun_datagram(self, data, addr, now):
-        if self._natcheck is None:
-            return []             # a late or duplicate answer
-        return self._natcheck.datagram_received(data, addr, now) + self._natcheck_progress(now)
-
-    def _timer_natcheck(self, now):
-        if self._natcheck is None:
-            return []
-        return self._natcheck.tick(now) + self._natcheck_progress(now)
-
-    def _natcheck_progress(self, now):
-        check = self._natcheck
-        if not check.done:
-            self._timers["natcheck"] = check.next_deadline()
-            return []
-        self._natcheck = None
-        self._timers.pop("natcheck", None)
-        mapping, why = natcheck.mapping_of(check.obs, ())
-        self.mapping = _MAPPINGS.get(mapping)
-        out = [Log(logging.INFO, "our NAT's mapping: %s (%s)" % (self.mapping or "unknown", why))]
-        if self.mapping is not None:
-            out.append(self._to_relay(self._register_msg()))   # so the relay can tell peers
-        if self.state is State.REQUESTING and self._connect_deferred:
-            out += self._timer_connect(now)                     # the first Connect, now
-        return out
 
     # -- the search
 
@@ -229,7 +184,7 @@ class BirthdayMixin:
         if searching and target == self._search_target:
             return []
         out = self._stop_birthday()          # a search for an earlier pairing
-        theirs, ours = self.peer.mapping, self.mapping
+        theirs, ours = self.peer.mapping, self.relay.mapping
         if theirs is None or ours is None or theirs == ours or not self._can_send(self.peer.addr):
             return out
         if now - self._search_started < SEARCH_AGAIN_AFTER:
@@ -238,12 +193,12 @@ class BirthdayMixin:
         self._search_target, self._search_started = target, now
         if ours == P.MAPPING_DEPENDENT:
             self._spray = Spray()
-            self._timers["birthday"] = now + SPRAY_CHECK
+            self._birthday_timer.at(now + SPRAY_CHECK)
             return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
                                  " path (%d extra sockets)" % (self.peer.username, self._spray.count))
                           ] + self._spray.start(self.peer.addr, PING, now)
         self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
-        self._timers["birthday"] = now
+        self._birthday_timer.at(now)
         return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
                              " to %s, %g s)" % (self.peer.username, len(self._prober.ports),
                                                 self.peer.addr[0], len(self._prober.ports) / RATE))]
@@ -253,7 +208,7 @@ class BirthdayMixin:
         known at the punch (a check that outlasted MAPPING_WAIT) and both are
         now, the search this chat has not had yet starts."""
         if self._birthday_needed() and self._search_target != (self.peer.username, self.peer.addr) \
-                and None not in (self.mapping, self.peer.mapping):
+                and None not in (self.relay.mapping, self.peer.mapping):
             return self._start_birthday(now)
         return []
 
@@ -270,25 +225,25 @@ class BirthdayMixin:
             if deadline is None:
                 self._prober = None
             else:
-                self._timers["birthday"] = deadline
+                self._birthday_timer.at(deadline)
             return out
         if self._spray is not None and self._spray.kept is None:
             if not self._birthday_needed() or now >= self._spray.until:
                 return self._spray.close()
-            self._timers["birthday"] = min(now + SPRAY_CHECK, self._spray.until)
+            self._birthday_timer.at(min(now + SPRAY_CHECK, self._spray.until))
         return []
 
     def _stop_birthday(self):
         """The chat ended: close every extra socket."""
         self._prober = None
-        self._timers.pop("birthday", None)
+        self._birthday_timer.stop()
         spray, self._spray = self._spray, None
         return spray.close() if spray is not None else []
 
     def _via_datagram(self, data, addr, now, via):
         """A datagram on one of the Spray's sockets."""
         spray = self._spray
-        if spray is None or via not in spray.open or self.peer is None or addr == self.relay_addr:
+        if spray is None or via not in spray.open or self.peer is None or addr == self.relay.addr:
             self.stats["ignored_strangers"] += 1
             return []
         if via == spray.kept:
@@ -311,5 +266,3 @@ class BirthdayMixin:
 
 SPRAY_CHECK = 0.25     # how often the hard side checks whether its sockets are still needed
 SEARCH_AGAIN_AFTER = HOLD  # a new search (another endpoint) no sooner than this after the last
-MAPPING_WAIT = 1.0     # a Connect waits this long at most for our mapping
-_MAPPINGS = {natcheck.EIM: P.MAPPING_INDEPENDENT, natcheck.SYMMETRIC: P.MAPPING_DEPENDENT}

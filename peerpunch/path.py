@@ -37,7 +37,7 @@ import logging
 from . import families as F
 from . import protocol as P
 from .effects import Log, Send
-from .events import (CONNECT_RETRY, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
+from .events import (DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
                      FALLBACK_AFTER, LOST_AFTER_INTERVALS, MAX_HEARD, PUNCH_INTERVAL,
                      RELAY_PROBE_AFTER, SUSPECT_AFTER, ConnectionLost, Failed, Notice, State)
 from .events import SLOW_AFTER, StillPunching
@@ -105,6 +105,7 @@ class PathMixin:
             return [Failed("the relay introduced %s at %s, which is not an address a peer can"
                            " have" % (msg.username, msg.peer))] + self._end_chat(now)
         self.peer = Peer(msg)
+        self.relay.chat_began(self.peer.username, msg.session)
         self._add_loopback_alias()
         direct = any(map(self._can_send, self.peer.candidates))
         if not direct and not self._fallback_possible():
@@ -114,17 +115,15 @@ class PathMixin:
         self._enter(State.PUNCHING, now)
         self._punch_started = now
         search = self._start_birthday(now)
-        self._timers["probe"] = now
-        self._timers["punch_timeout"] = now + self.punch_timeout
-        self._timers["punch_slow"] = now + SLOW_AFTER
-        if self.target:
-            self._timers["connect"] = now + CONNECT_RETRY
+        self._probe_timer.at(now)
+        self._punch_timeout_timer.at(now + self.punch_timeout)
+        self._punch_slow_timer.at(now + SLOW_AFTER)
         if not direct:               # no family in common: only the relay can carry us
             self._relay_probing = True
             return [Notice("%s: trying through the relay at %s%s"
-                           % (self._family_mismatch(), self.relay_endpoint, FAMILY_HINT))] + search
+                           % (self._family_mismatch(), self.relay.endpoint, FAMILY_HINT))] + search
         if self._fallback_possible():
-            self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
+            self._fallback_timer.at(now + min(FALLBACK_AFTER, self.punch_timeout / 2))
         return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))
                 ] + search
 
@@ -148,7 +147,7 @@ class PathMixin:
             name, F.describe(theirs), F.describe(self.families))
 
     def _relay_is_loopback(self):
-        return self.relay_addr[0] in ("127.0.0.1", "::1") or self.relay_addr[0].startswith("127.")
+        return self.relay.is_loopback()
 
     def _reintroduced(self, msg, now):
         """A repeated introduction. During a chat whose path went quiet it
@@ -254,7 +253,7 @@ class PathMixin:
 
     def _now_relayed(self, now):
         self.peer.via_relay = True
-        self._timers["direct_retry"] = now + DIRECT_RETRY
+        self._direct_retry_timer.at(now + DIRECT_RETRY)
         return [Notice("the direct path to %s went quiet: going through the relay"
                        % self.peer.username)]
 
@@ -269,7 +268,7 @@ class PathMixin:
         moved = not self.peer.via_relay
         self.peer.settle(addr, self._rx_via)
         self.peer.via_relay = False
-        self._timers.pop("direct_retry", None)
+        self._direct_retry_timer.stop()
         self._last_heard = self._last_direct = now
         what = "%s moved to" if moved else "now direct with %s at"
         out = [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
@@ -284,15 +283,15 @@ class PathMixin:
         return [StillPunching(self.peer.username, now - self._punch_started)]
 
     def _timer_probe(self, now):
-        self._timers["probe"] = now + PUNCH_INTERVAL
+        self._probe_timer.at(now + PUNCH_INTERVAL)
         self.stats["probes"] += 1
         out = [Send(PING, addr) for addr in self.peer.candidates if self._can_send(addr)]
         if self._relay_probing:
-            out.append(Send(bytes([RELAYED]) + PING, self.relay_addr))
+            out.append(Send(bytes([RELAYED]) + PING, self.relay.addr))
         return out
 
     def _fallback_possible(self):
-        return P.FEATURE_RELAY in self.relay_features and P.FEATURE_RELAY in self.peer.features
+        return self.relay.forwards and P.FEATURE_RELAY in self.peer.features
 
     def _timer_fallback(self, now):
         """Punching has not worked yet: probe through the relay as well; the
@@ -300,7 +299,7 @@ class PathMixin:
         a handshake that is not getting through, repeat it via the relay."""
         if self.state is State.HANDSHAKING and not self.peer.via_relay:
             self.peer.via_relay = True
-            self._timers["direct_retry"] = now + DIRECT_RETRY
+            self._direct_retry_timer.at(now + DIRECT_RETRY)
             return [Notice("the handshake with %s is not getting through directly: trying"
                            " through the relay" % self.peer.username)]
         if self.state is not State.PUNCHING:
@@ -313,7 +312,7 @@ class PathMixin:
         if self.peer is None or not self.peer.via_relay:
             return []
         fast = now - self._punch_started < DIRECT_RETRY_FAST_FOR
-        self._timers["direct_retry"] = now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW)
+        self._direct_retry_timer.at(now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW))
         ping = P.encode(P.Ping())
         return [Send(ping, addr, self.peer.via) for addr in self.peer.candidates
                 if self._can_send(addr)]
@@ -334,7 +333,7 @@ class PathMixin:
                     % (F.describe([F.family(peer.candidates[0])]), F.describe(self.families),
                        "%s did not answer" % ", ".join(tried) if tried else
                        "the relay did not carry our probes either"))
-        ours = {F.family(self.relay_addr)} | {F.family(P.parse_endpoint(e)) for e in self.local or ()}
+        ours = {F.family(self.relay.addr)} | {F.family(P.parse_endpoint(e)) for e in self.local or ()}
         theirs = set(F.BOTH) if P.FEATURE_DUAL_STACK in peer.features else \
             {F.family(a) for a in peer.candidates}
         if not ours & theirs:
@@ -359,7 +358,7 @@ class PathMixin:
         if suspect and not self._suspect:
             self._suspect = True
             session = self.peer.secret.hex() if self.peer.secret else None
-            out += [self._to_relay(self._register_msg()), self._connect_msg(self.peer.username, session)]
+            out += self.relay.reintroduce(self.peer.username, session)
         if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
                 self._fallback_possible():
             self._relay_probing = True         # ping through the relay as well
@@ -370,12 +369,12 @@ class PathMixin:
         nxt = self._last_ping + step
         if not suspect:                        # wake up to notice the silence in time
             nxt = min(nxt, self._last_heard + SUSPECT_AFTER * interval)
-        self._timers["keepalive"] = min(nxt, self._last_heard + LOST_AFTER_INTERVALS * interval)
+        self._keepalive_timer.at(min(nxt, self._last_heard + LOST_AFTER_INTERVALS * interval))
         if not send:
             return out
         out.append(self._to_peer(P.Ping()))
         if self._relay_probing and not self.peer.via_relay:   # its own copy: not a replay
-            out.append(Send(bytes([RELAYED]) + self._to_peer(P.Ping()).data, self.relay_addr))
+            out.append(Send(bytes([RELAYED]) + self._to_peer(P.Ping()).data, self.relay.addr))
         return out
 
     # -- sending to the peer
@@ -383,7 +382,7 @@ class PathMixin:
     def _reply_bytes(self, data):
         """An answer goes back the way the datagram it answers came."""
         if self._inbound_relayed and not self.peer.via_relay:
-            return Send(bytes([RELAYED]) + data, self.relay_addr)
+            return Send(bytes([RELAYED]) + data, self.relay.addr)
         return self._peer_bytes(data)
 
     def _handshake_bytes(self, frames):
@@ -396,7 +395,7 @@ class PathMixin:
     def _peer_bytes(self, data):
         """Send *data* to the peer on the current path."""
         if self.peer.via_relay:
-            return Send(bytes([RELAYED]) + data, self.relay_addr)
+            return Send(bytes([RELAYED]) + data, self.relay.addr)
         return Send(data, self.peer.addr, self.peer.via)
 
     def _probed(self, addr):

@@ -44,11 +44,12 @@ peer are listened to, and the relay only in what carries our nonce once it
 has shown it (:class:`~peerpunch.registration.RelayAuth`).
 
 Where things live: this module holds the state machine, introduction,
-commands and chat; :mod:`peerpunch.registration` (``RelayMixin``)
-registration, requests and the relay's answers; :mod:`peerpunch.path`
+commands and chat; :mod:`peerpunch.relayclient` (:class:`RelayClient`, a
+machine of its own with its own state and timers) registration, requests,
+our NAT's mapping and the relay's answers, handed back as data events
+(:class:`~peerpunch.relayclient.Introduction`, ...); :mod:`peerpunch.path`
 (``PathMixin``) punching, the relay fallback, roaming and keep-alive;
-:mod:`peerpunch.birthday` (``BirthdayMixin``) our NAT's mapping and the
-birthday search; :mod:`peerpunch.trust` (``TrustMixin``) the secure link
+:mod:`peerpunch.birthday` (``BirthdayMixin``) the birthday search; :mod:`peerpunch.trust` (``TrustMixin``) the secure link
 and key pinning; :mod:`peerpunch.events` the constants, states and events,
 re-exported here.
 """
@@ -60,10 +61,9 @@ import random
 
 from . import families as F
 from . import protocol as P
-from . import stun
 from .birthday import BirthdayMixin
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
-from .events import SLOW_AFTER, Registering, StoppedWaiting
+from .events import StoppedWaiting
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
@@ -74,12 +74,15 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
 from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
 from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
-from .registration import RelayAuth, RelayMixin
+from .registration import RelayAuth  # noqa: F401 -- re-exported
+from .relayclient import (Introduction, RelayClient, RelayState, RequestEnded,
+                          RequestState)
 from .secure import OVERHEAD as SEALED_OVERHEAD
+from .timers import Timer, earliest, fire
 from .trust import TrustMixin
 
 
-class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
+class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
     """One user's client: registration, introduction, punching and chat."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
@@ -97,31 +100,30 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         *families*: the address families our socket reaches (4, 6: see
         :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
-        self.relay_addr = relay_addr
-        self.relay_endpoint = P.format_endpoint(relay_addr)
         self.keepalive = keepalive
         self.punch_timeout = punch_timeout
-        self.register_timeout = register_timeout
-        self.state = None
-        self.relay_features = ()
         self.peer = None
-        self.target = target         # the name we ask the relay for
+        self._pending = target       # a name to ask for once registered
         self.local = tuple(e for e in map(P.format_endpoint, local)
                            if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
         self.identity = identity
         self.backend = backend
-        self.features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
+        features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
         self.families = tuple(families or (F.family(relay_addr),))
         if set(self.families) == set(F.BOTH):
-            self.features += (P.FEATURE_DUAL_STACK,)
+            features += (P.FEATURE_DUAL_STACK,)
         self.known_keys = dict(known_keys or {})
         self.strict = strict
         self.require_encryption = require_encryption
         self.link = None             # how messages reach the peer, once a path is found
         self.stats = collections.Counter()
-        self._token = None           # from RegisterAck: lets us move to a new address
-        self._cookie = None          # from the relay's Cookie, until the RegisterAck
-        self._auth = RelayAuth(random_bytes)   # which datagrams from the relay's address we believe
+        self._rng = rng if rng is not None else random.Random()
+        self.relay = RelayClient(self.username, relay_addr, features=features, local=self.local,
+                                 identity=identity, keepalive=keepalive,
+                                 register_timeout=register_timeout, rng=self._rng,
+                                 random_bytes=random_bytes, stats=self.stats)
+        self._chat_state = None      # PUNCHING, HANDSHAKING or CONNECTED while a chat lives
+        self._closed = False
         self._blocked = None         # why nothing is shown or sent (a changed key)
         self._held = []              # messages from a blocked peer
         self._punch_started = 0.0
@@ -129,40 +131,81 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         self._suspect = False        # the path went quiet; the relay was asked again
         self._last_direct = 0.0      # when the peer was last heard on the direct path
         self._last_ping = 0.0
-        self._reregister_backoff = REREGISTER_RETRY
         self._inbound_relayed = False  # the datagram being handled came through the relay
         self._queue = []             # lines typed before the chat was up
-        self._timers = {}            # name -> when it fires
-        self._register_rto = REGISTER_RTO
-        self._since = 0.0            # when the current state began
+        self._probe_timer = Timer(self._timer_probe)
+        self._punch_timeout_timer = Timer(self._timer_punch_timeout)
+        self._punch_slow_timer = Timer(self._timer_punch_slow)
+        self._fallback_timer = Timer(self._timer_fallback)
+        self._direct_retry_timer = Timer(self._timer_direct_retry)
+        self._keepalive_timer = Timer(self._timer_keepalive)
+        self._link_timer = Timer(self._timer_link)
+        self._birthday_timer = Timer(self._timer_birthday)
         self._last_heard = 0.0
-        self.mapping = None          # our NAT's (P.MAPPINGS), once the check at registration says
-        self._natcheck = None        # that check, while it runs
-        self._mapping_deadline = 0.0
-        self._mapping_checked = False    # the check ran (or runs) for this relay
-        self._connect_deferred = False   # REQUESTING, first Connect waits for that check
-        self._rng = rng if rng is not None else random.Random()
         self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
         self._spray = None           # birthday.Spray: our NAT is the symmetric one
         self._search_target = None   # (name, addr) the last search was for
         self._search_started = float("-inf")
         self._rx_via = 0             # the socket the datagram being handled came in on
-        self._last_nudge = float("-inf")
-        self._waiting = False        # a request that became a wait (WAITING, or asking again)
-        self._unanswered = 0         # re-registrations unanswered in a row
-        self._first_unanswered = 0.0
-        self._relay_silent_since = None  # when the relay stopped answering, if it has
-        self._last_stopping = float("-inf")  # when the relay last said it stops
         self._former = None          # (addr, name, until): the peer of the chat that just ended
+
+    # -- what the relay client knows
+
+    @property
+    def state(self):
+        """The session's State, composed from the relay client's and the chat's."""
+        if self._closed or self.relay.state is RelayState.CLOSED:
+            return State.CLOSED
+        if self.relay.state is RelayState.REGISTERING:
+            return State.REGISTERING
+        if self._chat_state is not None:
+            return self._chat_state
+        req = self.relay.asking(RequestState.REQUESTING, RequestState.WAITING)
+        return State(req.state.value) if req is not None else State.IDLE
+
+    @property
+    def target(self):
+        """The name we ask (or wait) for, or will once registered."""
+        req = self.relay.request
+        return req.target if req is not None else self._pending
+
+    @property
+    def mapping(self):
+        return self.relay.mapping
+
+    @property
+    def relay_addr(self):
+        return self.relay.addr
+
+    @property
+    def relay_endpoint(self):
+        return self.relay.endpoint
+
+    @property
+    def relay_features(self):
+        return self.relay.features
+
+    @property
+    def _token(self):
+        return self.relay.token
+
+    @property
+    def _auth(self):
+        return self.relay.auth
+
+    @property
+    def _relay_silent_since(self):
+        return self.relay.silent_since
+
+    @property
+    def _waiting(self):
+        return self.relay.waits_for() is not None
 
     # -- inputs
 
     def start(self, now):
         """Begin registering; call once."""
-        self.state = State.REGISTERING
-        self._since = now
-        self._timers["register_slow"] = now + SLOW_AFTER
-        return [Registering(self.username, self.relay_endpoint)] + self._send_register(now)
+        return self._from_relay_client(self.relay.start(now), now)
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
@@ -173,7 +216,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if target == self.username:
             return [Failed("you cannot connect to yourself")]
         if self.state is State.REGISTERING:
-            self.target = target
+            self._pending = target
             return []
         if self._waiting and self.state in (State.WAITING, State.REQUESTING):
             if target == self.target:
@@ -181,15 +224,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
             return self.leave_chat(now) + self.connect(target, now)
         if self.state is not State.IDLE:
             return [Notice("already in a chat; /leave it first")]
-        self.target = target
-        self._enter(State.REQUESTING, now)
-        asking = Notice("asking the relay for %s ..." % target)
-        if self._mapping_pending(now):      # let the relay hear our mapping first
-            self._connect_deferred = True
-            self._timers["connect"] = self._mapping_deadline
-            return [asking]
-        self._timers["connect"] = now + CONNECT_RETRY
-        return [asking, self._connect_msg(target)]
+        self._pending = None
+        return self.relay.ask(target, now)
 
     def handle_line(self, line, now):
         """A line the user typed: a command or a chat message."""
@@ -237,8 +273,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.state is State.CLOSED:
             return []
         out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
-        if P.speaks_extensions(self.relay_features) and self.state is not State.REGISTERING:
-            out += [self._to_relay(P.Unregister(token=self._relay_token()))] * 2
+        out += self.relay.quit(now)
         self._enter(State.CLOSED, now)
         return out + [Closed(0, "bye")]
 
@@ -254,33 +289,34 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if from_relay and is_relayed(data):
             if self.peer is None or self.state not in IN_CHAT:
                 self.stats["ignored_relayed"] += 1
-                return self._nudge(now)
+                return self.relay.nudge(now)
             self._rx_via = 0
             return self._from_peer(data[1:], None, now)
-        if stun.is_stun(data) and (from_relay or self._natcheck is not None):
-            return self._stun_datagram(data, addr, now)
+        if self.relay.is_stun_for_us(data, addr):
+            return self._from_relay_client(self.relay.stun_received(data, addr, now), now)
         if not from_relay:
             return self._peer_datagram(data, addr, now, 0)
-        try:
-            msg = P.decode(data)
-        except P.RemoteProtocolError as exc:
-            self.stats["malformed"] += 1
-            return [Log(logging.DEBUG, "dropped datagram from the relay: %s" % exc)]
-        handler = self._RELAY_HANDLERS.get(type(msg))
-        if handler is None:
-            return [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
-        believed, out = self._admit_from_relay(msg)
-        return out + handler(self, msg, now) if believed else out
+        return self._from_relay_client(self.relay.datagram_received(data, now), now)
 
-    def _nudge(self, now):
-        """A relayed datagram while we ask for someone: the relay has paired
-        us and our peer already punches through it, so the PeerInfo meant for
-        us was lost. Ask again now rather than at the next retry."""
-        if self.state is not State.REQUESTING or self._connect_deferred or \
-                now - self._last_nudge < NUDGE_EVERY:
-            return []
-        self._last_nudge = now
-        return [self._connect_msg(self.target)]
+    def _from_relay_client(self, effects, now):
+        """The relay client's effects, with its events for us acted on."""
+        out = []
+        for effect in effects:
+            kind = type(effect)
+            if kind is Introduction:
+                out += self._on_peer_info(effect.info, now)
+            elif kind is RequestEnded:
+                out += self._end_chat(now)
+            else:
+                out.append(effect)
+                if kind is Registered:
+                    out += self._registered(now)
+        return out
+
+    def _registered(self, now):
+        if self._pending:
+            return self.connect(self._pending, now)
+        return [Notice("waiting for someone to connect (or type /connect NAME)")]
 
     def _peer_datagram(self, data, addr, now, via):
         """A datagram from *addr*, not the relay, on socket *via*."""
@@ -302,17 +338,23 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
                     % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
 
     def tick(self, now):
-        """Run whatever timers are due."""
-        out = []
-        for name, when in sorted(self._timers.items(), key=lambda kv: kv[1]):
-            if when <= now and self._timers.get(name) == when:
-                del self._timers[name]
-                out += getattr(self, "_timer_" + name)(now)
-        return out
+        """Run whatever timers are due, soonest first."""
+        return self._from_relay_client(fire(self._all_timers(), now), now)
 
     def next_deadline(self):
         """When tick() is next due, or None."""
-        return min(self._timers.values()) if self._timers else None
+        return earliest(self._all_timers())
+
+    def _all_timers(self):
+        """Every timer; on a tie the chat's run before the request's (a punch
+        that gives up sends no last Connect)."""
+        relay = self.relay.timers()
+        return relay[:4] + self._chat_timers() + relay[4:]
+
+    def _chat_timers(self):
+        return (self._probe_timer, self._punch_timeout_timer, self._punch_slow_timer,
+                self._fallback_timer, self._direct_retry_timer, self._keepalive_timer,
+                self._link_timer, self._birthday_timer)
 
     # -- commands
 
@@ -351,7 +393,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.mapping is not None:
             text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
                                         "one public endpoint per socket")
-        if self._relay_silent_since is not None:
+        if self.relay.silent_since is not None:
             text += "; the relay is not answering"
         return text
 
@@ -359,8 +401,6 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
 
     def _on_peer_info(self, msg, now):
         out = []
-        if self.state is State.REGISTERING:   # the RegisterAck was lost
-            out += self._on_register_ack(self._auth.implied_ack(), now)
         if self.state in IN_CHAT:
             if msg.username != self.peer.username:
                 out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
@@ -370,6 +410,7 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
                 # the relay paired us anew (say a stale SessionFinished ended the
                 # first pairing): its new secret is the one the peer will use
                 self.link = None
+                self.relay.introduced(msg.username, now)
                 return out + self._start_punch(msg, now)
             if msg.mapping and self.peer.mapping is None:
                 self.peer.mapping = msg.mapping
@@ -384,19 +425,8 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
                 out.append(Notice("%d queued line(s) for %s were not sent"
                                   % (len(self._queue), self.target)))
                 self._queue = []
-            self.target = None
-        self._waiting = False
+        self.relay.introduced(msg.username, now)   # drops a request for another name
         return out + self._start_punch(msg, now)
-
-    _RELAY_HANDLERS = {
-        P.RegisterAck: RelayMixin._on_register_ack,
-        P.PeerInfo: _on_peer_info,
-        P.TargetNotFound: RelayMixin._on_target_not_found,
-        P.TargetBusy: RelayMixin._on_target_busy,
-        P.Error: RelayMixin._on_error,
-        P.Online: RelayMixin._on_online,
-        P.Cookie: RelayMixin._on_cookie,
-    }
 
     # -- messages from the peer
 
@@ -426,23 +456,24 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
     # -- helpers
 
     def _enter(self, state, now):
-        self.state = state
-        self._since = now
+        self._chat_state = state if state in IN_CHAT else None
+        if state in (State.HANDSHAKING, State.CONNECTED):
+            self.relay.settled(now)
         self._relay_probing = False
-        self._connect_deferred = False
-        keep = ("fallback",) if state is State.HANDSHAKING else ()
-        for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link",
-                     "wait_retry", "punch_slow"):
-            if name in keep:
-                continue
-            self._timers.pop(name, None)
+        for timer in (self._probe_timer, self._punch_timeout_timer, self._keepalive_timer,
+                      self._link_timer, self._punch_slow_timer):
+            timer.stop()
+        if state is not State.HANDSHAKING:
+            self._fallback_timer.stop()
         if state is State.CLOSED:
-            self._timers.clear()
+            self._closed = True
+            for timer in self._chat_timers():
+                timer.stop()
 
     def _connected(self, now, security):
         self._enter(State.CONNECTED, now)
         self._last_direct = self._last_ping = now
-        self._timers["keepalive"] = now + self.keepalive
+        self._keepalive_timer.at(now + self.keepalive)
         peer = self.peer
         path = "relayed" if peer.via_relay else "direct"
         return [Connected(peer.username, peer.endpoint, path, now - self._punch_started,
@@ -459,22 +490,19 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
 
     def _end_chat(self, now):
         """Back to IDLE; tell the relay; report lines that never left."""
-        watched = self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
-            self._relay_watches()
-        out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
+        partner = self.peer.username if self.peer is not None else self.target
+        out = self.relay.chat_finished(partner, now) + self._stop_birthday()
         if self.peer is not None:       # what it still sends for a moment is not a stranger's
             self._former = (self.peer.addr, self.peer.username, now + FORMER_PEER_FOR)
         if self._queue:
             out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
             self._queue = []
-        self.peer = self.target = self.link = self._blocked = None
-        self._suspect = self._waiting = False
-        self._timers.pop("direct_retry", None)
+        self.peer = self._pending = self.link = self._blocked = None
+        self._suspect = False
+        self._direct_retry_timer.stop()
         self._held = []
         self.stats["probes"] = 0
         self._enter(State.IDLE, now)
-        if watched:                    # a Register that names no watch ends ours
-            out.append(self._to_relay(self._register_msg()))
         return out
 
     def _goodbye(self):

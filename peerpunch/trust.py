@@ -64,11 +64,11 @@ class TrustMixin:
         notes = []
         if self.peer.via_relay and not any(map(self._can_send, self.peer.candidates)):
             notes.append(Notice("the chat goes through the relay at %s (no address family in"
-                                " common for a direct path)" % self.relay_endpoint))
+                                " common for a direct path)" % self.relay.endpoint))
         elif self.peer.via_relay:
-            self._timers["direct_retry"] = now + DIRECT_RETRY
+            self._direct_retry_timer.at(now + DIRECT_RETRY)
             notes.append(Notice("the chat goes through the relay at %s for now; still trying the"
-                                " direct path" % self.relay_endpoint))
+                                " direct path" % self.relay.endpoint))
         if self.identity is not None and P.FEATURE_NOISE in self.peer.features:
             initiator = self.username < self.peer.username
             names = (self.username, self.peer.username) if initiator else \
@@ -80,7 +80,7 @@ class TrustMixin:
             self._enter(State.HANDSHAKING, now)
             if not self.peer.via_relay and self._fallback_possible():
                 # a handshake that has not got through directly by then moves to the relay
-                self._timers["fallback"] = now + HANDSHAKE_FALLBACK_AFTER
+                self._fallback_timer.at(now + HANDSHAKE_FALLBACK_AFTER)
             out = self._handshake_bytes(self.link.start(now))
             self._schedule_link()
             return notes + out
@@ -128,9 +128,9 @@ class TrustMixin:
     def _schedule_link(self):
         deadline = self.link.next_deadline() if self.link is not None else None
         if deadline is None:
-            self._timers.pop("link", None)
+            self._link_timer.stop()
         else:
-            self._timers["link"] = deadline
+            self._link_timer.at(deadline)
 
     def _timer_link(self, now):
         if self.link is None:

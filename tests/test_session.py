@@ -357,7 +357,7 @@ def test_session_introduction_from_someone_else_while_asking_cancels_the_ask():
     alice = net.add_peer("alice", ALICE)
     net.run(1)
     net.line(BOB, "/connect alice")                 # bob's request lands first...
-    alice.state, alice.target = State.REQUESTING, "carol"   # ...while alice asks for carol
+    alice.relay.ask("carol", net.now)               # ...while alice asks for carol (unsent)
     net.run(3)
     assert alice.state is State.CONNECTED and alice.peer.username == "bob" and alice.target is None
     assert "bob connected to you first; no longer asking for carol" in \
