@@ -37,8 +37,9 @@ chances multiply down to nothing useful, and such pairs are relayed.
 Sans-I/O: :class:`Prober` says which addresses to probe when; :class:`Spray`
 says which sockets to open and close, as :class:`~peerpunch.effects.OpenSocket`
 and :class:`~peerpunch.effects.CloseSocket` effects and
-:class:`~peerpunch.effects.Send` effects whose ``via`` names the socket. The
-session (:mod:`peerpunch.path`) decides when each runs.
+:class:`~peerpunch.effects.Send` effects whose ``via`` names the socket.
+:class:`Search` is the small machine a chat's :class:`~peerpunch.path.Path`
+owns: which of the two runs, its timer, when it stops.
 """
 
 import logging
@@ -47,9 +48,10 @@ import random
 
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
-from .events import Notice, State
+from .events import Notice
 from .link import PING, PONG
 from .secure import is_frame
+from .timers import Timer
 
 PORT_FIRST, PORT_LAST = 1024, 65535   # where NATs pick ports (Linux: 1024-65535)
 SOCKETS = 256          # the hard side's extra sockets
@@ -159,109 +161,118 @@ class Spray:
         return [CloseSocket(v) for v in closing]
 
 
-class BirthdayMixin:
-    """The part of :class:`~peerpunch.session.PeerSession` that runs a :class:`Prober` or a
-    :class:`Spray` while a chat looks for a direct path.
+class SearchHistory:
+    """Toward whom, and when, the last search began: kept for the process,
+    so that no datagram from the relay can make us spray again and again."""
 
-    Our mapping comes from the :class:`~peerpunch.relayclient.RelayClient`'s
-    check at registration. The search starts
-    with the punch and stops when a direct path is found, when the chat
-    ends, or when its budget is spent; a relayed chat keeps it going, and a
-    hit then moves the chat to the direct path ("now direct").
-    """
+    def __init__(self):
+        self.target = None           # (name, addr)
+        self.started = float("-inf")
 
-    # -- the search
 
-    def _start_birthday(self, now):
-        """At the punch: our part of a birthday search, if one is needed.
+class Search:
+    """Our part of one chat's birthday search: a :class:`Prober` or a
+    :class:`Spray`, and its timer. *needed()* says whether the chat still
+    wants a direct path (punching, or relayed).
 
-        A repeated introduction of the same endpoint (the relay paired us
-        anew) keeps the search that runs; one of another endpoint stops it,
-        and starts a new one only SEARCH_AGAIN_AFTER the last began: no
-        datagram from the relay can make us spray again and again."""
-        target = (self.peer.username, self.peer.addr)
-        searching = self._spray is not None or self._prober is not None
-        if searching and target == self._search_target:
+    It starts with the punch (:meth:`start`) when one side's NAT is symmetric
+    and the other's is not, and stops when a direct path is found, when the
+    chat ends, or when its budget is spent; a relayed chat keeps it going,
+    and a hit then moves the chat to the direct path ("now direct")."""
+
+    def __init__(self, history, rng, needed):
+        self.history = history
+        self.prober = None           # we probe a symmetric peer's ports
+        self.spray = None            # our NAT is the symmetric one
+        self._rng = rng
+        self._needed = needed
+        self.timer = Timer(self._due)
+
+    @property
+    def running(self):
+        return self.spray is not None or self.prober is not None
+
+    def start(self, peer, ours, now, can_send):
+        """At the punch toward *peer* (a path.Peer), our NAT's mapping
+        *ours*: our part of a search, if one is needed. A repeated
+        introduction of the same endpoint keeps the search that runs; one
+        of another endpoint stops it, and starts a new one only
+        SEARCH_AGAIN_AFTER the last began."""
+        target = (peer.username, peer.addr)
+        if self.running and target == self.history.target:
             return []
-        out = self._stop_birthday()          # a search for an earlier pairing
-        theirs, ours = self.peer.mapping, self.relay.mapping
-        if theirs is None or ours is None or theirs == ours or not self._can_send(self.peer.addr):
+        out = self.stop()                    # a search for an earlier pairing
+        theirs = peer.mapping
+        if theirs is None or ours is None or theirs == ours or not can_send(peer.addr):
             return out
-        if now - self._search_started < SEARCH_AGAIN_AFTER:
+        if now - self.history.started < SEARCH_AGAIN_AFTER:
             return out + [Log(logging.INFO, "no birthday search toward %s: one began %.1f s ago"
-                              % (self.peer.endpoint, now - self._search_started))]
-        self._search_target, self._search_started = target, now
+                              % (peer.endpoint, now - self.history.started))]
+        self.history.target, self.history.started = target, now
         if ours == P.MAPPING_DEPENDENT:
-            self._spray = Spray()
-            self._birthday_timer.at(now + SPRAY_CHECK)
+            self.spray = Spray()
+            self.timer.at(now + SPRAY_CHECK)
             return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
-                                 " path (%d extra sockets)" % (self.peer.username, self._spray.count))
-                          ] + self._spray.start(self.peer.addr, PING, now)
-        self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
-        self._birthday_timer.at(now)
+                                 " path (%d extra sockets)" % (peer.username, self.spray.count))
+                          ] + self.spray.start(peer.addr, PING, now)
+        self.prober = Prober(peer.addr[0], now, rng=self._rng, near=peer.addr[1])
+        self.timer.at(now)
         return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
-                             " to %s, %g s)" % (self.peer.username, len(self._prober.ports),
-                                                self.peer.addr[0], len(self._prober.ports) / RATE))]
+                             " to %s, %g s)" % (peer.username, len(self.prober.ports),
+                                                peer.addr[0], len(self.prober.ports) / RATE))]
 
-    def _late_birthday(self, now):
+    def late(self, peer, ours, now, can_send):
         """A repeated introduction: if our mapping or the peer's was not
-        known at the punch (a check that outlasted MAPPING_WAIT) and both are
-        now, the search this chat has not had yet starts."""
-        if self._birthday_needed() and self._search_target != (self.peer.username, self.peer.addr) \
-                and None not in (self.relay.mapping, self.peer.mapping):
-            return self._start_birthday(now)
+        known at the punch and both are now, the search this chat has not
+        had yet starts."""
+        if self._needed() and self.history.target != (peer.username, peer.addr) \
+                and None not in (ours, peer.mapping):
+            return self.start(peer, ours, now, can_send)
         return []
 
-    def _birthday_needed(self):
-        return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)
-
-    def _timer_birthday(self, now):
-        if self._prober is not None:
-            if not self._birthday_needed():
-                self._prober = None
+    def _due(self, now):
+        if self.prober is not None:
+            if not self._needed():
+                self.prober = None
                 return []
-            out = [Send(PING, addr) for addr in self._prober.due(now)]
-            deadline = self._prober.next_deadline()
+            out = [Send(PING, addr) for addr in self.prober.due(now)]
+            deadline = self.prober.next_deadline()
             if deadline is None:
-                self._prober = None
+                self.prober = None
             else:
-                self._birthday_timer.at(deadline)
+                self.timer.at(deadline)
             return out
-        if self._spray is not None and self._spray.kept is None:
-            if not self._birthday_needed() or now >= self._spray.until:
-                return self._spray.close()
-            self._birthday_timer.at(min(now + SPRAY_CHECK, self._spray.until))
+        if self.spray is not None and self.spray.kept is None:
+            if not self._needed() or now >= self.spray.until:
+                return self.spray.close()
+            self.timer.at(min(now + SPRAY_CHECK, self.spray.until))
         return []
 
-    def _stop_birthday(self):
-        """The chat ended: close every extra socket."""
-        self._prober = None
-        self._birthday_timer.stop()
-        spray, self._spray = self._spray, None
+    def stop(self):
+        """Close every extra socket."""
+        self.prober = None
+        self.timer.stop()
+        spray, self.spray = self.spray, None
         return spray.close() if spray is not None else []
 
-    def _via_datagram(self, data, addr, now, via):
-        """A datagram on one of the Spray's sockets."""
-        spray = self._spray
-        if spray is None or via not in spray.open or self.peer is None or addr == self.relay.addr:
-            self.stats["ignored_strangers"] += 1
-            return []
+    def probed(self, addr):
+        """True if our probes went to *addr*."""
+        return self.prober is not None and self.prober.probed(addr)
+
+    def owns(self, via):
+        return self.spray is not None and via in self.spray.open
+
+    def landed(self, data, addr, via, peer_addr):
+        """A datagram from *addr* on our socket *via*: None if it is not for
+        us, "kept" if on the socket a probe landed on earlier, "hit" (with
+        the other sockets closed) if a probe from the peer lands now."""
+        spray = self.spray
         if via == spray.kept:
-            return self._peer_datagram(data, addr, now, via)
-        if not spray.searching(via) or addr != self.peer.candidates[0] or \
-                not self._birthday_needed() or not (data in (PING, PONG) or is_frame(data)):
-            self.stats["ignored_strangers"] += 1
-            return []
-        out = [Log(logging.INFO, "a probe from %s landed on extra socket %d after %.2f s"
-                   % (self.peer.username, via, now - self._punch_started))]
-        out += spray.keep(via)
-        relayed = self.state is not State.PUNCHING
-        out += self._peer_datagram(data, addr, now, via)
-        if relayed and self.peer is not None and self.peer.via_relay:
-            # answer with a probe of our own: a sealed one moves both sides
-            secure = self.link is not None and self.link.secure and self.link.ready
-            out.append(Send(self.link.seal(P.Ping()) if secure else PING, addr, via))
-        return out
+            return "kept", []
+        if not spray.searching(via) or addr != peer_addr or not self._needed() or \
+                not (data in (PING, PONG) or is_frame(data)):
+            return None, []
+        return "hit", spray.keep(via)
 
 
 SPRAY_CHECK = 0.25     # how often the hard side checks whether its sockets are still needed

@@ -43,14 +43,15 @@ sent are reported, never dropped in silence. Only the relay and the current
 peer are listened to, and the relay only in what carries our nonce once it
 has shown it (:class:`~peerpunch.registration.RelayAuth`).
 
-Where things live: this module holds the state machine, introduction,
-commands and chat; :mod:`peerpunch.relayclient` (:class:`RelayClient`, a
-machine of its own with its own state and timers) registration, requests,
-our NAT's mapping and the relay's answers, handed back as data events
-(:class:`~peerpunch.relayclient.Introduction`, ...); :mod:`peerpunch.path`
-(``PathMixin``) punching, the relay fallback, roaming and keep-alive;
-:mod:`peerpunch.birthday` (``BirthdayMixin``) the birthday search; :mod:`peerpunch.trust` (``TrustMixin``) the secure link
-and key pinning; :mod:`peerpunch.events` the constants, states and events,
+Where things live. :class:`PeerSession` is the router: it owns one
+:class:`~peerpunch.relayclient.RelayClient` (registration, requests, our
+NAT's mapping) and a table partner -> :class:`~peerpunch.chat.Chat` (one
+partner's :class:`~peerpunch.path.Path`, :class:`~peerpunch.trust.Trust`
+and queued lines), hands each datagram to the machine it is for with its
+:class:`~peerpunch.path.Origin`, and acts on the data events they hand back
+(an introduction, a request or a chat that ended). Its own state is only
+what it composes from theirs (``state``). The table holds one chat at a
+time today. :mod:`peerpunch.events` holds the constants, states and events,
 re-exported here.
 """
 
@@ -61,29 +62,27 @@ import random
 
 from . import families as F
 from . import protocol as P
-from .birthday import BirthdayMixin
+from .birthday import SearchHistory
+from .chat import Chat
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
-from .events import StoppedWaiting
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
     MAX_HELD, MAX_QUEUED, NUDGE_EVERY, PUNCH_INTERVAL, PUNCH_TIMEOUT, REGISTER_RTO,
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
-    PeerLeft, PinKey, Registered, State)
+    PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
-from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
+from .path import RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, Peer  # noqa: F401
 from .registration import RelayAuth  # noqa: F401 -- re-exported
-from .relayclient import (Introduction, RelayClient, RelayState, RequestEnded,
-                          RequestState)
-from .secure import OVERHEAD as SEALED_OVERHEAD
-from .timers import Timer, earliest, fire
-from .trust import TrustMixin
+from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
+from .timers import earliest, fire
+from .trust import Trust, whoami
 
 
-class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
-    """One user's client: registration, introduction, punching and chat."""
+class PeerSession:
+    """One user's client: the relay client, the chats, the commands."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
@@ -100,56 +99,33 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         *families*: the address families our socket reaches (4, 6: see
         :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
-        self.keepalive = keepalive
-        self.punch_timeout = punch_timeout
-        self.peer = None
-        self._pending = target       # a name to ask for once registered
+        self.identity = identity
+        self.known_keys = dict(known_keys or {})
+        self.stats = collections.Counter()
         self.local = tuple(e for e in map(P.format_endpoint, local)
                            if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
-        self.identity = identity
-        self.backend = backend
-        features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
         self.families = tuple(families or (F.family(relay_addr),))
+        features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
         if set(self.families) == set(F.BOTH):
             features += (P.FEATURE_DUAL_STACK,)
-        self.known_keys = dict(known_keys or {})
-        self.strict = strict
-        self.require_encryption = require_encryption
-        self.link = None             # how messages reach the peer, once a path is found
-        self.stats = collections.Counter()
         self._rng = rng if rng is not None else random.Random()
         self.relay = RelayClient(self.username, relay_addr, features=features, local=self.local,
                                  identity=identity, keepalive=keepalive,
                                  register_timeout=register_timeout, rng=self._rng,
                                  random_bytes=random_bytes, stats=self.stats)
-        self._chat_state = None      # PUNCHING, HANDSHAKING or CONNECTED while a chat lives
+        self._path_options = dict(relay=self.relay, families=self.families, local=self.local,
+                                  keepalive=keepalive, punch_timeout=punch_timeout,
+                                  rng=self._rng, stats=self.stats, history=SearchHistory())
+        self._trust_options = dict(username=self.username, identity=identity, backend=backend,
+                                   known_keys=self.known_keys, strict=strict,
+                                   require_encryption=require_encryption)
+        self.chats = {}              # partner -> Chat (one at a time today)
+        self._pending = target       # a name to ask for once registered
+        self._lines = []             # lines typed for the name we ask for, before its chat
         self._closed = False
-        self._blocked = None         # why nothing is shown or sent (a changed key)
-        self._held = []              # messages from a blocked peer
-        self._punch_started = 0.0
-        self._relay_probing = False  # punching through the relay's fallback too
-        self._suspect = False        # the path went quiet; the relay was asked again
-        self._last_direct = 0.0      # when the peer was last heard on the direct path
-        self._last_ping = 0.0
-        self._inbound_relayed = False  # the datagram being handled came through the relay
-        self._queue = []             # lines typed before the chat was up
-        self._probe_timer = Timer(self._timer_probe)
-        self._punch_timeout_timer = Timer(self._timer_punch_timeout)
-        self._punch_slow_timer = Timer(self._timer_punch_slow)
-        self._fallback_timer = Timer(self._timer_fallback)
-        self._direct_retry_timer = Timer(self._timer_direct_retry)
-        self._keepalive_timer = Timer(self._timer_keepalive)
-        self._link_timer = Timer(self._timer_link)
-        self._birthday_timer = Timer(self._timer_birthday)
-        self._last_heard = 0.0
-        self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
-        self._spray = None           # birthday.Spray: our NAT is the symmetric one
-        self._search_target = None   # (name, addr) the last search was for
-        self._search_started = float("-inf")
-        self._rx_via = 0             # the socket the datagram being handled came in on
         self._former = None          # (addr, name, until): the peer of the chat that just ended
 
-    # -- what the relay client knows
+    # -- what the machines know
 
     @property
     def state(self):
@@ -158,10 +134,15 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             return State.CLOSED
         if self.relay.state is RelayState.REGISTERING:
             return State.REGISTERING
-        if self._chat_state is not None:
-            return self._chat_state
+        if self.chat is not None:
+            return self.chat.state
         req = self.relay.asking(RequestState.REQUESTING, RequestState.WAITING)
         return State(req.state.value) if req is not None else State.IDLE
+
+    @property
+    def chat(self):
+        """The chat, if one lives (the table holds one at a time today)."""
+        return next(iter(self.chats.values()), None)
 
     @property
     def target(self):
@@ -170,56 +151,37 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         return req.target if req is not None else self._pending
 
     @property
+    def peer(self):
+        return self.chat.peer if self.chat is not None else None
+
+    @property
+    def link(self):
+        return self.chat.link if self.chat is not None else None
+
+    @property
     def mapping(self):
         return self.relay.mapping
-
-    @property
-    def relay_addr(self):
-        return self.relay.addr
-
-    @property
-    def relay_endpoint(self):
-        return self.relay.endpoint
-
-    @property
-    def relay_features(self):
-        return self.relay.features
-
-    @property
-    def _token(self):
-        return self.relay.token
-
-    @property
-    def _auth(self):
-        return self.relay.auth
-
-    @property
-    def _relay_silent_since(self):
-        return self.relay.silent_since
-
-    @property
-    def _waiting(self):
-        return self.relay.waits_for() is not None
 
     # -- inputs
 
     def start(self, now):
         """Begin registering; call once."""
-        return self._from_relay_client(self.relay.start(now), now)
+        return self._acted_on(self.relay.start(now), now)
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
         try:
             P.check_username(target)
-        except ValueError as exc:
+        except ValueError as exc:           # what the user typed, not the network
             return [Failed("cannot connect to %r: %s" % (target, exc))]
         if target == self.username:
             return [Failed("you cannot connect to yourself")]
         if self.state is State.REGISTERING:
             self._pending = target
             return []
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
-            if target == self.target:
+        waiting = self.relay.waits_for()
+        if waiting is not None:
+            if target == waiting:
                 return [Notice("already waiting for %s (/leave to stop)" % target)]
             return self.leave_chat(now) + self.connect(target, now)
         if self.state is not State.IDLE:
@@ -238,43 +200,40 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         nothing but blanks is not sent."""
         if not text or text.isspace():
             return []
-        if self.state is State.CONNECTED and not self._blocked and not self._suspect:
-            return self._send_chat(text)
-        if self.state in IN_CHAT or self.state in (State.REQUESTING, State.WAITING) or \
+        chat = self.chat
+        if chat is not None:
+            return chat.send_line(text) if chat.up() else chat.hold_line(text)
+        if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
-            if len(self._queue) >= MAX_QUEUED:
+            if len(self._lines) >= MAX_QUEUED:
                 return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
-            self._queue.append(text)
-            if len(self._queue) > 1:
-                return []
-            if self._blocked:
-                return [Notice("(held until you /trust or /leave)")]
-            if self.state is State.CONNECTED:      # the path went quiet
-                return [Notice("(held: %s has not been heard for a while; sent when it is)"
-                               % self.peer.username)]
-            return [Notice("(queued until connected)")]
+            self._lines.append(text)
+            return [Notice("(queued until connected)")] if len(self._lines) == 1 else []
         return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
 
     def leave_chat(self, now):
         """End the current chat (or request) and stay registered."""
-        if self.state in IN_CHAT:
-            who = self.peer.username
-            return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
-            target = self.target
-            return self._end_chat(now) + [StoppedWaiting(target)]
+        chat = self.chat
+        if chat is not None:
+            return chat.goodbye() + self._end_chat(chat, now) + \
+                [Notice("left the chat with %s" % chat.partner)]
+        target = self.relay.waits_for()
+        if target is not None:
+            return self._end_request(now) + [StoppedWaiting(target)]
         if self.state is State.REQUESTING:
             target = self.target
-            return self._end_chat(now) + [Notice("stopped asking for %s" % target)]
+            return self._end_request(now) + [Notice("stopped asking for %s" % target)]
         return [Notice("not in a chat")]
 
     def quit(self, now):
         """Say goodbye to the peer and close for good."""
         if self.state is State.CLOSED:
             return []
-        out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
+        out = []
+        for chat in list(self.chats.values()):
+            out += chat.goodbye() + self._end_chat(chat, now)
         out += self.relay.quit(now)
-        self._enter(State.CLOSED, now)
+        self._closed = True
         return out + [Closed(0, "bye")]
 
     def datagram_received(self, data, addr, now, via=0):
@@ -284,29 +243,70 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if self.state is State.CLOSED:
             return []
         if via:
-            return self._via_datagram(data, addr, now, via)
-        from_relay = addr == self.relay_addr
-        if from_relay and is_relayed(data):
-            if self.peer is None or self.state not in IN_CHAT:
+            return self._via_datagram(data, Origin(addr, via, False), now)
+        if addr == self.relay.addr and is_relayed(data):
+            chat = self.chat
+            if chat is None:
                 self.stats["ignored_relayed"] += 1
                 return self.relay.nudge(now)
-            self._rx_via = 0
-            return self._from_peer(data[1:], None, now)
+            return self._acted_on(chat.received(data[1:], RELAYED_ORIGIN, now), now)
         if self.relay.is_stun_for_us(data, addr):
-            return self._from_relay_client(self.relay.stun_received(data, addr, now), now)
-        if not from_relay:
-            return self._peer_datagram(data, addr, now, 0)
-        return self._from_relay_client(self.relay.datagram_received(data, now), now)
+            return self._acted_on(self.relay.stun_received(data, addr, now), now)
+        if addr != self.relay.addr:
+            return self._peer_datagram(data, Origin(addr, 0, False), now)
+        return self._acted_on(self.relay.datagram_received(data, now), now)
 
-    def _from_relay_client(self, effects, now):
-        """The relay client's effects, with its events for us acted on."""
+    def tick(self, now):
+        """Run whatever timers are due, soonest first."""
+        return fire(self._all_timers(), now, lambda effects: self._acted_on(effects, now))
+
+    def next_deadline(self):
+        """When tick() is next due, or None."""
+        return earliest(self._all_timers())
+
+    def _all_timers(self):
+        """Every timer; on a tie the chats' run before the request's (a punch
+        that gives up sends no last Connect)."""
+        relay = self.relay.timers()
+        chats = sum((chat.timers() for chat in self.chats.values()), ())
+        return relay[:4] + chats + relay[4:]
+
+    # -- routing
+
+    def _peer_datagram(self, data, origin, now):
+        for chat in self.chats.values():
+            if chat.path.accepts(origin.addr, data, chat.link):
+                return self._acted_on(chat.received(data, origin, now), now)
+        return self._ignored(data, origin.addr, now)
+
+    def _via_datagram(self, data, origin, now):
+        for chat in self.chats.values():
+            if chat.path.search.owns(origin.via):
+                return self._acted_on(chat.spray_received(data, origin, now), now)
+        self.stats["ignored_strangers"] += 1
+        return []
+
+    def _ignored(self, data, addr, now):
+        if self._former is not None and addr == self._former[0] and now < self._former[2]:
+            self.stats["late_from_former_peer"] += 1     # its last Goodbye copies, say
+            return [Log(logging.DEBUG, "ignored %d bytes from %s, %s's address: that chat has"
+                        " ended" % (len(data), P.format_endpoint(addr), self._former[1]))]
+        self.stats["ignored_strangers"] += 1
+        return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
+                    % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+
+    def _acted_on(self, effects, now):
+        """The machines' effects, with their events for us acted on."""
         out = []
         for effect in effects:
             kind = type(effect)
             if kind is Introduction:
-                out += self._on_peer_info(effect.info, now)
+                out += self._introduced(effect.info, now)
             elif kind is RequestEnded:
-                out += self._end_chat(now)
+                out += self._end_request(now)
+            elif kind is EndChat:
+                chat = self.chats.get(effect.partner)
+                out += self._end_chat(chat, now) if chat is not None else []
             else:
                 out.append(effect)
                 if kind is Registered:
@@ -318,43 +318,64 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
             return self.connect(self._pending, now)
         return [Notice("waiting for someone to connect (or type /connect NAME)")]
 
-    def _peer_datagram(self, data, addr, now, via):
-        """A datagram from *addr*, not the relay, on socket *via*."""
-        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or \
-            (self.peer is not None and self.peer.via_relay)
-        if (self.peer is None or addr != self.peer.addr) and \
-                not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
-            return self._ignored(data, addr, now)
-        self._rx_via = via
-        return self._from_peer(data, addr, now)
+    # -- chats begin and end
 
-    def _ignored(self, data, addr, now):
-        if self._former is not None and addr == self._former[0] and now < self._former[2]:
-            self.stats["late_from_former_peer"] += 1     # its last Goodbye copies, say
-            return [Log(logging.DEBUG, "ignored %d bytes from %s, %s's address: that chat has"
-                        " ended" % (len(data), P.format_endpoint(addr), self._former[1]))]
-        self.stats["ignored_strangers"] += 1
-        return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
-                    % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
+    def _introduced(self, info, now):
+        """The relay introduced us to *info*'s partner: a new chat, a chat
+        paired anew, or a repeat."""
+        chat = self.chat
+        if chat is not None:
+            return self._reintroduced(chat, info, now)
+        if self.state not in (State.IDLE, State.REQUESTING, State.WAITING):
+            return []
+        out = []
+        if self.state is not State.IDLE and info.username != self.target:
+            out.append(Notice("%s connected to you first; no longer %s for %s"
+                              % (info.username, "waiting" if self.relay.waits_for() else "asking",
+                                 self.target)))
+            if self._lines:          # typed for the target: never hand them to someone else
+                out.append(Notice("%d queued line(s) for %s were not sent"
+                                  % (len(self._lines), self.target)))
+                self._lines = []
+        self.relay.introduced(info.username, now)   # drops a request for another name
+        chat = Chat(info.username, path=Path(**self._path_options),
+                    trust=Trust(**self._trust_options), stats=self.stats)
+        chat.queue, self._lines = self._lines, []
+        self.chats[info.username] = chat
+        return out + self._punch(chat, info, now)
 
-    def tick(self, now):
-        """Run whatever timers are due, soonest first."""
-        return self._from_relay_client(fire(self._all_timers(), now), now)
+    def _reintroduced(self, chat, info, now):
+        if info.username != chat.partner:
+            return [Log(logging.INFO, "ignored an introduction to %s during a chat"
+                        % info.username)]
+        if chat.state is not State.CONNECTED and (info.session or "") != chat.peer.secret.hex():
+            # the relay paired us anew (say a stale SessionFinished ended the
+            # first pairing): its new secret is the one the peer will use
+            self.relay.introduced(info.username, now)
+            return self._punch(chat, info, now)
+        return chat.reintroduced(info, now)
 
-    def next_deadline(self):
-        """When tick() is next due, or None."""
-        return earliest(self._all_timers())
+    def _punch(self, chat, info, now):
+        self.relay.chat_began(info.username, info.session)
+        return self._acted_on(chat.start(info, now), now)
 
-    def _all_timers(self):
-        """Every timer; on a tie the chat's run before the request's (a punch
-        that gives up sends no last Connect)."""
-        relay = self.relay.timers()
-        return relay[:4] + self._chat_timers() + relay[4:]
+    def _end_chat(self, chat, now):
+        """Tell the relay; close the chat; what it still sends for a moment
+        is not a stranger's."""
+        out = self.relay.chat_finished(chat.partner, now) + chat.close()
+        if chat.peer is not None:
+            self._former = (chat.peer.addr, chat.partner, now + FORMER_PEER_FOR)
+        self.chats.pop(chat.partner, None)
+        self.stats["probes"] = 0
+        return out
 
-    def _chat_timers(self):
-        return (self._probe_timer, self._punch_timeout_timer, self._punch_slow_timer,
-                self._fallback_timer, self._direct_retry_timer, self._keepalive_timer,
-                self._link_timer, self._birthday_timer)
+    def _end_request(self, now):
+        out = self.relay.chat_finished(self.target, now)
+        self._pending = None
+        if self._lines:
+            out.append(Notice("%d queued line(s) were not sent" % len(self._lines)))
+            self._lines = []
+        return out
 
     # -- commands
 
@@ -372,23 +393,37 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if name == "help":
             return [Notice(HELP)]
         if name == "whoami":
-            return [Notice(self.whoami())]
+            return [Notice(whoami(self.username, self.identity))]
         if name == "verify":
             return [Notice(self.verify())]
         if name == "trust":
             return self.trust(now)
         return [Notice("unknown command %r: /help lists them" % line.split()[0])]
 
+    def verify(self):
+        chat = self.chat
+        if chat is None or chat.link is None:
+            return "/verify needs an encrypted chat"
+        return chat.trust.verify(chat.partner, chat.state is State.CONNECTED)
+
+    def trust(self, now):
+        """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
+        chat = self.chat
+        if chat is None:
+            return [Notice("nothing to trust")]
+        return chat.trust_key()
+
     def status(self, now=None):
         state = self.state.value
-        if self.state is State.CONNECTED and self._suspect:      # the path went quiet
-            quiet = "a while" if now is None else "%d s" % (now - self._last_heard)
-            state = "connected, but %s has not been heard for %s" % (self.peer.username, quiet)
-        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, state)
-        if self.peer is not None:
-            text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
-                                          " (relayed)" if self.peer.via_relay else "")
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+        chat = self.chat
+        if chat is not None and chat.state is State.CONNECTED and chat.path.suspect:
+            quiet = "a while" if now is None else "%d s" % (now - chat.path.last_heard)
+            state = "connected, but %s has not been heard for %s" % (chat.partner, quiet)
+        text = "you are %s at relay %s (%s)" % (self.username, self.relay.endpoint, state)
+        if chat is not None:
+            text += "; peer %s at %s%s" % (chat.partner, chat.peer.endpoint,
+                                          " (relayed)" if chat.peer.via_relay else "")
+        if self.relay.waits_for() is not None:
             text += "; waiting for %s to come online" % self.target
         if self.mapping is not None:
             text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
@@ -396,123 +431,3 @@ class PeerSession(PathMixin, TrustMixin, BirthdayMixin):
         if self.relay.silent_since is not None:
             text += "; the relay is not answering"
         return text
-
-    # -- messages from the relay
-
-    def _on_peer_info(self, msg, now):
-        out = []
-        if self.state in IN_CHAT:
-            if msg.username != self.peer.username:
-                out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
-                               % msg.username))
-                return out
-            if self.state is not State.CONNECTED and (msg.session or "") != self.peer.secret.hex():
-                # the relay paired us anew (say a stale SessionFinished ended the
-                # first pairing): its new secret is the one the peer will use
-                self.link = None
-                self.relay.introduced(msg.username, now)
-                return out + self._start_punch(msg, now)
-            if msg.mapping and self.peer.mapping is None:
-                self.peer.mapping = msg.mapping
-            out += self._late_birthday(now)
-            return out + self._reintroduced(msg, now)
-        if self.state not in (State.IDLE, State.REQUESTING, State.WAITING):
-            return out
-        if self.state is not State.IDLE and msg.username != self.target:
-            out.append(Notice("%s connected to you first; no longer %s for %s"
-                              % (msg.username, "waiting" if self._waiting else "asking", self.target)))
-            if self._queue:          # typed for the target: never hand them to someone else
-                out.append(Notice("%d queued line(s) for %s were not sent"
-                                  % (len(self._queue), self.target)))
-                self._queue = []
-        self.relay.introduced(msg.username, now)   # drops a request for another name
-        return out + self._start_punch(msg, now)
-
-    # -- messages from the peer
-
-    def _on_ping(self, msg, now):
-        return [self._reply_bytes(self._to_peer(P.Pong()).data)]
-
-    def _on_pong(self, msg, now):
-        return []
-
-    def _on_direct_message(self, msg, now):
-        if self._blocked:
-            if len(self._held) < MAX_HELD:
-                self._held.append(msg.content)
-            return []
-        return [ChatMessage(self.peer.username, msg.content)]
-
-    def _on_goodbye(self, msg, now):
-        return [PeerLeft(self.peer.username)] + self._end_chat(now)
-
-    _PEER_HANDLERS = {
-        P.Ping: _on_ping,
-        P.Pong: _on_pong,
-        P.DirectMessage: _on_direct_message,
-        P.Goodbye: _on_goodbye,
-    }
-
-    # -- helpers
-
-    def _enter(self, state, now):
-        self._chat_state = state if state in IN_CHAT else None
-        if state in (State.HANDSHAKING, State.CONNECTED):
-            self.relay.settled(now)
-        self._relay_probing = False
-        for timer in (self._probe_timer, self._punch_timeout_timer, self._keepalive_timer,
-                      self._link_timer, self._punch_slow_timer):
-            timer.stop()
-        if state is not State.HANDSHAKING:
-            self._fallback_timer.stop()
-        if state is State.CLOSED:
-            self._closed = True
-            for timer in self._chat_timers():
-                timer.stop()
-
-    def _connected(self, now, security):
-        self._enter(State.CONNECTED, now)
-        self._last_direct = self._last_ping = now
-        self._keepalive_timer.at(now + self.keepalive)
-        peer = self.peer
-        path = "relayed" if peer.via_relay else "direct"
-        return [Connected(peer.username, peer.endpoint, path, now - self._punch_started,
-                          security)] + self._flush_queue()
-
-    def _flush_queue(self):
-        if self._blocked:
-            return []
-        out = []
-        queued, self._queue = self._queue, []
-        for text in queued:
-            out += self._send_chat(text)
-        return out
-
-    def _end_chat(self, now):
-        """Back to IDLE; tell the relay; report lines that never left."""
-        partner = self.peer.username if self.peer is not None else self.target
-        out = self.relay.chat_finished(partner, now) + self._stop_birthday()
-        if self.peer is not None:       # what it still sends for a moment is not a stranger's
-            self._former = (self.peer.addr, self.peer.username, now + FORMER_PEER_FOR)
-        if self._queue:
-            out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
-            self._queue = []
-        self.peer = self._pending = self.link = self._blocked = None
-        self._suspect = False
-        self._direct_retry_timer.stop()
-        self._held = []
-        self.stats["probes"] = 0
-        self._enter(State.IDLE, now)
-        return out
-
-    def _goodbye(self):
-        if self.link is not None and not self.link.ready:
-            return []                  # nothing we could send would authenticate
-        return [self._to_peer(P.Goodbye()) for _ in range(GOODBYE_COPIES)]
-
-    def _send_chat(self, text):
-        limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
-        return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text, limit)]
-
-    def _to_peer(self, msg):
-        return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))

@@ -41,13 +41,17 @@ def earliest(timers):
     return min((t.when for t in timers if t.when is not None), default=None)
 
 
-def fire(timers, now):
-    """Run each of *timers* due by *now*, soonest first; the effects in order."""
+def fire(timers, now, then=None):
+    """Run each of *timers* due by *now*, soonest first; the effects in
+    order. *then* (effects -> effects), if given, acts on each timer's
+    effects before the next timer runs (an owner ending a chat stops timers
+    that would otherwise still run)."""
     pending = sorted(((t.when, i, t) for i, t in enumerate(timers) if t.when is not None),
                      key=lambda entry: entry[:2])
     out = []
     for when, _, timer in pending:
         if when <= now and timer.when == when:
             timer.when = None
-            out += timer.due(now)
+            effects = timer.due(now)
+            out += then(effects) if then is not None else effects
     return out

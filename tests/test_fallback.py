@@ -267,7 +267,7 @@ def test_lines_typed_while_the_path_is_suspect_are_held_and_delivered_once_it_is
     net.block(ALICE, BOB)
     net.block(ALICE, RELAY)                      # nothing gets out for a while
     net.run(4 * S.SUSPECT_AFTER + 0.5)
-    assert alice._suspect
+    assert alice.chat.path.suspect
     net.line(ALICE, "typed into the silence")
     net.line(ALICE, "and another")
     notices = [e.text for e in net.shown(ALICE, S.Notice)]
@@ -357,7 +357,7 @@ def test_a_relayed_datagram_while_requesting_asks_the_relay_again_at_once():
     assert alice.state is State.REQUESTING
     probe = bytes([RELAYED]) + P.encode(P.Ping())
     out = alice.datagram_received(probe, RELAY, net.now)
-    assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice._token)]
+    assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice.relay.token)]
     assert alice.datagram_received(probe, RELAY, net.now + 0.1) == []        # rate-limited
     assert len(alice.datagram_received(probe, RELAY, net.now + S.NUDGE_EVERY)) == 1
     net.drop = None

@@ -40,7 +40,7 @@ def test_session_registers_and_waits():
     assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
     first = net.sent(BOB, RELAY)[0]
     assert first.startswith(b'{"Register":{"username":"bob","features":["ext","relay1"],"nonce":"')
-    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob._auth.nonce)
+    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob.relay.auth.nonce)
     assert len(first) == 200 and first.endswith(b'","pad":"' + b" " * 89 + b'"}}')
 
 
@@ -414,7 +414,7 @@ def test_session_a_seed_relay_in_place_of_ours_gets_only_seed_bytes():
     session.start(0.0)
     session.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1"), token="ab" * 16)),
                               relay, 0.1)
-    assert session._token == "ab" * 16
+    assert session.relay.token == "ab" * 16
     session.datagram_received(b'"RegisterAck"', relay, 1.0)
     out = session.connect("bob", 2.0) + session.leave_chat(2.5)
     sent = [e.data for e in out if isinstance(e, S.Send)]

@@ -454,7 +454,7 @@ def test_relay_stopping_again_and_again_is_said_once_a_minute(with_nonce):
     bob = net.add_peer("bob", BOB)
     net.run(5)
     stopping = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="stopping",
-                                nonce=bob._auth.nonce if with_nonce else None))
+                                nonce=bob.relay.auth.nonce if with_nonce else None))
     for _ in range(60):                              # one a second for a minute
         net._emit(BOB, bob.datagram_received(stopping, RELAY, net.now))
         net.run(1)
