@@ -212,14 +212,13 @@ class Search:
         if ours == P.MAPPING_DEPENDENT:
             self.spray = Spray()
             self.timer.at(now + SPRAY_CHECK)
-            return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
-                                 " path (%d extra sockets)" % (peer.username, self.spray.count))
+            return out + [Notice("search_spray", name=peer.username, sockets=self.spray.count)
                           ] + self.spray.start(peer.addr, PING, now)
         self.prober = Prober(peer.addr[0], now, rng=self._rng, near=peer.addr[1])
         self.timer.at(now)
-        return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
-                             " to %s, %g s)" % (peer.username, len(self.prober.ports),
-                                                peer.addr[0], len(self.prober.ports) / RATE))]
+        probes = len(self.prober.ports)
+        return out + [Notice("search_probe", name=peer.username, probes=probes, ip=peer.addr[0],
+                             seconds=probes / RATE)]
 
     def late(self, peer, ours, now, can_send):
         """A repeated introduction: if our mapping or the peer's was not

@@ -192,7 +192,7 @@ class Chat:
         peer = self.peer
         path = "relayed" if peer.via_relay else "direct"
         return [Connected(peer.username, peer.endpoint, path, now - self.path.started,
-                          self.trust.security())] + self.flush()
+                          self.trust.fingerprint())] + self.flush()
 
     def _schedule_link(self):
         deadline = self.link.next_deadline() if self.link is not None else None
@@ -204,8 +204,7 @@ class Chat:
         try:
             frames = self.link.tick(now)
         except LinkFailed as exc:
-            reason = "could not secure the chat with %s: %s" % (self.partner, exc)
-            return [Failed(reason)] + self._end()
+            return [Failed("not_secured", name=self.partner, why=str(exc))] + self._end()
         self._schedule_link()
         if not self.link.ready:
             return self.path.handshake_sends(frames)
@@ -220,16 +219,15 @@ class Chat:
     def hold_line(self, text):
         """Queue *text* until the chat is up (or heard again)."""
         if len(self.queue) >= MAX_QUEUED:
-            return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
+            return [Notice("queue_full", count=MAX_QUEUED)]
         self.queue.append(text)
         if len(self.queue) > 1:
             return []
         if self.trust.blocked:
-            return [Notice("(held until you /trust or /leave)")]
+            return [Notice("held_blocked")]
         if self.state is State.CONNECTED:      # the path went quiet
-            return [Notice("(held: %s has not been heard for a while; sent when it is)"
-                           % self.partner)]
-        return [Notice("(queued until connected)")]
+            return [Notice("held_quiet", name=self.partner)]
+        return [Notice("queued")]
 
     def send_line(self, text):
         limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
@@ -251,8 +249,7 @@ class Chat:
         self.path.suspect = False
         if not self.queue or self.state is not State.CONNECTED or self.trust.blocked:
             return []
-        return [Notice("%s is heard again: sending %d held line(s)"
-                       % (self.partner, len(self.queue)))] + self.flush()
+        return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush()
 
     def trust_key(self):
         """/trust: accept a changed key; the held messages, the queued lines."""
@@ -273,7 +270,7 @@ class Chat:
         self.link_timer.stop()
         out = self.path.close()
         if self.queue:
-            out.append(Notice("%d queued line(s) were not sent" % len(self.queue)))
+            out.append(Notice("not_sent", count=len(self.queue)))
             self.queue = []
         return out
 

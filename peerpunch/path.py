@@ -59,7 +59,6 @@ from .secure import DATA, is_frame
 from .timers import Timer, earliest, fire
 
 SEALED_DATA = bytes([DATA])
-FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
 
 Origin = collections.namedtuple("Origin", "addr via relayed")
 Origin.__doc__ = """Where a datagram came from: *addr* (None if *relayed*: the relay
@@ -180,15 +179,14 @@ class Path:
         """Punch towards the peer the relay introduced in *info*."""
         if not P.is_peer_endpoint(info.peer, allow_loopback=self.relay.is_loopback()):
             self.stats["bad_introductions"] += 1
-            return [Failed("the relay introduced %s at %s, which is not an address a peer can"
-                           " have" % (info.username, info.peer)), EndChat()]
+            return [Failed("bad_introduction", name=info.username, endpoint=info.peer), EndChat()]
         self.peer = Peer(info)
         self._add_loopback_alias()
         direct = any(map(self.can_send, self.peer.candidates))
         if not direct and not self.fallback_possible():
             self.stats["no_shared_family"] += 1
-            return [Failed("cannot reach %s: %s%s" % (self.peer.username, self._family_mismatch(),
-                                                      FAMILY_HINT)), EndChat()]
+            return [Failed("no_family", name=self.peer.username, why=self._family_mismatch()),
+                    EndChat()]
         self._move("punch", now)
         self.started = now
         search = self.search.start(self.peer, self.relay.mapping, now, self.can_send)
@@ -197,12 +195,11 @@ class Path:
         self.slow.at(now + SLOW_AFTER)
         if not direct:               # no family in common: only the relay can carry us
             self._relay_probing = True
-            return [Notice("%s: trying through the relay at %s%s"
-                           % (self._family_mismatch(), self.relay.endpoint, FAMILY_HINT))] + search
+            return [Notice("family_relayed", why=self._family_mismatch(),
+                           relay=self.relay.endpoint)] + search
         if self.fallback_possible():
             self.fallback.at(now + min(FALLBACK_AFTER, self.punch_timeout / 2))
-        return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))
-                ] + search
+        return [Notice("punching", name=self.peer.username, endpoint=self.peer.endpoint)] + search
 
     def can_send(self, addr):
         """True if our socket can send to *addr* (it is of a family we have)."""
@@ -222,8 +219,8 @@ class Path:
     def _family_mismatch(self):
         """Why none of the peer's candidates is one our socket can reach."""
         theirs = {F.family(a) for a in self.peer.candidates}
-        return "%s is reachable only over %s and this client's socket is %s only" % (
-            self.peer.username, F.describe(theirs), F.describe(self.families))
+        return Notice("family_mismatch", name=self.peer.username, theirs=F.describe(theirs),
+                      ours=F.describe(self.families))
 
     def reintroduced(self, info, now, link):
         """A repeated introduction during the chat: the peer's mapping if it
@@ -267,12 +264,10 @@ class Path:
         what the user is told about the path."""
         notes = []
         if self.peer.via_relay and not any(map(self.can_send, self.peer.candidates)):
-            notes.append(Notice("the chat goes through the relay at %s (no address family in"
-                                " common for a direct path)" % self.relay.endpoint))
+            notes.append(Notice("relayed_only", relay=self.relay.endpoint))
         elif self.peer.via_relay:
             self.direct_retry.at(now + DIRECT_RETRY)
-            notes.append(Notice("the chat goes through the relay at %s for now; still trying the"
-                                " direct path" % self.relay.endpoint))
+            notes.append(Notice("relayed_for_now", relay=self.relay.endpoint))
         if not secure:
             self._connected(now, "found_plain")
             return notes
@@ -339,8 +334,7 @@ class Path:
     def _now_relayed(self, now):
         self.peer.via_relay = True
         self.direct_retry.at(now + DIRECT_RETRY)
-        return [Notice("the direct path to %s went quiet: going through the relay"
-                       % self.peer.username)]
+        return [Notice("now_relayed", name=self.peer.username)]
 
     def _now_direct(self, origin, now):
         moved = not self.peer.via_relay
@@ -348,8 +342,8 @@ class Path:
         self.peer.via_relay = False
         self.direct_retry.stop()
         self.last_heard = self._last_direct = now
-        what = "%s moved to" if moved else "now direct with %s at"
-        out = [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
+        out = [Notice("moved" if moved else "now_direct", name=self.peer.username,
+                      endpoint=self.peer.endpoint)]
         return out + ([HeardAgain()] if self.suspect else [])
 
     # -- the birthday search's sockets
@@ -395,13 +389,11 @@ class Path:
         if self.state is State.HANDSHAKING and not self.peer.via_relay:
             self.peer.via_relay = True
             self.direct_retry.at(now + DIRECT_RETRY)
-            return [Notice("the handshake with %s is not getting through directly: trying"
-                           " through the relay" % self.peer.username)]
+            return [Notice("handshake_relayed", name=self.peer.username)]
         if self.state is not State.PUNCHING:
             return []
         self._relay_probing = True
-        return [Notice("no direct path to %s yet: trying through the relay as well"
-                       % self.peer.username)]
+        return [Notice("fallback", name=self.peer.username)]
 
     def _direct_retry_due(self, now):
         if not self.peer.via_relay:
@@ -414,28 +406,28 @@ class Path:
 
     def _give_up_due(self, now):
         peer = self.peer
-        reason = ("could not reach %s at %s: no answer to %d probes in %g s (%s)"
-                  % (peer.username, peer.endpoint, self.stats["probes"], self.punch_timeout,
-                     self._why_no_answer()))
-        return [Failed(reason), EndChat()]
+        return [Failed("unreachable", name=peer.username, endpoint=peer.endpoint,
+                       probes=self.stats["probes"], seconds=self.punch_timeout,
+                       why=self._why_no_answer()), EndChat()]
 
     def _why_no_answer(self):
         """The likeliest reason a punch got no answer, true to what we know."""
         peer = self.peer
         if not self.can_send(peer.candidates[0]):
             tried = [P.format_endpoint(a) for a in peer.candidates if self.can_send(a)]
-            return ("its endpoint is %s, which this client's %s socket cannot reach, and %s"
-                    % (F.describe([F.family(peer.candidates[0])]), F.describe(self.families),
-                       "%s did not answer" % ", ".join(tried) if tried else
-                       "the relay did not carry our probes either"))
+            theirs = F.describe([F.family(peer.candidates[0])])
+            if not tried:
+                return Notice("why_family_relay", theirs=theirs, ours=F.describe(self.families))
+            return Notice("why_family", theirs=theirs, ours=F.describe(self.families),
+                          tried=", ".join(tried))
         ours = {F.family(self.relay.addr)} | {F.family(P.parse_endpoint(e))
                                               for e in self.local or ()}
         theirs = set(F.BOTH) if P.FEATURE_DUAL_STACK in peer.features else \
             {F.family(a) for a in peer.candidates}
         if not ours & theirs:
-            return ("%s has only %s addresses and knows this client only over %s: it may not be"
-                    " able to answer" % (peer.username, F.describe(theirs), F.describe(ours)))
-        return "the NATs in between block a direct path"
+            return Notice("why_ours", name=peer.username, theirs=F.describe(theirs),
+                          ours=F.describe(ours))
+        return Notice("why_nats")
 
     def _keepalive_due(self, now):
         """Ping every interval. Once more than SUSPECT_AFTER intervals have

@@ -268,7 +268,7 @@ class RelayClient:
         """Ask the relay for *target* (registered, with no request yet)."""
         self.request = req = Request(target, _R.REQUESTING, now, self._connect_due,
                                      self._wait_retry_due)
-        asking = Notice("asking the relay for %s ..." % target)
+        asking = Notice("asking", name=target)
         if self._natcheck is not None and now < self._mapping_deadline:
             req.deferred = True             # let the relay hear our mapping first
             req.connect.at(self._mapping_deadline)
@@ -412,7 +412,7 @@ class RelayClient:
     def _on_target_not_found(self, msg, now):
         if self.asking(_R.REQUESTING):
             return self._wait(now)
-        return self._request_failed("Target user not found.", now)
+        return self._request_failed(Failed("target_not_found"), now)
 
     def _on_online(self, msg, now):
         """A name we watch has registered: ask for it."""
@@ -430,7 +430,7 @@ class RelayClient:
         first = not req.waiting
         req.waiting = True
         req.move("not_found", now)
-        out = [Failed("Target user not found."), Waiting(req.target)] if first else []
+        out = [Failed("target_not_found"), Waiting(req.target)] if first else []
         if not self.watches:
             req.wait_retry.at(now + WAIT_RETRY)
             return out
@@ -440,7 +440,7 @@ class RelayClient:
         return out + [self._send(self._register_msg())]
 
     def _on_target_busy(self, msg, now):
-        return self._request_failed("Target user is busy.", now)
+        return self._request_failed(Failed("target_busy"), now)
 
     def _on_error(self, msg, now):
         """A refusal. Its ``message`` is the relay's text: never shown; the
@@ -472,14 +472,13 @@ class RelayClient:
         return [RelayStopping(self.endpoint)]
 
     def _request_failed(self, why, now):
-        """The relay refused our request: *why* is a reason or a RelayRefused."""
+        """The relay refused our request: *why* is a Failed or a RelayRefused."""
         req = self.asking(_R.REQUESTING)
         if req is None:
             return [Log(logging.DEBUG, "relay said %r outside a request" % (why,))]
-        shown = why if isinstance(why, RelayRefused) else Failed(why)
         for timer in req.timers():
             timer.stop()
-        return [shown, RequestEnded(req.target)]
+        return [why, RequestEnded(req.target)]
 
     _HANDLERS = {
         P.RegisterAck: _on_register_ack,
@@ -496,8 +495,8 @@ class RelayClient:
     def _register_due(self, now):
         if now - self._since >= self.register_timeout:
             self._move("timeout")
-            return [Closed(1, "no answer from the relay at %s after %g s (is a relay running there,"
-                           " and can UDP reach it?)" % (self.endpoint, self.register_timeout))]
+            return [Closed(1, Failed("relay_unanswered", relay=self.endpoint,
+                                     seconds=self.register_timeout))]
         self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
         return self._send_register(now)
 
@@ -542,7 +541,7 @@ class RelayClient:
         if req.state is _R.REQUESTING and now - req.since >= CONNECT_TIMEOUT:
             if req.waiting:               # the relay is silent: it will say so; wait on
                 return self._wait(now)
-            return self._request_failed("no answer from the relay about %s" % req.target, now)
+            return self._request_failed(Failed("request_unanswered", name=req.target), now)
         req.connect.at(now + CONNECT_RETRY)
         out = [self._connect_msg(req.target)]
         if req.state is _R.REQUESTING and not req.deferred:

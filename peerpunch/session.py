@@ -67,7 +67,7 @@ from .chat import Chat
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
-    FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
+    FALLBACK_AFTER, GOODBYE_COPIES, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
     MAX_HELD, MAX_QUEUED, NUDGE_EVERY, PUNCH_INTERVAL, PUNCH_TIMEOUT, REGISTER_RTO,
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
@@ -173,19 +173,19 @@ class PeerSession:
         try:
             P.check_username(target)
         except ValueError as exc:           # what the user typed, not the network
-            return [Failed("cannot connect to %r: %s" % (target, exc))]
+            return [Failed("bad_target", target=target, why=str(exc))]
         if target == self.username:
-            return [Failed("you cannot connect to yourself")]
+            return [Failed("self")]
         if self.state is State.REGISTERING:
             self._pending = target
             return []
         waiting = self.relay.waits_for()
         if waiting is not None:
             if target == waiting:
-                return [Notice("already waiting for %s (/leave to stop)" % target)]
+                return [Notice("already_waiting", name=target)]
             return self.leave_chat(now) + self.connect(target, now)
         if self.state is not State.IDLE:
-            return [Notice("already in a chat; /leave it first")]
+            return [Notice("in_chat")]
         self._pending = None
         return self.relay.ask(target, now)
 
@@ -206,24 +206,24 @@ class PeerSession:
         if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._lines) >= MAX_QUEUED:
-                return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
+                return [Notice("queue_full", count=MAX_QUEUED)]
             self._lines.append(text)
-            return [Notice("(queued until connected)")] if len(self._lines) == 1 else []
-        return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
+            return [Notice("queued")] if len(self._lines) == 1 else []
+        return [Notice("no_chat_for_line")]
 
     def leave_chat(self, now):
         """End the current chat (or request) and stay registered."""
         chat = self.chat
         if chat is not None:
             return chat.goodbye() + self._end_chat(chat, now) + \
-                [Notice("left the chat with %s" % chat.partner)]
+                [Notice("left", name=chat.partner)]
         target = self.relay.waits_for()
         if target is not None:
             return self._end_request(now) + [StoppedWaiting(target)]
         if self.state is State.REQUESTING:
             target = self.target
-            return self._end_request(now) + [Notice("stopped asking for %s" % target)]
-        return [Notice("not in a chat")]
+            return self._end_request(now) + [Notice("stopped_asking", name=target)]
+        return [Notice("no_chat")]
 
     def quit(self, now):
         """Say goodbye to the peer and close for good."""
@@ -316,7 +316,7 @@ class PeerSession:
     def _registered(self, now):
         if self._pending:
             return self.connect(self._pending, now)
-        return [Notice("waiting for someone to connect (or type /connect NAME)")]
+        return [Notice("idle")]
 
     # -- chats begin and end
 
@@ -330,12 +330,10 @@ class PeerSession:
             return []
         out = []
         if self.state is not State.IDLE and info.username != self.target:
-            out.append(Notice("%s connected to you first; no longer %s for %s"
-                              % (info.username, "waiting" if self.relay.waits_for() else "asking",
-                                 self.target)))
+            first = "first_while_waiting" if self.relay.waits_for() else "first_while_asking"
+            out.append(Notice(first, name=info.username, target=self.target))
             if self._lines:          # typed for the target: never hand them to someone else
-                out.append(Notice("%d queued line(s) for %s were not sent"
-                                  % (len(self._lines), self.target)))
+                out.append(Notice("not_sent_for", count=len(self._lines), name=self.target))
                 self._lines = []
         self.relay.introduced(info.username, now)   # drops a request for another name
         chat = Chat(info.username, path=Path(**self._path_options),
@@ -373,7 +371,7 @@ class PeerSession:
         out = self.relay.chat_finished(self.target, now)
         self._pending = None
         if self._lines:
-            out.append(Notice("%d queued line(s) were not sent" % len(self._lines)))
+            out.append(Notice("not_sent", count=len(self._lines)))
             self._lines = []
         return out
 
@@ -385,49 +383,51 @@ class PeerSession:
         if name in ("quit", "exit", "q"):
             return self.quit(now)
         if name == "connect":
-            return self.connect(arg, now) if arg else [Notice("usage: /connect NAME")]
+            return self.connect(arg, now) if arg else [Notice("usage_connect")]
         if name == "leave":
             return self.leave_chat(now)
         if name == "status":
-            return [Notice(self.status(now))]
+            return [self.status(now)]
         if name == "help":
-            return [Notice(HELP)]
+            return [Notice("help")]
         if name == "whoami":
-            return [Notice(whoami(self.username, self.identity))]
+            return [whoami(self.username, self.identity)]
         if name == "verify":
-            return [Notice(self.verify())]
+            return [self.verify()]
         if name == "trust":
             return self.trust(now)
-        return [Notice("unknown command %r: /help lists them" % line.split()[0])]
+        return [Notice("unknown_command", command=line.split()[0])]
 
     def verify(self):
         chat = self.chat
         if chat is None or chat.link is None:
-            return "/verify needs an encrypted chat"
+            return Notice("verify_needs_encryption")
         return chat.trust.verify(chat.partner, chat.state is State.CONNECTED)
 
     def trust(self, now):
         """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
         chat = self.chat
         if chat is None:
-            return [Notice("nothing to trust")]
+            return [Notice("nothing_to_trust")]
         return chat.trust_key()
 
     def status(self, now=None):
-        state = self.state.value
+        """/status, as data for the console to word."""
         chat = self.chat
-        if chat is not None and chat.state is State.CONNECTED and chat.path.suspect:
-            quiet = "a while" if now is None else "%d s" % (now - chat.path.last_heard)
-            state = "connected, but %s has not been heard for %s" % (chat.partner, quiet)
-        text = "you are %s at relay %s (%s)" % (self.username, self.relay.endpoint, state)
+        fields = dict(name=self.username, relay=self.relay.endpoint, state=self.state.value,
+                      waiting=self.relay.waits_for(), mapping=self.mapping,
+                      silent=self.relay.silent_since is not None)
         if chat is not None:
-            text += "; peer %s at %s%s" % (chat.partner, chat.peer.endpoint,
-                                          " (relayed)" if chat.peer.via_relay else "")
-        if self.relay.waits_for() is not None:
-            text += "; waiting for %s to come online" % self.target
-        if self.mapping is not None:
-            text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
-                                        "one public endpoint per socket")
-        if self.relay.silent_since is not None:
-            text += "; the relay is not answering"
-        return text
+            fields.update(chat=chat.partner, endpoint=chat.peer.endpoint,
+                          relayed=chat.peer.via_relay)
+            if chat.state is State.CONNECTED and chat.path.suspect:     # the path went quiet
+                fields["quiet"] = -1 if now is None else now - chat.path.last_heard
+        return Notice("status", **fields)
+
+
+def __getattr__(name):
+    """``HELP`` lives in :mod:`peerpunch.console`; peer.py still reads it here."""
+    if name == "HELP":
+        from .console import HELP
+        return HELP
+    raise AttributeError(name)

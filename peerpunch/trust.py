@@ -27,8 +27,8 @@ from .secure import SecureChannel
 
 def whoami(username, identity):
     if identity is None:
-        return "you are %s; no identity key (encryption off)" % username
-    return "you are %s, key %s" % (username, ID.fingerprint(identity.public))
+        return Notice("whoami_no_key", name=username)
+    return Notice("whoami", name=username, key=ID.fingerprint(identity.public))
 
 
 class Trust:
@@ -42,7 +42,7 @@ class Trust:
         self.strict = strict
         self.require_encryption = require_encryption
         self.link = None             # how messages reach the peer, once a path is found
-        self.blocked = None          # why nothing is shown or sent (a changed key)
+        self.blocked = None          # why nothing is shown or sent (a changed key): a Notice
         self.held = []               # messages from a blocked peer
 
     def choose_link(self, peer):
@@ -63,14 +63,13 @@ class Trust:
         whose key we pinned blocks the chat: a downgrade?)."""
         if self.require_encryption or self.strict:
             flag = "--strict" if self.strict else "--require-encryption"
-            return Failed("%s's client does not encrypt: refused (%s)" % (name, flag))
+            return Failed("plain_refused", name=name, flag=flag)
         if name in self.known_keys:
-            self.blocked = ("%s's key is pinned, but this chat is unencrypted: a downgrade?" % name)
+            self.blocked = Notice("downgrade", name=name)
         return None
 
     def plain_alerts(self, name):
-        return [Alert("%s's client does not encrypt: anyone on the path can read and"
-                      " change this chat" % name)] + self.block_alert(name)
+        return [Alert("plain", name=name)] + self.block_alert(name)
 
     def key_verdict(self, name):
         """The handshake with *name* is done: (refusal or None, the events
@@ -79,32 +78,26 @@ class Trust:
         verdict = ID.NEW if name not in self.known_keys else \
             ID.KNOWN if self.known_keys[name] == key else ID.CHANGED
         if verdict == ID.NEW and self.strict:
-            return Failed("refused %s: key %s is not pinned (--strict)"
-                          % (name, ID.fingerprint(key))), []
+            return Failed("not_pinned", name=name, key=ID.fingerprint(key)), []
         after = []
         if verdict == ID.CHANGED:
-            self.blocked = "%s's key has CHANGED: pinned %s, presented %s" % (
-                name, ID.fingerprint(self.known_keys[name]), ID.fingerprint(key))
+            self.blocked = Notice("key_changed", name=name, pinned=ID.fingerprint(
+                self.known_keys[name]), presented=ID.fingerprint(key))
         if verdict == ID.NEW:
             self.known_keys[name] = key
-            after += [PinKey(name, key), Notice("first chat with %s: key pinned" % name)]
+            after += [PinKey(name, key), Notice("pinned", name=name)]
         return None, after + self.block_alert(name)
 
-    def security(self):
-        """How the chat is secured, in the Connected event."""
-        if not self.link.secure:
-            return "unencrypted"
-        return "encrypted, key %s" % ID.fingerprint(self.link.remote_key)
+    def fingerprint(self):
+        """The partner's key's fingerprint for the Connected event, or None
+        (unencrypted)."""
+        return ID.fingerprint(self.link.remote_key) if self.link.secure else None
 
     def block_alert(self, name):
         """The loud warning for a blocked chat, or nothing."""
         if not self.blocked:
             return []
-        bar = "@" * 64
-        return [Alert("\n".join((
-            bar, "WARNING: " + self.blocked,
-            "Someone may be impersonating %s. Nothing will be shown or sent" % name,
-            "until you type /trust (accept it) or /leave.", bar)))]
+        return [Alert("blocked", name=name, why=self.blocked)]
 
     def hold(self, text):
         if len(self.held) < MAX_HELD:
@@ -114,20 +107,19 @@ class Trust:
         """Accept a changed key (or an unencrypted peer whose key we had
         pinned): the events, the held messages among them."""
         if not self.blocked:
-            return [Notice("nothing to trust")]
+            return [Notice("nothing_to_trust")]
         out = []
         key = self.link.remote_key
         if key is not None:
             self.known_keys[name] = key
             out.append(PinKey(name, key))
         self.blocked = None
-        out.append(Notice("trusting %s now" % name))
+        out.append(Notice("trusting", name=name))
         held, self.held = self.held, []
         return out + [ChatMessage(name, text) for text in held]
 
     def verify(self, name, connected):
         if not connected or not self.link.secure:
-            return "/verify needs an encrypted chat"
-        code = ID.safety_code(self.identity.public, self.link.remote_key)
-        return "safety code with %s: %s\ncompare it with %s by voice; if it differs, someone is" \
-               " in between" % (name, code, name)
+            return Notice("verify_needs_encryption")
+        return Notice("verify", name=name, code=ID.safety_code(self.identity.public,
+                                                                self.link.remote_key))

@@ -65,7 +65,7 @@ def test_relayclient_request_becomes_a_watch_and_online_asks_again():
     relay = registered()
     assert [m.target_username for m in to_relay(relay.ask("bob", 3.0))] == ["bob"]
     out = relay.datagram_received(P.encode(P.TargetNotFound(nonce=NONCE)), 3.1)
-    assert events(out) == [E.Failed("Target user not found."), E.Waiting("bob")]
+    assert events(out) == [E.Failed("target_not_found"), E.Waiting("bob")]
     assert [m.watch for m in to_relay(out)] == [("bob",)]      # the watch, at once
     assert relay.request.state is RequestState.WAITING and relay.waits_for() == "bob"
     out = relay.datagram_received(P.encode(P.Online(username="bob", nonce=NONCE)), 9.0)
@@ -95,7 +95,7 @@ def test_relayclient_busy_ends_the_request_and_an_introduction_of_another_drops_
     relay = registered()
     relay.ask("bob", 3.0)
     out = relay.datagram_received(P.encode(P.TargetBusy(nonce=NONCE)), 3.1)
-    assert events(out) == [E.Failed("Target user is busy."), RequestEnded("bob")]
+    assert events(out) == [E.Failed("target_busy"), RequestEnded("bob")]
     relay.chat_finished("bob", 3.1)
     relay.ask("bob", 4.0)
     assert relay.introduced("carol", 4.1) == "bob" and relay.request is None

@@ -168,8 +168,9 @@ def test_session_register_times_out_without_relay():
     assert alice.state is State.REGISTERING
     net.run(1)
     closed = net.shown(ALICE, S.Closed)
-    assert closed == [S.Closed(1, "no answer from the relay at 203.0.113.1:8080 after 10 s"
-                                  " (is a relay running there, and can UDP reach it?)")]
+    assert [format_event(c) for c in closed] == [
+        "error: no answer from the relay at 203.0.113.1:8080 after 10 s (is a relay running there,"
+        " and can UDP reach it?)"] and closed[0].exit_code == 1
     attempts = net.sent(ALICE, RELAY)
     assert 8 <= len(attempts) <= 12               # backoff, not a flood
 

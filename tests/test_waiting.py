@@ -345,7 +345,7 @@ def test_registering_says_it_starts_and_when_it_is_slow():
     assert net.shown(ALICE, E.StillRegistering) == []
     net.run(S.REGISTER_TIMEOUT)
     assert net.shown(ALICE, E.StillRegistering) == [E.StillRegistering("203.0.113.1:8080", E.SLOW_AFTER)]
-    assert net.shown(ALICE, S.Closed)[0].reason.startswith("no answer from the relay at 203.0.113.1:8080")
+    assert net.shown(ALICE, S.Closed)[0].reason.text.startswith("no answer from the relay at 203.0.113.1:8080")
 
 
 def test_registering_quickly_says_nothing_more():
