@@ -3,48 +3,55 @@
 Theory of operation
 -------------------
 A :class:`Chat` joins the machines of one partner: its
-:class:`~peerpunch.path.Path` (where datagrams go), its
-:class:`~peerpunch.trust.Trust` (the link, the handshake and the key), and
-what the user sees: its state (the path's: PUNCHING, HANDSHAKING,
-CONNECTED), the lines typed before it is up or while its path is suspect
-(``queue``, sent when it is up or heard again, reported when it ends), and
-the messages that arrive. A slot for the reliable stream
-(:mod:`peerpunch.stream`, section 3 of issue 11) sits between the link and
-the messages: today a message is one DirectMessage datagram.
+:class:`~peerpunch.path.Path` (where datagrams go) and its
+:class:`~peerpunch.securing.Secure` (the link, the handshake and the trust
+in the partner's key), and holds what the user sees: its state (the path's:
+PUNCHING, HANDSHAKING, CONNECTED), the lines typed before it is up or while
+its path is suspect (``queue``: sent when it is up or heard again, reported
+when it ends), and the messages that arrive. The reliable stream
+(:mod:`peerpunch.stream`, issue 11 section 3) will sit between the link and
+the messages (:meth:`Chat._deliver` and :meth:`Chat.send_line`); today a
+message is one DirectMessage datagram.
 
 For each datagram its owner (the router, :mod:`peerpunch.session`) passes
-the :class:`~peerpunch.path.Origin`. The steps of :meth:`Chat.received`:
-while punching, the first valid datagram picks the path and the link; the
-path answers its own probes; the link opens what authenticates; the path
-follows the peer where it proved to be; the handshake's end is checked
-against the pinned key; the messages are handled. :class:`EndChat` in what a
-method returns tells the owner the chat is over; nothing after it is to be
-done.
+the :class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching,
+the first valid datagram picks the path and starts the link; the path
+answers its own probes; the link opens what authenticates (a
+RemoteProtocolError from it drops the datagram, counted); the path follows
+the peer where it proved to be; the link's events (keys agreed, refused,
+changed) are acted on; the messages are handled. :class:`EndChat` in what a
+method returns tells the owner the chat is over: nothing after it is done.
 """
 
 import logging
 
+from . import identity as ID
 from . import protocol as P
+from . import securing as SC
 from .effects import Log, Send
-from .events import (MAX_QUEUED, ChatMessage, Connected, Failed, Notice, PeerLeft, State,
-                     GOODBYE_COPIES)
-from .link import PING, PONG, LinkFailed
+from .events import (GOODBYE_COPIES, MAX_QUEUED, ChatMessage, Connected, Notice, PeerLeft,
+                     State)
+from .link import PING, PONG
 from .path import EndChat, HeardAgain, KeepAlive
-from .secure import OVERHEAD as SEALED_OVERHEAD
 from .secure import is_frame
 from .timers import Timer
 
 
 class Chat:
-    """One partner's chat: its path, its link and trust, its queued lines."""
+    """One partner's chat: its path, its link, its queued lines."""
 
-    def __init__(self, partner, *, path, trust, stats):
+    def __init__(self, partner, *, us, path, secure_options, stats):
+        """*secure_options*: the keyword arguments of every Secure but the
+        partner's features and secret (identity, backend, pins, strict,
+        require_encryption)."""
         self.partner = partner
+        self.us = us
         self.path = path
-        self.trust = trust
+        self.secure = None           # the Secure of the current pairing, made at start()
         self.stats = stats
         self.queue = []              # lines typed before the chat was up, or held meanwhile
         self.closed = False
+        self._secure_options = secure_options
         self.link_timer = Timer(self._link_due)
         for timer in path.timers():          # the path's markers, acted on here
             timer.due = self._acting_on(timer.due)
@@ -57,10 +64,6 @@ class Chat:
     def peer(self):
         return self.path.peer
 
-    @property
-    def link(self):
-        return self.trust.link
-
     def timers(self):
         return self.path.timers() + (self.link_timer,)
 
@@ -69,12 +72,17 @@ class Chat:
     def start(self, info, now):
         """Punch toward the partner the relay introduced (again, with a new
         secret, when a stale SessionFinished ended the first pairing)."""
-        self.trust.link = None
+        secret = bytes.fromhex(info.session) if info.session else b""
+        self.secure = SC.Secure(self.us, self.partner, features=info.features, secret=secret,
+                                **self._secure_options)
         self.link_timer.stop()
         return self._until_end(self.path.start(info, now), now)
 
     def reintroduced(self, info, now):
-        return self.path.reintroduced(info, now, self.link)
+        return self.path.reintroduced(info, now, self.secure)
+
+    def accepts(self, addr, data):
+        return self.path.accepts(addr, data, self.secure)
 
     # -- from the partner
 
@@ -90,131 +98,121 @@ class Chat:
             if self.closed:                  # refused
                 return out
         else:
-            early = self.path.early(data, origin, self.link, now)
+            early = self.path.early(data, origin, self.secure, now)
             if early is not None:
                 return self._until_end(early, now)
-        link = self.link
-        if link.secure and (data == PONG or (data == PING and link.ready)):
+        secure = self.secure
+        if secure.encrypted and (data == PONG or (data == PING and secure.ready)):
             # a punch probe, or the answer to one of ours, still on its way: harmless
             self.stats["late_probes"] += 1
             return out + [Log(logging.DEBUG, "ignored a late punch %s %s" % (
                 "probe" if data == PING else "probe's answer", _source(origin, "from ")))]
-        dropped = link.dropped
-        frames, messages = link.receive(data, now)
-        if link.dropped != dropped:
+        try:
+            opened = secure.receive(data, now)
+        except P.RemoteProtocolError:       # forged, replayed, or not for this link
             self.stats["dropped"] += 1
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
                               % _source(origin, ""))]
-        return out + self._opened(frames, messages, origin, now)
+        return out + self._opened(opened, origin, now)
 
-    def _opened(self, frames, messages, origin, now):
-        """What the link let through: the path follows, the handshake ends,
-        the messages are handled."""
+    def _opened(self, opened, origin, now):
+        """What the link let through: the path follows, the link's events
+        are acted on, the messages are handled."""
         was_suspect = self.path.suspect
-        out = self._until_end(self.path.heard(origin, bool(messages), now), now)
-        out += [self.path.reply(f, origin) for f in frames]
-        if self.state is State.HANDSHAKING and self.link.ready:
-            out += self._secured(now)
+        out = self._until_end(self.path.heard(origin, bool(opened.messages), now), now)
+        out += [self.path.reply(f, origin) for f in opened.frames]
+        out += self._link_events(opened.events, now)
+        if self.closed:
+            return out
+        self._schedule_link()
+        for msg in opened.messages:
+            out += self._deliver(msg, origin, now)
             if self.closed:
                 return out
-        self._schedule_link()
-        for msg in messages:
-            handler = self._HANDLERS.get(type(msg))
-            if handler is not None:
-                out += handler(self, msg, origin, now)
-                if self.closed:
-                    return out
         return out + (self._heard_again() if was_suspect else [])
+
+    def _deliver(self, msg, origin, now):
+        """One message from the partner (the stream's slot, later)."""
+        kind = type(msg)
+        if kind is P.Ping:
+            return [self.path.reply(self._sealed(P.Pong()), origin)]
+        if kind is P.DirectMessage:
+            if self.secure.blocked:
+                self.secure.hold(msg)
+                return []
+            return [ChatMessage(self.partner, msg.content)]
+        if kind is P.Goodbye:
+            return [PeerLeft(self.partner)] + self._end()
+        return []
 
     def spray_received(self, data, origin, now):
         """A datagram on one of the birthday search's sockets."""
         relayed = self.state is not State.PUNCHING
         verdict, out = self.path.spray_received(data, origin.addr, origin.via, now)
-        if verdict is None:
-            return out
-        if not self.path.accepts(origin.addr, data, self.link):
+        if verdict is None or not self.accepts(origin.addr, data):
             return out
         out += self.received(data, origin, now)
         if verdict == "hit" and relayed and not self.closed and self.peer.via_relay:
             # answer with a probe of our own: a sealed one moves both sides
-            secure = self.link is not None and self.link.secure and self.link.ready
-            out.append(Send(self.link.seal(P.Ping()) if secure else PING, origin.addr, origin.via))
+            secure = self.secure.encrypted and self.secure.ready
+            out.append(Send(self.secure.seal(P.Ping()) if secure else PING, origin.addr,
+                            origin.via))
         return out
-
-    def _on_ping(self, msg, origin, now):
-        return [self.path.reply(self._sealed(P.Pong()), origin)]
-
-    def _on_pong(self, msg, origin, now):
-        return []
-
-    def _on_direct_message(self, msg, origin, now):
-        if self.trust.blocked:
-            self.trust.hold(msg.content)
-            return []
-        return [ChatMessage(self.partner, msg.content)]
-
-    def _on_goodbye(self, msg, origin, now):
-        return [PeerLeft(self.partner)] + self._end()
-
-    _HANDLERS = {
-        P.Ping: _on_ping,
-        P.Pong: _on_pong,
-        P.DirectMessage: _on_direct_message,
-        P.Goodbye: _on_goodbye,
-    }
 
     # -- the link
 
     def _path_found(self, now):
-        """The punch worked (or the relay will carry us): choose the link
-        and, for a secure one, start it."""
-        link = self.trust.choose_link(self.peer)
-        notes = self.path.found(now, link.secure)
-        if link.secure:
-            out = self.path.handshake_sends(link.start(now))
+        """The punch worked (or the relay will carry us): start the link."""
+        started = self.secure.start(now)
+        notes = self.path.found(now, self.secure.encrypted)
+        if self.secure.encrypted:
+            out = self.path.handshake_sends(started.frames)
             self._schedule_link()
             return notes + out
-        refusal = self.trust.plain_refusal(self.partner)
-        if refusal is not None:
-            return [refusal] + self.goodbye() + self._end()
-        out = notes + self._connected(now)
-        return out + self.trust.plain_alerts(self.partner)
+        return notes + self._link_events(started.events, now)
 
-    def _secured(self, now):
-        """The handshake is done: check the key against the pin, then connect."""
-        refusal, after = self.trust.key_verdict(self.partner)
-        if refusal is not None:
-            return [refusal] + self.goodbye() + self._end()
-        self.path.secured(now)
-        return self._connected(now) + after
+    def _link_events(self, events, now):
+        """The link's events: keys agreed (the chat connects), refused or
+        failed (it ends); the rest are for the console."""
+        out = []
+        for event in events:
+            kind = type(event)
+            if kind in (SC.Refused, SC.LinkFailed):
+                return out + [event] + (self.goodbye() if kind is SC.Refused else []) + self._end()
+            if kind is SC.Secured:
+                self.path.secured(now)
+                out += self._connected(now)
+            elif kind is SC.Unencrypted:
+                out += self._connected(now)
+            out.append(event)
+        return out
 
     def _connected(self, now):
         peer = self.peer
         path = "relayed" if peer.via_relay else "direct"
+        key = self.secure.remote_key
+        fingerprint = ID.fingerprint(key) if key is not None else None
         return [Connected(peer.username, peer.endpoint, path, now - self.path.started,
-                          self.trust.fingerprint())] + self.flush()
+                          fingerprint)] + self.flush()
 
     def _schedule_link(self):
-        deadline = self.link.next_deadline() if self.link is not None else None
-        self.link_timer.when = deadline
+        self.link_timer.when = self.secure.next_deadline() if self.secure is not None else None
 
     def _link_due(self, now):
-        if self.link is None:
-            return []
-        try:
-            frames = self.link.tick(now)
-        except LinkFailed as exc:
-            return [Failed("not_secured", name=self.partner, why=str(exc))] + self._end()
+        ticked = self.secure.tick(now)
+        out = self._link_events(ticked.events, now)
+        if self.closed:
+            return out
         self._schedule_link()
-        if not self.link.ready:
-            return self.path.handshake_sends(frames)
-        return [self.path.send(f) for f in frames]
+        if not self.secure.ready:
+            return out + self.path.handshake_sends(ticked.frames)
+        return out + [self.path.send(f) for f in ticked.frames]
 
     # -- lines
 
     def up(self):
         """True if a line typed now is sent now."""
-        return self.state is State.CONNECTED and not self.trust.blocked and not self.path.suspect
+        return self.state is State.CONNECTED and self.secure.chat_open and not self.path.suspect
 
     def hold_line(self, text):
         """Queue *text* until the chat is up (or heard again)."""
@@ -223,19 +221,19 @@ class Chat:
         self.queue.append(text)
         if len(self.queue) > 1:
             return []
-        if self.trust.blocked:
+        if self.secure.blocked:
             return [Notice("held_blocked")]
         if self.state is State.CONNECTED:      # the path went quiet
             return [Notice("held_quiet", name=self.partner)]
         return [Notice("queued")]
 
     def send_line(self, text):
-        limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
+        limit = P.MAX_DATAGRAM - self.secure.overhead - 1    # 1: the RELAYED byte
         return [self.path.send(self._sealed(P.DirectMessage(piece)))
                 for piece in P.split_text(text, limit)]
 
     def flush(self):
-        if self.trust.blocked:
+        if self.secure.blocked:
             return []
         out = []
         queued, self.queue = self.queue, []
@@ -247,20 +245,28 @@ class Chat:
         """The peer, silent long enough to be suspect, authenticated again:
         send the lines held meanwhile."""
         self.path.suspect = False
-        if not self.queue or self.state is not State.CONNECTED or self.trust.blocked:
+        if not self.queue or self.state is not State.CONNECTED or self.secure.blocked:
             return []
         return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush()
 
-    def trust_key(self):
+    def trust(self, now):
         """/trust: accept a changed key; the held messages, the queued lines."""
-        was_blocked = bool(self.trust.blocked)
-        out = self.trust.trust(self.partner)
+        if self.secure is None:
+            return [SC.NothingToTrust(self.partner)]
+        was_blocked = self.secure.blocked
+        trusted = self.secure.trust(now)
+        out = trusted.events + [ChatMessage(self.partner, m.content) for m in trusted.messages]
         return out + self.flush() if was_blocked else out
+
+    def verify(self):
+        if self.secure is None or self.state is not State.CONNECTED:
+            return SC.NoSafetyCode(self.partner)
+        return self.secure.verify()
 
     # -- ending
 
     def goodbye(self):
-        if self.link is not None and not self.link.ready:
+        if self.secure.state is not SC.SecureState.NEW and not self.secure.ready:
             return []                  # nothing we could send would authenticate
         return [self.path.send(self._sealed(P.Goodbye())) for _ in range(GOODBYE_COPIES)]
 
@@ -303,12 +309,16 @@ class Chat:
         return out
 
     def _sealed(self, msg):
-        return self.link.seal(msg) if self.link is not None else P.encode(msg)
+        """*msg* as the link sends it (plain before a link is chosen)."""
+        if self.secure is None or self.secure.state is SC.SecureState.NEW:
+            return P.encode(msg)
+        return self.secure.seal(msg)
 
 
 def _source(origin, prefix):
-    return prefix + P.format_endpoint(origin.addr) if origin.addr else "through the relay" \
-        if prefix else "the relay"
+    if origin.addr is None:
+        return "through the relay" if prefix else "the relay"
+    return prefix + P.format_endpoint(origin.addr)
 
 
 def _parses(data):
@@ -317,4 +327,3 @@ def _parses(data):
     except P.RemoteProtocolError:
         return False
     return True
-

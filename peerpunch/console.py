@@ -11,7 +11,9 @@ relay's own text is never shown: a refusal is worded here from its code.
 import re
 
 from . import events as E
+from . import identity as ID
 from . import protocol as P
+from . import securing as SC
 
 S = E       # the events, as this module has always called them
 
@@ -27,7 +29,6 @@ HELP = """commands:
   //text          send a line that begins with '/'"""
 
 FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
-BAR = "@" * 64
 
 WORDS = {
     # asking and waiting
@@ -60,13 +61,6 @@ WORDS = {
     "usage_connect": "usage: /connect NAME",
     "unknown_command": "unknown command {command!r}: /help lists them",
     "help": HELP,
-    "whoami": "you are {name}, key {key}",
-    "whoami_no_key": "you are {name}; no identity key (encryption off)",
-    "verify": "safety code with {name}: {code}\ncompare it with {name} by voice; if it differs,"
-              " someone is in between",
-    "verify_needs_encryption": "/verify needs an encrypted chat",
-    "nothing_to_trust": "nothing to trust",
-    "trusting": "trusting {name} now",
     # the path
     "bad_introduction": "the relay introduced {name} at {endpoint}, which is not an address a"
                         " peer can have",
@@ -98,16 +92,6 @@ WORDS = {
                     " ({sockets} extra sockets)",
     "search_probe": "{name}'s NAT is symmetric: searching for a direct path (up to {probes}"
                     " probes to {ip}, {seconds:g} s)",
-    # securing the chat
-    "not_secured": "could not secure the chat with {name}: {why}",
-    "plain_refused": "{name}'s client does not encrypt: refused ({flag})",
-    "plain": "{name}'s client does not encrypt: anyone on the path can read and change this chat",
-    "not_pinned": "refused {name}: key {key} is not pinned (--strict)",
-    "pinned": "first chat with {name}: key pinned",
-    "key_changed": "{name}'s key has CHANGED: pinned {pinned}, presented {presented}",
-    "downgrade": "{name}'s key is pinned, but this chat is unencrypted: a downgrade?",
-    "blocked": BAR + "\nWARNING: {why}\nSomeone may be impersonating {name}. Nothing will be"
-               " shown or sent\nuntil you type /trust (accept it) or /leave.\n" + BAR,
 }
 
 
@@ -126,6 +110,8 @@ def _escape(c):
 def format_event(event):
     """The line(s) a person sees for *event*, or None for events not shown."""
     kind = type(event)
+    if kind in _SECURE_WORDS:
+        return _SECURE_WORDS[kind](event)
     if kind is S.ChatMessage:
         return "[%s]> %s" % (sanitize(event.username), sanitize(event.text))
     if kind is S.PeerLeft:
@@ -230,3 +216,83 @@ def _format_progress(event):
     if kind is E.RelayStopping:
         return "relay %s says it is stopping; registering again as soon as it is back" % event.relay
     return None
+
+
+# -- securing a chat (peerpunch.securing)
+
+def _alert(text):
+    return "\n".join("!! " + sanitize(line) for line in text.split("\n"))
+
+
+def _blocked_banner(partner, why):
+    """The loud warning for a blocked chat: nothing is shown or sent until /trust or /leave."""
+    bar = "@" * 64
+    return _alert("\n".join((
+        bar, "WARNING: " + why,
+        "Someone may be impersonating %s. Nothing will be shown or sent" % partner,
+        "until you type /trust (accept it) or /leave.", bar)))
+
+
+def _secured(event):
+    if event.verdict != ID.NEW:
+        return None           # a changed key is worded by KeyChanged
+    return "first chat with %s: key pinned" % sanitize(event.partner)
+
+
+def _key_changed(event):
+    partner = sanitize(event.partner)
+    return _blocked_banner(partner, "%s's key has CHANGED: pinned %s, presented %s" % (
+        partner, ID.fingerprint(event.pinned), ID.fingerprint(event.presented)))
+
+
+def _unencrypted(event):
+    partner = sanitize(event.partner)
+    line = _alert("%s's client does not encrypt: anyone on the path can read and change this"
+                  " chat" % partner)
+    if event.pinned is None:
+        return line
+    return line + "\n" + _blocked_banner(
+        partner, "%s's key is pinned, but this chat is unencrypted: a downgrade?" % partner)
+
+
+_REFUSED = {
+    SC.NOT_PINNED: "refused %(partner)s: key %(key)s is not pinned (--strict)",
+    SC.PLAIN_STRICT: "%(partner)s's client does not encrypt: refused (--strict)",
+    SC.PLAIN_REQUIRED: "%(partner)s's client does not encrypt: refused (--require-encryption)",
+}
+
+
+def _refused(event):
+    key = ID.fingerprint(event.key) if event.key is not None else ""
+    return _REFUSED[event.reason] % {"partner": sanitize(event.partner), "key": key}
+
+
+def _link_failed(event):
+    return "could not secure the chat with %s: no secure handshake within %g s" % (
+        sanitize(event.partner), SC.HANDSHAKE_TIMEOUT)
+
+
+def _safety_code(event):
+    partner = sanitize(event.partner)
+    return "safety code with %s: %s\ncompare it with %s by voice; if it differs, someone is" \
+           " in between" % (partner, event.code, partner)
+
+
+def _whoami(event):
+    if event.key is None:
+        return "you are %s; no identity key (encryption off)" % sanitize(event.username)
+    return "you are %s, key %s" % (sanitize(event.username), ID.fingerprint(event.key))
+
+
+_SECURE_WORDS = {
+    SC.Secured: _secured,
+    SC.KeyChanged: _key_changed,
+    SC.Unencrypted: _unencrypted,
+    SC.Refused: _refused,
+    SC.LinkFailed: _link_failed,
+    SC.Trusted: lambda event: "trusting %s now" % sanitize(event.partner),
+    SC.NothingToTrust: lambda event: "nothing to trust",
+    SC.SafetyCode: _safety_code,
+    SC.NoSafetyCode: lambda event: "/verify needs an encrypted chat",
+    SC.WhoAmI: _whoami,
+}

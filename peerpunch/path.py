@@ -241,7 +241,7 @@ class Path:
         if not self.can_send(fresh.addr):
             return out
         # offer a sealed Ping there; only an answer that authenticates moves the chat
-        return out + [Send(link.seal(P.Ping()) if link.secure else PING, fresh.addr)]
+        return out + [Send(link.seal(P.Ping()) if link.encrypted else PING, fresh.addr)]
 
     # -- which datagrams are ours
 
@@ -306,7 +306,7 @@ class Path:
             return [Send(PONG, addr, origin.via)]
         if addr not in self.peer.candidates and not self.search.probed(addr):
             return []             # a reflexive port must prove itself with a sealed frame
-        if link.secure:           # a hint: ask there with a sealed Ping, move on its answer
+        if link.encrypted:           # a hint: ask there with a sealed Ping, move on its answer
             if not link.ready:
                 return []         # nothing sealed yet: the handshake finishes via the relay
             return [Send(link.seal(P.Ping()), addr, origin.via)]
@@ -499,4 +499,4 @@ def _may_roam(data, link):
     """A datagram from an unknown address may be our peer after its NAT
     mapping changed: worth authenticating if it is a sealed DATA frame (a
     forgery costs one replay-window check and one AEAD)."""
-    return link is not None and link.secure and link.ready and data[:1] == SEALED_DATA
+    return link is not None and link.encrypted and link.ready and data[:1] == SEALED_DATA

@@ -42,10 +42,12 @@ import hmac
 
 from . import noise
 from .crypto import InvalidTag
+from .protocol import RemoteProtocolError
 from .replay import ReplayWindow
 
 HELLO, REPLY, FINISH, DATA = 0xE1, 0xE2, 0xE3, 0xE4
 FRAME_TYPES = frozenset((HELLO, REPLY, FINISH, DATA))
+_KIND_NAMES = {HELLO: "HELLO", REPLY: "REPLY", FINISH: "FINISH", DATA: "DATA"}
 MAC_LEN = 16
 HEADER_LEN = 9
 TAG_LEN = 16
@@ -69,13 +71,19 @@ class HandshakeFailed(Exception):
     """The secure handshake cannot complete; the message says why."""
 
 
+class FrameRejected(RemoteProtocolError):
+    """A frame that does not authenticate, or is not wanted now: drop it.
+    The channel is exactly as before the frame."""
+
+
 class SecureChannel:
     """One side of a Noise XX channel.
 
-    ``start(now)`` and ``tick(now)`` return frames to send;
-    ``receive(frame, now)`` returns ``(frames_to_send, plaintexts)`` and
-    raises HandshakeFailed when the handshake is beyond saving. A frame that
-    does not authenticate is dropped and counted in ``dropped``.
+    ``start(now)`` and ``tick(now)`` return frames to send; ``tick`` raises
+    HandshakeFailed when the handshake is beyond saving.
+    ``open(frame, now)`` returns ``(frames_to_send, plaintexts)`` or raises
+    FrameRejected for a frame that does not authenticate (nothing changes);
+    ``receive`` is the same but drops such a frame, counted in ``dropped``.
     ``ready`` says whether ``seal(plaintext)`` may be used.
     """
 
@@ -132,7 +140,14 @@ class SecureChannel:
         return min(times) if times else None
 
     def receive(self, frame, now):
-        kind = frame[0]
+        try:
+            return self.open(frame, now)
+        except FrameRejected:
+            self.dropped += 1
+            return [], []
+
+    def open(self, frame, now):
+        kind = frame[0] if frame else None
         try:
             if kind == DATA:
                 return self._on_data(frame, now)
@@ -142,17 +157,17 @@ class SecureChannel:
                 return self._on_reply(frame, now), []
             if kind == FINISH and not self.initiator:
                 return self._on_finish(frame, now), []
-        except (noise.RemoteNoiseError, InvalidTag, ValueError):
-            pass
-        self.dropped += 1
-        return [], []
+        except (noise.RemoteNoiseError, InvalidTag) as exc:
+            raise FrameRejected("%s frame: %s" % (_KIND_NAMES[kind], exc)) from None
+        raise FrameRejected("not a frame this side takes now" if kind in FRAME_TYPES else
+                            "not a frame")
 
     def _on_hello(self, frame, now):
         body = self._checked_mac(frame)
         if frame == self._hello and self._pending:
             return [self._pending]                     # our REPLY was lost
         if self._complete() or not self._take_token(now):
-            raise ValueError("HELLO not wanted now")
+            raise FrameRejected("HELLO not wanted now")
         hs = self._new_handshake()
         hs.read_message(body)
         reply = self._with_mac(REPLY, hs.write_message())
@@ -164,7 +179,7 @@ class SecureChannel:
     def _on_reply(self, frame, now):
         body = self._checked_mac(frame)
         if self._hs is None or self._complete() or self._hs.is_my_turn:
-            raise ValueError("REPLY not expected")
+            raise FrameRejected("REPLY not expected")
         self._hs.read_message(body)
         finish = bytes([FINISH]) + self._hs.write_message()
         self._finish_handshake()
@@ -174,9 +189,9 @@ class SecureChannel:
         if self._complete():
             if self.ready and self._pending == frame:  # our confirmation was lost
                 return [self.seal(CONFIRM)]
-            raise ValueError("FINISH not expected")
+            raise FrameRejected("FINISH not expected")
         if self._hs is None:
-            raise ValueError("FINISH before HELLO")
+            raise FrameRejected("FINISH before HELLO")
         self._hs.read_message(frame[1:])
         self._finish_handshake()
         self._pending, self._retransmit_at = frame, None
@@ -222,7 +237,7 @@ class SecureChannel:
     def _checked_mac(self, frame):
         mac, body = frame[1:1 + MAC_LEN], frame[1 + MAC_LEN:]
         if not hmac.compare_digest(mac, self._mac(frame[:1] + body)):
-            raise ValueError("bad mac")
+            raise FrameRejected("bad mac")
         return body
 
     # -- transport
@@ -238,11 +253,11 @@ class SecureChannel:
 
     def _on_data(self, frame, now):
         if not self._complete() or len(frame) < OVERHEAD:
-            raise ValueError("no keys yet" if not self._complete() else "short frame")
+            raise FrameRejected("no keys yet" if not self._complete() else "short frame")
         header = frame[:HEADER_LEN]
         counter = int.from_bytes(header[1:], "big")
         if not self._window.check(counter):
-            raise ValueError("replayed or too old")
+            raise FrameRejected("replayed or too old")
         key, epoch = self._key_for(counter // REKEY_INTERVAL)
         plaintext = self.backend.aead_decrypt(key, _nonce(counter), frame[HEADER_LEN:], header)
         self._window.update(counter)
@@ -263,7 +278,7 @@ class SecureChannel:
             for _ in range(epoch - self._recv_epoch):
                 key = _rekey(self.backend, key)
             return key, epoch
-        raise ValueError("epoch out of range")
+        raise FrameRejected("epoch out of range")
 
 
 CONFIRM = b'"Pong"'

@@ -46,7 +46,7 @@ has shown it (:class:`~peerpunch.registration.RelayAuth`).
 Where things live. :class:`PeerSession` is the router: it owns one
 :class:`~peerpunch.relayclient.RelayClient` (registration, requests, our
 NAT's mapping) and a table partner -> :class:`~peerpunch.chat.Chat` (one
-partner's :class:`~peerpunch.path.Path`, :class:`~peerpunch.trust.Trust`
+partner's :class:`~peerpunch.path.Path`, :class:`~peerpunch.securing.Secure`
 and queued lines), hands each datagram to the machine it is for with its
 :class:`~peerpunch.path.Origin`, and acts on the data events they hand back
 (an introduction, a request or a chat that ended). Its own state is only
@@ -77,8 +77,8 @@ from .forwarder import is_relayed
 from .path import RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, Peer  # noqa: F401
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
+from .securing import NoSafetyCode, NothingToTrust, Pins, whoami
 from .timers import earliest, fire
-from .trust import Trust, whoami
 
 
 class PeerSession:
@@ -100,7 +100,7 @@ class PeerSession:
         :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
         self.identity = identity
-        self.known_keys = dict(known_keys or {})
+        self.pins = Pins(known_keys)     # shared by every chat
         self.stats = collections.Counter()
         self.local = tuple(e for e in map(P.format_endpoint, local)
                            if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
@@ -116,9 +116,8 @@ class PeerSession:
         self._path_options = dict(relay=self.relay, families=self.families, local=self.local,
                                   keepalive=keepalive, punch_timeout=punch_timeout,
                                   rng=self._rng, stats=self.stats, history=SearchHistory())
-        self._trust_options = dict(username=self.username, identity=identity, backend=backend,
-                                   known_keys=self.known_keys, strict=strict,
-                                   require_encryption=require_encryption)
+        self._secure_options = dict(identity=identity, backend=backend, pins=self.pins,
+                                    strict=strict, require_encryption=require_encryption)
         self.chats = {}              # partner -> Chat (one at a time today)
         self._pending = target       # a name to ask for once registered
         self._lines = []             # lines typed for the name we ask for, before its chat
@@ -156,7 +155,12 @@ class PeerSession:
 
     @property
     def link(self):
-        return self.chat.link if self.chat is not None else None
+        """The current chat's Secure (its link), if any."""
+        return self.chat.secure if self.chat is not None else None
+
+    @property
+    def known_keys(self):
+        return self.pins.keys
 
     @property
     def mapping(self):
@@ -275,7 +279,7 @@ class PeerSession:
 
     def _peer_datagram(self, data, origin, now):
         for chat in self.chats.values():
-            if chat.path.accepts(origin.addr, data, chat.link):
+            if chat.accepts(origin.addr, data):
                 return self._acted_on(chat.received(data, origin, now), now)
         return self._ignored(data, origin.addr, now)
 
@@ -336,8 +340,8 @@ class PeerSession:
                 out.append(Notice("not_sent_for", count=len(self._lines), name=self.target))
                 self._lines = []
         self.relay.introduced(info.username, now)   # drops a request for another name
-        chat = Chat(info.username, path=Path(**self._path_options),
-                    trust=Trust(**self._trust_options), stats=self.stats)
+        chat = Chat(info.username, us=self.username, path=Path(**self._path_options),
+                    secure_options=self._secure_options, stats=self.stats)
         chat.queue, self._lines = self._lines, []
         self.chats[info.username] = chat
         return out + self._punch(chat, info, now)
@@ -400,16 +404,12 @@ class PeerSession:
 
     def verify(self):
         chat = self.chat
-        if chat is None or chat.link is None:
-            return Notice("verify_needs_encryption")
-        return chat.trust.verify(chat.partner, chat.state is State.CONNECTED)
+        return chat.verify() if chat is not None else NoSafetyCode(None)
 
     def trust(self, now):
         """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
         chat = self.chat
-        if chat is None:
-            return [Notice("nothing_to_trust")]
-        return chat.trust_key()
+        return chat.trust(now) if chat is not None else [NothingToTrust(None)]
 
     def status(self, now=None):
         """/status, as data for the console to word."""

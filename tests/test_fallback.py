@@ -332,7 +332,7 @@ def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
     goes at once, not a keep-alive interval later."""
     net = SimNet()
     alice, bob = relayed_pair(net, keepalive=4.0)
-    assert alice.peer.via_relay and not alice.link.secure
+    assert alice.peer.via_relay and not alice.link.encrypted
     net.block(ALICE, RELAY)
     net.run(4 * S.SUSPECT_AFTER + 0.5)
     net.line(ALICE, "held for a while")

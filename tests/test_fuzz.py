@@ -253,7 +253,8 @@ def new_session(rng):
 def check_session(session):
     assert isinstance(session.state, S.State)
     chat = session.chat
-    queue, held = (chat.queue, chat.trust.held) if chat is not None else (session._lines, [])
+    queue, held = (chat.queue, chat.secure._held if chat.secure else []) if chat is not None \
+        else (session._lines, [])
     assert len(queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
     assert len(session._all_timers()) <= 16 and len(session.stats) <= 200
 

@@ -198,3 +198,19 @@ def test_secure_mismatched_prologue_fails(backend):
     b.prologue += b"x"
     run(a, b, until=2.0)
     assert not (a.ready and b.ready)
+
+
+def test_secure_open_raises_a_remote_error_and_changes_nothing(backend):
+    a, b = pair(backend)
+    run(a, b)
+    sealed = a.seal(b"payload")
+    forged = [bytes(sealed[:-1]) + bytes([sealed[-1] ^ 1]), bytes([DATA]) + bytes(40),
+              bytes([HELLO]) + bytes(48), bytes([FINISH]) + bytes(64), b"", b'"Ping"']
+    for frame in forged:
+        with pytest.raises(secure.FrameRejected):
+            b.open(frame, 1.0)
+    assert issubclass(secure.FrameRejected, secure.RemoteProtocolError)
+    assert b.dropped == 0
+    assert b.open(sealed, 1.0) == ([], [b"payload"])    # the genuine one still counts
+    with pytest.raises(secure.FrameRejected, match="replayed"):
+        b.open(sealed, 1.0)
