@@ -2,10 +2,10 @@
 
 Theory of operation
 -------------------
-:class:`Peer` is the other side as the relay introduced it, with the
-candidate addresses we probe. :class:`Path` (one per partner) decides where
-its datagrams come from and where ours go. Each datagram comes with its
-:class:`Origin` (address, our socket, whether the relay forwarded it),
+:class:`Path` (one per partner) decides where the partner's datagrams
+come from and where ours go, among the candidate addresses of its
+:class:`~peerpunch.candidates.Peer`. Each datagram comes with its
+:class:`~peerpunch.candidates.Origin` (address, our socket, whether the relay forwarded it),
 passed as an argument, never left in an attribute. Its states
 (:data:`TRANSITIONS`)::
 
@@ -48,9 +48,11 @@ import logging
 from . import families as F
 from . import protocol as P
 from .birthday import Search
+from .candidates import (RELAYED_ORIGIN, Origin, Peer,  # noqa: F401 -- re-exported
+                         add_loopback_alias, family_mismatch, why_no_answer)
 from .effects import Log, Send
 from .events import (DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW, FALLBACK_AFTER,
-                     HANDSHAKE_FALLBACK_AFTER, LOST_AFTER_INTERVALS, MAX_HEARD, PUNCH_INTERVAL,
+                     HANDSHAKE_FALLBACK_AFTER, LOST_AFTER_INTERVALS, PUNCH_INTERVAL,
                      RELAY_PROBE_AFTER, SLOW_AFTER, SUSPECT_AFTER, ConnectionLost, Failed,
                      Notice, State, StillPunching)
 from .forwarder import RELAYED
@@ -60,13 +62,14 @@ from .timers import Timer, earliest, fire
 
 SEALED_DATA = bytes([DATA])
 
-Origin = collections.namedtuple("Origin", "addr via relayed")
-Origin.__doc__ = """Where a datagram came from: *addr* (None if *relayed*: the relay
-forwarded it), and *via*, our socket it arrived on (0: our own)."""
-RELAYED_ORIGIN = Origin(None, 0, True)
-
 EndChat = collections.namedtuple("EndChat", "partner", defaults=(None,))
 EndChat.__doc__ = "The chat with *partner* is over (for the chat's owners; never shown)."
+HeardAgain = collections.namedtuple("HeardAgain", "")
+HeardAgain.__doc__ = "The peer, silent long enough to be suspect, proved itself again."
+
+KeepAlive = collections.namedtuple("KeepAlive", "also_relayed")
+KeepAlive.__doc__ = """Time for a keep-alive Ping (the chat seals it); *also_relayed*: a
+copy of its own through the relay too (never shown)."""
 
 TRANSITIONS = {
     (None, "punch"): State.PUNCHING,
@@ -77,50 +80,6 @@ TRANSITIONS = {
     (State.PUNCHING, "found_secure"): State.HANDSHAKING,
     (State.HANDSHAKING, "secured"): State.CONNECTED,
 }
-
-
-class Peer:
-    """The other side of a chat, as the relay introduced it.
-
-    While punching, ``candidates`` are where we probe: the public endpoint
-    the relay saw and the LAN endpoints the peer announced (two peers behind
-    one NAT that does not hairpin reach each other only there). A datagram
-    from any candidate, or from the public IP at another port (a
-    peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
-    the path; from then on ``addr`` is the only address we listen to, and
-    ``via`` the socket we use for it (0, or one a birthday search kept).
-    """
-    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
-                 "heard", "via", "mapping")
-
-    def __init__(self, info):
-        self.username = info.username
-        self.endpoint = info.peer
-        self.addr = P.parse_endpoint(info.peer)
-        self.features = info.features or ()
-        self.secret = bytes.fromhex(info.session) if info.session else b""
-        self.via_relay = False       # the chat travels through the relay's fallback
-        self.via = 0                 # our socket the direct path uses (birthday.Spray's, or 0)
-        self.mapping = info.mapping  # what its NAT does, if the relay passed it on
-        self.heard = []              # where valid datagrams came from before keys were agreed
-        self.candidates = [self.addr]
-        for text in info.local or ():
-            addr = P.parse_endpoint(text)
-            if addr not in self.candidates:
-                self.candidates.append(addr)
-
-    def may_be(self, addr):
-        return addr in self.candidates or addr[0] == self.candidates[0][0]
-
-    def settle(self, addr, via=0):
-        self.addr = addr
-        self.via = via
-        self.endpoint = P.format_endpoint(addr)
-        self.hear(addr)
-
-    def hear(self, addr):
-        if addr not in self.heard and len(self.heard) < MAX_HEARD:
-            self.heard.append(addr)
 
 
 class Path:
@@ -181,11 +140,11 @@ class Path:
             self.stats["bad_introductions"] += 1
             return [Failed("bad_introduction", name=info.username, endpoint=info.peer), EndChat()]
         self.peer = Peer(info)
-        self._add_loopback_alias()
+        add_loopback_alias(self.peer, self.families, self.relay.is_loopback())
         direct = any(map(self.can_send, self.peer.candidates))
         if not direct and not self.fallback_possible():
             self.stats["no_shared_family"] += 1
-            return [Failed("no_family", name=self.peer.username, why=self._family_mismatch()),
+            return [Failed("no_family", name=self.peer.username, why=family_mismatch(self.peer, self.families)),
                     EndChat()]
         self._move("punch", now)
         self.started = now
@@ -195,7 +154,7 @@ class Path:
         self.slow.at(now + SLOW_AFTER)
         if not direct:               # no family in common: only the relay can carry us
             self._relay_probing = True
-            return [Notice("family_relayed", why=self._family_mismatch(),
+            return [Notice("family_relayed", why=family_mismatch(self.peer, self.families),
                            relay=self.relay.endpoint)] + search
         if self.fallback_possible():
             self.fallback.at(now + min(FALLBACK_AFTER, self.punch_timeout / 2))
@@ -207,20 +166,6 @@ class Path:
 
     def fallback_possible(self):
         return self.relay.forwards and P.FEATURE_RELAY in self.peer.features
-
-    def _add_loopback_alias(self):
-        """A dual-stack peer the loopback relay saw on the loopback of a
-        family we lack is on this host, at the same port on ours too."""
-        public = self.peer.addr
-        if self.relay.is_loopback() and F.is_loopback(public) and \
-                P.FEATURE_DUAL_STACK in self.peer.features and not self.can_send(public):
-            self.peer.candidates.append(F.loopback_alias(public))
-
-    def _family_mismatch(self):
-        """Why none of the peer's candidates is one our socket can reach."""
-        theirs = {F.family(a) for a in self.peer.candidates}
-        return Notice("family_mismatch", name=self.peer.username, theirs=F.describe(theirs),
-                      ours=F.describe(self.families))
 
     def reintroduced(self, info, now, link):
         """A repeated introduction during the chat: the peer's mapping if it
@@ -408,26 +353,7 @@ class Path:
         peer = self.peer
         return [Failed("unreachable", name=peer.username, endpoint=peer.endpoint,
                        probes=self.stats["probes"], seconds=self.punch_timeout,
-                       why=self._why_no_answer()), EndChat()]
-
-    def _why_no_answer(self):
-        """The likeliest reason a punch got no answer, true to what we know."""
-        peer = self.peer
-        if not self.can_send(peer.candidates[0]):
-            tried = [P.format_endpoint(a) for a in peer.candidates if self.can_send(a)]
-            theirs = F.describe([F.family(peer.candidates[0])])
-            if not tried:
-                return Notice("why_family_relay", theirs=theirs, ours=F.describe(self.families))
-            return Notice("why_family", theirs=theirs, ours=F.describe(self.families),
-                          tried=", ".join(tried))
-        ours = {F.family(self.relay.addr)} | {F.family(P.parse_endpoint(e))
-                                              for e in self.local or ()}
-        theirs = set(F.BOTH) if P.FEATURE_DUAL_STACK in peer.features else \
-            {F.family(a) for a in peer.candidates}
-        if not ours & theirs:
-            return Notice("why_ours", name=peer.username, theirs=F.describe(theirs),
-                          ours=F.describe(ours))
-        return Notice("why_nats")
+                       why=why_no_answer(peer, self.families, self.relay.addr, self.local)), EndChat()]
 
     def _keepalive_due(self, now):
         """Ping every interval. Once more than SUSPECT_AFTER intervals have
@@ -485,14 +411,6 @@ class Path:
         if self.peer.via_relay or len(self.peer.heard) < 2:
             return [self.send(f) for f in frames]
         return [Send(f, addr, self.peer.via) for f in frames for addr in self.peer.heard]
-
-
-HeardAgain = collections.namedtuple("HeardAgain", "")
-HeardAgain.__doc__ = "The peer, silent long enough to be suspect, proved itself again."
-
-KeepAlive = collections.namedtuple("KeepAlive", "also_relayed")
-KeepAlive.__doc__ = """Time for a keep-alive Ping (the chat seals it); *also_relayed*: a
-copy of its own through the relay too (never shown)."""
 
 
 def _may_roam(data, link):

@@ -60,6 +60,7 @@ import logging
 import os
 import random
 
+from . import commands
 from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
@@ -77,7 +78,7 @@ from .forwarder import is_relayed
 from .path import RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, Peer  # noqa: F401
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
-from .securing import NoSafetyCode, NothingToTrust, Pins, whoami
+from .securing import Pins
 from .timers import earliest, fire
 
 
@@ -194,10 +195,8 @@ class PeerSession:
         return self.relay.ask(target, now)
 
     def handle_line(self, line, now):
-        """A line the user typed: a command or a chat message."""
-        if line.startswith("/") and not line.startswith("//"):
-            return self._command(line, now)
-        return self.send_text(line[1:] if line.startswith("//") else line, now)
+        """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
+        return commands.handle_line(self, line, now)
 
     def send_text(self, text, now):
         """Send a chat line, or queue it until the chat is up; a line of
@@ -378,51 +377,6 @@ class PeerSession:
             out.append(Notice("not_sent", count=len(self._lines)))
             self._lines = []
         return out
-
-    # -- commands
-
-    def _command(self, line, now):
-        name, _, arg = line[1:].strip().partition(" ")
-        arg = arg.strip()
-        if name in ("quit", "exit", "q"):
-            return self.quit(now)
-        if name == "connect":
-            return self.connect(arg, now) if arg else [Notice("usage_connect")]
-        if name == "leave":
-            return self.leave_chat(now)
-        if name == "status":
-            return [self.status(now)]
-        if name == "help":
-            return [Notice("help")]
-        if name == "whoami":
-            return [whoami(self.username, self.identity)]
-        if name == "verify":
-            return [self.verify()]
-        if name == "trust":
-            return self.trust(now)
-        return [Notice("unknown_command", command=line.split()[0])]
-
-    def verify(self):
-        chat = self.chat
-        return chat.verify() if chat is not None else NoSafetyCode(None)
-
-    def trust(self, now):
-        """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
-        chat = self.chat
-        return chat.trust(now) if chat is not None else [NothingToTrust(None)]
-
-    def status(self, now=None):
-        """/status, as data for the console to word."""
-        chat = self.chat
-        fields = dict(name=self.username, relay=self.relay.endpoint, state=self.state.value,
-                      waiting=self.relay.waits_for(), mapping=self.mapping,
-                      silent=self.relay.silent_since is not None)
-        if chat is not None:
-            fields.update(chat=chat.partner, endpoint=chat.peer.endpoint,
-                          relayed=chat.peer.via_relay)
-            if chat.state is State.CONNECTED and chat.path.suspect:     # the path went quiet
-                fields["quiet"] = -1 if now is None else now - chat.path.last_heard
-        return Notice("status", **fields)
 
 
 def __getattr__(name):

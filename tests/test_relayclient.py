@@ -8,8 +8,9 @@ import random
 from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch.effects import Send
-from peerpunch.relayclient import (REQUEST_TRANSITIONS, TRANSITIONS, Introduction, RelayClient,
-                                   RelayState, RequestEnded, RequestState)
+from peerpunch.relayclient import TRANSITIONS, Introduction, RelayClient, RelayState
+from peerpunch.request import TRANSITIONS as REQUEST_TRANSITIONS
+from peerpunch.request import RequestEnded, RequestState
 from peerpunch.stun import is_stun
 
 RELAY = ("203.0.113.1", 8080)
@@ -88,7 +89,7 @@ def test_relayclient_introduction_is_handed_over_and_repeats_connect_while_punch
     assert (register.partner, register.session) == ("bob", info.session)
     out = relay.chat_finished("bob", 5.0)
     assert to_relay(out) == [P.SessionFinished(token=TOKEN)] and relay.request is None
-    assert to_relay(relay.tick(relay.reregister.when))[0].partner is None
+    assert to_relay(relay.tick(relay.liveness.timer.when))[0].partner is None
 
 
 def test_relayclient_busy_ends_the_request_and_an_introduction_of_another_drops_it():
