@@ -367,25 +367,30 @@ class Path:
         silent = now - self.last_heard
         if silent >= LOST_AFTER_INTERVALS * interval:
             return [ConnectionLost(self.peer.username), EndChat()]
+        out = self._quiet(silent, interval)
+        step = interval / 4 if self.suspect else interval
+        send = now >= self._last_ping + step
+        if send:
+            self._last_ping = now
+        nxt = self._last_ping + step
+        if not self.suspect:                   # wake up to notice the silence in time
+            nxt = min(nxt, self.last_heard + SUSPECT_AFTER * interval)
+        self.keepalive_timer.at(min(nxt, self.last_heard + LOST_AFTER_INTERVALS * interval))
+        if send:
+            out.append(KeepAlive(self._relay_probing and not self.peer.via_relay))
+        return out
+
+    def _quiet(self, silent, interval):
+        """The path has been *silent* so long: suspect it (ask the relay to
+        introduce us again) and later ping through the relay as well."""
         out = []
-        suspect = silent >= SUSPECT_AFTER * interval
-        if suspect and not self.suspect:
+        if silent >= SUSPECT_AFTER * interval and not self.suspect:
             self.suspect = True
             session = self.peer.secret.hex() if self.peer.secret else None
             out += self.relay.reintroduce(self.peer.username, session)
         if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
                 self.fallback_possible():
             self._relay_probing = True         # ping through the relay as well
-        step = interval / 4 if suspect else interval
-        send = now >= self._last_ping + step
-        if send:
-            self._last_ping = now
-        nxt = self._last_ping + step
-        if not suspect:                        # wake up to notice the silence in time
-            nxt = min(nxt, self.last_heard + SUSPECT_AFTER * interval)
-        self.keepalive_timer.at(min(nxt, self.last_heard + LOST_AFTER_INTERVALS * interval))
-        if send:
-            out.append(KeepAlive(self._relay_probing and not self.peer.via_relay))
         return out
 
     # -- sending to the peer

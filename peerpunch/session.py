@@ -339,11 +339,15 @@ class PeerSession:
                 out.append(Notice("not_sent_for", count=len(self._lines), name=self.target))
                 self._lines = []
         self.relay.introduced(info.username, now)   # drops a request for another name
-        chat = Chat(info.username, us=self.username, path=Path(**self._path_options),
-                    secure_options=self._secure_options, stats=self.stats)
+        chat = self._new_chat(info.username)
         chat.queue, self._lines = self._lines, []
         self.chats[info.username] = chat
         return out + self._punch(chat, info, now)
+
+    def _new_chat(self, partner):
+        """A Chat for *partner*, with its own Path and (at start) Secure."""
+        return Chat(partner, us=self.username, path=Path(**self._path_options),
+                    secure_options=self._secure_options, stats=self.stats)
 
     def _reintroduced(self, chat, info, now):
         if info.username != chat.partner:
