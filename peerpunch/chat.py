@@ -34,7 +34,7 @@ from .events import (GOODBYE_COPIES, MAX_QUEUED, ChatMessage, Connected, Notice,
 from .link import PING, PONG
 from .path import EndChat, HeardAgain, KeepAlive
 from .secure import is_frame
-from .timers import Timer
+from .timers import Timer, earliest, fire
 
 
 class Chat:
@@ -65,7 +65,15 @@ class Chat:
         return self.path.peer
 
     def timers(self):
+        """Every timer of this chat: its path's (their markers acted on
+        here) and the link's."""
         return self.path.timers() + (self.link_timer,)
+
+    def next_deadline(self):
+        return earliest(self.timers())
+
+    def tick(self, now):
+        return fire(self.timers(), now)
 
     # -- from the relay
 

@@ -148,7 +148,9 @@ def test_two_chats_on_an_in_memory_wire_connect_and_exchange_a_line():
             emit(send.addr, ends[send.addr].received(send.data, Origin(src, 0, False), now))
         now += 0.1
         for addr, machine in ends.items():
-            emit(addr, fire(machine.timers(), now))
+            deadline = machine.next_deadline()
+            if deadline is not None and deadline <= now:
+                emit(addr, machine.tick(now))
     assert [e.username for e in shown[ALICE] if isinstance(e, E.Connected)] == ["bob"]
     assert [e.username for e in shown[BOB] if isinstance(e, E.Connected)] == ["alice"]
     assert all(isinstance(e, SC.Unencrypted) for e in shown[ALICE] if isinstance(e, tuple) and
