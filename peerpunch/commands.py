@@ -29,6 +29,41 @@ def _connect(session, name, now):
     return session.connect(name, now) if name else [Notice("usage_connect")]
 
 
+def _leave(session, name, now):
+    return session.leave_chat(now, name or None)
+
+
+def _msg(session, arg, now):
+    """/msg NAME text: one line to NAME's chat only."""
+    name, _, text = arg.partition(" ")
+    if not name or not text.strip():
+        return [Notice("usage_msg")]
+    chat = session.chats.get(name)
+    if chat is None:
+        return [Notice("no_such_chat", name=name)]
+    return chat.send_line(text) if chat.up() else chat.hold_line(text)
+
+
+def _switch(session, name, now):
+    """/switch NAME: plain lines go to NAME's chat from now on."""
+    if not name:
+        return [Notice("usage_switch")]
+    if name not in session.chats:
+        return [Notice("no_such_chat", name=name)]
+    session.current = name
+    return [Notice("switched", name=name)]
+
+
+def chats(session):
+    """/chats: each chat's partner, state, path and encryption, as data."""
+    rows = []
+    for name, chat in session.chats.items():
+        relayed = chat.peer is not None and chat.peer.via_relay
+        encrypted = chat.secure is not None and chat.secure.encrypted
+        rows.append((name, chat.state.value, relayed, encrypted, name == session.current))
+    return Notice("chats", rows=tuple(rows))
+
+
 def _verify(session, arg, now):
     chat = session.chat
     return [chat.verify() if chat is not None else NoSafetyCode(None)]
@@ -58,7 +93,10 @@ def status(session, now=None):
 COMMANDS = {
     "quit": lambda session, arg, now: session.quit(now),
     "connect": _connect,
-    "leave": lambda session, arg, now: session.leave_chat(now),
+    "leave": _leave,
+    "msg": _msg,
+    "switch": _switch,
+    "chats": lambda session, arg, now: [chats(session)],
     "status": lambda session, arg, now: [status(session, now)],
     "help": lambda session, arg, now: [Notice("help")],
     "whoami": lambda session, arg, now: [whoami(session.username, session.identity)],

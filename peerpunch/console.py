@@ -19,7 +19,10 @@ S = E       # the events, as this module has always called them
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (when not in one)
-  /leave          end the current chat (or stop waiting) and stay online
+  /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
+  /msg NAME TEXT  send one line to NAME's chat only
+  /switch NAME    send plain lines to NAME's chat from now on
+  /chats          the open chats: path and encryption
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify         a safety code to compare with your peer by voice
@@ -59,6 +62,11 @@ WORDS = {
     "no_chat": "not in a chat",
     # commands
     "usage_connect": "usage: /connect NAME",
+    "usage_msg": "usage: /msg NAME TEXT",
+    "usage_switch": "usage: /switch NAME",
+    "no_such_chat": "no chat with {name} (/chats lists them)",
+    "already_chatting": "already in a chat with {name}",
+    "switched": "plain lines now go to {name}",
     "unknown_command": "unknown command {command!r}: /help lists them",
     "help": HELP,
     # the path
@@ -145,11 +153,23 @@ def words(event):
     in (fields that are Words worded first), not yet sanitized."""
     if event.what == "status":
         return _status(**event.fields)
+    if event.what == "chats":
+        return _chats(**event.fields)
     template = WORDS.get(event.what)
     if template is None:
         return event.what
     fields = {k: words(v) if isinstance(v, E.Words) else v for k, v in event.fields.items()}
     return template.format(**fields)
+
+
+def _chats(rows):
+    """/chats: one line per chat, the current one marked."""
+    if not rows:
+        return "no open chats"
+    return "\n".join("%s %s: %s, %s, %s" % (
+        "*" if current else " ", name, state, "relayed" if relayed else "direct",
+        "encrypted" if encrypted else "unencrypted")
+        for name, state, relayed, encrypted, current in rows)
 
 
 def _status(name, relay, state, chat=None, quiet=None, endpoint=None, relayed=False,

@@ -96,6 +96,7 @@ class RelayClient:
         self.stats = stats
         self.state = RelayState.REGISTERING
         self.features = ()           # the relay's, from its RegisterAck
+        self.max_chats = 1           # how many chats the relay lets us hold at once
         self.token = None            # from RegisterAck: lets us move to a new address
         self.cookie = None           # from the relay's Cookie, until the RegisterAck
         self.auth = RelayAuth(random_bytes)
@@ -193,15 +194,17 @@ class RelayClient:
         self.request = Request(target, self, now)
         return self.request.start(now, self.mapping_check.waits_until(now))
 
-    def introduced(self, partner, now):
+    def introduced(self, partner, now, keep_others=False):
         """The router took the relay's introduction of *partner*: a request
         for that name repeats its Connect while the punch runs; one for
-        another name is dropped (returns that name)."""
+        another name is dropped (returns that name) unless *keep_others*
+        (we may hold several chats)."""
         req = self.request
         if req is None:
             return None
         if req.target != partner:
-            self._drop_request()
+            if not keep_others:
+                self._drop_request()
             return req.target
         req.introduced(now)
         return None
@@ -222,7 +225,9 @@ class RelayClient:
         names no watch ends the one we had."""
         self.chats.pop(partner, None)
         watched = self.waits_for() is not None and self.watches
-        self._drop_request()
+        if self.request is not None and self.request.target == partner:
+            self._drop_request()
+        # SessionFinished names no partner yet: it ends every session of ours (protocol: partner)
         out = [self._send(P.SessionFinished(token=self.request_token()))]
         if watched:
             out.append(self.register_now())
@@ -297,6 +302,7 @@ class RelayClient:
         """Features, token and cookie from a RegisterAck; an echo of a new
         token to a relay of the previous version."""
         self.features = msg.features or ()
+        self.max_chats = max(1, getattr(msg, "max_chats", None) or 1)   # (an ext field to come)
         if msg.token or not self.speaks_ext:
             self.cookie = None           # proven: the token does the rest (kept after a lost ack)
         proof = []
@@ -402,7 +408,9 @@ class RelayClient:
         self.liveness.soon(when)
 
     def _register_msg(self):
-        """The one place a Register is built: what we are, our chat, our watch."""
+        """The one place a Register is built: what we are, our chat, our watch.
+        (Several chats: ``chats=tuple(self.chats.items())`` and
+        ``max_chats=MAX_CHATS`` once the protocol has those ext fields.)"""
         partner = session = None
         for partner, session in self.chats.items():   # a restarted relay relearns the chat
             break

@@ -50,9 +50,12 @@ partner's :class:`~peerpunch.path.Path`, :class:`~peerpunch.securing.Secure`
 and queued lines), hands each datagram to the machine it is for with its
 :class:`~peerpunch.path.Origin`, and acts on the data events they hand back
 (an introduction, a request or a chat that ended). Its own state is only
-what it composes from theirs (``state``). The table holds one chat at a
-time today. :mod:`peerpunch.events` holds the constants, states and events,
-re-exported here.
+what it composes from theirs (``state``, the current chat's). The table
+holds as many chats as the relay lets us (``RelayClient.max_chats``, from
+its RegisterAck; 1 until it says more): plain lines go to the current chat
+(the one opened last, or /switch), /msg NAME to one chat, and the commands
+live in :mod:`peerpunch.commands`. :mod:`peerpunch.events` holds the
+constants, states and events, re-exported here.
 """
 
 import collections
@@ -119,7 +122,8 @@ class PeerSession:
                                   rng=self._rng, stats=self.stats, history=SearchHistory())
         self._secure_options = dict(identity=identity, backend=backend, pins=self.pins,
                                     strict=strict, require_encryption=require_encryption)
-        self.chats = {}              # partner -> Chat (one at a time today)
+        self.chats = {}              # partner -> Chat (several once the relay allows it)
+        self.current = None          # the partner plain lines go to: the chat opened last
         self._pending = target       # a name to ask for once registered
         self._lines = []             # lines typed for the name we ask for, before its chat
         self._closed = False
@@ -141,8 +145,8 @@ class PeerSession:
 
     @property
     def chat(self):
-        """The chat, if one lives (the table holds one at a time today)."""
-        return next(iter(self.chats.values()), None)
+        """The current chat (where plain lines go), if one lives."""
+        return self.chats.get(self.current)
 
     @property
     def target(self):
@@ -188,9 +192,11 @@ class PeerSession:
         if waiting is not None:
             if target == waiting:
                 return [Notice("already_waiting", name=target)]
-            return self.leave_chat(now) + self.connect(target, now)
-        if self.state is not State.IDLE:
+            return self._stop_asking(now) + self.connect(target, now)
+        if self.relay.asking(RequestState.REQUESTING) or len(self.chats) >= self.relay.max_chats:
             return [Notice("in_chat")]
+        if target in self.chats:
+            return [Notice("already_chatting", name=target)]
         self._pending = None
         return self.relay.ask(target, now)
 
@@ -214,16 +220,22 @@ class PeerSession:
             return [Notice("queued")] if len(self._lines) == 1 else []
         return [Notice("no_chat_for_line")]
 
-    def leave_chat(self, now):
-        """End the current chat (or request) and stay registered."""
-        chat = self.chat
+    def leave_chat(self, now, name=None):
+        """End the chat with *name* (else the current chat, or our request)
+        and stay registered."""
+        if name and name not in self.chats:
+            return [Notice("no_such_chat", name=name)]
+        chat = self.chats[name] if name else self.chat
         if chat is not None:
             return chat.goodbye() + self._end_chat(chat, now) + \
                 [Notice("left", name=chat.partner)]
+        return self._stop_asking(now)
+
+    def _stop_asking(self, now):
         target = self.relay.waits_for()
         if target is not None:
             return self._end_request(now) + [StoppedWaiting(target)]
-        if self.state is State.REQUESTING:
+        if self.relay.asking(RequestState.REQUESTING):
             target = self.target
             return self._end_request(now) + [Notice("stopped_asking", name=target)]
         return [Notice("no_chat")]
@@ -248,7 +260,7 @@ class PeerSession:
         if via:
             return self._via_datagram(data, Origin(addr, via, False), now)
         if addr == self.relay.addr and is_relayed(data):
-            chat = self.chat
+            chat = self._relayed_chat()
             if chat is None:
                 self.stats["ignored_relayed"] += 1
                 return self.relay.nudge(now)
@@ -277,10 +289,20 @@ class PeerSession:
     # -- routing
 
     def _peer_datagram(self, data, origin, now):
-        for chat in self.chats.values():
+        """To the chat whose partner is at that address, else to one that
+        may take it (punching: another port of the partner's IP; roaming)."""
+        chats = sorted(self.chats.values(),
+                       key=lambda chat: chat.peer is None or chat.peer.addr != origin.addr)
+        for chat in chats:
             if chat.accepts(origin.addr, data):
                 return self._acted_on(chat.received(data, origin, now), now)
         return self._ignored(data, origin.addr, now)
+
+    def _relayed_chat(self):
+        """The chat a relayed datagram is for: the one the relay carries (or
+        may soon carry), else the current one."""
+        relayed = [c for c in self.chats.values() if c.peer is not None and c.peer.via_relay]
+        return relayed[0] if len(relayed) == 1 else self.chat
 
     def _via_datagram(self, data, origin, now):
         for chat in self.chats.values():
@@ -326,22 +348,26 @@ class PeerSession:
     def _introduced(self, info, now):
         """The relay introduced us to *info*'s partner: a new chat, a chat
         paired anew, or a repeat."""
-        chat = self.chat
+        chat = self.chats.get(info.username)
         if chat is not None:
             return self._reintroduced(chat, info, now)
-        if self.state not in (State.IDLE, State.REQUESTING, State.WAITING):
-            return []
+        if len(self.chats) >= self.relay.max_chats:
+            return [Log(logging.INFO, "ignored an introduction to %s during a chat"
+                        % info.username)]
         out = []
-        if self.state is not State.IDLE and info.username != self.target:
+        single = self.relay.max_chats == 1
+        asked = self.relay.asking(RequestState.REQUESTING, RequestState.WAITING)
+        if single and asked is not None and info.username != asked.target:
             first = "first_while_waiting" if self.relay.waits_for() else "first_while_asking"
-            out.append(Notice(first, name=info.username, target=self.target))
+            out.append(Notice(first, name=info.username, target=asked.target))
             if self._lines:          # typed for the target: never hand them to someone else
-                out.append(Notice("not_sent_for", count=len(self._lines), name=self.target))
+                out.append(Notice("not_sent_for", count=len(self._lines), name=asked.target))
                 self._lines = []
-        self.relay.introduced(info.username, now)   # drops a request for another name
-        chat = self._new_chat(info.username)
-        chat.queue, self._lines = self._lines, []
-        self.chats[info.username] = chat
+        chat = self.chats[info.username] = self._new_chat(info.username)
+        if asked is None or asked.target == info.username or single:
+            chat.queue, self._lines = self._lines, []
+        self.relay.introduced(info.username, now, keep_others=not single)
+        self.current = info.username
         return out + self._punch(chat, info, now)
 
     def _new_chat(self, partner):
@@ -350,9 +376,6 @@ class PeerSession:
                     secure_options=self._secure_options, stats=self.stats)
 
     def _reintroduced(self, chat, info, now):
-        if info.username != chat.partner:
-            return [Log(logging.INFO, "ignored an introduction to %s during a chat"
-                        % info.username)]
         if chat.state is not State.CONNECTED and (info.session or "") != chat.peer.secret.hex():
             # the relay paired us anew (say a stale SessionFinished ended the
             # first pairing): its new secret is the one the peer will use
@@ -371,6 +394,8 @@ class PeerSession:
         if chat.peer is not None:
             self._former = (chat.peer.addr, chat.partner, now + FORMER_PEER_FOR)
         self.chats.pop(chat.partner, None)
+        if self.current == chat.partner:       # the chat opened last before it, if any
+            self.current = next(reversed(list(self.chats)), None)
         self.stats["probes"] = 0
         return out
 

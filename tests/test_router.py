@@ -5,6 +5,7 @@ which machine (with which Origin) and what it does with their events."""
 from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
+from peerpunch.console import format_event
 from peerpunch.effects import Send
 from peerpunch.forwarder import RELAYED
 from peerpunch.path import RELAYED_ORIGIN, EndChat, Origin
@@ -105,3 +106,74 @@ def test_router_ends_a_chat_its_machine_says_is_over():
     assert to_relay(out) == [P.SessionFinished(token=TOKEN)]
     assert r.made.calls[-1] == ("close",) and r.chats == {} and r.relay.chats == {}
     assert r.state is E.State.IDLE
+
+
+CAROL = ("198.51.100.30", 42000)
+
+
+def sends_to(effects, addr):
+    return [P.decode(e.data) for e in effects if isinstance(e, Send) and e.addr == addr]
+
+
+def plain_chat_with(r, name, addr, now):
+    """The relay introduces *name* at *addr*; its first probe picks the path."""
+    info = P.PeerInfo(peer=P.format_endpoint(addr), username=name, session=SECRET,
+                      features=("ext", "relay1"), nonce=NONCE)
+    r.datagram_received(P.encode(info), RELAY, now)
+    out = r.datagram_received(P.encode(P.Ping()), addr, now + 0.1)
+    assert [e.username for e in out if isinstance(e, E.Connected)] == [name]
+
+
+def test_router_holds_two_chats_when_the_relay_allows_it():
+    """Section 2 of issue 11: the relay lets us hold two chats (its ack's
+    max_chats, set here as it will read it); /msg, /switch, /chats and
+    /leave NAME act on one chat each, plain lines go to the current one."""
+    r = S.PeerSession("alice", RELAY, random_bytes=lambda n: b"\x5a" * n)
+    r.start(0.0)
+    r.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1", "watch1"),
+                                               token=TOKEN, nonce=NONCE)), RELAY, 0.1)
+    r.relay.max_chats = 2
+    plain_chat_with(r, "bob", BOB, 1.0)
+    assert [m.target_username for m in to_relay(r.handle_line("/connect carol", 2.0))] == ["carol"]
+    plain_chat_with(r, "carol", CAROL, 3.0)
+    assert set(r.chats) == {"bob", "carol"} and r.current == "carol"
+    out = r.handle_line("hello carol", 4.0)
+    assert sends_to(out, CAROL) == [P.DirectMessage("hello carol")] and not sends_to(out, BOB)
+    out = r.handle_line("/msg bob hello bob", 4.1)
+    assert sends_to(out, BOB) == [P.DirectMessage("hello bob")] and not sends_to(out, CAROL)
+    assert format_event(r.handle_line("/switch bob", 4.2)[0]) == "plain lines now go to bob"
+    assert sends_to(r.handle_line("to bob", 4.3), BOB) == [P.DirectMessage("to bob")]
+    assert format_event(r.handle_line("/chats", 4.4)[0]) == (
+        "* bob: connected, direct, unencrypted\n  carol: connected, direct, unencrypted")
+    shown = r.datagram_received(P.encode(P.DirectMessage("hi from carol")), CAROL, 4.5)
+    assert [format_event(e) for e in shown] == ["[carol]> hi from carol"]
+    out = r.handle_line("/leave carol", 5.0)
+    assert sends_to(out, CAROL) == [P.Goodbye()] * 3 and not sends_to(out, BOB)
+    assert set(r.chats) == {"bob"} and r.current == "bob" and r.state is E.State.CONNECTED
+    assert format_event(r.handle_line("/leave carol", 5.1)[0]) == \
+        "no chat with carol (/chats lists them)"
+
+
+def test_router_with_one_chat_allowed_ignores_a_second_introduction():
+    r = S.PeerSession("alice", RELAY, random_bytes=lambda n: b"\x5a" * n)
+    r.start(0.0)
+    r.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1"), token=TOKEN,
+                                               nonce=NONCE)), RELAY, 0.1)
+    plain_chat_with(r, "bob", BOB, 1.0)
+    assert format_event(r.handle_line("/connect carol", 2.0)[0]) == \
+        "already in a chat; /leave it first"
+    info = P.PeerInfo(peer=P.format_endpoint(CAROL), username="carol", session=SECRET,
+                      nonce=NONCE)
+    r.datagram_received(P.encode(info), RELAY, 2.5)
+    assert set(r.chats) == {"bob"} and r.current == "bob"
+
+
+def test_router_connect_to_a_partner_already_in_a_chat_says_so():
+    r = S.PeerSession("alice", RELAY, random_bytes=lambda n: b"\x5a" * n)
+    r.start(0.0)
+    r.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1"), token=TOKEN,
+                                               nonce=NONCE)), RELAY, 0.1)
+    r.relay.max_chats = 2
+    plain_chat_with(r, "bob", BOB, 1.0)
+    out = r.handle_line("/connect bob", 2.0)
+    assert [format_event(e) for e in out] == ["already in a chat with bob"] and not to_relay(out)
