@@ -128,10 +128,12 @@ class Prober:
 
 
 class Spray:
-    """The hard side's sockets, numbered 1..*count* (0 is the session's own)."""
+    """The hard side's *count* sockets, numbered from 1 (0 is the session's
+    own) but for the numbers in *taken* (other chats' kept sockets)."""
 
-    def __init__(self, count=SOCKETS):
+    def __init__(self, count=SOCKETS, taken=()):
         self.count = count
+        self.numbers = [n for n in range(1, count + len(taken) + 1) if n not in taken][:count]
         self.open = set()
         self.kept = None       # the socket a probe landed on: the chat's from then on
         self.until = None      # when the sockets close if no probe has landed
@@ -139,7 +141,7 @@ class Spray:
     def start(self, target, probe, now):
         """Open the sockets and send *probe* (bytes) from each to *target*;
         they are kept until HOLD from *now*."""
-        self.open = set(range(1, self.count + 1))
+        self.open = set(self.numbers)
         self.until = now + HOLD
         out = [OpenSocket(via) for via in sorted(self.open)]
         return out + [Send(probe, target, via) for via in sorted(self.open)]
@@ -163,11 +165,14 @@ class Spray:
 
 class SearchHistory:
     """Toward whom, and when, the last search began: kept for the process,
-    so that no datagram from the relay can make us spray again and again."""
+    so that no datagram from the relay can make us spray again and again;
+    and the extra sockets chats still use (``kept``), which no other
+    search may open or close."""
 
     def __init__(self):
         self.target = None           # (name, addr)
         self.started = float("-inf")
+        self.kept = set()
 
 
 class Search:
@@ -210,7 +215,7 @@ class Search:
                               % (peer.endpoint, now - self.history.started))]
         self.history.target, self.history.started = target, now
         if ours == P.MAPPING_DEPENDENT:
-            self.spray = Spray()
+            self.spray = Spray(taken=self.history.kept)
             self.timer.at(now + SPRAY_CHECK)
             return out + [Notice("search_spray", name=peer.username, sockets=self.spray.count)
                           ] + self.spray.start(peer.addr, PING, now)
@@ -252,7 +257,10 @@ class Search:
         self.prober = None
         self.timer.stop()
         spray, self.spray = self.spray, None
-        return spray.close() if spray is not None else []
+        if spray is None:
+            return []
+        self.history.kept.discard(spray.kept)
+        return spray.close()
 
     def probed(self, addr):
         """True if our probes went to *addr*."""
@@ -271,6 +279,7 @@ class Search:
         if not spray.searching(via) or addr != peer_addr or not self._needed() or \
                 not (data in (PING, PONG) or is_frame(data)):
             return None, []
+        self.history.kept.add(via)
         return "hit", spray.keep(via)
 
 

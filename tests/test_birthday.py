@@ -3,6 +3,7 @@ sessions behind simulated NATs (tests/simnet.py's SimNat) with a fake clock.
 The real thing, through Linux NATs, is in test_natlab.py."""
 
 import random
+import types
 
 import pytest
 
@@ -101,6 +102,23 @@ def test_spray_opens_sends_keeps_one_and_closes_the_rest():
     assert spray.keep(3) == [CloseSocket(v) for v in (1, 2, 4)]
     assert not spray.searching(1) and spray.kept == 3 and spray.open == {3}
     assert spray.close() == [CloseSocket(3)] and spray.close() == []
+
+
+def test_search_a_second_chat_never_opens_or_closes_the_socket_another_chat_kept():
+    history = B.SearchHistory()
+    peer = types.SimpleNamespace(username="bob", addr=("198.51.100.2", 7000), endpoint="x",
+                                 mapping=P.MAPPING_INDEPENDENT, candidates=[("198.51.100.2", 7000)])
+    first = B.Search(history, random.Random(1), lambda: True)
+    first.start(peer, P.MAPPING_DEPENDENT, 0.0, lambda addr: True)
+    assert first.landed(PING, peer.addr, 5, peer.addr)[0] == "hit" and history.kept == {5}
+    carol = types.SimpleNamespace(username="carol", addr=("198.51.100.3", 8000), endpoint="y",
+                                  mapping=P.MAPPING_INDEPENDENT, candidates=[("198.51.100.3", 8000)])
+    second = B.Search(history, random.Random(2), lambda: True)
+    out = second.start(carol, P.MAPPING_DEPENDENT, B.SEARCH_AGAIN_AFTER, lambda addr: True)
+    opened = {e.via for e in out if isinstance(e, OpenSocket)}
+    assert len(opened) == B.SOCKETS and 5 not in opened and B.SOCKETS + 1 in opened
+    assert CloseSocket(5) not in second.stop()
+    assert first.stop() == [CloseSocket(5)] and history.kept == set()
 
 
 # -- sessions behind NATs
