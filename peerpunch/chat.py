@@ -32,7 +32,7 @@ from .effects import Log, Send
 from .events import (GOODBYE_COPIES, MAX_QUEUED, ChatMessage, Connected, Notice, PeerLeft,
                      State)
 from .link import PING, PONG
-from .path import EndChat, HeardAgain, KeepAlive
+from .path import EndChat, HeardAgain, KeepAlive, PathFound
 from .secure import is_frame
 from .timers import Timer, earliest, fire
 
@@ -172,7 +172,7 @@ class Chat:
     def _path_found(self, now):
         """The punch worked (or the relay will carry us): start the link."""
         started = self.secure.start(now)
-        notes = self.path.found(now, self.secure.encrypted)
+        notes = [PathFound(self.partner)] + self.path.found(now, self.secure.encrypted)
         if self.secure.encrypted:
             out = self.path.handshake_sends(started.frames)
             self._schedule_link()

@@ -64,6 +64,9 @@ SEALED_DATA = bytes([DATA])
 
 EndChat = collections.namedtuple("EndChat", "partner", defaults=(None,))
 EndChat.__doc__ = "The chat with *partner* is over (for the chat's owners; never shown)."
+PathFound = collections.namedtuple("PathFound", "partner")
+PathFound.__doc__ = """The punch to *partner* found a path: no more Connects for it (for
+the router; never shown)."""
 HeardAgain = collections.namedtuple("HeardAgain", "")
 HeardAgain.__doc__ = "The peer, silent long enough to be suspect, proved itself again."
 

@@ -209,9 +209,9 @@ class RelayClient:
         req.introduced(now)
         return None
 
-    def settled(self, now):
-        """The punch found a path: no more Connects."""
-        if self.request is not None:
+    def settled(self, partner, now):
+        """The punch to *partner* found a path: no more Connects for it."""
+        if self.request is not None and self.request.target == partner:
             self.request.settled(now)
 
     def chat_began(self, partner, session_hex):

@@ -78,7 +78,8 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
-from .path import RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, Peer  # noqa: F401
+from .path import (RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, PathFound,  # noqa: F401
+                   Peer)
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
 from .securing import Pins
@@ -329,6 +330,8 @@ class PeerSession:
                 out += self._introduced(effect.info, now)
             elif kind is RequestEnded:
                 out += self._end_request(now)
+            elif kind is PathFound:
+                self.relay.settled(effect.partner, now)
             elif kind is EndChat:
                 chat = self.chats.get(effect.partner)
                 out += self._end_chat(chat, now) if chat is not None else []

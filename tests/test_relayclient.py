@@ -83,7 +83,7 @@ def test_relayclient_introduction_is_handed_over_and_repeats_connect_while_punch
     assert relay.introduced("bob", 3.2) is None
     relay.chat_began("bob", info.session)
     assert to_relay(relay.tick(4.2)) == [P.Connect("bob", token=TOKEN)]   # no Register in front
-    relay.settled(4.5)
+    relay.settled("bob", 4.5)
     assert relay.request.connect.when is None
     register = to_relay(relay.reintroduce("bob", info.session))[0]
     assert (register.partner, register.session) == ("bob", info.session)

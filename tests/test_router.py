@@ -177,3 +177,19 @@ def test_router_connect_to_a_partner_already_in_a_chat_says_so():
     plain_chat_with(r, "bob", BOB, 1.0)
     out = r.handle_line("/connect bob", 2.0)
     assert [format_event(e) for e in out] == ["already in a chat with bob"] and not to_relay(out)
+
+
+def test_router_stops_asking_the_relay_once_the_path_is_found():
+    r = router()
+    r.handle_line("/connect bob", 0.5)
+    plain = S.PeerSession._new_chat(r, "bob")        # a real chat, this once
+    r._new_chat = lambda partner: plain
+    introduce(r, 1.0)
+    assert [type(m) for m in to_relay(r.tick(2.0))] == [P.Connect]   # repeated while punching
+    r.datagram_received(P.encode(P.Ping()), BOB, 2.5)                # the path is found
+    assert r.state is E.State.CONNECTED
+    later = []
+    while r.next_deadline() < 40.0:
+        later += r.tick(r.next_deadline())
+    asks = [m for m in to_relay(later) if type(m) is P.Connect]
+    assert asks and all(m.session == SECRET for m in asks)   # only when bob goes quiet
