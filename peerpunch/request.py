@@ -22,6 +22,11 @@ request into a wait, said once: with a relay that keeps watches
 What it needs of the client is small: ``connect_msg(name)``,
 ``register_now()`` (a Register, as a Send), ``watches``,
 ``register_soon(when)``.
+
+The client keeps one request at a time, even when the relay lets us hold
+several chats: the relay's TargetNotFound, TargetBusy and Error do not name
+the target they answer, so two outstanding requests could not be told
+apart (an ext ``target`` field in them would lift this).
 """
 
 import collections

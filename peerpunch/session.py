@@ -44,12 +44,15 @@ peer are listened to, and the relay only in what carries our nonce once it
 has shown it (:class:`~peerpunch.registration.RelayAuth`).
 
 Where things live. :class:`PeerSession` is the router: it owns one
-:class:`~peerpunch.relayclient.RelayClient` (registration, requests, our
-NAT's mapping) and a table partner -> :class:`~peerpunch.chat.Chat` (one
-partner's :class:`~peerpunch.path.Path`, :class:`~peerpunch.securing.Secure`
-and queued lines), hands each datagram to the machine it is for with its
-:class:`~peerpunch.path.Origin`, and acts on the data events they hand back
-(an introduction, a request or a chat that ended). Its own state is only
+:class:`~peerpunch.relayclient.RelayClient` (registration; its
+:class:`~peerpunch.request.Request`, :class:`~peerpunch.liveness.Liveness`
+and :class:`~peerpunch.mapping.MappingCheck`) and a table partner ->
+:class:`~peerpunch.chat.Chat` (one partner's :class:`~peerpunch.path.Path`
+with its birthday :class:`~peerpunch.birthday.Search`, its
+:class:`~peerpunch.securing.Secure` and its queued lines), hands each
+datagram to the machine it is for with its
+:class:`~peerpunch.candidates.Origin`, and acts on the data events they
+hand back (Introduction, RequestEnded, PathFound, EndChat). Its own state is only
 what it composes from theirs (``state``, the current chat's). The table
 holds as many chats as the relay lets us (``RelayClient.max_chats``, from
 its RegisterAck; 1 until it says more): plain lines go to the current chat
