@@ -147,8 +147,8 @@ class Path:
         direct = any(map(self.can_send, self.peer.candidates))
         if not direct and not self.fallback_possible():
             self.stats["no_shared_family"] += 1
-            return [Failed("no_family", name=self.peer.username, why=family_mismatch(self.peer, self.families)),
-                    EndChat()]
+            why = family_mismatch(self.peer, self.families)
+            return [Failed("no_family", name=self.peer.username, why=why), EndChat()]
         self._move("punch", now)
         self.started = now
         search = self.search.start(self.peer, self.relay.mapping, now, self.can_send)
@@ -356,7 +356,8 @@ class Path:
         peer = self.peer
         return [Failed("unreachable", name=peer.username, endpoint=peer.endpoint,
                        probes=self.stats["probes"], seconds=self.punch_timeout,
-                       why=why_no_answer(peer, self.families, self.relay.addr, self.local)), EndChat()]
+                       why=why_no_answer(peer, self.families, self.relay.addr, self.local)),
+                EndChat()]
 
     def _keepalive_due(self, now):
         """Ping every interval. Once more than SUSPECT_AFTER intervals have

@@ -273,7 +273,8 @@ class RelayClient:
                                % (type(msg).__name__, why, self.stats["unauthenticated_relay"]))]
         if self.auth.mode == before:
             return True, []
-        return True, [Log(logging.DEBUG, "relay %s: %s" % (self.endpoint, MODE_NOTES[self.auth.mode]))]
+        note = MODE_NOTES[self.auth.mode]
+        return True, [Log(logging.DEBUG, "relay %s: %s" % (self.endpoint, note))]
 
     def _on_cookie(self, msg, now):
         """Register again at once with the relay's cookie (a copy of the
