@@ -37,20 +37,21 @@ chances multiply down to nothing useful, and such pairs are relayed.
 Sans-I/O: :class:`Prober` says which addresses to probe when; :class:`Spray`
 says which sockets to open and close, as :class:`~peerpunch.effects.OpenSocket`
 and :class:`~peerpunch.effects.CloseSocket` effects and
-:class:`~peerpunch.effects.Send` effects whose ``via`` names the socket. The
-session (:mod:`peerpunch.path`) decides when each runs.
+:class:`~peerpunch.effects.Send` effects whose ``via`` names the socket.
+:class:`Search` is the small machine a chat's :class:`~peerpunch.path.Path`
+owns: which of the two runs, its timer, when it stops.
 """
 
 import logging
 import math
 import random
 
-from . import natcheck
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
-from .events import Notice, State
+from .events import Notice
 from .link import PING, PONG
 from .secure import is_frame
+from .timers import Timer
 
 PORT_FIRST, PORT_LAST = 1024, 65535   # where NATs pick ports (Linux: 1024-65535)
 SOCKETS = 256          # the hard side's extra sockets
@@ -127,10 +128,12 @@ class Prober:
 
 
 class Spray:
-    """The hard side's sockets, numbered 1..*count* (0 is the session's own)."""
+    """The hard side's *count* sockets, numbered from 1 (0 is the session's
+    own) but for the numbers in *taken* (other chats' kept sockets)."""
 
-    def __init__(self, count=SOCKETS):
+    def __init__(self, count=SOCKETS, taken=()):
         self.count = count
+        self.numbers = [n for n in range(1, count + len(taken) + 1) if n not in taken][:count]
         self.open = set()
         self.kept = None       # the socket a probe landed on: the chat's from then on
         self.until = None      # when the sockets close if no probe has landed
@@ -138,7 +141,7 @@ class Spray:
     def start(self, target, probe, now):
         """Open the sockets and send *probe* (bytes) from each to *target*;
         they are kept until HOLD from *now*."""
-        self.open = set(range(1, self.count + 1))
+        self.open = set(self.numbers)
         self.until = now + HOLD
         out = [OpenSocket(via) for via in sorted(self.open)]
         return out + [Send(probe, target, via) for via in sorted(self.open)]
@@ -160,156 +163,125 @@ class Spray:
         return [CloseSocket(v) for v in closing]
 
 
-class BirthdayMixin:
-    """The part of :class:`~peerpunch.session.PeerSession` that learns our
-    NAT's mapping at registration and runs a :class:`Prober` or a
-    :class:`Spray` while a chat looks for a direct path.
+class SearchHistory:
+    """Toward whom, and when, the last search began: kept for the process,
+    so that no datagram from the relay can make us spray again and again;
+    and the extra sockets chats still use (``kept``), which no other
+    search may open or close."""
 
-    The mapping check (a quick :class:`~peerpunch.natcheck.NatCheck`) starts
-    at the first RegisterAck from a relay of ours; a request's first Connect
-    waits for it up to MAPPING_WAIT, so that the relay can tell the peer. The search starts
-    with the punch and stops when a direct path is found, when the chat
-    ends, or when its budget is spent; a relayed chat keeps it going, and a
-    hit then moves the chat to the direct path ("now direct").
-    """
+    def __init__(self):
+        self.target = None           # (name, addr)
+        self.started = float("-inf")
+        self.kept = set()
 
-    # -- our mapping
 
-    def _start_mapping_check(self, now):
-        if self._mapping_checked or not P.speaks_extensions(self.relay_features):
-            return []             # done already; or a seed relay, which would choke on STUN
-        self._mapping_checked = True
-        self._natcheck = natcheck.NatCheck(self.relay_addr, quick=True)
-        self._mapping_deadline = now + MAPPING_WAIT
-        out = self._natcheck.start(now)
-        self._timers["natcheck"] = self._natcheck.next_deadline()
-        return out
+class Search:
+    """Our part of one chat's birthday search: a :class:`Prober` or a
+    :class:`Spray`, and its timer. *needed()* says whether the chat still
+    wants a direct path (punching, or relayed).
 
-    def _mapping_pending(self, now):
-        """True while a Connect should wait for the mapping check."""
-        return self._natcheck is not None and now < self._mapping_deadline
+    It starts with the punch (:meth:`start`) when one side's NAT is symmetric
+    and the other's is not, and stops when a direct path is found, when the
+    chat ends, or when its budget is spent; a relayed chat keeps it going,
+    and a hit then moves the chat to the direct path ("now direct")."""
 
-    def _stun_datagram(self, data, addr, now):
-        if self._natcheck is None:
-            return []             # a late or duplicate answer
-        return self._natcheck.datagram_received(data, addr, now) + self._natcheck_progress(now)
+    def __init__(self, history, rng, needed):
+        self.history = history
+        self.prober = None           # we probe a symmetric peer's ports
+        self.spray = None            # our NAT is the symmetric one
+        self._rng = rng
+        self._needed = needed
+        self.timer = Timer(self._due)
 
-    def _timer_natcheck(self, now):
-        if self._natcheck is None:
+    @property
+    def running(self):
+        return self.spray is not None or self.prober is not None
+
+    def start(self, peer, ours, now, can_send):
+        """At the punch toward *peer* (a path.Peer), our NAT's mapping
+        *ours*: our part of a search, if one is needed. A repeated
+        introduction of the same endpoint keeps the search that runs; one
+        of another endpoint stops it, and starts a new one only
+        SEARCH_AGAIN_AFTER the last began."""
+        target = (peer.username, peer.addr)
+        if self.running and target == self.history.target:
             return []
-        return self._natcheck.tick(now) + self._natcheck_progress(now)
-
-    def _natcheck_progress(self, now):
-        check = self._natcheck
-        if not check.done:
-            self._timers["natcheck"] = check.next_deadline()
-            return []
-        self._natcheck = None
-        self._timers.pop("natcheck", None)
-        mapping, why = natcheck.mapping_of(check.obs, ())
-        self.mapping = _MAPPINGS.get(mapping)
-        out = [Log(logging.INFO, "our NAT's mapping: %s (%s)" % (self.mapping or "unknown", why))]
-        if self.mapping is not None:
-            out.append(self._to_relay(self._register_msg()))   # so the relay can tell peers
-        if self.state is State.REQUESTING and self._connect_deferred:
-            out += self._timer_connect(now)                     # the first Connect, now
-        return out
-
-    # -- the search
-
-    def _start_birthday(self, now):
-        """At the punch: our part of a birthday search, if one is needed.
-
-        A repeated introduction of the same endpoint (the relay paired us
-        anew) keeps the search that runs; one of another endpoint stops it,
-        and starts a new one only SEARCH_AGAIN_AFTER the last began: no
-        datagram from the relay can make us spray again and again."""
-        target = (self.peer.username, self.peer.addr)
-        searching = self._spray is not None or self._prober is not None
-        if searching and target == self._search_target:
-            return []
-        out = self._stop_birthday()          # a search for an earlier pairing
-        theirs, ours = self.peer.mapping, self.mapping
-        if theirs is None or ours is None or theirs == ours or not self._can_send(self.peer.addr):
+        out = self.stop()                    # a search for an earlier pairing
+        theirs = peer.mapping
+        if theirs is None or ours is None or theirs == ours or not can_send(peer.addr):
             return out
-        if now - self._search_started < SEARCH_AGAIN_AFTER:
+        if now - self.history.started < SEARCH_AGAIN_AFTER:
             return out + [Log(logging.INFO, "no birthday search toward %s: one began %.1f s ago"
-                              % (self.peer.endpoint, now - self._search_started))]
-        self._search_target, self._search_started = target, now
+                              % (peer.endpoint, now - self.history.started))]
+        self.history.target, self.history.started = target, now
         if ours == P.MAPPING_DEPENDENT:
-            self._spray = Spray()
-            self._timers["birthday"] = now + SPRAY_CHECK
-            return out + [Notice("your NAT is symmetric and %s's is not: searching for a direct"
-                                 " path (%d extra sockets)" % (self.peer.username, self._spray.count))
-                          ] + self._spray.start(self.peer.addr, PING, now)
-        self._prober = Prober(self.peer.addr[0], now, rng=self._rng, near=self.peer.addr[1])
-        self._timers["birthday"] = now
-        return out + [Notice("%s's NAT is symmetric: searching for a direct path (up to %d probes"
-                             " to %s, %g s)" % (self.peer.username, len(self._prober.ports),
-                                                self.peer.addr[0], len(self._prober.ports) / RATE))]
+            self.spray = Spray(taken=self.history.kept)
+            self.timer.at(now + SPRAY_CHECK)
+            return out + [Notice("search_spray", name=peer.username, sockets=self.spray.count)
+                          ] + self.spray.start(peer.addr, PING, now)
+        self.prober = Prober(peer.addr[0], now, rng=self._rng, near=peer.addr[1])
+        self.timer.at(now)
+        probes = len(self.prober.ports)
+        return out + [Notice("search_probe", name=peer.username, probes=probes, ip=peer.addr[0],
+                             seconds=probes / RATE)]
 
-    def _late_birthday(self, now):
+    def late(self, peer, ours, now, can_send):
         """A repeated introduction: if our mapping or the peer's was not
-        known at the punch (a check that outlasted MAPPING_WAIT) and both are
-        now, the search this chat has not had yet starts."""
-        if self._birthday_needed() and self._search_target != (self.peer.username, self.peer.addr) \
-                and None not in (self.mapping, self.peer.mapping):
-            return self._start_birthday(now)
+        known at the punch and both are now, the search this chat has not
+        had yet starts."""
+        if self._needed() and self.history.target != (peer.username, peer.addr) \
+                and None not in (ours, peer.mapping):
+            return self.start(peer, ours, now, can_send)
         return []
 
-    def _birthday_needed(self):
-        return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)
-
-    def _timer_birthday(self, now):
-        if self._prober is not None:
-            if not self._birthday_needed():
-                self._prober = None
+    def _due(self, now):
+        if self.prober is not None:
+            if not self._needed():
+                self.prober = None
                 return []
-            out = [Send(PING, addr) for addr in self._prober.due(now)]
-            deadline = self._prober.next_deadline()
+            out = [Send(PING, addr) for addr in self.prober.due(now)]
+            deadline = self.prober.next_deadline()
             if deadline is None:
-                self._prober = None
+                self.prober = None
             else:
-                self._timers["birthday"] = deadline
+                self.timer.at(deadline)
             return out
-        if self._spray is not None and self._spray.kept is None:
-            if not self._birthday_needed() or now >= self._spray.until:
-                return self._spray.close()
-            self._timers["birthday"] = min(now + SPRAY_CHECK, self._spray.until)
+        if self.spray is not None and self.spray.kept is None:
+            if not self._needed() or now >= self.spray.until:
+                return self.spray.close()
+            self.timer.at(min(now + SPRAY_CHECK, self.spray.until))
         return []
 
-    def _stop_birthday(self):
-        """The chat ended: close every extra socket."""
-        self._prober = None
-        self._timers.pop("birthday", None)
-        spray, self._spray = self._spray, None
-        return spray.close() if spray is not None else []
+    def stop(self):
+        """Close every extra socket."""
+        self.prober = None
+        self.timer.stop()
+        spray, self.spray = self.spray, None
+        if spray is None:
+            return []
+        self.history.kept.discard(spray.kept)
+        return spray.close()
 
-    def _via_datagram(self, data, addr, now, via):
-        """A datagram on one of the Spray's sockets."""
-        spray = self._spray
-        if spray is None or via not in spray.open or self.peer is None or addr == self.relay_addr:
-            self.stats["ignored_strangers"] += 1
-            return []
+    def probed(self, addr):
+        """True if our probes went to *addr*."""
+        return self.prober is not None and self.prober.probed(addr)
+
+    def owns(self, via):
+        return self.spray is not None and via in self.spray.open
+
+    def landed(self, data, addr, via, peer_addr):
+        """A datagram from *addr* on our socket *via*: None if it is not for
+        us, "kept" if on the socket a probe landed on earlier, "hit" (with
+        the other sockets closed) if a probe from the peer lands now."""
+        spray = self.spray
         if via == spray.kept:
-            return self._peer_datagram(data, addr, now, via)
-        if not spray.searching(via) or addr != self.peer.candidates[0] or \
-                not self._birthday_needed() or not (data in (PING, PONG) or is_frame(data)):
-            self.stats["ignored_strangers"] += 1
-            return []
-        out = [Log(logging.INFO, "a probe from %s landed on extra socket %d after %.2f s"
-                   % (self.peer.username, via, now - self._punch_started))]
-        out += spray.keep(via)
-        relayed = self.state is not State.PUNCHING
-        out += self._peer_datagram(data, addr, now, via)
-        if relayed and self.peer is not None and self.peer.via_relay:
-            # answer with a probe of our own: a sealed one moves both sides
-            secure = self.link is not None and self.link.secure and self.link.ready
-            out.append(Send(self.link.seal(P.Ping()) if secure else PING, addr, via))
-        return out
+            return "kept", []
+        if not spray.searching(via) or addr != peer_addr or not self._needed() or \
+                not (data in (PING, PONG) or is_frame(data)):
+            return None, []
+        self.history.kept.add(via)
+        return "hit", spray.keep(via)
 
 
 SPRAY_CHECK = 0.25     # how often the hard side checks whether its sockets are still needed
 SEARCH_AGAIN_AFTER = HOLD  # a new search (another endpoint) no sooner than this after the last
-MAPPING_WAIT = 1.0     # a Connect waits this long at most for our mapping
-_MAPPINGS = {natcheck.EIM: P.MAPPING_INDEPENDENT, natcheck.SYMMETRIC: P.MAPPING_DEPENDENT}

@@ -1,7 +1,10 @@
 """How the peer's events read on a terminal. Pure functions, no I/O.
 
-Text from the network is shown with its control characters made visible, so
-a peer cannot move the cursor, clear the screen or forge a line of ours. The
+Every word the user reads is here: the cores hand back events as data
+(:class:`~peerpunch.events.Words` name their words in :data:`WORDS`), and
+this module words them, HELP and the key-change banner included. Text from
+the network is shown with its control characters made visible, so a peer
+cannot move the cursor, clear the screen or forge a line of ours. The
 relay's own text is never shown: a refusal is worded here from its code.
 """
 
@@ -11,7 +14,93 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from . import session as S
+
+S = E       # the events, as this module has always called them
+
+HELP = """commands:
+  /connect NAME   start a chat with NAME (when not in one)
+  /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
+  /msg NAME TEXT  send one line to NAME's chat only
+  /switch NAME    send plain lines to NAME's chat from now on
+  /chats          the open chats: path and encryption
+  /status         who you are, what you are connected to, what your NAT does
+  /whoami         your key's fingerprint
+  /verify         a safety code to compare with your peer by voice
+  /trust          accept the new key of a peer whose key changed
+  /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
+  /help           this text
+  //text          send a line that begins with '/'"""
+
+FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
+
+WORDS = {
+    # asking and waiting
+    "bad_target": "cannot connect to {target!r}: {why}",
+    "self": "you cannot connect to yourself",
+    "already_waiting": "already waiting for {name} (/leave to stop)",
+    "in_chat": "already in a chat; /leave it first",
+    "asking": "asking the relay for {name} ...",
+    "target_not_found": "Target user not found.",
+    "target_busy": "Target user is busy.",
+    "request_unanswered": "no answer from the relay about {name}",
+    "relay_unanswered": "no answer from the relay at {relay} after {seconds:g} s (is a relay"
+                        " running there, and can UDP reach it?)",
+    "stopped_asking": "stopped asking for {name}",
+    "idle": "waiting for someone to connect (or type /connect NAME)",
+    "first_while_waiting": "{name} connected to you first; no longer waiting for {target}",
+    "first_while_asking": "{name} connected to you first; no longer asking for {target}",
+    # lines
+    "queue_full": "not sent: {count} lines already wait for the connection",
+    "queued": "(queued until connected)",
+    "held_blocked": "(held until you /trust or /leave)",
+    "held_quiet": "(held: {name} has not been heard for a while; sent when it is)",
+    "heard_again": "{name} is heard again: sending {count} held line(s)",
+    "not_sent": "{count} queued line(s) were not sent",
+    "not_sent_for": "{count} queued line(s) for {name} were not sent",
+    "no_chat_for_line": "not in a chat: /connect NAME, or wait for someone to connect",
+    "left": "left the chat with {name}",
+    "no_chat": "not in a chat",
+    # commands
+    "usage_connect": "usage: /connect NAME",
+    "usage_msg": "usage: /msg NAME TEXT",
+    "usage_switch": "usage: /switch NAME",
+    "no_such_chat": "no chat with {name} (/chats lists them)",
+    "already_chatting": "already in a chat with {name}",
+    "switched": "plain lines now go to {name}",
+    "unknown_command": "unknown command {command!r}: /help lists them",
+    "help": HELP,
+    # the path
+    "bad_introduction": "the relay introduced {name} at {endpoint}, which is not an address a"
+                        " peer can have",
+    "family_mismatch": "{name} is reachable only over {theirs} and this client's socket is"
+                       " {ours} only",
+    "no_family": "cannot reach {name}: {why}" + FAMILY_HINT,
+    "family_relayed": "{why}: trying through the relay at {relay}" + FAMILY_HINT,
+    "punching": "punching a hole to {name} at {endpoint} ...",
+    "relayed_only": "the chat goes through the relay at {relay} (no address family in common for"
+                    " a direct path)",
+    "relayed_for_now": "the chat goes through the relay at {relay} for now; still trying the"
+                       " direct path",
+    "now_relayed": "the direct path to {name} went quiet: going through the relay",
+    "moved": "{name} moved to {endpoint}",
+    "now_direct": "now direct with {name} at {endpoint}",
+    "handshake_relayed": "the handshake with {name} is not getting through directly: trying"
+                         " through the relay",
+    "fallback": "no direct path to {name} yet: trying through the relay as well",
+    "unreachable": "could not reach {name} at {endpoint}: no answer to {probes} probes in"
+                   " {seconds:g} s ({why})",
+    "why_family": "its endpoint is {theirs}, which this client's {ours} socket cannot reach,"
+                  " and {tried} did not answer",
+    "why_family_relay": "its endpoint is {theirs}, which this client's {ours} socket cannot"
+                        " reach, and the relay did not carry our probes either",
+    "why_ours": "{name} has only {theirs} addresses and knows this client only over {ours}: it"
+                " may not be able to answer",
+    "why_nats": "the NATs in between block a direct path",
+    "search_spray": "your NAT is symmetric and {name}'s is not: searching for a direct path"
+                    " ({sockets} extra sockets)",
+    "search_probe": "{name}'s NAT is symmetric: searching for a direct path (up to {probes}"
+                    " probes to {ip}, {seconds:g} s)",
+}
 
 
 def sanitize(text):
@@ -36,18 +125,19 @@ def format_event(event):
     if kind is S.PeerLeft:
         return "[%s] has left the chat." % sanitize(event.username)
     if kind is S.Connected:
+        security = "encrypted, key %s" % event.key if event.key else "unencrypted"
         return "connected to %s at %s (%s) %s, in %.2f s" % (
-            sanitize(event.username), event.endpoint, event.path, event.security, event.seconds)
+            sanitize(event.username), event.endpoint, event.path, security, event.seconds)
     if kind is S.ConnectionLost:
         return "connection to %s lost" % sanitize(event.username)
     if kind is S.Registered:
         return "registered as %s with relay %s" % (sanitize(event.username), event.relay)
-    if kind in (S.Failed,):
-        return sanitize(event.reason)
+    if kind is S.Failed:
+        return sanitize(words(event))
     if kind is S.Alert:
-        return "\n".join("!! " + sanitize(line) for line in event.text.split("\n"))
+        return "\n".join("!! " + sanitize(line) for line in words(event).split("\n"))
     if kind is S.Notice:
-        return "\n".join(sanitize(line) for line in event.text.split("\n"))
+        return "\n".join(sanitize(line) for line in words(event).split("\n"))
     if kind is S.Closed:
         if event.exit_code == 0:
             return None
@@ -56,6 +146,49 @@ def format_event(event):
     if kind is E.RelayRefused:
         return _format_refusal(event)
     return _format_progress(event)
+
+
+def words(event):
+    """The words of a :class:`~peerpunch.events.Words` event, fields filled
+    in (fields that are Words worded first), not yet sanitized."""
+    if event.what == "status":
+        return _status(**event.fields)
+    if event.what == "chats":
+        return _chats(**event.fields)
+    template = WORDS.get(event.what)
+    if template is None:
+        return event.what
+    fields = {k: words(v) if isinstance(v, E.Words) else v for k, v in event.fields.items()}
+    return template.format(**fields)
+
+
+def _chats(rows):
+    """/chats: one line per chat, the current one marked."""
+    if not rows:
+        return "no open chats"
+    return "\n".join("%s %s: %s, %s, %s" % (
+        "*" if current else " ", name, state, "relayed" if relayed else "direct",
+        "encrypted" if encrypted else "unencrypted")
+        for name, state, relayed, encrypted, current in rows)
+
+
+def _status(name, relay, state, chat=None, quiet=None, endpoint=None, relayed=False,
+            waiting=None, mapping=None, silent=False):
+    """/status: who we are, our chat, what we wait for, our NAT, the relay."""
+    if quiet is not None:
+        state = "connected, but %s has not been heard for %s" % (
+            chat, "a while" if quiet < 0 else "%d s" % quiet)
+    text = "you are %s at relay %s (%s)" % (name, relay, state)
+    if chat is not None:
+        text += "; peer %s at %s%s" % (chat, endpoint, " (relayed)" if relayed else "")
+    if waiting is not None:
+        text += "; waiting for %s to come online" % waiting
+    if mapping is not None:
+        text += "; your NAT: %s" % ("symmetric" if mapping == P.MAPPING_DEPENDENT else
+                                    "one public endpoint per socket")
+    if silent:
+        text += "; the relay is not answering"
+    return text
 
 
 _REFUSALS = {

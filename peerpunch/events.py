@@ -46,18 +46,6 @@ MAX_QUEUED = 256
 MAX_HELD = 256                # messages kept from a peer whose key changed
 MAX_HEARD = 8                 # addresses a handshake is offered to
 
-HELP = """commands:
-  /connect NAME   start a chat with NAME (when not in one)
-  /leave          end the current chat (or stop waiting) and stay online
-  /status         who you are, what you are connected to, what your NAT does
-  /whoami         your key's fingerprint
-  /verify         a safety code to compare with your peer by voice
-  /trust          accept the new key of a peer whose key changed
-  /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
-  /help           this text
-  //text          send a line that begins with '/'"""
-
-
 class State(enum.Enum):
     REGISTERING = "registering"
     IDLE = "idle"
@@ -74,14 +62,59 @@ IN_CHAT = (State.PUNCHING, State.HANDSHAKING, State.CONNECTED)
 # -- events for the shell to show
 
 Registered = collections.namedtuple("Registered", "username relay")
-Connected = collections.namedtuple("Connected", "username endpoint path seconds security")
+Connected = collections.namedtuple("Connected", "username endpoint path seconds key")
+Connected.__doc__ = """The chat with *username* is up, *path* "direct" or "relayed", after
+*seconds*; *key*: the fingerprint of its key if encrypted, else None."""
 ChatMessage = collections.namedtuple("ChatMessage", "username text")
 PeerLeft = collections.namedtuple("PeerLeft", "username")
 ConnectionLost = collections.namedtuple("ConnectionLost", "username")
-Failed = collections.namedtuple("Failed", "reason")
-Notice = collections.namedtuple("Notice", "text")
 Closed = collections.namedtuple("Closed", "exit_code reason")
-Alert = collections.namedtuple("Alert", "text")
+Closed.__doc__ = "The session is over: *reason* a Failed, a RelayRefused or a string."
+
+
+class Words:
+    """Something the user is told, as data: *what* names the words
+    (:data:`peerpunch.console.WORDS`), *fields* fill them in; a field may be
+    Words itself. A *what* that names no words there is shown as it is."""
+
+    __slots__ = ("what", "fields")
+
+    def __init__(self, what, **fields):
+        self.what = what
+        self.fields = fields
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (self.what, self.fields) == (other.what, other.fields)
+
+    def __hash__(self):
+        return hash((type(self).__name__, self.what))
+
+    def __repr__(self):
+        fields = "".join(", %s=%r" % item for item in sorted(self.fields.items()))
+        return "%s(%r%s)" % (type(self).__name__, self.what, fields)
+
+    @property
+    def text(self):
+        """The words as a terminal shows them (for tests and logs; the
+        shell calls console.format_event)."""
+        from . import console       # the words live there; the cores never need them
+        return console.format_event(self)
+
+    reason = text
+
+
+class Notice(Words):
+    """A line of information."""
+
+
+class Failed(Words):
+    """What the user asked for (or a chat) failed."""
+
+
+class Alert(Words):
+    """A warning shown loudly."""
+
+
 PinKey = collections.namedtuple("PinKey", "username key")
 PinKey.__doc__ = "Remember *key* as *username*'s (the shell writes known_peers)."
 Registering = collections.namedtuple("Registering", "username relay")

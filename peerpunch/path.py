@@ -1,15 +1,23 @@
-"""The path to the peer: punching, the relay fallback, roaming, keep-alive.
+"""The path to one partner: punching, the relay fallback, roaming, keep-alive.
 
 Theory of operation
 -------------------
-:class:`Peer` is the other side as the relay introduced it, with the
-candidate addresses we probe. :class:`PathMixin` is the part of
-:class:`~peerpunch.session.PeerSession` that decides where the peer's
-datagrams come from and where ours go:
+:class:`Path` (one per partner) decides where the partner's datagrams
+come from and where ours go, among the candidate addresses of its
+:class:`~peerpunch.candidates.Peer`. Each datagram comes with its
+:class:`~peerpunch.candidates.Origin` (address, our socket, whether the relay forwarded it),
+passed as an argument, never left in an attribute. Its states
+(:data:`TRANSITIONS`)::
+
+    PUNCHING --found (plain link)--> CONNECTED
+    PUNCHING --found (secure link)--> HANDSHAKING --secured--> CONNECTED
+    PUNCHING, HANDSHAKING --introduced anew--> PUNCHING
 
 * punching: Ping every PUNCH_INTERVAL to every candidate; the first valid
-  datagram from the peer picks the path (``_from_peer``); still punching
-  after SLOW_AFTER is said once; nothing in punch_timeout fails the chat;
+  datagram from the peer picks the path (:meth:`Path.punched`); still
+  punching after SLOW_AFTER is said once; nothing in punch_timeout fails the
+  chat. A birthday search (:class:`~peerpunch.birthday.Search`) runs beside
+  it when one side's NAT is symmetric;
 * address families (:mod:`peerpunch.families`): only candidates of a
   family our socket reaches are probed; with none, the chat fails at once
   saying so, or goes through the relay at once if it forwards;
@@ -18,7 +26,8 @@ datagrams come from and where ours go:
   and plain probes go on on the direct path (DIRECT_RETRY, later
   DIRECT_RETRY_SLOW) until the direct path proves itself -- a Pong for a
   plain chat; for an encrypted one a Pong only earns a sealed Ping, and the
-  sealed answer that authenticates moves it back;
+  sealed answer that authenticates moves it back. A handshake that has not
+  got through directly in HANDSHAKE_FALLBACK_AFTER moves to the relay;
 * roaming: a sealed DATA frame from an unknown address may be our peer
   after its NAT moved it; once it authenticates the chat follows it, and a
   repeated introduction adds the peer's new endpoint to the candidates;
@@ -27,386 +36,394 @@ datagrams come from and where ours go:
   LOST_AFTER_INTERVALS of silence.
 
 Replies go back the way the datagram they answer came; handshake frames go
-to every address the peer was heard from. The mixin uses the session's
-state, timers, link and helpers (``_to_peer``, ``_to_relay``,
-``_end_chat``, ``_path_found`` ...) through ``self``.
+to every address the peer was heard from. What a datagram says, and
+whether it authenticates, is the link's business (its owner,
+:class:`~peerpunch.chat.Chat`, asks the link and tells the path).
+:class:`EndChat` in what a method returns means the chat is over.
 """
 
+import collections
 import logging
 
 from . import families as F
 from . import protocol as P
+from .birthday import Search
+from .candidates import (RELAYED_ORIGIN, Origin, Peer,  # noqa: F401 -- re-exported
+                         add_loopback_alias, family_mismatch, why_no_answer)
 from .effects import Log, Send
-from .events import (CONNECT_RETRY, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
-                     FALLBACK_AFTER, LOST_AFTER_INTERVALS, MAX_HEARD, PUNCH_INTERVAL,
-                     RELAY_PROBE_AFTER, SUSPECT_AFTER, ConnectionLost, Failed, Notice, State)
-from .events import SLOW_AFTER, StillPunching
+from .events import (DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW, FALLBACK_AFTER,
+                     HANDSHAKE_FALLBACK_AFTER, LOST_AFTER_INTERVALS, PUNCH_INTERVAL,
+                     RELAY_PROBE_AFTER, SLOW_AFTER, SUSPECT_AFTER, ConnectionLost, Failed,
+                     Notice, State, StillPunching)
 from .forwarder import RELAYED
 from .link import PING, PONG
 from .secure import DATA, is_frame
+from .timers import Timer, earliest, fire
 
 SEALED_DATA = bytes([DATA])
-FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
+
+EndChat = collections.namedtuple("EndChat", "partner", defaults=(None,))
+EndChat.__doc__ = "The chat with *partner* is over (for the chat's owners; never shown)."
+PathFound = collections.namedtuple("PathFound", "partner")
+PathFound.__doc__ = """The punch to *partner* found a path: no more Connects for it (for
+the router; never shown)."""
+HeardAgain = collections.namedtuple("HeardAgain", "")
+HeardAgain.__doc__ = "The peer, silent long enough to be suspect, proved itself again."
+
+KeepAlive = collections.namedtuple("KeepAlive", "also_relayed")
+KeepAlive.__doc__ = """Time for a keep-alive Ping (the chat seals it); *also_relayed*: a
+copy of its own through the relay too (never shown)."""
+
+TRANSITIONS = {
+    (None, "punch"): State.PUNCHING,
+    (State.PUNCHING, "punch"): State.PUNCHING,
+    (State.HANDSHAKING, "punch"): State.PUNCHING,
+    (State.CONNECTED, "punch"): State.PUNCHING,
+    (State.PUNCHING, "found_plain"): State.CONNECTED,
+    (State.PUNCHING, "found_secure"): State.HANDSHAKING,
+    (State.HANDSHAKING, "secured"): State.CONNECTED,
+}
 
 
-class Peer:
-    """The other side of the current chat, as the relay introduced it.
+class Path:
+    """The path to one partner; ``peer`` once :meth:`start` accepted it."""
 
-    While punching, ``candidates`` are where we probe: the public endpoint
-    the relay saw and the LAN endpoints the peer announced (two peers behind
-    one NAT that does not hairpin reach each other only there). A datagram
-    from any candidate, or from the public IP at another port (a
-    peer-reflexive endpoint: the peer's NAT gave the probe a new port), picks
-    the path; from then on ``addr`` is the only address we listen to, and
-    ``via`` the socket we use for it (0, or one a birthday search kept).
-    """
-    __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
-                 "heard", "via", "mapping")
+    def __init__(self, *, relay, families, local, keepalive, punch_timeout, rng, stats, history):
+        self.relay = relay           # the RelayClient: its address, whether it forwards
+        self.families = families
+        self.local = local
+        self.keepalive = keepalive
+        self.punch_timeout = punch_timeout
+        self.stats = stats
+        self.state = None
+        self.peer = None
+        self.started = 0.0           # when the punch began
+        self.suspect = False         # the path went quiet; the relay was asked again
+        self.last_heard = 0.0
+        self._relay_probing = False  # probes and pings go through the relay's fallback too
+        self._last_direct = 0.0      # when the peer was last heard on the direct path
+        self._last_ping = 0.0
+        self.search = Search(history, rng, self._search_needed)
+        self.probe = Timer(self._probe_due)
+        self.give_up = Timer(self._give_up_due)
+        self.slow = Timer(self._slow_due)
+        self.fallback = Timer(self._fallback_due)
+        self.direct_retry = Timer(self._direct_retry_due)
+        self.keepalive_timer = Timer(self._keepalive_due)
 
-    def __init__(self, info):
-        self.username = info.username
-        self.endpoint = info.peer
-        self.addr = P.parse_endpoint(info.peer)
-        self.features = info.features or ()
-        self.secret = bytes.fromhex(info.session) if info.session else b""
-        self.via_relay = False       # the chat travels through the relay's fallback
-        self.via = 0                 # our socket the direct path uses (birthday.Spray's, or 0)
-        self.mapping = info.mapping  # what its NAT does, if the relay passed it on
-        self.heard = []              # where valid datagrams came from before keys were agreed
-        self.candidates = [self.addr]
-        for text in info.local or ():
-            addr = P.parse_endpoint(text)
-            if addr not in self.candidates:
-                self.candidates.append(addr)
+    def timers(self):
+        return (self.probe, self.give_up, self.slow, self.fallback, self.direct_retry,
+                self.keepalive_timer, self.search.timer)
 
-    def may_be(self, addr):
-        return addr in self.candidates or addr[0] == self.candidates[0][0]
+    def next_deadline(self):
+        return earliest(self.timers())
 
-    def settle(self, addr, via=0):
-        self.addr = addr
-        self.via = via
-        self.endpoint = P.format_endpoint(addr)
-        self.hear(addr)
+    def tick(self, now):
+        return fire(self.timers(), now)
 
-    def hear(self, addr):
-        if addr not in self.heard and len(self.heard) < MAX_HEARD:
-            self.heard.append(addr)
+    def _move(self, trigger, now):
+        self.state = TRANSITIONS[(self.state, trigger)]
+        self._relay_probing = False
+        for timer in (self.probe, self.give_up, self.keepalive_timer, self.slow):
+            timer.stop()
+        if self.state is not State.HANDSHAKING:
+            self.fallback.stop()
 
-
-class PathMixin:
-    """Punching, the relay fallback, roaming and keep-alive for :class:`PeerSession`."""
+    def close(self):
+        """The chat ended: every timer stops, every extra socket closes."""
+        for timer in self.timers():
+            timer.stop()
+        return self.search.stop()
 
     # -- starting the punch
 
-    def _start_punch(self, msg, now):
-        """Punch towards the peer the relay introduced in *msg*."""
-        if not P.is_peer_endpoint(msg.peer, allow_loopback=self._relay_is_loopback()):
+    def start(self, info, now):
+        """Punch towards the peer the relay introduced in *info*."""
+        if not P.is_peer_endpoint(info.peer, allow_loopback=self.relay.is_loopback()):
             self.stats["bad_introductions"] += 1
-            return [Failed("the relay introduced %s at %s, which is not an address a peer can"
-                           " have" % (msg.username, msg.peer))] + self._end_chat(now)
-        self.peer = Peer(msg)
-        self._add_loopback_alias()
-        direct = any(map(self._can_send, self.peer.candidates))
-        if not direct and not self._fallback_possible():
+            return [Failed("bad_introduction", name=info.username, endpoint=info.peer), EndChat()]
+        self.peer = Peer(info)
+        add_loopback_alias(self.peer, self.families, self.relay.is_loopback())
+        direct = any(map(self.can_send, self.peer.candidates))
+        if not direct and not self.fallback_possible():
             self.stats["no_shared_family"] += 1
-            return [Failed("cannot reach %s: %s%s" % (self.peer.username, self._family_mismatch(),
-                                                      FAMILY_HINT))] + self._end_chat(now)
-        self._enter(State.PUNCHING, now)
-        self._punch_started = now
-        search = self._start_birthday(now)
-        self._timers["probe"] = now
-        self._timers["punch_timeout"] = now + self.punch_timeout
-        self._timers["punch_slow"] = now + SLOW_AFTER
-        if self.target:
-            self._timers["connect"] = now + CONNECT_RETRY
+            why = family_mismatch(self.peer, self.families)
+            return [Failed("no_family", name=self.peer.username, why=why), EndChat()]
+        self._move("punch", now)
+        self.started = now
+        search = self.search.start(self.peer, self.relay.mapping, now, self.can_send)
+        self.probe.at(now)
+        self.give_up.at(now + self.punch_timeout)
+        self.slow.at(now + SLOW_AFTER)
         if not direct:               # no family in common: only the relay can carry us
             self._relay_probing = True
-            return [Notice("%s: trying through the relay at %s%s"
-                           % (self._family_mismatch(), self.relay_endpoint, FAMILY_HINT))] + search
-        if self._fallback_possible():
-            self._timers["fallback"] = now + min(FALLBACK_AFTER, self.punch_timeout / 2)
-        return [Notice("punching a hole to %s at %s ..." % (self.peer.username, self.peer.endpoint))
-                ] + search
+            return [Notice("family_relayed", why=family_mismatch(self.peer, self.families),
+                           relay=self.relay.endpoint)] + search
+        if self.fallback_possible():
+            self.fallback.at(now + min(FALLBACK_AFTER, self.punch_timeout / 2))
+        return [Notice("punching", name=self.peer.username, endpoint=self.peer.endpoint)] + search
 
-    def _can_send(self, addr):
+    def can_send(self, addr):
         """True if our socket can send to *addr* (it is of a family we have)."""
         return F.family(addr) in self.families
 
-    def _add_loopback_alias(self):
-        """A dual-stack peer the loopback relay saw on the loopback of a
-        family we lack is on this host, at the same port on ours too."""
-        public = self.peer.addr
-        if self._relay_is_loopback() and F.is_loopback(public) and \
-                P.FEATURE_DUAL_STACK in self.peer.features and not self._can_send(public):
-            self.peer.candidates.append(F.loopback_alias(public))
+    def fallback_possible(self):
+        return self.relay.forwards and P.FEATURE_RELAY in self.peer.features
 
-    def _family_mismatch(self):
-        """Why none of the peer's candidates is one our socket can reach."""
-        name = self.peer.username
-        theirs = {F.family(a) for a in self.peer.candidates}
-        return "%s is reachable only over %s and this client's socket is %s only" % (
-            name, F.describe(theirs), F.describe(self.families))
-
-    def _relay_is_loopback(self):
-        return self.relay_addr[0] in ("127.0.0.1", "::1") or self.relay_addr[0].startswith("127.")
-
-    def _reintroduced(self, msg, now):
-        """A repeated introduction. During a chat whose path went quiet it
-        carries the peer's endpoint as the relay sees it now (its NAT may
-        have moved it): probe there too, with a sealed Ping if we can."""
-        if self.state is not State.CONNECTED or msg.peer == self.peer.endpoint or \
-                not P.is_peer_endpoint(msg.peer, allow_loopback=self._relay_is_loopback()):
-            return []
-        fresh = Peer(msg)
+    def reintroduced(self, info, now, link):
+        """A repeated introduction during the chat: the peer's mapping if it
+        was missing (a search may start now) and, once connected, its
+        endpoint as the relay sees it now (its NAT may have moved it): probe
+        there too, with a sealed Ping if *link* can seal."""
+        if info.mapping and self.peer.mapping is None:
+            self.peer.mapping = info.mapping
+        out = self.search.late(self.peer, self.relay.mapping, now, self.can_send)
+        if self.state is not State.CONNECTED or info.peer == self.peer.endpoint or \
+                not P.is_peer_endpoint(info.peer, allow_loopback=self.relay.is_loopback()):
+            return out
+        fresh = Peer(info)
         first = self.peer.candidates[0]
-        kept = [a for a in self.peer.candidates[1:1 + P.MAX_LOCAL_CANDIDATES] if a not in fresh.candidates]
-        self.peer.candidates = [first] + fresh.candidates + kept
-        self.peer.candidates = self.peer.candidates[:2 + 2 * P.MAX_LOCAL_CANDIDATES]
-        if not self._can_send(fresh.addr):
-            return []
+        kept = [a for a in self.peer.candidates[1:1 + P.MAX_LOCAL_CANDIDATES]
+                if a not in fresh.candidates]
+        self.peer.candidates = ([first] + fresh.candidates + kept)[:2 + 2 * P.MAX_LOCAL_CANDIDATES]
+        if not self.can_send(fresh.addr):
+            return out
         # offer a sealed Ping there; only an answer that authenticates moves the chat
-        ping = self.link.seal(P.Ping()) if self.link.secure else PING
-        return [Send(ping, fresh.addr)]
+        return out + [Send(link.seal(P.Ping()) if link.encrypted else PING, fresh.addr)]
 
-    # -- datagrams from the peer
+    # -- which datagrams are ours
 
-    def _from_peer(self, data, addr, now):
-        """A datagram from the peer: direct from *addr*, or relayed (addr None)."""
+    def accepts(self, addr, data, link):
+        """True if a datagram from *addr* is worth handing to this chat."""
+        if addr == self.peer.addr:
+            return True
+        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or self.peer.via_relay
+        return (searching and self.peer.may_be(addr)) or _may_roam(data, link)
+
+    def punched(self, origin):
+        """The first valid datagram while punching: it picks the path."""
+        if origin.relayed:
+            self.peer.via_relay = True   # the peer fell back first
+        else:
+            self.peer.settle(origin.addr, origin.via)
+
+    def found(self, now, secure):
+        """The link is chosen: a handshake (*secure*) or the chat itself;
+        what the user is told about the path."""
+        notes = []
+        if self.peer.via_relay and not any(map(self.can_send, self.peer.candidates)):
+            notes.append(Notice("relayed_only", relay=self.relay.endpoint))
+        elif self.peer.via_relay:
+            self.direct_retry.at(now + DIRECT_RETRY)
+            notes.append(Notice("relayed_for_now", relay=self.relay.endpoint))
+        if not secure:
+            self._connected(now, "found_plain")
+            return notes
+        self._move("found_secure", now)
+        if not self.peer.via_relay and self.fallback_possible():
+            # a handshake that has not got through directly by then moves to the relay
+            self.fallback.at(now + HANDSHAKE_FALLBACK_AFTER)
+        return notes
+
+    def secured(self, now):
+        self._connected(now, "secured")
+
+    def _connected(self, now, trigger):
+        self._move(trigger, now)
+        self._last_direct = self._last_ping = now
+        self.keepalive_timer.at(now + self.keepalive)
+
+    def early(self, data, origin, link, now):
+        """Datagrams the path answers itself, or None: plain probes on the
+        direct path while relayed, and probes from another of the peer's
+        addresses during the handshake."""
+        if origin.relayed:
+            return None
+        if self.peer.via_relay and data in (PING, PONG):
+            return self._direct_probe(data, origin, link, now)
+        if origin.addr != self.peer.addr and self.state is State.HANDSHAKING and \
+                not is_frame(data):      # answer, offer the handshake there, but do not move
+            self.peer.hear(origin.addr)
+            return [Send(PONG, origin.addr, origin.via)] if data == PING else []
+        return None
+
+    def _direct_probe(self, data, origin, link, now):
+        """Answer a Ping; a Pong proves the direct path both ways."""
+        addr = origin.addr
+        if data == PING:
+            return [Send(PONG, addr, origin.via)]
+        if addr not in self.peer.candidates and not self.search.probed(addr):
+            return []             # a reflexive port must prove itself with a sealed frame
+        if link.encrypted:           # a hint: ask there with a sealed Ping, move on its answer
+            if not link.ready:
+                return []         # nothing sealed yet: the handshake finishes via the relay
+            return [Send(link.seal(P.Ping()), addr, origin.via)]
+        return self._now_direct(origin, now)
+
+    def heard(self, origin, authentic, now):
+        """A datagram from the peer passed the link (*authentic*: it carried
+        messages that authenticated): follow the peer where it proved to be."""
+        addr = origin.addr
         out = []
-        if self.state is State.PUNCHING:
-            if not is_frame(data) and not _parses(data):
-                self.stats["malformed"] += 1
-                return []
-            if addr is None:
-                self.peer.via_relay = True   # the peer fell back first
-            else:
-                self.peer.settle(addr, self._rx_via)
-            out += self._path_found(now)
-            if self.link is None:            # refused
-                return out
-        elif addr is not None and self.peer.via_relay and data in (PING, PONG):
-            return self._direct_probe(data, addr, now)
-        elif addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
-            if not is_frame(data):           # a probe from another of its addresses: answer,
-                self.peer.hear(addr)         # offer the handshake there, but do not move
-                return [Send(PONG, addr, self._rx_via)] if data == PING else []
-        if self.link.secure and (data == PONG or (data == PING and self.link.ready)):
-            # a punch probe, or the answer to one of ours, still on its way: harmless
-            self.stats["late_probes"] += 1
-            return out + [Log(logging.DEBUG, "ignored a late punch %s %s" % (
-                "probe" if data == PING else "probe's answer",
-                "from " + P.format_endpoint(addr) if addr else "through the relay"))]
-        dropped = self.link.dropped
-        frames, messages = self.link.receive(data, now)
-        if self.link.dropped != dropped:
-            self.stats["dropped"] += 1
-            source = P.format_endpoint(addr) if addr else "the relay"
-            return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
-                              % source)]
-        was_suspect, self._suspect = self._suspect, False
+        self.suspect = False
         if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
-            self.peer.settle(addr, self._rx_via)   # a handshake frame that authenticated
-        elif addr is not None and messages and (self.peer.via_relay or addr != self.peer.addr):
-            out += self._now_direct(addr, now)     # it went direct first, or moved; it authenticated
+            self.peer.settle(addr, origin.via)      # a handshake frame that authenticated
+        elif addr is not None and authentic and (self.peer.via_relay or addr != self.peer.addr):
+            out += self._now_direct(origin, now)   # it went direct first, or moved
         if addr is None and not self.peer.via_relay and self.state is State.CONNECTED and \
                 now - self._last_direct > self.keepalive / 2:
             out += self._now_relayed(now)          # the direct path went quiet, the relay works
-        self._last_heard = now
+        self.last_heard = now
         if addr is not None:
             self._last_direct = now
             self._relay_probing = False
-        self._inbound_relayed = addr is None
-        out += [self._reply_bytes(f) for f in frames]
-        if self.state is State.HANDSHAKING and self.link.ready:
-            out += self._secured(now)
-        self._schedule_link()
-        for msg in messages:
-            if self.link is None:            # the chat ended on an earlier message
-                break
-            handler = self._PEER_HANDLERS.get(type(msg))
-            if handler is not None:
-                out += handler(self, msg, now)
-        if was_suspect:
-            out += self._heard_again()
         return out
-
-    def _heard_again(self):
-        """The peer, silent long enough to be suspect, authenticated again:
-        send the lines held meanwhile."""
-        self._suspect = False
-        if not self._queue or self.state is not State.CONNECTED or self._blocked:
-            return []
-        return [Notice("%s is heard again: sending %d held line(s)"
-                       % (self.peer.username, len(self._queue)))] + self._flush_queue()
-
-    def _direct_probe(self, data, addr, now):
-        """Plain probes on the direct path while the chat is relayed (or the
-        peer's still is): answer a Ping; a Pong proves the path both ways."""
-        if data == PING:
-            return [Send(PONG, addr, self._rx_via)]
-        if addr not in self.peer.candidates and not self._probed(addr):
-            return []             # a reflexive port must prove itself with a sealed frame
-        if self.link.secure:      # a hint: ask there with a sealed Ping, move on its answer
-            if not self.link.ready:
-                return []         # nothing sealed yet: the handshake finishes via the relay
-            return [Send(self.link.seal(P.Ping()), addr, self._rx_via)]
-        return self._now_direct(addr, now)
 
     def _now_relayed(self, now):
         self.peer.via_relay = True
-        self._timers["direct_retry"] = now + DIRECT_RETRY
-        return [Notice("the direct path to %s went quiet: going through the relay"
-                       % self.peer.username)]
+        self.direct_retry.at(now + DIRECT_RETRY)
+        return [Notice("now_relayed", name=self.peer.username)]
 
-    def _may_roam(self, data):
-        """A datagram from an unknown address may be our peer after its NAT
-        mapping changed: worth authenticating if it is a sealed DATA frame
-        (a forgery costs one replay-window check and one AEAD)."""
-        return (self.link is not None and self.link.secure and self.link.ready
-                and data[:1] == SEALED_DATA)
-
-    def _now_direct(self, addr, now):
+    def _now_direct(self, origin, now):
         moved = not self.peer.via_relay
-        self.peer.settle(addr, self._rx_via)
+        self.peer.settle(origin.addr, origin.via)
         self.peer.via_relay = False
-        self._timers.pop("direct_retry", None)
-        self._last_heard = self._last_direct = now
-        what = "%s moved to" if moved else "now direct with %s at"
-        out = [Notice((what + " %s") % (self.peer.username, self.peer.endpoint))]
-        return out + (self._heard_again() if self._suspect else [])
+        self.direct_retry.stop()
+        self.last_heard = self._last_direct = now
+        out = [Notice("moved" if moved else "now_direct", name=self.peer.username,
+                      endpoint=self.peer.endpoint)]
+        return out + ([HeardAgain()] if self.suspect else [])
+
+    # -- the birthday search's sockets
+
+    def spray_received(self, data, addr, via, now):
+        """A datagram on one of our extra sockets: (verdict, effects), verdict
+        None (not ours: counted), "kept" or "hit" (see Search.landed)."""
+        search = self.search
+        if not search.owns(via) or addr == self.relay.addr:
+            self.stats["ignored_strangers"] += 1
+            return None, []
+        verdict, out = search.landed(data, addr, via, self.peer.candidates[0])
+        if verdict is None:
+            self.stats["ignored_strangers"] += 1
+        elif verdict == "hit":
+            out = [Log(logging.INFO, "a probe from %s landed on extra socket %d after %.2f s"
+                       % (self.peer.username, via, now - self.started))] + out
+        return verdict, out
+
+    def _search_needed(self):
+        return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)
 
     # -- timers
 
-    def _timer_punch_slow(self, now):
+    def _slow_due(self, now):
         """Punching for SLOW_AFTER: say that it goes on (once)."""
         if self.state is not State.PUNCHING:
             return []
-        return [StillPunching(self.peer.username, now - self._punch_started)]
+        return [StillPunching(self.peer.username, now - self.started)]
 
-    def _timer_probe(self, now):
-        self._timers["probe"] = now + PUNCH_INTERVAL
+    def _probe_due(self, now):
+        self.probe.at(now + PUNCH_INTERVAL)
         self.stats["probes"] += 1
-        out = [Send(PING, addr) for addr in self.peer.candidates if self._can_send(addr)]
+        out = [Send(PING, addr) for addr in self.peer.candidates if self.can_send(addr)]
         if self._relay_probing:
-            out.append(Send(bytes([RELAYED]) + PING, self.relay_addr))
+            out.append(Send(bytes([RELAYED]) + PING, self.relay.addr))
         return out
 
-    def _fallback_possible(self):
-        return P.FEATURE_RELAY in self.relay_features and P.FEATURE_RELAY in self.peer.features
-
-    def _timer_fallback(self, now):
+    def _fallback_due(self, now):
         """Punching has not worked yet: probe through the relay as well; the
         first answer that comes back that way makes the chat relayed. During
         a handshake that is not getting through, repeat it via the relay."""
         if self.state is State.HANDSHAKING and not self.peer.via_relay:
             self.peer.via_relay = True
-            self._timers["direct_retry"] = now + DIRECT_RETRY
-            return [Notice("the handshake with %s is not getting through directly: trying"
-                           " through the relay" % self.peer.username)]
+            self.direct_retry.at(now + DIRECT_RETRY)
+            return [Notice("handshake_relayed", name=self.peer.username)]
         if self.state is not State.PUNCHING:
             return []
         self._relay_probing = True
-        return [Notice("no direct path to %s yet: trying through the relay as well"
-                       % self.peer.username)]
+        return [Notice("fallback", name=self.peer.username)]
 
-    def _timer_direct_retry(self, now):
-        if self.peer is None or not self.peer.via_relay:
+    def _direct_retry_due(self, now):
+        if not self.peer.via_relay:
             return []
-        fast = now - self._punch_started < DIRECT_RETRY_FAST_FOR
-        self._timers["direct_retry"] = now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW)
+        fast = now - self.started < DIRECT_RETRY_FAST_FOR
+        self.direct_retry.at(now + (DIRECT_RETRY if fast else DIRECT_RETRY_SLOW))
         ping = P.encode(P.Ping())
         return [Send(ping, addr, self.peer.via) for addr in self.peer.candidates
-                if self._can_send(addr)]
+                if self.can_send(addr)]
 
-    def _timer_punch_timeout(self, now):
+    def _give_up_due(self, now):
         peer = self.peer
-        reason = ("could not reach %s at %s: no answer to %d probes in %g s (%s)"
-                  % (peer.username, peer.endpoint, self.stats["probes"], self.punch_timeout,
-                     self._why_no_answer()))
-        return [Failed(reason)] + self._end_chat(now)
+        return [Failed("unreachable", name=peer.username, endpoint=peer.endpoint,
+                       probes=self.stats["probes"], seconds=self.punch_timeout,
+                       why=why_no_answer(peer, self.families, self.relay.addr, self.local)),
+                EndChat()]
 
-    def _why_no_answer(self):
-        """The likeliest reason a punch got no answer, true to what we know."""
-        peer = self.peer
-        if not self._can_send(peer.candidates[0]):
-            tried = [P.format_endpoint(a) for a in peer.candidates if self._can_send(a)]
-            return ("its endpoint is %s, which this client's %s socket cannot reach, and %s"
-                    % (F.describe([F.family(peer.candidates[0])]), F.describe(self.families),
-                       "%s did not answer" % ", ".join(tried) if tried else
-                       "the relay did not carry our probes either"))
-        ours = {F.family(self.relay_addr)} | {F.family(P.parse_endpoint(e)) for e in self.local or ()}
-        theirs = set(F.BOTH) if P.FEATURE_DUAL_STACK in peer.features else \
-            {F.family(a) for a in peer.candidates}
-        if not ours & theirs:
-            return ("%s has only %s addresses and knows this client only over %s: it may not be"
-                    " able to answer" % (peer.username, F.describe(theirs), F.describe(ours)))
-        return "the NATs in between block a direct path"
-
-    def _timer_keepalive(self, now):
+    def _keepalive_due(self, now):
         """Ping every interval. Once more than SUSPECT_AFTER intervals have
         passed in silence the path is suspect: ping four times as often,
         re-register (our own NAT may have moved us; the relay's token keeps
         our name) and ask the relay to introduce us again (the peer's NAT may
         have moved it). After RELAY_PROBE_AFTER intervals ping through the
         relay too, if it forwards. Silence for LOST_AFTER_INTERVALS intervals
-        ends the chat."""
+        ends the chat. The Ping itself is the chat's to seal: KeepAlive."""
         interval = self.keepalive
-        silent = now - self._last_heard
+        silent = now - self.last_heard
         if silent >= LOST_AFTER_INTERVALS * interval:
-            return [ConnectionLost(self.peer.username)] + self._end_chat(now)
-        out = []
-        suspect = silent >= SUSPECT_AFTER * interval
-        if suspect and not self._suspect:
-            self._suspect = True
-            session = self.peer.secret.hex() if self.peer.secret else None
-            out += [self._to_relay(self._register_msg()), self._connect_msg(self.peer.username, session)]
-        if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
-                self._fallback_possible():
-            self._relay_probing = True         # ping through the relay as well
-        step = interval / 4 if suspect else interval
+            return [ConnectionLost(self.peer.username), EndChat()]
+        out = self._quiet(silent, interval)
+        step = interval / 4 if self.suspect else interval
         send = now >= self._last_ping + step
         if send:
             self._last_ping = now
         nxt = self._last_ping + step
-        if not suspect:                        # wake up to notice the silence in time
-            nxt = min(nxt, self._last_heard + SUSPECT_AFTER * interval)
-        self._timers["keepalive"] = min(nxt, self._last_heard + LOST_AFTER_INTERVALS * interval)
-        if not send:
-            return out
-        out.append(self._to_peer(P.Ping()))
-        if self._relay_probing and not self.peer.via_relay:   # its own copy: not a replay
-            out.append(Send(bytes([RELAYED]) + self._to_peer(P.Ping()).data, self.relay_addr))
+        if not self.suspect:                   # wake up to notice the silence in time
+            nxt = min(nxt, self.last_heard + SUSPECT_AFTER * interval)
+        self.keepalive_timer.at(min(nxt, self.last_heard + LOST_AFTER_INTERVALS * interval))
+        if send:
+            out.append(KeepAlive(self._relay_probing and not self.peer.via_relay))
+        return out
+
+    def _quiet(self, silent, interval):
+        """The path has been *silent* so long: suspect it (ask the relay to
+        introduce us again) and later ping through the relay as well."""
+        out = []
+        if silent >= SUSPECT_AFTER * interval and not self.suspect:
+            self.suspect = True
+            session = self.peer.secret.hex() if self.peer.secret else None
+            out += self.relay.reintroduce(self.peer.username, session)
+        if silent >= RELAY_PROBE_AFTER * interval and not self.peer.via_relay and \
+                self.fallback_possible():
+            self._relay_probing = True         # ping through the relay as well
         return out
 
     # -- sending to the peer
 
-    def _reply_bytes(self, data):
-        """An answer goes back the way the datagram it answers came."""
-        if self._inbound_relayed and not self.peer.via_relay:
-            return Send(bytes([RELAYED]) + data, self.relay_addr)
-        return self._peer_bytes(data)
+    def send(self, data):
+        """Send *data* to the peer on the current path."""
+        if self.peer.via_relay:
+            return Send(bytes([RELAYED]) + data, self.relay.addr)
+        return Send(data, self.peer.addr, self.peer.via)
 
-    def _handshake_bytes(self, frames):
+    def send_relayed(self, data):
+        return Send(bytes([RELAYED]) + data, self.relay.addr)
+
+    def reply(self, data, origin):
+        """An answer goes back the way the datagram it answers came."""
+        if origin.relayed and not self.peer.via_relay:
+            return self.send_relayed(data)
+        return self.send(data)
+
+    def handshake_sends(self, frames):
         """Handshake frames go to every address the peer was heard from
         (only an answer that authenticates picks the path), or the relay."""
         if self.peer.via_relay or len(self.peer.heard) < 2:
-            return [self._peer_bytes(f) for f in frames]
+            return [self.send(f) for f in frames]
         return [Send(f, addr, self.peer.via) for f in frames for addr in self.peer.heard]
 
-    def _peer_bytes(self, data):
-        """Send *data* to the peer on the current path."""
-        if self.peer.via_relay:
-            return Send(bytes([RELAYED]) + data, self.relay_addr)
-        return Send(data, self.peer.addr, self.peer.via)
 
-    def _probed(self, addr):
-        """True if our birthday search sent a probe to *addr*."""
-        return self._prober is not None and self._prober.probed(addr)
-
-
-def _parses(data):
-    try:
-        P.decode(data)
-    except P.RemoteProtocolError:
-        return False
-    return True
+def _may_roam(data, link):
+    """A datagram from an unknown address may be our peer after its NAT
+    mapping changed: worth authenticating if it is a sealed DATA frame (a
+    forgery costs one replay-window check and one AEAD)."""
+    return link is not None and link.encrypted and link.ready and data[:1] == SEALED_DATA

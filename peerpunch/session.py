@@ -43,14 +43,22 @@ sent are reported, never dropped in silence. Only the relay and the current
 peer are listened to, and the relay only in what carries our nonce once it
 has shown it (:class:`~peerpunch.registration.RelayAuth`).
 
-Where things live: this module holds the state machine, introduction,
-commands and chat; :mod:`peerpunch.registration` (``RelayMixin``)
-registration, requests and the relay's answers; :mod:`peerpunch.path`
-(``PathMixin``) punching, the relay fallback, roaming and keep-alive;
-:mod:`peerpunch.birthday` (``BirthdayMixin``) our NAT's mapping and the
-birthday search; :mod:`peerpunch.trust` (``TrustMixin``) the secure link
-and key pinning; :mod:`peerpunch.events` the constants, states and events,
-re-exported here.
+Where things live. :class:`PeerSession` is the router: it owns one
+:class:`~peerpunch.relayclient.RelayClient` (registration; its
+:class:`~peerpunch.request.Request`, :class:`~peerpunch.liveness.Liveness`
+and :class:`~peerpunch.mapping.MappingCheck`) and a table partner ->
+:class:`~peerpunch.chat.Chat` (one partner's :class:`~peerpunch.path.Path`
+with its birthday :class:`~peerpunch.birthday.Search`, its
+:class:`~peerpunch.securing.Secure` and its queued lines), hands each
+datagram to the machine it is for with its
+:class:`~peerpunch.candidates.Origin`, and acts on the data events they
+hand back (Introduction, RequestEnded, PathFound, EndChat). Its own state is only
+what it composes from theirs (``state``, the current chat's). The table
+holds as many chats as the relay lets us (``RelayClient.max_chats``, from
+its RegisterAck; 1 until it says more): plain lines go to the current chat
+(the one opened last, or /switch), /msg NAME to one chat, and the commands
+live in :mod:`peerpunch.commands`. :mod:`peerpunch.events` holds the
+constants, states and events, re-exported here.
 """
 
 import collections
@@ -58,29 +66,31 @@ import logging
 import os
 import random
 
+from . import commands
 from . import families as F
 from . import protocol as P
-from . import stun
-from .birthday import BirthdayMixin
+from .birthday import SearchHistory
+from .chat import Chat
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
-from .events import SLOW_AFTER, Registering, StoppedWaiting
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
-    FALLBACK_AFTER, GOODBYE_COPIES, HELP, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
+    FALLBACK_AFTER, GOODBYE_COPIES, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
     MAX_HELD, MAX_QUEUED, NUDGE_EVERY, PUNCH_INTERVAL, PUNCH_TIMEOUT, REGISTER_RTO,
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
-    PeerLeft, PinKey, Registered, State)
+    PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .events import FORMER_PEER_FOR
 from .forwarder import is_relayed
-from .path import SEALED_DATA, Peer, PathMixin  # noqa: F401 -- re-exported
-from .registration import RelayAuth, RelayMixin
-from .secure import OVERHEAD as SEALED_OVERHEAD
-from .trust import TrustMixin
+from .path import (RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, PathFound,  # noqa: F401
+                   Peer)
+from .registration import RelayAuth  # noqa: F401 -- re-exported
+from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
+from .securing import Pins
+from .timers import earliest, fire
 
 
-class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
-    """One user's client: registration, introduction, punching and chat."""
+class PeerSession:
+    """One user's client: the relay client, the chats, the commands."""
 
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
@@ -97,149 +107,152 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         *families*: the address families our socket reaches (4, 6: see
         :mod:`peerpunch.families`; default the relay's)."""
         self.username = P.check_username(username)
-        self.relay_addr = relay_addr
-        self.relay_endpoint = P.format_endpoint(relay_addr)
-        self.keepalive = keepalive
-        self.punch_timeout = punch_timeout
-        self.register_timeout = register_timeout
-        self.state = None
-        self.relay_features = ()
-        self.peer = None
-        self.target = target         # the name we ask the relay for
+        self.identity = identity
+        self.pins = Pins(known_keys)     # shared by every chat
+        self.stats = collections.Counter()
         self.local = tuple(e for e in map(P.format_endpoint, local)
                            if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
-        self.identity = identity
-        self.backend = backend
-        self.features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
         self.families = tuple(families or (F.family(relay_addr),))
+        features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
         if set(self.families) == set(F.BOTH):
-            self.features += (P.FEATURE_DUAL_STACK,)
-        self.known_keys = dict(known_keys or {})
-        self.strict = strict
-        self.require_encryption = require_encryption
-        self.link = None             # how messages reach the peer, once a path is found
-        self.stats = collections.Counter()
-        self._token = None           # from RegisterAck: lets us move to a new address
-        self._cookie = None          # from the relay's Cookie, until the RegisterAck
-        self._auth = RelayAuth(random_bytes)   # which datagrams from the relay's address we believe
-        self._blocked = None         # why nothing is shown or sent (a changed key)
-        self._held = []              # messages from a blocked peer
-        self._punch_started = 0.0
-        self._relay_probing = False  # punching through the relay's fallback too
-        self._suspect = False        # the path went quiet; the relay was asked again
-        self._last_direct = 0.0      # when the peer was last heard on the direct path
-        self._last_ping = 0.0
-        self._reregister_backoff = REREGISTER_RETRY
-        self._inbound_relayed = False  # the datagram being handled came through the relay
-        self._queue = []             # lines typed before the chat was up
-        self._timers = {}            # name -> when it fires
-        self._register_rto = REGISTER_RTO
-        self._since = 0.0            # when the current state began
-        self._last_heard = 0.0
-        self.mapping = None          # our NAT's (P.MAPPINGS), once the check at registration says
-        self._natcheck = None        # that check, while it runs
-        self._mapping_deadline = 0.0
-        self._mapping_checked = False    # the check ran (or runs) for this relay
-        self._connect_deferred = False   # REQUESTING, first Connect waits for that check
+            features += (P.FEATURE_DUAL_STACK,)
         self._rng = rng if rng is not None else random.Random()
-        self._prober = None          # birthday.Prober: we probe a symmetric peer's ports
-        self._spray = None           # birthday.Spray: our NAT is the symmetric one
-        self._search_target = None   # (name, addr) the last search was for
-        self._search_started = float("-inf")
-        self._rx_via = 0             # the socket the datagram being handled came in on
-        self._last_nudge = float("-inf")
-        self._waiting = False        # a request that became a wait (WAITING, or asking again)
-        self._unanswered = 0         # re-registrations unanswered in a row
-        self._first_unanswered = 0.0
-        self._relay_silent_since = None  # when the relay stopped answering, if it has
-        self._last_stopping = float("-inf")  # when the relay last said it stops
+        self.relay = RelayClient(self.username, relay_addr, features=features, local=self.local,
+                                 identity=identity, keepalive=keepalive,
+                                 register_timeout=register_timeout, rng=self._rng,
+                                 random_bytes=random_bytes, stats=self.stats)
+        self._path_options = dict(relay=self.relay, families=self.families, local=self.local,
+                                  keepalive=keepalive, punch_timeout=punch_timeout,
+                                  rng=self._rng, stats=self.stats, history=SearchHistory())
+        self._secure_options = dict(identity=identity, backend=backend, pins=self.pins,
+                                    strict=strict, require_encryption=require_encryption)
+        self.chats = {}              # partner -> Chat (several once the relay allows it)
+        self.current = None          # the partner plain lines go to: the chat opened last
+        self._pending = target       # a name to ask for once registered
+        self._lines = []             # lines typed for the name we ask for, before its chat
+        self._closed = False
         self._former = None          # (addr, name, until): the peer of the chat that just ended
+
+    # -- what the machines know
+
+    @property
+    def state(self):
+        """The session's State, composed from the relay client's and the chat's."""
+        if self._closed or self.relay.state is RelayState.CLOSED:
+            return State.CLOSED
+        if self.relay.state is RelayState.REGISTERING:
+            return State.REGISTERING
+        if self.chat is not None:
+            return self.chat.state
+        req = self.relay.asking(RequestState.REQUESTING, RequestState.WAITING)
+        return State(req.state.value) if req is not None else State.IDLE
+
+    @property
+    def chat(self):
+        """The current chat (where plain lines go), if one lives."""
+        return self.chats.get(self.current)
+
+    @property
+    def target(self):
+        """The name we ask (or wait) for, or will once registered."""
+        req = self.relay.request
+        return req.target if req is not None else self._pending
+
+    @property
+    def peer(self):
+        return self.chat.peer if self.chat is not None else None
+
+    @property
+    def link(self):
+        """The current chat's Secure (its link), if any."""
+        return self.chat.secure if self.chat is not None else None
+
+    @property
+    def known_keys(self):
+        return self.pins.keys
+
+    @property
+    def mapping(self):
+        return self.relay.mapping
 
     # -- inputs
 
     def start(self, now):
         """Begin registering; call once."""
-        self.state = State.REGISTERING
-        self._since = now
-        self._timers["register_slow"] = now + SLOW_AFTER
-        return [Registering(self.username, self.relay_endpoint)] + self._send_register(now)
+        return self._acted_on(self.relay.start(now), now)
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
         try:
             P.check_username(target)
-        except ValueError as exc:
-            return [Failed("cannot connect to %r: %s" % (target, exc))]
+        except ValueError as exc:           # what the user typed, not the network
+            return [Failed("bad_target", target=target, why=str(exc))]
         if target == self.username:
-            return [Failed("you cannot connect to yourself")]
+            return [Failed("self")]
         if self.state is State.REGISTERING:
-            self.target = target
+            self._pending = target
             return []
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
-            if target == self.target:
-                return [Notice("already waiting for %s (/leave to stop)" % target)]
-            return self.leave_chat(now) + self.connect(target, now)
-        if self.state is not State.IDLE:
-            return [Notice("already in a chat; /leave it first")]
-        self.target = target
-        self._enter(State.REQUESTING, now)
-        asking = Notice("asking the relay for %s ..." % target)
-        if self._mapping_pending(now):      # let the relay hear our mapping first
-            self._connect_deferred = True
-            self._timers["connect"] = self._mapping_deadline
-            return [asking]
-        self._timers["connect"] = now + CONNECT_RETRY
-        return [asking, self._connect_msg(target)]
+        waiting = self.relay.waits_for()
+        if waiting is not None:
+            if target == waiting:
+                return [Notice("already_waiting", name=target)]
+            return self._stop_asking(now) + self.connect(target, now)
+        if self.relay.asking(RequestState.REQUESTING) or len(self.chats) >= self.relay.max_chats:
+            return [Notice("in_chat")]
+        if target in self.chats:
+            return [Notice("already_chatting", name=target)]
+        self._pending = None
+        return self.relay.ask(target, now)
 
     def handle_line(self, line, now):
-        """A line the user typed: a command or a chat message."""
-        if line.startswith("/") and not line.startswith("//"):
-            return self._command(line, now)
-        return self.send_text(line[1:] if line.startswith("//") else line, now)
+        """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
+        return commands.handle_line(self, line, now)
 
     def send_text(self, text, now):
         """Send a chat line, or queue it until the chat is up; a line of
         nothing but blanks is not sent."""
         if not text or text.isspace():
             return []
-        if self.state is State.CONNECTED and not self._blocked and not self._suspect:
-            return self._send_chat(text)
-        if self.state in IN_CHAT or self.state in (State.REQUESTING, State.WAITING) or \
+        chat = self.chat
+        if chat is not None:
+            return chat.send_line(text) if chat.up() else chat.hold_line(text)
+        if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
-            if len(self._queue) >= MAX_QUEUED:
-                return [Notice("not sent: %d lines already wait for the connection" % MAX_QUEUED)]
-            self._queue.append(text)
-            if len(self._queue) > 1:
-                return []
-            if self._blocked:
-                return [Notice("(held until you /trust or /leave)")]
-            if self.state is State.CONNECTED:      # the path went quiet
-                return [Notice("(held: %s has not been heard for a while; sent when it is)"
-                               % self.peer.username)]
-            return [Notice("(queued until connected)")]
-        return [Notice("not in a chat: /connect NAME, or wait for someone to connect")]
+            if len(self._lines) >= MAX_QUEUED:
+                return [Notice("queue_full", count=MAX_QUEUED)]
+            self._lines.append(text)
+            return [Notice("queued")] if len(self._lines) == 1 else []
+        return [Notice("no_chat_for_line")]
 
-    def leave_chat(self, now):
-        """End the current chat (or request) and stay registered."""
-        if self.state in IN_CHAT:
-            who = self.peer.username
-            return self._goodbye() + self._end_chat(now) + [Notice("left the chat with %s" % who)]
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
+    def leave_chat(self, now, name=None):
+        """End the chat with *name* (else the current chat, or our request)
+        and stay registered."""
+        if name and name not in self.chats:
+            return [Notice("no_such_chat", name=name)]
+        chat = self.chats[name] if name else self.chat
+        if chat is not None:
+            return chat.goodbye() + self._end_chat(chat, now) + \
+                [Notice("left", name=chat.partner)]
+        return self._stop_asking(now)
+
+    def _stop_asking(self, now):
+        target = self.relay.waits_for()
+        if target is not None:
+            return self._end_request(now) + [StoppedWaiting(target)]
+        if self.relay.asking(RequestState.REQUESTING):
             target = self.target
-            return self._end_chat(now) + [StoppedWaiting(target)]
-        if self.state is State.REQUESTING:
-            target = self.target
-            return self._end_chat(now) + [Notice("stopped asking for %s" % target)]
-        return [Notice("not in a chat")]
+            return self._end_request(now) + [Notice("stopped_asking", name=target)]
+        return [Notice("no_chat")]
 
     def quit(self, now):
         """Say goodbye to the peer and close for good."""
         if self.state is State.CLOSED:
             return []
-        out = (self._goodbye() + self._end_chat(now)) if self.state in IN_CHAT else []
-        if P.speaks_extensions(self.relay_features) and self.state is not State.REGISTERING:
-            out += [self._to_relay(P.Unregister(token=self._relay_token()))] * 2
-        self._enter(State.CLOSED, now)
+        out = []
+        for chat in list(self.chats.values()):
+            out += chat.goodbye() + self._end_chat(chat, now)
+        out += self.relay.quit(now)
+        self._closed = True
         return out + [Closed(0, "bye")]
 
     def datagram_received(self, data, addr, now, via=0):
@@ -249,48 +262,58 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         if self.state is State.CLOSED:
             return []
         if via:
-            return self._via_datagram(data, addr, now, via)
-        from_relay = addr == self.relay_addr
-        if from_relay and is_relayed(data):
-            if self.peer is None or self.state not in IN_CHAT:
+            return self._via_datagram(data, Origin(addr, via, False), now)
+        if addr == self.relay.addr and is_relayed(data):
+            chat = self._relayed_chat()
+            if chat is None:
                 self.stats["ignored_relayed"] += 1
-                return self._nudge(now)
-            self._rx_via = 0
-            return self._from_peer(data[1:], None, now)
-        if stun.is_stun(data) and (from_relay or self._natcheck is not None):
-            return self._stun_datagram(data, addr, now)
-        if not from_relay:
-            return self._peer_datagram(data, addr, now, 0)
-        try:
-            msg = P.decode(data)
-        except P.RemoteProtocolError as exc:
-            self.stats["malformed"] += 1
-            return [Log(logging.DEBUG, "dropped datagram from the relay: %s" % exc)]
-        handler = self._RELAY_HANDLERS.get(type(msg))
-        if handler is None:
-            return [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
-        believed, out = self._admit_from_relay(msg)
-        return out + handler(self, msg, now) if believed else out
+                return self.relay.nudge(now)
+            return self._acted_on(chat.received(data[1:], RELAYED_ORIGIN, now), now)
+        if self.relay.is_stun_for_us(data, addr):
+            return self._acted_on(self.relay.stun_received(data, addr, now), now)
+        if addr != self.relay.addr:
+            return self._peer_datagram(data, Origin(addr, 0, False), now)
+        return self._acted_on(self.relay.datagram_received(data, now), now)
 
-    def _nudge(self, now):
-        """A relayed datagram while we ask for someone: the relay has paired
-        us and our peer already punches through it, so the PeerInfo meant for
-        us was lost. Ask again now rather than at the next retry."""
-        if self.state is not State.REQUESTING or self._connect_deferred or \
-                now - self._last_nudge < NUDGE_EVERY:
-            return []
-        self._last_nudge = now
-        return [self._connect_msg(self.target)]
+    def tick(self, now):
+        """Run whatever timers are due, soonest first."""
+        return fire(self._all_timers(), now, lambda effects: self._acted_on(effects, now))
 
-    def _peer_datagram(self, data, addr, now, via):
-        """A datagram from *addr*, not the relay, on socket *via*."""
-        searching = self.state in (State.PUNCHING, State.HANDSHAKING) or \
-            (self.peer is not None and self.peer.via_relay)
-        if (self.peer is None or addr != self.peer.addr) and \
-                not (searching and self.peer.may_be(addr)) and not self._may_roam(data):
-            return self._ignored(data, addr, now)
-        self._rx_via = via
-        return self._from_peer(data, addr, now)
+    def next_deadline(self):
+        """When tick() is next due, or None."""
+        return earliest(self._all_timers())
+
+    def _all_timers(self):
+        """Every timer; on a tie the chats' run before the request's (a punch
+        that gives up sends no last Connect)."""
+        relay = self.relay.timers()
+        chats = sum((chat.timers() for chat in self.chats.values()), ())
+        return relay[:4] + chats + relay[4:]
+
+    # -- routing
+
+    def _peer_datagram(self, data, origin, now):
+        """To the chat whose partner is at that address, else to one that
+        may take it (punching: another port of the partner's IP; roaming)."""
+        chats = sorted(self.chats.values(),
+                       key=lambda chat: chat.peer is None or chat.peer.addr != origin.addr)
+        for chat in chats:
+            if chat.accepts(origin.addr, data):
+                return self._acted_on(chat.received(data, origin, now), now)
+        return self._ignored(data, origin.addr, now)
+
+    def _relayed_chat(self):
+        """The chat a relayed datagram is for: the one the relay carries (or
+        may soon carry), else the current one."""
+        relayed = [c for c in self.chats.values() if c.peer is not None and c.peer.via_relay]
+        return relayed[0] if len(relayed) == 1 else self.chat
+
+    def _via_datagram(self, data, origin, now):
+        for chat in self.chats.values():
+            if chat.path.search.owns(origin.via):
+                return self._acted_on(chat.spray_received(data, origin, now), now)
+        self.stats["ignored_strangers"] += 1
+        return []
 
     def _ignored(self, data, addr, now):
         if self._former is not None and addr == self._former[0] and now < self._former[2]:
@@ -301,190 +324,99 @@ class PeerSession(RelayMixin, PathMixin, TrustMixin, BirthdayMixin):
         return [Log(logging.DEBUG, "ignored %d bytes from %s (%d so far): not the relay or our peer"
                     % (len(data), P.format_endpoint(addr), self.stats["ignored_strangers"]))]
 
-    def tick(self, now):
-        """Run whatever timers are due."""
+    def _acted_on(self, effects, now):
+        """The machines' effects, with their events for us acted on."""
         out = []
-        for name, when in sorted(self._timers.items(), key=lambda kv: kv[1]):
-            if when <= now and self._timers.get(name) == when:
-                del self._timers[name]
-                out += getattr(self, "_timer_" + name)(now)
+        for effect in effects:
+            kind = type(effect)
+            if kind is Introduction:
+                out += self._introduced(effect.info, now)
+            elif kind is RequestEnded:
+                out += self._end_request(now)
+            elif kind is PathFound:
+                self.relay.settled(effect.partner, now)
+            elif kind is EndChat:
+                chat = self.chats.get(effect.partner)
+                out += self._end_chat(chat, now) if chat is not None else []
+            else:
+                out.append(effect)
+                if kind is Registered:
+                    out += self._registered(now)
         return out
 
-    def next_deadline(self):
-        """When tick() is next due, or None."""
-        return min(self._timers.values()) if self._timers else None
+    def _registered(self, now):
+        if self._pending:
+            return self.connect(self._pending, now)
+        return [Notice("idle")]
 
-    # -- commands
+    # -- chats begin and end
 
-    def _command(self, line, now):
-        name, _, arg = line[1:].strip().partition(" ")
-        arg = arg.strip()
-        if name in ("quit", "exit", "q"):
-            return self.quit(now)
-        if name == "connect":
-            return self.connect(arg, now) if arg else [Notice("usage: /connect NAME")]
-        if name == "leave":
-            return self.leave_chat(now)
-        if name == "status":
-            return [Notice(self.status(now))]
-        if name == "help":
-            return [Notice(HELP)]
-        if name == "whoami":
-            return [Notice(self.whoami())]
-        if name == "verify":
-            return [Notice(self.verify())]
-        if name == "trust":
-            return self.trust(now)
-        return [Notice("unknown command %r: /help lists them" % line.split()[0])]
-
-    def status(self, now=None):
-        state = self.state.value
-        if self.state is State.CONNECTED and self._suspect:      # the path went quiet
-            quiet = "a while" if now is None else "%d s" % (now - self._last_heard)
-            state = "connected, but %s has not been heard for %s" % (self.peer.username, quiet)
-        text = "you are %s at relay %s (%s)" % (self.username, self.relay_endpoint, state)
-        if self.peer is not None:
-            text += "; peer %s at %s%s" % (self.peer.username, self.peer.endpoint,
-                                          " (relayed)" if self.peer.via_relay else "")
-        if self._waiting and self.state in (State.WAITING, State.REQUESTING):
-            text += "; waiting for %s to come online" % self.target
-        if self.mapping is not None:
-            text += "; your NAT: %s" % ("symmetric" if self.mapping == P.MAPPING_DEPENDENT else
-                                        "one public endpoint per socket")
-        if self._relay_silent_since is not None:
-            text += "; the relay is not answering"
-        return text
-
-    # -- messages from the relay
-
-    def _on_peer_info(self, msg, now):
+    def _introduced(self, info, now):
+        """The relay introduced us to *info*'s partner: a new chat, a chat
+        paired anew, or a repeat."""
+        chat = self.chats.get(info.username)
+        if chat is not None:
+            return self._reintroduced(chat, info, now)
+        if len(self.chats) >= self.relay.max_chats:
+            return [Log(logging.INFO, "ignored an introduction to %s during a chat"
+                        % info.username)]
         out = []
-        if self.state is State.REGISTERING:   # the RegisterAck was lost
-            out += self._on_register_ack(self._auth.implied_ack(), now)
-        if self.state in IN_CHAT:
-            if msg.username != self.peer.username:
-                out.append(Log(logging.INFO, "ignored an introduction to %s during a chat"
-                               % msg.username))
-                return out
-            if self.state is not State.CONNECTED and (msg.session or "") != self.peer.secret.hex():
-                # the relay paired us anew (say a stale SessionFinished ended the
-                # first pairing): its new secret is the one the peer will use
-                self.link = None
-                return out + self._start_punch(msg, now)
-            if msg.mapping and self.peer.mapping is None:
-                self.peer.mapping = msg.mapping
-            out += self._late_birthday(now)
-            return out + self._reintroduced(msg, now)
-        if self.state not in (State.IDLE, State.REQUESTING, State.WAITING):
-            return out
-        if self.state is not State.IDLE and msg.username != self.target:
-            out.append(Notice("%s connected to you first; no longer %s for %s"
-                              % (msg.username, "waiting" if self._waiting else "asking", self.target)))
-            if self._queue:          # typed for the target: never hand them to someone else
-                out.append(Notice("%d queued line(s) for %s were not sent"
-                                  % (len(self._queue), self.target)))
-                self._queue = []
-            self.target = None
-        self._waiting = False
-        return out + self._start_punch(msg, now)
+        single = self.relay.max_chats == 1
+        asked = self.relay.asking(RequestState.REQUESTING, RequestState.WAITING)
+        if single and asked is not None and info.username != asked.target:
+            first = "first_while_waiting" if self.relay.waits_for() else "first_while_asking"
+            out.append(Notice(first, name=info.username, target=asked.target))
+            if self._lines:          # typed for the target: never hand them to someone else
+                out.append(Notice("not_sent_for", count=len(self._lines), name=asked.target))
+                self._lines = []
+        chat = self.chats[info.username] = self._new_chat(info.username)
+        if asked is None or asked.target == info.username or single:
+            chat.queue, self._lines = self._lines, []
+        self.relay.introduced(info.username, now, keep_others=not single)
+        self.current = info.username
+        return out + self._punch(chat, info, now)
 
-    _RELAY_HANDLERS = {
-        P.RegisterAck: RelayMixin._on_register_ack,
-        P.PeerInfo: _on_peer_info,
-        P.TargetNotFound: RelayMixin._on_target_not_found,
-        P.TargetBusy: RelayMixin._on_target_busy,
-        P.Error: RelayMixin._on_error,
-        P.Online: RelayMixin._on_online,
-        P.Cookie: RelayMixin._on_cookie,
-    }
+    def _new_chat(self, partner):
+        """A Chat for *partner*, with its own Path and (at start) Secure."""
+        return Chat(partner, us=self.username, path=Path(**self._path_options),
+                    secure_options=self._secure_options, stats=self.stats)
 
-    # -- messages from the peer
+    def _reintroduced(self, chat, info, now):
+        if chat.state is not State.CONNECTED and (info.session or "") != chat.peer.secret.hex():
+            # the relay paired us anew (say a stale SessionFinished ended the
+            # first pairing): its new secret is the one the peer will use
+            self.relay.introduced(info.username, now)
+            return self._punch(chat, info, now)
+        return chat.reintroduced(info, now)
 
-    def _on_ping(self, msg, now):
-        return [self._reply_bytes(self._to_peer(P.Pong()).data)]
+    def _punch(self, chat, info, now):
+        self.relay.chat_began(info.username, info.session)
+        return self._acted_on(chat.start(info, now), now)
 
-    def _on_pong(self, msg, now):
-        return []
-
-    def _on_direct_message(self, msg, now):
-        if self._blocked:
-            if len(self._held) < MAX_HELD:
-                self._held.append(msg.content)
-            return []
-        return [ChatMessage(self.peer.username, msg.content)]
-
-    def _on_goodbye(self, msg, now):
-        return [PeerLeft(self.peer.username)] + self._end_chat(now)
-
-    _PEER_HANDLERS = {
-        P.Ping: _on_ping,
-        P.Pong: _on_pong,
-        P.DirectMessage: _on_direct_message,
-        P.Goodbye: _on_goodbye,
-    }
-
-    # -- helpers
-
-    def _enter(self, state, now):
-        self.state = state
-        self._since = now
-        self._relay_probing = False
-        self._connect_deferred = False
-        keep = ("fallback",) if state is State.HANDSHAKING else ()
-        for name in ("connect", "probe", "punch_timeout", "fallback", "keepalive", "link",
-                     "wait_retry", "punch_slow"):
-            if name in keep:
-                continue
-            self._timers.pop(name, None)
-        if state is State.CLOSED:
-            self._timers.clear()
-
-    def _connected(self, now, security):
-        self._enter(State.CONNECTED, now)
-        self._last_direct = self._last_ping = now
-        self._timers["keepalive"] = now + self.keepalive
-        peer = self.peer
-        path = "relayed" if peer.via_relay else "direct"
-        return [Connected(peer.username, peer.endpoint, path, now - self._punch_started,
-                          security)] + self._flush_queue()
-
-    def _flush_queue(self):
-        if self._blocked:
-            return []
-        out = []
-        queued, self._queue = self._queue, []
-        for text in queued:
-            out += self._send_chat(text)
-        return out
-
-    def _end_chat(self, now):
-        """Back to IDLE; tell the relay; report lines that never left."""
-        watched = self._waiting and self.state in (State.WAITING, State.REQUESTING) and \
-            self._relay_watches()
-        out = [self._to_relay(P.SessionFinished(token=self._relay_token()))] + self._stop_birthday()
-        if self.peer is not None:       # what it still sends for a moment is not a stranger's
-            self._former = (self.peer.addr, self.peer.username, now + FORMER_PEER_FOR)
-        if self._queue:
-            out.append(Notice("%d queued line(s) were not sent" % len(self._queue)))
-            self._queue = []
-        self.peer = self.target = self.link = self._blocked = None
-        self._suspect = self._waiting = False
-        self._timers.pop("direct_retry", None)
-        self._held = []
+    def _end_chat(self, chat, now):
+        """Tell the relay; close the chat; what it still sends for a moment
+        is not a stranger's."""
+        out = self.relay.chat_finished(chat.partner, now) + chat.close()
+        if chat.peer is not None:
+            self._former = (chat.peer.addr, chat.partner, now + FORMER_PEER_FOR)
+        self.chats.pop(chat.partner, None)
+        if self.current == chat.partner:       # the chat opened last before it, if any
+            self.current = next(reversed(list(self.chats)), None)
         self.stats["probes"] = 0
-        self._enter(State.IDLE, now)
-        if watched:                    # a Register that names no watch ends ours
-            out.append(self._to_relay(self._register_msg()))
         return out
 
-    def _goodbye(self):
-        if self.link is not None and not self.link.ready:
-            return []                  # nothing we could send would authenticate
-        return [self._to_peer(P.Goodbye()) for _ in range(GOODBYE_COPIES)]
+    def _end_request(self, now):
+        out = self.relay.chat_finished(self.target, now)
+        self._pending = None
+        if self._lines:
+            out.append(Notice("not_sent", count=len(self._lines)))
+            self._lines = []
+        return out
 
-    def _send_chat(self, text):
-        limit = P.MAX_DATAGRAM - (SEALED_OVERHEAD if self.link.secure else 0) - 1  # 1: RELAYED
-        return [self._to_peer(P.DirectMessage(piece)) for piece in P.split_text(text, limit)]
 
-    def _to_peer(self, msg):
-        return self._peer_bytes(self.link.seal(msg) if self.link is not None else P.encode(msg))
+def __getattr__(name):
+    """``HELP`` lives in :mod:`peerpunch.console`; peer.py still reads it here."""
+    if name == "HELP":
+        from .console import HELP
+        return HELP
+    raise AttributeError(name)

@@ -3,6 +3,7 @@ sessions behind simulated NATs (tests/simnet.py's SimNat) with a fake clock.
 The real thing, through Linux NATs, is in test_natlab.py."""
 
 import random
+import types
 
 import pytest
 
@@ -22,6 +23,17 @@ HARD_IP, EASY_IP = "198.51.100.1", "198.51.100.2"
 
 
 # -- the arithmetic
+
+
+def spray(session):
+    """The Spray of *session*'s chat's birthday search, if it runs one."""
+    chat = session.chat
+    return chat.path.search.spray if chat is not None else None
+
+
+def prober(session):
+    chat = session.chat
+    return chat.path.search.prober if chat is not None else None
 
 
 def test_hit_probability_matches_the_closed_form_and_the_issue():
@@ -92,6 +104,23 @@ def test_spray_opens_sends_keeps_one_and_closes_the_rest():
     assert spray.close() == [CloseSocket(3)] and spray.close() == []
 
 
+def test_search_a_second_chat_never_opens_or_closes_the_socket_another_chat_kept():
+    history = B.SearchHistory()
+    peer = types.SimpleNamespace(username="bob", addr=("198.51.100.2", 7000), endpoint="x",
+                                 mapping=P.MAPPING_INDEPENDENT, candidates=[("198.51.100.2", 7000)])
+    first = B.Search(history, random.Random(1), lambda: True)
+    first.start(peer, P.MAPPING_DEPENDENT, 0.0, lambda addr: True)
+    assert first.landed(PING, peer.addr, 5, peer.addr)[0] == "hit" and history.kept == {5}
+    carol = types.SimpleNamespace(username="carol", addr=("198.51.100.3", 8000), endpoint="y",
+                                  mapping=P.MAPPING_INDEPENDENT, candidates=[("198.51.100.3", 8000)])
+    second = B.Search(history, random.Random(2), lambda: True)
+    out = second.start(carol, P.MAPPING_DEPENDENT, B.SEARCH_AGAIN_AFTER, lambda addr: True)
+    opened = {e.via for e in out if isinstance(e, OpenSocket)}
+    assert len(opened) == B.SOCKETS and 5 not in opened and B.SOCKETS + 1 in opened
+    assert CloseSocket(5) not in second.stop()
+    assert first.stop() == [CloseSocket(5)] and history.kept == set()
+
+
 # -- sessions behind NATs
 
 
@@ -127,13 +156,13 @@ def test_birthday_connects_symmetric_and_port_restricted_directly(hard_side):
     assert hard.mapping == P.MAPPING_DEPENDENT and easy.mapping == P.MAPPING_INDEPENDENT
     for lan in (a_lan, b_lan):
         (conn,) = connected(net, lan)
-        assert conn.path == "direct" and conn.security.startswith("encrypted"), conn
+        assert conn.path == "direct" and conn.key is not None, conn
         assert conn.seconds < 3.0         # before the relay fallback
     # the hard side kept one extra socket and closed the other 255
-    assert hard._spray.open == {hard._spray.kept} and hard.peer.via == hard._spray.kept
+    assert spray(hard).open == {spray(hard).kept} and hard.peer.via == spray(hard).kept
     assert easy.peer.addr[0] == HARD_IP and easy.peer.addr != P.parse_endpoint(
         net.registry.user(hard.username).endpoint)
-    assert easy._prober is None               # probing stopped with the hit
+    assert prober(easy) is None               # probing stopped with the hit
     easy_lan = a_lan if hard is bob else b_lan
     probes = [d for s, t, d in net.wire if s == easy_lan and t[0] == HARD_IP and d == PING]
     assert 10 < len(probes) < 1000
@@ -145,7 +174,7 @@ def test_birthday_connects_symmetric_and_port_restricted_directly(hard_side):
     assert net.registry.forwarder.stats["datagrams"] == 0
     net.line(a_lan, "/leave")
     net.run(1)
-    assert not hard._spray and not any(owner for owner in net.owners.values()
+    assert not spray(hard) and not any(owner for owner in net.owners.values()
                                        if owner and owner[1])      # every extra socket closed
 
 
@@ -163,7 +192,7 @@ def test_two_symmetric_nats_do_not_search_and_are_relayed():
     net = nat_pair(easy="dependent")
     alice, bob = start(net)
     assert alice.mapping == bob.mapping == P.MAPPING_DEPENDENT
-    assert alice._prober is alice._spray is bob._prober is bob._spray is None
+    assert prober(alice) is spray(alice) is prober(bob) is spray(bob) is None
     assert connected(net, EASY_LAN)[0].path == "relayed"
     assert len(net.wire) < 400
 
@@ -188,14 +217,14 @@ def test_extra_sockets_ignore_strangers_and_the_relay():
     net = nat_pair()
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
     alice, bob = start(net, seconds=2)
-    assert bob._spray is not None and len(bob._spray.open) == B.SOCKETS
+    assert spray(bob) is not None and len(spray(bob).open) == B.SOCKETS
     ignored = bob.stats["ignored_strangers"]
     assert bob.datagram_received(PING, ("192.0.2.7", 9), net.now, via=5) == []
     assert bob.datagram_received(PING, RELAY, net.now, via=5) == []
     assert bob.datagram_received(PING, alice.peer.addr, net.now, via=999) == []
-    assert bob.stats["ignored_strangers"] == ignored + 3 and bob._spray.kept is None
+    assert bob.stats["ignored_strangers"] == ignored + 3 and spray(bob).kept is None
     net.run(B.HOLD + 1)
-    assert bob._spray is None or not bob._spray.open         # the window closed them all
+    assert spray(bob) is None or not spray(bob).open         # the window closed them all
 
 
 def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
@@ -209,7 +238,7 @@ def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
     assert alice.state is not State.REQUESTING     # it went ahead after MAPPING_WAIT
     assert alice.mapping is None
     (connect,) = {d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')}
-    assert P.decode(connect).token == alice._token      # the relay can tell it is alice's
+    assert P.decode(connect).token == alice.relay.token      # the relay can tell it is alice's
 
 
 def test_a_deferred_connect_gives_way_to_someone_who_connects_first():
@@ -266,13 +295,13 @@ def test_a_new_pairing_with_another_endpoint_mid_search_closes_the_old_sockets()
     net = nat_pair()
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
     alice, bob = start(net, seconds=1)
-    assert bob.state is State.PUNCHING and len(bob._spray.open) == B.SOCKETS
+    assert bob.state is State.PUNCHING and len(spray(bob).open) == B.SOCKETS
     info = P.PeerInfo(peer="192.0.2.1:4000", username="alice", features=bob.peer.features,
-                      session="ab" * 16, mapping=P.MAPPING_INDEPENDENT, nonce=bob._auth.nonce)
+                      session="ab" * 16, mapping=P.MAPPING_INDEPENDENT, nonce=bob.relay.auth.nonce)
     out = bob.datagram_received(P.encode(info), RELAY, net.now)
     assert len([e for e in out if isinstance(e, CloseSocket)]) == B.SOCKETS
     assert not [e for e in out if isinstance(e, OpenSocket)]     # and no new search so soon
-    assert bob._spray is None
+    assert spray(bob) is None
 
 
 def test_repeated_introductions_cannot_make_the_symmetric_side_spray_again():
@@ -286,10 +315,10 @@ def test_repeated_introductions_cannot_make_the_symmetric_side_spray_again():
     for i in range(10):
         same = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
                           session="%02x" % i * 16, mapping=P.MAPPING_INDEPENDENT,
-                          nonce=bob._auth.nonce)     # from the relay itself, gone bad
+                          nonce=bob.relay.auth.nonce)     # from the relay itself, gone bad
         other = P.PeerInfo(peer="192.0.2.%d:4000" % (i + 1), username="alice",
                            features=bob.peer.features, session="%02x" % (i + 100) * 16,
-                           mapping=P.MAPPING_INDEPENDENT, nonce=bob._auth.nonce)
+                           mapping=P.MAPPING_INDEPENDENT, nonce=bob.relay.auth.nonce)
         for info in (same, other):
             out = bob.datagram_received(P.encode(info), RELAY, net.now)
             assert not [e for e in out if isinstance(e, OpenSocket)]
@@ -300,9 +329,9 @@ def test_garbage_from_the_peer_endpoint_does_not_end_the_search():
     net = nat_pair()
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING
     alice, bob = start(net, seconds=1)
-    assert bob._spray is not None and bob._spray.kept is None
+    assert spray(bob) is not None and spray(bob).kept is None
     bob.datagram_received(b"\x7fnot a probe", bob.peer.candidates[0], net.now, via=7)
-    assert bob._spray.kept is None and len(bob._spray.open) == B.SOCKETS
+    assert spray(bob).kept is None and len(spray(bob).open) == B.SOCKETS
 
 
 def test_status_says_what_the_nat_does_once_known():
@@ -338,7 +367,7 @@ def test_a_mapping_learned_late_still_starts_the_search():
     (conn,) = connected(net, EASY_LAN)
     notices = [e.text for e in net.shown(EASY_LAN, S.Notice)]
     assert conn.path == "direct" or any("now direct with bob" in n for n in notices), notices
-    assert bob._spray is not None and bob._spray.kept is not None
+    assert spray(bob) is not None and spray(bob).kept is not None
 
 
 def test_a_symmetric_nat_meets_address_dependent_filtering_directly_at_once():

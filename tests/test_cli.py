@@ -13,7 +13,7 @@ import pytest
 
 from peerpunch import cli
 from peerpunch import protocol as P
-from peerpunch.events import HELP
+from peerpunch.console import HELP
 
 from .procs import PEER, ROOT, Proc, env
 

@@ -37,7 +37,7 @@ def test_fallback_relays_an_encrypted_chat_when_punching_fails():
     alice, bob = relayed_pair(net, **secure_options())
     assert alice.state is State.CONNECTED and bob.state is State.CONNECTED
     (conn,) = net.shown(ALICE, S.Connected)
-    assert conn.path == "relayed" and conn.security.startswith("encrypted")
+    assert conn.path == "relayed" and conn.key is not None
     assert 2.5 <= conn.seconds <= 4.5
     net.line(ALICE, "through the relay, sealed")
     net.line(BOB, "and back")
@@ -267,7 +267,7 @@ def test_lines_typed_while_the_path_is_suspect_are_held_and_delivered_once_it_is
     net.block(ALICE, BOB)
     net.block(ALICE, RELAY)                      # nothing gets out for a while
     net.run(4 * S.SUSPECT_AFTER + 0.5)
-    assert alice._suspect
+    assert alice.chat.path.suspect
     net.line(ALICE, "typed into the silence")
     net.line(ALICE, "and another")
     notices = [e.text for e in net.shown(ALICE, S.Notice)]
@@ -332,7 +332,7 @@ def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
     goes at once, not a keep-alive interval later."""
     net = SimNet()
     alice, bob = relayed_pair(net, keepalive=4.0)
-    assert alice.peer.via_relay and not alice.link.secure
+    assert alice.peer.via_relay and not alice.link.encrypted
     net.block(ALICE, RELAY)
     net.run(4 * S.SUSPECT_AFTER + 0.5)
     net.line(ALICE, "held for a while")
@@ -357,7 +357,7 @@ def test_a_relayed_datagram_while_requesting_asks_the_relay_again_at_once():
     assert alice.state is State.REQUESTING
     probe = bytes([RELAYED]) + P.encode(P.Ping())
     out = alice.datagram_received(probe, RELAY, net.now)
-    assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice._token)]
+    assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice.relay.token)]
     assert alice.datagram_received(probe, RELAY, net.now + 0.1) == []        # rate-limited
     assert len(alice.datagram_received(probe, RELAY, net.now + S.NUDGE_EVERY)) == 1
     net.drop = None

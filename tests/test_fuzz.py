@@ -252,8 +252,11 @@ def new_session(rng):
 
 def check_session(session):
     assert isinstance(session.state, S.State)
-    assert len(session._queue) <= S.MAX_QUEUED and len(session._held) <= S.MAX_HELD
-    assert len(session._timers) <= 32 and len(session.stats) <= 200
+    chat = session.chat
+    queue, held = (chat.queue, chat.secure._held if chat.secure else []) if chat is not None \
+        else (session._lines, [])
+    assert len(queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
+    assert len(session._all_timers()) <= 16 and len(session.stats) <= 200
 
 
 def test_fuzz_peer_core_survives_and_stays_bounded():

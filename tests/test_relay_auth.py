@@ -66,7 +66,7 @@ def registered():
     session = registering()
     session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.05)
     session.datagram_received(ack(), RELAY, 0.1)
-    assert session.state is State.IDLE and session._token == TOKEN
+    assert session.state is State.IDLE and session.relay.token == TOKEN
     return session
 
 
@@ -100,7 +100,7 @@ def test_relay_auth_register_carries_the_nonce_and_is_padded_for_the_cookie():
     cookie = P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE))
     assert len(data) == 1 and len(data[0]) >= MIN_REGISTER_BYTES > len(cookie)
     nonce = P.decode(data[0]).nonce
-    assert len(nonce) == 32 and nonce != S.PeerSession("x", RELAY)._auth.nonce   # random
+    assert len(nonce) == 32 and nonce != S.PeerSession("x", RELAY).relay.auth.nonce   # random
 
 
 def test_relay_auth_cookie_is_answered_at_once_and_the_retries_carry_it():
@@ -212,7 +212,7 @@ def test_relay_auth_forged_introduction_while_idle_starts_nothing(nonce):
 def test_relay_auth_forged_register_ack_keeps_our_token_and_features(forged):
     session = in_chat()
     assert sends(session.datagram_received(forged, RELAY, 2.0)) == []
-    assert session._token == TOKEN and session.relay_features == FEATURES   # no downgrade
+    assert session.relay.token == TOKEN and session.relay.features == FEATURES   # no downgrade
     out = session.leave_chat(3.0)
     assert P.SessionFinished(token=TOKEN) in to_relay(out)
     assert to_relay(session.connect("carol", 4.0)) == [P.Connect("carol", token=TOKEN)]
@@ -222,12 +222,12 @@ def test_relay_auth_introduction_when_our_ack_was_lost_asks_for_the_token_soon()
     session = registering()
     session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.05)
     out = session.datagram_received(info(), RELAY, 0.1)          # the RegisterAck was lost
-    assert session.state is State.PUNCHING and session._token is None
+    assert session.state is State.PUNCHING and session.relay.token is None
     assert all(e.addr != RELAY or is_stun(e.data) for e in sends(out))   # nothing in seed form
     asked = [m for m in to_relay(run(session, 0.1, S.REREGISTER_RETRY)) if type(m) is P.Register]
     assert [(m.cookie, m.partner) for m in asked] == [(COOKIE, "bob")]
     session.datagram_received(ack(), RELAY, 2.2)
-    assert session._token == TOKEN
+    assert session.relay.token == TOKEN
     assert to_relay(session.leave_chat(3.0))[0] == P.SessionFinished(token=TOKEN)
 
 
@@ -246,7 +246,7 @@ def test_relay_auth_forged_online_stopping_and_answers_do_nothing(nonce):
     assert session.state is State.WAITING
     stopping = P.encode(P.Error(code="relay-stopping", message="bye", nonce=nonce))
     assert shown(session.datagram_received(stopping, RELAY, 2.1)) == []
-    assert session._relay_silent_since is None
+    assert session.relay.silent_since is None
     session = registered()
     session.connect("bob", 1.0)
     for forged in (P.TargetNotFound(nonce=nonce), P.TargetBusy(nonce=nonce),
@@ -272,11 +272,11 @@ def test_relay_auth_forged_messages_of_every_kind_change_nothing():
     nothing sent, the chat and our token as they were."""
     rng = random.Random(10)
     session = in_chat()
-    before = (session.state, session._token, session.relay_features, list(session.peer.candidates))
+    before = (session.state, session.relay.token, session.relay.features, list(session.peer.candidates))
     for i in range(3000):
         out = session.datagram_received(_forged(rng), RELAY, 2.0 + i / 1000)
         assert sends(out) == [] and shown(out) == [], out
-    assert before == (session.state, session._token, session.relay_features,
+    assert before == (session.state, session.relay.token, session.relay.features,
                       session.peer.candidates)
 
 
@@ -299,15 +299,15 @@ def test_relay_auth_seed_relay_is_believed_but_cannot_downgrade_an_ext_one():
     session = registering()
     out = session.datagram_received(b'"RegisterAck"', RELAY, 0.1)     # a seed relay (or a forger)
     assert shown(out)[0] == S.Registered("alice", "203.0.113.1:8080")
-    assert session._auth.mode == RelayAuth.SEED
+    assert session.relay.auth.mode == RelayAuth.SEED
     assert shown(session.datagram_received(info(nonce=None), RELAY, 0.2))  # believed: nothing to check
     session.leave_chat(0.3)
     # the authentic answers come: our nonce moves us out of seed mode for good
     session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.4)
     session.datagram_received(ack(), RELAY, 0.5)
-    assert session._auth.mode == RelayAuth.EXT and session._token == TOKEN
+    assert session.relay.auth.mode == RelayAuth.EXT and session.relay.token == TOKEN
     session.datagram_received(b'"RegisterAck"', RELAY, 0.6)
-    assert session._token == TOKEN and session.relay_features == FEATURES
+    assert session.relay.token == TOKEN and session.relay.features == FEATURES
 
 
 def test_relay_auth_wrong_nonce_is_dropped_even_from_a_seed_relay():
@@ -331,7 +331,7 @@ def test_relay_auth_previous_relay_without_nonces_is_believed_for_now():
     out = session.datagram_received(ack(nonce=None), RELAY, 0.2)
     assert [e for e in out if isinstance(e, Log)] == []              # said once
     assert sends(session.datagram_received(ack(nonce=WRONG, token=EVIL_TOKEN), RELAY, 0.3)) == []
-    assert session._token == TOKEN
+    assert session.relay.token == TOKEN
 
 
 def test_relay_auth_without_the_transitional_rule_ext_messages_need_the_nonce(monkeypatch):
@@ -341,7 +341,7 @@ def test_relay_auth_without_the_transitional_rule_ext_messages_need_the_nonce(mo
         assert shown(session.datagram_received(forged, RELAY, 0.1)) == []
     assert session.state is State.REGISTERING
     session.datagram_received(b'"RegisterAck"', RELAY, 0.2)              # a seed relay still works
-    assert session.state is State.IDLE and session._auth.mode == RelayAuth.SEED
+    assert session.state is State.IDLE and session.relay.auth.mode == RelayAuth.SEED
 
 
 # -- wording

@@ -40,7 +40,7 @@ def test_session_registers_and_waits():
     assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
     first = net.sent(BOB, RELAY)[0]
     assert first.startswith(b'{"Register":{"username":"bob","features":["ext","relay1"],"nonce":"')
-    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob._auth.nonce)
+    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob.relay.auth.nonce)
     assert len(first) == 200 and first.endswith(b'","pad":"' + b" " * 89 + b'"}}')
 
 
@@ -168,8 +168,9 @@ def test_session_register_times_out_without_relay():
     assert alice.state is State.REGISTERING
     net.run(1)
     closed = net.shown(ALICE, S.Closed)
-    assert closed == [S.Closed(1, "no answer from the relay at 203.0.113.1:8080 after 10 s"
-                                  " (is a relay running there, and can UDP reach it?)")]
+    assert [format_event(c) for c in closed] == [
+        "error: no answer from the relay at 203.0.113.1:8080 after 10 s (is a relay running there,"
+        " and can UDP reach it?)"] and closed[0].exit_code == 1
     attempts = net.sent(ALICE, RELAY)
     assert 8 <= len(attempts) <= 12               # backoff, not a flood
 
@@ -357,7 +358,7 @@ def test_session_introduction_from_someone_else_while_asking_cancels_the_ask():
     alice = net.add_peer("alice", ALICE)
     net.run(1)
     net.line(BOB, "/connect alice")                 # bob's request lands first...
-    alice.state, alice.target = State.REQUESTING, "carol"   # ...while alice asks for carol
+    alice.relay.ask("carol", net.now)               # ...while alice asks for carol (unsent)
     net.run(3)
     assert alice.state is State.CONNECTED and alice.peer.username == "bob" and alice.target is None
     assert "bob connected to you first; no longer asking for carol" in \
@@ -414,7 +415,7 @@ def test_session_a_seed_relay_in_place_of_ours_gets_only_seed_bytes():
     session.start(0.0)
     session.datagram_received(P.encode(P.RegisterAck(features=("ext", "relay1"), token="ab" * 16)),
                               relay, 0.1)
-    assert session._token == "ab" * 16
+    assert session.relay.token == "ab" * 16
     session.datagram_received(b'"RegisterAck"', relay, 1.0)
     out = session.connect("bob", 2.0) + session.leave_chat(2.5)
     sent = [e.data for e in out if isinstance(e, S.Send)]

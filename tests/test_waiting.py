@@ -345,7 +345,7 @@ def test_registering_says_it_starts_and_when_it_is_slow():
     assert net.shown(ALICE, E.StillRegistering) == []
     net.run(S.REGISTER_TIMEOUT)
     assert net.shown(ALICE, E.StillRegistering) == [E.StillRegistering("203.0.113.1:8080", E.SLOW_AFTER)]
-    assert net.shown(ALICE, S.Closed)[0].reason.startswith("no answer from the relay at 203.0.113.1:8080")
+    assert net.shown(ALICE, S.Closed)[0].reason.text.startswith("no answer from the relay at 203.0.113.1:8080")
 
 
 def test_registering_quickly_says_nothing_more():
@@ -454,7 +454,7 @@ def test_relay_stopping_again_and_again_is_said_once_a_minute(with_nonce):
     bob = net.add_peer("bob", BOB)
     net.run(5)
     stopping = P.encode(P.Error(code=P.ERROR_RELAY_STOPPING, message="stopping",
-                                nonce=bob._auth.nonce if with_nonce else None))
+                                nonce=bob.relay.auth.nonce if with_nonce else None))
     for _ in range(60):                              # one a second for a minute
         net._emit(BOB, bob.datagram_received(stopping, RELAY, net.now))
         net.run(1)

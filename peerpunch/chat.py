@@ -1,0 +1,337 @@
+"""One chat: what the user sees of one partner.
+
+Theory of operation
+-------------------
+A :class:`Chat` joins the machines of one partner: its
+:class:`~peerpunch.path.Path` (where datagrams go) and its
+:class:`~peerpunch.securing.Secure` (the link, the handshake and the trust
+in the partner's key), and holds what the user sees: its state (the path's:
+PUNCHING, HANDSHAKING, CONNECTED), the lines typed before it is up or while
+its path is suspect (``queue``: sent when it is up or heard again, reported
+when it ends), and the messages that arrive. The reliable stream
+(:mod:`peerpunch.stream`, issue 11 section 3) will sit between the link and
+the messages (:meth:`Chat._deliver` and :meth:`Chat.send_line`); today a
+message is one DirectMessage datagram.
+
+For each datagram its owner (the router, :mod:`peerpunch.session`) passes
+the :class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching,
+the first valid datagram picks the path and starts the link; the path
+answers its own probes; the link opens what authenticates (a
+RemoteProtocolError from it drops the datagram, counted); the path follows
+the peer where it proved to be; the link's events (keys agreed, refused,
+changed) are acted on; the messages are handled. :class:`EndChat` in what a
+method returns tells the owner the chat is over: nothing after it is done.
+"""
+
+import logging
+
+from . import identity as ID
+from . import protocol as P
+from . import securing as SC
+from .effects import Log, Send
+from .events import (GOODBYE_COPIES, MAX_QUEUED, ChatMessage, Connected, Notice, PeerLeft,
+                     State)
+from .link import PING, PONG
+from .path import EndChat, HeardAgain, KeepAlive, PathFound
+from .secure import is_frame
+from .timers import Timer, earliest, fire
+
+
+class Chat:
+    """One partner's chat: its path, its link, its queued lines."""
+
+    def __init__(self, partner, *, us, path, secure_options, stats):
+        """*secure_options*: the keyword arguments of every Secure but the
+        partner's features and secret (identity, backend, pins, strict,
+        require_encryption)."""
+        self.partner = partner
+        self.us = us
+        self.path = path
+        self.secure = None           # the Secure of the current pairing, made at start()
+        self.stats = stats
+        self.queue = []              # lines typed before the chat was up, or held meanwhile
+        self.closed = False
+        self._secure_options = secure_options
+        self.link_timer = Timer(self._link_due)
+        for timer in path.timers():          # the path's markers, acted on here
+            timer.due = self._acting_on(timer.due)
+
+    @property
+    def state(self):
+        return self.path.state
+
+    @property
+    def peer(self):
+        return self.path.peer
+
+    def timers(self):
+        """Every timer of this chat: its path's (their markers acted on
+        here) and the link's."""
+        return self.path.timers() + (self.link_timer,)
+
+    def next_deadline(self):
+        return earliest(self.timers())
+
+    def tick(self, now):
+        return fire(self.timers(), now)
+
+    # -- from the relay
+
+    def start(self, info, now):
+        """Punch toward the partner the relay introduced (again, with a new
+        secret, when a stale SessionFinished ended the first pairing)."""
+        secret = bytes.fromhex(info.session) if info.session else b""
+        self.secure = SC.Secure(self.us, self.partner, features=info.features, secret=secret,
+                                **self._secure_options)
+        self.link_timer.stop()
+        return self._until_end(self.path.start(info, now), now)
+
+    def reintroduced(self, info, now):
+        return self.path.reintroduced(info, now, self.secure)
+
+    def accepts(self, addr, data):
+        return self.path.accepts(addr, data, self.secure)
+
+    # -- from the partner
+
+    def received(self, data, origin, now):
+        """A datagram from the partner (see the module docstring)."""
+        out = []
+        if self.state is State.PUNCHING:
+            if not is_frame(data) and not _parses(data):
+                self.stats["malformed"] += 1
+                return []
+            self.path.punched(origin)
+            out += self._path_found(now)
+            if self.closed:                  # refused
+                return out
+        else:
+            early = self.path.early(data, origin, self.secure, now)
+            if early is not None:
+                return self._until_end(early, now)
+        secure = self.secure
+        if secure.encrypted and (data == PONG or (data == PING and secure.ready)):
+            # a punch probe, or the answer to one of ours, still on its way: harmless
+            self.stats["late_probes"] += 1
+            return out + [Log(logging.DEBUG, "ignored a late punch %s %s" % (
+                "probe" if data == PING else "probe's answer", _source(origin, "from ")))]
+        try:
+            opened = secure.receive(data, now)
+        except P.RemoteProtocolError:       # forged, replayed, or not for this link
+            self.stats["dropped"] += 1
+            return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
+                              % _source(origin, ""))]
+        return out + self._opened(opened, origin, now)
+
+    def _opened(self, opened, origin, now):
+        """What the link let through: the path follows, the link's events
+        are acted on, the messages are handled."""
+        was_suspect = self.path.suspect
+        out = self._until_end(self.path.heard(origin, bool(opened.messages), now), now)
+        out += [self.path.reply(f, origin) for f in opened.frames]
+        out += self._link_events(opened.events, now)
+        if self.closed:
+            return out
+        self._schedule_link()
+        for msg in opened.messages:
+            out += self._deliver(msg, origin, now)
+            if self.closed:
+                return out
+        return out + (self._heard_again() if was_suspect else [])
+
+    def _deliver(self, msg, origin, now):
+        """One message from the partner (the stream's slot, later)."""
+        kind = type(msg)
+        if kind is P.Ping:
+            return [self.path.reply(self._sealed(P.Pong()), origin)]
+        if kind is P.DirectMessage:
+            if self.secure.blocked:
+                self.secure.hold(msg)
+                return []
+            return [ChatMessage(self.partner, msg.content)]
+        if kind is P.Goodbye:
+            return [PeerLeft(self.partner)] + self._end()
+        return []
+
+    def spray_received(self, data, origin, now):
+        """A datagram on one of the birthday search's sockets."""
+        relayed = self.state is not State.PUNCHING
+        verdict, out = self.path.spray_received(data, origin.addr, origin.via, now)
+        if verdict is None or not self.accepts(origin.addr, data):
+            return out
+        out += self.received(data, origin, now)
+        if verdict == "hit" and relayed and not self.closed and self.peer.via_relay:
+            # answer with a probe of our own: a sealed one moves both sides
+            secure = self.secure.encrypted and self.secure.ready
+            out.append(Send(self.secure.seal(P.Ping()) if secure else PING, origin.addr,
+                            origin.via))
+        return out
+
+    # -- the link
+
+    def _path_found(self, now):
+        """The punch worked (or the relay will carry us): start the link."""
+        started = self.secure.start(now)
+        notes = [PathFound(self.partner)] + self.path.found(now, self.secure.encrypted)
+        if self.secure.encrypted:
+            out = self.path.handshake_sends(started.frames)
+            self._schedule_link()
+            return notes + out
+        return notes + self._link_events(started.events, now)
+
+    def _link_events(self, events, now):
+        """The link's events: keys agreed (the chat connects), refused or
+        failed (it ends); the rest are for the console."""
+        out = []
+        for event in events:
+            kind = type(event)
+            if kind in (SC.Refused, SC.LinkFailed):
+                return out + [event] + (self.goodbye() if kind is SC.Refused else []) + self._end()
+            if kind is SC.Secured:
+                self.path.secured(now)
+                out += self._connected(now)
+            elif kind is SC.Unencrypted:
+                out += self._connected(now)
+            out.append(event)
+        return out
+
+    def _connected(self, now):
+        peer = self.peer
+        path = "relayed" if peer.via_relay else "direct"
+        key = self.secure.remote_key
+        fingerprint = ID.fingerprint(key) if key is not None else None
+        return [Connected(peer.username, peer.endpoint, path, now - self.path.started,
+                          fingerprint)] + self.flush()
+
+    def _schedule_link(self):
+        self.link_timer.when = self.secure.next_deadline() if self.secure is not None else None
+
+    def _link_due(self, now):
+        ticked = self.secure.tick(now)
+        out = self._link_events(ticked.events, now)
+        if self.closed:
+            return out
+        self._schedule_link()
+        if not self.secure.ready:
+            return out + self.path.handshake_sends(ticked.frames)
+        return out + [self.path.send(f) for f in ticked.frames]
+
+    # -- lines
+
+    def up(self):
+        """True if a line typed now is sent now."""
+        return self.state is State.CONNECTED and self.secure.chat_open and not self.path.suspect
+
+    def hold_line(self, text):
+        """Queue *text* until the chat is up (or heard again)."""
+        if len(self.queue) >= MAX_QUEUED:
+            return [Notice("queue_full", count=MAX_QUEUED)]
+        self.queue.append(text)
+        if len(self.queue) > 1:
+            return []
+        if self.secure.blocked:
+            return [Notice("held_blocked")]
+        if self.state is State.CONNECTED:      # the path went quiet
+            return [Notice("held_quiet", name=self.partner)]
+        return [Notice("queued")]
+
+    def send_line(self, text):
+        limit = P.MAX_DATAGRAM - self.secure.overhead - 1    # 1: the RELAYED byte
+        return [self.path.send(self._sealed(P.DirectMessage(piece)))
+                for piece in P.split_text(text, limit)]
+
+    def flush(self):
+        if self.secure.blocked:
+            return []
+        out = []
+        queued, self.queue = self.queue, []
+        for text in queued:
+            out += self.send_line(text)
+        return out
+
+    def _heard_again(self):
+        """The peer, silent long enough to be suspect, authenticated again:
+        send the lines held meanwhile."""
+        self.path.suspect = False
+        if not self.queue or self.state is not State.CONNECTED or self.secure.blocked:
+            return []
+        return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush()
+
+    def trust(self, now):
+        """/trust: accept a changed key; the held messages, the queued lines."""
+        if self.secure is None:
+            return [SC.NothingToTrust(self.partner)]
+        was_blocked = self.secure.blocked
+        trusted = self.secure.trust(now)
+        out = trusted.events + [ChatMessage(self.partner, m.content) for m in trusted.messages]
+        return out + self.flush() if was_blocked else out
+
+    def verify(self):
+        if self.secure is None or self.state is not State.CONNECTED:
+            return SC.NoSafetyCode(self.partner)
+        return self.secure.verify()
+
+    # -- ending
+
+    def goodbye(self):
+        if self.secure.state is not SC.SecureState.NEW and not self.secure.ready:
+            return []                  # nothing we could send would authenticate
+        return [self.path.send(self._sealed(P.Goodbye())) for _ in range(GOODBYE_COPIES)]
+
+    def close(self):
+        """The chat is over: the path stops; lines that never left are reported."""
+        self.closed = True
+        self.link_timer.stop()
+        out = self.path.close()
+        if self.queue:
+            out.append(Notice("not_sent", count=len(self.queue)))
+            self.queue = []
+        return out
+
+    def _end(self):
+        """The chat is over: every timer stops now; the owner does the rest
+        (the relay told, the sockets closed, the lines reported: close())."""
+        self.closed = True
+        for timer in self.timers():
+            timer.stop()
+        return [EndChat(self.partner)]
+
+    def _acting_on(self, due):
+        return lambda now: [] if self.closed else self._until_end(due(now), now)
+
+    def _until_end(self, effects, now):
+        """The path's effects, its markers acted on, up to an EndChat."""
+        out = []
+        for effect in effects:
+            kind = type(effect)
+            if kind is EndChat:
+                return out + self._end()
+            if kind is HeardAgain:
+                out += self._heard_again()
+            elif kind is KeepAlive:
+                out.append(self.path.send(self._sealed(P.Ping())))
+                if effect.also_relayed:        # its own copy: not a replay
+                    out.append(self.path.send_relayed(self._sealed(P.Ping())))
+            else:
+                out.append(effect)
+        return out
+
+    def _sealed(self, msg):
+        """*msg* as the link sends it (plain before a link is chosen)."""
+        if self.secure is None or self.secure.state is SC.SecureState.NEW:
+            return P.encode(msg)
+        return self.secure.seal(msg)
+
+
+def _source(origin, prefix):
+    if origin.addr is None:
+        return "through the relay" if prefix else "the relay"
+    return prefix + P.format_endpoint(origin.addr)
+
+
+def _parses(data):
+    try:
+        P.decode(data)
+    except P.RemoteProtocolError:
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""What the user types: a command, or a line for the chat.
+
+Theory of operation
+-------------------
+:func:`handle_line` tells a command (``/name args``) from a chat line
+(``//text`` sends ``/text``). Each command is one entry of :data:`COMMANDS`,
+a function of (session, argument, now) that returns effects, like every
+input of the router (:class:`~peerpunch.session.PeerSession`). What a
+command shows is data (Notices naming their words, securing's SafetyCode,
+WhoAmI ...): :mod:`peerpunch.console` words it.
+"""
+
+from .events import Notice, State
+from .securing import NoSafetyCode, NothingToTrust, whoami
+
+
+def handle_line(session, line, now):
+    """A line the user typed: a command or a chat message."""
+    if line.startswith("/") and not line.startswith("//"):
+        name, _, arg = line[1:].strip().partition(" ")
+        command = COMMANDS.get(name)
+        if command is None:
+            return [Notice("unknown_command", command=line.split()[0])]
+        return command(session, arg.strip(), now)
+    return session.send_text(line[1:] if line.startswith("//") else line, now)
+
+
+def _connect(session, name, now):
+    return session.connect(name, now) if name else [Notice("usage_connect")]
+
+
+def _leave(session, name, now):
+    return session.leave_chat(now, name or None)
+
+
+def _msg(session, arg, now):
+    """/msg NAME text: one line to NAME's chat only."""
+    name, _, text = arg.partition(" ")
+    if not name or not text.strip():
+        return [Notice("usage_msg")]
+    chat = session.chats.get(name)
+    if chat is None:
+        return [Notice("no_such_chat", name=name)]
+    return chat.send_line(text) if chat.up() else chat.hold_line(text)
+
+
+def _switch(session, name, now):
+    """/switch NAME: plain lines go to NAME's chat from now on."""
+    if not name:
+        return [Notice("usage_switch")]
+    if name not in session.chats:
+        return [Notice("no_such_chat", name=name)]
+    session.current = name
+    return [Notice("switched", name=name)]
+
+
+def chats(session):
+    """/chats: each chat's partner, state, path and encryption, as data."""
+    rows = []
+    for name, chat in session.chats.items():
+        relayed = chat.peer is not None and chat.peer.via_relay
+        encrypted = chat.secure is not None and chat.secure.encrypted
+        rows.append((name, chat.state.value, relayed, encrypted, name == session.current))
+    return Notice("chats", rows=tuple(rows))
+
+
+def _verify(session, arg, now):
+    chat = session.chat
+    return [chat.verify() if chat is not None else NoSafetyCode(None)]
+
+
+def _trust(session, arg, now):
+    """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
+    chat = session.chat
+    return chat.trust(now) if chat is not None else [NothingToTrust(None)]
+
+
+def status(session, now=None):
+    """/status, as data for the console to word."""
+    chat = session.chat
+    relay = session.relay
+    fields = dict(name=session.username, relay=relay.endpoint, state=session.state.value,
+                  waiting=relay.waits_for(), mapping=relay.mapping,
+                  silent=relay.silent_since is not None)
+    if chat is not None:
+        fields.update(chat=chat.partner, endpoint=chat.peer.endpoint,
+                      relayed=chat.peer.via_relay)
+        if chat.state is State.CONNECTED and chat.path.suspect:     # the path went quiet
+            fields["quiet"] = -1 if now is None else now - chat.path.last_heard
+    return Notice("status", **fields)
+
+
+COMMANDS = {
+    "quit": lambda session, arg, now: session.quit(now),
+    "connect": _connect,
+    "leave": _leave,
+    "msg": _msg,
+    "switch": _switch,
+    "chats": lambda session, arg, now: [chats(session)],
+    "status": lambda session, arg, now: [status(session, now)],
+    "help": lambda session, arg, now: [Notice("help")],
+    "whoami": lambda session, arg, now: [whoami(session.username, session.identity)],
+    "verify": _verify,
+    "trust": _trust,
+}
+COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]

@@ -1,0 +1,436 @@
+"""Our side of the relay: one :class:`RelayClient` per process.
+
+Theory of operation
+-------------------
+The client registers, keeps the registration alive, asks the relay for
+partners and reads its answers. It holds no chat: what a chat needs from the
+relay it gets as data events (:class:`Introduction`, :class:`RequestEnded`)
+handed to its owner, the router (:mod:`peerpunch.session`), which in turn
+tells it which chats live (``chat_began``/``chat_finished``), so that every
+Register says so and a restarted relay relearns them.
+
+Registration (``state``, :data:`TRANSITIONS`)::
+
+    REGISTERING --ack--> REGISTERED --quit--> CLOSED
+    REGISTERING --refused | no ack in register_timeout--> CLOSED
+
+A Register is retried with backoff until the RegisterAck comes (a line at
+the start, one after SLOW_AFTER, the reason if it fails); then
+:class:`~peerpunch.liveness.Liveness` re-registers steadily and says when
+the relay stops answering and when it is back. A token in the ack of a
+relay of the previous version (one that echoes no nonce) is echoed at once,
+which proves we are at our address; a relay of this version has seen that
+already (the cookie). A new token is how a relay that restarted shows
+itself. Every Register says what we are (features, LAN candidates, key,
+NAT mapping), the chat we are in and the name we wait for, all built in
+one place, :meth:`RelayClient._register_msg`; SessionFinished is built in
+:meth:`RelayClient.chat_finished` and Connect in :meth:`RelayClient.connect_msg`.
+
+Return routability: a relay of this version answers a Register from an
+address where we have not proven ourselves with a ``Cookie``: we send the
+Register again at once with it, and the retries carry it until a
+RegisterAck with the token. Our Registers are padded
+(:func:`peerpunch.registration.padded`) so that the Cookie fits. What from
+the relay's address we believe is :class:`~peerpunch.registration.RelayAuth`'s
+rule.
+
+Our NAT's mapping is learnt once, at the first ext RegisterAck
+(:class:`~peerpunch.mapping.MappingCheck`). A request for a partner is a
+:class:`~peerpunch.request.Request` of its own (one at a time today);
+everything we send a relay that speaks ``ext`` carries our token.
+"""
+
+import collections
+import enum
+import logging
+
+from . import identity as ID
+from . import protocol as P
+from . import stun
+from .effects import Log, Send
+from .events import (REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST, REGISTER_RTO,
+                     REGISTER_RTO_MAX, SLOW_AFTER, Closed, Failed, Registered, Registering,
+                     RelayRefused, StillRegistering)
+from .liveness import Liveness
+from .mapping import MappingCheck
+from .registration import MODE_NOTES, RelayAuth, padded
+from .request import Request, RequestEnded, RequestState  # noqa: F401 -- RequestEnded re-exported
+from .timers import Timer, earliest, fire
+
+
+class RelayState(enum.Enum):
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    CLOSED = "closed"
+
+
+TRANSITIONS = {
+    (RelayState.REGISTERING, "ack"): RelayState.REGISTERED,
+    (RelayState.REGISTERING, "refused"): RelayState.CLOSED,
+    (RelayState.REGISTERING, "timeout"): RelayState.CLOSED,
+    (RelayState.REGISTERING, "quit"): RelayState.CLOSED,
+    (RelayState.REGISTERED, "quit"): RelayState.CLOSED,
+}
+
+
+_R = RequestState
+
+Introduction = collections.namedtuple("Introduction", "info")
+Introduction.__doc__ = """The relay introduced us to a partner: *info* is the believed PeerInfo
+(for the router; never shown)."""
+
+
+class RelayClient:
+    """Registration, requests and the relay's answers; one per process."""
+
+    def __init__(self, username, relay_addr, *, features, local=None, identity=None,
+                 keepalive, register_timeout, rng, random_bytes, stats):
+        self.username = username
+        self.addr = relay_addr
+        self.endpoint = P.format_endpoint(relay_addr)
+        self.our_features = features
+        self.local = local
+        self.key = ID.encode_key(identity.public) if identity else None
+        self.keepalive = keepalive
+        self.register_timeout = register_timeout
+        self.stats = stats
+        self.state = RelayState.REGISTERING
+        self.features = ()           # the relay's, from its RegisterAck
+        self.max_chats = 1           # how many chats the relay lets us hold at once
+        self.token = None            # from RegisterAck: lets us move to a new address
+        self.cookie = None           # from the relay's Cookie, until the RegisterAck
+        self.auth = RelayAuth(random_bytes)
+        self.request = None          # our Request, if any
+        self.chats = {}              # partner -> session secret (hex) of the chats that live
+        self._rng = rng
+        self._since = 0.0
+        self._register_rto = REGISTER_RTO
+        self.mapping_check = MappingCheck(relay_addr, self._mapping_known)
+        self.register = Timer(self._register_due)
+        self.register_slow = Timer(self._register_slow_due)
+        self.liveness = Liveness(self.endpoint, keepalive, rng, self.register_now)
+
+    # -- queries
+
+    @property
+    def speaks_ext(self):
+        return P.speaks_extensions(self.features)
+
+    @property
+    def forwards(self):
+        """True if the relay carries datagrams between peers (relay1)."""
+        return P.FEATURE_RELAY in self.features
+
+    @property
+    def watches(self):
+        return P.FEATURE_WATCH in self.features
+
+    def is_loopback(self):
+        return self.addr[0] in ("127.0.0.1", "::1") or self.addr[0].startswith("127.")
+
+    def asking(self, *states):
+        """Our request if it is in one of *states* (any, without), else None."""
+        req = self.request
+        if req is None or (states and req.state not in states):
+            return None
+        return req
+
+    def waits_for(self):
+        """The name we wait to come online, or None."""
+        req = self.request
+        return req.target if req is not None and req.waits() else None
+
+    @property
+    def mapping(self):
+        """Our NAT's (P.MAPPINGS), once the check says; else None."""
+        return self.mapping_check.mapping
+
+    # -- inputs
+
+    def start(self, now):
+        self._since = now
+        self.register_slow.at(now + SLOW_AFTER)
+        return [Registering(self.username, self.endpoint)] + self._send_register(now)
+
+    def tick(self, now):
+        return fire(self.timers(), now)
+
+    def next_deadline(self):
+        return earliest(self.timers())
+
+    def timers(self):
+        own = (self.register, self.register_slow, self.liveness.timer, self.mapping_check.timer)
+        return own + (self.request.timers() if self.request is not None else ())
+
+    def _move(self, trigger):
+        self.state = TRANSITIONS[(self.state, trigger)]
+        if self.state is RelayState.CLOSED:
+            for timer in self.timers():
+                timer.stop()
+
+    def datagram_received(self, data, now):
+        """A datagram (not STUN, not relayed) from the relay's address."""
+        try:
+            msg = P.decode(data)
+        except P.RemoteProtocolError as exc:
+            self.stats["malformed"] += 1
+            return [Log(logging.DEBUG, "dropped datagram from the relay: %s" % exc)]
+        handler = self._HANDLERS.get(type(msg))
+        if handler is None:
+            return [Log(logging.DEBUG, "ignored unexpected %s" % type(msg).__name__)]
+        believed, out = self._admit(msg)
+        return out + handler(self, msg, now) if believed else out
+
+    def stun_received(self, data, addr, now):
+        return self.mapping_check.received(data, addr, now)
+
+    def is_stun_for_us(self, data, addr):
+        return stun.is_stun(data) and (addr == self.addr or self.mapping_check.running)
+
+    # -- what the router asks for
+
+    def ask(self, target, now):
+        """Ask the relay for *target* (registered, with no request yet)."""
+        self.request = Request(target, self, now)
+        return self.request.start(now, self.mapping_check.waits_until(now))
+
+    def introduced(self, partner, now, keep_others=False):
+        """The router took the relay's introduction of *partner*: a request
+        for that name repeats its Connect while the punch runs; one for
+        another name is dropped (returns that name) unless *keep_others*
+        (we may hold several chats)."""
+        req = self.request
+        if req is None:
+            return None
+        if req.target != partner:
+            if not keep_others:
+                self._drop_request()
+            return req.target
+        req.introduced(now)
+        return None
+
+    def settled(self, partner, now):
+        """The punch to *partner* found a path: no more Connects for it."""
+        if self.request is not None and self.request.target == partner:
+            self.request.settled(now)
+
+    def chat_began(self, partner, session_hex):
+        if session_hex:
+            self.chats[partner] = session_hex
+        else:
+            self.chats.pop(partner, None)
+
+    def chat_finished(self, partner, now):
+        """A chat (or our request) ended: tell the relay; a Register that
+        names no watch ends the one we had."""
+        self.chats.pop(partner, None)
+        watched = self.waits_for() is not None and self.watches
+        if self.request is not None and self.request.target == partner:
+            self._drop_request()
+        # SessionFinished names no partner yet: it ends every session of ours (protocol: partner)
+        out = [self._send(P.SessionFinished(token=self.request_token()))]
+        if watched:
+            out.append(self.register_now())
+        return out
+
+    def _drop_request(self):
+        if self.request is not None:
+            self.request.stop()
+            self.request = None
+
+    def reintroduce(self, partner, session_hex):
+        """The path to *partner* went quiet: register again (our NAT may have
+        moved us) and ask for it again (its NAT may have moved it)."""
+        return [self.register_now(), self.connect_msg(partner, session_hex)]
+
+    def nudge(self, now):
+        """A relayed datagram while we ask for someone: the relay has paired
+        us and our peer already punches through it, so the PeerInfo meant for
+        us was lost. Ask again now rather than at the next retry."""
+        return self.request.nudge(now) if self.request is not None else []
+
+    @property
+    def silent_since(self):
+        """When the relay stopped answering, if it has; else None."""
+        return self.liveness.silent_since
+
+    def quit(self, now):
+        out = []
+        if self.speaks_ext and self.state is not RelayState.REGISTERING:
+            out = [self._send(P.Unregister(token=self.request_token()))] * 2
+        self._move("quit")
+        return out
+
+    # -- answers from the relay
+
+    def _admit(self, msg):
+        """(believed, effects) for *msg* from the relay's address: see RelayAuth."""
+        before = self.auth.mode
+        why = self.auth.check(msg)
+        if why is not None:
+            self.stats["unauthenticated_relay"] += 1
+            return False, [Log(logging.DEBUG, "dropped %s from the relay's address: %s (%d so far)"
+                               % (type(msg).__name__, why, self.stats["unauthenticated_relay"]))]
+        if self.auth.mode == before:
+            return True, []
+        note = MODE_NOTES[self.auth.mode]
+        return True, [Log(logging.DEBUG, "relay %s: %s" % (self.endpoint, note))]
+
+    def _on_cookie(self, msg, now):
+        """Register again at once with the relay's cookie (a copy of the
+        cookie we have changes nothing)."""
+        if msg.cookie == self.cookie:
+            return []
+        self.cookie = msg.cookie
+        return [self.register_now()]
+
+    def _on_register_ack(self, msg, now):
+        proof = self._learn_ack(msg, now)
+        # an echo must be acknowledged too (it may carry our watch): retry it soon;
+        # so must a registration with an ext relay that gave us no token yet
+        soon = proof or (self.speaks_ext and self.token is None)
+        proof += self.liveness.acked(now, soon) + self._start_mapping_check(now)
+        if self.request is not None:
+            self.request.relay_acked(now)
+        if self.state is not RelayState.REGISTERING:
+            return proof
+        self.register.stop()
+        self.register_slow.stop()
+        self._move("ack")
+        return proof + [Registered(self.username, self.endpoint)]
+
+    def _learn_ack(self, msg, now):
+        """Features, token and cookie from a RegisterAck; an echo of a new
+        token to a relay of the previous version."""
+        self.features = msg.features or ()
+        self.max_chats = max(1, getattr(msg, "max_chats", None) or 1)   # (an ext field to come)
+        if msg.token or not self.speaks_ext:
+            self.cookie = None           # proven: the token does the rest (kept after a lost ack)
+        proof = []
+        if not self.speaks_ext:
+            self.token = None            # a seed relay (perhaps in place of ours): no tokens
+        elif msg.token and msg.token != self.token:
+            self.token = msg.token
+            if self.auth.mode != RelayAuth.EXT:     # echo it at once, proof of our address
+                proof = [self.register_now()]
+        return proof
+
+    def _on_peer_info(self, msg, now):
+        out = []
+        if self.state is RelayState.REGISTERING:     # the RegisterAck was lost
+            out += self._on_register_ack(self.auth.implied_ack(), now)
+        return out + [Introduction(msg)]
+
+    def _on_target_not_found(self, msg, now):
+        req = self.asking(_R.REQUESTING)
+        if req is not None:
+            return req.not_found(now)
+        return self._request_failed(Failed("target_not_found"), now)
+
+    def _on_online(self, msg, now):
+        if self.request is None:
+            return [Log(logging.DEBUG, "ignored Online for %s" % msg.username)]
+        return self.request.online(msg.username, now)
+
+    def _on_target_busy(self, msg, now):
+        return self._request_failed(Failed("target_busy"), now)
+
+    def _on_error(self, msg, now):
+        """A refusal. Its ``message`` is the relay's text: never shown; the
+        console words the code."""
+        if msg.code == P.ERROR_RELAY_STOPPING:
+            if self.state is RelayState.REGISTERING:
+                return []
+            return self.liveness.stopping(now)
+        if self.state is RelayState.REGISTERING and \
+                msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
+            self._move("refused")
+            return [Closed(1, RelayRefused(msg.code, self.username, REFUSED_REGISTERING))]
+        if msg.code == P.ERROR_NAME_TAKEN:
+            return [RelayRefused(msg.code, self.username, REFUSED_LATER)]
+        target = self.request.target if self.request is not None else None
+        return self._request_failed(RelayRefused(msg.code, target, REFUSED_REQUEST), now)
+
+    def _request_failed(self, why, now):
+        """The relay refused our request: *why* is a Failed or a RelayRefused."""
+        req = self.asking(_R.REQUESTING)
+        if req is None:
+            return [Log(logging.DEBUG, "relay said %r outside a request" % (why,))]
+        return req.failed(why)
+
+    _HANDLERS = {
+        P.RegisterAck: _on_register_ack,
+        P.PeerInfo: _on_peer_info,
+        P.TargetNotFound: _on_target_not_found,
+        P.TargetBusy: _on_target_busy,
+        P.Error: _on_error,
+        P.Online: _on_online,
+        P.Cookie: _on_cookie,
+    }
+
+    # -- timers
+
+    def _register_due(self, now):
+        if now - self._since >= self.register_timeout:
+            self._move("timeout")
+            return [Closed(1, Failed("relay_unanswered", relay=self.endpoint,
+                                     seconds=self.register_timeout))]
+        self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
+        return self._send_register(now)
+
+    def _register_slow_due(self, now):
+        if self.state is not RelayState.REGISTERING:
+            return []
+        return [StillRegistering(self.endpoint, now - self._since)]
+
+    def _start_mapping_check(self, now):
+        if not self.speaks_ext:
+            return []             # a seed relay, which would choke on STUN
+        return self.mapping_check.start(now)
+
+    def _mapping_known(self, now):
+        """The check is done: tell the relay (it passes the mapping to our
+        partners) and send a first Connect that waited for it."""
+        out = [self.register_now()] if self.mapping is not None else []
+        return out + (self.request.mapping_known(now) if self.request is not None else [])
+
+    # -- messages to the relay (what a Request uses too)
+
+    def connect_msg(self, name, session=None):
+        """Connect to *name* (with *session*: again, if that pairing lives);
+        the token tells the relay it is really us asking."""
+        return self._send(P.Connect(name, session=session, token=self.request_token()))
+
+    def register_now(self):
+        return self._send(self._register_msg())
+
+    def register_soon(self, when):
+        """Re-register no later than *when* (retried until acknowledged)."""
+        self.liveness.soon(when)
+
+    def _register_msg(self):
+        """The one place a Register is built: what we are, our chat, our watch.
+        (Several chats: ``chats=tuple(self.chats.items())`` and
+        ``max_chats=MAX_CHATS`` once the protocol has those ext fields.)"""
+        partner = session = None
+        for partner, session in self.chats.items():   # a restarted relay relearns the chat
+            break
+        watch = None
+        if self.waits_for() is not None and self.watches:
+            watch = (self.request.target,)          # a restarted relay relearns our watch
+        return P.Register(self.username, features=self.our_features, local=self.local,
+                          key=self.key, token=self.token, mapping=self.mapping, partner=partner,
+                          session=session, watch=watch, cookie=self.cookie, nonce=self.auth.nonce)
+
+    def _send_register(self, now):
+        self.register.at(min(now + self._register_rto, self._since + self.register_timeout))
+        return [self.register_now()]
+
+    def request_token(self):
+        """Our token for a request, if the relay speaks ``ext`` (a seed relay
+        would choke on a unit variant in map form)."""
+        return self.token if self.speaks_ext else None
+
+    def _send(self, msg):
+        data = P.encode(msg)
+        return Send(padded(data) if type(msg) is P.Register else data, self.addr)
