@@ -70,7 +70,8 @@ from . import commands
 from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
-from .chat import Chat
+from .chat import MAX_LINE_KIB, Chat
+from .delivery import too_long
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -215,7 +216,9 @@ class PeerSession:
             return []
         chat = self.chat
         if chat is not None:
-            return chat.send_line(text) if chat.up() else chat.hold_line(text)
+            return chat.typed(text, now)
+        if too_long(text):
+            return [Notice("too_long", limit=MAX_LINE_KIB)]
         if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._lines) >= MAX_QUEUED:
