@@ -31,7 +31,7 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from .delivery import MAX_LINE, Lines, ended, too_long
+from .delivery import Lines, ended, refused
 from .effects import Log, Send
 from .events import GOODBYE_COPIES, MAX_QUEUED, Connected, Message, Notice, PeerLeft, State
 from .link import PING, PONG
@@ -39,9 +39,6 @@ from .path import EndChat, HeardAgain, KeepAlive, PathFound
 from .secure import is_frame
 from .stream import StreamError
 from .timers import Timer, earliest, fire
-
-MAX_LINE_KIB = MAX_LINE // 1024
-
 
 class Chat:
     """One partner's chat: its path, its link, its queued lines."""
@@ -235,9 +232,7 @@ class Chat:
     def typed(self, text, now):
         """A line for the partner: sent now if the chat is up, else held;
         one too long for a line is refused."""
-        if too_long(text):
-            return [Notice("too_long", limit=MAX_LINE_KIB)]
-        return self.send_line(text, now) if self.up() else self.hold_line(text)
+        return refused(text) or (self.send_line(text, now) if self.up() else self.hold_line(text))
 
     def hold_line(self, text):
         """Queue *text* until the chat is up (or heard again)."""

@@ -24,7 +24,7 @@ is passed in.
 
 from . import protocol as P
 from . import stream as ST
-from .events import ENDED, Delivered, Message, NotDelivered
+from .events import ENDED, Delivered, Message, NotDelivered, Notice
 
 MAX_LINE = ST.MAX_MESSAGE
 """A typed line's UTF-8 bytes at most: one stream message."""
@@ -37,9 +37,12 @@ PACKET_SIZE = 1200 - RELAYED_HEADER - 25
 bytes of UDP payload, relayed or not."""
 
 
-def too_long(text):
-    """True if *text* is more than one line may be (MAX_LINE bytes of UTF-8)."""
-    return len(text) > MAX_LINE // 4 and len(text.encode("utf-8")) > MAX_LINE
+def refused(text):
+    """Why *text* cannot be a line (a Notice in a list: more than MAX_LINE
+    bytes of UTF-8), or an empty list."""
+    if len(text) > MAX_LINE // 4 and len(text.encode("utf-8")) > MAX_LINE:
+        return [Notice("too_long", limit=MAX_LINE // 1024)]
+    return []
 
 
 class Lines:

@@ -70,8 +70,8 @@ from . import commands
 from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
-from .chat import MAX_LINE_KIB, Chat
-from .delivery import too_long
+from .chat import Chat
+from .delivery import refused
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -217,8 +217,8 @@ class PeerSession:
         chat = self.chat
         if chat is not None:
             return chat.typed(text, now)
-        if too_long(text):
-            return [Notice("too_long", limit=MAX_LINE_KIB)]
+        if refused(text):
+            return refused(text)
         if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._lines) >= MAX_QUEUED:
