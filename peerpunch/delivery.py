@@ -103,11 +103,14 @@ class Lines:
             if kind is ST.Received:
                 text = event.data.decode("utf-8", "replace")
                 out.append(Message(self.partner, text, event.message_id))
-            elif kind is ST.Delivered:
-                out.append(Delivered(self.partner, self._lines(event.message_ids)))
+                continue
+            lines = self._lines(event.message_ids)
+            if not lines:
+                continue
+            if kind is ST.Delivered:
+                out.append(Delivered(self.partner, lines))
             else:
-                out.append(NotDelivered(self.partner, self._lines(event.message_ids),
-                                        event.reason))
+                out.append(NotDelivered(self.partner, lines, event.reason))
         return out
 
     def end(self):
