@@ -23,10 +23,10 @@ WITHOUT_STREAM = tuple(f for f in P.SECURE_FEATURES if f != P.FEATURE_STREAM)
 STEP = 0.01
 
 
-def chat(us, partner, identity, keepalive=15.0):
+def chat(us, partner, identity, keepalive=15.0, pins=None):
     from peerpunch.chat import Chat
     p = path(keepalive=keepalive)
-    options = dict(identity=identity, backend=BACKEND, pins=SC.Pins(), strict=False,
+    options = dict(identity=identity, backend=BACKEND, pins=pins or SC.Pins(), strict=False,
                    require_encryption=False)
     return Chat(partner, us=us, path=p, secure_options=options, stats=p.stats)
 
@@ -41,9 +41,9 @@ class Wire:
     between them vanish (either way); *loss*: a share of them, at random."""
 
     def __init__(self, alice_sees=ENCRYPTING, bob_sees=ENCRYPTING, keepalive=15.0,
-                 identities=True):
+                 identities=True, alice_pins=None):
         ident = new_identity if identities else (lambda: None)
-        self.ends = {ALICE: chat("alice", "bob", ident(), keepalive),
+        self.ends = {ALICE: chat("alice", "bob", ident(), keepalive, alice_pins),
                      BOB: chat("bob", "alice", ident(), keepalive)}
         self.shown = {ALICE: [], BOB: []}
         self.sent = {ALICE: [], BOB: []}
@@ -243,3 +243,25 @@ def test_chat_stream_under_loss_every_line_once_in_order_and_rtt_in_chats():
     assert row[-1] is not None and row[-1] > 0
     assert ", rtt " in format_event(chats(type("S", (), {"chats": {"bob": w.alice},
                                                           "current": "bob"})()))
+
+
+def test_chat_stream_lines_from_a_changed_key_are_held_until_trust():
+    """bob's key is not the one alice pinned: his stream lines reach her
+    program (his side sees them delivered) but are shown only on /trust."""
+    w = Wire(alice_pins=SC.Pins({"bob": bytes(32)})).connected()
+    assert w.alice.secure.blocked and w.alice.lines.stream is not None
+    w.type(BOB, "it is really me")
+    w.run(1.0)
+    assert not w.of(ALICE, E.Message) and [d.ids for d in w.of(BOB, E.Delivered)] == [(1,)]
+    out = w.alice.trust(w.now)
+    assert [e for e in out if type(e) is E.Message] == [E.Message("bob", "it is really me")]
+
+
+def test_chat_stream_a_new_pairing_ends_the_old_stream():
+    w = Wire().connected()
+    w.cut = True
+    w.type(ALICE, "into the old session")
+    out = w.alice.start(info("bob", BOB, ENCRYPTING), w.now)
+    assert [e for e in out if type(e) is E.NotDelivered] == [
+        E.NotDelivered("bob", (1,), E.ENDED)]
+    assert w.alice.lines.stream is None          # the next one opens with the new keys
