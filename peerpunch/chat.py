@@ -8,10 +8,13 @@ A :class:`Chat` joins the machines of one partner: its
 in the partner's key), and holds what the user sees: its state (the path's:
 PUNCHING, HANDSHAKING, CONNECTED), the lines typed before it is up or while
 its path is suspect (``queue``: sent when it is up or heard again, reported
-when it ends), and the messages that arrive. The reliable stream
-(:mod:`peerpunch.stream`, issue 11 section 3) will sit between the link and
-the messages (:meth:`Chat._deliver` and :meth:`Chat.send_line`); today a
-message is one DirectMessage datagram.
+when it ends), and the messages that arrive. Its :class:`~peerpunch.delivery.Lines` number the
+lines sent and, on an encrypted link, own the secure session's reliable
+stream (:mod:`peerpunch.stream`, opened when the keys are agreed, ended
+with the chat): with a partner that announced ``stream1`` each line is one
+stream message, reported Delivered or NotDelivered; otherwise (the seed, a
+plain link) one or more DirectMessage datagrams, as always. Lines that never
+left when the chat ends are reported NotDelivered too.
 
 For each datagram its owner (the router, :mod:`peerpunch.session`) passes
 the :class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching,
@@ -28,14 +31,14 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
+from .delivery import Lines, ended, refused
 from .effects import Log, Send
-from .events import (GOODBYE_COPIES, MAX_QUEUED, ChatMessage, Connected, Notice, PeerLeft,
-                     State)
+from .events import GOODBYE_COPIES, MAX_QUEUED, Connected, Message, Notice, PeerLeft, State
 from .link import PING, PONG
 from .path import EndChat, HeardAgain, KeepAlive, PathFound
 from .secure import is_frame
+from .stream import StreamError
 from .timers import Timer, earliest, fire
-
 
 class Chat:
     """One partner's chat: its path, its link, its queued lines."""
@@ -52,7 +55,9 @@ class Chat:
         self.queue = []              # lines typed before the chat was up, or held meanwhile
         self.closed = False
         self._secure_options = secure_options
+        self.lines = Lines(partner)
         self.link_timer = Timer(self._link_due)
+        self.stream_timer = Timer(self._pump)
         for timer in path.timers():          # the path's markers, acted on here
             timer.due = self._acting_on(timer.due)
 
@@ -66,8 +71,8 @@ class Chat:
 
     def timers(self):
         """Every timer of this chat: its path's (their markers acted on
-        here) and the link's."""
-        return self.path.timers() + (self.link_timer,)
+        here), the link's and the stream's."""
+        return self.path.timers() + (self.link_timer, self.stream_timer)
 
     def next_deadline(self):
         return earliest(self.timers())
@@ -84,7 +89,8 @@ class Chat:
         self.secure = SC.Secure(self.us, self.partner, features=info.features, secret=secret,
                                 **self._secure_options)
         self.link_timer.stop()
-        return self._until_end(self.path.start(info, now), now)
+        dropped = self._end_stream()           # a new pairing: a new stream, at keys
+        return dropped + self._until_end(self.path.start(info, now), now)
 
     def reintroduced(self, info, now):
         return self.path.reintroduced(info, now, self.secure)
@@ -127,7 +133,8 @@ class Chat:
         """What the link let through: the path follows, the link's events
         are acted on, the messages are handled."""
         was_suspect = self.path.suspect
-        out = self._until_end(self.path.heard(origin, bool(opened.messages), now), now)
+        authentic = bool(opened.messages or opened.packets)   # stream acks prove the path too
+        out = self._until_end(self.path.heard(origin, authentic, now), now)
         out += [self.path.reply(f, origin) for f in opened.frames]
         out += self._link_events(opened.events, now)
         if self.closed:
@@ -137,18 +144,17 @@ class Chat:
             out += self._deliver(msg, origin, now)
             if self.closed:
                 return out
-        return out + (self._heard_again() if was_suspect else [])
+        if opened.packets:
+            out += self._stream_received(opened.packets, origin, now)
+        return out + (self._heard_again(now) if was_suspect else [])
 
     def _deliver(self, msg, origin, now):
-        """One message from the partner (the stream's slot, later)."""
+        """One protocol message from the partner."""
         kind = type(msg)
         if kind is P.Ping:
             return [self.path.reply(self._sealed(P.Pong()), origin)]
         if kind is P.DirectMessage:
-            if self.secure.blocked:
-                self.secure.hold(msg)
-                return []
-            return [ChatMessage(self.partner, msg.content)]
+            return self._shown([Message(self.partner, msg.content)])
         if kind is P.Goodbye:
             return [PeerLeft(self.partner)] + self._end()
         return []
@@ -189,6 +195,7 @@ class Chat:
                 return out + [event] + (self.goodbye() if kind is SC.Refused else []) + self._end()
             if kind is SC.Secured:
                 self.path.secured(now)
+                self.lines.open()             # the partner opens its own with these keys
                 out += self._connected(now)
             elif kind is SC.Unencrypted:
                 out += self._connected(now)
@@ -201,7 +208,7 @@ class Chat:
         key = self.secure.remote_key
         fingerprint = ID.fingerprint(key) if key is not None else None
         return [Connected(peer.username, peer.endpoint, path, now - self.path.started,
-                          fingerprint)] + self.flush()
+                          fingerprint)] + self.flush(now)
 
     def _schedule_link(self):
         self.link_timer.when = self.secure.next_deadline() if self.secure is not None else None
@@ -222,6 +229,11 @@ class Chat:
         """True if a line typed now is sent now."""
         return self.state is State.CONNECTED and self.secure.chat_open and not self.path.suspect
 
+    def typed(self, text, now):
+        """A line for the partner: sent now if the chat is up, else held;
+        one too long for a line is refused."""
+        return refused(text) or (self.send_line(text, now) if self.up() else self.hold_line(text))
+
     def hold_line(self, text):
         """Queue *text* until the chat is up (or heard again)."""
         if len(self.queue) >= MAX_QUEUED:
@@ -235,27 +247,74 @@ class Chat:
             return [Notice("held_quiet", name=self.partner)]
         return [Notice("queued")]
 
-    def send_line(self, text):
+    def send_line(self, text, now):
+        """Send *text*: one stream message, or plain DirectMessage pieces."""
+        return self._send(text, now) + self._pump(now)
+
+    def _send(self, text, now):
+        if self.lines.carries(self.secure.features):
+            self.lines.send(text, now)
+            return []                          # the stream's packets follow: _pump
+        self.lines.number()
         limit = P.MAX_DATAGRAM - self.secure.overhead - 1    # 1: the RELAYED byte
         return [self.path.send(self._sealed(P.DirectMessage(piece)))
                 for piece in P.split_text(text, limit)]
 
-    def flush(self):
+    def flush(self, now):
         if self.secure.blocked:
             return []
         out = []
         queued, self.queue = self.queue, []
         for text in queued:
-            out += self.send_line(text)
-        return out
+            out += self._send(text, now)
+        return out + self._pump(now)
 
-    def _heard_again(self):
+    def _heard_again(self, now):
         """The peer, silent long enough to be suspect, authenticated again:
         send the lines held meanwhile."""
         self.path.suspect = False
         if not self.queue or self.state is not State.CONNECTED or self.secure.blocked:
             return []
-        return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush()
+        return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush(now)
+
+    # -- the stream
+
+    def _stream_received(self, packets, origin, now):
+        """Stream packets from the partner (authentic: the link opened
+        them); one the stream cannot accept is dropped, counted."""
+        out = []
+        for packet in packets:
+            try:
+                self.lines.received(packet, now)
+            except StreamError as exc:
+                self.stats["stream_dropped"] += 1
+                out.append(Log(logging.DEBUG, "dropped a stream packet from %s: %s"
+                               % (_source(origin, ""), exc)))
+        return out + self._pump(now)
+
+    def _pump(self, now):
+        """What the stream sends now (data, repeats, acks), sealed, and what
+        it says; its timer set for the next time it has something to do."""
+        out = [self.path.send(self.secure.seal_packet(packet))
+               for packet in self.lines.packets(now)]
+        out += self._shown(self.lines.events())
+        self.stream_timer.when = self.lines.next_deadline()
+        return out
+
+    def _shown(self, events):
+        """*events* for the user; lines from the partner are held while the
+        chat is blocked (shown on /trust)."""
+        out = []
+        for event in events:
+            if type(event) is Message and self.secure.blocked:
+                self.secure.hold(P.DirectMessage(event.text))
+            else:
+                out.append(event)
+        return out
+
+    def _end_stream(self):
+        self.stream_timer.stop()
+        return self.lines.end()
 
     def trust(self, now):
         """/trust: accept a changed key; the held messages, the queued lines."""
@@ -263,8 +322,8 @@ class Chat:
             return [SC.NothingToTrust(self.partner)]
         was_blocked = self.secure.blocked
         trusted = self.secure.trust(now)
-        out = trusted.events + [ChatMessage(self.partner, m.content) for m in trusted.messages]
-        return out + self.flush() if was_blocked else out
+        out = trusted.events + [Message(self.partner, m.content) for m in trusted.messages]
+        return out + self.flush(now) if was_blocked else out
 
     def verify(self):
         if self.secure is None or self.state is not State.CONNECTED:
@@ -279,14 +338,14 @@ class Chat:
         return [self.path.send(self._sealed(P.Goodbye())) for _ in range(GOODBYE_COPIES)]
 
     def close(self):
-        """The chat is over: the path stops; lines that never left are reported."""
+        """The chat is over: the path and the stream stop; lines still
+        outstanding or never sent are reported NotDelivered (ENDED)."""
         self.closed = True
         self.link_timer.stop()
         out = self.path.close()
-        if self.queue:
-            out.append(Notice("not_sent", count=len(self.queue)))
-            self.queue = []
-        return out
+        unsent = self.lines.number(len(self.queue)) if self.queue else ()
+        self.queue = []
+        return out + ended(self.partner, unsent, self._end_stream())
 
     def _end(self):
         """The chat is over: every timer stops now; the owner does the rest
@@ -307,7 +366,7 @@ class Chat:
             if kind is EndChat:
                 return out + self._end()
             if kind is HeardAgain:
-                out += self._heard_again()
+                out += self._heard_again(now)
             elif kind is KeepAlive:
                 out.append(self.path.send(self._sealed(P.Ping())))
                 if effect.also_relayed:        # its own copy: not a replay

@@ -41,7 +41,7 @@ def _msg(session, arg, now):
     chat = session.chats.get(name)
     if chat is None:
         return [Notice("no_such_chat", name=name)]
-    return chat.send_line(text) if chat.up() else chat.hold_line(text)
+    return chat.typed(text, now)
 
 
 def _switch(session, name, now):
@@ -55,12 +55,14 @@ def _switch(session, name, now):
 
 
 def chats(session):
-    """/chats: each chat's partner, state, path and encryption, as data."""
+    """/chats: each chat's partner, state, path, encryption and the
+    stream's smoothed round-trip time (None without a stream), as data."""
     rows = []
     for name, chat in session.chats.items():
         relayed = chat.peer is not None and chat.peer.via_relay
         encrypted = chat.secure is not None and chat.secure.encrypted
-        rows.append((name, chat.state.value, relayed, encrypted, name == session.current))
+        rows.append((name, chat.state.value, relayed, encrypted, name == session.current,
+                     chat.lines.rtt))
     return Notice("chats", rows=tuple(rows))
 
 

@@ -22,7 +22,7 @@ HELP = """commands:
   /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
   /msg NAME TEXT  send one line to NAME's chat only
   /switch NAME    send plain lines to NAME's chat from now on
-  /chats          the open chats: path and encryption
+  /chats          the open chats: path, encryption and round-trip time
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify         a safety code to compare with your peer by voice
@@ -56,6 +56,7 @@ WORDS = {
     "held_quiet": "(held: {name} has not been heard for a while; sent when it is)",
     "heard_again": "{name} is heard again: sending {count} held line(s)",
     "not_sent": "{count} queued line(s) were not sent",
+    "too_long": "not sent: a line may be {limit} KiB of UTF-8 at most",
     "not_sent_for": "{count} queued line(s) for {name} were not sent",
     "no_chat_for_line": "not in a chat: /connect NAME, or wait for someone to connect",
     "left": "left the chat with {name}",
@@ -115,13 +116,21 @@ def _escape(c):
     return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
 
 
-def format_event(event):
-    """The line(s) a person sees for *event*, or None for events not shown."""
+DELIVERED_MARK = "\u2713"      # a check mark
+
+
+def format_event(event, tty=False):
+    """The line(s) a person sees for *event*, or None for events not shown.
+    *tty*: the lines go to a terminal (a person watching as they come)."""
     kind = type(event)
     if kind in _SECURE_WORDS:
         return _SECURE_WORDS[kind](event)
-    if kind is S.ChatMessage:
-        return "[%s]> %s" % (sanitize(event.username), sanitize(event.text))
+    if kind is S.Message:
+        return "[%s]> %s" % (sanitize(event.partner), sanitize(event.text))
+    if kind is S.Delivered:
+        return _delivered(event) if tty else None
+    if kind is S.NotDelivered:
+        return _not_delivered(event)
     if kind is S.PeerLeft:
         return "[%s] has left the chat." % sanitize(event.username)
     if kind is S.Connected:
@@ -148,6 +157,24 @@ def format_event(event):
     return _format_progress(event)
 
 
+def _delivered(event):
+    """A short mark under the lines typed, one per line delivered."""
+    count = len(event.ids)
+    if count == 0:
+        return None
+    return DELIVERED_MARK if count == 1 else "%s %d" % (DELIVERED_MARK, count)
+
+
+_NOT_DELIVERED_WHY = {E.NO_ANSWER: "no answer", E.ENDED: "the chat ended"}
+
+
+def _not_delivered(event):
+    count = len(event.ids)
+    return "%d line%s not delivered to %s (%s)" % (
+        count, "" if count == 1 else "s", sanitize(event.partner),
+        _NOT_DELIVERED_WHY.get(event.reason, "given up"))
+
+
 def words(event):
     """The words of a :class:`~peerpunch.events.Words` event, fields filled
     in (fields that are Words worded first), not yet sanitized."""
@@ -166,10 +193,11 @@ def _chats(rows):
     """/chats: one line per chat, the current one marked."""
     if not rows:
         return "no open chats"
-    return "\n".join("%s %s: %s, %s, %s" % (
+    return "\n".join("%s %s: %s, %s, %s%s" % (
         "*" if current else " ", name, state, "relayed" if relayed else "direct",
-        "encrypted" if encrypted else "unencrypted")
-        for name, state, relayed, encrypted, current in rows)
+        "encrypted" if encrypted else "unencrypted",
+        ", rtt %.0f ms" % (rtt * 1000) if rtt is not None else "")
+        for name, state, relayed, encrypted, current, rtt in rows)
 
 
 def _status(name, relay, state, chat=None, quiet=None, endpoint=None, relayed=False,

@@ -65,7 +65,30 @@ Registered = collections.namedtuple("Registered", "username relay")
 Connected = collections.namedtuple("Connected", "username endpoint path seconds key")
 Connected.__doc__ = """The chat with *username* is up, *path* "direct" or "relayed", after
 *seconds*; *key*: the fingerprint of its key if encrypted, else None."""
-ChatMessage = collections.namedtuple("ChatMessage", "username text")
+
+
+class Message(collections.namedtuple("Message", "partner text id")):
+    """A chat line from *partner*; *id*: its number in the partner's stream
+    (None for a plain DirectMessage)."""
+    __slots__ = ()
+
+    @property
+    def username(self):
+        """*partner*, by the name ChatMessage gave it."""
+        return self.partner
+
+
+Message.__new__.__defaults__ = (None,)
+ChatMessage = Message         # its name before the stream: kept for callers
+
+Delivered = collections.namedtuple("Delivered", "partner ids")
+Delivered.__doc__ = """*partner*'s program has our lines *ids* (the numbers the chat gave
+them, 1, 2, ... in the order typed) and shows them in order."""
+NotDelivered = collections.namedtuple("NotDelivered", "partner ids reason")
+NotDelivered.__doc__ = """Our lines *ids* to *partner* will not be delivered: *reason*
+NO_ANSWER (not acknowledged in time) or ENDED (the chat ended first)."""
+NO_ANSWER = "timeout"          # the stream's reasons (peerpunch.stream)
+ENDED = "abandoned"
 PeerLeft = collections.namedtuple("PeerLeft", "username")
 ConnectionLost = collections.namedtuple("ConnectionLost", "username")
 Closed = collections.namedtuple("Closed", "exit_code reason")

@@ -41,16 +41,19 @@ JOIN_TIMEOUT = 3.0
 class NetworkThread(threading.Thread):
     """Runs the *core*: datagrams in, effects out. Its loop owns the sockets:
     number 0 is *sock*, the others the core opens. Puts what the user sees
-    on *output*: ``("line", text)``, ``("log", text)``, ``("exit", code, why)``."""
+    on *output*: ``("line", text)``, ``("log", text)``, ``("exit", code, why)``;
+    *tty*: those lines go to a terminal (console.format_event words some
+    events, a delivered mark, only for a person watching)."""
 
     def __init__(self, core, sock, output, *, verbose=False, known_peers=None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, tty=False):
         super().__init__(name="network", daemon=True)
         self.core = core
         self.output = output
         self.verbose = verbose
         self.known_peers = known_peers
         self.clock = clock
+        self.tty = tty
         self.inbox = queue.Queue()
         self.timer = DeadlineTimer(lambda: self.post("tick"), clock)
         self.loop = DatagramLoop(sock, self._datagram_received, OutputLog(output, verbose),
@@ -111,7 +114,7 @@ class NetworkThread(threading.Thread):
         elif kind is PinKey:
             self._pin(effect)
         else:
-            line = format_event(effect)
+            line = format_event(effect, tty=self.tty)
             if line is not None:
                 self.output.put(("line", line))
 
@@ -187,7 +190,8 @@ def read_stdin(network, stream):
 def run(core, sock, verbose=False, known_peers=None):
     """Run the four threads until the core closes; return the exit code."""
     output = queue.Queue()
-    network = NetworkThread(core, sock, output, verbose=verbose, known_peers=known_peers)
+    network = NetworkThread(core, sock, output, verbose=verbose, known_peers=known_peers,
+                            tty=_isatty(sys.stdout))
     previous = _install_signals(network)
     network.start()
     threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
@@ -205,6 +209,13 @@ def run(core, sock, verbose=False, known_peers=None):
                 return args[0]
     finally:
         _restore_signals(previous)
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _install_signals(network):

@@ -82,10 +82,14 @@ FEATURE_WATCH = "watch1"
 """Relay: keeps the watches a Register names (``watch``) and tells the
 watcher when such a name registers (``Online``)."""
 
+FEATURE_STREAM = "stream1"
+"""Peer: over an encrypted link, sends chat lines on the reliable stream
+(peerpunch.stream) and takes them from it; announced with ``noise1``."""
+
 KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH,
-                  FEATURE_DUAL_STACK)
+                  FEATURE_DUAL_STACK, FEATURE_STREAM)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
-SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE)
+SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_STREAM)
 
 _FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
 _SECRET_RE = re.compile(r"[0-9a-f]{32}\Z")

@@ -32,8 +32,11 @@ pins the presented key and releases them, or the chat is left.
     NEW --start, plain, under strict or require_encryption--> FAILED
 
 Inputs return an :class:`Output` of *frames* (bytes to send), *messages*
-(decoded protocol messages from the partner) and *events* (data for the
-chat and the console; never words). Frames from ``start`` and ``tick`` go to
+(decoded protocol messages from the partner), *events* (data for the
+chat and the console; never words) and *packets*: on an encrypted link,
+the plaintexts that are reliable-stream packets (:mod:`peerpunch.stream`,
+first byte 0xC1, never JSON), for the chat's Stream; ``seal_packet``
+seals one of ours. Frames from ``start`` and ``tick`` go to
 the partner (a handshake frame to every address it was heard from); frames
 from ``receive`` answer that datagram and go back the way it came.
 
@@ -56,6 +59,7 @@ from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
 from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
                      SecureChannel, is_frame)
+from .streamwire import is_packet
 
 PING = P.encode(P.Ping())
 PONG = P.encode(P.Pong())
@@ -133,14 +137,15 @@ WhoAmI.__doc__ = "We are *username*, with the public *key* (None: no identity, n
 
 
 
-class Output(collections.namedtuple("Output", "frames messages events")):
+class Output(collections.namedtuple("Output", "frames messages events packets")):
     """What an input produced: *frames* (bytes for the partner), *messages*
-    (decoded protocol messages from it) and *events* (the ones above, PinKey,
-    and rarely an effects.Log); three lists."""
+    (decoded protocol messages from it), *events* (the ones above, PinKey,
+    and rarely an effects.Log) and *packets* (stream packets from it, bytes);
+    four lists."""
     __slots__ = ()
 
-    def __new__(cls, frames=(), messages=(), events=()):
-        return super().__new__(cls, list(frames), list(messages), list(events))
+    def __new__(cls, frames=(), messages=(), events=(), packets=()):
+        return super().__new__(cls, list(frames), list(messages), list(events), list(packets))
 
 
 class WrongKind(P.RemoteProtocolError):
@@ -269,7 +274,9 @@ class Secure:
         frames, plaintexts = self._channel.open(data, now)
         events = self._check_key() if self._channel.ready and \
             self.state is SecureState.HANDSHAKING else []
-        return Output(frames, self._decode(plaintexts, events), events)
+        packets = [p for p in plaintexts if is_packet(p)]
+        messages = self._decode([p for p in plaintexts if not is_packet(p)], events)
+        return Output(frames, messages, events, packets)
 
     def tick(self, now):
         """Repeat a handshake frame that went unanswered; give up in time."""
@@ -288,6 +295,13 @@ class Secure:
         if self._channel is None:
             return P.encode(msg)
         return self._channel.seal(P.encode(msg))
+
+    def seal_packet(self, packet):
+        """The datagram payload that carries stream *packet* (bytes); only
+        on an encrypted link, when ``ready``."""
+        if self._channel is None or not self.ready:
+            raise P.LocalProtocolError("no encrypted link to %s to carry a stream" % self.partner)
+        return self._channel.seal(packet)
 
     def hold(self, msg):
         """Keep a message that arrived while blocked; False if MAX_HELD are kept already."""

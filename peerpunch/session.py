@@ -71,6 +71,7 @@ from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
 from .chat import Chat
+from .delivery import refused
 from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -215,7 +216,9 @@ class PeerSession:
             return []
         chat = self.chat
         if chat is not None:
-            return chat.send_line(text) if chat.up() else chat.hold_line(text)
+            return chat.typed(text, now)
+        if refused(text):
+            return refused(text)
         if self.state in (State.REQUESTING, State.WAITING) or \
                 (self.state is State.REGISTERING and self.target):
             if len(self._lines) >= MAX_QUEUED:

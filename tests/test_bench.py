@@ -54,3 +54,15 @@ def test_bench_stream_quick_run_prints_its_table():
     assert "64 KiB, 10 % loss" in out and "base MB/s" in out and "ratio" in out
     rows = [line for line in out.splitlines() if line.startswith(("chat", "64 KiB"))]
     assert len(rows) == 6 and all(line.split()[-3] == "0" for line in rows)   # none given up
+
+
+def test_bench_chat_latency_quick_run_prints_its_table():
+    result = subprocess.run([sys.executable, "bench/chat_latency_bench.py", "--quick", "--lines", "10"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=120)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-2000:]
+    rows = re.findall(r"^(stream1|DirectMessage), (\d+) % loss(?: \(baseline\))?\s+(\d+)\s+(\d+) ",
+                      out, re.M)
+    assert len(rows) in (2, 4) and "ratio stream1/baseline at 0 % loss" in out, out
+    assert all(sent == "10" for _, _, sent, _ in rows), out
+    assert all(shown == "10" for kind, _, _, shown in rows if kind == "stream1"), out   # none lost

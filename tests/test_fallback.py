@@ -1,6 +1,7 @@
 """The relay fallback: the forwarder's quotas, and sessions that fall back to
 the relay when punching fails and move to the direct path when it opens."""
 
+from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
 from peerpunch.effects import Send
@@ -298,7 +299,8 @@ def test_lines_held_for_a_peer_that_never_comes_back_are_reported():
     net.line(ALICE, "lost cause")
     net.run(4 * S.LOST_AFTER_INTERVALS)
     assert net.shown(ALICE, S.ConnectionLost)
-    assert any("1 queued line(s) were not sent" in e.text for e in net.shown(ALICE, S.Notice))
+    assert [(e.ids, e.reason) for e in net.shown(ALICE, E.NotDelivered)] == [
+        ((1,), E.ENDED)]
 
 
 def test_a_relayed_chat_survives_a_relay_restart_and_others_are_told_it_is_busy():

@@ -155,6 +155,6 @@ def test_two_chats_on_an_in_memory_wire_connect_and_exchange_a_line():
     assert [e.username for e in shown[BOB] if isinstance(e, E.Connected)] == ["alice"]
     assert all(isinstance(e, SC.Unencrypted) for e in shown[ALICE] if isinstance(e, tuple) and
                type(e).__module__ == "peerpunch.securing")
-    line = ends[ALICE].send_line("hello bob")
+    line = ends[ALICE].send_line("hello bob", now)
     assert ends[BOB].received(line[0].data, Origin(ALICE, 0, False), now) == [
         E.ChatMessage("alice", "hello bob")]

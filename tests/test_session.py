@@ -119,7 +119,8 @@ def test_session_punch_gives_up_when_peer_unreachable():
     net.run(S.PUNCH_TIMEOUT + 1)
     failed = net.shown(ALICE, S.Failed)
     assert len(failed) == 1 and failed[0].reason.startswith("could not reach bob at 198.51.100.20:41000")
-    assert "1 queued line(s) were not sent" in [e.text for e in net.shown(ALICE, S.Notice)]
+    assert [format_event(e) for e in net.shown(ALICE, E.NotDelivered)] == [
+        "1 line not delivered to bob (the chat ended)"]
     assert alice.state is State.IDLE and bob.state is State.IDLE
     assert net.registry.user("alice").partner is None
     probes = net.sent(ALICE, BOB).count(b'"Ping"')
