@@ -27,6 +27,8 @@ def test_integration_delivery_partner_killed_line_reported_within_10_s(procs, re
     alice, bob = chatting(procs, relay)
     alice.send("before")
     bob.expect(r"^\[alice\]> before$")
+    bob.send("got it")                 # carries bob's ack of "before" (or follows it)
+    alice.expect(r"^\[bob\]> got it$")   # so only the next line can be outstanding
     bob.signal(signal.SIGKILL)                       # no goodbye: it just vanishes
     bob.wait()
     typed = time.monotonic()
