@@ -203,7 +203,10 @@ def make_registry(rng):
 def check_registry(reg):
     assert len(reg) <= MAX_USERS
     assert 0 <= reg.sessions() <= len(reg) // 2
-    for owner in (reg, reg.forwarder):
+    parts = [v for v in vars(reg).values() if type(v).__module__.startswith("peerpunch.")
+             and hasattr(v, "__dict__")]          # the registry's parts hold its tables
+    assert len(parts) >= 5
+    for owner in [reg] + parts:
         for attr, value in vars(owner).items():
             if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
                 bound = REGISTRY_BOUNDS.get(attr, ANY_TABLE)
