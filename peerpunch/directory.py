@@ -5,9 +5,9 @@ Theory of operation
 Users are found by name and by address in O(1). By address with no entry
 per IP for the usual IPv4 IP of one user: such a user is in the table
 under its IP; once an IP has two, they are under their
-:func:`~peerpunch.relayuser.addr_key` and ``_crowded`` counts them (down to
+:func:`~peerpunch.addrkeys.addr_key` and ``_crowded`` counts them (down to
 1, until the last leaves). Other addresses (IPv6) are under their tuple,
-counted in ``_per_ip`` by :func:`~peerpunch.relayuser.ip_key` (an
+counted in ``_per_ip`` by :func:`~peerpunch.addrkeys.ip_key` (an
 IPv4-mapped IPv6 address there counts with its IPv4 one).
 
 Two pools: proven (extension) registrations and seed-form ones, each of
@@ -27,8 +27,9 @@ import collections
 import logging
 
 from .effects import Log
-from .relayuser import User, addr_key, ip_key, name_text
-from .shares import Shares, block_key
+from .addrkeys import addr_key, block_key, ip_key
+from .relayuser import User, name_text
+from .shares import Shares
 
 
 class Directory:

@@ -40,9 +40,10 @@ import logging
 
 from . import protocol as P
 from .effects import Log, Send
-from .relayuser import ip_key, name_text
+from .addrkeys import block_key, ip_key
+from .relayuser import name_text
 from .routability import MAX_BUDGET_BLOCKS
-from .shares import Budget, block_key
+from .shares import Budget
 
 REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
 CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)

@@ -10,22 +10,22 @@ objects:
   packed in one bytes object (``token 16 | nonce 16 | key 32 | LAN``),
   each part present or not by a flag;
 * the flags and its NAT mapping in one small int;
-* its address as one int when it is IPv4 (:func:`addr_key`), and no
-  endpoint text (formatted when needed);
+* its address as one int when it is IPv4
+  (:func:`peerpunch.addrkeys.addr_key`), and no endpoint text (formatted
+  when needed);
 * two intrusive lists -- its block's (:mod:`peerpunch.shares`) and the
   expiry order (:mod:`peerpunch.directory`) -- instead of entries in
   ordered dicts.
 
-The helpers below turn addresses into the keys the relay's tables use
-(:func:`addr_key`, :func:`ip_key`) and names and addresses into log text
-that cannot forge a log line (:func:`name_text`, :func:`endpoint_text`).
+The helpers below turn names and addresses into log text that cannot
+forge a log line (:func:`name_text`, :func:`endpoint_text`).
 """
 
 import base64
 import ipaddress
-import socket
 
 from . import protocol as P
+from .addrkeys import addr_key, addr_of
 
 MAX_INTERNED = 256             # distinct feature lists kept shared
 NEVER = float("-inf")
@@ -174,44 +174,6 @@ def _unpack_local(data):
 def _key_bytes(text):
     """A public key's 32 bytes from its (validated) base64 text."""
     return base64.b64decode(text.encode("ascii"))
-
-
-def addr_key(addr):
-    """What a User keeps of its address: an IPv4 (host, port) as one int
-    (1 << 48 | IP << 16 | port: never equal to an IP alone), as long as
-    that gives back the very same tuple; any other address as it is."""
-    host = addr[0]
-    if len(addr) == 2 and type(host) is str and ":" not in host and type(addr[1]) is int \
-            and 0 <= addr[1] < 65536:
-        try:
-            packed = socket.inet_aton(host)
-        except (OSError, ValueError):
-            return addr
-        if socket.inet_ntoa(packed) == host:
-            return 1 << 48 | int.from_bytes(packed, "big") << 16 | addr[1]
-    return addr
-
-
-def addr_of(key):
-    """The address a key of :func:`addr_key` stands for."""
-    if type(key) is int:
-        return socket.inet_ntoa((key >> 16 & 0xFFFFFFFF).to_bytes(4, "big")), key & 0xFFFF
-    return key
-
-
-def ip_key(addr):
-    """Whose quota a source address counts against: its IPv4 address, or the
-    /64 of an IPv6 one (an IPv4-mapped one counts as IPv4)."""
-    key = addr_key(addr)
-    if type(key) is int:
-        return key >> 16 & 0xFFFFFFFF   # an IPv4 address as an int
-    host = addr[0]
-    if ":" not in host:
-        return host
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if ip.ipv4_mapped is not None:
-        return int.from_bytes(ip.ipv4_mapped.packed, "big")
-    return ip.packed[:8]
 
 
 def endpoint_text(addr):

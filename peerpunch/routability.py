@@ -33,7 +33,8 @@ import logging
 from . import protocol as P
 from .effects import Log, Send
 from .relayuser import endpoint_text
-from .shares import Budget, block_key
+from .addrkeys import block_key
+from .shares import Budget
 
 COOKIE_SLOT = 30.0             # a cookie is good in its slot and the next one
 ERROR_RATE, ERROR_BURST = 1.0, 5.0          # Errors per second per /24 or /48
