@@ -2,11 +2,20 @@
 
 Theory of operation
 -------------------
-``Connect`` pairs two free users: each gets a ``PeerInfo`` naming the
-other's public endpoint, and both are busy until either sends
-``SessionFinished`` (or expires). A repeated ``Connect`` for the pair
+``Connect`` pairs two users: each gets a ``PeerInfo`` naming the other's
+public endpoint, and the pair is a session (a :class:`Pair`) until either
+sends ``SessionFinished`` (or expires). A repeated ``Connect`` for a pair
 already made repeats both ``PeerInfo``s (once per REINTRODUCE_EVERY),
 which is how lost datagrams are recovered.
+
+How many chats at once. A client that announced ``max_chats`` in its
+proven Register may hold that many sessions (at most RELAY_MAX_CHATS);
+every other client holds one, the seed's way. A target that holds as many
+chats as it may is busy (``TargetBusy``); an asker that does gets an Error
+``too-many-chats`` if it announced ``max_chats``, and otherwise leaves its
+old chat for the new one, as a seed client always did. Claimed chats
+(below) count as held. So a user is in at most RELAY_MAX_CHATS sessions,
+and what a session costs is bounded per user.
 
 Who may meet whom: two proven clients, two seed-form ones, or a proven
 asker and a seed-form client; a seed-form Connect (which cannot be
@@ -20,44 +29,46 @@ SEED_GAIN x its own bytes, plus 16 kB.
 
 Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
-the pair for the fallback service: RELAYED datagrams from one partner go to
-the other, within the quotas of :mod:`peerpunch.forwarder`. The ``mapping``
-a client announced (what its NAT does) makes the other peer aim a birthday
+the pair for the fallback service (:mod:`peerpunch.forwarder`): a relayed
+datagram goes to the sender's partner in the session its channel names (or
+in its only session), within that session's quotas. The ``mapping`` a
+client announced (what its NAT does) makes the other peer aim a birthday
 search (thousands of probes) at its address, so it is passed on only for a
 client that proved its address, in a pairing whose Connect carried the
 asker's token.
 
-A relay that restarts forgets every pairing. Clients in a chat name it in
-their Registers (``partner`` and ``session``); with the token, that makes
-the user busy to others (a *claim*, for CLAIM_FOR seconds), and once both
-partners have claimed the same chat with the same secret the pairing is
-restored, forwarding included.
+A relay that restarts forgets every pairing: see :mod:`peerpunch.claims`.
 """
 
 import dataclasses
-import hmac
 import logging
 
+from . import forwarder as F
 from . import protocol as P
-from .effects import Log, Send
 from .addrkeys import block_key, ip_key
-from .relayuser import name_text
+from .effects import Log, Send
+from .relayuser import Pair, name_text
 from .routability import MAX_BUDGET_BLOCKS
 from .shares import Budget
 
+RELAY_MAX_CHATS = 16           # sessions one client may hold at once, whatever it announced
 REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
-CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)
 SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # PeerInfos to seed-form clients per /24 or /48
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+
+
+def bound(user):
+    """How many chats *user* may hold at once."""
+    return user.max_chats or 1
 
 
 class Pairings:
     """The sessions between users, made by Connect and restored by claims.
 
     Wired to the relay's *directory* (users by name), *watches* (a paired
-    user waits for nobody), *refusals* (dropped datagrams, Errors) and
-    *forwarder* (the relayed fallback's quotas)."""
+    user stops waiting for its partner), *refusals* (dropped datagrams,
+    Errors) and *forwarder* (the relayed fallback's quotas)."""
 
     def __init__(self, stats, directory, watches, refusals, forwarder, random_bytes):
         self.stats = stats
@@ -70,7 +81,7 @@ class Pairings:
         self._seed_credit = 0.0                        # bytes seed introductions may still send
 
     def sessions(self):
-        return sum(1 for u in self._directory.users() if u.partner) // 2
+        return sum(len(u.chats) for u in self._directory.users()) // 2
 
     def limited(self, now):
         """How many blocks' budgets of PeerInfos to seed clients are spent now."""
@@ -85,8 +96,8 @@ class Pairings:
     def connect(self, msg, user, addr, now):
         """*user* (at *addr*) asks to be introduced to ``msg.target_username``."""
         target = self._directory.user(msg.target_username)
-        if msg.session is not None and (target is None or user.partner is not target
-                                        or user.secret != msg.session):
+        pair = user.chat_with(target) if target is not None else None
+        if msg.session is not None and (pair is None or pair.secret.hex() != msg.session):
             self.stats["stale_reintroductions"] += 1
             return []                # a peer recovering a chat that has ended: no new pairing
         if target is user:
@@ -100,61 +111,63 @@ class Pairings:
             # proven client (whom its PeerInfo would aim at a forged address)
             self.stats["not_found" if target is None else "seed_to_proven"] += 1
             return [Send(P.encode(P.TargetNotFound(nonce=user.nonce)), addr)]
-        if user.partner is target:
-            return self._reintroduce(user, target, now)
-        if target.partner is not None or _claims_other(target, user, now):
+        if pair is not None:
+            return self._reintroduce(pair, user, now)
+        if user.max_chats and self.held(user, target, now) >= user.max_chats:
+            self.stats["too_many_chats"] += 1
+            return self._refusals.error(addr, P.ERROR_TOO_MANY_CHATS,
+                                        "too many chats", user.nonce, now)
+        if self.held(target, user, now) >= bound(target):
             self.stats["busy"] += 1
             return [Send(P.encode(P.TargetBusy(nonce=user.nonce)), addr)]
         return self._pair(user, target, now)
 
-    def session_finished(self, user):
-        user.claim = None
-        return self.end(user)
+    def session_finished(self, msg, user, addr, now):
+        """*user* ended its chat with ``msg.partner`` -- or, without one (a
+        seed client, our older peers), every chat."""
+        if msg.partner is None or not user.ext:
+            user.set_claims((), None)
+            return self.end(user)
+        user.drop_claim(msg.partner, now)
+        partner = self._directory.user(msg.partner)
+        return self.end(user, partner) if partner is not None else []
 
-    def end(self, user):
-        """*user*'s session (if any) is over."""
-        partner = user.partner
-        if partner is None:
-            return []
-        user.partner = partner.partner = None
-        self._forwarder.release(user.secret)
+    def held(self, user, other, now):
+        """How many chats *user* holds, not counting one with *other*."""
+        held = sum(1 for pair in user.chats if pair.other(user) is not other)
+        return held + sum(1 for name, _ in user.claimed(now) if name != other.name)
+
+    def end(self, user, partner=None):
+        """*user*'s sessions are over: every one, or the one with *partner*."""
+        out = []
+        for pair in user.chats:
+            if partner is None or pair.other(user) is partner:
+                out += self._end(pair, user)
+        return out
+
+    def add(self, pair, now):
+        """Store *pair* as a session of both its users."""
+        pair.introduced_at = now
+        pair.a.chats += (pair,)
+        pair.b.chats += (pair,)
+
+    def _end(self, pair, user):
+        for u in (pair.a, pair.b):
+            u.chats = tuple(p for p in u.chats if p is not pair)
+        self._forwarder.release(pair.secret)
         self.stats["sessions_ended"] += 1
         return [Log(logging.INFO, "session of %s and %s ended"
-                    % (name_text(user.name), name_text(partner.name)), kind="ended")]
+                    % (name_text(user.name), name_text(pair.other(user).name)), kind="ended")]
 
-    def claim(self, user, partner_name, secret, now):
-        """A Register that names a chat (after a relay restart, one this
-        relay never paired): it makes the user busy for a while, and once the
-        partner claims the same chat with the same secret the pairing is
-        back -- the fallback forwards for it again, and nobody else is
-        introduced into it."""
-        if partner_name is None or secret is None or partner_name == user.name or \
-                (user.partner is not None and user.partner.name == partner_name):
-            user.claim = None       # no chat, or one this relay knows already
-            return []
-        # The client is in a chat with partner_name, whatever this relay paired
-        # it with meanwhile (a Connect in the moment before it re-registered):
-        # the client ignores that introduction, so that pairing ends.
-        out = self.end(user)
-        user.claim = (partner_name, secret, now + CLAIM_FOR)
-        other = self._directory.user(partner_name)
-        if other is None or other.partner is not None or not _claims(other, user.name, secret, now):
-            return out
-        user.partner, other.partner = other, user
-        user.secret = other.secret = secret
-        user.asked = other.asked = False
-        user.claim = other.claim = None
-        user.introduced_at = other.introduced_at = now
-        self.stats["restored"] += 1
-        return out + [Log(logging.INFO, "restored the session of %s and %s (both still in it)"
-                          % (name_text(other.name), name_text(user.name)), kind="restored")]
+    # -- the relayed fallback
 
     def relay(self, data, user, addr, now):
-        """Forward a RELAYED datagram to the sender's partner, quotas allowing."""
-        partner = user.partner if user is not None else None
-        if partner is None:
-            return self._refusals.drop(None, addr, "relay_without_session",
-                                       "relayed datagram outside a session", now, 0)
+        """Forward a relayed datagram to the sender's partner in the session
+        it names, quotas allowing."""
+        pair, payload = self._relayed_session(data, user)
+        if pair is None:
+            return self._refusals.drop(None, addr, payload, "relayed datagram outside a session", now, 0)
+        partner = pair.other(user)
         if not (user.verified and partner.verified):
             return self._refusals.drop(None, addr, "relay_unverified",
                                        "relayed datagram for a client that has not proved its address",
@@ -163,7 +176,7 @@ class Pairings:
                 P.FEATURE_RELAY not in (partner.features or ()):
             return self._refusals.drop(None, addr, "relay_not_offered", "a side did not ask for relaying",
                                        now, 0)
-        reason = self._forwarder.admit(user.secret, len(data), now, owner=ip_key(user.addr))
+        reason = self._forwarder.admit(pair.secret, len(payload) + 1, now, owner=ip_key(user.addr))
         if reason is not None:
             self.stats["relay_refused"] += 1
             out = []
@@ -171,51 +184,72 @@ class Pairings:
                 out.append(Log(logging.INFO, "not relaying for %s: %s" % (name_text(user.name), reason),
                                kind="not_relayed"))
             return out
-        return [Send(data, partner.addr)]
+        if partner.max_chats:
+            return [Send(bytes((F.RELAYED_TO,)) + pair.channel + payload, partner.addr)]
+        return [Send(data if data[0] == F.RELAYED else bytes((F.RELAYED,)) + payload, partner.addr)]
+
+    @staticmethod
+    def _relayed_session(data, user):
+        """(the session a relayed datagram from *user* is for, its payload),
+        or (None, why not: a stats counter)."""
+        chats = user.chats if user is not None else ()
+        if data[0] == F.RELAYED:
+            if len(chats) > 1:
+                return None, "relay_ambiguous"     # a client in several chats names one
+            return (chats[0], data[1:]) if chats else (None, "relay_without_session")
+        channel = data[1:1 + F.CHANNEL_BYTES]
+        for pair in chats:
+            if pair.channel == channel:
+                return pair, data[1 + F.CHANNEL_BYTES:]
+        return None, "relay_without_session"
 
     # -- introductions
 
-    def _reintroduce(self, user, target, now):
+    def _reintroduce(self, pair, user, now):
         if user.ext:                 # (its Connect carried its token)
-            user.asked = target.asked = True
-        if now - user.introduced_at < REINTRODUCE_EVERY:
+            pair.asked = True
+        if now - pair.introduced_at < REINTRODUCE_EVERY:
             self.stats["reintroductions_limited"] += 1
             return []            # no amplification by repeated Connects
-        out = self._introduce(user, target, now)
+        out = self._introduce(user, pair, now)
         if out:
             self.stats["reintroductions"] += 1
-            user.introduced_at = target.introduced_at = now
+            pair.introduced_at = now
         return out
 
     def _pair(self, user, target, now):
         """Introduce *user* (who asked) to *target*, budgets allowing."""
-        secret = self._random_bytes(16).hex()
-        infos = self._introduce(user, target, now, secret=secret, asked=user.ext)
+        pair = Pair(user, target, self._random_bytes(16), asked=user.ext)
+        infos = self._introduce(user, pair, now)
         if not infos:
             return []
-        out = self.end(user)                    # a client that moves on left its old chat
-        self._watches.end(user)                 # paired: neither waits for anyone now
-        self._watches.end(target)
-        user.partner, target.partner = target, user
-        user.claim = target.claim = None        # an older chat's claim is over
-        user.asked = target.asked = user.ext    # (a proven client's Connect carries its token)
-        user.secret = target.secret = secret
-        user.introduced_at = target.introduced_at = now
+        out = []
+        for one, other in ((user, target), (target, user)):
+            if one.max_chats:                   # it holds several: this chat's claim is over,
+                one.drop_claim(other.name, now)
+                self._watches.drop(one, other.name)    # and it waits no more for this partner
+            else:                               # it holds one: an older chat is over,
+                if one is user:                 # (a client that moves on left its old chat)
+                    out += self.end(one)
+                one.set_claims((), None)
+                self._watches.end(one)          # and it waits for nobody now
+        self.add(pair, now)
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"
                        % (name_text(user.name), user.endpoint, name_text(target.name), target.endpoint),
                        kind="introduced"))
         return out + infos
 
-    def _introduce(self, a, b, now, secret=None, asked=None):
-        """PeerInfo to both (a repeated introduction repeats the same
-        secret); [] if a budget forbids. A PeerInfo to a seed-form client
-        goes to an address nobody proved: at most SEED_INFO_RATE per second
-        to its block, and one a seed client asked for spends the seed
-        pool's credit (SEED_GAIN x what seed clients sent)."""
-        secret = secret or a.secret
-        out = [Send(_peer_info(about=b, to=a, secret=secret, asked=asked), a.addr),
-               Send(_peer_info(about=a, to=b, secret=secret, asked=asked), b.addr)]
+    def _introduce(self, a, pair, now):
+        """PeerInfo to both users of *pair* (*a* asked; a repeated
+        introduction repeats the same secret); [] if a budget forbids. A
+        PeerInfo to a seed-form client goes to an address nobody proved: at
+        most SEED_INFO_RATE per second to its block, and one a seed client
+        asked for spends the seed pool's credit (SEED_GAIN x what seed
+        clients sent)."""
+        b = pair.other(a)
+        out = [Send(_peer_info(about=b, to=a, pair=pair), a.addr),
+               Send(_peer_info(about=a, to=b, pair=pair), b.addr)]
         unproven = [s for s, u in zip(out, (a, b)) if not u.ext]
         cost = sum(len(s.data) for s in out) if not a.ext else 0
         if cost > self._seed_credit or \
@@ -228,16 +262,15 @@ class Pairings:
         return out
 
 
-def _peer_info(about, to, secret, asked=None):
-    """The PeerInfo about *about* for *to*; *asked*: whether the pairing
-    was asked for with the asker's token (default: as stored)."""
+def _peer_info(about, to, pair):
+    """The PeerInfo about *about* for *to*, in the session *pair*."""
     if not to.ext:                  # a seed client gets the seed's bytes
         return P.encode(P.PeerInfo(peer=about.endpoint, username=about.name))
     # A birthday search aims thousands of datagrams at *about*'s IP: only for a
     # client that proved it is there, in a pairing its asker proved it asked for.
-    search = about.verified and (about.asked if asked is None else asked)
+    search = about.verified and pair.asked
     info = P.PeerInfo(peer=about.endpoint, username=about.name, features=about.features or (),
-                      local=about.local, session=secret,
+                      local=about.local, session=pair.secret.hex(),
                       mapping=about.mapping if search else None, nonce=to.nonce)
     try:
         return P.encode(info)
@@ -246,15 +279,3 @@ def _peer_info(about, to, secret, asked=None):
         # endpoint text, the secret): pass on only what our peers use.
         features = tuple(f for f in info.features if f in P.KNOWN_FEATURES)
         return P.encode(dataclasses.replace(info, features=features, local=None))
-
-
-def _claims(user, name, secret, now):
-    claim = user.claim
-    return claim is not None and claim[2] > now and claim[0] == name and \
-        hmac.compare_digest(claim[1], secret)
-
-
-def _claims_other(target, asker, now):
-    """True if *target* says it is in a chat with someone other than *asker*."""
-    claim = target.claim
-    return claim is not None and claim[2] > now and claim[0] != asker.name

@@ -18,8 +18,9 @@ parts, each with its own state and theory of operation:
 * :mod:`peerpunch.directory` -- the users by name, address, block and age:
   the two pools, fair shares when full, the expiry order;
 * :mod:`peerpunch.relayuser` -- one registration in a few hundred bytes;
-* :mod:`peerpunch.pairings` -- introductions, sessions, relearned chats,
-  the relayed fallback;
+* :mod:`peerpunch.pairings` -- introductions and sessions (several per
+  client, up to the ``max_chats`` it announced), the relayed fallback;
+* :mod:`peerpunch.claims` -- the chats a restarted relay relearns;
 * :mod:`peerpunch.watches` -- "tell me when NAME registers".
 
 Registration, which this module handles, is where proof happens. An
@@ -27,10 +28,10 @@ extension client (``ext`` in its features) that is not registered at its
 address gets a ``Cookie`` for its Register; the Register repeated with it
 is stored at once as proven and acknowledged with a ``token``. From then on,
 every request from that client -- re-Register (the refresh), a new name,
-Connect, SessionFinished, Unregister, watches, claims -- carries the token,
-or it changes nothing and refreshes nothing. A client whose NAT mapping
-changed moves its name to the new address with its token (and key) and the
-new address's cookie. A Register with a good cookie also replaces whatever
+Connect, SessionFinished, Unregister, watches, claims, max_chats -- carries
+the token, or it changes nothing and refreshes nothing. A client whose NAT
+mapping changed moves its name to the new address with its token (and key)
+and the new address's cookie. A Register with a good cookie also replaces whatever
 was registered at its address: only a client there could have read the
 cookie. Each proven Register carries the client's ``nonce``, and every
 message we send it (RegisterAck, PeerInfo, TargetNotFound, TargetBusy,
@@ -65,10 +66,11 @@ import logging
 import os
 
 from . import protocol as P
+from .claims import Claims, chats_named
 from .directory import Directory
 from .effects import Log, Send
-from .forwarder import Forwarder, is_relayed
-from .pairings import Pairings
+from .forwarder import Forwarder, is_relay_frame
+from .pairings import RELAY_MAX_CHATS, Pairings
 from .relayuser import endpoint_text, name_text
 from .routability import Cookies, Refusals, may_move, token_ok
 from .watches import MAX_WATCHES, Watches
@@ -114,10 +116,11 @@ class Registry:
         self._watches = Watches(self.stats, self._users.user, max_watches)
         self._pairings = Pairings(self.stats, self._users, self._watches, self._refusals,
                                   self.forwarder, random_bytes)
+        self._claims = Claims(self.stats, self._users.user)
         self._interned = {}                            # feature tuples, shared
         self._handlers = {                             # requests other than Register
             P.Connect: self._pairings.connect,
-            P.SessionFinished: self._on_session_finished,
+            P.SessionFinished: self._pairings.session_finished,
             P.Unregister: self._on_unregister,
         }
 
@@ -155,7 +158,7 @@ class Registry:
         out = [Log(logging.DEBUG, "%d bytes from %s" % (len(data), endpoint_text(addr)))] \
             if self.verbose else []
         user = self._users.find(addr)
-        if is_relayed(data):
+        if is_relay_frame(data):
             return out + self._pairings.relay(data, user, addr, now)
         try:
             msg = P.decode(data)
@@ -280,9 +283,11 @@ class Registry:
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
-        out = self._pairings.claim(user, msg.partner, msg.session, now)
+        user.max_chats = min(msg.max_chats, RELAY_MAX_CHATS) if msg.max_chats else 0
+        out = self._claims.register(user, chats_named(msg), now, self._pairings)
         out += self._watches.watch(user, msg.watch or (), answer=answer)
-        ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce)
+        ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce,
+                            max_chats=user.max_chats or None)
         return out + [Send(P.encode(ack), user.addr)]
 
     def _on_seed_register(self, msg, user, addr, now):
@@ -347,10 +352,7 @@ class Registry:
                                           "the name %s is in use" % msg.username,
                                           msg.nonce, now, ext=P.speaks_extensions(msg.features))
 
-    # -- the other requests (Connect: see peerpunch.pairings)
-
-    def _on_session_finished(self, msg, user, addr, now):
-        return self._pairings.session_finished(user)
+    # -- the other requests (Connect, SessionFinished: see peerpunch.pairings)
 
     def _on_unregister(self, msg, user, addr, now):
         self.stats["unregistered_by_client"] += 1

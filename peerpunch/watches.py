@@ -17,7 +17,8 @@ which cannot prove itself) gets one Online at once -- never more bytes than
 the Register -- which also covers notifications that were lost.
 
 A watch ends with the watcher's registration (expiry, Unregister, another
-name from its address) and when the watcher is paired with someone.
+name from its address) and when the watcher is paired with someone (a
+client that holds several chats stops waiting only for that partner).
 Bounds: MAX_WATCHERS_PER_NAME watchers per name and ``max_watches`` in all
 (watches over either are refused and counted; the watcher still hears of
 the name at its next re-registration), so a registration costs at most 32
@@ -73,13 +74,14 @@ class Watches:
     def end(self, user):
         """*user* waits for nobody now."""
         for name in user.watching:
-            watchers = self._watchers[name]
-            watchers.remove(user)
-            if not watchers:
-                del self._watchers[name]
-                self._notified.pop(name, None)
-            self._count -= 1
+            self._remove(user, name)
         user.watching = ()
+
+    def drop(self, user, name):
+        """*user* waits for *name* no more (it is in a chat with it)."""
+        if name in user.watching:
+            self._remove(user, name)
+            user.watching = tuple(n for n in user.watching if n != name)
 
     def notify(self, user, now):
         """*user*'s name just registered and proved its address: tell the
@@ -97,6 +99,14 @@ class Watches:
             data = P.encode(P.Online(username=user.name, nonce=w.nonce))
             out += [Send(data, w.addr)] * ONLINE_COPIES
         return out
+
+    def _remove(self, user, name):
+        watchers = self._watchers[name]
+        watchers.remove(user)
+        if not watchers:
+            del self._watchers[name]
+            self._notified.pop(name, None)
+        self._count -= 1
 
     def _add(self, user, name):
         """Store one watch, if the bounds allow; return whether it was."""
