@@ -37,13 +37,6 @@ from .relayuser import Pair, name_text
 CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)
 
 
-def chats_named(msg):
-    """The chats a Register names: [(partner, session hex)]."""
-    if msg.chats is not None:
-        return list(msg.chats)
-    if msg.partner is not None and msg.session is not None:
-        return [(msg.partner, msg.session)]
-    return []
 
 
 class Claims:
@@ -54,10 +47,17 @@ class Claims:
         self.stats = stats
         self._lookup = lookup
 
-    def register(self, user, chats, now, pairings):
-        """A proven Register of *user* names *chats* [(partner, session
-        hex)]: make them its claims, restore the sessions both sides claim
-        (through *pairings*), and return what to log."""
+    def register(self, user, msg, now, pairings):
+        """A proven Register *msg* of *user* names the chats it is in: make
+        them its claims, restore the sessions both sides claim (through
+        *pairings*), and return what to log."""
+        if msg.chats is not None:
+            chats = msg.chats
+        elif msg.partner is not None and msg.session is not None:
+            chats = ((msg.partner, msg.session),)
+        else:
+            user.claims = None          # it names none: the usual Register
+            return []
         named = _distinct(user, chats)[:RELAY_MAX_CHATS]
         if not user.max_chats:
             return self._one(user, named[:1], now, pairings)
@@ -72,7 +72,7 @@ class Claims:
     def _one(self, user, named, now, pairings):
         """The claim of a client that holds one chat."""
         if not named or user.partner is not None and user.partner.name == named[0][0]:
-            user.set_claims((), None)   # no chat, or one this relay knows already
+            user.claims = None          # no chat, or one this relay knows already
             return []
         out = pairings.end(user)        # it ignored whatever this relay paired it with
         user.set_claims(named, now + CLAIM_FOR)

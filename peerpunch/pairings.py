@@ -58,11 +58,6 @@ SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x by
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
 
 
-def bound(user):
-    """How many chats *user* may hold at once."""
-    return user.max_chats or 1
-
-
 class Pairings:
     """The sessions between users, made by Connect and restored by claims.
 
@@ -113,11 +108,12 @@ class Pairings:
             return [Send(P.encode(P.TargetNotFound(nonce=user.nonce)), addr)]
         if pair is not None:
             return self._reintroduce(pair, user, now)
-        if user.max_chats and self.held(user, target, now) >= user.max_chats:
+        bound = user.max_chats
+        if bound and self.held(user, target, now) >= bound:
             self.stats["too_many_chats"] += 1
             return self._refusals.error(addr, P.ERROR_TOO_MANY_CHATS,
                                         "too many chats", user.nonce, now)
-        if self.held(target, user, now) >= bound(target):
+        if self.held(target, user, now) >= (target.max_chats or 1):
             self.stats["busy"] += 1
             return [Send(P.encode(P.TargetBusy(nonce=user.nonce)), addr)]
         return self._pair(user, target, now)
@@ -126,16 +122,19 @@ class Pairings:
         """*user* ended its chat with ``msg.partner`` -- or, without one (a
         seed client, our older peers), every chat."""
         if msg.partner is None or not user.ext:
-            user.set_claims((), None)
+            user.claims = None
             return self.end(user)
         user.drop_claim(msg.partner, now)
         partner = self._directory.user(msg.partner)
         return self.end(user, partner) if partner is not None else []
 
-    def held(self, user, other, now):
-        """How many chats *user* holds, not counting one with *other*."""
-        held = sum(1 for pair in user.chats if pair.other(user) is not other)
-        return held + sum(1 for name, _ in user.claimed(now) if name != other.name)
+    @staticmethod
+    def held(user, other, now):
+        """How many chats *user* holds (it is in no session with *other*),
+        not counting a claim of a chat with *other*."""
+        if user.claims is None:
+            return len(user.chats)
+        return len(user.chats) + sum(1 for name, _ in user.claimed(now) if name != other.name)
 
     def end(self, user, partner=None):
         """*user*'s sessions are over: every one, or the one with *partner*."""
@@ -153,7 +152,12 @@ class Pairings:
 
     def _end(self, pair, user):
         for u in (pair.a, pair.b):
-            u.chats = tuple(p for p in u.chats if p is not pair)
+            chats = u.chats
+            if len(chats) == 1:
+                u.chats = ()
+            else:
+                i = chats.index(pair)
+                u.chats = chats[:i] + chats[i + 1:]
         self._forwarder.release(pair.secret)
         self.stats["sessions_ended"] += 1
         return [Log(logging.INFO, "session of %s and %s ended"
@@ -229,10 +233,11 @@ class Pairings:
                 one.drop_claim(other.name, now)
                 self._watches.drop(one, other.name)    # and it waits no more for this partner
             else:                               # it holds one: an older chat is over,
-                if one is user:                 # (a client that moves on left its old chat)
+                if one is user and one.chats:   # (a client that moves on left its old chat)
                     out += self.end(one)
-                one.set_claims((), None)
-                self._watches.end(one)          # and it waits for nobody now
+                one.claims = None
+                if one.watching:
+                    self._watches.end(one)      # and it waits for nobody now
         self.add(pair, now)
         self.stats["introductions"] += 1
         out.append(Log(logging.INFO, "introduced %s at %s to %s at %s"

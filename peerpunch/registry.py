@@ -66,7 +66,7 @@ import logging
 import os
 
 from . import protocol as P
-from .claims import Claims, chats_named
+from .claims import Claims
 from .directory import Directory
 from .effects import Log, Send
 from .forwarder import Forwarder, is_relay_frame
@@ -283,8 +283,9 @@ class Registry:
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
-        user.max_chats = min(msg.max_chats, RELAY_MAX_CHATS) if msg.max_chats else 0
-        out = self._claims.register(user, chats_named(msg), now, self._pairings)
+        if msg.max_chats or user.max_chats:
+            user.max_chats = min(msg.max_chats, RELAY_MAX_CHATS) if msg.max_chats else 0
+        out = self._claims.register(user, msg, now, self._pairings)
         out += self._watches.watch(user, msg.watch or (), answer=answer)
         ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce,
                             max_chats=user.max_chats or None)

@@ -43,7 +43,7 @@ _NO_BLOB = bytes(_LOCAL)
 class User:
     """One registration (see the module's theory of operation)."""
 
-    __slots__ = ("name", "_addr", "features", "_flags", "_blob", "last_seen", "chats", "_claims",
+    __slots__ = ("name", "_addr", "features", "_flags", "_blob", "last_seen", "chats", "claims",
                  "watching", "older", "newer", "sooner", "later")
 
     def __init__(self, name, addr, now):
@@ -54,7 +54,7 @@ class User:
         self._blob = _NO_BLOB   # token 16 | nonce 16 | key 32 | max_chats 1 | LAN candidates
         self.last_seen = now
         self.chats = ()         # its sessions (peerpunch.pairings.Pair), oldest first
-        self._claims = None     # (until, packed): chats it says it is in that we do not know of
+        self.claims = None      # (until, packed): chats it says it is in that we do not know of
         self.watching = ()      # names it waits for (a Register with its token said so)
         self.older = self.newer = None     # its block's registrations (peerpunch.shares)
         self.sooner = self.later = None    # all registrations, by last contact (the Directory's)
@@ -155,23 +155,23 @@ class User:
 
     def claimed(self, now):
         """The chats it claims, [(partner name, secret bytes)], until they lapse."""
-        claims = self._claims
+        claims = self.claims
         if claims is None or claims[0] <= now:
             return []
         return _unpack_claims(claims[1])
 
     def set_claims(self, claims, until):
         """Claim the chats [(partner name, secret bytes)] until *until*."""
-        self._claims = (until, _pack_claims(claims)) if claims else None
+        self.claims = (until, _pack_claims(claims)) if claims else None
 
     def drop_claim(self, name, now):
         """It no longer claims a chat with *name* (nor any that lapsed)."""
         claims = self.claimed(now)
         kept = [c for c in claims if c[0] != name]
         if len(kept) != len(claims):
-            self.set_claims(kept, self._claims[0])
+            self.set_claims(kept, self.claims[0])
         elif not claims:
-            self._claims = None
+            self.claims = None
 
     # The one chat of a client that holds one (the oldest, of one that holds several):
     partner = property(lambda self: self.chats[0].other(self) if self.chats else None)
@@ -181,10 +181,10 @@ class User:
     def claim(self):
         """Its first claimed chat as (partner name, secret hex, until), lapsed
         or not; None if it claims none."""
-        if self._claims is None:
+        if self.claims is None:
             return None
-        name, secret = _unpack_claims(self._claims[1])[0]
-        return name, secret.hex(), self._claims[0]
+        name, secret = _unpack_claims(self.claims[1])[0]
+        return name, secret.hex(), self.claims[0]
 
     def set_features(self, features, interned):
         """Keep one shared tuple per distinct feature list (most users share one)."""
