@@ -56,6 +56,10 @@ REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pai
 SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # PeerInfos to seed-form clients per /24 or /48
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+_NOT_RELAYED = {
+    "relay_without_session": "relayed datagram outside a session",
+    "relay_ambiguous": "relayed datagram that does not say which of its sender's sessions it is for",
+}
 
 
 class Pairings:
@@ -170,7 +174,7 @@ class Pairings:
         it names, quotas allowing."""
         pair, payload = self._relayed_session(data, user)
         if pair is None:
-            return self._refusals.drop(None, addr, payload, "relayed datagram outside a session", now, 0)
+            return self._refusals.drop(None, addr, payload, _NOT_RELAYED[payload], now, 0)
         partner = pair.other(user)
         if not (user.verified and partner.verified):
             return self._refusals.drop(None, addr, "relay_unverified",

@@ -149,7 +149,7 @@ class User:
     def chat_with(self, other):
         """Its session (a Pair) with the User *other*, or None."""
         for pair in self.chats:
-            if pair.a is other or pair.b is other:
+            if (pair.b if pair.a is self else pair.a) is other:
                 return pair
         return None
 

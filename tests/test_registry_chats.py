@@ -120,6 +120,18 @@ def test_chats_an_asker_at_its_bound_is_told_so_and_nothing_changes():
     assert set(introduced(alice.connect("bob", now=2.0))) == {A, B}   # its chats go on
 
 
+def test_chats_a_client_in_chats_cannot_connect_to_itself():
+    reg = relay()
+    alice = Client(reg, "alice", A, max_chats=2)
+    Client(reg, "bob", B)
+    alice.connect("bob")
+    secret = alice.user.chat_with(reg.user("bob")).secret.hex()
+    for session in (None, secret):
+        out = alice.send(P.Connect("alice", session=session, token=alice.token), now=2.0)
+        assert [m.code for _, m in decoded(out)] == ([P.ERROR_SELF] if session is None else [])
+    assert alice.user.chat_with(alice.user) is None and alice.partners() == ["bob"]
+
+
 def test_chats_a_client_that_announced_nothing_moves_on_as_before():
     reg = relay()
     alice = Client(reg, "alice", A)                            # one of our older peers
