@@ -37,8 +37,6 @@ from .relayuser import Pair, name_text
 CLAIM_FOR = 45.0               # a claimed chat keeps its user busy this long (2 re-registrations)
 
 
-
-
 class Claims:
     """Relearns sessions from proven Registers; *lookup(name)* gives the
     User registered under a name, or None."""
