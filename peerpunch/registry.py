@@ -283,12 +283,14 @@ class Registry:
         user.local = msg.local
         if msg.key is not None:
             user.key = msg.key
-        if msg.max_chats or user.max_chats:
-            user.max_chats = min(msg.max_chats, RELAY_MAX_CHATS) if msg.max_chats else 0
-        out = self._claims.register(user, msg, now, self._pairings)
+        chats = min(msg.max_chats, RELAY_MAX_CHATS) if msg.max_chats else 0
+        if chats != user.max_chats:
+            user.max_chats = chats
+        out = self._claims.register(user, msg, now, self._pairings) \
+            if msg.chats is not None or msg.partner is not None or user.claims is not None else []
         out += self._watches.watch(user, msg.watch or (), answer=answer)
         ack = P.RegisterAck(features=self.features, token=user.token, nonce=user.nonce,
-                            max_chats=user.max_chats or None)
+                            max_chats=chats or None)
         return out + [Send(P.encode(ack), user.addr)]
 
     def _on_seed_register(self, msg, user, addr, now):
