@@ -262,12 +262,17 @@ def new_session(rng):
 
 
 def check_session(session):
+    """Bounded whatever it was sent: chats (a relay may grant several), and
+    per chat its queue, held lines and timers."""
     assert isinstance(session.state, S.State)
-    chat = session.chat
-    queue, held = (chat.queue, chat.secure._held if chat.secure else []) if chat is not None \
-        else (session._lines, [])
-    assert len(queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
-    assert len(session._all_timers()) <= 16 and len(session.stats) <= 200
+    assert len(session.chats) <= RELAY_MAX_CHATS
+    for chat in session.chats.values():
+        held = chat.secure._held if chat.secure else []
+        assert len(chat.queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
+    assert len(session._lines) <= S.MAX_QUEUED
+    timers = len(session.relay.timers()) + sum(len(c.timers()) for c in session.chats.values())
+    assert len(session._all_timers()) == timers <= 16 + 16 * len(session.chats)
+    assert len(session.stats) <= 200
 
 
 def test_fuzz_peer_core_survives_and_stays_bounded():
