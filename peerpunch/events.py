@@ -116,15 +116,6 @@ class Words:
         fields = "".join(", %s=%r" % item for item in sorted(self.fields.items()))
         return "%s(%r%s)" % (type(self).__name__, self.what, fields)
 
-    @property
-    def text(self):
-        """The words as a terminal shows them (for tests and logs; the
-        shell calls console.format_event)."""
-        from . import console       # the words live there; the cores never need them
-        return console.format_event(self)
-
-    reason = text
-
 
 class Notice(Words):
     """A line of information."""

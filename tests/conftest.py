@@ -2,7 +2,14 @@
 
 import pytest
 
+from peerpunch import console, events
+
 from .procs import start_relay
+
+# The tests read a Words event as the terminal would show it: ``event.text``
+# (``.reason`` for a failure). The cores never need the words (they live in
+# console.py, which the cores do not import), so the view is the tests' own.
+events.Words.text = events.Words.reason = property(console.format_event)
 
 
 @pytest.fixture
