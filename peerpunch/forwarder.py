@@ -14,6 +14,14 @@ addresses (by echoing the token the relay sent there), so one spoofed
 Register cannot aim it at a third party. It never adds bytes, so it
 amplifies nothing.
 
+A client in several chats at once (one that announced ``max_chats``) names
+the session: RELAYED_TO (0xD1), then the session's channel (CHANNEL_BYTES,
+:func:`channel_id` of the session secret both peers got in PeerInfo), then
+the datagram. Such a client receives relayed datagrams in that form from
+every partner; others receive the one-byte form. The relay rewrites only
+the header, so a datagram may grow by the 8 channel bytes on its way to a
+proven client in that session, and never otherwise.
+
 Each session pair that uses the service holds a :class:`Allocation` with
 quotas: a token bucket of bytes per second, a total byte budget and an idle
 timeout, and only ``max_sessions`` allocations exist at once, at most
@@ -22,9 +30,12 @@ freed by ``expire(now)``; ending the session frees it at once.
 """
 
 import collections
+import hashlib
 
 RELAYED = 0xD0
-MAX_RELAYED = 1400                 # one relayed datagram, marker included
+RELAYED_TO = 0xD1                  # ... followed by the session's channel
+CHANNEL_BYTES = 8
+MAX_RELAYED = 1400                 # one relayed datagram, marker included (channel not counted)
 
 MAX_SESSIONS = 64
 MAX_PER_SOURCE = 4                 # allocations one IP (or IPv6 /64) may hold
@@ -36,6 +47,21 @@ IDLE_TIMEOUT = 60.0
 
 def is_relayed(data):
     return bool(data) and data[0] == RELAYED
+
+
+def is_relay_frame(data):
+    """True for a datagram in either relayed form (the relay forwards both)."""
+    return bool(data) and data[0] in _FORMS
+
+
+_FORMS = frozenset((RELAYED, RELAYED_TO))
+
+
+def channel_id(secret):
+    """The channel (CHANNEL_BYTES) that names the session whose secret is
+    *secret* (16 bytes) in a RELAYED_TO datagram: the peers and the relay
+    all know the secret; the channel reveals nothing of it."""
+    return hashlib.sha256(b"peerpunch relay channel\x00" + secret).digest()[:CHANNEL_BYTES]
 
 
 class Limits(collections.namedtuple("Limits", "max_sessions rate burst session_bytes idle_timeout"

@@ -45,6 +45,9 @@ MAX_FEATURES = 16
 MAX_LOCAL_CANDIDATES = 4
 MAX_WATCH = 8
 """Names one Register may ask the relay to watch (see ``Online``)."""
+MAX_CHATS = 64
+"""Register ``max_chats`` (how many chats at once) is 1..MAX_CHATS, and
+``chats`` names at most MAX_CHATS of them."""
 
 LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",   # RFC 1918
@@ -180,6 +183,21 @@ def _check_watch(value):
     return tuple(check_username(name) for name in value)
 
 
+def _check_max_chats(value):
+    if type(value) is not int or not 1 <= value <= MAX_CHATS:
+        raise ValueError("max_chats must be an integer from 1 to %d" % MAX_CHATS)
+    return value
+
+
+def _check_chats(value):
+    if not isinstance(value, list) or len(value) > MAX_CHATS:
+        raise ValueError("chats must be a list of at most %d [partner, session] pairs" % MAX_CHATS)
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise ValueError("a chat must be a [partner, session] pair")
+    return tuple((check_username(partner), _check_secret(session)) for partner, session in value)
+
+
 def _check_secret(value):
     if not isinstance(value, str) or not _SECRET_RE.match(value):
         raise ValueError("expected 32 lowercase hex digits")
@@ -248,6 +266,8 @@ _VALIDATORS = {
     "session": _check_secret,
     "cookie": _check_secret,
     "nonce": _check_secret,
+    "max_chats": _check_max_chats,
+    "chats": _check_chats,
     "code": _check_text,
     "message": _check_text,
 }
@@ -284,6 +304,8 @@ class Register:
     watch: Optional[Tuple[str, ...]] = None      # names to hear of (Online) when they register
     cookie: Optional[str] = None                 # from the relay's Cookie: we receive at this address
     nonce: Optional[str] = None                  # ours; the relay's messages to us carry it back
+    max_chats: Optional[int] = None              # chats we may hold at once (1..MAX_CHATS; absent: 1)
+    chats: Optional[Tuple[Tuple[str, str], ...]] = None   # (partner, session) of each chat we are in
 
 
 @_variant(seed=True)
@@ -296,6 +318,7 @@ class Connect:
 @_variant(seed=True)
 class SessionFinished:
     token: Optional[str] = None                  # to an ext relay: it is really us
+    partner: Optional[str] = None                # only the chat with this user (absent: every chat)
 
 
 @_variant(seed=True)
@@ -303,6 +326,7 @@ class RegisterAck:
     features: Optional[Tuple[str, ...]] = None
     token: Optional[str] = None                  # proves the name is ours from a new address
     nonce: Optional[str] = None                  # the client's (Register ``nonce``): from its relay
+    max_chats: Optional[int] = None              # the chats the relay lets us hold (to a max_chats Register)
 
 
 @_variant(seed=True)
@@ -384,6 +408,7 @@ ERROR_SELF = "self-connect"
 ERROR_BAD_REQUEST = "bad-request"
 ERROR_NOT_REGISTERED = "not-registered"
 ERROR_RELAY_STOPPING = "relay-stopping"   # to every proven client when the relay stops
+ERROR_TOO_MANY_CHATS = "too-many-chats"   # a Connect from a client already in max_chats chats
 
 SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
 

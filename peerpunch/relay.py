@@ -43,7 +43,8 @@ STATS_INTERVAL = 3600    # seconds between lines of counters (0: none)
 DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "seed_full", "full_for_ip",
            "name_taken", "cookie_too_large", "errors_limited", "seed_to_proven", "seed_vs_proven",
            "seed_introductions_limited", "reintroductions_limited", "stale_reintroductions",
-           "relay_without_session", "relay_unverified", "relay_not_offered", "relay_refused",
+           "relay_without_session", "relay_ambiguous", "relay_unverified", "relay_not_offered",
+           "relay_refused",
            "watches_refused")
 
 

@@ -5,7 +5,7 @@ Theory of operation
 Forged source addresses are cheap, but a forger who wants answers (or a
 client that proved its address) is bound to the addresses it really has,
 and those cluster: one host has one IPv4 address or one IPv6 /64, one
-network one IPv4 /24 or one IPv6 /48 (:func:`block_key`).
+network one IPv4 /24 or one IPv6 /48 (:func:`peerpunch.addrkeys.block_key`).
 
 :class:`Shares` counts registrations per block, keeps each block's
 registrations oldest first (a list threaded through the users' ``older`` and
@@ -24,24 +24,6 @@ than the table holds therefore buys no extra answers.
 """
 
 import collections
-import ipaddress
-import socket
-
-
-def block_key(addr):
-    """The address block *addr* counts against, as an int: the /24 of an
-    IPv4 address (IPv4-mapped IPv6 included), or 1 << 48 plus the /48 of an
-    IPv6 one (an address that is neither keeps the text before its last dot)."""
-    host = addr[0]
-    if ":" not in host:
-        try:
-            return int.from_bytes(socket.inet_aton(host), "big") >> 8
-        except (OSError, ValueError):
-            return host.rpartition(".")[0]
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if ip.ipv4_mapped is not None:
-        return int.from_bytes(ip.ipv4_mapped.packed, "big") >> 8
-    return 1 << 48 | int.from_bytes(ip.packed[:6], "big")
 
 
 class _Block:

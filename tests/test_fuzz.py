@@ -34,6 +34,7 @@ from peerpunch import registry as R
 from peerpunch import session as S
 from peerpunch.effects import Send
 from peerpunch.link import PING, PONG
+from peerpunch.pairings import RELAY_MAX_CHATS
 
 DEFAULT_COUNT = 100_000
 COUNT = int(os.environ.get("PEERPUNCH_FUZZ", DEFAULT_COUNT))
@@ -128,6 +129,10 @@ class Fuzzer:
             return rng.choice([P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL, P.ERROR_RELAY_STOPPING, "x"])
         if field == "key":
             return "%064x" % rng.getrandbits(256)
+        if field == "max_chats":
+            return rng.choice((1, 2, 3, 16, 64, 0, 65))
+        if field == "chats":
+            return [[rng.choice(NAMES), self.value("session")] for _ in range(rng.randrange(5))]
         return "text %d" % rng.randrange(100)
 
     def message(self, variants):
@@ -203,12 +208,18 @@ def make_registry(rng):
 def check_registry(reg):
     assert len(reg) <= MAX_USERS
     assert 0 <= reg.sessions() <= len(reg) // 2
-    for owner in (reg, reg.forwarder):
+    parts = [v for v in vars(reg).values() if type(v).__module__.startswith("peerpunch.")
+             and hasattr(v, "__dict__")]          # the registry's parts hold its tables
+    assert len(parts) >= 5
+    for owner in [reg] + parts:
         for attr, value in vars(owner).items():
             if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
                 bound = REGISTRY_BOUNDS.get(attr, ANY_TABLE)
                 assert len(value) <= bound, "%s.%s has %d entries" % (type(owner).__name__, attr, len(value))
     assert len(reg.forwarder.allocations) <= reg.forwarder.limits.max_sessions
+    for user in reg._users.users():            # sessions: both sides know them, a bounded number
+        assert len(user.chats) <= RELAY_MAX_CHATS and len(user.claimed(float("-inf"))) <= RELAY_MAX_CHATS
+        assert all(user in (p.a, p.b) and p in p.other(user).chats for p in user.chats)
 
 
 def test_fuzz_relay_core_survives_and_stays_bounded():

@@ -251,7 +251,7 @@ def test_registry_logs_bad_input_once_per_source_and_bounds_memory():
     assert len(first) == 1 and second == []
     for port in range(1, 10000):
         reg.datagram_received(b"junk", ("192.0.2.1", port), 0.0)
-    assert len(reg._noted) <= 4096
+    assert len(reg._refusals._noted) <= 4096
     assert reg.stats["malformed"] == 10001
 
 
@@ -721,7 +721,7 @@ def test_registry_a_watch_ends_with_the_watchers_registration(end):
         enter(reg, REG_C_EXT, C, 1.0)
         reg.datagram_received(_connect("alice", reg, "carol"), C, 1.0)
         assert reg.user("alice").partner is reg.user("carol")
-    assert reg.watches() == 0 and not reg._watchers
+    assert reg.watches() == 0 and not reg._watches._watchers
     assert _onlines(_arrives(reg, "bob", B, 92.0)[1]) == []
 
 
@@ -964,7 +964,7 @@ def test_registry_finds_and_counts_users_of_one_ip_as_they_come_and_go():
         reg.datagram_received(b'"Unregister"', (ip, port), 1.0)
         assert reg.user("u%d" % port) is None
         assert all(reg.user("u%d" % p).addr == (ip, p) for p in (1, 2, 3) if reg.user("u%d" % p))
-    assert len(reg) == 0 and not reg._by_addr and not reg._crowded
+    assert len(reg) == 0 and not reg._users._by_addr and not reg._users._crowded
     for port in (5, 6, 7):                              # and again, after the IP was crowded
         reg.datagram_received(P.encode(P.Register("v%d" % port)), (ip, port), 2.0)
     reg.datagram_received(P.encode(P.Register("v8")), (ip, 8), 2.0)

@@ -4,7 +4,10 @@ allocated, so the figures are deterministic enough to bound with a margin
 (docs/performance.md has the measured ones)."""
 
 import gc
+import sys
 import tracemalloc
+
+import pytest
 
 from peerpunch import protocol as P
 from peerpunch.registry import Registry
@@ -13,23 +16,29 @@ from .cookies import join
 
 USERS = 5000
 LARGEST_USERS = 1500       # each costs ~5 ms under tracemalloc; the figure is the same at 1,000 and 2,000
+CHAT_USERS = 1000          # (16 chats each: 8 Connects a user under tracemalloc)
 KEY = "A" * 43 + "="
-TYPICAL_BOUND = 600        # measured 452 B a user at 5,000 users (494 at 50,000: docs/performance.md)
-SEED_BOUND = 500           # measured 348 (390 at 50,000)
-WORST_BOUND = 3000         # the bound docs/operating.md states; measured 2,504 at 50,000
+TYPICAL_BOUND = 600        # measured 437 B a user at 5,000 users (479 at 50,000), max_chats or not
+SEED_BOUND = 500           # measured 332 (373 at 50,000)
+WORST_BOUND = 3000         # the bound docs/operating.md states; measured 2,315 (2,401 at 50,000)
+SESSION_BOUND = 80         # per session a user is in (at most 16): measured 73.5 (71.2 on 3.8)
+CHATS_WORST_BOUND = 4300   # docs/operating.md: WORST_BOUND + 16 x SESSION_BOUND; measured 3,520
 
 
-def _per_user(register_one, users=USERS):
+def _per_user(register_one, then=None, users=USERS):
+    """Bytes a user: *register_one(reg, i, now)* each, then *then(reg, tokens)*."""
     reg = Registry(max_users=users + 1, max_seed_users=users + 1, max_users_per_ip=users,
                    expire_after=1e9)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(users):
-            register_one(reg, i, i / 1000.0)     # its own float, as a real clock gives
+        tokens = [register_one(reg, i, i / 1000.0) for i in range(users)]   # its own float, as a clock gives
+        if then is not None:
+            then(reg, tokens)
         gc.collect()
         used = tracemalloc.get_traced_memory()[0] - before
+        used -= sys.getsizeof(tokens) + sum(map(sys.getsizeof, tokens))   # the test's, not the relay's
     finally:
         tracemalloc.stop()
     assert len(reg) == users
@@ -41,12 +50,35 @@ def _v4(i):
     return ("11.%d.%d.%d" % (i // 65536 % 256, i // 256 % 256, i % 256), 1024 + i % 60000)
 
 
-def test_memory_per_typical_extension_user_stays_under_the_bound():
+def _typical(**fields):
     def one(reg, i, now):
-        join(reg, "user%d" % i, _v4(i), now, features=("ext", "relay1", "noise1"),
-             nonce="%032x" % i, key=KEY, local=("192.168.1.%d:40000" % (i % 250 + 1),))
-    per_user = _per_user(one)
+        return join(reg, "user%d" % i, _v4(i), now, features=("ext", "relay1", "noise1"),
+                    nonce="%032x" % i, key=KEY, local=("192.168.1.%d:40000" % (i % 250 + 1),), **fields)
+    return one
+
+
+@pytest.mark.parametrize("fields", [{}, {"max_chats": 16}], ids=["one chat", "max_chats 16"])
+def test_memory_per_typical_extension_user_stays_under_the_bound(fields):
+    per_user = _per_user(_typical(**fields))
     assert 100 < per_user < TYPICAL_BOUND, per_user
+
+
+def _connect_each_to_the_next(count, name, addr):
+    """Each user Connects (with its token) to the *count* users after it."""
+    def then(reg, tokens):
+        for i in range(len(tokens)):
+            for k in range(1, count + 1):
+                target = name((i + k) % len(tokens))
+                reg.datagram_received(P.encode(P.Connect(target, token=tokens[i])), addr(i), 1.0)
+    return then
+
+
+def test_memory_per_session_a_user_is_in_stays_under_the_bound():
+    """Every user in 16 sessions (8 it asked for, 8 it was asked into)."""
+    plain = _per_user(_typical(max_chats=16), users=CHAT_USERS)
+    in_chats = _per_user(_typical(max_chats=16), _connect_each_to_the_next(8, "user{}".format, _v4),
+                         users=CHAT_USERS)
+    assert 0 < (in_chats - plain) / 16 < SESSION_BOUND, (plain, in_chats)
 
 
 def test_memory_per_seed_form_user_stays_under_the_bound():
@@ -68,5 +100,30 @@ def test_memory_per_user_with_the_largest_register_stays_under_the_stated_bound(
                                                  1024 + i), now,
              features=features, nonce="%032x" % i, key=KEY, local=local, mapping="independent",
              partner=("p%d-" % i).ljust(32, "p"), session="%032x" % i)
-    per_user = _per_user(one, LARGEST_USERS)
+    per_user = _per_user(one, users=LARGEST_USERS)
     assert 1000 < per_user < WORST_BOUND, per_user
+
+
+def test_memory_per_user_with_the_largest_register_in_16_chats_stays_under_the_stated_bound():
+    """The largest Register with max_chats 16, and every user in all the
+    chats it may hold (its one claim and 15 sessions)."""
+    def name(i):
+        return ("w%d-" % i).ljust(32, "x")
+
+    def addr(i):
+        return "2001:%x:%x:1:2:3:4:5" % (i // 65536, i % 65536), 1024 + i
+
+    def one(reg, i, now):
+        features = ("ext",) + tuple(("f%02d-%d" % (j, i)).ljust(32, "z") for j in range(15))
+        local = tuple("[fd00:1234:5678:9abc:def0:1234:%x:%x]:65535" % (i, j) for j in range(2))
+        return join(reg, name(i), addr(i), now, features=features, nonce="%032x" % i, key=KEY, local=local,
+                    mapping="independent", partner=("p%d-" % i).ljust(32, "p"), session="%032x" % i,
+                    max_chats=16)
+    reg_sessions = []
+
+    def then(reg, tokens):
+        _connect_each_to_the_next(8, name, addr)(reg, tokens)
+        reg_sessions.append(reg.sessions())
+    per_user = _per_user(one, then, users=CHAT_USERS)
+    assert reg_sessions[0] >= CHAT_USERS * 15 // 2 - 10          # (the last few fill up first)
+    assert 2000 < per_user < CHATS_WORST_BOUND, per_user
