@@ -202,21 +202,22 @@ class PeerSession:
             return [Notice("already_chatting", name=target)]
         if not self.relay.several and self.relay.waits_for() is not None:
             return self._stop_asking(now) + self.connect(target, now)
-        if self._busy(target):
-            return [Notice("in_chat")]
+        busy = self._busy(target)
+        if busy is not None:
+            return [busy]
         self._pending = None
         return self.relay.ask(target, now)
 
     def _busy(self, target):
-        """True if a request for *target* may not go out now: one asks
-        already (one at a time), or chats and requests fill the relay's grant."""
+        """Why a request for *target* may not go out now (a Notice), or None."""
         relay = self.relay
-        if not relay.several:
-            return relay.asking(RequestState.REQUESTING) is not None or \
-                len(self.chats) >= relay.max_chats
+        if not relay.several:            # one at a time, and one chat
+            busy = relay.asking(RequestState.REQUESTING) or len(self.chats) >= relay.max_chats
+            return Notice("in_chat") if busy else None
         if target in relay.requests:
-            return True
-        return len(set(self.chats) | set(relay.requests)) >= relay.max_chats
+            return Notice("already_asking", name=target)
+        held = len(set(self.chats) | set(relay.requests))
+        return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
@@ -258,9 +259,8 @@ class PeerSession:
         req = self.relay.requests.get(target) if target else self.relay.request
         if req is None:
             return [Notice("no_chat")]
-        if req.waits():
-            return self._end_request(now, req.target) + [StoppedWaiting(req.target)]
-        return self._end_request(now, req.target) + [Notice("stopped_asking", name=req.target)]
+        said = StoppedWaiting(req.target) if req.waits() else Notice("stopped_asking", name=req.target)
+        return self._end_request(now, req.target) + [said]
 
     def quit(self, now):
         """Say goodbye to the peer and close for good."""

@@ -182,3 +182,40 @@ def test_multichat_a_relay_that_grants_one_chat_keeps_us_at_one():
     net.line(ALICE, "/connect carol")
     assert net.shown(ALICE, E.Notice)[-1].what == "in_chat"
     assert list(alice.chats) == ["bob"] and "carol" not in alice.relay.requests
+
+
+def test_multichat_at_the_bound_a_connect_is_refused_here_and_a_repeat_said_once():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, max_chats=2)          # the relay grants what we ask
+    for name, addr in (("bob", BOB), ("carol", CAROL), ("dave", DAVE)):
+        net.add_peer(name, addr)
+    net.run(1)
+    assert alice.relay.max_chats == 2
+    net.line(ALICE, "/connect bob")
+    net.line(ALICE, "/connect bob")
+    assert net.shown(ALICE, E.Notice)[-1].text == "already asking the relay for bob"
+    net.line(ALICE, "/connect carol")
+    until(net, chatting((alice, "bob"), (alice, "carol")), 5)
+    net.line(ALICE, "/connect dave")
+    assert net.shown(ALICE, E.Notice)[-1].text == \
+        "already in 2 chats (or asking), as many as the relay allows; /leave one first"
+    net.line(DAVE, "/connect alice")                            # and the relay says she is busy
+    net.run(2)
+    assert [e.reason for e in net.shown(DAVE, E.Failed)] == ["Target user is busy."]
+    assert sorted(alice.chats) == ["bob", "carol"]
+    net.line(ALICE, "/leave carol")
+    net.line(ALICE, "/connect dave")
+    until(net, chatting((alice, "bob"), (alice, "dave")), 5)
+
+
+def test_multichat_the_relays_too_many_chats_names_the_request_it_ends():
+    from peerpunch.console import format_event
+    from .test_relayclient import NONCE, events, registered
+    relay = registered()
+    relay.max_chats = 2
+    relay.ask("dave", 3.0)
+    error = P.Error(code=P.ERROR_TOO_MANY_CHATS, message="too many chats", nonce=NONCE, target="dave")
+    out = events(relay.datagram_received(P.encode(error), 3.1))
+    assert out[1] == RequestEnded("dave")
+    assert format_event(out[0]) == \
+        "the relay says you hold as many chats as you may (asking for dave)"
