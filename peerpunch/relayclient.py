@@ -55,7 +55,7 @@ from .events import (REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST, REGIST
                      RelayRefused, StillRegistering)
 from .liveness import Liveness
 from .mapping import MappingCheck
-from .registration import MODE_NOTES, RelayAuth, padded
+from .registration import MODE_NOTES, RelayAuth, fitting, padded
 from .request import Request, RequestEnded, Requests, RequestState  # noqa: F401 -- re-exported
 from .timers import Timer, earliest, fire
 
@@ -416,7 +416,7 @@ class RelayClient:
         return self._send(P.Connect(name, session=session, token=self.request_token()))
 
     def register_now(self):
-        return self._send(self._register_msg())
+        return self._send(fitting(self._register_msg()))
 
     def register_soon(self, when):
         """Re-register no later than *when* (retried until acknowledged)."""

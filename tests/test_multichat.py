@@ -219,3 +219,20 @@ def test_multichat_the_relays_too_many_chats_names_the_request_it_ends():
     assert out[1] == RequestEnded("dave")
     assert format_event(out[0]) == \
         "the relay says you hold as many chats as you may (asking for dave)"
+
+
+def test_multichat_a_register_names_as_many_chats_as_fit_in_a_datagram():
+    from .test_relayclient import registered
+    relay = registered()
+    names = ["%s%02d" % ("n" * 30, i) for i in range(16)]        # the longest names there are
+    for i, name in enumerate(names):
+        relay.chat_began(name, "%032x" % i)
+    data = relay.register_now().data
+    assert len(data) <= P.MAX_DATAGRAM
+    register = P.decode(data)
+    assert 8 <= len(register.chats) < 16 and register.max_chats == 16
+    assert register.chats == tuple((n, "%032x" % i) for i, n in enumerate(names))[:len(register.chats)]
+    assert (register.partner, register.session) == register.chats[0]
+    for name in names[4:]:
+        relay.chat_finished(name, 5.0)
+    assert len(P.decode(relay.register_now().data).chats) == 4          # all of them, once they fit
