@@ -127,8 +127,10 @@ class Lab:
                 profile_c == profiles.SHARED_LAN:
             raise ValueError("%s describes both peers: use it for both" % profiles.SHARED_LAN)
         self.profiles = {"alice": profile_a, "bob": profile_b}
+        self.site_names = ("alice", "bob")
         if profile_c is not None:         # a third peer, carol (site 3)
             self.profiles["carol"] = profile_c
+            self.site_names += ("carol",)
         self.prefix = prefix or "%s%d-%d-" % (FAMILY, os.getpid(), next(_counter))
         self.udp_timeouts = udp_timeouts
         self.namespaces = []
@@ -161,7 +163,7 @@ class Lab:
         if self.profiles["alice"] == profiles.SHARED_LAN:
             self._build_shared_lan()
         else:
-            for name in self.profiles:
+            for name in self.site_names:
                 self._build_site(name)
 
     def _namespace(self, role):
