@@ -18,7 +18,7 @@ from . import securing as SC
 S = E       # the events, as this module has always called them
 
 HELP = """commands:
-  /connect NAME   start a chat with NAME (when not in one)
+  /connect NAME   start a chat with NAME (another one, if you are chatting)
   /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
   /msg NAME TEXT  send one line to NAME's chat only
   /switch NAME    send plain lines to NAME's chat from now on
