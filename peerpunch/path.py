@@ -55,7 +55,7 @@ from .events import (DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW, FAL
                      HANDSHAKE_FALLBACK_AFTER, LOST_AFTER_INTERVALS, PUNCH_INTERVAL,
                      RELAY_PROBE_AFTER, SLOW_AFTER, SUSPECT_AFTER, ConnectionLost, Failed,
                      Notice, State, StillPunching)
-from .forwarder import RELAYED, RELAYED_TO, channel_id
+from .forwarder import RELAYED, RELAYED_TO
 from .link import PING, PONG
 from .secure import DATA, is_frame
 from .timers import Timer, earliest, fire
@@ -408,8 +408,8 @@ class Path:
     def send_relayed(self, data):
         """*data* through the relay: naming our session's channel when the
         relay lets us hold several chats, else in the one-byte form."""
-        if self.relay.several and self.peer.secret:
-            return Send(bytes([RELAYED_TO]) + channel_id(self.peer.secret) + data, self.relay.addr)
+        if self.relay.several and self.peer.channel:
+            return Send(bytes([RELAYED_TO]) + self.peer.channel + data, self.relay.addr)
         return Send(bytes([RELAYED]) + data, self.relay.addr)
 
     def reply(self, data, origin):

@@ -81,7 +81,7 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .events import FORMER_PEER_FOR
-from .forwarder import CHANNEL_BYTES, RELAYED_TO, channel_id, is_relay_frame
+from .forwarder import CHANNEL_BYTES, RELAYED_TO, is_relay_frame
 from .path import (RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, PathFound,  # noqa: F401
                    Peer)
 from .registration import RelayAuth  # noqa: F401 -- re-exported
@@ -327,8 +327,7 @@ class PeerSession:
         if data[0] == RELAYED_TO:
             channel = data[1:1 + CHANNEL_BYTES]
             for chat in self.chats.values():
-                if chat.peer is not None and chat.peer.secret and \
-                        channel_id(chat.peer.secret) == channel:
+                if chat.peer is not None and chat.peer.channel == channel:
                     return chat, data[1 + CHANNEL_BYTES:]
             return None, data
         relayed = [c for c in self.chats.values() if c.peer is not None and c.peer.via_relay]
