@@ -19,6 +19,7 @@ import collections
 from . import families as F
 from . import protocol as P
 from .events import MAX_HEARD, Notice
+from .forwarder import channel_id
 
 Origin = collections.namedtuple("Origin", "addr via relayed")
 Origin.__doc__ = """Where a datagram came from: *addr* (None if *relayed*: the relay
@@ -38,7 +39,7 @@ class Peer:
     ``via`` the socket we use for it (0, or one a birthday search kept).
     """
     __slots__ = ("username", "addr", "endpoint", "features", "candidates", "secret", "via_relay",
-                 "heard", "via", "mapping")
+                 "heard", "via", "mapping", "channel")
 
     def __init__(self, info):
         self.username = info.username
@@ -46,6 +47,7 @@ class Peer:
         self.addr = P.parse_endpoint(info.peer)
         self.features = info.features or ()
         self.secret = bytes.fromhex(info.session) if info.session else b""
+        self.channel = channel_id(self.secret) if self.secret else None   # names it when relayed
         self.via_relay = False       # the chat travels through the relay's fallback
         self.via = 0                 # our socket the direct path uses (birthday.Spray's, or 0)
         self.mapping = info.mapping  # what its NAT does, if the relay passed it on

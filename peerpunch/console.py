@@ -18,7 +18,7 @@ from . import securing as SC
 S = E       # the events, as this module has always called them
 
 HELP = """commands:
-  /connect NAME   start a chat with NAME (when not in one)
+  /connect NAME   start a chat with NAME (another one, if you are chatting)
   /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
   /msg NAME TEXT  send one line to NAME's chat only
   /switch NAME    send plain lines to NAME's chat from now on
@@ -39,6 +39,9 @@ WORDS = {
     "self": "you cannot connect to yourself",
     "already_waiting": "already waiting for {name} (/leave to stop)",
     "in_chat": "already in a chat; /leave it first",
+    "already_asking": "already asking the relay for {name}",
+    "too_many_chats": "already in {count} chats (or asking), as many as the relay allows;"
+                      " /leave one first",
     "asking": "asking the relay for {name} ...",
     "target_not_found": "Target user not found.",
     "target_busy": "Target user is busy.",
@@ -226,6 +229,7 @@ _REFUSALS = {
     P.ERROR_BAD_REQUEST: "the relay could not accept our request",
     P.ERROR_NOT_REGISTERED: "the relay does not know us (we are not registered with it)",
     P.ERROR_RELAY_STOPPING: "the relay is stopping",
+    P.ERROR_TOO_MANY_CHATS: "the relay says you hold as many chats as you may",
 }
 _PLAIN_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}\Z")
 

@@ -62,6 +62,18 @@ _NOT_RELAYED = {
 }
 
 
+def _named(name, user):
+    """The ``target`` field of a refusal of *user*'s Connect for *name*: the
+    name, for an ext client (which may ask for several at once), if it is a
+    valid username (an impossible name is not echoed); else None."""
+    if not user.ext:
+        return None
+    try:
+        return P.check_username(name)
+    except ValueError:
+        return None
+
+
 class Pairings:
     """The sessions between users, made by Connect and restored by claims.
 
@@ -95,6 +107,7 @@ class Pairings:
     def connect(self, msg, user, addr, now):
         """*user* (at *addr*) asks to be introduced to ``msg.target_username``."""
         target = self._directory.user(msg.target_username)
+        named = _named(msg.target_username, user)
         pair = user.chat_with(target) if target is not None else None
         if msg.session is not None and (pair is None or pair.secret.hex() != msg.session):
             self.stats["stale_reintroductions"] += 1
@@ -103,23 +116,23 @@ class Pairings:
             self.stats["self_connect"] += 1
             if user.ext:
                 return self._refusals.error(addr, P.ERROR_SELF, "you cannot connect to yourself",
-                                            user.nonce, now)
+                                            user.nonce, now, target=named)
             return [Send(P.encode(P.TargetNotFound()), addr)]
         if target is None or (target.ext and not user.ext):
             # a seed-form Connect cannot be authenticated: it never reaches a
             # proven client (whom its PeerInfo would aim at a forged address)
             self.stats["not_found" if target is None else "seed_to_proven"] += 1
-            return [Send(P.encode(P.TargetNotFound(nonce=user.nonce)), addr)]
+            return [Send(P.encode(P.TargetNotFound(nonce=user.nonce, target=named)), addr)]
         if pair is not None:
             return self._reintroduce(pair, user, now)
         bound = user.max_chats
         if bound and self.held(user, target, now) >= bound:
             self.stats["too_many_chats"] += 1
             return self._refusals.error(addr, P.ERROR_TOO_MANY_CHATS,
-                                        "too many chats", user.nonce, now)
+                                        "too many chats", user.nonce, now, target=named)
         if self.held(target, user, now) >= (target.max_chats or 1):
             self.stats["busy"] += 1
-            return [Send(P.encode(P.TargetBusy(nonce=user.nonce)), addr)]
+            return [Send(P.encode(P.TargetBusy(nonce=user.nonce, target=named)), addr)]
         return self._pair(user, target, now)
 
     def session_finished(self, msg, user, addr, now):

@@ -55,7 +55,7 @@ from .events import (DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW, FAL
                      HANDSHAKE_FALLBACK_AFTER, LOST_AFTER_INTERVALS, PUNCH_INTERVAL,
                      RELAY_PROBE_AFTER, SLOW_AFTER, SUSPECT_AFTER, ConnectionLost, Failed,
                      Notice, State, StillPunching)
-from .forwarder import RELAYED
+from .forwarder import RELAYED, RELAYED_TO
 from .link import PING, PONG
 from .secure import DATA, is_frame
 from .timers import Timer, earliest, fire
@@ -327,7 +327,7 @@ class Path:
         self.stats["probes"] += 1
         out = [Send(PING, addr) for addr in self.peer.candidates if self.can_send(addr)]
         if self._relay_probing:
-            out.append(Send(bytes([RELAYED]) + PING, self.relay.addr))
+            out.append(self.send_relayed(PING))
         return out
 
     def _fallback_due(self, now):
@@ -402,10 +402,14 @@ class Path:
     def send(self, data):
         """Send *data* to the peer on the current path."""
         if self.peer.via_relay:
-            return Send(bytes([RELAYED]) + data, self.relay.addr)
+            return self.send_relayed(data)
         return Send(data, self.peer.addr, self.peer.via)
 
     def send_relayed(self, data):
+        """*data* through the relay: naming our session's channel when the
+        relay lets us hold several chats, else in the one-byte form."""
+        if self.relay.several and self.peer.channel:
+            return Send(bytes([RELAYED_TO]) + self.peer.channel + data, self.relay.addr)
         return Send(bytes([RELAYED]) + data, self.relay.addr)
 
     def reply(self, data, origin):

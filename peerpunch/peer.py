@@ -34,6 +34,9 @@ def parse_args(argv, prog="peerpunch-peer"):
                         help="ping interval; the peer is lost after 3 silent ones (default %(default)g)")
     parser.add_argument("--punch-timeout", type=_seconds, default=S.PUNCH_TIMEOUT, metavar="SECONDS",
                         help="give up punching after this long (default %(default)g)")
+    parser.add_argument("--max-chats", type=_chats, default=S.WANT_CHATS, metavar="N",
+                        help="chats at once, 1-%d (default %%(default)d; the relay may grant fewer)"
+                        % S.WANT_CHATS)
     parser.add_argument("--identity", metavar="FILE",
                         help="your key (default %s; created if missing)"
                         % os.path.join("~/.config/peerpunch", "identity"))
@@ -99,6 +102,13 @@ def _username(text):
         return P.check_username(text)
     except ValueError as exc:
         raise cli.argparse.ArgumentTypeError("%r: %s" % (text, exc))
+
+
+def _chats(text):
+    if not text.isdigit() or not 1 <= int(text) <= S.WANT_CHATS:
+        raise cli.argparse.ArgumentTypeError("%r is not a whole number from 1 to %d"
+                                             % (text, S.WANT_CHATS))
+    return int(text)
 
 
 def _seconds(text):
@@ -190,7 +200,8 @@ def main(argv=None, prog=None):
                             families=socket_families(sock),
                             keepalive=args.keepalive, punch_timeout=args.punch_timeout,
                             identity=identity, backend=backend, known_keys=known.keys,
-                            strict=args.strict, require_encryption=args.require_encryption)
+                            strict=args.strict, require_encryption=args.require_encryption,
+                            max_chats=args.max_chats)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)

@@ -254,6 +254,7 @@ def _check_utf8(text):
 _VALIDATORS = {
     "username": check_username,
     "target_username": _check_target,
+    "target": check_username,
     "content": _check_text,
     "peer": _check_endpoint,
     "features": _check_features,
@@ -343,11 +344,13 @@ class PeerInfo:
 @_variant(seed=True)
 class TargetNotFound:
     nonce: Optional[str] = None                  # the asker's: from its relay
+    target: Optional[str] = None                 # to an ext asker: the name it asked for
 
 
 @_variant(seed=True)
 class TargetBusy:
     nonce: Optional[str] = None
+    target: Optional[str] = None                 # to an ext asker: the name it asked for
 
 
 @_variant(seed=True)
@@ -382,6 +385,7 @@ class Error:
     code: str
     message: str
     nonce: Optional[str] = None                  # the addressee's: from its relay
+    target: Optional[str] = None                 # refusing a Connect: the name it asked for
 
 
 @_variant(seed=False)

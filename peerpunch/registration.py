@@ -39,6 +39,7 @@ at debug level. The relay's text (``Error.message``) is never shown; the
 console words each error code (events.RelayRefused).
 """
 
+import dataclasses
 import hmac
 
 from . import protocol as P
@@ -119,3 +120,17 @@ def padded(data):
         return data
     blanks = max(0, MIN_REGISTER_BYTES - len(data) - len(b',"pad":""'))
     return data[:-2] + b',"pad":"' + b" " * blanks + b'"}}'
+
+
+def fitting(register):
+    """*register* naming only as many of its ``chats`` as fit in one datagram
+    (P.MAX_DATAGRAM), the first ones (the one-chat fields repeat the first):
+    16 chats with long names would not."""
+    while True:
+        try:
+            P.encode(register)
+            return register
+        except P.LocalProtocolError:
+            if not register.chats:
+                raise
+            register = dataclasses.replace(register, chats=register.chats[:-1] or None)

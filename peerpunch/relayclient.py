@@ -36,8 +36,10 @@ rule.
 
 Our NAT's mapping is learnt once, at the first ext RegisterAck
 (:class:`~peerpunch.mapping.MappingCheck`). A request for a partner is a
-:class:`~peerpunch.request.Request` of its own (one at a time today);
-everything we send a relay that speaks ``ext`` carries our token.
+:class:`~peerpunch.request.Request`: one per partner when the relay grants
+several chats (``several``: RegisterAck ``max_chats``, the chats every
+Register names and asks for), else one at a time. Everything we send a relay
+that speaks ``ext`` carries our token (and SessionFinished its ``partner``).
 """
 
 import collections
@@ -53,9 +55,12 @@ from .events import (REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST, REGIST
                      RelayRefused, StillRegistering)
 from .liveness import Liveness
 from .mapping import MappingCheck
-from .registration import MODE_NOTES, RelayAuth, padded
-from .request import Request, RequestEnded, RequestState  # noqa: F401 -- RequestEnded re-exported
+from .registration import MODE_NOTES, RelayAuth, fitting, padded
+from .request import Request, RequestEnded, Requests, RequestState  # noqa: F401 -- re-exported
 from .timers import Timer, earliest, fire
+
+
+WANT_CHATS = 16                    # the chats we ask to hold at once (Register max_chats)
 
 
 class RelayState(enum.Enum):
@@ -73,8 +78,6 @@ TRANSITIONS = {
 }
 
 
-_R = RequestState
-
 Introduction = collections.namedtuple("Introduction", "info")
 Introduction.__doc__ = """The relay introduced us to a partner: *info* is the believed PeerInfo
 (for the router; never shown)."""
@@ -84,8 +87,9 @@ class RelayClient:
     """Registration, requests and the relay's answers; one per process."""
 
     def __init__(self, username, relay_addr, *, features, local=None, identity=None,
-                 keepalive, register_timeout, rng, random_bytes, stats):
+                 keepalive, register_timeout, rng, random_bytes, stats, want_chats=WANT_CHATS):
         self.username = username
+        self.want_chats = want_chats     # announced unless 1 (then the seed's one-chat rule)
         self.addr = relay_addr
         self.endpoint = P.format_endpoint(relay_addr)
         self.our_features = features
@@ -100,7 +104,7 @@ class RelayClient:
         self.token = None            # from RegisterAck: lets us move to a new address
         self.cookie = None           # from the relay's Cookie, until the RegisterAck
         self.auth = RelayAuth(random_bytes)
-        self.request = None          # our Request, if any
+        self.requests = Requests()   # target -> Request (several only if the relay grants chats)
         self.chats = {}              # partner -> session secret (hex) of the chats that live
         self._rng = rng
         self._since = 0.0
@@ -128,17 +132,27 @@ class RelayClient:
     def is_loopback(self):
         return self.addr[0] in ("127.0.0.1", "::1") or self.addr[0].startswith("127.")
 
-    def asking(self, *states):
-        """Our request if it is in one of *states* (any, without), else None."""
-        req = self.request
-        if req is None or (states and req.state not in states):
-            return None
-        return req
+    @property
+    def several(self):
+        """True if we may hold several requests: the relay grants several
+        chats, and a relay that does names the target of its refusals."""
+        return self.max_chats > 1
+
+    @property
+    def request(self):
+        """Our latest request, if any."""
+        return self.requests.latest()
+
+    def asking(self, *states):                    # the latest in *states*
+        return self.requests.latest(*states)
 
     def waits_for(self):
-        """The name we wait to come online, or None."""
-        req = self.request
-        return req.target if req is not None and req.waits() else None
+        """The name we (last) wait for to come online, or None."""
+        waiting = self.requests.waiting()
+        return waiting[-1] if waiting else None
+
+    def waiting_for(self):
+        return self.requests.waiting()
 
     @property
     def mapping(self):
@@ -160,7 +174,7 @@ class RelayClient:
 
     def timers(self):
         own = (self.register, self.register_slow, self.liveness.timer, self.mapping_check.timer)
-        return own + (self.request.timers() if self.request is not None else ())
+        return own + self.requests.timers()
 
     def _move(self, trigger):
         self.state = TRANSITIONS[(self.state, trigger)]
@@ -190,29 +204,26 @@ class RelayClient:
     # -- what the router asks for
 
     def ask(self, target, now):
-        """Ask the relay for *target* (registered, with no request yet)."""
-        self.request = Request(target, self, now)
-        return self.request.start(now, self.mapping_check.waits_until(now))
+        """Ask the relay for *target* (registered; no request for it yet,
+        and none at all unless ``several``)."""
+        req = self.requests[target] = Request(target, self, now)
+        return req.start(now, self.mapping_check.waits_until(now))
 
     def introduced(self, partner, now, keep_others=False):
         """The router took the relay's introduction of *partner*: a request
-        for that name repeats its Connect while the punch runs; one for
-        another name is dropped (returns that name) unless *keep_others*
-        (we may hold several chats)."""
-        req = self.request
-        if req is None:
-            return None
-        if req.target != partner:
-            if not keep_others:
-                self._drop_request()
-            return req.target
-        req.introduced(now)
-        return None
+        for that name repeats its Connect while the punch runs; those for
+        other names are dropped unless *keep_others* (we may hold several
+        chats)."""
+        for name in list(self.requests):
+            if name == partner:
+                self.requests[name].introduced(now)
+            elif not keep_others:
+                self._drop_request(name)
 
     def settled(self, partner, now):
         """The punch to *partner* found a path: no more Connects for it."""
-        if self.request is not None and self.request.target == partner:
-            self.request.settled(now)
+        if partner in self.requests:
+            self.requests[partner].settled(now)
 
     def chat_began(self, partner, session_hex):
         if session_hex:
@@ -224,19 +235,19 @@ class RelayClient:
         """A chat (or our request) ended: tell the relay; a Register that
         names no watch ends the one we had."""
         self.chats.pop(partner, None)
-        watched = self.waits_for() is not None and self.watches
-        if self.request is not None and self.request.target == partner:
-            self._drop_request()
-        # SessionFinished names no partner yet: it ends every session of ours (protocol: partner)
-        out = [self._send(P.SessionFinished(token=self.request_token()))]
+        watched = partner in self.waiting_for() and self.watches
+        self._drop_request(partner)
+        # to an ext relay it names the partner; else it ends every session of ours
+        named = partner if self.speaks_ext else None
+        out = [self._send(P.SessionFinished(token=self.request_token(), partner=named))]
         if watched:
             out.append(self.register_now())
         return out
 
-    def _drop_request(self):
-        if self.request is not None:
-            self.request.stop()
-            self.request = None
+    def _drop_request(self, target):
+        req = self.requests.pop(target, None)
+        if req is not None:
+            req.stop()
 
     def reintroduce(self, partner, session_hex):
         """The path to *partner* went quiet: register again (our NAT may have
@@ -247,7 +258,7 @@ class RelayClient:
         """A relayed datagram while we ask for someone: the relay has paired
         us and our peer already punches through it, so the PeerInfo meant for
         us was lost. Ask again now rather than at the next retry."""
-        return self.request.nudge(now) if self.request is not None else []
+        return sum((req.nudge(now) for req in list(self.requests.values())), [])
 
     @property
     def silent_since(self):
@@ -290,8 +301,8 @@ class RelayClient:
         # so must a registration with an ext relay that gave us no token yet
         soon = proof or (self.speaks_ext and self.token is None)
         proof += self.liveness.acked(now, soon) + self._start_mapping_check(now)
-        if self.request is not None:
-            self.request.relay_acked(now)
+        for req in self.requests.values():
+            req.relay_acked(now)
         if self.state is not RelayState.REGISTERING:
             return proof
         self.register.stop()
@@ -303,7 +314,7 @@ class RelayClient:
         """Features, token and cookie from a RegisterAck; an echo of a new
         token to a relay of the previous version."""
         self.features = msg.features or ()
-        self.max_chats = max(1, getattr(msg, "max_chats", None) or 1)   # (an ext field to come)
+        self.max_chats = min(msg.max_chats or 1, self.want_chats) if self.speaks_ext else 1
         if msg.token or not self.speaks_ext:
             self.cookie = None           # proven: the token does the rest (kept after a lost ack)
         proof = []
@@ -322,18 +333,19 @@ class RelayClient:
         return out + [Introduction(msg)]
 
     def _on_target_not_found(self, msg, now):
-        req = self.asking(_R.REQUESTING)
+        req = self.requests.refused(msg.target)
         if req is not None:
             return req.not_found(now)
-        return self._request_failed(Failed("target_not_found"), now)
+        return self._request_failed(Failed("target_not_found"), now, msg.target)
 
     def _on_online(self, msg, now):
-        if self.request is None:
+        req = self.requests.get(msg.username)
+        if req is None:
             return [Log(logging.DEBUG, "ignored Online for %s" % msg.username)]
-        return self.request.online(msg.username, now)
+        return req.online(msg.username, now)
 
     def _on_target_busy(self, msg, now):
-        return self._request_failed(Failed("target_busy"), now)
+        return self._request_failed(Failed("target_busy"), now, msg.target)
 
     def _on_error(self, msg, now):
         """A refusal. Its ``message`` is the relay's text: never shown; the
@@ -348,12 +360,14 @@ class RelayClient:
             return [Closed(1, RelayRefused(msg.code, self.username, REFUSED_REGISTERING))]
         if msg.code == P.ERROR_NAME_TAKEN:
             return [RelayRefused(msg.code, self.username, REFUSED_LATER)]
-        target = self.request.target if self.request is not None else None
-        return self._request_failed(RelayRefused(msg.code, target, REFUSED_REQUEST), now)
+        req = self.requests.refused(msg.target)
+        target = req.target if req is not None else msg.target
+        return self._request_failed(RelayRefused(msg.code, target, REFUSED_REQUEST), now, msg.target)
 
-    def _request_failed(self, why, now):
-        """The relay refused our request: *why* is a Failed or a RelayRefused."""
-        req = self.asking(_R.REQUESTING)
+    def _request_failed(self, why, now, target=None):
+        """The relay refused our request (for *target*, if it says): *why*
+        is a Failed or a RelayRefused."""
+        req = self.requests.refused(target)
         if req is None:
             return [Log(logging.DEBUG, "relay said %r outside a request" % (why,))]
         return req.failed(why)
@@ -392,7 +406,7 @@ class RelayClient:
         """The check is done: tell the relay (it passes the mapping to our
         partners) and send a first Connect that waited for it."""
         out = [self.register_now()] if self.mapping is not None else []
-        return out + (self.request.mapping_known(now) if self.request is not None else [])
+        return out + sum((req.mapping_known(now) for req in list(self.requests.values())), [])
 
     # -- messages to the relay (what a Request uses too)
 
@@ -402,25 +416,25 @@ class RelayClient:
         return self._send(P.Connect(name, session=session, token=self.request_token()))
 
     def register_now(self):
-        return self._send(self._register_msg())
+        return self._send(fitting(self._register_msg()))
 
     def register_soon(self, when):
         """Re-register no later than *when* (retried until acknowledged)."""
         self.liveness.soon(when)
 
     def _register_msg(self):
-        """The one place a Register is built: what we are, our chat, our watch.
-        (Several chats: ``chats=tuple(self.chats.items())`` and
-        ``max_chats=MAX_CHATS`` once the protocol has those ext fields.)"""
+        """The one place a Register is built: what we are, our chats, our
+        watches (a restarted relay relearns them), how many chats we want."""
         partner = session = None
-        for partner, session in self.chats.items():   # a restarted relay relearns the chat
+        for partner, session in self.chats.items():   # the first, for relays of the previous version
             break
-        watch = None
-        if self.waits_for() is not None and self.watches:
-            watch = (self.request.target,)          # a restarted relay relearns our watch
+        chats = tuple(self.chats.items())[:P.MAX_CHATS] or None
+        watch = tuple(self.waiting_for()[-P.MAX_WATCH:]) if self.watches else ()
+        wanted = self.want_chats if self.want_chats > 1 else None
         return P.Register(self.username, features=self.our_features, local=self.local,
                           key=self.key, token=self.token, mapping=self.mapping, partner=partner,
-                          session=session, watch=watch, cookie=self.cookie, nonce=self.auth.nonce)
+                          session=session, watch=watch or None, cookie=self.cookie,
+                          nonce=self.auth.nonce, max_chats=wanted, chats=chats)
 
     def _send_register(self, now):
         self.register.at(min(now + self._register_rto, self._since + self.register_timeout))

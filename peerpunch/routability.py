@@ -117,12 +117,13 @@ class Refusals:
             out += self.error(addr, P.ERROR_BAD_REQUEST, kind, user.nonce, now, limit=size)
         return out
 
-    def error(self, addr, code, message, nonce, now, ext=True, limit=None):
+    def error(self, addr, code, message, nonce, now, ext=True, limit=None, target=None):
         """An Error for an extension client: never larger than *limit*, and
-        within its block's budget (a bounded table: see peerpunch.shares)."""
+        within its block's budget (a bounded table: see peerpunch.shares);
+        *target*: the name of the Connect it refuses."""
         if not ext:
             return []
-        data = P.encode(P.Error(code=code, message=message, nonce=nonce))
+        data = P.encode(P.Error(code=code, message=message, nonce=nonce, target=target))
         if (limit is not None and len(data) > limit) or not self._errors.take(block_key(addr), now):
             self.stats["errors_limited"] += 1
             return []

@@ -81,11 +81,12 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .events import FORMER_PEER_FOR
-from .forwarder import is_relayed
+from .forwarder import CHANNEL_BYTES, RELAYED_TO, is_relay_frame
 from .path import (RELAYED_ORIGIN, SEALED_DATA, EndChat, Origin, Path, PathFound,  # noqa: F401
                    Peer)
 from .registration import RelayAuth  # noqa: F401 -- re-exported
-from .relayclient import Introduction, RelayClient, RelayState, RequestEnded, RequestState
+from .relayclient import (WANT_CHATS, Introduction, RelayClient, RelayState, RequestEnded,
+                          RequestState)
 from .securing import Pins
 from .timers import earliest, fire
 
@@ -96,7 +97,8 @@ class PeerSession:
     def __init__(self, username, relay_addr, *, target=None, local=(), keepalive=KEEPALIVE,
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
-                 require_encryption=False, rng=None, families=None, random_bytes=os.urandom):
+                 require_encryption=False, rng=None, families=None, random_bytes=os.urandom,
+                 max_chats=WANT_CHATS):
         """*target*: a name to ask the relay for once registered (else wait).
         *local*: our LAN endpoints, announced to the relay as candidates.
         *identity* (``.private``, ``.public``) and a crypto *backend* enable
@@ -106,7 +108,8 @@ class PeerSession:
         ``random.Random``) picks the ports a birthday search probes;
         *random_bytes* (n -> n bytes; os.urandom) our nonce for the relay.
         *families*: the address families our socket reaches (4, 6: see
-        :mod:`peerpunch.families`; default the relay's)."""
+        :mod:`peerpunch.families`; default the relay's). *max_chats*: how
+        many chats at once we ask the relay for (1: one, the seed's way)."""
         self.username = P.check_username(username)
         self.identity = identity
         self.pins = Pins(known_keys)     # shared by every chat
@@ -121,7 +124,7 @@ class PeerSession:
         self.relay = RelayClient(self.username, relay_addr, features=features, local=self.local,
                                  identity=identity, keepalive=keepalive,
                                  register_timeout=register_timeout, rng=self._rng,
-                                 random_bytes=random_bytes, stats=self.stats)
+                                 random_bytes=random_bytes, stats=self.stats, want_chats=max_chats)
         self._path_options = dict(relay=self.relay, families=self.families, local=self.local,
                                   keepalive=keepalive, punch_timeout=punch_timeout,
                                   rng=self._rng, stats=self.stats, history=SearchHistory())
@@ -193,17 +196,28 @@ class PeerSession:
         if self.state is State.REGISTERING:
             self._pending = target
             return []
-        waiting = self.relay.waits_for()
-        if waiting is not None:
-            if target == waiting:
-                return [Notice("already_waiting", name=target)]
-            return self._stop_asking(now) + self.connect(target, now)
-        if self.relay.asking(RequestState.REQUESTING) or len(self.chats) >= self.relay.max_chats:
-            return [Notice("in_chat")]
+        if target in self.relay.waiting_for():
+            return [Notice("already_waiting", name=target)]
         if target in self.chats:
             return [Notice("already_chatting", name=target)]
+        if not self.relay.several and self.relay.waits_for() is not None:
+            return self._stop_asking(now) + self.connect(target, now)
+        busy = self._busy(target)
+        if busy is not None:
+            return [busy]
         self._pending = None
         return self.relay.ask(target, now)
+
+    def _busy(self, target):
+        """Why a request for *target* may not go out now (a Notice), or None."""
+        relay = self.relay
+        if not relay.several:            # one at a time, and one chat
+            busy = relay.asking(RequestState.REQUESTING) or len(self.chats) >= relay.max_chats
+            return Notice("in_chat") if busy else None
+        if target in relay.requests:
+            return Notice("already_asking", name=target)
+        held = len(set(self.chats) | set(relay.requests))
+        return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
@@ -231,6 +245,8 @@ class PeerSession:
         """End the chat with *name* (else the current chat, or our request)
         and stay registered."""
         if name and name not in self.chats:
+            if name in self.relay.requests:
+                return self._stop_asking(now, name)
             return [Notice("no_such_chat", name=name)]
         chat = self.chats[name] if name else self.chat
         if chat is not None:
@@ -238,14 +254,13 @@ class PeerSession:
                 [Notice("left", name=chat.partner)]
         return self._stop_asking(now)
 
-    def _stop_asking(self, now):
-        target = self.relay.waits_for()
-        if target is not None:
-            return self._end_request(now) + [StoppedWaiting(target)]
-        if self.relay.asking(RequestState.REQUESTING):
-            target = self.target
-            return self._end_request(now) + [Notice("stopped_asking", name=target)]
-        return [Notice("no_chat")]
+    def _stop_asking(self, now, target=None):
+        """End our request for *target* (else the latest)."""
+        req = self.relay.requests.get(target) if target else self.relay.request
+        if req is None:
+            return [Notice("no_chat")]
+        said = StoppedWaiting(req.target) if req.waits() else Notice("stopped_asking", name=req.target)
+        return self._end_request(now, req.target) + [said]
 
     def quit(self, now):
         """Say goodbye to the peer and close for good."""
@@ -266,12 +281,12 @@ class PeerSession:
             return []
         if via:
             return self._via_datagram(data, Origin(addr, via, False), now)
-        if addr == self.relay.addr and is_relayed(data):
-            chat = self._relayed_chat()
+        if addr == self.relay.addr and is_relay_frame(data):
+            chat, data = self._relayed_chat(data)
             if chat is None:
                 self.stats["ignored_relayed"] += 1
                 return self.relay.nudge(now)
-            return self._acted_on(chat.received(data[1:], RELAYED_ORIGIN, now), now)
+            return self._acted_on(chat.received(data, RELAYED_ORIGIN, now), now)
         if self.relay.is_stun_for_us(data, addr):
             return self._acted_on(self.relay.stun_received(data, addr, now), now)
         if addr != self.relay.addr:
@@ -305,11 +320,18 @@ class PeerSession:
                 return self._acted_on(chat.received(data, origin, now), now)
         return self._ignored(data, origin.addr, now)
 
-    def _relayed_chat(self):
-        """The chat a relayed datagram is for: the one the relay carries (or
-        may soon carry), else the current one."""
+    def _relayed_chat(self, data):
+        """(chat, datagram) of a relayed *data*: the chat whose session its
+        channel names (RELAYED_TO); in the one-byte form, the one the relay
+        carries (or may soon carry), else the current one."""
+        if data[0] == RELAYED_TO:
+            channel = data[1:1 + CHANNEL_BYTES]
+            for chat in self.chats.values():
+                if chat.peer is not None and chat.peer.channel == channel:
+                    return chat, data[1 + CHANNEL_BYTES:]
+            return None, data
         relayed = [c for c in self.chats.values() if c.peer is not None and c.peer.via_relay]
-        return relayed[0] if len(relayed) == 1 else self.chat
+        return (relayed[0] if len(relayed) == 1 else self.chat), data[1:]
 
     def _via_datagram(self, data, origin, now):
         for chat in self.chats.values():
@@ -335,7 +357,7 @@ class PeerSession:
             if kind is Introduction:
                 out += self._introduced(effect.info, now)
             elif kind is RequestEnded:
-                out += self._end_request(now)
+                out += self._end_request(now, effect.target)
             elif kind is PathFound:
                 self.relay.settled(effect.partner, now)
             elif kind is EndChat:
@@ -408,8 +430,10 @@ class PeerSession:
         self.stats["probes"] = 0
         return out
 
-    def _end_request(self, now):
-        out = self.relay.chat_finished(self.target, now)
+    def _end_request(self, now, target):
+        latest, out = target == self.target, self.relay.chat_finished(target, now)
+        if not latest:
+            return out               # queued lines are for the latest request
         self._pending = None
         if self._lines:
             out.append(Notice("not_sent", count=len(self._lines)))

@@ -251,7 +251,7 @@ def test_a_deferred_connect_gives_way_to_someone_who_connects_first():
     net.run(1)
     net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src == EASY_LAN
     net.add_peer("carol", carol_lan, **secure_options())
-    alice = net.add_peer("alice", EASY_LAN, target="bob", **secure_options())
+    alice = net.add_peer("alice", EASY_LAN, target="bob", max_chats=1, **secure_options())
     net.run(0.3)
     assert alice.state is State.REQUESTING
     net.line(carol_lan, "/connect alice")

@@ -5,7 +5,7 @@ from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
 from peerpunch.effects import Send
-from peerpunch.forwarder import RELAYED, Forwarder, Limits
+from peerpunch.forwarder import RELAYED, RELAYED_TO, Forwarder, Limits
 from peerpunch.registry import Registry
 from peerpunch.session import State
 
@@ -45,7 +45,7 @@ def test_fallback_relays_an_encrypted_chat_when_punching_fails():
     net.run(1)
     assert texts(net, BOB) == ["through the relay, sealed"] and texts(net, ALICE) == ["and back"]
     to_relay = net.sent(ALICE, RELAY)
-    assert any(d[0] == RELAYED for d in to_relay)
+    assert any(d[0] == RELAYED_TO for d in to_relay)              # several chats: it names the session
     assert not any(b"sealed" in d for d in to_relay)              # the relay sees ciphertext
     assert net.registry.forwarder.stats["datagrams"] > 0
 
@@ -248,8 +248,10 @@ def test_a_direct_pong_during_a_relayed_handshake_waits_for_the_keys():
     Pong is only a hint (it used to crash the session)."""
     net = SimNet()
     net.block(ALICE, BOB)
-    handshake = {bytes([RELAYED, t]) for t in (0xE2, 0xE3)}
-    net.drop = lambda src, dst, data: data[:2] in handshake     # the handshake never completes
+    def handshake(data):                                        # in either relayed form
+        start = {RELAYED: 1, RELAYED_TO: 9}.get(data[0])
+        return start is not None and data[start:start + 1] in (b"\xe2", b"\xe3")
+    net.drop = lambda src, dst, data: handshake(data)           # the handshake never completes
     alice, bob = relayed_pair(net, **secure_options())
     assert alice.state is State.HANDSHAKING and alice.peer.via_relay
     assert alice.datagram_received(P.encode(P.Pong()), BOB, net.now) == []
@@ -310,7 +312,7 @@ def test_a_relayed_chat_survives_a_relay_restart_and_others_are_told_it_is_busy(
     in the same session; someone else asking for alice hears she is busy."""
     from peerpunch.registry import Registry
     net = SimNet()
-    alice, bob = relayed_pair(net, keepalive=4.0, **secure_options())
+    alice, bob = relayed_pair(net, keepalive=4.0, max_chats=1, **secure_options())   # one chat each
     assert net.shown(ALICE, S.Connected)[0].path == "relayed"
     net.registry = Registry()                        # restarted: every pairing forgotten
     net.run(4 * S.SUSPECT_AFTER + 2)

@@ -265,13 +265,14 @@ def check_session(session):
     """Bounded whatever it was sent: chats (a relay may grant several), and
     per chat its queue, held lines and timers."""
     assert isinstance(session.state, S.State)
-    assert len(session.chats) <= RELAY_MAX_CHATS
+    assert len(session.chats) <= 16      # what we ask for (a later, smaller grant ends none)
     for chat in session.chats.values():
         held = chat.secure._held if chat.secure else []
         assert len(chat.queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
     assert len(session._lines) <= S.MAX_QUEUED
     timers = len(session.relay.timers()) + sum(len(c.timers()) for c in session.chats.values())
-    assert len(session._all_timers()) == timers <= 16 + 16 * len(session.chats)
+    per = 1 + len(session.chats) + len(session.relay.requests)    # each its own timers
+    assert len(session._all_timers()) == timers <= 16 * per
     assert len(session.stats) <= 200
 
 

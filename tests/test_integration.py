@@ -54,7 +54,7 @@ def test_integration_target_not_found(procs, relay):
 
 
 def test_integration_target_busy(procs, relay):
-    chatting(procs, relay)
+    chatting(procs, relay, b_args=("--max-chats", "1"))          # bob holds one chat
     carol = peer(procs, relay, "--name", "carol", "--connect", "bob")
     carol.expect(r"^Target user is busy\.$")
 

@@ -28,6 +28,7 @@ class StubRelay:
     addr = RELAY
     endpoint = "203.0.113.1:8080"
     mapping = None
+    several = False
 
     def __init__(self, forwards=True):
         self.forwards = forwards

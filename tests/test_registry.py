@@ -469,7 +469,7 @@ def test_registry_restores_a_chat_both_partners_claim_with_the_same_secret():
     # and a third user is told they are busy instead of being introduced
     alice = _proved(reg, "alice", A, None, now=2.0)
     assert sends(reg.datagram_received(P.encode(P.Connect("carol", token=alice)), A, 2.1)) == \
-        [(A, b'"TargetBusy"')]
+        [(A, b'{"TargetBusy":{"target":"carol"}}')]   # ext: names the target
 
 
 def test_registry_does_not_restore_on_a_wrong_secret_or_without_the_token():
@@ -487,7 +487,7 @@ def test_registry_one_sided_claim_keeps_the_user_busy_for_a_while_only():
     reg = registered()
     carol = _claiming(reg, "carol", C, "dave", S1)
     connect = P.encode(P.Connect("carol", token=_proved(reg, "alice", A, None, now=1.0)))
-    assert sends(reg.datagram_received(connect, A, 1.0)) == [(A, b'"TargetBusy"')]
+    assert sends(reg.datagram_received(connect, A, 1.0)) == [(A, b'{"TargetBusy":{"target":"carol"}}')]
     reg.datagram_received(_ext_register("carol", token=carol), C, 50.0)   # keep carol (claiming nothing)
     out = sends(reg.datagram_received(connect, A, 50.0))
     assert [addr for addr, _ in out] == [A, C]        # introduced now
@@ -517,9 +517,11 @@ def test_registry_a_claim_ends_a_pairing_made_behind_the_clients_back():
     register = P.Register("carol", features=("ext", "relay1"), partner="dave", session=S1)
     cookie = cookie_for(reg, register, C, 1.0)                 # first Register: no state
     connect = P.encode(P.Connect("carol", token=mallory))
-    assert sends(reg.datagram_received(connect, M, 1.01)) == [(M, b'"TargetNotFound"')]
+    assert sends(reg.datagram_received(connect, M, 1.01)) == \
+        [(M, b'{"TargetNotFound":{"target":"carol"}}')]
     reg.datagram_received(P.encode(dataclasses.replace(register, cookie=cookie)), C, 1.05)
-    assert sends(reg.datagram_received(connect, M, 1.06)) == [(M, b'"TargetBusy"')]
+    assert sends(reg.datagram_received(connect, M, 1.06)) == \
+        [(M, b'{"TargetBusy":{"target":"carol"}}')]
     assert reg.user("carol").partner is None and reg.user("mallory").partner is None
     _claiming(reg, "dave", D, "carol", S1, now=2.0)
     assert reg.user("carol").partner is reg.user("dave")

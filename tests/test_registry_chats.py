@@ -97,12 +97,13 @@ def test_chats_a_target_at_its_bound_is_busy():
     alice, carol, dave = Client(reg, "alice", A), Client(reg, "carol", C), Client(reg, "dave", D)
     alice.connect("bob")
     assert introduced(carol.connect("bob"))                   # bob's second chat
-    assert decoded(dave.connect("bob")) == [(D, P.TargetBusy(nonce=NONCE))]
+    assert decoded(dave.connect("bob")) == [(D, P.TargetBusy(nonce=NONCE, target="bob"))]
     assert bob.partners() == ["alice", "carol"] and reg.stats["busy"] == 1
     carol.finish()
     assert introduced(dave.connect("bob", now=2.0))           # room again
     # a client that announced nothing holds one chat, as before
-    assert decoded(Client(reg, "erin", E).connect("alice", now=2.0)) == [(E, P.TargetBusy(nonce=NONCE))]
+    assert decoded(Client(reg, "erin", E).connect("alice", now=2.0)) == \
+        [(E, P.TargetBusy(nonce=NONCE, target="alice"))]
 
 
 def test_chats_an_asker_at_its_bound_is_told_so_and_nothing_changes():
@@ -114,7 +115,7 @@ def test_chats_an_asker_at_its_bound_is_told_so_and_nothing_changes():
     alice.connect("carol")
     out = alice.connect("dave")
     assert sends(out) == [(A, b'{"Error":{"code":"too-many-chats","message":"too many chats",'
-                              b'"nonce":"%s"}}' % NONCE.encode())]      # to its proven address
+                              b'"nonce":"%s","target":"dave"}}' % NONCE.encode())]      # to its proven address
     assert alice.partners() == ["bob", "carol"] and reg.user("dave").chats == ()
     assert reg.stats["too_many_chats"] == 1 and reg.stats["busy"] == 0
     assert set(introduced(alice.connect("bob", now=2.0))) == {A, B}   # its chats go on
@@ -218,12 +219,13 @@ def test_chats_claims_count_as_held_and_are_bounded():
     _claim(alice, [("p%d" % i, "%032x" % i) for i in range(P.MAX_CHATS // 4)])
     assert len(alice.user.claimed(1.0)) == 2                   # at most what it may hold
     dave = Client(reg, "dave", D)
-    assert decoded(dave.connect("alice")) == [(D, P.TargetBusy(nonce=NONCE))]
+    assert decoded(dave.connect("alice")) == [(D, P.TargetBusy(nonce=NONCE, target="alice"))]
     assert decoded(alice.connect("dave"))[0][1].code == P.ERROR_TOO_MANY_CHATS
     _claim(alice, [("p0", "%032x" % 0)], now=2.0)              # it says one chat ended
     assert introduced(dave.connect("alice", now=2.1))
     assert alice.user.claimed(2.1) == [("p0", bytes(16))]
-    assert decoded(Client(reg, "erin", E).connect("alice", now=2.2)) == [(E, P.TargetBusy(nonce=NONCE))]
+    assert decoded(Client(reg, "erin", E).connect("alice", now=2.2)) == \
+        [(E, P.TargetBusy(nonce=NONCE, target="alice"))]
     assert alice.user.claimed(1.0 + 46.0) == []                # claims lapse (CLAIM_FOR)
 
 
@@ -418,3 +420,31 @@ def test_chats_random_requests_keep_sessions_symmetric_and_bounded(seed):
         _check(reg, now)
     assert reg.stats["introductions"] > 50 and reg.stats["restored"] > 0
     assert reg.stats["too_many_chats"] > 0 and reg.stats["busy"] > 0
+
+
+def test_chats_refusals_name_their_target_to_ext_askers_only():
+    """TargetNotFound, TargetBusy and the request Errors carry ``target`` (the
+    name asked for) to an ext client, so that it can hold several requests;
+    the seed form stays byte-identical; an impossible name is not echoed."""
+    reg = relay()
+    alice = Client(reg, "alice", A, max_chats=2)
+    Client(reg, "bob", B)
+    Client(reg, "carol", C)
+    reg.datagram_received(b'{"Register":{"username":"sam"}}', D, 0.0)     # a seed client
+    assert decoded(alice.connect("nobody")) == [(A, P.TargetNotFound(nonce=NONCE, target="nobody"))]
+    assert decoded(alice.connect(" bad name ")) == [(A, P.TargetNotFound(nonce=NONCE))]
+    assert decoded(alice.connect("alice"))[0][1].target == "alice"        # self-connect
+    alice.connect("bob")
+    alice.connect("carol")
+    refusal = decoded(alice.connect("sam", now=2.0))[0][1]
+    assert (refusal.code, refusal.target) == (P.ERROR_TOO_MANY_CHATS, "sam")
+    assert decoded(Client(reg, "dave", E).connect("bob")) == [(E, P.TargetBusy(nonce=NONCE, target="bob"))]
+    # the seed client's refusals: the seed's bytes
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"nobody"}}', D, 2.0)) == \
+        [(D, b'"TargetNotFound"')]
+    sue, tom = ("203.0.113.1", 5001), ("203.0.113.2", 5002)
+    reg.datagram_received(b'{"Register":{"username":"sue"}}', sue, 0.0)
+    reg.datagram_received(b'{"Register":{"username":"tom"}}', tom, 0.0)
+    reg.datagram_received(b'{"Connect":{"target_username":"sue"}}', D, 2.0)
+    assert sends(reg.datagram_received(b'{"Connect":{"target_username":"sue"}}', tom, 2.0)) == \
+        [(tom, b'"TargetBusy"')]

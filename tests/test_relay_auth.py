@@ -57,7 +57,7 @@ def shown(effects):
 def registering():
     session = S.PeerSession("alice", RELAY, random_bytes=fixed_bytes)
     first = to_relay(session.start(0.0))
-    assert first == [P.Register("alice", features=P.OUR_FEATURES, nonce=NONCE)]
+    assert first == [P.Register("alice", features=P.OUR_FEATURES, nonce=NONCE, max_chats=16)]
     return session
 
 
@@ -107,7 +107,7 @@ def test_relay_auth_cookie_is_answered_at_once_and_the_retries_carry_it():
     session = registering()
     out = session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.05)
     assert to_relay(out) == [P.Register("alice", features=P.OUR_FEATURES, cookie=COOKIE,
-                                        nonce=NONCE)]
+                                        nonce=NONCE, max_chats=16)]
     assert [m.cookie for m in to_relay(session.tick(session.next_deadline()))] == [COOKIE]
     # a copy changes nothing; a new cookie (the first expired) is used at once
     assert session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.6) == []
@@ -214,7 +214,7 @@ def test_relay_auth_forged_register_ack_keeps_our_token_and_features(forged):
     assert sends(session.datagram_received(forged, RELAY, 2.0)) == []
     assert session.relay.token == TOKEN and session.relay.features == FEATURES   # no downgrade
     out = session.leave_chat(3.0)
-    assert P.SessionFinished(token=TOKEN) in to_relay(out)
+    assert P.SessionFinished(token=TOKEN, partner="bob") in to_relay(out)
     assert to_relay(session.connect("carol", 4.0)) == [P.Connect("carol", token=TOKEN)]
 
 
@@ -228,7 +228,7 @@ def test_relay_auth_introduction_when_our_ack_was_lost_asks_for_the_token_soon()
     assert [(m.cookie, m.partner) for m in asked] == [(COOKIE, "bob")]
     session.datagram_received(ack(), RELAY, 2.2)
     assert session.relay.token == TOKEN
-    assert to_relay(session.leave_chat(3.0))[0] == P.SessionFinished(token=TOKEN)
+    assert to_relay(session.leave_chat(3.0))[0] == P.SessionFinished(token=TOKEN, partner="bob")
 
 
 def waiting():
@@ -327,7 +327,7 @@ def test_relay_auth_previous_relay_without_nonces_is_believed_for_now():
         "relay 203.0.113.1:8080: a relay of the previous version (no nonces): its messages"
         " cannot be authenticated"]
     assert to_relay(out) == [P.Register("alice", features=P.OUR_FEATURES, token=TOKEN,
-                                        nonce=NONCE)]                # the old proof: echo the token
+                                        nonce=NONCE, max_chats=16)]  # the old proof: echo the token
     out = session.datagram_received(ack(nonce=None), RELAY, 0.2)
     assert [e for e in out if isinstance(e, Log)] == []              # said once
     assert sends(session.datagram_received(ack(nonce=WRONG, token=EVIL_TOKEN), RELAY, 0.3)) == []

@@ -76,7 +76,7 @@ def test_relay_one_client_holds_two_chats_at_once(relay):
     assert secrets["bob"] != secrets["carol"]
 
     dave.send(P.Connect("alice", token=dave.token))
-    assert dave.reply() == P.TargetBusy(nonce=NONCE)              # alice is at her bound
+    assert dave.reply() == P.TargetBusy(nonce=NONCE, target="alice")              # alice is at her bound
     alice.send(P.Connect("dave", token=alice.token))
     refusal = alice.reply()
     assert (refusal.code, refusal.nonce) == (P.ERROR_TOO_MANY_CHATS, NONCE)

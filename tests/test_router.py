@@ -103,7 +103,7 @@ def test_router_ends_a_chat_its_machine_says_is_over():
     out = r.datagram_received(b"goodbye", BOB, 3.0)
     assert [e for e in out if isinstance(e, E.PeerLeft)] == [E.PeerLeft("bob")]
     assert not any(isinstance(e, EndChat) for e in out)          # the router's own business
-    assert to_relay(out) == [P.SessionFinished(token=TOKEN)]
+    assert to_relay(out) == [P.SessionFinished(token=TOKEN, partner="bob")]
     assert r.made.calls[-1] == ("close",) and r.chats == {} and r.relay.chats == {}
     assert r.state is E.State.IDLE
 

@@ -40,8 +40,9 @@ def test_session_registers_and_waits():
     assert net.shown(BOB, S.Registered) == [S.Registered("bob", "203.0.113.1:8080")]
     first = net.sent(BOB, RELAY)[0]
     assert first.startswith(b'{"Register":{"username":"bob","features":["ext","relay1"],"nonce":"')
-    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob.relay.auth.nonce)
-    assert len(first) == 200 and first.endswith(b'","pad":"' + b" " * 89 + b'"}}')
+    assert P.decode(first) == P.Register("bob", features=("ext", "relay1"), nonce=bob.relay.auth.nonce,
+                                         max_chats=16)
+    assert len(first) == 200 and first.endswith(b'"max_chats":16,"pad":"' + b" " * 74 + b'"}}')
 
 
 def test_session_chat_crosses_both_ways():
@@ -73,7 +74,7 @@ def test_session_lines_typed_before_connect_are_queued_then_sent():
 
 
 def test_session_target_not_found_and_busy():
-    net, alice, bob = chat_pair()
+    net, alice, bob = chat_pair(max_chats=1)                 # one chat each: bob is busy
     net.add_peer("carol", CAROL, target="bob")
     net.run(2)
     net.line(CAROL, "/connect nobody")
@@ -356,7 +357,7 @@ def test_session_introduction_from_someone_else_while_asking_cancels_the_ask():
     net.add_peer("carol", CAROL)
     net.add_peer("bob", BOB)
     net.run(1)
-    alice = net.add_peer("alice", ALICE)
+    alice = net.add_peer("alice", ALICE, max_chats=1)          # one chat at a time
     net.run(1)
     net.line(BOB, "/connect alice")                 # bob's request lands first...
     alice.relay.ask("carol", net.now)               # ...while alice asks for carol (unsent)

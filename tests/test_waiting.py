@@ -133,7 +133,7 @@ def test_waiting_shows_in_status_and_connect_again_explains():
 def test_waiting_connect_to_someone_else_stops_waiting_for_the_first():
     net = SimNet()
     carol = net.add_peer("carol", CAROL)
-    net, alice = waiting_alice(net)
+    net, alice = waiting_alice(net, max_chats=1)            # one at a time (else: both)
     net.line(ALICE, "/connect carol")
     assert net.shown(ALICE, E.StoppedWaiting) == [E.StoppedWaiting("bob")]
     until(net, connected(alice, carol), 3)
@@ -150,7 +150,7 @@ def test_waiting_lines_typed_meanwhile_are_sent_once_connected():
 
 
 def test_waiting_someone_else_connecting_first_is_accepted():
-    net, alice = waiting_alice()
+    net, alice = waiting_alice(max_chats=1)                  # one chat (else: a second one)
     carol = net.add_peer("carol", CAROL, target="alice")
     until(net, connected(alice, carol), 3)
     assert "carol connected to you first; no longer waiting for bob" in \
@@ -180,7 +180,7 @@ def test_waiting_for_someone_busy_is_said_and_ends():
     net = SimNet()
     net, alice = waiting_alice(net)
     net.drop = lambda src, dst, data: data.startswith(b'{"Online"') and dst == ALICE
-    bob = net.add_peer("bob", BOB)
+    bob = net.add_peer("bob", BOB, max_chats=1)            # one chat: carol's makes him busy
     carol = net.add_peer("carol", CAROL, target="bob")     # she gets him first
     until(net, connected(bob, carol), 3)
     net.drop = None
@@ -437,7 +437,7 @@ def test_relay_stopping_for_long_says_once_and_retries_steadily():
 
 
 def test_waiting_lines_typed_for_the_target_never_go_to_someone_else():
-    net, alice = waiting_alice()
+    net, alice = waiting_alice(max_chats=1)
     net.line(ALICE, "bob, here is the door code")
     carol = net.add_peer("carol", CAROL, target="alice")
     until(net, connected(alice, carol), 3)

@@ -44,8 +44,8 @@ MANUAL_PREFIX = FAMILY + "up-"
 RELAY_IP = "203.0.113.1"
 RELAY_NET = "203.0.113.0/24"
 PUBLIC_NET = "198.51.100.0/24"
-PUBLIC_IP = {"alice": "198.51.100.10", "bob": "198.51.100.20"}
-SITE_NUMBER = {"alice": 1, "bob": 2}
+PUBLIC_IP = {"alice": "198.51.100.10", "bob": "198.51.100.20", "carol": "198.51.100.30"}
+SITE_NUMBER = {"alice": 1, "bob": 2, "carol": 3}      # carol: only in a lab given profile_c
 TOOLS = ("ip", "iptables", "nft", "conntrack")
 PACKAGES = "iproute2 iptables nftables conntrack"
 DEFAULT_UDP_TIMEOUTS = (30, 120)    # conntrack's unreplied / assured UDP timeouts
@@ -111,20 +111,26 @@ class Site:
 
 
 class Lab:
-    """Relay, alice behind *profile_a* and bob behind *profile_b*.
+    """Relay, alice behind *profile_a*, bob behind *profile_b* (and carol, site 3,
+    behind *profile_c* if given).
 
     Use as a context manager: the namespaces exist inside the ``with`` block
     and are gone after it, whatever happened. *udp_timeouts* sets conntrack's
     (unreplied, assured) UDP timeouts on every NAT box.
     """
 
-    def __init__(self, profile_a, profile_b, *, prefix=None, udp_timeouts=None):
-        for name in (profile_a, profile_b):
-            if name not in profiles.PROFILES:
+    def __init__(self, profile_a, profile_b, *, prefix=None, udp_timeouts=None, profile_c=None):
+        for name in (profile_a, profile_b, profile_c):
+            if name is not None and name not in profiles.PROFILES:
                 raise ValueError("unknown NAT profile %r" % name)
-        if (profile_a == profiles.SHARED_LAN) != (profile_b == profiles.SHARED_LAN):
+        if (profile_a == profiles.SHARED_LAN) != (profile_b == profiles.SHARED_LAN) or \
+                profile_c == profiles.SHARED_LAN:
             raise ValueError("%s describes both peers: use it for both" % profiles.SHARED_LAN)
         self.profiles = {"alice": profile_a, "bob": profile_b}
+        self.site_names = ("alice", "bob")
+        if profile_c is not None:         # a third peer, carol (site 3)
+            self.profiles["carol"] = profile_c
+            self.site_names += ("carol",)
         self.prefix = prefix or "%s%d-%d-" % (FAMILY, os.getpid(), next(_counter))
         self.udp_timeouts = udp_timeouts
         self.namespaces = []
@@ -157,7 +163,7 @@ class Lab:
         if self.profiles["alice"] == profiles.SHARED_LAN:
             self._build_shared_lan()
         else:
-            for name in ("alice", "bob"):
+            for name in self.site_names:
                 self._build_site(name)
 
     def _namespace(self, role):
