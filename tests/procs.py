@@ -44,6 +44,18 @@ def env(config=None, pythonpath=ROOT):
     return e
 
 
+def terminate(popen, grace=5.0):
+    """Stop *popen* politely (SIGTERM), and for good if it has not exited
+    within *grace* seconds."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
 class Proc:
     """A child process with line-by-line access to stdout and stderr."""
 
@@ -124,13 +136,7 @@ class Proc:
         self.popen.send_signal(sig)
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         self.finish_output(5)       # its last lines too, before the pipes close
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream:

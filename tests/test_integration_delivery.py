@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .procs import PEER, chatting, env, peer
+from .procs import PEER, chatting, env, peer, terminate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -110,12 +110,6 @@ class Terminal:
         self.popen.stdin.flush()
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         self.popen.stdin.close()
         os.close(self.master)
