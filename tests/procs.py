@@ -10,6 +10,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,16 @@ def env(config=None, pythonpath=ROOT):
     if pythonpath:
         e["PYTHONPATH"] = pythonpath
     return e
+
+
+def has_ipv6_loopback():
+    """True if this host can bind a UDP socket on ::1."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def terminate(popen, grace=5.0):

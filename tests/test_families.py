@@ -15,7 +15,7 @@ from peerpunch import session as S
 from peerpunch.effects import OpenSocket, Send
 from peerpunch.forwarder import RELAYED
 
-from .procs import CONNECTED, start_peer, start_relay
+from .procs import CONNECTED, has_ipv6_loopback, start_peer, start_relay
 
 RELAY = ("203.0.113.1", 8080)
 RELAY6 = ("2001:db8::1", 8080)
@@ -139,16 +139,7 @@ def test_session_single_family_does_not_claim_dual_stack():
 
 # -- the shell: which families a socket reaches, what it announces
 
-def _has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6(), reason="this host has no IPv6 loopback")
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this host has no IPv6 loopback")
 
 
 @needs_ipv6

@@ -26,6 +26,8 @@ from peerpunch.loglimit import PER_WINDOW, LogLimiter
 from peerpunch.peershell import DeadlineTimer, NetworkThread
 from peerpunch.shell import DatagramLoop, canonical6, sockaddr6, udp_socket
 
+from .procs import has_ipv6_loopback
+
 WAIT = 30.0
 BUG = "the core tripped over this datagram"
 
@@ -110,16 +112,7 @@ def test_loop_internal_errors_are_rate_limited_then_summarized():
     assert log.lines[-1] == (logging.ERROR, "... and 5 more internal errors in the last 60 s")
 
 
-def _has_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6(), reason="this host has no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this host has no IPv6 loopback")
 def test_loop_dual_stack_socket_hands_the_core_canonical_addresses_both_ways():
     seen = []
 

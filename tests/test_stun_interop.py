@@ -21,7 +21,7 @@ from peerpunch.protocol import format_endpoint
 from peerpunch.peershell import run_check
 from peerpunch.stun import is_stun
 
-from .procs import DEFAULT_WAIT, PEER, ROOT, Proc, env, start_relay
+from .procs import DEFAULT_WAIT, PEER, ROOT, Proc, env, has_ipv6_loopback, start_relay
 
 PACKAGES = {"turnutils_stunclient": "coturn", "turnserver": "coturn", "stun": "stun-client"}
 TIMEOUT = 10           # turnutils_stunclient never times out by itself
@@ -35,15 +35,6 @@ def require(*binaries):
         if os.environ.get("CI") == "true":
             pytest.fail("STUN interop must run in CI: " + reason)
         pytest.skip(reason)
-
-
-def has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def tool(*argv, timeout=TIMEOUT):
