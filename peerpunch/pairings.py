@@ -56,9 +56,13 @@ REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pai
 SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # PeerInfos to seed-form clients per /24 or /48
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
 SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+# the shortest payload a peer relays: a plain probe, the JSON ``"Ping"`` (sealed frames are
+# longer); shorter ones are refused, so adding the channel at most doubles what was received
+MIN_RELAYED_PAYLOAD = 6
 _NOT_RELAYED = {
     "relay_without_session": "relayed datagram outside a session",
     "relay_ambiguous": "relayed datagram that does not say which of its sender's sessions it is for",
+    "relay_too_short": "relayed datagram shorter than any a peer sends",
 }
 
 
@@ -186,6 +190,8 @@ class Pairings:
         """Forward a relayed datagram to the sender's partner in the session
         it names, quotas allowing."""
         pair, payload = self._relayed_session(data, user)
+        if pair is not None and len(payload) < MIN_RELAYED_PAYLOAD:
+            pair, payload = None, "relay_too_short"
         if pair is None:
             return self._refusals.drop(None, addr, payload, _NOT_RELAYED[payload], now, 0)
         partner = pair.other(user)
@@ -197,7 +203,8 @@ class Pairings:
                 P.FEATURE_RELAY not in (partner.features or ()):
             return self._refusals.drop(None, addr, "relay_not_offered", "a side did not ask for relaying",
                                        now, 0)
-        reason = self._forwarder.admit(pair.secret, len(payload) + 1, now, owner=ip_key(user.addr))
+        out = self._forwarded(data, payload, pair, partner)
+        reason = self._forwarder.admit(pair.secret, len(out.data), now, owner=ip_key(user.addr))
         if reason is not None:
             self.stats["relay_refused"] += 1
             out = []
@@ -205,9 +212,14 @@ class Pairings:
                 out.append(Log(logging.INFO, "not relaying for %s: %s" % (name_text(user.name), reason),
                                kind="not_relayed"))
             return out
+        return [out]
+
+    @staticmethod
+    def _forwarded(data, payload, pair, partner):
+        """The Send of relayed *payload* to *partner*, in the form it knows."""
         if partner.max_chats:
-            return [Send(bytes((F.RELAYED_TO,)) + pair.channel + payload, partner.addr)]
-        return [Send(data if data[0] == F.RELAYED else bytes((F.RELAYED,)) + payload, partner.addr)]
+            return Send(bytes((F.RELAYED_TO,)) + pair.channel + payload, partner.addr)
+        return Send(data if data[0] == F.RELAYED else bytes((F.RELAYED,)) + payload, partner.addr)
 
     @staticmethod
     def _relayed_session(data, user):

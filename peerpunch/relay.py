@@ -44,7 +44,7 @@ DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "seed_
            "name_taken", "cookie_too_large", "errors_limited", "seed_to_proven", "seed_vs_proven",
            "seed_introductions_limited", "reintroductions_limited", "stale_reintroductions",
            "relay_without_session", "relay_ambiguous", "relay_unverified", "relay_not_offered",
-           "relay_refused",
+           "relay_refused", "relay_too_short",
            "watches_refused")
 
 

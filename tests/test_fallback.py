@@ -225,7 +225,7 @@ def test_forwarder_needs_both_sides_to_ask_for_it():
     _register(reg, "bob", BOB, features=("ext",))                 # did not offer relay1
     reg.datagram_received(P.encode(P.Connect("bob", token=reg.user("alice").token)), ALICE, 0.0)
     assert reg.user("alice").partner is reg.user("bob")
-    assert _forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", ALICE, 1.0)) == []
+    assert _forwarded(reg.datagram_received(bytes([RELAYED]) + b"\"Ping\"", ALICE, 1.0)) == []
 
 
 def test_forwarder_caps_allocations_per_source_ip():
@@ -238,7 +238,7 @@ def test_forwarder_caps_allocations_per_source_ip():
         _register(reg, "a%d" % i, a)
         _register(reg, "b%d" % i, b)
         reg.datagram_received(P.encode(P.Connect("b%d" % i, token=reg.user("a%d" % i).token)), a, 0.0)
-        passed += bool(_forwarded(reg.datagram_received(bytes([RELAYED]) + b"x", a, 1.0)))
+        passed += bool(_forwarded(reg.datagram_received(bytes([RELAYED]) + b"\"Ping\"", a, 1.0)))
     assert passed == 2
 
 

@@ -208,9 +208,9 @@ def test_chats_a_restarted_relay_relearns_each_chat():
     assert alice.partners() == ["bob", "carol"] and reg.stats["restored"] == 2
     assert alice.user.claimed(1.3) == [] and carol.user.claimed(1.3) == []
     # forwarding works for each relearned chat
-    bob_frame = bytes([F.RELAYED]) + b"hello"
+    bob_frame = bytes([F.RELAYED]) + b"hello!"
     assert sends(reg.datagram_received(bob_frame, B, 2.0)) == \
-        [(A, bytes([F.RELAYED_TO]) + F.channel_id(bytes.fromhex(S1)) + b"hello")]
+        [(A, bytes([F.RELAYED_TO]) + F.channel_id(bytes.fromhex(S1)) + b"hello!")]
 
 
 def test_chats_claims_count_as_held_and_are_bounded():
@@ -280,6 +280,26 @@ def test_chats_relayed_datagrams_go_per_session_for_a_client_in_two():
         [(C, to + ac + b"only one now")]
 
 
+def test_chats_relay_refuses_tiny_payloads_and_charges_the_channel_it_adds():
+    limits = F.Limits(max_sessions=8, rate=10 ** 6, burst=10 ** 6, session_bytes=30, idle_timeout=60.0)
+    reg = relay(forwarder=F.Forwarder(limits))
+    alice = Client(reg, "alice", A, max_chats=2)
+    bob = Client(reg, "bob", B)                     # one chat: the single form
+    alice.connect("bob")
+    ab = alice.user.chat_with(bob.user).channel
+    to = bytes([F.RELAYED_TO])
+    # a forger spoofing bob's address: 1 byte in must not become 9 out
+    for tiny in (bytes([F.RELAYED]), bytes([F.RELAYED]) + b'"Pin'):
+        assert _relayed(reg.datagram_received(tiny, B, 2.0)) == []
+    assert reg.stats["relay_too_short"] == 2
+    # the smallest payload a peer relays, a plain probe, still goes through, and
+    # the quota is charged what is sent: 1 + 8 + 6 bytes
+    probe = b'"Ping"'
+    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + probe, B, 2.0)) == [(A, to + ab + probe)]
+    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + probe, B, 2.0)) == [(A, to + ab + probe)]
+    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + probe, B, 2.0)) == []   # 45 > 30
+
+
 def test_chats_relayed_sessions_of_one_client_count_against_its_address():
     limits = F.Limits(max_sessions=8, rate=10 ** 6, burst=10 ** 6, session_bytes=10 ** 6,
                       idle_timeout=60.0, max_per_source=1)
@@ -291,10 +311,10 @@ def test_chats_relayed_sessions_of_one_client_count_against_its_address():
     alice.connect("carol")
     to = bytes([F.RELAYED_TO])
     ab, ac = (alice.user.chat_with(reg.user(n)).channel for n in ("bob", "carol"))
-    assert _relayed(reg.datagram_received(to + ab + b"x", A, 2.0))
-    assert _relayed(reg.datagram_received(to + ac + b"x", A, 2.0)) == []   # alice's IP has one
+    assert _relayed(reg.datagram_received(to + ab + b"\"Ping\"", A, 2.0))
+    assert _relayed(reg.datagram_received(to + ac + b"\"Ping\"", A, 2.0)) == []   # alice's IP has one
     assert reg.stats["relay_refused"] == 1
-    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"x", carol.addr, 2.0))  # carol's has none
+    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"\"Ping\"", carol.addr, 2.0))  # carol's has none
 
 
 # -- forgeries
