@@ -58,6 +58,11 @@ WORDS = {
     "held_blocked": "(held until you /trust or /leave)",
     "held_quiet": "(held: {name} has not been heard for a while; sent when it is)",
     "heard_again": "{name} is heard again: sending {count} held line(s)",
+    "sent_quiet": "({name} has not been heard for a while: sent anyway, reported if not"
+                  " delivered)",
+    "unshown_left": "{count} line(s) from {name} were not shown (the chat ended without /trust)",
+    "unshown_full": "{count} line(s) from {name} were not shown: more than {limit} arrived"
+                    " before /trust",
     "not_sent": "{count} queued line(s) were not sent",
     "too_long": "not sent: a line may be {limit} KiB of UTF-8 at most",
     "not_sent_for": "{count} queued line(s) for {name} were not sent",

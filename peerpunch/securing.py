@@ -303,6 +303,10 @@ class Secure:
             raise P.LocalProtocolError("no encrypted link to %s to carry a stream" % self.partner)
         return self._channel.seal(packet)
 
+    def held_count(self):
+        """How many messages are held (while blocked)."""
+        return len(self._held)
+
     def hold(self, msg):
         """Keep a message that arrived while blocked; False if MAX_HELD are kept already."""
         if not self.blocked:

@@ -138,21 +138,21 @@ def test_chat_stream_partner_vanishes_line_reported_within_10_s():
     assert not w.of(ALICE, E.ConnectionLost)       # the keep-alive's 45 s did not decide
 
 
-def test_chat_stream_line_held_while_suspect_then_sent_when_heard_again():
+def test_chat_stream_line_sent_while_suspect_arrives_when_the_path_is_back():
     w = Wire(keepalive=2.0).connected()
     w.cut = True
     w.run(2.0 * E.SUSPECT_AFTER + 0.2)
-    assert w.alice.path.suspect and not w.alice.up()
-    w.type(ALICE, "held for a while")
-    assert [n.what for n in w.of(ALICE, E.Notice)][-1:] == ["held_quiet"]
-    assert w.alice.queue == ["held for a while"] and w.alice.lines.stream.outstanding() == 0
-    w.run(1.0)                                   # still gone: still held, nothing reported
-    assert w.alice.queue and not w.of(ALICE, E.NotDelivered)
+    assert w.alice.path.suspect and w.alice.up()          # the stream carries it anyway
+    w.type(ALICE, "sent while quiet")
+    assert [n.what for n in w.of(ALICE, E.Notice)][-1:] == ["sent_quiet"]
+    assert not w.alice.queue and w.alice.lines.stream.outstanding() == 1
+    w.run(1.0)                                   # still gone: outstanding, not yet reported
+    assert not w.of(ALICE, E.NotDelivered)
     w.cut = False
-    w.run(3.0, until=lambda: w.of(ALICE, E.Delivered))
-    assert [n.what for n in w.of(ALICE, E.Notice)][-1] == "heard_again"
-    assert [m.text for m in w.of(BOB, E.Message)] == ["held for a while"]
+    w.run(5.0, until=lambda: w.of(ALICE, E.Delivered))
+    assert [m.text for m in w.of(BOB, E.Message)] == ["sent while quiet"]
     assert [d.ids for d in w.of(ALICE, E.Delivered)] == [(1,)]
+    assert not w.alice.path.suspect and not w.alice.told_quiet   # told again next quiet spell
 
 
 def test_chat_stream_lines_held_then_chat_ends_are_reported_not_delivered():
@@ -265,3 +265,64 @@ def test_chat_stream_a_new_pairing_ends_the_old_stream():
     assert [e for e in out if type(e) is E.NotDelivered] == [
         E.NotDelivered("bob", (1,), E.ENDED)]
     assert w.alice.lines.stream is None          # the next one opens with the new keys
+
+
+def test_chat_stream_lines_beyond_the_hold_are_not_acknowledged_while_blocked():
+    """alice has not trusted bob's changed key: she holds MAX_HELD of his
+    lines; the rest are never acknowledged, so bob is told they were not
+    delivered, and every line he was told is delivered is shown on /trust."""
+    w = Wire(alice_pins=SC.Pins({"bob": bytes(32)})).connected()
+    assert w.alice.secure.blocked
+    for i in range(E.MAX_HELD + 44):
+        w.type(BOB, "line %d" % i)
+    w.run(12.0, until=lambda: w.bob.lines.stream.outstanding() == 0)
+    delivered = sum((d.ids for d in w.of(BOB, E.Delivered)), ())
+    missed = sum((d.ids for d in w.of(BOB, E.NotDelivered)), ())
+    assert len(delivered) + len(missed) == E.MAX_HELD + 44 and missed
+    shown = [e for e in w.alice.trust(w.now) if type(e) is E.Message]
+    assert len(shown) == len(delivered) == E.MAX_HELD
+    assert [m.text for m in shown] == ["line %d" % i for i in range(E.MAX_HELD)]
+
+
+def test_chat_stream_lines_held_when_the_chat_ends_blocked_are_reported():
+    w = Wire(alice_pins=SC.Pins({"bob": bytes(32)})).connected()
+    for text in ("one", "two"):
+        w.type(BOB, text)
+    w.run(1.0)
+    assert sorted(sum((d.ids for d in w.of(BOB, E.Delivered)), ())) == [1, 2]
+    alerts = [e for e in w.alice.close() if type(e) is E.Alert]
+    assert alerts == [E.Alert("unshown_left", count=2, name="bob", limit=E.MAX_HELD)]
+    assert format_event(alerts[0]) == "!! 2 line(s) from bob were not shown (the chat ended without /trust)"
+
+
+def test_chat_stream_a_line_to_a_partner_gone_quiet_is_reported_within_10_s():
+    """bob vanished 20 s ago (suspect, not yet given up): alice's line is
+    sent on the stream anyway, and reported not delivered within 10 s."""
+    w = Wire().connected()
+    w.cut = True
+    w.run(20.0)
+    assert w.alice.path.suspect and not w.alice.closed
+    typed = w.now
+    w.type(ALICE, "hello?")
+    assert [n.what for n in w.of(ALICE, E.Notice)][-1] == "sent_quiet"
+    w.type(ALICE, "anyone?")
+    assert [n.what for n in w.of(ALICE, E.Notice)].count("sent_quiet") == 1    # told once
+    w.run(10.0, until=lambda: len(sum((d.ids for d in w.of(ALICE, E.NotDelivered)), ())) == 2)
+    assert sum((d.ids for d in w.of(ALICE, E.NotDelivered)), ()) == (1, 2)
+    assert w.now - typed <= 10.0 and not w.alice.queue
+
+
+def test_chat_without_the_stream_still_holds_lines_while_suspect():
+    """A partner without stream1 (a seed-like peer): a line typed while it
+    is quiet is held, and sent once it is heard again."""
+    w = Wire(alice_sees=WITHOUT_STREAM, keepalive=2.0).connected()
+    w.cut = True
+    w.run(2.0 * E.SUSPECT_AFTER + 0.2)
+    assert w.alice.path.suspect and not w.alice.up()
+    w.type(ALICE, "held for a while")
+    assert [n.what for n in w.of(ALICE, E.Notice)][-1:] == ["held_quiet"]
+    assert w.alice.queue == ["held for a while"]
+    w.cut = False
+    w.run(3.0, until=lambda: w.of(BOB, E.Message))
+    assert [n.what for n in w.of(ALICE, E.Notice)][-1] == "heard_again"
+    assert [m.text for m in w.of(BOB, E.Message)] == ["held for a while"]

@@ -314,7 +314,8 @@ def test_chats_relayed_sessions_of_one_client_count_against_its_address():
     assert _relayed(reg.datagram_received(to + ab + b"\"Ping\"", A, 2.0))
     assert _relayed(reg.datagram_received(to + ac + b"\"Ping\"", A, 2.0)) == []   # alice's IP has one
     assert reg.stats["relay_refused"] == 1
-    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"\"Ping\"", carol.addr, 2.0))  # carol's has none
+    probe = bytes([F.RELAYED]) + b"\"Ping\""
+    assert _relayed(reg.datagram_received(probe, carol.addr, 2.0))      # carol's has none
 
 
 # -- forgeries
