@@ -11,6 +11,7 @@ WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
 from .events import Notice, State
+from .relayclient import RequestState
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
 
@@ -66,15 +67,61 @@ def chats(session):
     return Notice("chats", rows=tuple(rows))
 
 
-def _verify(session, arg, now):
-    chat = session.chat
+def _verify(session, name, now):
+    """/verify [NAME]: the safety code of NAME's chat (else the current one)."""
+    if name and name not in session.chats:
+        return [Notice("no_such_chat", name=name)]
+    chat = session.chats.get(name or session.current)
     return [chat.verify() if chat is not None else NoSafetyCode(None)]
 
 
-def _trust(session, arg, now):
-    """Accept a changed key (or an unencrypted peer whose key we had pinned)."""
-    chat = session.chat
+def _trust(session, name, now):
+    """/trust [NAME]: accept a changed key (or an unencrypted peer whose key
+    we had pinned) in NAME's chat, else the current one."""
+    if name and name not in session.chats:
+        return [Notice("no_such_chat", name=name)]
+    chat = session.chats.get(name or session.current)
     return chat.trust(now) if chat is not None else [NothingToTrust(None)]
+
+
+def busy(session, target):
+    """Why a request for *target* may not go out now (a Notice), or None."""
+    relay = session.relay
+    if not relay.several:            # one at a time, and one chat
+        held = relay.asking(RequestState.REQUESTING) or len(session.chats) >= relay.max_chats
+        return Notice("in_chat") if held else None
+    if target in relay.requests:
+        return Notice("already_asking", name=target)
+    held = len(set(session.chats) | set(relay.requests))
+    return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
+
+
+# -- where plain lines go: never moved to a chat we did not ask for in silence
+
+def introduced(session, partner):
+    """A chat with *partner* begins: it becomes the current one if we asked
+    for it (/connect, --connect) or there is none and we ask for no one else
+    (lines typed for them are not for *partner*); else we say how to talk
+    to *partner*. Call before the relay client forgets the request."""
+    relay = session.relay
+    others = relay.several and relay.requests
+    if partner in relay.requests or (session.current is None and not others):
+        session.current = partner
+        return []
+    return [Notice("incoming_chat", name=partner, current=session.current or "no one")]
+
+
+def ended(session, partner):
+    """The chat with *partner* ended: if it was the current one, the one
+    chat left becomes current (and we say so); with several left, none is
+    (plain lines are refused until /switch)."""
+    if session.current != partner:
+        return []
+    left = list(session.chats)
+    session.current = left[0] if len(left) == 1 else None
+    if len(left) == 1:
+        return [Notice("now_current", name=left[0], ended=partner)]
+    return [Notice("choose_chat", names=", ".join(left))] if left else []
 
 
 def status(session, now=None):

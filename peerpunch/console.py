@@ -25,8 +25,8 @@ HELP = """commands:
   /chats          the open chats: path, encryption and round-trip time
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
-  /verify         a safety code to compare with your peer by voice
-  /trust          accept the new key of a peer whose key changed
+  /verify [NAME]  a safety code to compare with your peer (or NAME) by voice
+  /trust [NAME]   accept the new key of a peer (or NAME) whose key changed
   /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
   /help           this text
   //text          send a line that begins with '/'"""
@@ -76,6 +76,11 @@ WORDS = {
     "no_such_chat": "no chat with {name} (/chats lists them)",
     "already_chatting": "already in a chat with {name}",
     "switched": "plain lines now go to {name}",
+    "now_current": "the chat with {ended} ended; plain lines now go to {name}",
+    "choose_chat": "plain lines now go to no one: /switch NAME or /msg NAME TEXT (chats: {names})",
+    "no_current_chat": "not sent: which chat? /switch NAME or /msg NAME TEXT (chats: {names})",
+    "incoming_chat": "{name} is opening a chat with you (plain lines still go to {current}):"
+                     " /switch {name} or /msg {name} TEXT to talk to them",
     "unknown_command": "unknown command {command!r}: /help lists them",
     "help": HELP,
     # the path

@@ -56,8 +56,9 @@ hand back (Introduction, RequestEnded, PathFound, EndChat). Its own state is onl
 what it composes from theirs (``state``, the current chat's). The table
 holds as many chats as the relay lets us (``RelayClient.max_chats``, from
 its RegisterAck; 1 until it says more): plain lines go to the current chat
-(the one opened last, or /switch), /msg NAME to one chat, and the commands
-live in :mod:`peerpunch.commands`. :mod:`peerpunch.events` holds the
+(one we asked for, or /switch; never switched to a chat we did not open
+without a word: :func:`peerpunch.commands.ended`), /msg NAME to one chat,
+and the commands live in :mod:`peerpunch.commands`. :mod:`peerpunch.events` holds the
 constants, states and events, re-exported here.
 """
 
@@ -131,7 +132,7 @@ class PeerSession:
         self._secure_options = dict(identity=identity, backend=backend, pins=self.pins,
                                     strict=strict, require_encryption=require_encryption)
         self.chats = {}              # partner -> Chat (several once the relay allows it)
-        self.current = None          # the partner plain lines go to: the chat opened last
+        self.current = None          # the partner plain lines go to (commands.introduced)
         self._pending = target       # a name to ask for once registered
         self._lines = []             # lines typed for the name we ask for, before its chat
         self._closed = False
@@ -202,22 +203,11 @@ class PeerSession:
             return [Notice("already_chatting", name=target)]
         if not self.relay.several and self.relay.waits_for() is not None:
             return self._stop_asking(now) + self.connect(target, now)
-        busy = self._busy(target)
+        busy = commands.busy(self, target)
         if busy is not None:
             return [busy]
         self._pending = None
         return self.relay.ask(target, now)
-
-    def _busy(self, target):
-        """Why a request for *target* may not go out now (a Notice), or None."""
-        relay = self.relay
-        if not relay.several:            # one at a time, and one chat
-            busy = relay.asking(RequestState.REQUESTING) or len(self.chats) >= relay.max_chats
-            return Notice("in_chat") if busy else None
-        if target in relay.requests:
-            return Notice("already_asking", name=target)
-        held = len(set(self.chats) | set(relay.requests))
-        return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
@@ -231,6 +221,8 @@ class PeerSession:
         chat = self.chat
         if chat is not None:
             return chat.typed(text, now)
+        if self.chats:                   # several chats, none current: say which
+            return [Notice("no_current_chat", names=", ".join(self.chats))]
         if refused(text):
             return refused(text)
         if self.state in (State.REQUESTING, State.WAITING) or \
@@ -250,8 +242,8 @@ class PeerSession:
             return [Notice("no_such_chat", name=name)]
         chat = self.chats[name] if name else self.chat
         if chat is not None:
-            return chat.goodbye() + self._end_chat(chat, now) + \
-                [Notice("left", name=chat.partner)]
+            return chat.goodbye() + [Notice("left", name=chat.partner)] + \
+                self._end_chat(chat, now)
         return self._stop_asking(now)
 
     def _stop_asking(self, now, target=None):
@@ -266,7 +258,7 @@ class PeerSession:
         """Say goodbye to the peer and close for good."""
         if self.state is State.CLOSED:
             return []
-        out = []
+        out, self.current = [], None     # no "plain lines now go to ..." on the way out
         for chat in list(self.chats.values()):
             out += chat.goodbye() + self._end_chat(chat, now)
         out += self.relay.quit(now)
@@ -282,6 +274,9 @@ class PeerSession:
         if via:
             return self._via_datagram(data, Origin(addr, via, False), now)
         if addr == self.relay.addr and is_relay_frame(data):
+            if data[0] != RELAYED_TO and self.relay.several:    # such a relay says whose
+                self.stats["forged_relayed"] += 1
+                return []
             chat, data = self._relayed_chat(data)
             if chat is None:
                 self.stats["ignored_relayed"] += 1
@@ -315,9 +310,16 @@ class PeerSession:
         may take it (punching: another port of the partner's IP; roaming)."""
         chats = sorted(self.chats.values(),
                        key=lambda chat: chat.peer is None or chat.peer.addr != origin.addr)
-        for chat in chats:
+        dropped, out = self.stats["dropped"], None
+        for chat in chats:               # a roamed sealed frame: the chat it authenticates for
             if chat.accepts(origin.addr, data):
-                return self._acted_on(chat.received(data, origin, now), now)
+                out = chat.received(data, origin, now)
+                if self.stats["dropped"] == dropped:
+                    return self._acted_on(out, now)
+                self.stats["dropped"] = dropped          # not this chat's: one drop in all
+        if out is not None:
+            self.stats["dropped"] += 1
+            return out
         return self._ignored(data, origin.addr, now)
 
     def _relayed_chat(self, data):
@@ -397,8 +399,8 @@ class PeerSession:
         chat = self.chats[info.username] = self._new_chat(info.username)
         if asked is None or asked.target == info.username or single:
             chat.queue, self._lines = self._lines, []
+        out += commands.introduced(self, info.username)
         self.relay.introduced(info.username, now, keep_others=not single)
-        self.current = info.username
         return out + self._punch(chat, info, now)
 
     def _new_chat(self, partner):
@@ -425,10 +427,8 @@ class PeerSession:
         if chat.peer is not None:
             self._former = (chat.peer.addr, chat.partner, now + FORMER_PEER_FOR)
         self.chats.pop(chat.partner, None)
-        if self.current == chat.partner:       # the chat opened last before it, if any
-            self.current = next(reversed(list(self.chats)), None)
         self.stats["probes"] = 0
-        return out
+        return out + commands.ended(self, chat.partner)
 
     def _end_request(self, now, target):
         latest, out = target == self.target, self.relay.chat_finished(target, now)

@@ -5,7 +5,7 @@ from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
 from peerpunch.effects import Send
-from peerpunch.forwarder import RELAYED, RELAYED_TO, Forwarder, Limits
+from peerpunch.forwarder import CHANNEL_BYTES, RELAYED, RELAYED_TO, Forwarder, Limits
 from peerpunch.registry import Registry
 from peerpunch.session import State
 
@@ -359,7 +359,7 @@ def test_a_relayed_datagram_while_requesting_asks_the_relay_again_at_once():
     alice = net.add_peer("alice", ALICE, target="bob", **secure_options())
     net.run(0.3)
     assert alice.state is State.REQUESTING
-    probe = bytes([RELAYED]) + P.encode(P.Ping())
+    probe = bytes([RELAYED_TO]) + bytes(CHANNEL_BYTES) + P.encode(P.Ping())   # no chat of hers
     out = alice.datagram_received(probe, RELAY, net.now)
     assert [P.decode(e.data) for e in out] == [P.Connect("bob", token=alice.relay.token)]
     assert alice.datagram_received(probe, RELAY, net.now + 0.1) == []        # rate-limited

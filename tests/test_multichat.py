@@ -8,6 +8,7 @@ from peerpunch import events as E
 from peerpunch import forwarder as F
 from peerpunch import protocol as P
 from peerpunch.registry import Registry
+from peerpunch.effects import Send
 from peerpunch.relayclient import RequestEnded
 from peerpunch.session import State
 
@@ -61,15 +62,15 @@ def test_multichat_three_peers_hold_two_chats_each_through_the_real_relay():
     net.run(1)
     assert lines(net, BOB) == [("alice", "to bob only")]
     assert lines(net, CAROL) == [("alice", "to carol only"), ("bob", "bob to carol")]
-    # plain lines go to the chat opened last, then where /switch says
-    current = alice.current
+    # plain lines go to the chat alice asked for, then where /switch says
+    assert alice.current == "bob"
     net.line(ALICE, "plain one")
-    net.line(ALICE, "/switch " + ("bob" if current == "carol" else "carol"))
+    net.line(ALICE, "/switch carol")
     net.line(ALICE, "plain two")
     net.run(1)
-    other = "bob" if current == "carol" else "carol"
-    assert lines(net, {"bob": BOB, "carol": CAROL}[current])[-1] == ("alice", "plain one")
-    assert lines(net, {"bob": BOB, "carol": CAROL}[other])[-1] == ("alice", "plain two")
+    other = "carol"
+    assert lines(net, BOB)[-1] == ("alice", "plain one")
+    assert lines(net, CAROL)[-1] == ("alice", "plain two")
     rows = net.shown(ALICE, E.Notice)
     net.line(ALICE, "/chats")
     (listing,) = [e.fields["rows"] for e in net.shown(ALICE, E.Notice)[len(rows):]
@@ -86,6 +87,7 @@ def test_multichat_leave_one_chat_keeps_the_other_and_the_relay_ends_only_that_o
     net.line(ALICE, "/leave bob")
     until(net, lambda: "alice" not in bob.chats, 5)
     assert list(alice.chats) == ["carol"] and alice.current == "carol"
+    assert "plain lines now go to carol" in notices(net, ALICE)[-1]
     assert net.registry.sessions() == 2            # bob-carol and carol-alice live on
     net.line(ALICE, "still here?")
     net.run(1)
@@ -236,3 +238,110 @@ def test_multichat_a_register_names_as_many_chats_as_fit_in_a_datagram():
     for name in names[4:]:
         relay.chat_finished(name, 5.0)
     assert len(P.decode(relay.register_now().data).chats) == 4          # all of them, once they fit
+
+
+def test_multichat_an_incoming_chat_does_not_take_the_plain_lines():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options())
+    bob = net.add_peer("bob", BOB, **secure_options())
+    mallory = net.add_peer("mallory", DAVE, **secure_options())
+    net.run(1)
+    net.line(ALICE, "/connect bob")
+    until(net, chatting((alice, "bob"), (bob, "alice")), 10)
+    net.line(DAVE, "/connect alice")
+    until(net, chatting((alice, "mallory"), (mallory, "alice")), 10)
+    assert alice.current == "bob"
+    assert "mallory is opening a chat with you (plain lines still go to bob): /switch mallory" \
+        " or /msg mallory TEXT to talk to them" in notices(net, ALICE)
+    net.line(ALICE, "for bob only")
+    net.line(ALICE, "/msg mallory hello mallory")
+    net.run(1)
+    assert lines(net, BOB) == [("alice", "for bob only")]
+    assert lines(net, DAVE) == [("alice", "hello mallory")]
+
+
+def test_multichat_when_the_current_chat_ends_among_several_plain_lines_are_refused():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options())
+    for name, addr in (("bob", BOB), ("carol", CAROL), ("dave", DAVE)):
+        net.add_peer(name, addr, **secure_options())
+    net.run(1)
+    net.line(ALICE, "/connect bob")
+    net.line(CAROL, "/connect alice")
+    net.line(DAVE, "/connect alice")
+    until(net, lambda: sorted(n for n, c in alice.chats.items()
+                              if c.state is State.CONNECTED) == ["bob", "carol", "dave"], 10)
+    assert alice.current == "bob"
+    net.line(BOB, "/leave")
+    until(net, lambda: "bob" not in alice.chats, 5)
+    assert alice.current is None
+    assert notices(net, ALICE)[-1] == \
+        "plain lines now go to no one: /switch NAME or /msg NAME TEXT (chats: carol, dave)"
+    net.line(ALICE, "to whom?")
+    net.run(1)
+    assert notices(net, ALICE)[-1].startswith("not sent: which chat?")
+    assert lines(net, CAROL) == [] and lines(net, DAVE) == []
+    net.line(ALICE, "/switch dave")
+    net.line(ALICE, "to dave")
+    net.run(1)
+    assert lines(net, DAVE) == [("alice", "to dave")] and lines(net, CAROL) == []
+
+
+def test_multichat_trust_and_verify_take_a_name():
+    from peerpunch import securing as SC
+    net, alice, bob, carol = triangle()
+    net.line(ALICE, "/switch bob")
+    net.line(ALICE, "/verify carol")
+    net.line(ALICE, "/trust carol")
+    net.line(ALICE, "/verify nobody")
+    shown = net.shown(ALICE)
+    code = [e for e in shown if isinstance(e, SC.SafetyCode)][-1]
+    assert code == ("carol", carol.chats["alice"].verify().code)      # the code both see
+    assert code.code != bob.chats["alice"].verify().code
+    assert [e.partner for e in shown if isinstance(e, SC.NothingToTrust)] == ["carol"]
+    assert notices(net, ALICE)[-1] == "no chat with nobody (/chats lists them)"
+
+
+def test_multichat_the_second_partner_roams_and_the_chat_follows():
+    net, alice, bob, carol = triangle()
+    sessions = {"bob": bob, "carol": carol}
+    for partner in list(alice.chats)[::-1]:            # the one tried last first
+        chat = alice.chats[partner]
+        new = (chat.peer.addr[0], chat.peer.addr[1] + 7)
+        frame = sessions[partner].chats["alice"].secure.seal(P.Ping())
+        dropped = alice.stats["dropped"]
+        out = alice.datagram_received(frame, new, net.now)
+        assert chat.peer.addr == new and alice.stats["dropped"] == dropped
+        assert [e.addr for e in out if isinstance(e, Send)] == [new]
+    forged = bytes([frame[0]]) + bytes(len(frame) - 1)
+    dropped = alice.stats["dropped"]
+    alice.datagram_received(forged, ("203.0.113.9", 5000), net.now)
+    assert alice.stats["dropped"] == dropped + 1        # one drop, however many chats tried
+
+
+def test_multichat_a_one_byte_relayed_datagram_from_a_relay_granting_several_is_dropped():
+    net, alice, bob, carol = triangle()
+    frame = bob.chats["alice"].secure.seal(P.Ping())
+    out = alice.datagram_received(bytes([F.RELAYED]) + frame, RELAY, net.now)
+    assert out == [] and alice.stats["forged_relayed"] == 1
+
+
+def test_multichat_an_incoming_chat_while_we_ask_for_another_is_not_current():
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options())
+    net.add_peer("mallory", DAVE, **secure_options())
+    net.run(1)
+    net.line(ALICE, "/connect bob")                # not online yet: a wait
+    net.run(1)
+    net.line(DAVE, "/connect alice")
+    until(net, chatting((alice, "mallory")), 10)
+    assert alice.current is None and alice.relay.waits_for() == "bob"
+    assert any("(plain lines still go to no one): /switch mallory" in t for t in notices(net, ALICE))
+    net.line(ALICE, "meant for bob")
+    assert notices(net, ALICE)[-1].startswith("not sent: which chat?")
+    bob = net.add_peer("bob", BOB, **secure_options())
+    until(net, chatting((alice, "bob"), (bob, "alice")), 10)
+    assert alice.current == "bob"
+    net.line(ALICE, "now for bob")
+    net.run(1)
+    assert lines(net, BOB) == [("alice", "now for bob")] and lines(net, DAVE) == []
