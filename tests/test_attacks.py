@@ -10,7 +10,6 @@ import os
 import itertools
 import random
 import re
-import select
 import socket
 import tempfile
 import time
