@@ -5,8 +5,12 @@ import os
 import socket
 import struct
 import threading
+import time
 
 ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 
 
 def available():
@@ -45,6 +49,9 @@ class Capture:
         self.ports = set(ports)
         self.packets = []
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # a slow reader under CI load must not lose packets: the kernel holds
+        # them (root may exceed rmem_max), and drops() says if it did not
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
         self.sock.bind(("lo", 0))
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
@@ -81,5 +88,21 @@ class Capture:
                 self._take(*self.sock.recvfrom(65535))
         except BlockingIOError:
             pass
+        packets, self.dropped = struct.unpack(
+            "II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
         self.sock.close()
         return self.packets
+
+    def quiet(self, src, dst, for_seconds=0.5, wait=15.0):
+        """Wait until no packet from *src* to *dst* was seen for *for_seconds*
+        (the tail of a handshake is over); raise if that never happens."""
+        deadline = time.monotonic() + wait
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = [p for p in self.packets if p[0] == src and p[1] == dst]
+            if len(now) != seen:
+                seen, since = len(now), time.monotonic()
+            elif time.monotonic() - since >= for_seconds:
+                return
+            time.sleep(0.05)
+        raise AssertionError("%d kept sending to %d for %.0f s" % (src, dst, wait))
