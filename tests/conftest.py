@@ -1,9 +1,12 @@
 """Fixtures shared by the tests that run real processes."""
 
+import os
+
 import pytest
 
 from peerpunch import console, events
 
+from . import rawudp
 from .procs import start_relay
 
 # The tests read a Words event as the terminal would show it: ``event.text``
@@ -29,3 +32,15 @@ def relay(procs):
     proc.addr = "127.0.0.1:%d" % port
     proc.port = port
     return proc
+
+
+@pytest.fixture
+def raw():
+    """For tests that forge source addresses or capture traffic (raw
+    sockets, root only): skip where they are unavailable, fail in CI, which
+    runs as root."""
+    reason = rawudp.available()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail("attack tests must run in CI: " + reason)
+        pytest.skip(reason)

@@ -28,13 +28,13 @@ import pytest
 
 from peerpunch import protocol as P
 from peerpunch import registry as RG
+from peerpunch.registration import padded     # as our peer pads a Register
 
 from . import rawudp
 from .procs import CONNECTED, ROOT, Proc, bound_port
 
 pytestmark = pytest.mark.timeout(60)
 
-RAW = rawudp.available()
 CHECKOUT = os.environ.get("PEERPUNCH_ATTACKED_CHECKOUT", ROOT)
 BATCH = 200                    # forged datagrams sent before waiting for the relay to read them
 NONCE = "ab" * 16
@@ -43,11 +43,17 @@ SO_RCVBUFFORCE = 33            # Linux; not in every Python's socket module
 
 
 @pytest.fixture
-def raw():
-    if RAW:
-        if os.environ.get("CI") == "true":
-            pytest.fail("attack tests must run in CI: " + RAW)
-        pytest.skip(RAW)
+def closing():
+    """``closing(thing)`` returns *thing* and closes it after the test
+    (last opened, first closed), whatever happened."""
+    opened = []
+
+    def keep(thing):
+        opened.append(thing)
+        return thing
+    yield keep
+    for thing in reversed(opened):
+        thing.close()
 
 
 def figure(text):
@@ -90,11 +96,6 @@ def drain(sock):
         pass
     sock.settimeout(5)
     return got
-
-
-def padded(data, size=200):
-    """*data* (a JSON struct variant) with a ``pad`` field the relay ignores."""
-    return data[:-2] + b',"pad":"' + b" " * max(0, size - len(data) - 9) + b'"}}'
 
 
 def join(sock, port, name):
@@ -164,26 +165,19 @@ def largest_register(name):
 # -- C: Connect reflection
 
 
-def test_attack_finding_c_forged_registers_and_connects_reflect_nothing(procs, raw):
+def test_attack_finding_c_forged_registers_and_connects_reflect_nothing(procs, raw, closing):
     """Forged largest ext Registers for victims V, W1 and W2, then 1,000
     forged Connects from V alternating between W1 and W2: the relay sends
     the three victims no more bytes than the forger sent, and no PeerInfo
     (on the relay of the issue: two PeerInfos of ~850 bytes per Connect)."""
     relay = start_relay(procs, "-v")
-    victims = {name: udp(host) for name, host in
+    victims = {name: closing(udp(host)) for name, host in
                (("v", "127.40.0.1"), ("w1", "127.41.0.1"), ("w2", "127.42.0.1"))}
-    sync = Sync(relay.port)
-    forger = Forger(relay.port, sync)
-    try:
-        forger.send((largest_register(name), s.getsockname()) for name, s in victims.items())
-        v = victims["v"].getsockname()
-        forger.send((P.encode(P.Connect("w%d" % (1 + i % 2))), v) for i in range(1000))
-        received = {name: drain(s) for name, s in victims.items()}
-    finally:
-        forger.close()
-        sync.close()
-        for s in victims.values():
-            s.close()
+    forger = closing(Forger(relay.port, closing(Sync(relay.port))))
+    forger.send((largest_register(name), s.getsockname()) for name, s in victims.items())
+    v = victims["v"].getsockname()
+    forger.send((P.encode(P.Connect("w%d" % (1 + i % 2))), v) for i in range(1000))
+    received = {name: drain(s) for name, s in victims.items()}
     total = sum(len(d) for got in received.values() for d in got)
     figure("Connect reflection: forger sent %d datagrams, %d bytes -> victims got %d datagrams, "
            "%d bytes (amplification %.3f)" % (forger.sent, forger.bytes,
@@ -198,28 +192,21 @@ def test_attack_finding_c_forged_registers_and_connects_reflect_nothing(procs, r
         assert len(got) <= 1 and all(len(d) <= len(largest_register(name)) for d in got), got
 
 
-def test_attack_finding_c_seed_pool_reflects_at_most_its_stated_bound(procs, raw):
+def test_attack_finding_c_seed_pool_reflects_at_most_its_stated_bound(procs, raw, closing):
     """The seed pool's residual risk, as docs/security.md states it: forged
     seed-form Registers for V, W1, W2 and 3,000 forged seed-form Connects
     from V: the relay sends them at most SEED_GAIN x the forger's bytes plus
     SEED_CREDIT_MAX, and each /24 at most SEED_INFO_BURST + SEED_INFO_RATE a
     second of PeerInfos."""
     relay = start_relay(procs)
-    victims = {name: udp(host) for name, host in
+    victims = {name: closing(udp(host)) for name, host in
                (("v", "127.43.0.1"), ("w1", "127.44.0.1"), ("w2", "127.45.0.1"))}
-    sync = Sync(relay.port)
-    forger = Forger(relay.port, sync)
+    forger = closing(Forger(relay.port, closing(Sync(relay.port))))
     start = time.monotonic()
-    try:
-        forger.send((P.encode(P.Register(name)), s.getsockname()) for name, s in victims.items())
-        v = victims["v"].getsockname()
-        forger.send((P.encode(P.Connect("w%d" % (1 + i % 2))), v) for i in range(3000))
-        received = {name: drain(s) for name, s in victims.items()}
-    finally:
-        forger.close()
-        sync.close()
-        for s in victims.values():
-            s.close()
+    forger.send((P.encode(P.Register(name)), s.getsockname()) for name, s in victims.items())
+    v = victims["v"].getsockname()
+    forger.send((P.encode(P.Connect("w%d" % (1 + i % 2))), v) for i in range(3000))
+    received = {name: drain(s) for name, s in victims.items()}
     elapsed = time.monotonic() - start
     total = sum(len(d) for got in received.values() for d in got)
     figure("seed-pool reflection: forger sent %d bytes in %.1f s -> victims got %d bytes "
@@ -288,7 +275,7 @@ def budget(seconds):
     return RG.ERROR_BURST + RG.ERROR_RATE * seconds + 1
 
 
-def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw):
+def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw, closing):
     """Empty datagrams and junk forged from registered extension clients'
     addresses, then from 4,400 cycled forged sources (more than the relay's
     4,096-entry tables) that each sent an ext Register first: no answer to
@@ -296,38 +283,31 @@ def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw):
     Error budget (on the relay of the issue: a 54-byte Error to each empty
     datagram, once per source, so cycling got one answer per datagram)."""
     relay = start_relay(procs)
-    sync = Sync(relay.port)
-    clients = [udp("127.50.0.%d" % i) for i in (1, 2, 3)]
+    sync = closing(Sync(relay.port))
+    clients = [closing(udp("127.50.0.%d" % i)) for i in (1, 2, 3)]
     for i, c in enumerate(clients):
         join(c, relay.port, "r%d" % i)
-    forger = Forger(relay.port, sync)
-    catcher = Catcher()
+    forger = closing(Forger(relay.port, sync))
+    catcher = closing(Catcher())
     probe = udp()          # the catcher sees what is sent to a forged source, with its address
     probe.sendto(b"probe", ("127.60.3.7", catcher.port))
     probe.close()
     assert catcher.drain(wait=5) == [(b"probe", "127.60.3.7")]
     start = time.monotonic()
-    try:
-        addrs = [c.getsockname() for c in clients]
-        forger.send((b"", a) for _ in range(100) for a in addrs)
-        to_empty = [d for c in clients for d in drain(c)]
-        forger.send((JUNK, a) for _ in range(100) for a in addrs)
-        to_junk = [d for c in clients for d in drain(c)]
-        registered_seconds = time.monotonic() - start
-        sources = cycled_sources(4400, catcher.port)
-        before, sent_before = forger.bytes, forger.sent
-        forger.send((P.encode(P.Register("c%d" % i, features=("ext",))), src)
-                    for i, src in enumerate(sources))
-        for data in (b"", b"", b"", JUNK):
-            forger.send((data, src) for src in sources)
-        cycled_bytes, cycled = forger.bytes - before, forger.sent - sent_before
-        answers = catcher.drain()       # the Sync's answer came after any of these
-    finally:
-        forger.close()
-        sync.close()
-        catcher.close()
-        for c in clients:
-            c.close()
+    addrs = [c.getsockname() for c in clients]
+    forger.send((b"", a) for _ in range(100) for a in addrs)
+    to_empty = [d for c in clients for d in drain(c)]
+    forger.send((JUNK, a) for _ in range(100) for a in addrs)
+    to_junk = [d for c in clients for d in drain(c)]
+    registered_seconds = time.monotonic() - start
+    sources = cycled_sources(4400, catcher.port)
+    before, sent_before = forger.bytes, forger.sent
+    forger.send((P.encode(P.Register("c%d" % i, features=("ext",))), src)
+                for i, src in enumerate(sources))
+    for data in (b"", b"", b"", JUNK):
+        forger.send((data, src) for src in sources)
+    cycled_bytes, cycled = forger.bytes - before, forger.sent - sent_before
+    answers = catcher.drain()       # the Sync's answer came after any of these
     elapsed = time.monotonic() - start
     figure("Error reflection: 300 empty datagrams from registered sources -> %d answers; "
            "300 x %d B junk -> %d answers, %d bytes; %d datagrams (%d bytes) from 4,400 cycled "
@@ -357,7 +337,7 @@ def test_attack_finding_d_errors_are_never_larger_and_are_budgeted(procs, raw):
 # -- E: forged relay datagrams at a peer
 
 
-def test_attack_finding_e_forged_relay_datagrams_change_nothing_at_the_peer(procs, raw):
+def test_attack_finding_e_forged_relay_datagrams_change_nothing_at_the_peer(procs, raw, closing):
     """A real peer in a chat gets datagrams forged from the relay's address
     (an Error with a phishing message, a PeerInfo naming its partner at a
     third endpoint, a RegisterAck with another token; without a nonce and
@@ -372,7 +352,7 @@ def test_attack_finding_e_forged_relay_datagrams_change_nothing_at_the_peer(proc
     bob.expect(CONNECTED % "alice")
     alice.expect(r"^first chat with bob: key pinned")   # the last line a connect prints
     a_port = bound_port(alice)
-    third = udp("127.70.0.1")
+    third = closing(udp("127.70.0.1"))
     mark = len(alice.lines["stdout"])
     forged = []
     for nonce in (None, "cd" * 16):
@@ -381,13 +361,9 @@ def test_attack_finding_e_forged_relay_datagrams_change_nothing_at_the_peer(proc
             P.PeerInfo(peer="127.70.0.1:%d" % third.getsockname()[1], username="bob",
                        features=("ext", "relay1", "noise1"), session="5e" * 16, nonce=nonce),
             P.RegisterAck(features=("ext", "relay1", "watch1"), token="ee" * 16, nonce=nonce)]
-    spoofer = rawudp.Spoofer()
-    try:
-        for msg in forged:
-            spoofer.send(P.encode(msg), ("127.0.0.1", relay.port), ("127.0.0.1", a_port))
-        spoofer.send(P.encode(P.RegisterAck()), ("127.0.0.1", relay.port), ("127.0.0.1", a_port))
-    finally:
-        spoofer.close()
+    spoofer = closing(rawudp.Spoofer())
+    for msg in forged + [P.RegisterAck()]:
+        spoofer.send(P.encode(msg), ("127.0.0.1", relay.port), ("127.0.0.1", a_port))
     bob.send("after the forgeries")                # queued behind them at alice's socket
     alice.expect(r"^\[bob\]> after the forgeries$", start=mark)
     assert alice.lines["stdout"][mark:] == ["[bob]> after the forgeries"]
@@ -395,10 +371,7 @@ def test_attack_finding_e_forged_relay_datagrams_change_nothing_at_the_peer(proc
     bob.wait()
     alice.send("/leave")
     relay.expect(r"session of 'alice' and 'bob' ended$", stream="stderr")   # her token was good
-    try:
-        probes = drain(third)
-    finally:
-        third.close()
+    probes = drain(third)
     shown = [l for l in alice.lines["stdout"] if re.search(r"evil|bank|127\.70\.|e{32}", l)]
     figure("forged relay datagrams at a peer: %d sent -> %d lines shown of them, %d datagrams to the "
            "third address" % (len(forged) + 1, len(shown), len(probes)))
@@ -436,7 +409,8 @@ class Refresher(threading.Thread):
         self.join()
 
 
-def test_attack_finding_f_a_full_relay_still_admits_others_and_forgeries_refresh_nobody(procs, raw):
+def test_attack_finding_f_a_full_relay_still_admits_others_and_forgeries_refresh_nobody(procs, raw,
+                                                                                       closing):
     """Both pools full: 49 registrations the attacker proved from its own
     addresses in one /24 (and the sync client), 50 forged seed-form ones from two
     /24s, 100 forged ext Registers without cookies from two more; then one
@@ -446,7 +420,7 @@ def test_attack_finding_f_a_full_relay_still_admits_others_and_forgeries_refresh
     client, and the attacker's proven users expire all the same (on the
     relay of the issue: full, every legitimate Register refused)."""
     relay = start_relay(procs, "-v", "--max-users", "50", "--max-seed-users", "50", "--expire", "6")
-    sync = Sync(relay.port)
+    sync = closing(Sync(relay.port))
     own = [udp("127.34.0.%d" % (1 + i)) for i in range(49)]
     for i, s in enumerate(own):
         join(s, relay.port, "p%d" % i)
@@ -455,13 +429,10 @@ def test_attack_finding_f_a_full_relay_still_admits_others_and_forgeries_refresh
         s.close()                                  # from now on it only forges
     seed_srcs = [("127.%d.0.%d" % (30 + i % 2, 1 + i), 5000) for i in range(60)]
     ext_srcs = [("127.%d.0.%d" % (32 + i % 2, 1 + i), 5000) for i in range(100)]
-    forger = Forger(relay.port, sync)
-    try:
-        forger.send((P.encode(P.Register("s%d" % i)), src) for i, src in enumerate(seed_srcs))
-        forger.send((P.encode(P.Register("x%d" % i, features=("ext",), nonce=NONCE)), src)
-                    for i, src in enumerate(ext_srcs))
-    finally:
-        forger.close()
+    forger = closing(Forger(relay.port, sync))
+    forger.send((P.encode(P.Register("s%d" % i)), src) for i, src in enumerate(seed_srcs))
+    forger.send((P.encode(P.Register("x%d" % i, features=("ext",), nonce=NONCE)), src)
+                for i, src in enumerate(ext_srcs))
     refreshes = [(P.encode(P.Register("p%d" % i, features=("ext",), nonce=NONCE)), a)
                  for i, a in enumerate(owned)]
     refreshes += [(P.encode(P.Connect("s0")), a) for a in owned] + [(b"", a) for a in owned]
@@ -478,16 +449,14 @@ def test_attack_finding_f_a_full_relay_still_admits_others_and_forgeries_refresh
         bob.expect(CONNECTED % "alice")
         bob.send("through a full relay")
         alice.expect(r"^\[bob\]> through a full relay$")
-        seed_client = udp()
+        seed_client = closing(udp())
         seed_client.sendto(P.encode(P.Register("legit-seed")), ("127.0.0.1", relay.port))
         assert seed_client.recv(2048) == P.encode(P.RegisterAck())
-        seed_client.close()
         for i in range(len(owned)):                # each gone: evicted, or expired while forged at
             relay.expect(r"(expired|evicted) 'p%d' at " % i, stream="stderr", timeout=15)
         assert refresher.is_alive()                # forging every 0.3 s all along (expiry: 6 s)
     finally:
         refresher.stop()
-        sync.close()
     relay.expect(r"evicted 'p\d+' at 127\.34\.0\.\d+:\d+ for a newcomer", stream="stderr")
     relay.expect(r"evicted 's\d+' at 127\.3[01]\.0\.\d+:\d+ for a newcomer", stream="stderr")
     lines = relay.lines["stderr"]
