@@ -55,6 +55,24 @@ def has_ipv6_loopback():
         return False
 
 
+def free_port_pair():
+    """A port P with P and P + 1 both free for UDP on 127.0.0.1 (as far as
+    one can tell): for a relay and its STUN alternate port."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                    b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free UDP ports")
+
+
 def terminate(popen, grace=5.0):
     """Stop *popen* politely (SIGTERM), and for good if it has not exited
     within *grace* seconds."""

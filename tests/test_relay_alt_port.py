@@ -11,29 +11,12 @@ import pytest
 
 from peerpunch import stun
 
-from .procs import Proc, start_relay
+from .procs import Proc, free_port_pair, start_relay
 
 pytestmark = pytest.mark.timeout(60)
 
 ALT_LINE = r"STUN alternate port 127\.0\.0\.1:(\d+)$"
 NO_ALT = r"warning: no STUN alternate port \((.*)\); peers cannot tell whether their NAT is symmetric"
-
-
-def free_port_pair():
-    """A port P with P and P + 1 both free on 127.0.0.1 (as far as one can tell)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    pytest.skip("no two adjacent free UDP ports")
 
 
 def stun_answer(port):

@@ -21,7 +21,8 @@ from peerpunch.protocol import format_endpoint
 from peerpunch.peershell import run_check
 from peerpunch.stun import is_stun
 
-from .procs import DEFAULT_WAIT, PEER, ROOT, Proc, env, has_ipv6_loopback, start_relay
+from .procs import (DEFAULT_WAIT, PEER, ROOT, Proc, env, free_port_pair, has_ipv6_loopback,
+                    start_relay)
 
 PACKAGES = {"turnutils_stunclient": "coturn", "turnserver": "coturn", "stun": "stun-client"}
 TIMEOUT = 10           # turnutils_stunclient never times out by itself
@@ -113,23 +114,6 @@ def test_interop_stun_client_reads_mapped_address_and_changed_port(stun_relay):
     ports = {port for _, port in answers_logged(relay)}
     assert ports == {relay.port, relay.alt}, relay.transcript()
     assert result.returncode == 0x0B, out        # "Firewall": test II, change of IP, got nothing
-
-
-def free_port_pair():
-    """A port P with P and P + 1 free for UDP on 127.0.0.1 (stun binds both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                    b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free UDP ports")
 
 
 @BOTH
