@@ -59,7 +59,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
-from relayproc import RelayProcess  # noqa: E402
+from peerpunch.registration import padded  # noqa: E402  (as our peer pads a Register)
+from relayproc import RelayProcess, mb  # noqa: E402
 
 PEER = os.path.join(ROOT, "bin", "peer.py")
 PER_BLOCK = 16              # flood sources per /24
@@ -83,13 +84,6 @@ def source_addr(k):
 def random_name(rng):
     return "".join(rng.choice(string.ascii_lowercase + string.digits)
                    for _ in range(rng.randint(3, 20)))
-
-
-def padded(data, size=200):
-    """An encoded Register with a ``pad`` field, at least *size* bytes."""
-    if len(data) >= size:
-        return data
-    return data[:-2] + b',"pad":"' + b" " * (size - len(data) - 9) + b'"}}'
 
 
 def forged_pool(rng, size=POOL):
@@ -440,7 +434,7 @@ def print_report(r, args, elapsed):
     print("  the relay read %.1f%% of the flood's datagrams (the kernel dropped the rest at its socket)"
           % (100.0 * s.get("datagrams_in", 0) / max(1, sent)))
     print("relay peak RSS (VmHWM): %s MB after the baseline, %s MB after the flood" % (
-        _mb(r["rss_baseline_mb"]), _mb(r["rss_peak_mb"])))
+        mb(r["rss_baseline_mb"]), mb(r["rss_peak_mb"])))
     print("relay log during the flood: %d bytes, %d lines" % r["log"])
     print()
     print("total %.1f s" % elapsed)
@@ -448,10 +442,6 @@ def print_report(r, args, elapsed):
 
 def _s(value):
     return "failed" if value is None else "%.2f" % value
-
-
-def _mb(value):
-    return "n/a" if value is None else "%.1f" % value
 
 
 # ------------------------------------------------------------------ main

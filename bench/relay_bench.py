@@ -75,9 +75,9 @@ sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
 from peerpunch.effects import Log, Send  # noqa: E402
-from peerpunch.registration import MIN_REGISTER_BYTES  # noqa: E402
+from peerpunch.registration import padded  # noqa: E402  (as our peer pads a Register)
 from peerpunch.registry import MAX_USERS, Registry  # noqa: E402
-from relayproc import RelayProcess  # noqa: E402
+from relayproc import RelayProcess, mb  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -119,14 +119,6 @@ def user_addr(i):
 
 def user_nonce(i):
     return "%032x" % (i * 0x9E3779B97F4A7C15 % (1 << 128))
-
-
-def padded(data, size=MIN_REGISTER_BYTES):
-    """*data* (an encoded Register) with a ``pad`` field the relay ignores,
-    at least *size* bytes, as our peer sends it (a Cookie must fit)."""
-    if len(data) >= size:
-        return data
-    return data[:-2] + b',"pad":"' + b" " * max(0, size - len(data) - 9) + b'"}}'
 
 
 def register_msg(i, **fields):
@@ -587,14 +579,14 @@ def print_report(sizes, core, linear, lb, cfg, elapsed):
         c, b = core[n], linear[n]
         print("%8d %16.0f %12.0f %16.0f %17.0f %6.1fx %12s" % (
             n, c["registrations"], c["refreshes"], c["introductions"], b["introductions"],
-            c["introductions"] / b["introductions"], _mb(c["rss_mb"])))
+            c["introductions"] / b["introductions"], mb(c["rss_mb"])))
     print("  registration = Register -> Cookie, Register with it -> RegisterAck (2 datagrams);"
           " refresh = Register with the token")
     print("  introduction = Connect -> PeerInfo to both -> SessionFinished (each with the token)")
     print("  baseline = the same work with users in a list found by linear scan; ops sampled: %s"
           % ", ".join("%d@%d" % (linear[n]["ops"], n) for n in sizes))
     print("  peak RSS = process holding N users; bare interpreter + imports: %s MB"
-          % _mb(core[sizes[0]]["bare_rss_mb"]))
+          % mb(core[sizes[0]]["bare_rss_mb"]))
     print("  " + RUST_ANCHOR)
     print()
     print("loopback UDP: python -m peerpunch.relay on %s, %d client sockets, window %d"
@@ -615,10 +607,6 @@ def print_report(sizes, core, linear, lb, cfg, elapsed):
     print("  relay stopped: %s" % lb["relay_stats"])
     print()
     print("total %.1f s" % elapsed)
-
-
-def _mb(value):
-    return "n/a" if value is None else "%.1f" % value
 
 
 # ------------------------------------------------------------------- main

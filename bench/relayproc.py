@@ -13,6 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 10.0
 
 
+def mb(value):
+    """Megabytes for a report, or ``n/a`` where they could not be read."""
+    return "n/a" if value is None else "%.1f" % value
+
+
 class RelayProcess:
     """Start the relay with *flags*; *name* prefixes temporary files and errors."""
 
