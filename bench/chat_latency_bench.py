@@ -42,7 +42,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from relayproc import child_env, terminate    # noqa: E402
 from tests.natlab import runner, topology     # noqa: E402  (the lab's own code)
 
 PEER = os.path.join(ROOT, "bin", "peer.py")
@@ -71,10 +71,8 @@ class Proc:
     """A child whose stdout lines are read with the time they were read."""
 
     def __init__(self, argv, prefix, config=None):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=ROOT)
-        if config:
-            env["XDG_CONFIG_HOME"] = config
-        self.popen = subprocess.Popen(prefix + argv, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+        self.popen = subprocess.Popen(prefix + argv, cwd=ROOT, env=child_env(config),
+                                      stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = queue.Queue()
         self.err = []
@@ -112,13 +110,7 @@ class Proc:
         self.popen.stdin.flush()
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
 
 
 class Loopback:

@@ -41,7 +41,6 @@ import random
 import re
 import selectors
 import shutil
-import signal
 import socket
 import string
 import subprocess
@@ -50,17 +49,12 @@ import tempfile
 import threading
 import time
 
-try:
-    import resource
-except ImportError:     # Windows
-    resource = None
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
 from peerpunch.registration import padded  # noqa: E402  (as our peer pads a Register)
-from relayproc import RelayProcess, mb  # noqa: E402
+from relayproc import RelayProcess, child_env, mb, raise_fd_limit, terminate  # noqa: E402
 
 PEER = os.path.join(ROOT, "bin", "peer.py")
 PER_BLOCK = 16              # flood sources per /24
@@ -218,23 +212,7 @@ def flooder_main(args):
     return 0
 
 
-def raise_fd_limit(wanted):
-    if resource is None:
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
 # ------------------------------------------------------------- processes
-
-def child_env(config=None):
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    if config:
-        env["XDG_CONFIG_HOME"] = config
-    return env
-
 
 class Lines:
     """A child process whose stdout lines are collected by a thread."""
@@ -284,13 +262,7 @@ class Lines:
             pass
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream:
                 try:

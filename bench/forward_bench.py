@@ -20,7 +20,6 @@ is bounded in time and count, and only 127.0.0.1 is ever sent to.
 import argparse
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ sys.path.insert(0, ROOT)
 
 from peerpunch import protocol as P  # noqa: E402
 from peerpunch.forwarder import RELAYED  # noqa: E402
+from relayproc import child_env, terminate  # noqa: E402
 
 PAYLOAD = 1200
 WINDOW = 256
@@ -46,7 +46,7 @@ class Relay:
             [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0",
              "--relay-rate", "1000000000", "--relay-bytes", "1000000000000"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
-            env=dict(os.environ, PYTHONPATH=ROOT))
+            env=child_env())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             self.log.seek(0)
@@ -64,11 +64,7 @@ class Relay:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        terminate(self.proc)
 
 
 def client():

@@ -65,11 +65,6 @@ import subprocess
 import sys
 import time
 
-try:
-    import resource
-except ImportError:     # Windows
-    resource = None
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -77,7 +72,7 @@ from peerpunch import protocol as P  # noqa: E402
 from peerpunch.effects import Log, Send  # noqa: E402
 from peerpunch.registration import padded  # noqa: E402  (as our peer pads a Register)
 from peerpunch.registry import MAX_USERS, Registry  # noqa: E402
-from relayproc import RelayProcess, mb  # noqa: E402
+from relayproc import RelayProcess, mb, own_peak_rss_mb  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
@@ -177,13 +172,6 @@ def feed(registry, datagrams, now=1000.0):
     return time.perf_counter() - start
 
 
-def peak_rss_mb():
-    if resource is None:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
 def expect(what, got, wanted):
     if got != wanted:
         raise SystemExit("relay_bench: %s: got %r, expected %r" % (what, got, wanted))
@@ -275,12 +263,12 @@ def _linear_peer_info(about, to):
 
 def core_worker(n, cfg):
     """Registry figures for *n* users; run in a fresh process."""
-    result = {"bare_rss_mb": peak_rss_mb()}
+    result = {"bare_rss_mb": own_peak_rss_mb()}
     registry = new_registry(n)
     for i in range(n):                      # a few datagrams alive at a time
         join(registry, i)
     expect("proven users after filling", registry.proven_users(), n)
-    result["rss_mb"] = peak_rss_mb()
+    result["rss_mb"] = own_peak_rss_mb()
     del registry
 
     registrations = []

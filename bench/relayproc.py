@@ -1,5 +1,7 @@
 """The real relay for the benchmarks: ``python -m peerpunch.relay`` on
-127.0.0.1 and a free port, its log in a file, its resources read from /proc."""
+127.0.0.1 and a free port, its log in a file, its resources read from /proc;
+and what every benchmark that starts processes needs: their environment,
+stopping them, the benchmark's own limits and peak memory."""
 
 import os
 import re
@@ -9,8 +11,51 @@ import sys
 import tempfile
 import time
 
+try:
+    import resource
+except ImportError:     # Windows
+    resource = None
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 10.0
+
+
+def child_env(config=None):
+    """A child's environment: unbuffered, this checkout first on its import
+    path, *config* (if given) as its config folder."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
+        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    if config:
+        env["XDG_CONFIG_HOME"] = config
+    return env
+
+
+def terminate(popen, grace=5.0):
+    """SIGTERM, then SIGKILL if it has not exited within *grace* seconds."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+def raise_fd_limit(wanted):
+    """Allow this process *wanted* open files, as far as the hard limit lets."""
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+def own_peak_rss_mb():
+    """This process's peak RSS in MB, or None where it cannot be read."""
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
 def mb(value):
@@ -25,12 +70,10 @@ class RelayProcess:
         self.name = name
         fd, self.log_path = tempfile.mkstemp(prefix=name + "-", suffix=".log")
         os.close(fd)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
-            p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
         with open(self.log_path, "ab") as log:      # append: our reads cannot clobber it
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "peerpunch.relay", "--host", "127.0.0.1", "--port", "0"]
-                + list(flags), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                + list(flags), cwd=ROOT, env=child_env(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log)
         self.addr = None
 
@@ -77,13 +120,7 @@ class RelayProcess:
     def stop(self, timeout=10):
         """SIGTERM, then SIGKILL if it lingers; its stop line's counters as
         text, or None if it wrote none."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         text = self.log()
         os.unlink(self.log_path)
         stopped = re.search(r"relay stopped: (.*)", text)
