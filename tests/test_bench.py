@@ -4,6 +4,9 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from .natlab import require_lab
 from .procs import ROOT, env
 
 
@@ -66,3 +69,19 @@ def test_bench_chat_latency_quick_run_prints_its_table():
     assert len(rows) in (2, 4) and "ratio stream1/baseline at 0 % loss" in out, out
     assert all(sent == "10" for _, _, sent, _ in rows), out
     assert all(shown == "10" for kind, _, _, shown in rows if kind == "stream1"), out   # none lost
+
+
+@pytest.mark.natlab
+@pytest.mark.timeout(300)
+def test_bench_chat_latency_lab_run_prints_lab_and_loopback_rows():
+    require_lab()
+    result = subprocess.run([sys.executable, "bench/chat_latency_bench.py", "--lab", "--lines", "10"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=280)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-2000:]
+    rows = re.findall(r"^(lab|loopback) stream1, (\d+) % loss\s+(\d+)\s+(\d+) .*  (\w+), encrypted$",
+                      out, re.M)
+    assert sorted((place, loss) for place, loss, _, _, _ in rows) == [
+        ("lab", "0"), ("lab", "10"), ("loopback", "0"), ("loopback", "10")], out
+    assert all(sent == shown == "10" and path == "direct" for _, _, sent, shown, path in rows), out
+    assert "ratio lab/loopback at 10 % loss" in out, out
