@@ -29,67 +29,21 @@ only ever see well-formed messages. Garbage raises
 :class:`LocalProtocolError`.
 """
 
-import base64
-import binascii
 import dataclasses
 import json
-import re
 from typing import Optional, Tuple
 
 from .endpoints import (LAN_NETWORKS, canonical_addr, format_endpoint,  # noqa: F401 (our API)
                         is_lan_endpoint, is_peer_endpoint, parse_endpoint)
+from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: F401 (our API)
+                       FEATURE_RELAY, FEATURE_STREAM, FEATURE_WATCH, KNOWN_FEATURES,
+                       MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS, OUR_FEATURES,
+                       SECURE_FEATURES, speaks_extensions)
+from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401 (our API)
+                     MAX_USERNAME, MAX_WATCH, VALIDATORS, check_username)
 
 MAX_DATAGRAM = 1024
 """Largest datagram we send or accept: the seed's receive buffer."""
-
-MAX_USERNAME = 32
-MAX_FEATURES = 16
-MAX_LOCAL_CANDIDATES = 4
-MAX_WATCH = 8
-"""Names one Register may ask the relay to watch (see ``Online``)."""
-MAX_CHATS = 64
-"""Register ``max_chats`` (how many chats at once) is 1..MAX_CHATS, and
-``chats`` names at most MAX_CHATS of them."""
-
-FEATURE_EXT = "ext"
-"""Announced in Register/RegisterAck/PeerInfo: the sender understands the
-extension variants of this module (``Error``)."""
-
-FEATURE_NOISE = "noise1"
-"""The sender can run the secure channel (peerpunch.secure) with its peer."""
-
-FEATURE_RELAY = "relay1"
-"""Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
-Peer: can use that fallback."""
-
-FEATURE_DUAL_STACK = "dual-stack"
-"""Peer: its socket sends and receives both IPv4 and IPv6 (an IPv6 socket on
-``::`` with IPV6_V6ONLY off), so a peer on the same host as a loopback relay
-reaches it at the same port on either loopback address."""
-
-MAPPING_INDEPENDENT = "independent"
-MAPPING_DEPENDENT = "dependent"
-MAPPINGS = (MAPPING_INDEPENDENT, MAPPING_DEPENDENT)
-"""Register/PeerInfo ``mapping``: how the sender's NAT maps its socket, as the
-sender measured with STUN against the relay's two ports (RFC 4787: the same
-public endpoint toward every destination, or a new one per destination --
-"symmetric"). Tells the peers which side of a birthday search each takes."""
-
-FEATURE_WATCH = "watch1"
-"""Relay: keeps the watches a Register names (``watch``) and tells the
-watcher when such a name registers (``Online``)."""
-
-FEATURE_STREAM = "stream1"
-"""Peer: over an encrypted link, sends chat lines on the reliable stream
-(peerpunch.stream) and takes them from it; announced with ``noise1``."""
-
-KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH,
-                  FEATURE_DUAL_STACK, FEATURE_STREAM)
-OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
-SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_STREAM)
-
-_FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
-_SECRET_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
 class ProtocolError(ValueError):
@@ -108,138 +62,6 @@ class LocalProtocolError(ProtocolError):
     """Our own code asked for a message that must not be sent."""
 
 
-# ---------------------------------------------------------------- validators
-# Each takes the decoded JSON value and returns the Python value, or raises
-# ValueError with a short reason.
-
-def check_username(value):
-    """A username: 1..32 printable characters, no surrounding blanks."""
-    if not isinstance(value, str):
-        raise ValueError("username must be a string")
-    if not 1 <= len(value) <= MAX_USERNAME:
-        raise ValueError("username must have 1 to %d characters" % MAX_USERNAME)
-    if not value.isprintable() or value != value.strip():
-        raise ValueError("username may not contain control characters"
-                         " or begin or end with blanks")
-    _check_utf8(value)
-    return value
-
-
-def _check_target(value):
-    # A Connect may name anybody; an impossible name is simply not found.
-    if not isinstance(value, str):
-        raise ValueError("target_username must be a string")
-    _check_utf8(value)
-    return value
-
-
-def _check_text(value):
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    _check_utf8(value)
-    return value
-
-
-def _check_endpoint(value):
-    if not isinstance(value, str):
-        raise ValueError("peer must be a string")
-    parse_endpoint(value)
-    return value
-
-
-def _check_features(value):
-    if not isinstance(value, list) or len(value) > MAX_FEATURES:
-        raise ValueError("features must be a list of at most %d names" % MAX_FEATURES)
-    for item in value:
-        if not isinstance(item, str) or not _FEATURE_RE.match(item):
-            raise ValueError("bad feature name")
-    return tuple(value)
-
-
-def _check_mapping(value):
-    # lenient: a value from a later version means "unknown", not a bad message
-    return value if value in MAPPINGS else None
-
-
-def _check_local(value):
-    if not isinstance(value, list) or len(value) > MAX_LOCAL_CANDIDATES:
-        raise ValueError("local must be a list of at most %d endpoints" % MAX_LOCAL_CANDIDATES)
-    for item in value:
-        if not isinstance(item, str) or not is_lan_endpoint(item):
-            raise ValueError("local candidates must be private-range HOST:PORT endpoints")
-    # canonical text: what is passed on is never longer than it must be
-    return tuple(format_endpoint(parse_endpoint(item)) for item in value)
-
-
-def _check_watch(value):
-    if not isinstance(value, list) or len(value) > MAX_WATCH:
-        raise ValueError("watch must be a list of at most %d usernames" % MAX_WATCH)
-    return tuple(check_username(name) for name in value)
-
-
-def _check_max_chats(value):
-    if type(value) is not int or not 1 <= value <= MAX_CHATS:
-        raise ValueError("max_chats must be an integer from 1 to %d" % MAX_CHATS)
-    return value
-
-
-def _check_chats(value):
-    if not isinstance(value, list) or len(value) > MAX_CHATS:
-        raise ValueError("chats must be a list of at most %d [partner, session] pairs" % MAX_CHATS)
-    for item in value:
-        if not isinstance(item, list) or len(item) != 2:
-            raise ValueError("a chat must be a [partner, session] pair")
-    return tuple((check_username(partner), _check_secret(session)) for partner, session in value)
-
-
-def _check_secret(value):
-    if not isinstance(value, str) or not _SECRET_RE.match(value):
-        raise ValueError("expected 32 lowercase hex digits")
-    return value
-
-
-def _check_key(value):
-    if not isinstance(value, str) or len(value) != 44:
-        raise ValueError("expected a base64 32-byte key")
-    try:
-        if len(base64.b64decode(value.encode("ascii"), validate=True)) == 32:
-            return value
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        pass
-    raise ValueError("expected a base64 32-byte key")
-
-
-def _check_utf8(text):
-    # json.loads turns "\ud800" into a lone surrogate that cannot be encoded
-    # again; serde_json rejects such documents, so do we.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("string is not valid Unicode") from None
-
-
-_VALIDATORS = {
-    "username": check_username,
-    "target_username": _check_target,
-    "target": check_username,
-    "content": _check_text,
-    "peer": _check_endpoint,
-    "features": _check_features,
-    "local": _check_local,
-    "mapping": _check_mapping,
-    "partner": check_username,
-    "watch": _check_watch,
-    "key": _check_key,
-    "token": _check_secret,
-    "session": _check_secret,
-    "cookie": _check_secret,
-    "nonce": _check_secret,
-    "max_chats": _check_max_chats,
-    "chats": _check_chats,
-    "code": _check_text,
-    "message": _check_text,
-}
-
 # ------------------------------------------------------------------ messages
 
 VARIANTS = {}
@@ -251,7 +73,7 @@ def _variant(seed):
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.SEED = seed
         # (name, required, validator) per field, in declaration order (serde's order)
-        cls.FIELDS = tuple((f.name, f.default is dataclasses.MISSING, _VALIDATORS[f.name])
+        cls.FIELDS = tuple((f.name, f.default is dataclasses.MISSING, VALIDATORS[f.name])
                            for f in dataclasses.fields(cls))
         cls.UNIT = not any(required for _, required, _ in cls.FIELDS)
         VARIANTS[cls.__name__] = cls
@@ -469,11 +291,6 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_
 def _short(value, limit=60):
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def speaks_extensions(features) -> bool:
-    """True if a side that announced *features* accepts extension variants."""
-    return bool(features) and FEATURE_EXT in features
 
 
 # --------------------------------------------------------------- chat text
