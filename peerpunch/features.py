@@ -17,7 +17,7 @@ name here.
 
 FEATURE_EXT = "ext"
 """Announced in Register/RegisterAck/PeerInfo: the sender understands the
-extension variants of this module (``Error``)."""
+extension variants of peerpunch.messages (``Error`` and the others not in the seed)."""
 
 FEATURE_NOISE = "noise1"
 """The sender can run the secure channel (peerpunch.secure) with its peer."""

@@ -1,4 +1,4 @@
-"""The wire codec: every message peerpunch sends or accepts, in one place.
+"""The wire codec: every message peerpunch sends or accepts, to and from bytes.
 
 Theory of operation
 -------------------
@@ -9,7 +9,7 @@ form of the original Rust proof of concept (the "seed"):
     unit variant     "RegisterAck"
     struct variant   {"Register":{"username":"alice"}}
 
-The seed knows exactly the ten variants marked ``seed=True`` below. A seed
+The seed knows exactly the ten variants marked ``seed=True`` in the table. A seed
 program panics on any other variant and on a document cut short by its
 1024-byte receive buffer, so two rules keep it alive:
 
@@ -23,24 +23,41 @@ program panics on any other variant and on a document cut short by its
 
 Decoding is strict about what we rely on and lenient like serde about the
 rest: unknown fields are ignored, unit variants are accepted in both forms,
-and every field is type-checked and validated here, so the protocol cores
-only ever see well-formed messages. Garbage raises
+and every field is type-checked and validated before a message exists, so
+the protocol cores only ever see well-formed messages. Garbage raises
 :class:`RemoteProtocolError`; misuse by our own code raises
 :class:`LocalProtocolError`.
+
+Where things are
+----------------
+Callers import this module alone (``from . import protocol as P``): it holds
+the codec (:func:`encode`, :func:`decode`, :func:`split_text`, the errors,
+:data:`MAX_DATAGRAM`) and re-exports the public names of the modules below
+it, none of which imports this one:
+
+* :mod:`peerpunch.messages` -- the table: one dataclass per variant;
+* :mod:`peerpunch.fields` -- the limits and one validator per field name;
+* :mod:`peerpunch.features` -- feature names and NAT mappings;
+* :mod:`peerpunch.endpoints` -- ``HOST:PORT`` text and which addresses we accept.
 """
 
-import dataclasses
 import json
-from typing import Optional, Tuple
 
-from .endpoints import (LAN_NETWORKS, canonical_addr, format_endpoint,  # noqa: F401 (our API)
+# Re-exported: callers use every public name below as protocol.NAME.
+from .endpoints import (LAN_NETWORKS, canonical_addr, format_endpoint,  # noqa: F401
                         is_lan_endpoint, is_peer_endpoint, parse_endpoint)
-from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: F401 (our API)
+from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: F401
                        FEATURE_RELAY, FEATURE_STREAM, FEATURE_WATCH, KNOWN_FEATURES,
                        MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS, OUR_FEATURES,
                        SECURE_FEATURES, speaks_extensions)
-from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401 (our API)
-                     MAX_USERNAME, MAX_WATCH, VALIDATORS, check_username)
+from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401
+                     MAX_USERNAME, MAX_WATCH, check_username)
+from .messages import (ERROR_BAD_REQUEST, ERROR_NAME_TAKEN, ERROR_NOT_REGISTERED,  # noqa: F401
+                       ERROR_RELAY_FULL, ERROR_RELAY_STOPPING, ERROR_SELF,
+                       ERROR_TOO_MANY_CHATS, SEED_VARIANTS, VARIANTS, Connect, Cookie,
+                       DirectMessage, Error, Goodbye, Online, PeerInfo, Ping, Pong,
+                       Register, RegisterAck, SessionFinished, TargetBusy,
+                       TargetNotFound, Unregister)
 
 MAX_DATAGRAM = 1024
 """Largest datagram we send or accept: the seed's receive buffer."""
@@ -61,149 +78,6 @@ class UnknownVariant(RemoteProtocolError):
 class LocalProtocolError(ProtocolError):
     """Our own code asked for a message that must not be sent."""
 
-
-# ------------------------------------------------------------------ messages
-
-VARIANTS = {}
-"""Variant name -> message class."""
-
-
-def _variant(seed):
-    def register(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        cls.SEED = seed
-        # (name, required, validator) per field, in declaration order (serde's order)
-        cls.FIELDS = tuple((f.name, f.default is dataclasses.MISSING, VALIDATORS[f.name])
-                           for f in dataclasses.fields(cls))
-        cls.UNIT = not any(required for _, required, _ in cls.FIELDS)
-        VARIANTS[cls.__name__] = cls
-        return cls
-    return register
-
-
-@_variant(seed=True)
-class Register:
-    username: str
-    features: Optional[Tuple[str, ...]] = None
-    local: Optional[Tuple[str, ...]] = None      # LAN candidates (host endpoints)
-    key: Optional[str] = None                    # long-term public key, base64
-    token: Optional[str] = None                  # from an earlier RegisterAck: "still me"
-    mapping: Optional[str] = None                # MAPPINGS: what our NAT does, if we know
-    partner: Optional[str] = None                # in a chat: with whom...
-    session: Optional[str] = None                # ...and its secret (a restarted relay relearns it)
-    watch: Optional[Tuple[str, ...]] = None      # names to hear of (Online) when they register
-    cookie: Optional[str] = None                 # from the relay's Cookie: we receive at this address
-    nonce: Optional[str] = None                  # ours; the relay's messages to us carry it back
-    max_chats: Optional[int] = None              # chats we may hold at once (1..MAX_CHATS; absent: 1)
-    chats: Optional[Tuple[Tuple[str, str], ...]] = None   # (partner, session) of each chat we are in
-
-
-@_variant(seed=True)
-class Connect:
-    target_username: str
-    session: Optional[str] = None                # "introduce us again, if that pairing lives"
-    token: Optional[str] = None                  # our RegisterAck's token: this Connect is ours
-
-
-@_variant(seed=True)
-class SessionFinished:
-    token: Optional[str] = None                  # to an ext relay: it is really us
-    partner: Optional[str] = None                # only the chat with this user (absent: every chat)
-
-
-@_variant(seed=True)
-class RegisterAck:
-    features: Optional[Tuple[str, ...]] = None
-    token: Optional[str] = None                  # proves the name is ours from a new address
-    nonce: Optional[str] = None                  # the client's (Register ``nonce``): from its relay
-    max_chats: Optional[int] = None              # the chats the relay lets us hold (to a max_chats Register)
-
-
-@_variant(seed=True)
-class PeerInfo:
-    peer: str
-    username: str
-    features: Optional[Tuple[str, ...]] = None
-    local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
-    session: Optional[str] = None                # a secret both peers share, for handshake MACs
-    mapping: Optional[str] = None                # the peer's NAT mapping, if it proved its address
-    nonce: Optional[str] = None                  # the addressee's: from its relay
-
-
-@_variant(seed=True)
-class TargetNotFound:
-    nonce: Optional[str] = None                  # the asker's: from its relay
-    target: Optional[str] = None                 # to an ext asker: the name it asked for
-
-
-@_variant(seed=True)
-class TargetBusy:
-    nonce: Optional[str] = None
-    target: Optional[str] = None                 # to an ext asker: the name it asked for
-
-
-@_variant(seed=True)
-class DirectMessage:
-    content: str
-
-
-@_variant(seed=True)
-class Ping:
-    pass
-
-
-@_variant(seed=True)
-class Pong:
-    pass
-
-
-@_variant(seed=True)
-class Goodbye:
-    pass
-
-
-@_variant(seed=False)
-class Unregister:
-    """Extension: the client is leaving; free its name now, not after expiry."""
-    token: Optional[str] = None                  # it is really us
-
-
-@_variant(seed=False)
-class Error:
-    """Extension: a refusal with a machine-readable code (see ERROR_CODES)."""
-    code: str
-    message: str
-    nonce: Optional[str] = None                  # the addressee's: from its relay
-    target: Optional[str] = None                 # refusing a Connect: the name it asked for
-
-
-@_variant(seed=False)
-class Online:
-    """Extension: a name the client watches (Register ``watch``) has
-    registered, or was registered already when the watch came."""
-    username: str
-    nonce: Optional[str] = None
-
-
-@_variant(seed=False)
-class Cookie:
-    """Extension: the relay's answer to an extension Register from an
-    address not proven yet: Register again with this ``cookie`` (a MAC of
-    the address, the name and the time, so the relay keeps no state until
-    the client shows it receives there). Never larger than that Register."""
-    cookie: str
-    nonce: Optional[str] = None                  # the Register's own, echoed
-
-
-ERROR_NAME_TAKEN = "name-taken"
-ERROR_RELAY_FULL = "relay-full"
-ERROR_SELF = "self-connect"
-ERROR_BAD_REQUEST = "bad-request"
-ERROR_NOT_REGISTERED = "not-registered"
-ERROR_RELAY_STOPPING = "relay-stopping"   # to every proven client when the relay stops
-ERROR_TOO_MANY_CHATS = "too-many-chats"   # a Connect from a client already in max_chats chats
-
-SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
 
 # -------------------------------------------------------------------- codec
 
