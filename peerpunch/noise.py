@@ -10,14 +10,14 @@ The lower two, :class:`CipherState` (a key and a nonce counter) and
 :mod:`peerpunch.noisecipher` with the error classes; this module holds the
 third and re-exports their names, so callers import ``noise`` alone.
 
-* :class:`HandshakeState` walks a handshake pattern, kept below as plain
-  data (:data:`PATTERNS`). Each message is a list of tokens: ``e`` and ``s``
-  put our ephemeral / static public key on the wire (``s`` encrypted once a
-  key exists); ``ee``, ``es``, ``se``, ``ss`` run one X25519 between the
-  initiator's key (first letter) and the responder's (second) and mix the
-  result into the keys. The handshake payload follows, encrypted when a key
-  exists. After the last message ``split()`` yields two CipherStates, one
-  per direction, oriented for the caller as (send, receive).
+:class:`HandshakeState` walks a handshake pattern, kept below as plain
+data (:data:`PATTERNS`). Each message is a list of tokens: ``e`` and ``s``
+put our ephemeral / static public key on the wire (``s`` encrypted once a
+key exists); ``ee``, ``es``, ``se``, ``ss`` run one X25519 between the
+initiator's key (first letter) and the responder's (second) and mix the
+result into the keys. The handshake payload follows, encrypted when a key
+exists. After the last message ``split()`` yields two CipherStates, one
+per direction, oriented for the caller as (send, receive).
 
 Nothing here touches a socket or a clock: ``write_message(payload)`` returns
 bytes to send, ``read_message(data)`` takes received bytes and returns the
