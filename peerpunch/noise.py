@@ -4,28 +4,20 @@
 
 Theory of operation
 -------------------
-Three small objects, named and layered as in the specification (section 5):
+Three small objects, named and layered as in the specification (section 5).
+The lower two, :class:`CipherState` (a key and a nonce counter) and
+:class:`SymmetricState` (chaining key and transcript hash), live in
+:mod:`peerpunch.noisecipher` with the error classes; this module holds the
+third and re-exports their names, so callers import ``noise`` alone.
 
-* :class:`CipherState` holds a ChaCha20-Poly1305 key *k* and a 64-bit nonce
-  counter *n*. ``encrypt_with_ad`` / ``decrypt_with_ad`` use the nonce
-  4 zero bytes || n (little-endian) and advance *n* only on success, so a
-  forged datagram costs nothing but a failed check. Nonce 2**64-1 is
-  reserved: once *n* reaches it the state refuses to work. ``rekey()``
-  (section 11.3) replaces *k* with the first 32 bytes of
-  ENCRYPT(k, 2**64-1, zeros(32), b"") and keeps *n*.
-* :class:`SymmetricState` holds the chaining key *ck* and the transcript
-  hash *h* (BLAKE2s). ``mix_key`` feeds a DH result through HKDF into *ck*
-  and a fresh CipherState; ``mix_hash`` folds every byte sent or received
-  into *h*; ``encrypt_and_hash`` uses *h* as associated data, so each
-  ciphertext also authenticates the whole transcript before it.
-* :class:`HandshakeState` walks a handshake pattern, kept below as plain
-  data (:data:`PATTERNS`). Each message is a list of tokens: ``e`` and ``s``
-  put our ephemeral / static public key on the wire (``s`` encrypted once a
-  key exists); ``ee``, ``es``, ``se``, ``ss`` run one X25519 between the
-  initiator's key (first letter) and the responder's (second) and mix the
-  result into the keys. The handshake payload follows, encrypted when a key
-  exists. After the last message ``split()`` yields two CipherStates, one
-  per direction, oriented for the caller as (send, receive).
+:class:`HandshakeState` walks a handshake pattern, kept below as plain
+data (:data:`PATTERNS`). Each message is a list of tokens: ``e`` and ``s``
+put our ephemeral / static public key on the wire (``s`` encrypted once a
+key exists); ``ee``, ``es``, ``se``, ``ss`` run one X25519 between the
+initiator's key (first letter) and the responder's (second) and mix the
+result into the keys. The handshake payload follows, encrypted when a key
+exists. After the last message ``split()`` yields two CipherStates, one
+per direction, oriented for the caller as (send, receive).
 
 Nothing here touches a socket or a clock: ``write_message(payload)`` returns
 bytes to send, ``read_message(data)`` takes received bytes and returns the
@@ -48,40 +40,17 @@ Failure rules
   :class:`LocalNoiseError`. A :class:`LocalNoiseError` changes nothing.
 """
 
-import hashlib
-import hmac
-import struct
 from typing import NamedTuple, Tuple
 
-from peerpunch import crypto
+from . import crypto
+# Re-exported: callers use these names as noise.NAME.
+from .noisecipher import (BLOCKLEN, HASHLEN, KEYLEN, MAX_MESSAGE, MAX_NONCE,  # noqa: F401
+                          TAGLEN, CipherState, DecryptError, LocalNoiseError, NoiseError,
+                          RemoteNoiseError, SymmetricState, as_bytes, hkdf)
 
 DHLEN = 32
-HASHLEN = 32
-BLOCKLEN = 64
-KEYLEN = 32
-TAGLEN = 16
-MAX_NONCE = 2 ** 64 - 1
-"""Reserved: never used to encrypt a message (section 5.1)."""
-MAX_MESSAGE = 65535
-"""Largest Noise message, handshake or transport (section 3)."""
-
+"""Bytes of an X25519 public key or shared secret."""
 SUITE = "25519_ChaChaPoly_BLAKE2s"
-
-
-class NoiseError(ValueError):
-    """Base class of the errors this module raises on purpose."""
-
-
-class RemoteNoiseError(NoiseError):
-    """The other side sent something we cannot accept; drop the message."""
-
-
-class DecryptError(RemoteNoiseError, crypto.InvalidTag):
-    """Authentication failed: tampered data, a wrong key or a wrong prologue."""
-
-
-class LocalNoiseError(NoiseError):
-    """Our own code misused the API; nothing was changed."""
 
 
 class Pattern(NamedTuple):
@@ -104,143 +73,6 @@ PATTERNS = {
 }
 
 
-# ------------------------------------------------------------ hash functions
-
-def _hash(data):
-    return hashlib.blake2s(data).digest()
-
-
-def _hmac(key, data):
-    return hmac.new(key, data, hashlib.blake2s).digest()
-
-
-def hkdf(chaining_key, input_key_material, outputs):
-    """HKDF of section 4.3: 2 or 3 outputs of HASHLEN bytes each."""
-    temp_key = _hmac(chaining_key, input_key_material)
-    out, previous = [], b""
-    for i in range(1, outputs + 1):
-        previous = _hmac(temp_key, previous + bytes((i,)))
-        out.append(previous)
-    return out
-
-
-def _nonce(n):
-    return b"\x00\x00\x00\x00" + struct.pack("<Q", n)
-
-
-def _bytes(value, what, length=None):
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise LocalNoiseError("%s must be bytes, not %s" % (what, type(value).__name__))
-    value = bytes(value)
-    if length is not None and len(value) != length:
-        raise LocalNoiseError("%s must be %d bytes, got %d" % (what, length, len(value)))
-    return value
-
-
-# ---------------------------------------------------------------- CipherState
-
-class CipherState:
-    """A key and a nonce counter (section 5.1). Without a key it passes data through."""
-
-    def __init__(self, backend, key=None):
-        self._backend = backend
-        self.k = key
-        self.n = 0
-
-    def has_key(self):
-        return self.k is not None
-
-    def set_nonce(self, n):
-        """Set the counter, e.g. for out-of-order transport messages."""
-        if not 0 <= n <= MAX_NONCE:
-            raise LocalNoiseError("nonce out of range")
-        self.n = n
-
-    def _check_usable(self):
-        if self.n >= MAX_NONCE:
-            raise LocalNoiseError("nonce space exhausted: run a new handshake")
-
-    def encrypt_with_ad(self, ad, plaintext):
-        """Return ciphertext||tag (plaintext unchanged if no key); advance n.
-
-        Raises LocalNoiseError if the result would exceed MAX_MESSAGE or the
-        nonce is exhausted.
-        """
-        plaintext = _bytes(plaintext, "plaintext")
-        if self.k is None:
-            return plaintext
-        self._check_usable()
-        if len(plaintext) + TAGLEN > MAX_MESSAGE:
-            raise LocalNoiseError("message longer than %d bytes" % MAX_MESSAGE)
-        ciphertext = self._backend.aead_encrypt(self.k, _nonce(self.n), plaintext, bytes(ad))
-        self.n += 1
-        return ciphertext
-
-    def decrypt_with_ad(self, ad, ciphertext):
-        """Return the plaintext; advance n only on success.
-
-        Raises DecryptError on authentication failure, RemoteNoiseError on a
-        message too short or too long, LocalNoiseError if the nonce is
-        exhausted.
-        """
-        ciphertext = _bytes(ciphertext, "ciphertext")
-        if self.k is None:
-            return ciphertext
-        self._check_usable()
-        if not TAGLEN <= len(ciphertext) <= MAX_MESSAGE:
-            raise RemoteNoiseError("ciphertext of %d bytes cannot be valid" % len(ciphertext))
-        try:
-            plaintext = self._backend.aead_decrypt(self.k, _nonce(self.n), ciphertext, bytes(ad))
-        except crypto.InvalidTag:
-            raise DecryptError("authentication failed") from None
-        self.n += 1
-        return plaintext
-
-    def rekey(self):
-        """Replace k by REKEY(k) of section 11.3; n is unchanged."""
-        if self.k is None:
-            raise LocalNoiseError("no key to rekey")
-        self.k = self._backend.aead_encrypt(self.k, _nonce(MAX_NONCE), bytes(KEYLEN), b"")[:KEYLEN]
-
-
-# ------------------------------------------------------------- SymmetricState
-
-class SymmetricState:
-    """Chaining key, transcript hash and the current CipherState (section 5.2)."""
-
-    def __init__(self, protocol_name, backend):
-        self._backend = backend
-        if len(protocol_name) <= HASHLEN:
-            self.h = protocol_name.ljust(HASHLEN, b"\x00")
-        else:
-            self.h = _hash(protocol_name)
-        self.ck = self.h
-        self.cipher = CipherState(backend)
-
-    def mix_key(self, input_key_material):
-        self.ck, temp_k = hkdf(self.ck, input_key_material, 2)
-        self.cipher = CipherState(self._backend, temp_k[:KEYLEN])
-
-    def mix_hash(self, data):
-        self.h = _hash(self.h + data)
-
-    def encrypt_and_hash(self, plaintext):
-        ciphertext = self.cipher.encrypt_with_ad(self.h, plaintext)
-        self.mix_hash(ciphertext)
-        return ciphertext
-
-    def decrypt_and_hash(self, ciphertext):
-        plaintext = self.cipher.decrypt_with_ad(self.h, ciphertext)
-        self.mix_hash(ciphertext)
-        return plaintext
-
-    def split(self):
-        k1, k2 = hkdf(self.ck, b"", 2)
-        return CipherState(self._backend, k1[:KEYLEN]), CipherState(self._backend, k2[:KEYLEN])
-
-
-# ------------------------------------------------------------- HandshakeState
-
 class HandshakeState:
     """One side of one handshake (section 5.3).
 
@@ -261,7 +93,8 @@ class HandshakeState:
         self._backend = backend if backend is not None else crypto.get_backend("auto")
         self._s = self._keypair(static_private, "static_private")
         self._e = self._keypair(ephemeral, "ephemeral")
-        self._rs = None if remote_static is None else _bytes(remote_static, "remote_static", DHLEN)
+        self._rs = (None if remote_static is None
+                    else as_bytes(remote_static, "remote_static", DHLEN))
         self._re = None
         self._index = 0
         self._split = None
@@ -270,13 +103,13 @@ class HandshakeState:
         self._check_keys()
         name = ("Noise_%s_%s" % (pattern, SUITE)).encode("ascii")
         self._symmetric = SymmetricState(name, self._backend)
-        self._symmetric.mix_hash(_bytes(prologue, "prologue"))
+        self._symmetric.mix_hash(as_bytes(prologue, "prologue"))
         self._mix_pre_messages()
 
     def _keypair(self, private, what):
         if private is None:
             return None
-        private = _bytes(private, what, DHLEN)
+        private = as_bytes(private, what, DHLEN)
         return private, self._backend.x25519_public(private)
 
     def _roles(self):
@@ -348,7 +181,7 @@ class HandshakeState:
         earlier is low-order, which kills the handshake.
         """
         self._check_turn(writing=True)
-        payload = _bytes(payload, "payload")
+        payload = as_bytes(payload, "payload")
         saved = self._checkpoint()
         try:
             message = b"".join(self._write_token(t) for t in self._tokens())
@@ -372,7 +205,7 @@ class HandshakeState:
         LocalNoiseError on misuse.
         """
         self._check_turn(writing=False)
-        data = _bytes(data, "message")
+        data = as_bytes(data, "message")
         saved = self._checkpoint()
         try:
             if len(data) > MAX_MESSAGE:

@@ -1,4 +1,4 @@
-"""The wire codec: every message peerpunch sends or accepts, in one place.
+"""The wire codec: every message peerpunch sends or accepts, to and from bytes.
 
 Theory of operation
 -------------------
@@ -9,7 +9,7 @@ form of the original Rust proof of concept (the "seed"):
     unit variant     "RegisterAck"
     struct variant   {"Register":{"username":"alice"}}
 
-The seed knows exactly the ten variants marked ``seed=True`` below. A seed
+The seed knows exactly the ten variants marked ``seed=True`` in the table. A seed
 program panics on any other variant and on a document cut short by its
 1024-byte receive buffer, so two rules keep it alive:
 
@@ -23,79 +23,44 @@ program panics on any other variant and on a document cut short by its
 
 Decoding is strict about what we rely on and lenient like serde about the
 rest: unknown fields are ignored, unit variants are accepted in both forms,
-and every field is type-checked and validated here, so the protocol cores
-only ever see well-formed messages. Garbage raises
+and every field is type-checked and validated before a message exists, so
+the protocol cores only ever see well-formed messages. Garbage raises
 :class:`RemoteProtocolError`; misuse by our own code raises
 :class:`LocalProtocolError`.
+
+Where things are
+----------------
+Callers import this module alone (``from . import protocol as P``): it holds
+the codec (:func:`encode`, :func:`decode`, :func:`split_text`, the errors,
+:data:`MAX_DATAGRAM`) and re-exports the public names of the modules below
+it, none of which imports this one:
+
+* :mod:`peerpunch.messages` -- the table: one dataclass per variant;
+* :mod:`peerpunch.fields` -- the limits and one validator per field name;
+* :mod:`peerpunch.features` -- feature names and NAT mappings;
+* :mod:`peerpunch.endpoints` -- ``HOST:PORT`` text and which addresses we accept.
 """
 
-import base64
-import binascii
-import dataclasses
-import ipaddress
 import json
-import re
-from typing import Optional, Tuple
+
+# Re-exported: callers use every public name below as protocol.NAME.
+from .endpoints import (LAN_NETWORKS, canonical_addr, format_endpoint,  # noqa: F401
+                        is_lan_endpoint, is_peer_endpoint, parse_endpoint)
+from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: F401
+                       FEATURE_RELAY, FEATURE_STREAM, FEATURE_WATCH, KNOWN_FEATURES,
+                       MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS, OUR_FEATURES,
+                       SECURE_FEATURES, speaks_extensions)
+from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401
+                     MAX_USERNAME, MAX_WATCH, check_username)
+from .messages import (ERROR_BAD_REQUEST, ERROR_NAME_TAKEN, ERROR_NOT_REGISTERED,  # noqa: F401
+                       ERROR_RELAY_FULL, ERROR_RELAY_STOPPING, ERROR_SELF,
+                       ERROR_TOO_MANY_CHATS, SEED_VARIANTS, VARIANTS, Connect, Cookie,
+                       DirectMessage, Error, Goodbye, Online, PeerInfo, Ping, Pong,
+                       Register, RegisterAck, SessionFinished, TargetBusy,
+                       TargetNotFound, Unregister)
 
 MAX_DATAGRAM = 1024
 """Largest datagram we send or accept: the seed's receive buffer."""
-
-MAX_USERNAME = 32
-MAX_FEATURES = 16
-MAX_LOCAL_CANDIDATES = 4
-MAX_WATCH = 8
-"""Names one Register may ask the relay to watch (see ``Online``)."""
-MAX_CHATS = 64
-"""Register ``max_chats`` (how many chats at once) is 1..MAX_CHATS, and
-``chats`` names at most MAX_CHATS of them."""
-
-LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",   # RFC 1918
-    "100.64.0.0/10",                                   # RFC 6598 shared (CGNAT) space
-    "169.254.0.0/16", "fc00::/7", "fe80::/10",         # link-local, unique local
-))
-"""Where a peer's LAN (host) candidates may be: never loopback, multicast or
-a public address, so an introduction cannot aim our probes at third parties."""
-
-FEATURE_EXT = "ext"
-"""Announced in Register/RegisterAck/PeerInfo: the sender understands the
-extension variants of this module (``Error``)."""
-
-FEATURE_NOISE = "noise1"
-"""The sender can run the secure channel (peerpunch.secure) with its peer."""
-
-FEATURE_RELAY = "relay1"
-"""Relay: forwards RELAYED datagrams between introduced peers (peerpunch.forwarder).
-Peer: can use that fallback."""
-
-FEATURE_DUAL_STACK = "dual-stack"
-"""Peer: its socket sends and receives both IPv4 and IPv6 (an IPv6 socket on
-``::`` with IPV6_V6ONLY off), so a peer on the same host as a loopback relay
-reaches it at the same port on either loopback address."""
-
-MAPPING_INDEPENDENT = "independent"
-MAPPING_DEPENDENT = "dependent"
-MAPPINGS = (MAPPING_INDEPENDENT, MAPPING_DEPENDENT)
-"""Register/PeerInfo ``mapping``: how the sender's NAT maps its socket, as the
-sender measured with STUN against the relay's two ports (RFC 4787: the same
-public endpoint toward every destination, or a new one per destination --
-"symmetric"). Tells the peers which side of a birthday search each takes."""
-
-FEATURE_WATCH = "watch1"
-"""Relay: keeps the watches a Register names (``watch``) and tells the
-watcher when such a name registers (``Online``)."""
-
-FEATURE_STREAM = "stream1"
-"""Peer: over an encrypted link, sends chat lines on the reliable stream
-(peerpunch.stream) and takes them from it; announced with ``noise1``."""
-
-KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH,
-                  FEATURE_DUAL_STACK, FEATURE_STREAM)
-OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
-SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_STREAM)
-
-_FEATURE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}\Z")
-_SECRET_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
 class ProtocolError(ValueError):
@@ -113,308 +78,6 @@ class UnknownVariant(RemoteProtocolError):
 class LocalProtocolError(ProtocolError):
     """Our own code asked for a message that must not be sent."""
 
-
-# ---------------------------------------------------------------- validators
-# Each takes the decoded JSON value and returns the Python value, or raises
-# ValueError with a short reason.
-
-def check_username(value):
-    """A username: 1..32 printable characters, no surrounding blanks."""
-    if not isinstance(value, str):
-        raise ValueError("username must be a string")
-    if not 1 <= len(value) <= MAX_USERNAME:
-        raise ValueError("username must have 1 to %d characters" % MAX_USERNAME)
-    if not value.isprintable() or value != value.strip():
-        raise ValueError("username may not contain control characters"
-                         " or begin or end with blanks")
-    _check_utf8(value)
-    return value
-
-
-def _check_target(value):
-    # A Connect may name anybody; an impossible name is simply not found.
-    if not isinstance(value, str):
-        raise ValueError("target_username must be a string")
-    _check_utf8(value)
-    return value
-
-
-def _check_text(value):
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    _check_utf8(value)
-    return value
-
-
-def _check_endpoint(value):
-    if not isinstance(value, str):
-        raise ValueError("peer must be a string")
-    parse_endpoint(value)
-    return value
-
-
-def _check_features(value):
-    if not isinstance(value, list) or len(value) > MAX_FEATURES:
-        raise ValueError("features must be a list of at most %d names" % MAX_FEATURES)
-    for item in value:
-        if not isinstance(item, str) or not _FEATURE_RE.match(item):
-            raise ValueError("bad feature name")
-    return tuple(value)
-
-
-def _check_mapping(value):
-    # lenient: a value from a later version means "unknown", not a bad message
-    return value if value in MAPPINGS else None
-
-
-def _check_local(value):
-    if not isinstance(value, list) or len(value) > MAX_LOCAL_CANDIDATES:
-        raise ValueError("local must be a list of at most %d endpoints" % MAX_LOCAL_CANDIDATES)
-    for item in value:
-        if not isinstance(item, str) or not is_lan_endpoint(item):
-            raise ValueError("local candidates must be private-range HOST:PORT endpoints")
-    # canonical text: what is passed on is never longer than it must be
-    return tuple(format_endpoint(parse_endpoint(item)) for item in value)
-
-
-def _check_watch(value):
-    if not isinstance(value, list) or len(value) > MAX_WATCH:
-        raise ValueError("watch must be a list of at most %d usernames" % MAX_WATCH)
-    return tuple(check_username(name) for name in value)
-
-
-def _check_max_chats(value):
-    if type(value) is not int or not 1 <= value <= MAX_CHATS:
-        raise ValueError("max_chats must be an integer from 1 to %d" % MAX_CHATS)
-    return value
-
-
-def _check_chats(value):
-    if not isinstance(value, list) or len(value) > MAX_CHATS:
-        raise ValueError("chats must be a list of at most %d [partner, session] pairs" % MAX_CHATS)
-    for item in value:
-        if not isinstance(item, list) or len(item) != 2:
-            raise ValueError("a chat must be a [partner, session] pair")
-    return tuple((check_username(partner), _check_secret(session)) for partner, session in value)
-
-
-def _check_secret(value):
-    if not isinstance(value, str) or not _SECRET_RE.match(value):
-        raise ValueError("expected 32 lowercase hex digits")
-    return value
-
-
-def _check_key(value):
-    if not isinstance(value, str) or len(value) != 44:
-        raise ValueError("expected a base64 32-byte key")
-    try:
-        if len(base64.b64decode(value.encode("ascii"), validate=True)) == 32:
-            return value
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        pass
-    raise ValueError("expected a base64 32-byte key")
-
-
-def is_peer_endpoint(text, allow_loopback=False):
-    """True if *text* can be another peer's public endpoint: a unicast
-    address that is not unspecified, multicast, broadcast or reserved, and
-    loopback only when *allow_loopback* (a relay on this very machine)."""
-    try:
-        host, _ = parse_endpoint(text)
-    except ValueError:
-        return False
-    ip = ipaddress.ip_address(host)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return allow_loopback
-    return not (ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
-                or ip == ipaddress.IPv4Address("255.255.255.255"))
-
-
-def is_lan_endpoint(text):
-    """True if *text* is a literal endpoint in one of LAN_NETWORKS."""
-    try:
-        host, _ = parse_endpoint(text)
-    except ValueError:
-        return False
-    ip = ipaddress.ip_address(host)
-    return any(ip in net for net in LAN_NETWORKS if net.version == ip.version)
-
-
-def _check_utf8(text):
-    # json.loads turns "\ud800" into a lone surrogate that cannot be encoded
-    # again; serde_json rejects such documents, so do we.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("string is not valid Unicode") from None
-
-
-_VALIDATORS = {
-    "username": check_username,
-    "target_username": _check_target,
-    "target": check_username,
-    "content": _check_text,
-    "peer": _check_endpoint,
-    "features": _check_features,
-    "local": _check_local,
-    "mapping": _check_mapping,
-    "partner": check_username,
-    "watch": _check_watch,
-    "key": _check_key,
-    "token": _check_secret,
-    "session": _check_secret,
-    "cookie": _check_secret,
-    "nonce": _check_secret,
-    "max_chats": _check_max_chats,
-    "chats": _check_chats,
-    "code": _check_text,
-    "message": _check_text,
-}
-
-# ------------------------------------------------------------------ messages
-
-VARIANTS = {}
-"""Variant name -> message class."""
-
-
-def _variant(seed):
-    def register(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        cls.SEED = seed
-        # (name, required, validator) per field, in declaration order (serde's order)
-        cls.FIELDS = tuple((f.name, f.default is dataclasses.MISSING, _VALIDATORS[f.name])
-                           for f in dataclasses.fields(cls))
-        cls.UNIT = not any(required for _, required, _ in cls.FIELDS)
-        VARIANTS[cls.__name__] = cls
-        return cls
-    return register
-
-
-@_variant(seed=True)
-class Register:
-    username: str
-    features: Optional[Tuple[str, ...]] = None
-    local: Optional[Tuple[str, ...]] = None      # LAN candidates (host endpoints)
-    key: Optional[str] = None                    # long-term public key, base64
-    token: Optional[str] = None                  # from an earlier RegisterAck: "still me"
-    mapping: Optional[str] = None                # MAPPINGS: what our NAT does, if we know
-    partner: Optional[str] = None                # in a chat: with whom...
-    session: Optional[str] = None                # ...and its secret (a restarted relay relearns it)
-    watch: Optional[Tuple[str, ...]] = None      # names to hear of (Online) when they register
-    cookie: Optional[str] = None                 # from the relay's Cookie: we receive at this address
-    nonce: Optional[str] = None                  # ours; the relay's messages to us carry it back
-    max_chats: Optional[int] = None              # chats we may hold at once (1..MAX_CHATS; absent: 1)
-    chats: Optional[Tuple[Tuple[str, str], ...]] = None   # (partner, session) of each chat we are in
-
-
-@_variant(seed=True)
-class Connect:
-    target_username: str
-    session: Optional[str] = None                # "introduce us again, if that pairing lives"
-    token: Optional[str] = None                  # our RegisterAck's token: this Connect is ours
-
-
-@_variant(seed=True)
-class SessionFinished:
-    token: Optional[str] = None                  # to an ext relay: it is really us
-    partner: Optional[str] = None                # only the chat with this user (absent: every chat)
-
-
-@_variant(seed=True)
-class RegisterAck:
-    features: Optional[Tuple[str, ...]] = None
-    token: Optional[str] = None                  # proves the name is ours from a new address
-    nonce: Optional[str] = None                  # the client's (Register ``nonce``): from its relay
-    max_chats: Optional[int] = None              # the chats the relay lets us hold (to a max_chats Register)
-
-
-@_variant(seed=True)
-class PeerInfo:
-    peer: str
-    username: str
-    features: Optional[Tuple[str, ...]] = None
-    local: Optional[Tuple[str, ...]] = None      # the peer's LAN candidates
-    session: Optional[str] = None                # a secret both peers share, for handshake MACs
-    mapping: Optional[str] = None                # the peer's NAT mapping, if it proved its address
-    nonce: Optional[str] = None                  # the addressee's: from its relay
-
-
-@_variant(seed=True)
-class TargetNotFound:
-    nonce: Optional[str] = None                  # the asker's: from its relay
-    target: Optional[str] = None                 # to an ext asker: the name it asked for
-
-
-@_variant(seed=True)
-class TargetBusy:
-    nonce: Optional[str] = None
-    target: Optional[str] = None                 # to an ext asker: the name it asked for
-
-
-@_variant(seed=True)
-class DirectMessage:
-    content: str
-
-
-@_variant(seed=True)
-class Ping:
-    pass
-
-
-@_variant(seed=True)
-class Pong:
-    pass
-
-
-@_variant(seed=True)
-class Goodbye:
-    pass
-
-
-@_variant(seed=False)
-class Unregister:
-    """Extension: the client is leaving; free its name now, not after expiry."""
-    token: Optional[str] = None                  # it is really us
-
-
-@_variant(seed=False)
-class Error:
-    """Extension: a refusal with a machine-readable code (see ERROR_CODES)."""
-    code: str
-    message: str
-    nonce: Optional[str] = None                  # the addressee's: from its relay
-    target: Optional[str] = None                 # refusing a Connect: the name it asked for
-
-
-@_variant(seed=False)
-class Online:
-    """Extension: a name the client watches (Register ``watch``) has
-    registered, or was registered already when the watch came."""
-    username: str
-    nonce: Optional[str] = None
-
-
-@_variant(seed=False)
-class Cookie:
-    """Extension: the relay's answer to an extension Register from an
-    address not proven yet: Register again with this ``cookie`` (a MAC of
-    the address, the name and the time, so the relay keeps no state until
-    the client shows it receives there). Never larger than that Register."""
-    cookie: str
-    nonce: Optional[str] = None                  # the Register's own, echoed
-
-
-ERROR_NAME_TAKEN = "name-taken"
-ERROR_RELAY_FULL = "relay-full"
-ERROR_SELF = "self-connect"
-ERROR_BAD_REQUEST = "bad-request"
-ERROR_NOT_REGISTERED = "not-registered"
-ERROR_RELAY_STOPPING = "relay-stopping"   # to every proven client when the relay stops
-ERROR_TOO_MANY_CHATS = "too-many-chats"   # a Connect from a client already in max_chats chats
-
-SEED_VARIANTS = frozenset(name for name, cls in VARIANTS.items() if cls.SEED)
 
 # -------------------------------------------------------------------- codec
 
@@ -504,11 +167,6 @@ def _short(value, limit=60):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def speaks_extensions(features) -> bool:
-    """True if a side that announced *features* accepts extension variants."""
-    return bool(features) and FEATURE_EXT in features
-
-
 # --------------------------------------------------------------- chat text
 
 _DM_OVERHEAD = len(encode(DirectMessage(content="")))
@@ -550,52 +208,3 @@ def _escaped_len(ch):
     if ch < " ":
         return 2 if ch in "\b\f\n\r\t" else 6
     return len(ch.encode("utf-8", "surrogatepass"))
-
-
-# ---------------------------------------------------------------- endpoints
-
-
-def format_endpoint(addr) -> str:
-    """``('198.51.100.20', 40000)`` -> ``'198.51.100.20:40000'``; IPv6 in
-    brackets, canonical and without a zone; an IPv4-mapped IPv6 address is
-    written as plain IPv4."""
-    host, port = addr[0], addr[1]
-    if ":" in host or not _DOTTED_QUAD.match(host):   # IPv6 (or not what a socket gives)
-        host, port = canonical_addr(addr)
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
-
-
-_DOTTED_QUAD = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\Z")
-
-
-def canonical_addr(addr):
-    """A socket address as ``(ip, port)`` with the IP in canonical text form
-    and IPv4-mapped IPv6 addresses turned into IPv4: what the cores compare."""
-    ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip), addr[1]
-
-
-def parse_endpoint(text: str):
-    """Inverse of format_endpoint: ``'[2001:db8::1]:40000'`` ->
-    ``('2001:db8::1', 40000)``. Only literal addresses; raises ValueError."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        version = 6
-    else:
-        host, sep, port = text.rpartition(":")
-        version = 4
-    if not sep or not port.isdigit() or not port.isascii() or len(port) > 5:
-        raise ValueError("endpoint must be HOST:PORT or [HOST]:PORT")
-    if "%" in host:      # zones mean nothing off-link; Python 3.9+ would accept them
-        raise ValueError("scoped addresses are not endpoints")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError("not an IP address: %r" % _short(host)) from None
-    if ip.version != version:
-        raise ValueError("IPv6 addresses must be written in brackets")
-    if not 1 <= int(port) <= 65535:
-        raise ValueError("port must be 1..65535")
-    return str(ip), int(port)
