@@ -22,9 +22,10 @@ import logging
 from .chat import Chat
 from .delivery import refused
 from .effects import Log
-from .events import FORMER_PEER_FOR, MAX_QUEUED, Notice, State, StoppedWaiting
+from .forwarder import CHANNEL_BYTES, RELAYED_TO
+from .events import FORMER_PEER_FOR, MAX_QUEUED, Failed, Notice, State, StoppedWaiting
 from .path import Path
-from .protocol import format_endpoint
+from .protocol import check_username, format_endpoint
 from .relayclient import RequestState
 
 ASKING = (RequestState.REQUESTING, RequestState.WAITING)
@@ -73,21 +74,23 @@ class ChatTable:
         return sorted(self.chats.values(),
                       key=lambda chat: chat.peer is None or chat.peer.addr != addr)
 
-    def by_channel(self, channel):
-        for chat in self.chats.values():
-            if chat.peer is not None and chat.peer.channel == channel:
-                return chat
-        return None
-
-    def relayed(self):
-        """The one chat the relay carries (or may soon carry), else the current one."""
+    def by_relayed(self, frame):
+        """(chat, datagram) of a relayed *frame*: the chat whose session its
+        channel names (RELAYED_TO); in the one-byte form, the one chat the
+        relay carries (or may soon carry), else the current one."""
+        if frame[0] == RELAYED_TO:
+            channel, data = frame[1:1 + CHANNEL_BYTES], frame[1 + CHANNEL_BYTES:]
+            return next((c for c in self.chats.values()
+                         if c.peer is not None and c.peer.channel == channel), None), data
         relayed = [c for c in self.chats.values() if c.peer is not None and c.peer.via_relay]
-        return relayed[0] if len(relayed) == 1 else self.current_chat()
+        return (relayed[0] if len(relayed) == 1 else self.current_chat()), frame[1:]
 
     def by_socket(self, via):
+        """The chat whose birthday search opened socket *via* (else counted)."""
         for chat in self.chats.values():
             if chat.path.search.owns(via):
                 return chat
+        self.stats["ignored_strangers"] += 1
         return None
 
     def ignored(self, data, addr, now):
@@ -118,6 +121,50 @@ class ChatTable:
     def _unsent(self, what, **names):
         count, self.lines = len(self.lines), []
         return [Notice(what, count=count, **names)] if count else []
+
+    # -- requests
+
+    def ask(self, target, now, registering):
+        """/connect: ask the relay for *target* (once registered, if still
+        *registering*)."""
+        refusal = self._refusal(target)
+        if refusal is not None:
+            return refusal
+        if registering:
+            self.pending = target
+            return []
+        if not self.relay.several and self.relay.waits_for() is not None:
+            return self.stop_asking(now) + self.ask(target, now, False)
+        busy = self._busy(target)
+        if busy is not None:
+            return [busy]
+        self.pending = None
+        return self.relay.ask(target, now)
+
+    def _refusal(self, target):
+        """Why *target* is no name to ask the relay for (effects), or None."""
+        try:
+            check_username(target)
+        except ValueError as exc:           # what the user typed, not the network
+            return [Failed("bad_target", target=target, why=str(exc))]
+        if target == self.username:
+            return [Failed("self")]
+        if target in self.relay.waiting_for():
+            return [Notice("already_waiting", name=target)]
+        if target in self.chats:
+            return [Notice("already_chatting", name=target)]
+        return None
+
+    def _busy(self, target):
+        """Why a request for *target* may not go out now (a Notice), or None."""
+        relay = self.relay
+        if not relay.several:            # one at a time, and one chat
+            held = relay.asking(RequestState.REQUESTING) or len(self.chats) >= relay.max_chats
+            return Notice("in_chat") if held else None
+        if target in relay.requests:
+            return Notice("already_asking", name=target)
+        held = len(set(self.chats) | set(relay.requests))
+        return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
 
     # -- chats begin
 

@@ -10,9 +10,7 @@ command shows is data (Notices naming their words, securing's SafetyCode,
 WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
-from . import protocol as P
-from .events import Failed, Notice, State
-from .relayclient import RequestState
+from .events import Notice, State
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
 
@@ -83,33 +81,6 @@ def _trust(session, name, now):
         return [Notice("no_such_chat", name=name)]
     chat = session.chats.get(name or session.table.current)
     return chat.trust(now) if chat is not None else [NothingToTrust(None)]
-
-
-def refusal(session, target):
-    """Why *target* is no name to ask the relay for (effects), or None."""
-    try:
-        P.check_username(target)
-    except ValueError as exc:           # what the user typed, not the network
-        return [Failed("bad_target", target=target, why=str(exc))]
-    if target == session.username:
-        return [Failed("self")]
-    if target in session.relay.waiting_for():
-        return [Notice("already_waiting", name=target)]
-    if target in session.chats:
-        return [Notice("already_chatting", name=target)]
-    return None
-
-
-def busy(session, target):
-    """Why a request for *target* may not go out now (a Notice), or None."""
-    relay = session.relay
-    if not relay.several:            # one at a time, and one chat
-        held = relay.asking(RequestState.REQUESTING) or len(session.chats) >= relay.max_chats
-        return Notice("in_chat") if held else None
-    if target in relay.requests:
-        return Notice("already_asking", name=target)
-    held = len(set(session.chats) | set(relay.requests))
-    return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
 
 
 def status(session, now=None):

@@ -2,26 +2,19 @@
 
 Theory of operation
 -------------------
-:class:`PeerSession` is one user's client. Its shell feeds it what happens
--- ``datagram_received(data, addr, now, via)``, ``handle_line(text, now)``,
-``tick(now)`` -- and carries out the effects each call returns: Send
-datagrams, Log lines and the events of :mod:`peerpunch.events` (where its
-states and what moves between them are drawn). ``next_deadline()`` says
-when ``tick`` is next due. Addresses are canonical ``(ip, port)`` pairs.
-
-It routes and does nothing else. It owns one
+The shell feeds :class:`PeerSession` what happens (``datagram_received(data,
+addr, now, via)``, ``handle_line(text, now)``, ``tick(now)``) and carries
+out the effects each call returns: Send, Log and the events of
+:mod:`peerpunch.events` (which also draws the states). ``next_deadline()``
+says when ``tick`` is next due. It owns one
 :class:`~peerpunch.relayclient.RelayClient` and a
-:class:`~peerpunch.chattable.ChatTable` (partner ->
-:class:`~peerpunch.chat.Chat`, each with its own Path and Secure; which
-chat is current), and hands each datagram to the machine it is for with an
-explicit :class:`~peerpunch.candidates.Origin` ``(addr, via, relayed)``: on
-a birthday search's socket (*via*), to the chat that opened it; relayed, to
-the chat the relay's channel names; from the relay, to the relay client;
-from a partner's address, to its chat (or one that may take it: punching,
-roaming); from anyone else, ignored. The events the machines hand back
-for it (Introduction, RequestEnded, PathFound, EndChat) it acts on; the
-rest go to the shell. Its ``state`` is composed from theirs. Commands live
-in :mod:`peerpunch.commands`; constants and events are re-exported here.
+:class:`~peerpunch.chattable.ChatTable` (partner -> Chat, each with its own
+Path and Secure) and only routes: each datagram goes with an explicit
+:class:`~peerpunch.candidates.Origin` ``(addr, via, relayed)`` to the chat
+that opened socket *via*, the chat a relayed frame's channel names, the
+relay client, or the chat at (or that may take: punching, roaming) its
+address; anything else is ignored. It acts on the machines' events for it
+(Introduction, RequestEnded, PathFound, EndChat) and passes the rest on.
 """
 
 import collections
@@ -41,7 +34,7 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     REGISTER_RTO_MAX, REGISTER_TIMEOUT, RELAY_PROBE_AFTER, REREGISTER_INTERVAL, REREGISTER_RETRY,
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State, StoppedWaiting)
-from .forwarder import CHANNEL_BYTES, RELAYED_TO, is_relay_frame
+from .forwarder import RELAYED_TO, is_relay_frame
 from .path import RELAYED_ORIGIN, EndChat, Origin, PathFound
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import (WANT_CHATS, Introduction, RelayClient,  # noqa: F401 -- WANT_CHATS
@@ -58,17 +51,14 @@ class PeerSession:
                  identity=None, backend=None, known_keys=None, strict=False,
                  require_encryption=False, rng=None, families=None, random_bytes=os.urandom,
                  max_chats=WANT_CHATS):
-        """*target*: a name to ask the relay for once registered (else wait).
-        *local*: our LAN endpoints, announced to the relay as candidates.
-        *identity* (``.private``, ``.public``) and a crypto *backend* enable
-        the secure channel with peers that offer it; *known_keys* maps names
-        to pinned public keys; *strict* refuses peers with no pinned key;
-        *require_encryption* refuses peers that cannot encrypt; *rng* (a
-        ``random.Random``) picks the ports a birthday search probes;
-        *random_bytes* (n -> n bytes; os.urandom) our nonce for the relay.
-        *families*: the address families our socket reaches (4, 6: see
-        :mod:`peerpunch.families`; default the relay's). *max_chats*: how
-        many chats at once we ask the relay for (1: one, the seed's way)."""
+        """*target*: a name to ask for once registered (else wait); *local*:
+        our LAN endpoints (candidates); *identity* and a crypto *backend*
+        enable encryption with peers that offer it; *known_keys*: name ->
+        pinned key; *strict*: refuse peers with no pinned key;
+        *require_encryption*: refuse peers that cannot encrypt; *rng*: picks
+        the birthday search's ports; *random_bytes*: our nonce for the relay;
+        *families*: what our socket reaches (4, 6; default the relay's);
+        *max_chats*: how many chats at once we ask the relay for."""
         self.username = P.check_username(username)
         self.identity = identity
         self.stats = collections.Counter()
@@ -111,19 +101,7 @@ class PeerSession:
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
-        refusal = commands.refusal(self, target)
-        if refusal is not None:
-            return refusal
-        if self.state is State.REGISTERING:
-            self.table.pending = target
-            return []
-        if not self.relay.several and self.relay.waits_for() is not None:
-            return self.table.stop_asking(now) + self.connect(target, now)
-        busy = commands.busy(self, target)
-        if busy is not None:
-            return [busy]
-        self.table.pending = None
-        return self.relay.ask(target, now)
+        return self.table.ask(target, now, registering=self.state is State.REGISTERING)
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
@@ -163,10 +141,8 @@ class PeerSession:
             return []
         if via:
             chat = self.table.by_socket(via)
-            if chat is None:
-                self.stats["ignored_strangers"] += 1
-                return []
-            return self._acted_on(chat.spray_received(data, Origin(addr, via, False), now), now)
+            return [] if chat is None else self._acted_on(
+                chat.spray_received(data, Origin(addr, via, False), now), now)
         if addr == self.relay.addr and is_relay_frame(data):
             return self._relayed(data, now)
         if self.relay.is_stun_for_us(data, addr):
@@ -176,15 +152,11 @@ class PeerSession:
         return self._acted_on(self.relay.datagram_received(data, now), now)
 
     def _relayed(self, data, now):
-        """To the chat whose session its channel names (RELAYED_TO); in the
-        one-byte form, the one the relay carries, else the current one."""
+        """A relayed frame, to its chat (:meth:`ChatTable.by_relayed`)."""
         if data[0] != RELAYED_TO and self.relay.several:    # such a relay says whose
             self.stats["forged_relayed"] += 1
             return []
-        if data[0] == RELAYED_TO:
-            chat, data = self.table.by_channel(data[1:1 + CHANNEL_BYTES]), data[1 + CHANNEL_BYTES:]
-        else:
-            chat, data = self.table.relayed(), data[1:]
+        chat, data = self.table.by_relayed(data)
         if chat is None:
             self.stats["ignored_relayed"] += 1
             return self.relay.nudge(now)
