@@ -176,7 +176,8 @@ class ChatTable:
             return self._reintroduced(chat, info, now)
         relay = self.relay
         if len(self.chats) >= relay.max_chats:
-            return [Log(logging.INFO, "ignored an introduction to %s during a chat" % info.username)]
+            return [Log(logging.INFO, "ignored an introduction to %s during a chat"
+                        % info.username)]
         out, single, asked = [], relay.max_chats == 1, relay.asking(*ASKING)
         if single and asked is not None and info.username != asked.target:
             first = "first_while_waiting" if relay.waits_for() else "first_while_asking"
@@ -184,7 +185,7 @@ class ChatTable:
             out += self._unsent("not_sent_for", name=asked.target)   # never for someone else
         chat = self.chats[info.username] = self.new_chat(info.username)
         if asked is None or asked.target == info.username or single:
-            chat.queue, self.lines = self.lines, []
+            chat.outbox.lines, self.lines = self.lines, []
         out += self._made_current(info.username)
         relay.introduced(info.username, now, keep_others=not single)
         return out + self._punch(chat, info, now)

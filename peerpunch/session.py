@@ -71,7 +71,8 @@ class PeerSession:
                                  register_timeout=register_timeout, rng=rng,
                                  random_bytes=random_bytes, stats=self.stats, want_chats=max_chats)
         paths = dict(relay=self.relay, families=families, local=local, keepalive=keepalive,
-                     punch_timeout=punch_timeout, rng=rng, stats=self.stats, history=SearchHistory())
+                     punch_timeout=punch_timeout, rng=rng, stats=self.stats,
+                     history=SearchHistory())
         secures = dict(identity=identity, backend=backend, pins=Pins(known_keys), strict=strict,
                        require_encryption=require_encryption)
         self.table = ChatTable(self.relay, username=self.username, stats=self.stats,

@@ -268,7 +268,7 @@ def check_session(session):
     assert len(session.chats) <= 16      # what we ask for (a later, smaller grant ends none)
     for chat in session.chats.values():
         held = chat.secure._held if chat.secure else []
-        assert len(chat.queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
+        assert len(chat.outbox.lines) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
     assert len(session.table.lines) <= S.MAX_QUEUED
     timers = len(session.relay.timers()) + sum(len(c.timers()) for c in session.chats.values())
     per = 1 + len(session.chats) + len(session.relay.requests)    # each its own timers

@@ -2,6 +2,8 @@
 scripted Chat in place of the real one, to see what the router hands to
 which machine (with which Origin) and what it does with their events."""
 
+import types
+
 from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
@@ -28,7 +30,7 @@ class ScriptedChat:
         self.calls = []
         self.answer = []
         self.state = E.State.PUNCHING
-        self.queue = []
+        self.outbox = types.SimpleNamespace(lines=[])
         self.peer = None
 
     def timers(self):
