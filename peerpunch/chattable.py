@@ -22,8 +22,8 @@ import logging
 from .chat import Chat
 from .delivery import refused
 from .effects import Log
-from .forwarder import CHANNEL_BYTES, RELAYED_TO
 from .events import FORMER_PEER_FOR, MAX_QUEUED, Failed, Notice, State, StoppedWaiting
+from .forwarder import CHANNEL_BYTES, RELAYED_TO
 from .path import Path
 from .protocol import check_username, format_endpoint
 from .relayclient import RequestState
@@ -94,6 +94,7 @@ class ChatTable:
         return None
 
     def ignored(self, data, addr, now):
+        """*data* from *addr*, no chat's: logged (the former peer's as such)."""
         if self.former is not None and addr == self.former[0] and now < self.former[2]:
             self.stats["late_from_former_peer"] += 1     # its last Goodbye copies, say
             return [Log(logging.DEBUG, "ignored %d bytes from %s, %s's address: that chat has"

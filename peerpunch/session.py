@@ -109,8 +109,7 @@ class PeerSession:
         return commands.handle_line(self, line, now)
 
     def send_text(self, text, now):
-        """Send a chat line, or queue it until the chat is up; a line of
-        nothing but blanks is not sent."""
+        """A chat line for the current chat (blanks: nothing is sent)."""
         if not text or text.isspace():
             return []
         chat = self.table.current_chat()
@@ -136,8 +135,7 @@ class PeerSession:
 
     def datagram_received(self, data, addr, now, via=0):
         """A datagram from *addr* on our socket *via* (0: our own, else one
-        opened by an OpenSocket effect); anything not from the relay or our
-        peers is ignored."""
+        opened by an OpenSocket effect), to the machine it is for."""
         if self.state is State.CLOSED:
             return []
         if via:
