@@ -6,29 +6,18 @@ A :class:`Chat` joins the machines of one partner: its
 :class:`~peerpunch.path.Path` (where datagrams go) and its
 :class:`~peerpunch.securing.Secure` (the link, the handshake and the trust
 in the partner's key), and holds what the user sees: its state (the path's:
-PUNCHING, HANDSHAKING, CONNECTED), the lines typed before it is up, while
-it is blocked on a changed key, or (without the stream) while its path is
-suspect (``queue``: sent when it is up or heard again, reported when it
-ends), and the messages that arrive. On a stream chat a line typed while
-the path is merely suspect is sent at once: the stream's deadline reports
-it NotDelivered within 8 s if the partner is gone, and its packets test the
-path too (the user is told once that the partner has not been heard for a
-while). Its :class:`~peerpunch.delivery.Lines` number the
+PUNCHING, HANDSHAKING, CONNECTED), the lines it holds back (ours in its
+``outbox``, the partner's while blocked on a changed key:
+:mod:`peerpunch.heldlines`), and the messages that arrive. On a stream chat
+a line typed while the path is merely suspect is sent at once: the
+stream's deadline reports it NotDelivered within 8 s if the partner is
+gone, and its packets test the path too. Its :class:`~peerpunch.delivery.Lines` number the
 lines sent and, on an encrypted link, own the secure session's reliable
 stream (:mod:`peerpunch.stream`, opened when the keys are agreed, ended
 with the chat): with a partner that announced ``stream1`` each line is one
 stream message, reported Delivered or NotDelivered; otherwise (the seed, a
 plain link) one or more DirectMessage datagrams, as always. Lines that never
 left when the chat ends are reported NotDelivered too.
-
-While the chat is blocked on a changed key, the partner's lines are held
-(shown on /trust). Its stream packets are handed to our stream (which
-acknowledges them: the partner sees them Delivered) only while fewer than
-MAX_HELD lines are held; after that they are dropped unacknowledged, so
-the partner's stream reports them NotDelivered. A line the stream still
-hands out when the hold is full (one waiting behind a gap), and the held
-lines of a chat that ends blocked (/leave without /trust), are reported to
-the user as lines not shown (an Alert): never lost silently.
 
 For each datagram its owner (the router, :mod:`peerpunch.session`) passes
 the :class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching,
@@ -47,8 +36,8 @@ from . import protocol as P
 from . import securing as SC
 from .delivery import Lines, ended, refused
 from .effects import Log, Send
-from .events import (GOODBYE_COPIES, MAX_HELD, MAX_QUEUED, Alert, Connected, Message, Notice,
-                     PeerLeft, State)
+from .events import GOODBYE_COPIES, Connected, Message, Notice, PeerLeft, State
+from .heldlines import Outbox, Withheld
 from .link import PING, PONG
 from .path import EndChat, HeardAgain, KeepAlive, PathFound
 from .secure import is_frame
@@ -67,9 +56,8 @@ class Chat:
         self.path = path
         self.secure = None           # the Secure of the current pairing, made at start()
         self.stats = stats
-        self.queue = []              # lines typed before the chat was up, or held meanwhile
-        self.told_quiet = False      # told that the path went quiet (stream chats)
-        self.unshown = 0             # partner's lines that could not be held while blocked
+        self.outbox = Outbox(partner)        # our lines, held until the chat can send them
+        self.withheld = Withheld(partner)    # the partner's, while blocked on a changed key
         self.closed = False
         self._secure_options = secure_options
         self.lines = Lines(partner)
@@ -103,7 +91,7 @@ class Chat:
         """Punch toward the partner the relay introduced (again, with a new
         secret, when a stale SessionFinished ended the first pairing)."""
         secret = bytes.fromhex(info.session) if info.session else b""
-        unshown = self._unshown("left") if self.secure is not None else []   # the old pairing's
+        unshown = self.withheld.report("left", self.secure) if self.secure else []  # old pairing's
         self.secure = SC.Secure(self.us, self.partner, features=info.features, secret=secret,
                                 **self._secure_options)
         self.link_timer.stop()
@@ -162,7 +150,7 @@ class Chat:
             out += self._deliver(msg, origin, now)
             if self.closed:
                 return out
-        if opened.packets and self._holding_full():
+        if opened.packets and self.withheld.full(self.secure):
             self.stats["stream_withheld"] += len(opened.packets)   # unacknowledged: not delivered
         elif opened.packets:
             out += self._stream_received(opened.packets, origin, now)
@@ -174,7 +162,7 @@ class Chat:
         if kind is P.Ping:
             return [self.path.reply(self._sealed(P.Pong()), origin)]
         if kind is P.DirectMessage:
-            return self._shown([Message(self.partner, msg.content)])
+            return self.withheld.shown([Message(self.partner, msg.content)], self.secure)
         if kind is P.Goodbye:
             return [PeerLeft(self.partner)] + self._end()
         return []
@@ -257,28 +245,9 @@ class Chat:
         one too long for a line is refused."""
         too_long = refused(text)
         if too_long or not self.up():
-            return too_long or self.hold_line(text)
-        return self._quiet_notice() + self.send_line(text, now)
-
-    def _quiet_notice(self):
-        """Once per quiet spell: the partner has not been heard for a while."""
-        if not self.path.suspect or self.told_quiet:
-            return []
-        self.told_quiet = True
-        return [Notice("sent_quiet", name=self.partner)]
-
-    def hold_line(self, text):
-        """Queue *text* until the chat is up (or heard again)."""
-        if len(self.queue) >= MAX_QUEUED:
-            return [Notice("queue_full", count=MAX_QUEUED)]
-        self.queue.append(text)
-        if len(self.queue) > 1:
-            return []
-        if self.secure.blocked:
-            return [Notice("held_blocked")]
-        if self.state is State.CONNECTED:      # the path went quiet
-            return [Notice("held_quiet", name=self.partner)]
-        return [Notice("queued")]
+            return too_long or self.outbox.hold(text, self.secure.blocked,
+                                                self.state is State.CONNECTED)
+        return self.outbox.quiet_notice(self.path.suspect) + self.send_line(text, now)
 
     def send_line(self, text, now):
         """Send *text*: one stream message, or plain DirectMessage pieces."""
@@ -297,8 +266,7 @@ class Chat:
         if self.secure.blocked:
             return []
         out = []
-        queued, self.queue = self.queue, []
-        for text in queued:
+        for text in self.outbox.take():
             out += self._send(text, now)
         return out + self._pump(now)
 
@@ -306,10 +274,11 @@ class Chat:
         """The peer, silent long enough to be suspect, authenticated again:
         send the lines held meanwhile."""
         self.path.suspect = False
-        self.told_quiet = False
-        if not self.queue or self.state is not State.CONNECTED or self.secure.blocked:
+        self.outbox.told_quiet = False
+        if not self.outbox.lines or self.state is not State.CONNECTED or self.secure.blocked:
             return []
-        return [Notice("heard_again", name=self.partner, count=len(self.queue))] + self.flush(now)
+        held = Notice("heard_again", name=self.partner, count=len(self.outbox.lines))
+        return [held] + self.flush(now)
 
     # -- the stream
 
@@ -331,35 +300,9 @@ class Chat:
         it says; its timer set for the next time it has something to do."""
         out = [self.path.send(self.secure.seal_packet(packet))
                for packet in self.lines.packets(now)]
-        out += self._shown(self.lines.events())
+        out += self.withheld.shown(self.lines.events(), self.secure)
         self.stream_timer.when = self.lines.next_deadline()
         return out
-
-    def _shown(self, events):
-        """*events* for the user; lines from the partner are held while the
-        chat is blocked (shown on /trust)."""
-        out = []
-        for event in events:
-            if type(event) is Message and self.secure.blocked:
-                if not self.secure.hold(P.DirectMessage(event.text)):
-                    self.unshown += 1
-            else:
-                out.append(event)
-        return out
-
-    def _holding_full(self):
-        """True while blocked with MAX_HELD lines held: stream packets are
-        not taken (nor acknowledged) then."""
-        return self.secure.blocked and self.secure.held_count() >= MAX_HELD
-
-    def _unshown(self, why):
-        """The partner's lines the user never saw (blocked), reported."""
-        count = self.unshown + (self.secure.held_count() if why == "left" and self.secure
-                                and self.secure.blocked else 0)
-        self.unshown = 0
-        if not count:
-            return []
-        return [Alert("unshown_" + why, count=count, name=self.partner, limit=MAX_HELD)]
 
     def _end_stream(self):
         self.stream_timer.stop()
@@ -372,7 +315,7 @@ class Chat:
         was_blocked = self.secure.blocked
         trusted = self.secure.trust(now)
         out = trusted.events + [Message(self.partner, m.content) for m in trusted.messages]
-        out += self._unshown("full") if was_blocked else []
+        out += self.withheld.report("full", self.secure) if was_blocked else []
         return out + self.flush(now) if was_blocked else out
 
     def verify(self):
@@ -392,9 +335,9 @@ class Chat:
         outstanding or never sent are reported NotDelivered (ENDED)."""
         self.closed = True
         self.link_timer.stop()
-        out = self._unshown("left") + self.path.close()
-        unsent = self.lines.number(len(self.queue)) if self.queue else ()
-        self.queue = []
+        out = self.withheld.report("left", self.secure) + self.path.close()
+        queued = self.outbox.take()
+        unsent = self.lines.number(len(queued)) if queued else ()
         return out + ended(self.partner, unsent, self._end_stream())
 
     def _end(self):

@@ -11,7 +11,6 @@ WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
 from .events import Notice, State
-from .relayclient import RequestState
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
 
@@ -31,7 +30,7 @@ def _connect(session, name, now):
 
 
 def _leave(session, name, now):
-    return session.leave_chat(now, name or None)
+    return session.table.leave(now, name or None)
 
 
 def _msg(session, arg, now):
@@ -51,18 +50,18 @@ def _switch(session, name, now):
         return [Notice("usage_switch")]
     if name not in session.chats:
         return [Notice("no_such_chat", name=name)]
-    session.current = name
+    session.table.current = name
     return [Notice("switched", name=name)]
 
 
-def chats(session):
+def chats(table):
     """/chats: each chat's partner, state, path, encryption and the
     stream's smoothed round-trip time (None without a stream), as data."""
     rows = []
-    for name, chat in session.chats.items():
+    for name, chat in table.chats.items():
         relayed = chat.peer is not None and chat.peer.via_relay
         encrypted = chat.secure is not None and chat.secure.encrypted
-        rows.append((name, chat.state.value, relayed, encrypted, name == session.current,
+        rows.append((name, chat.state.value, relayed, encrypted, name == table.current,
                      chat.lines.rtt))
     return Notice("chats", rows=tuple(rows))
 
@@ -71,7 +70,7 @@ def _verify(session, name, now):
     """/verify [NAME]: the safety code of NAME's chat (else the current one)."""
     if name and name not in session.chats:
         return [Notice("no_such_chat", name=name)]
-    chat = session.chats.get(name or session.current)
+    chat = session.chats.get(name or session.table.current)
     return [chat.verify() if chat is not None else NoSafetyCode(None)]
 
 
@@ -80,53 +79,13 @@ def _trust(session, name, now):
     we had pinned) in NAME's chat, else the current one."""
     if name and name not in session.chats:
         return [Notice("no_such_chat", name=name)]
-    chat = session.chats.get(name or session.current)
+    chat = session.chats.get(name or session.table.current)
     return chat.trust(now) if chat is not None else [NothingToTrust(None)]
-
-
-def busy(session, target):
-    """Why a request for *target* may not go out now (a Notice), or None."""
-    relay = session.relay
-    if not relay.several:            # one at a time, and one chat
-        held = relay.asking(RequestState.REQUESTING) or len(session.chats) >= relay.max_chats
-        return Notice("in_chat") if held else None
-    if target in relay.requests:
-        return Notice("already_asking", name=target)
-    held = len(set(session.chats) | set(relay.requests))
-    return Notice("too_many_chats", count=held) if held >= relay.max_chats else None
-
-
-# -- where plain lines go: never moved to a chat we did not ask for in silence
-
-def introduced(session, partner):
-    """A chat with *partner* begins: it becomes the current one if we asked
-    for it (/connect, --connect) or there is none and we ask for no one else
-    (lines typed for them are not for *partner*); else we say how to talk
-    to *partner*. Call before the relay client forgets the request."""
-    relay = session.relay
-    others = relay.several and relay.requests
-    if partner in relay.requests or (session.current is None and not others):
-        session.current = partner
-        return []
-    return [Notice("incoming_chat", name=partner, current=session.current or "no one")]
-
-
-def ended(session, partner):
-    """The chat with *partner* ended: if it was the current one, the one
-    chat left becomes current (and we say so); with several left, none is
-    (plain lines are refused until /switch)."""
-    if session.current != partner:
-        return []
-    left = list(session.chats)
-    session.current = left[0] if len(left) == 1 else None
-    if len(left) == 1:
-        return [Notice("now_current", name=left[0], ended=partner)]
-    return [Notice("choose_chat", names=", ".join(left))] if left else []
 
 
 def status(session, now=None):
     """/status, as data for the console to word."""
-    chat = session.chat
+    chat = session.table.current_chat()
     relay = session.relay
     fields = dict(name=session.username, relay=relay.endpoint, state=session.state.value,
                   waiting=relay.waits_for(), mapping=relay.mapping,
@@ -145,7 +104,7 @@ COMMANDS = {
     "leave": _leave,
     "msg": _msg,
     "switch": _switch,
-    "chats": lambda session, arg, now: [chats(session)],
+    "chats": lambda session, arg, now: [chats(session.table)],
     "status": lambda session, arg, now: [status(session, now)],
     "help": lambda session, arg, now: [Notice("help")],
     "whoami": lambda session, arg, now: [whoami(session.username, session.identity)],

@@ -9,6 +9,39 @@ have a peer; the namedtuples are the events handed to the shell to show,
 alongside :class:`~peerpunch.effects.Send` and
 :class:`~peerpunch.effects.Log`. :mod:`peerpunch.session` re-exports all of
 them, so callers keep importing them from there.
+
+States and what moves between them::
+
+    REGISTERING --RegisterAck--> IDLE            (no ack in 10 s: Closed(1))
+    IDLE --/connect--> REQUESTING --PeerInfo--> PUNCHING
+    IDLE --PeerInfo (someone asked for us)--> PUNCHING
+    REQUESTING --TargetBusy | Error | no answer--> IDLE
+    REQUESTING --TargetNotFound--> WAITING --Online from the relay--> REQUESTING
+        (a watch kept by the relay; with a relay that keeps none, a Connect
+        every WAIT_RETRY; /leave: IDLE)
+    WAITING, REQUESTING --PeerInfo (the target, or someone first)--> PUNCHING
+    PUNCHING --any valid datagram from the peer--> HANDSHAKING --keys--> CONNECTED
+        (straight to CONNECTED with a peer that cannot encrypt)
+    PUNCHING --nothing from the peer in FALLBACK_AFTER--> the same, relayed
+        (when relay and peer offer relay1; direct probes go on, and the
+        direct path takes over once it proves itself -- a Pong for a plain
+        chat, a sealed frame that authenticates for an encrypted one: "now
+        direct")
+    PUNCHING --nothing from the peer in punch_timeout, no fallback--> IDLE
+    CONNECTED --Goodbye | silence for 3 keep-alives | /leave--> IDLE
+    any --/quit--> CLOSED
+
+Everything is retried, because it is all UDP: Register with backoff until
+acknowledged and then every REREGISTER_INTERVAL to keep the relay's NAT
+mapping and our registration alive; Connect until PeerInfo arrives, and
+again while punching so the relay repeats the introduction to a peer whose
+PeerInfo was lost; probes every PUNCH_INTERVAL until the peer answers;
+Goodbye in several copies. Lines typed before the chat is up, or while its
+path is suspect (the peer unheard for SUSPECT_AFTER keep-alive intervals),
+are queued and sent when it is up (or heard again); lines that cannot be
+sent are reported, never dropped in silence. Only the relay and our partners
+are listened to, and the relay only in what carries our nonce once it
+has shown it (:class:`~peerpunch.registration.RelayAuth`).
 """
 
 import collections

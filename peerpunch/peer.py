@@ -13,6 +13,7 @@ from . import cli, crypto, natcheck
 from . import identity as ID
 from . import protocol as P
 from . import session as S
+from .console import HELP
 from .peershell import lan_candidates, open_socket, run, run_check, socket_families
 
 
@@ -56,7 +57,7 @@ def parse_args(argv, prog="peerpunch-peer"):
 
 
 def _epilog(prog):
-    return ("in-chat " + S.HELP + "\n\n"
+    return ("in-chat " + HELP + "\n\n"
             "examples:\n"
             "  a relay, on a server with UDP ports 8080 and 8081 open:\n"
             "    %s --port 8080\n"

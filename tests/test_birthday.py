@@ -27,12 +27,12 @@ HARD_IP, EASY_IP = "198.51.100.1", "198.51.100.2"
 
 def spray(session):
     """The Spray of *session*'s chat's birthday search, if it runs one."""
-    chat = session.chat
+    chat = session.table.current_chat()
     return chat.path.search.spray if chat is not None else None
 
 
 def prober(session):
-    chat = session.chat
+    chat = session.table.current_chat()
     return chat.path.search.prober if chat is not None else None
 
 
@@ -153,14 +153,14 @@ def test_birthday_connects_symmetric_and_port_restricted_directly(hard_side):
     a_lan, b_lan = (EASY_LAN, HARD_LAN) if hard_side == "bob" else (HARD_LAN, EASY_LAN)
     alice, bob = start(net, a_lan, b_lan)
     hard, easy = (bob, alice) if hard_side == "bob" else (alice, bob)
-    assert hard.mapping == P.MAPPING_DEPENDENT and easy.mapping == P.MAPPING_INDEPENDENT
+    assert hard.relay.mapping == P.MAPPING_DEPENDENT and easy.relay.mapping == P.MAPPING_INDEPENDENT
     for lan in (a_lan, b_lan):
         (conn,) = connected(net, lan)
         assert conn.path == "direct" and conn.key is not None, conn
         assert conn.seconds < 3.0         # before the relay fallback
     # the hard side kept one extra socket and closed the other 255
-    assert spray(hard).open == {spray(hard).kept} and hard.peer.via == spray(hard).kept
-    assert easy.peer.addr[0] == HARD_IP and easy.peer.addr != P.parse_endpoint(
+    assert spray(hard).open == {spray(hard).kept} and hard.table.current_chat().peer.via == spray(hard).kept
+    assert easy.table.current_chat().peer.addr[0] == HARD_IP and easy.table.current_chat().peer.addr != P.parse_endpoint(
         net.registry.user(hard.username).endpoint)
     assert prober(easy) is None               # probing stopped with the hit
     easy_lan = a_lan if hard is bob else b_lan
@@ -181,17 +181,17 @@ def test_birthday_connects_symmetric_and_port_restricted_directly(hard_side):
 def test_without_the_alternate_port_nobody_knows_the_mapping_and_the_chat_is_relayed():
     net = nat_pair(alt_port=False)
     alice, bob = start(net)
-    assert alice.mapping is bob.mapping is None
+    assert alice.relay.mapping is bob.relay.mapping is None
     assert connected(net, EASY_LAN)[0].path == "relayed"
     assert not any(isinstance(e, OpenSocket) for e in net.events[HARD_LAN])
     assert not [d for s, t, d in net.wire if s[0] == EASY_LAN[0] and t[0] == HARD_IP and
-                t != alice.peer.addr]          # no probes beyond the introduced endpoint
+                t != alice.table.current_chat().peer.addr]          # no probes beyond the introduced endpoint
 
 
 def test_two_symmetric_nats_do_not_search_and_are_relayed():
     net = nat_pair(easy="dependent")
     alice, bob = start(net)
-    assert alice.mapping == bob.mapping == P.MAPPING_DEPENDENT
+    assert alice.relay.mapping == bob.relay.mapping == P.MAPPING_DEPENDENT
     assert prober(alice) is spray(alice) is prober(bob) is spray(bob) is None
     assert connected(net, EASY_LAN)[0].path == "relayed"
     assert len(net.wire) < 400
@@ -205,7 +205,7 @@ def test_a_probe_that_lands_after_the_fallback_moves_the_relayed_chat_direct():
     assert conn.path == "relayed"
     notices = [e.text for lan in (EASY_LAN, HARD_LAN) for e in net.shown(lan, S.Notice)]
     assert sum("now direct with" in n for n in notices) == 2, notices
-    assert not alice.peer.via_relay and not bob.peer.via_relay
+    assert not alice.table.current_chat().peer.via_relay and not bob.table.current_chat().peer.via_relay
     before = net.registry.forwarder.stats["datagrams"]
     net.line(EASY_LAN, "direct again")
     net.run(1)
@@ -221,7 +221,7 @@ def test_extra_sockets_ignore_strangers_and_the_relay():
     ignored = bob.stats["ignored_strangers"]
     assert bob.datagram_received(PING, ("192.0.2.7", 9), net.now, via=5) == []
     assert bob.datagram_received(PING, RELAY, net.now, via=5) == []
-    assert bob.datagram_received(PING, alice.peer.addr, net.now, via=999) == []
+    assert bob.datagram_received(PING, alice.table.current_chat().peer.addr, net.now, via=999) == []
     assert bob.stats["ignored_strangers"] == ignored + 3 and spray(bob).kept is None
     net.run(B.HOLD + 1)
     assert spray(bob) is None or not spray(bob).open         # the window closed them all
@@ -231,12 +231,12 @@ def test_a_connect_waits_briefly_for_the_mapping_so_the_relay_can_pass_it_on():
     net = nat_pair()
     net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src[0] == EASY_LAN[0]
     alice, bob = start(net, seconds=0.5)
-    assert alice.state is State.REQUESTING and alice.target == "bob"   # alt port unanswered
+    assert alice.state is State.REQUESTING and alice.table.asked_for() == "bob"   # alt port unanswered
     assert [e.text for e in net.shown(EASY_LAN, S.Notice)][-1] == "asking the relay for bob ..."
     assert not [d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')]
     net.run(1)
     assert alice.state is not State.REQUESTING     # it went ahead after MAPPING_WAIT
-    assert alice.mapping is None
+    assert alice.relay.mapping is None
     (connect,) = {d for d in net.sent(EASY_LAN, RELAY) if d.startswith(b'{"Connect"')}
     assert P.decode(connect).token == alice.relay.token      # the relay can tell it is alice's
 
@@ -256,7 +256,7 @@ def test_a_deferred_connect_gives_way_to_someone_who_connects_first():
     assert alice.state is State.REQUESTING
     net.line(carol_lan, "/connect alice")
     net.run(6)
-    assert alice.peer is not None and alice.peer.username == "carol"
+    assert alice.table.current_chat().peer is not None and alice.table.current_chat().peer.username == "carol"
     assert net.shown(EASY_LAN, S.Connected)[0].username == "carol"
     assert any("carol connected to you first; no longer asking for bob" in e.text
                for e in net.shown(EASY_LAN, S.Notice))
@@ -288,7 +288,7 @@ def test_the_mapping_check_runs_even_if_the_first_register_ack_was_lost():
     net.run(0.2)
     net.line(HARD_LAN, "/connect alice")       # alice learns of the relay via a PeerInfo
     net.run(25)
-    assert acks and alice.mapping == P.MAPPING_INDEPENDENT
+    assert acks and alice.relay.mapping == P.MAPPING_INDEPENDENT
 
 
 def test_a_new_pairing_with_another_endpoint_mid_search_closes_the_old_sockets():
@@ -296,7 +296,7 @@ def test_a_new_pairing_with_another_endpoint_mid_search_closes_the_old_sockets()
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING   # never a hit
     alice, bob = start(net, seconds=1)
     assert bob.state is State.PUNCHING and len(spray(bob).open) == B.SOCKETS
-    info = P.PeerInfo(peer="192.0.2.1:4000", username="alice", features=bob.peer.features,
+    info = P.PeerInfo(peer="192.0.2.1:4000", username="alice", features=bob.table.current_chat().peer.features,
                       session="ab" * 16, mapping=P.MAPPING_INDEPENDENT, nonce=bob.relay.auth.nonce)
     out = bob.datagram_received(P.encode(info), RELAY, net.now)
     assert len([e for e in out if isinstance(e, CloseSocket)]) == B.SOCKETS
@@ -313,11 +313,11 @@ def test_repeated_introductions_cannot_make_the_symmetric_side_spray_again():
     sprayed = sum(1 for e in net.wire if e[0][0] == HARD_LAN[0] and e[2] == PING)
     assert sprayed >= B.SOCKETS                       # the one search this chat gets
     for i in range(10):
-        same = P.PeerInfo(peer=bob.peer.endpoint, username="alice", features=bob.peer.features,
+        same = P.PeerInfo(peer=bob.table.current_chat().peer.endpoint, username="alice", features=bob.table.current_chat().peer.features,
                           session="%02x" % i * 16, mapping=P.MAPPING_INDEPENDENT,
                           nonce=bob.relay.auth.nonce)     # from the relay itself, gone bad
         other = P.PeerInfo(peer="192.0.2.%d:4000" % (i + 1), username="alice",
-                           features=bob.peer.features, session="%02x" % (i + 100) * 16,
+                           features=bob.table.current_chat().peer.features, session="%02x" % (i + 100) * 16,
                            mapping=P.MAPPING_INDEPENDENT, nonce=bob.relay.auth.nonce)
         for info in (same, other):
             out = bob.datagram_received(P.encode(info), RELAY, net.now)
@@ -330,7 +330,7 @@ def test_garbage_from_the_peer_endpoint_does_not_end_the_search():
     net.drop = lambda src, dst, data: dst[0] == HARD_IP and data == PING
     alice, bob = start(net, seconds=1)
     assert spray(bob) is not None and spray(bob).kept is None
-    bob.datagram_received(b"\x7fnot a probe", bob.peer.candidates[0], net.now, via=7)
+    bob.datagram_received(b"\x7fnot a probe", bob.table.current_chat().peer.candidates[0], net.now, via=7)
     assert spray(bob).kept is None and len(spray(bob).open) == B.SOCKETS
 
 
@@ -363,7 +363,7 @@ def test_a_mapping_learned_late_still_starts_the_search():
     net.drop = lambda src, dst, data: dst == net.stun.addresses[-1] and src == EASY_LAN \
         and net.now < 1002.5
     alice, bob = start(net, seconds=12)
-    assert alice.mapping == P.MAPPING_INDEPENDENT
+    assert alice.relay.mapping == P.MAPPING_INDEPENDENT
     (conn,) = connected(net, EASY_LAN)
     notices = [e.text for e in net.shown(EASY_LAN, S.Notice)]
     assert conn.path == "direct" or any("now direct with bob" in n for n in notices), notices

@@ -145,14 +145,14 @@ def test_chat_stream_line_sent_while_suspect_arrives_when_the_path_is_back():
     assert w.alice.path.suspect and w.alice.up()          # the stream carries it anyway
     w.type(ALICE, "sent while quiet")
     assert [n.what for n in w.of(ALICE, E.Notice)][-1:] == ["sent_quiet"]
-    assert not w.alice.queue and w.alice.lines.stream.outstanding() == 1
+    assert not w.alice.outbox.lines and w.alice.lines.stream.outstanding() == 1
     w.run(1.0)                                   # still gone: outstanding, not yet reported
     assert not w.of(ALICE, E.NotDelivered)
     w.cut = False
     w.run(5.0, until=lambda: w.of(ALICE, E.Delivered))
     assert [m.text for m in w.of(BOB, E.Message)] == ["sent while quiet"]
     assert [d.ids for d in w.of(ALICE, E.Delivered)] == [(1,)]
-    assert not w.alice.path.suspect and not w.alice.told_quiet   # told again next quiet spell
+    assert not w.alice.path.suspect and not w.alice.outbox.told_quiet   # told again next quiet spell
 
 
 def test_chat_stream_lines_held_then_chat_ends_are_reported_not_delivered():
@@ -208,10 +208,10 @@ def test_chat_stream_none_on_a_plain_link_seed_style():
 
 
 def chats_row(chat):
-    class Session:
+    class Table:
         chats = {chat.partner: chat}
         current = chat.partner
-    return chats(Session()).fields["rows"][0]
+    return chats(Table()).fields["rows"][0]
 
 
 def test_chat_stream_garbled_and_forged_packets_are_dropped_and_counted():
@@ -309,7 +309,7 @@ def test_chat_stream_a_line_to_a_partner_gone_quiet_is_reported_within_10_s():
     assert [n.what for n in w.of(ALICE, E.Notice)].count("sent_quiet") == 1    # told once
     w.run(10.0, until=lambda: len(sum((d.ids for d in w.of(ALICE, E.NotDelivered)), ())) == 2)
     assert sum((d.ids for d in w.of(ALICE, E.NotDelivered)), ()) == (1, 2)
-    assert w.now - typed <= 10.0 and not w.alice.queue
+    assert w.now - typed <= 10.0 and not w.alice.outbox.lines
 
 
 def test_chat_without_the_stream_still_holds_lines_while_suspect():
@@ -321,7 +321,7 @@ def test_chat_without_the_stream_still_holds_lines_while_suspect():
     assert w.alice.path.suspect and not w.alice.up()
     w.type(ALICE, "held for a while")
     assert [n.what for n in w.of(ALICE, E.Notice)][-1:] == ["held_quiet"]
-    assert w.alice.queue == ["held for a while"]
+    assert w.alice.outbox.lines == ["held for a while"]
     w.cut = False
     w.run(3.0, until=lambda: w.of(BOB, E.Message))
     assert [n.what for n in w.of(ALICE, E.Notice)][-1] == "heard_again"

@@ -253,7 +253,7 @@ def test_a_direct_pong_during_a_relayed_handshake_waits_for_the_keys():
         return start is not None and data[start:start + 1] in (b"\xe2", b"\xe3")
     net.drop = lambda src, dst, data: handshake(data)           # the handshake never completes
     alice, bob = relayed_pair(net, **secure_options())
-    assert alice.state is State.HANDSHAKING and alice.peer.via_relay
+    assert alice.state is State.HANDSHAKING and alice.table.current_chat().peer.via_relay
     assert alice.datagram_received(P.encode(P.Pong()), BOB, net.now) == []
     assert alice.state is State.HANDSHAKING
 
@@ -270,7 +270,7 @@ def test_lines_typed_while_the_path_is_suspect_are_sent_and_delivered_once_it_is
     net.block(ALICE, BOB)
     net.block(ALICE, RELAY)                      # nothing gets out for a while
     net.run(4 * S.SUSPECT_AFTER + 0.5)
-    assert alice.chat.path.suspect
+    assert alice.table.current_chat().path.suspect
     net.line(ALICE, "typed into the silence")
     net.line(ALICE, "and another")
     notices = [e.text for e in net.shown(ALICE, S.Notice)]
@@ -327,7 +327,7 @@ def test_a_relayed_chat_survives_a_relay_restart_and_others_are_told_it_is_busy(
     carol = net.add_peer("carol", CAROL, target="alice", **secure_options())
     net.run(3)
     assert any("busy" in e.reason for e in net.shown(CAROL, S.Failed))
-    assert alice.peer.username == "bob"
+    assert alice.table.current_chat().peer.username == "bob"
 
 
 def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
@@ -336,7 +336,7 @@ def test_held_lines_go_out_as_soon_as_a_plain_chat_is_heard_again_directly():
     goes at once, not a keep-alive interval later."""
     net = SimNet()
     alice, bob = relayed_pair(net, keepalive=4.0)
-    assert alice.peer.via_relay and not alice.link.encrypted
+    assert alice.table.current_chat().peer.via_relay and not alice.table.current_chat().secure.encrypted
     net.block(ALICE, RELAY)
     net.run(4 * S.SUSPECT_AFTER + 0.5)
     net.line(ALICE, "held for a while")

@@ -268,11 +268,11 @@ def check_session(session):
     assert len(session.chats) <= 16      # what we ask for (a later, smaller grant ends none)
     for chat in session.chats.values():
         held = chat.secure._held if chat.secure else []
-        assert len(chat.queue) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
-    assert len(session._lines) <= S.MAX_QUEUED
+        assert len(chat.outbox.lines) <= S.MAX_QUEUED and len(held) <= S.MAX_HELD
+    assert len(session.table.lines) <= S.MAX_QUEUED
     timers = len(session.relay.timers()) + sum(len(c.timers()) for c in session.chats.values())
     per = 1 + len(session.chats) + len(session.relay.requests)    # each its own timers
-    assert len(session._all_timers()) == timers <= 16 * per
+    assert len(session.table.timers()) == timers <= 16 * per
     assert len(session.stats) <= 200
 
 
@@ -284,7 +284,8 @@ def test_fuzz_peer_core_survives_and_stays_bounded():
     for i in range(COUNT - COUNT // 2):
         now += rng.expovariate(500.0)
         roll = rng.random()
-        peer = session.peer.addr if getattr(session, "peer", None) is not None else None
+        chat = session.table.current_chat()
+        peer = chat.peer.addr if chat is not None and chat.peer is not None else None
         source = RELAY if roll < 0.5 else peer if roll < 0.7 and peer else fuzz.address()
         session.datagram_received(fuzz.datagram(PEER_REPLIES, LINK), source, now)
         if rng.random() < 0.01:

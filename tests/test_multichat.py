@@ -63,7 +63,7 @@ def test_multichat_three_peers_hold_two_chats_each_through_the_real_relay():
     assert lines(net, BOB) == [("alice", "to bob only")]
     assert lines(net, CAROL) == [("alice", "to carol only"), ("bob", "bob to carol")]
     # plain lines go to the chat alice asked for, then where /switch says
-    assert alice.current == "bob"
+    assert alice.table.current == "bob"
     net.line(ALICE, "plain one")
     net.line(ALICE, "/switch carol")
     net.line(ALICE, "plain two")
@@ -86,7 +86,7 @@ def test_multichat_leave_one_chat_keeps_the_other_and_the_relay_ends_only_that_o
     net, alice, bob, carol = triangle()
     net.line(ALICE, "/leave bob")
     until(net, lambda: "alice" not in bob.chats, 5)
-    assert list(alice.chats) == ["carol"] and alice.current == "carol"
+    assert list(alice.chats) == ["carol"] and alice.table.current == "carol"
     assert "plain lines now go to carol" in notices(net, ALICE)[-1]
     assert net.registry.sessions() == 2            # bob-carol and carol-alice live on
     net.line(ALICE, "still here?")
@@ -250,7 +250,7 @@ def test_multichat_an_incoming_chat_does_not_take_the_plain_lines():
     until(net, chatting((alice, "bob"), (bob, "alice")), 10)
     net.line(DAVE, "/connect alice")
     until(net, chatting((alice, "mallory"), (mallory, "alice")), 10)
-    assert alice.current == "bob"
+    assert alice.table.current == "bob"
     assert "mallory is opening a chat with you (plain lines still go to bob): /switch mallory" \
         " or /msg mallory TEXT to talk to them" in notices(net, ALICE)
     net.line(ALICE, "for bob only")
@@ -271,10 +271,10 @@ def test_multichat_when_the_current_chat_ends_among_several_plain_lines_are_refu
     net.line(DAVE, "/connect alice")
     until(net, lambda: sorted(n for n, c in alice.chats.items()
                               if c.state is State.CONNECTED) == ["bob", "carol", "dave"], 10)
-    assert alice.current == "bob"
+    assert alice.table.current == "bob"
     net.line(BOB, "/leave")
     until(net, lambda: "bob" not in alice.chats, 5)
-    assert alice.current is None
+    assert alice.table.current is None
     assert notices(net, ALICE)[-1] == \
         "plain lines now go to no one: /switch NAME or /msg NAME TEXT (chats: carol, dave)"
     net.line(ALICE, "to whom?")
@@ -335,13 +335,13 @@ def test_multichat_an_incoming_chat_while_we_ask_for_another_is_not_current():
     net.run(1)
     net.line(DAVE, "/connect alice")
     until(net, chatting((alice, "mallory")), 10)
-    assert alice.current is None and alice.relay.waits_for() == "bob"
+    assert alice.table.current is None and alice.relay.waits_for() == "bob"
     assert any("(plain lines still go to no one): /switch mallory" in t for t in notices(net, ALICE))
     net.line(ALICE, "meant for bob")
     assert notices(net, ALICE)[-1].startswith("not sent: which chat?")
     bob = net.add_peer("bob", BOB, **secure_options())
     until(net, chatting((alice, "bob"), (bob, "alice")), 10)
-    assert alice.current == "bob"
+    assert alice.table.current == "bob"
     net.line(ALICE, "now for bob")
     net.run(1)
     assert lines(net, BOB) == [("alice", "now for bob")] and lines(net, DAVE) == []

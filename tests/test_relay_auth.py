@@ -186,7 +186,7 @@ def test_relay_auth_forged_introduction_of_our_partner_sends_nothing_to_a_third_
         connected, nonce):
     session = in_chat(connected)
     out = session.datagram_received(info(THIRD, nonce=nonce, session="77" * 16), RELAY, 2.0)
-    assert THIRD not in session.peer.candidates and session.peer.secret.hex() == SECRET
+    assert THIRD not in session.table.current_chat().peer.candidates and session.table.current_chat().peer.secret.hex() == SECRET
     out += run(session, 2.0, 5.0)
     assert [e for e in out if isinstance(e, S.Send) and e.addr == THIRD] == []
     assert session.stats["unauthenticated_relay"] == 1
@@ -213,7 +213,7 @@ def test_relay_auth_forged_register_ack_keeps_our_token_and_features(forged):
     session = in_chat()
     assert sends(session.datagram_received(forged, RELAY, 2.0)) == []
     assert session.relay.token == TOKEN and session.relay.features == FEATURES   # no downgrade
-    out = session.leave_chat(3.0)
+    out = session.table.leave(3.0)
     assert P.SessionFinished(token=TOKEN, partner="bob") in to_relay(out)
     assert to_relay(session.connect("carol", 4.0)) == [P.Connect("carol", token=TOKEN)]
 
@@ -228,7 +228,7 @@ def test_relay_auth_introduction_when_our_ack_was_lost_asks_for_the_token_soon()
     assert [(m.cookie, m.partner) for m in asked] == [(COOKIE, "bob")]
     session.datagram_received(ack(), RELAY, 2.2)
     assert session.relay.token == TOKEN
-    assert to_relay(session.leave_chat(3.0))[0] == P.SessionFinished(token=TOKEN, partner="bob")
+    assert to_relay(session.table.leave(3.0))[0] == P.SessionFinished(token=TOKEN, partner="bob")
 
 
 def waiting():
@@ -272,12 +272,12 @@ def test_relay_auth_forged_messages_of_every_kind_change_nothing():
     nothing sent, the chat and our token as they were."""
     rng = random.Random(10)
     session = in_chat()
-    before = (session.state, session.relay.token, session.relay.features, list(session.peer.candidates))
+    before = (session.state, session.relay.token, session.relay.features, list(session.table.current_chat().peer.candidates))
     for i in range(3000):
         out = session.datagram_received(_forged(rng), RELAY, 2.0 + i / 1000)
         assert sends(out) == [] and shown(out) == [], out
     assert before == (session.state, session.relay.token, session.relay.features,
-                      session.peer.candidates)
+                      session.table.current_chat().peer.candidates)
 
 
 def _forged(rng):
@@ -301,7 +301,7 @@ def test_relay_auth_seed_relay_is_believed_but_cannot_downgrade_an_ext_one():
     assert shown(out)[0] == S.Registered("alice", "203.0.113.1:8080")
     assert session.relay.auth.mode == RelayAuth.SEED
     assert shown(session.datagram_received(info(nonce=None), RELAY, 0.2))  # believed: nothing to check
-    session.leave_chat(0.3)
+    session.table.leave(0.3)
     # the authentic answers come: our nonce moves us out of seed mode for good
     session.datagram_received(P.encode(P.Cookie(cookie=COOKIE, nonce=NONCE)), RELAY, 0.4)
     session.datagram_received(ack(), RELAY, 0.5)

@@ -2,9 +2,12 @@
 scripted Chat in place of the real one, to see what the router hands to
 which machine (with which Origin) and what it does with their events."""
 
+import types
+
 from peerpunch import events as E
 from peerpunch import protocol as P
 from peerpunch import session as S
+from peerpunch.chattable import ChatTable
 from peerpunch.console import format_event
 from peerpunch.effects import Send
 from peerpunch.forwarder import RELAYED
@@ -27,7 +30,7 @@ class ScriptedChat:
         self.calls = []
         self.answer = []
         self.state = E.State.PUNCHING
-        self.queue = []
+        self.outbox = types.SimpleNamespace(lines=[])
         self.peer = None
 
     def timers(self):
@@ -53,7 +56,13 @@ class ScriptedChat:
 
 
 class Router(S.PeerSession):
-    def _new_chat(self, partner):
+    """A router whose table makes scripted chats (the last one: ``made``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.table.new_chat = self._scripted
+
+    def _scripted(self, partner):
         self.made = ScriptedChat(partner)
         return self.made
 
@@ -136,7 +145,7 @@ def test_router_holds_two_chats_when_the_relay_allows_it():
     plain_chat_with(r, "bob", BOB, 1.0)
     assert [m.target_username for m in to_relay(r.handle_line("/connect carol", 2.0))] == ["carol"]
     plain_chat_with(r, "carol", CAROL, 3.0)
-    assert set(r.chats) == {"bob", "carol"} and r.current == "carol"
+    assert set(r.chats) == {"bob", "carol"} and r.table.current == "carol"
     out = r.handle_line("hello carol", 4.0)
     assert sends_to(out, CAROL) == [P.DirectMessage("hello carol")] and not sends_to(out, BOB)
     out = r.handle_line("/msg bob hello bob", 4.1)
@@ -149,7 +158,7 @@ def test_router_holds_two_chats_when_the_relay_allows_it():
     assert [format_event(e) for e in shown] == ["[carol]> hi from carol"]
     out = r.handle_line("/leave carol", 5.0)
     assert sends_to(out, CAROL) == [P.Goodbye()] * 3 and not sends_to(out, BOB)
-    assert set(r.chats) == {"bob"} and r.current == "bob" and r.state is E.State.CONNECTED
+    assert set(r.chats) == {"bob"} and r.table.current == "bob" and r.state is E.State.CONNECTED
     assert format_event(r.handle_line("/leave carol", 5.1)[0]) == \
         "no chat with carol (/chats lists them)"
 
@@ -165,7 +174,7 @@ def test_router_with_one_chat_allowed_ignores_a_second_introduction():
     info = P.PeerInfo(peer=P.format_endpoint(CAROL), username="carol", session=SECRET,
                       nonce=NONCE)
     r.datagram_received(P.encode(info), RELAY, 2.5)
-    assert set(r.chats) == {"bob"} and r.current == "bob"
+    assert set(r.chats) == {"bob"} and r.table.current == "bob"
 
 
 def test_router_connect_to_a_partner_already_in_a_chat_says_so():
@@ -182,8 +191,8 @@ def test_router_connect_to_a_partner_already_in_a_chat_says_so():
 def test_router_stops_asking_the_relay_once_the_path_is_found():
     r = router()
     r.handle_line("/connect bob", 0.5)
-    plain = S.PeerSession._new_chat(r, "bob")        # a real chat, this once
-    r._new_chat = lambda partner: plain
+    plain = ChatTable.new_chat(r.table, "bob")        # a real chat, this once
+    r.table.new_chat = lambda partner: plain
     introduce(r, 1.0)
     assert [type(m) for m in to_relay(r.tick(2.0))] == [P.Connect]   # repeated while punching
     r.datagram_received(P.encode(P.Ping()), BOB, 2.5)                # the path is found

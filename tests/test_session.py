@@ -362,7 +362,7 @@ def test_session_introduction_from_someone_else_while_asking_cancels_the_ask():
     net.line(BOB, "/connect alice")                 # bob's request lands first...
     alice.relay.ask("carol", net.now)               # ...while alice asks for carol (unsent)
     net.run(3)
-    assert alice.state is State.CONNECTED and alice.peer.username == "bob" and alice.target is None
+    assert alice.state is State.CONNECTED and alice.table.current_chat().peer.username == "bob" and alice.table.asked_for() is None
     assert "bob connected to you first; no longer asking for carol" in \
         [e.text for e in net.shown(ALICE, S.Notice)]
     assert net.registry.user("carol").partner is None
@@ -419,6 +419,6 @@ def test_session_a_seed_relay_in_place_of_ours_gets_only_seed_bytes():
                               relay, 0.1)
     assert session.relay.token == "ab" * 16
     session.datagram_received(b'"RegisterAck"', relay, 1.0)
-    out = session.connect("bob", 2.0) + session.leave_chat(2.5)
+    out = session.connect("bob", 2.0) + session.table.leave(2.5)
     sent = [e.data for e in out if isinstance(e, S.Send)]
     assert sent == [b'{"Connect":{"target_username":"bob"}}', b'"SessionFinished"']

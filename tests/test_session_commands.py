@@ -53,7 +53,7 @@ def test_session_blank_lines_before_a_chat_are_not_queued():
     net = SimNet()
     alice = net.add_peer("alice", ALICE, target="bob")
     net.line(ALICE, "   ")
-    assert alice._lines == [] and notices(net, ALICE) == []
+    assert alice.table.lines == [] and notices(net, ALICE) == []
 
 
 def test_session_status_says_when_the_peer_has_gone_quiet():
@@ -62,7 +62,7 @@ def test_session_status_says_when_the_peer_has_gone_quiet():
     assert "(connected); peer bob at 198.51.100.20:41000" in notices(net, ALICE)[-1]
     net.block(ALICE, BOB)
     net.block(BOB, RELAY)            # bob is gone for good, relay fallback included
-    while not alice.chat.path.suspect:
+    while not alice.table.current_chat().path.suspect:
         net.run(1)
     net.line(ALICE, "/status")
     assert re.search(r"\(connected, but bob has not been heard for \d+ s\); peer bob at ",

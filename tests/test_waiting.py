@@ -158,7 +158,7 @@ def test_waiting_someone_else_connecting_first_is_accepted():
     assert net.registry.watches() == 0
     bob = net.add_peer("bob", BOB)
     net.run(10)
-    assert alice.peer.username == "carol" and bob.state is State.IDLE
+    assert alice.table.current_chat().peer.username == "carol" and bob.state is State.IDLE
 
 
 def test_waiting_for_each_other_the_two_requests_meet():
