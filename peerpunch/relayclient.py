@@ -24,7 +24,8 @@ Cookie fits. What from the relay's address we believe is
 
 Our NAT's mapping is learnt once, at the first ext RegisterAck
 (:class:`~peerpunch.mapping.MappingCheck`). A request for a partner is a
-:class:`~peerpunch.request.Request`: one per partner when the relay grants
+:class:`~peerpunch.request.Request`, kept (and the relay's answers routed to
+it) in :class:`~peerpunch.requesttable.Requests`: one per partner when the relay grants
 several chats (``several``: RegisterAck ``max_chats``, the chats every
 Register names and asks for), else one at a time. Everything we send a relay
 that speaks ``ext`` carries our token (and SessionFinished its ``partner``).
