@@ -58,6 +58,16 @@ class Peer:
             if addr not in self.candidates:
                 self.candidates.append(addr)
 
+    def reintroduced(self, info):
+        """A repeated introduction: its endpoints become candidates too,
+        after the first one we had (bounded); its public address, returned."""
+        fresh = Peer(info)
+        first = self.candidates[0]
+        kept = [a for a in self.candidates[1:1 + P.MAX_LOCAL_CANDIDATES]
+                if a not in fresh.candidates]
+        self.candidates = ([first] + fresh.candidates + kept)[:2 + 2 * P.MAX_LOCAL_CANDIDATES]
+        return fresh.addr
+
     def may_be(self, addr):
         return addr in self.candidates or addr[0] == self.candidates[0][0]
 

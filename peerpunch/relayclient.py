@@ -9,73 +9,46 @@ handed to its owner, the router (:mod:`peerpunch.session`), which in turn
 tells it which chats live (``chat_began``/``chat_finished``), so that every
 Register says so and a restarted relay relearns them.
 
-Registration (``state``, :data:`TRANSITIONS`)::
-
-    REGISTERING --ack--> REGISTERED --quit--> CLOSED
-    REGISTERING --refused | no ack in register_timeout--> CLOSED
-
-A Register is retried with backoff until the RegisterAck comes (a line at
-the start, one after SLOW_AFTER, the reason if it fails); then
+Its state is its :class:`~peerpunch.signup.Signup`'s (REGISTERING,
+REGISTERED, CLOSED: the first Register until it is acknowledged, with the
+cookie and the token that prove us); then
 :class:`~peerpunch.liveness.Liveness` re-registers steadily and says when
-the relay stops answering and when it is back. A token in the ack of a
-relay of the previous version (one that echoes no nonce) is echoed at once,
-which proves we are at our address; a relay of this version has seen that
-already (the cookie). A new token is how a relay that restarted shows
-itself. Every Register says what we are (features, LAN candidates, key,
-NAT mapping), the chat we are in and the name we wait for, all built in
-one place, :meth:`RelayClient._register_msg`; SessionFinished is built in
+the relay stops answering and when it is back. Every Register says what we
+are (features, LAN candidates, key, NAT mapping), the chats we are in and
+the names we wait for, all built in one place,
+:meth:`RelayClient._register_msg`; SessionFinished is built in
 :meth:`RelayClient.chat_finished` and Connect in :meth:`RelayClient.connect_msg`.
-
-Return routability: a relay of this version answers a Register from an
-address where we have not proven ourselves with a ``Cookie``: we send the
-Register again at once with it, and the retries carry it until a
-RegisterAck with the token. Our Registers are padded
-(:func:`peerpunch.registration.padded`) so that the Cookie fits. What from
-the relay's address we believe is :class:`~peerpunch.registration.RelayAuth`'s
-rule.
+Our Registers are padded (:func:`peerpunch.registration.padded`) so that a
+Cookie fits. What from the relay's address we believe is
+:class:`~peerpunch.registration.RelayAuth`'s rule.
 
 Our NAT's mapping is learnt once, at the first ext RegisterAck
 (:class:`~peerpunch.mapping.MappingCheck`). A request for a partner is a
-:class:`~peerpunch.request.Request`: one per partner when the relay grants
+:class:`~peerpunch.request.Request`, kept (and the relay's answers routed to
+it) in :class:`~peerpunch.requesttable.Requests`: one per partner when the relay grants
 several chats (``several``: RegisterAck ``max_chats``, the chats every
 Register names and asks for), else one at a time. Everything we send a relay
 that speaks ``ext`` carries our token (and SessionFinished its ``partner``).
 """
 
 import collections
-import enum
 import logging
 
 from . import identity as ID
 from . import protocol as P
 from . import stun
 from .effects import Log, Send
-from .events import (REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST, REGISTER_RTO,
-                     REGISTER_RTO_MAX, SLOW_AFTER, Closed, Failed, Registered, Registering,
-                     RelayRefused, StillRegistering)
+from .events import REFUSED_LATER, REFUSED_REGISTERING, REFUSED_REQUEST, Failed, RelayRefused
 from .liveness import Liveness
 from .mapping import MappingCheck
 from .registration import MODE_NOTES, RelayAuth, fitting, padded
-from .request import Request, RequestEnded, Requests, RequestState  # noqa: F401 -- re-exported
-from .timers import Timer, earliest, fire
+from .request import RequestEnded, RequestState  # noqa: F401 -- re-exported
+from .requesttable import Requests
+from .signup import TRANSITIONS, RelayState, Signup  # noqa: F401 -- re-exported
+from .timers import earliest, fire
 
 
 WANT_CHATS = 16                    # the chats we ask to hold at once (Register max_chats)
-
-
-class RelayState(enum.Enum):
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    CLOSED = "closed"
-
-
-TRANSITIONS = {
-    (RelayState.REGISTERING, "ack"): RelayState.REGISTERED,
-    (RelayState.REGISTERING, "refused"): RelayState.CLOSED,
-    (RelayState.REGISTERING, "timeout"): RelayState.CLOSED,
-    (RelayState.REGISTERING, "quit"): RelayState.CLOSED,
-    (RelayState.REGISTERED, "quit"): RelayState.CLOSED,
-}
 
 
 Introduction = collections.namedtuple("Introduction", "info")
@@ -96,25 +69,26 @@ class RelayClient:
         self.local = local
         self.key = ID.encode_key(identity.public) if identity else None
         self.keepalive = keepalive
-        self.register_timeout = register_timeout
         self.stats = stats
-        self.state = RelayState.REGISTERING
         self.features = ()           # the relay's, from its RegisterAck
         self.max_chats = 1           # how many chats the relay lets us hold at once
-        self.token = None            # from RegisterAck: lets us move to a new address
-        self.cookie = None           # from the relay's Cookie, until the RegisterAck
         self.auth = RelayAuth(random_bytes)
-        self.requests = Requests()   # target -> Request (several only if the relay grants chats)
+        self.requests = Requests(self)   # target -> Request (several if the relay grants chats)
         self.chats = {}              # partner -> session secret (hex) of the chats that live
-        self._rng = rng
-        self._since = 0.0
-        self._register_rto = REGISTER_RTO
+        self.signup = Signup(username, self.endpoint, register_timeout, self.register_now,
+                             self._stop_timers)
         self.mapping_check = MappingCheck(relay_addr, self._mapping_known)
-        self.register = Timer(self._register_due)
-        self.register_slow = Timer(self._register_slow_due)
         self.liveness = Liveness(self.endpoint, keepalive, rng, self.register_now)
 
     # -- queries
+
+    @property
+    def state(self):
+        return self.signup.state
+
+    @property
+    def token(self):
+        return self.signup.token
 
     @property
     def speaks_ext(self):
@@ -162,9 +136,7 @@ class RelayClient:
     # -- inputs
 
     def start(self, now):
-        self._since = now
-        self.register_slow.at(now + SLOW_AFTER)
-        return [Registering(self.username, self.endpoint)] + self._send_register(now)
+        return self.signup.start(now)
 
     def tick(self, now):
         return fire(self.timers(), now)
@@ -173,14 +145,13 @@ class RelayClient:
         return earliest(self.timers())
 
     def timers(self):
-        own = (self.register, self.register_slow, self.liveness.timer, self.mapping_check.timer)
-        return own + self.requests.timers()
+        own = (self.liveness.timer, self.mapping_check.timer)
+        return self.signup.timers() + own + self.requests.timers()
 
-    def _move(self, trigger):
-        self.state = TRANSITIONS[(self.state, trigger)]
-        if self.state is RelayState.CLOSED:
-            for timer in self.timers():
-                timer.stop()
+    def _stop_timers(self):
+        """Closed: no timer of ours runs again."""
+        for timer in self.timers():
+            timer.stop()
 
     def datagram_received(self, data, now):
         """A datagram (not STUN, not relayed) from the relay's address."""
@@ -206,24 +177,18 @@ class RelayClient:
     def ask(self, target, now):
         """Ask the relay for *target* (registered; no request for it yet,
         and none at all unless ``several``)."""
-        req = self.requests[target] = Request(target, self, now)
-        return req.start(now, self.mapping_check.waits_until(now))
+        return self.requests.ask(target, now, self.mapping_check.waits_until(now))
 
     def introduced(self, partner, now, keep_others=False):
         """The router took the relay's introduction of *partner*: a request
         for that name repeats its Connect while the punch runs; those for
         other names are dropped unless *keep_others* (we may hold several
         chats)."""
-        for name in list(self.requests):
-            if name == partner:
-                self.requests[name].introduced(now)
-            elif not keep_others:
-                self._drop_request(name)
+        self.requests.introduced(partner, now, keep_others)
 
     def settled(self, partner, now):
         """The punch to *partner* found a path: no more Connects for it."""
-        if partner in self.requests:
-            self.requests[partner].settled(now)
+        self.requests.settled(partner, now)
 
     def chat_began(self, partner, session_hex):
         if session_hex:
@@ -236,18 +201,13 @@ class RelayClient:
         names no watch ends the one we had."""
         self.chats.pop(partner, None)
         watched = partner in self.waiting_for() and self.watches
-        self._drop_request(partner)
+        self.requests.drop(partner)
         # to an ext relay it names the partner; else it ends every session of ours
         named = partner if self.speaks_ext else None
         out = [self._send(P.SessionFinished(token=self.request_token(), partner=named))]
         if watched:
             out.append(self.register_now())
         return out
-
-    def _drop_request(self, target):
-        req = self.requests.pop(target, None)
-        if req is not None:
-            req.stop()
 
     def reintroduce(self, partner, session_hex):
         """The path to *partner* went quiet: register again (our NAT may have
@@ -258,7 +218,7 @@ class RelayClient:
         """A relayed datagram while we ask for someone: the relay has paired
         us and our peer already punches through it, so the PeerInfo meant for
         us was lost. Ask again now rather than at the next retry."""
-        return sum((req.nudge(now) for req in list(self.requests.values())), [])
+        return self.requests.nudge(now)
 
     @property
     def silent_since(self):
@@ -269,7 +229,7 @@ class RelayClient:
         out = []
         if self.speaks_ext and self.state is not RelayState.REGISTERING:
             out = [self._send(P.Unregister(token=self.request_token()))] * 2
-        self._move("quit")
+        self.signup.quit()
         return out
 
     # -- answers from the relay
@@ -288,43 +248,20 @@ class RelayClient:
         return True, [Log(logging.DEBUG, "relay %s: %s" % (self.endpoint, note))]
 
     def _on_cookie(self, msg, now):
-        """Register again at once with the relay's cookie (a copy of the
-        cookie we have changes nothing)."""
-        if msg.cookie == self.cookie:
-            return []
-        self.cookie = msg.cookie
-        return [self.register_now()]
+        return self.signup.cookie_received(msg.cookie)
 
     def _on_register_ack(self, msg, now):
-        proof = self._learn_ack(msg, now)
-        # an echo must be acknowledged too (it may carry our watch): retry it soon;
-        # so must a registration with an ext relay that gave us no token yet
-        soon = proof or (self.speaks_ext and self.token is None)
-        proof += self.liveness.acked(now, soon) + self._start_mapping_check(now)
-        for req in self.requests.values():
-            req.relay_acked(now)
-        if self.state is not RelayState.REGISTERING:
-            return proof
-        self.register.stop()
-        self.register_slow.stop()
-        self._move("ack")
-        return proof + [Registered(self.username, self.endpoint)]
-
-    def _learn_ack(self, msg, now):
-        """Features, token and cookie from a RegisterAck; an echo of a new
-        token to a relay of the previous version."""
+        """Features and token (see Signup.learn); registered, if not yet."""
         self.features = msg.features or ()
         self.max_chats = min(msg.max_chats or 1, self.want_chats) if self.speaks_ext else 1
-        if msg.token or not self.speaks_ext:
-            self.cookie = None           # proven: the token does the rest (kept after a lost ack)
-        proof = []
-        if not self.speaks_ext:
-            self.token = None            # a seed relay (perhaps in place of ours): no tokens
-        elif msg.token and msg.token != self.token:
-            self.token = msg.token
-            if self.auth.mode != RelayAuth.EXT:     # echo it at once, proof of our address
-                proof = [self.register_now()]
-        return proof
+        echo = self.signup.learn(msg.token, self.speaks_ext, self.auth.mode != RelayAuth.EXT)
+        proof = [self.register_now()] if echo else []
+        # an echo must be acknowledged too (it may carry our watch): retry it soon;
+        # so must a registration with an ext relay that gave us no token yet
+        soon = echo or (self.speaks_ext and self.token is None)
+        proof += self.liveness.acked(now, soon) + self._start_mapping_check(now)
+        self.requests.relay_acked(now)
+        return proof + self.signup.acked()
 
     def _on_peer_info(self, msg, now):
         out = []
@@ -333,19 +270,13 @@ class RelayClient:
         return out + [Introduction(msg)]
 
     def _on_target_not_found(self, msg, now):
-        req = self.requests.refused(msg.target)
-        if req is not None:
-            return req.not_found(now)
-        return self._request_failed(Failed("target_not_found"), now, msg.target)
+        return self.requests.not_found(msg.target, now)
 
     def _on_online(self, msg, now):
-        req = self.requests.get(msg.username)
-        if req is None:
-            return [Log(logging.DEBUG, "ignored Online for %s" % msg.username)]
-        return req.online(msg.username, now)
+        return self.requests.online(msg.username, now)
 
     def _on_target_busy(self, msg, now):
-        return self._request_failed(Failed("target_busy"), now, msg.target)
+        return self.requests.failed(Failed("target_busy"), msg.target)
 
     def _on_error(self, msg, now):
         """A refusal. Its ``message`` is the relay's text: never shown; the
@@ -356,21 +287,12 @@ class RelayClient:
             return self.liveness.stopping(now)
         if self.state is RelayState.REGISTERING and \
                 msg.code in (P.ERROR_NAME_TAKEN, P.ERROR_RELAY_FULL):
-            self._move("refused")
-            return [Closed(1, RelayRefused(msg.code, self.username, REFUSED_REGISTERING))]
+            return self.signup.refused(msg.code, REFUSED_REGISTERING)
         if msg.code == P.ERROR_NAME_TAKEN:
             return [RelayRefused(msg.code, self.username, REFUSED_LATER)]
         req = self.requests.refused(msg.target)
         target = req.target if req is not None else msg.target
-        return self._request_failed(RelayRefused(msg.code, target, REFUSED_REQUEST), now, msg.target)
-
-    def _request_failed(self, why, now, target=None):
-        """The relay refused our request (for *target*, if it says): *why*
-        is a Failed or a RelayRefused."""
-        req = self.requests.refused(target)
-        if req is None:
-            return [Log(logging.DEBUG, "relay said %r outside a request" % (why,))]
-        return req.failed(why)
+        return self.requests.failed(RelayRefused(msg.code, target, REFUSED_REQUEST), msg.target)
 
     _HANDLERS = {
         P.RegisterAck: _on_register_ack,
@@ -384,19 +306,6 @@ class RelayClient:
 
     # -- timers
 
-    def _register_due(self, now):
-        if now - self._since >= self.register_timeout:
-            self._move("timeout")
-            return [Closed(1, Failed("relay_unanswered", relay=self.endpoint,
-                                     seconds=self.register_timeout))]
-        self._register_rto = min(self._register_rto * 2, REGISTER_RTO_MAX)
-        return self._send_register(now)
-
-    def _register_slow_due(self, now):
-        if self.state is not RelayState.REGISTERING:
-            return []
-        return [StillRegistering(self.endpoint, now - self._since)]
-
     def _start_mapping_check(self, now):
         if not self.speaks_ext:
             return []             # a seed relay, which would choke on STUN
@@ -406,7 +315,7 @@ class RelayClient:
         """The check is done: tell the relay (it passes the mapping to our
         partners) and send a first Connect that waited for it."""
         out = [self.register_now()] if self.mapping is not None else []
-        return out + sum((req.mapping_known(now) for req in list(self.requests.values())), [])
+        return out + self.requests.mapping_known(now)
 
     # -- messages to the relay (what a Request uses too)
 
@@ -433,12 +342,8 @@ class RelayClient:
         wanted = self.want_chats if self.want_chats > 1 else None
         return P.Register(self.username, features=self.our_features, local=self.local,
                           key=self.key, token=self.token, mapping=self.mapping, partner=partner,
-                          session=session, watch=watch or None, cookie=self.cookie,
+                          session=session, watch=watch or None, cookie=self.signup.cookie,
                           nonce=self.auth.nonce, max_chats=wanted, chats=chats)
-
-    def _send_register(self, now):
-        self.register.at(min(now + self._register_rto, self._since + self.register_timeout))
-        return [self.register_now()]
 
     def request_token(self):
         """Our token for a request, if the relay speaks ``ext`` (a seed relay

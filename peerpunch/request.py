@@ -21,12 +21,8 @@ request into a wait, said once: with a relay that keeps watches
 
 What it needs of the client is small: ``connect_msg(name)``,
 ``register_now()`` (a Register, as a Send), ``watches``,
-``register_soon(when)``.
-
-The client keeps its requests in :class:`Requests` (target -> Request):
-one at a time unless the relay lets us hold several chats, for only a relay
-that does names the target of its refusals (``target``); a refusal that
-names none is for the one request asking.
+``register_soon(when)``. The client keeps its requests in
+:class:`~peerpunch.requesttable.Requests`.
 """
 
 import collections
@@ -61,33 +57,6 @@ TRANSITIONS = {
 
 RequestEnded = collections.namedtuple("RequestEnded", "target")
 RequestEnded.__doc__ = "Our request for *target* ended without an introduction (for the router)."
-
-
-class Requests(dict):
-    """Our requests, target -> :class:`Request`, oldest first."""
-
-    def latest(self, *states):
-        """The latest request in one of *states* (any, without), else None."""
-        for req in reversed(list(self.values())):
-            if not states or req.state in states:
-                return req
-        return None
-
-    def waiting(self):
-        """The names we wait for to come online, oldest first."""
-        return [req.target for req in self.values() if req.waits()]
-
-    def timers(self):
-        return sum((req.timers() for req in self.values()), ())
-
-    def refused(self, target):
-        """The request a refusal is for: the one for *target* (the refusal
-        names it), else the only one asking; None if none or ambiguous."""
-        if target is not None:
-            req = self.get(target)
-            return req if req is not None and req.state is _R.REQUESTING else None
-        asking = [req for req in self.values() if req.state is _R.REQUESTING]
-        return asking[0] if len(asking) == 1 else None
 
 
 class Request:
