@@ -273,7 +273,6 @@ class Chat:
     def _heard_again(self, now):
         """The peer, silent long enough to be suspect, authenticated again:
         send the lines held meanwhile."""
-        self.path.suspect = False
         self.outbox.told_quiet = False
         if not self.outbox.lines or self.state is not State.CONNECTED or self.secure.blocked:
             return []

@@ -64,8 +64,8 @@ class ChatTable:
     def timers(self):
         """Every timer; on a tie the chats' run before the request's (a punch
         that gives up sends no last Connect)."""
-        relay = self.relay.timers()
-        return relay[:4] + sum((chat.timers() for chat in self.chats.values()), ()) + relay[4:]
+        chats = sum((chat.timers() for chat in self.chats.values()), ())
+        return self.relay.own_timers() + chats + self.relay.request_timers()
 
     # -- which chat a datagram is for
 

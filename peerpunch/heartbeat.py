@@ -77,10 +77,6 @@ class Heartbeat:
         self.last_heard = now
         self._move("heard")
 
-    def clear(self):
-        """No longer suspect (the owner has acted on hearing the peer again)."""
-        self._move("heard")
-
     def _due(self, now):
         silent = now - self.last_heard
         if silent >= LOST_AFTER_INTERVALS * self.interval:

@@ -113,12 +113,6 @@ class Path:
         """The path went quiet; the relay was asked to introduce us again."""
         return self.heartbeat.suspect
 
-    @suspect.setter
-    def suspect(self, value):        # the chat clears it once it acted on HeardAgain
-        if value:
-            raise ValueError("only the heartbeat finds a path suspect")
-        self.heartbeat.clear()
-
     @property
     def last_heard(self):
         return self.heartbeat.last_heard

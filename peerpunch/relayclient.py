@@ -145,8 +145,15 @@ class RelayClient:
         return earliest(self.timers())
 
     def timers(self):
-        own = (self.liveness.timer, self.mapping_check.timer)
-        return self.signup.timers() + own + self.requests.timers()
+        return self.own_timers() + self.request_timers()
+
+    def own_timers(self):
+        """Registration, relay liveness and the mapping check."""
+        return self.signup.timers() + (self.liveness.timer, self.mapping_check.timer)
+
+    def request_timers(self):
+        """The requests' (after the chats' on a tie: see ChatTable.timers)."""
+        return self.requests.timers()
 
     def _stop_timers(self):
         """Closed: no timer of ours runs again."""
