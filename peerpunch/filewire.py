@@ -166,7 +166,7 @@ def decode(message):
     _check(message[1] == CONTROL and len(message) <= MAX_CONTROL + 2, "control message")
     try:
         document = json.loads(bytes(message[2:]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):       # UnicodeDecodeError is a ValueError
         raise FileWireError("control message is not JSON") from None
     _check(isinstance(document, dict) and len(document) == 1, "control message")
     (variant, body), = document.items()
