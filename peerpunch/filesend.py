@@ -86,7 +86,10 @@ class Sender:
         return read
 
     def chunk(self, read, data):
-        """The data message (bytes) carrying *data*, the bytes of *read*."""
+        """The data message (bytes) carrying *data*, the bytes of *read*, or
+        None if the transfer ended meanwhile (send nothing)."""
+        if self.state not in (T.SENDING, T.SENT):
+            return None
         if len(data) != read.length:
             raise ValueError("read %d bytes, wanted %d" % (len(data), read.length))
         return FW.encode(FW.Chunk(self.id, read.index, read.offset, data))

@@ -118,6 +118,10 @@ class Outbox:
     def tell(self, event):
         self._events.append(event)
 
+    def pending(self):
+        """True if messages or events wait to be drained."""
+        return bool(self._messages or self._events)
+
     def messages(self):
         """The stream messages (bytes) to send, in order, since last asked."""
         out, self._messages = self._messages, []
