@@ -56,7 +56,7 @@ class Sender:
         self._index = 0                  # the file being read...
         self._offset = 0                 # ...and where
         self.out = T.Outbox()
-        T.check_entries(self.entries, self.total)
+        T.check_offer(self.entries)
         for message in FW.offer_messages(self.id, self.entries):
             self.out.send(message)
 

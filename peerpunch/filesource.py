@@ -85,7 +85,7 @@ def collect(paths, max_files=MAX_FILES):
         top = _local_part(os.path.basename(os.path.normpath(path)))
         top = _free_top(top, tops, os.path.isdir(path) and not os.path.islink(path))
         for local, parts, problem in _classify(path, (top,)):
-            key = tuple(p.casefold() for p in parts)
+            key = tuple(S.fold(p) for p in parts)
             prefixes = {key[:n] for n in range(1, len(key))}
             if problem is None and (key in seen or key in dirs or prefixes & seen):
                 problem = DUPLICATE
@@ -108,10 +108,10 @@ def collect(paths, max_files=MAX_FILES):
 
 def _free_top(top, tops, is_dir):
     name, number = top, 0
-    while name.casefold() in tops:
+    while S.fold(name) in tops:
         number += 1
         name = S.numbered(top, number, is_dir)
-    tops.add(name.casefold())
+    tops.add(S.fold(name))
     return name
 
 

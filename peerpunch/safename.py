@@ -28,13 +28,15 @@ joins safe parts under a root and proves the result stays inside it.
 
 import os
 import re
+import unicodedata
 
 FALLBACK = "unnamed"
 MAX_NAME_BYTES = 255
 MAX_EXTENSION_BYTES = 16        # an extension longer than this is not kept when cutting
 PART_SUFFIX = ".peerpunch-part"
 RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
-                     + ["COM%d" % i for i in range(10)] + ["LPT%d" % i for i in range(10)])
+                     + [port + digit for port in ("COM", "LPT")
+                        for digit in "0123456789\u00b9\u00b2\u00b3"])
 _SEPARATORS = re.compile(r"[/\\]")
 _REMOVED = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _REPLACED = re.compile(r'[<>:"|?*]')
@@ -71,6 +73,12 @@ def safe_parts(path):
 def is_safe_part(name):
     """True if *name* is already what :func:`safe_part` makes of it."""
     return isinstance(name, str) and safe_part(name) == name
+
+
+def fold(part):
+    """*part* as a disk that ignores case and Unicode normalisation sees it:
+    two parts with the same fold are one name there."""
+    return unicodedata.normalize("NFC", part).casefold()
 
 
 def _cut(name, limit):

@@ -25,7 +25,7 @@ FileProgress, FileSent (sender: the receiver saved everything),
 FileReceived (receiver: saved, with where), FileFailed (reason, and whether
 the partner said so). An offer is checked as a whole here
 (:func:`check_entries`): safe names (the codec checked each), no path twice
-(ignoring case: a case-insensitive disk would merge them), no file that is
+(ignoring case and Unicode normalisation, as some disks do), no file that is
 also a directory of another, sizes adding up to the total.
 """
 
@@ -33,6 +33,7 @@ import collections
 import secrets
 
 from . import filewire as FW
+from .safename import fold, is_safe_part
 
 # states
 ASSEMBLING = "assembling"      # receiver: the offer's entries are still arriving
@@ -90,11 +91,25 @@ def top_names(entries):
     return tuple(collections.OrderedDict((e.parts[0], None) for e in entries))
 
 
+def check_offer(entries):
+    """Raise ValueError unless we can offer *entries* (local misuse)."""
+    if not 1 <= len(entries) <= FW.MAX_FILES:
+        raise ValueError("an offer has 1 to %d files" % FW.MAX_FILES)
+    if not all(is_safe_part(p) for e in entries for p in e.parts):
+        raise ValueError("offered names must be safe parts")
+    if sum(e.size for e in entries) > FW.MAX_SIZE:
+        raise ValueError("an offer holds at most %d bytes" % FW.MAX_SIZE)
+    try:
+        check_entries(entries, sum(e.size for e in entries))
+    except FW.FileWireError as e:
+        raise ValueError(str(e)) from None
+
+
 def check_entries(entries, total):
     """Raise FileWireError unless *entries* make one consistent offer of *total* bytes."""
     files, dirs = set(), set()
     for entry in entries:
-        key = tuple(p.casefold() for p in entry.parts)
+        key = tuple(fold(p) for p in entry.parts)
         if key in files or key in dirs:
             raise FW.FileWireError("a path offered twice, or as file and directory")
         files.add(key)

@@ -25,6 +25,7 @@ HOSTILE = [                     # (name from the network, the safe part made of 
     ("con.txt", "_con.txt"),
     ("Com1.tar.gz", "_Com1.tar.gz"),
     ("LPT9", "_LPT9"),
+    ("com\u00b9.log", "_com\u00b9.log"),
     ("CONSOLE", "CONSOLE"),
     ("name. . .", "name"),
     ("trailing space ", "trailing space"),
@@ -118,3 +119,8 @@ def test_safename_join_refuses_a_link_that_leads_out(tmp_path):
     os.symlink(str(tmp_path), str(root / "out"))
     with pytest.raises(S.UnsafePath):
         S.safe_join(str(root), ["out", "x"])
+
+
+def test_safename_fold_joins_names_a_disk_may_merge():
+    assert S.fold("Caf\u00e9") == S.fold("CAFE\u0301") == S.fold("caf\u00e9")
+    assert S.fold("a") != S.fold("b")

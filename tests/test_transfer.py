@@ -54,6 +54,7 @@ def test_transfer_offer_in_pieces_is_offered_only_when_complete():
     ([[["A"], 1, SHA], [["a"], 1, SHA]], 2),             # twice, but for case
     ([[["a"], 1, SHA], [["a", "b"], 1, SHA]], 2),        # a file and a directory
     ([[["a", "b"], 1, SHA], [["a"], 1, SHA]], 2),
+    ([[["\u00e9"], 1, SHA], [["e\u0301"], 1, SHA]], 2),   # twice, but for normalisation
     ([[["a"], 1, SHA]], 2),                              # total does not add up
 ])
 def test_transfer_inconsistent_offer_is_refused(files, total):
@@ -240,3 +241,15 @@ def test_transfer_receiver_progress_events_at_most_every_interval():
     times = [e for e in receiver.events() if type(e) is T.FileProgress]
     assert times[-1].done == 1000
     assert 3 <= len(times) <= int(now / MIN_INTERVAL) + 2
+
+
+@pytest.mark.parametrize("entries", [
+    [],
+    [FW.Entry(("..",), 1, SHA)],
+    [FW.Entry(("a", "CON"), 1, SHA)],
+    [FW.Entry(("a",), 1, SHA), FW.Entry(("A",), 1, SHA)],
+    [FW.Entry(("a",), FW.MAX_SIZE, SHA), FW.Entry(("b",), 1, SHA)],
+])
+def test_transfer_sender_refuses_an_offer_it_must_not_make(entries):
+    with pytest.raises(ValueError):
+        Sender(entries)
