@@ -70,6 +70,8 @@ class Sender:
         elif kind is FW.FileCancel:
             self._end(message.reason, remote=True)
         elif kind is FW.FileDone and self._fire(DONE):
+            if self.meter.done < self.total:          # its acks may come after FileDone
+                self.out.tell(T.FileProgress(self.id, *self.meter.add(self.total, now)))
             self.out.tell(T.FileSent(self.id, self.names, len(self.entries), self.total))
         else:
             log.debug("transfer %s: %s ignored in %s", self.id, kind.__name__, self.state)
