@@ -39,6 +39,9 @@ import struct
 from . import protocol as P
 from .safename import is_safe_part
 
+FEATURE = "files1"
+"""The feature a peer announces when it takes these messages (suggested;
+send none to a partner that did not announce it)."""
 MARK = 0xC0
 CONTROL = 0x01
 DATA = 0x02
