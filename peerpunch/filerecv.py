@@ -57,6 +57,7 @@ class Receiver:
         self.where = []
         self._index = 0                  # the file being received...
         self._offset = 0                 # ...and how much of it is here
+        self._have = {}                  # resume points: file index -> bytes
         self._verified = 0
         self.out = T.Outbox()
         self._add(offer.files)

@@ -55,6 +55,7 @@ class Sender:
         self.meter = None
         self._index = 0                  # the file being read...
         self._offset = 0                 # ...and where
+        self._have = {}                  # resume points: file index -> bytes
         self.out = T.Outbox()
         T.check_offer(self.entries)
         for message in FW.offer_messages(self.id, self.entries):

@@ -30,7 +30,7 @@ also a directory of another, sizes adding up to the total.
 """
 
 import collections
-import secrets
+import os
 
 from . import filewire as FW
 from .safename import fold, is_safe_part
@@ -78,7 +78,7 @@ Verify = collections.namedtuple("Verify", "index")
 
 def new_id():
     """A fresh transfer id (16 hex digits)."""
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
 
 
 def step(table, state, trigger):
