@@ -99,6 +99,7 @@ STDLIB_38 = {
     "_ssl", "argparse", "array", "base64", "binascii", "collections", "ctypes", "dataclasses", "enum",
     "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "math", "os",
     "queue",
+    "shutil", "unicodedata",   # file transfer: free disk space, staged trees; names a disk merges
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
     "traceback", "typing", "zlib",
 }

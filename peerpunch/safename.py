@@ -1,0 +1,135 @@
+"""File names from the network, made safe to create on this machine.
+
+Theory of operation
+-------------------
+A partner names the files it offers; nothing it names is trusted. Every
+name goes through :func:`safe_part` (one path component) or
+:func:`safe_parts` (a relative path), which never fail: they return
+something harmless to create on Linux, macOS and Windows alike.
+
+* Separators (``/`` and ``\\``) split a path; a single part never holds one.
+* Empty parts, ``.`` and ``..`` are dropped from a path; as a lone name
+  they become FALLBACK. An absolute path or a drive letter (``C:``) loses
+  its anchor: ``:`` and the other characters Windows refuses (``<>"|?*``)
+  become ``_``.
+* Control characters (NUL included) and the bidirectional overrides that
+  make ``evil\\u202etxt.exe`` read as ``evilexe.txt`` are removed.
+* Trailing dots and spaces are stripped (Windows drops them silently).
+* Windows' reserved device names (``CON``, ``NUL``, ``COM1`` ... with any
+  extension) get a ``_`` in front; a name ending in PART_SUFFIX, the
+  suffix of our own partial files, one behind, so a partner cannot name one.
+* A name longer than MAX_NAME_BYTES of UTF-8 is cut at a character
+  boundary, keeping a short extension.
+
+:func:`unique_name` then picks a name not yet taken in a directory
+(``name (1).ext``, or ``NAME (1)`` for a directory), and :func:`safe_join`
+joins safe parts under a root and proves the result stays inside it.
+"""
+
+import os
+import re
+import unicodedata
+
+FALLBACK = "unnamed"
+MAX_NAME_BYTES = 255
+MAX_EXTENSION_BYTES = 16        # an extension longer than this is not kept when cutting
+PART_SUFFIX = ".peerpunch-part"
+RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+                     + [port + digit for port in ("COM", "LPT")
+                        for digit in "0123456789\u00b9\u00b2\u00b3"])
+_SEPARATORS = re.compile(r"[/\\]")
+_REMOVED = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_REPLACED = re.compile(r'[<>:"|?*]')
+
+
+class UnsafePath(ValueError):
+    """A path that is not made of safe parts, or leaves its root."""
+
+
+def safe_part(name):
+    """*name* (one component, any str) as a safe file name; never empty."""
+    if not isinstance(name, str):
+        return FALLBACK
+    name = _REPLACED.sub("_", _SEPARATORS.sub("_", _REMOVED.sub("", name)))
+    name = _cut(name.rstrip(". "), MAX_NAME_BYTES).rstrip(". ")
+    if name in ("", ".", ".."):
+        return FALLBACK
+    if name.split(".")[0].upper().rstrip(" ") in RESERVED:
+        name = _cut("_" + name, MAX_NAME_BYTES).rstrip(". ")
+    if name.endswith(PART_SUFFIX):
+        name = _cut(name, MAX_NAME_BYTES - 1) + "_"
+    return name
+
+
+def safe_parts(path):
+    """A relative path (str with ``/`` or ``\\``, or a list of parts) as a
+    list of safe parts; empty, ``.`` and ``..`` parts dropped; at least one."""
+    pieces = _SEPARATORS.split(path) if isinstance(path, str) else list(path)
+    parts = [safe_part(p) for p in pieces
+             if isinstance(p, str) and _REMOVED.sub("", p).strip(". ") != ""]
+    return parts or [FALLBACK]
+
+
+def is_safe_part(name):
+    """True if *name* is already what :func:`safe_part` makes of it."""
+    return isinstance(name, str) and safe_part(name) == name
+
+
+def fold(part):
+    """*part* as a disk that ignores case and Unicode normalisation sees it:
+    two parts with the same fold are one name there."""
+    return unicodedata.normalize("NFC", part).casefold()
+
+
+def _cut(name, limit):
+    """*name* cut to at most *limit* bytes of UTF-8 at a character boundary,
+    keeping an extension of at most MAX_EXTENSION_BYTES."""
+    encoded = name.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return name
+    stem, ext = os.path.splitext(name)
+    ext_bytes = ext.encode("utf-8", "surrogatepass")
+    if not stem or len(ext_bytes) > MAX_EXTENSION_BYTES:
+        stem, ext_bytes = name, b""
+    room = limit - len(ext_bytes)
+    head = stem.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+    return head + ext_bytes.decode("utf-8", "surrogatepass")
+
+
+def numbered(name, number, is_dir=False):
+    """*name* with `` (number)`` before its extension (after it all for a
+    directory), within MAX_NAME_BYTES."""
+    stem, ext = (name, "") if is_dir else os.path.splitext(name)
+    mark = " (%d)" % number
+    room = MAX_NAME_BYTES - len(mark.encode("utf-8")) - len(ext.encode("utf-8", "surrogatepass"))
+    stem = stem.encode("utf-8", "surrogatepass")[:max(room, 1)].decode("utf-8", "ignore")
+    return stem + mark + ext
+
+
+def unique_name(directory, name, is_dir=False, exists=os.path.lexists, limit=100000):
+    """*name*, or the first ``name (N)`` not taken in *directory*.
+
+    Only a choice: create it exclusively (O_EXCL, mkdir) and choose again
+    if that fails, since another program may take it meanwhile. Raises
+    FileExistsError after *limit* tries."""
+    if not exists(os.path.join(directory, name)):
+        return name
+    for number in range(1, limit + 1):
+        candidate = numbered(name, number, is_dir)
+        if not exists(os.path.join(directory, candidate)):
+            return candidate
+    raise FileExistsError(os.path.join(directory, name))
+
+
+def safe_join(root, parts):
+    """*root* joined with *parts*, each a safe part; raises UnsafePath if a
+    part is not safe or the result (symbolic links resolved) leaves *root*."""
+    parts = list(parts)
+    if not parts or not all(is_safe_part(p) for p in parts):
+        raise UnsafePath("unsafe path parts %r" % (parts,))
+    path = os.path.join(root, *parts)
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base or real == base:
+        raise UnsafePath("%r leaves %r" % (path, root))
+    return path
