@@ -78,15 +78,16 @@ class Heartbeat:
         self._move("heard")
 
     def _due(self, now):
-        silent = now - self.last_heard
-        if silent >= LOST_AFTER_INTERVALS * self.interval:
+        # compared as the deadlines are built (last_heard + k * interval): a
+        # difference can fall one float step short of the deadline it armed
+        if now >= self.last_heard + LOST_AFTER_INTERVALS * self.interval:
             self._move("lost")
             return self._lost()
         out = []
-        if silent >= SUSPECT_AFTER * self.interval and self.state is Beat.ALIVE:
+        if now >= self.last_heard + SUSPECT_AFTER * self.interval and self.state is Beat.ALIVE:
             self._move("quiet")
             out += self._suspected()
-        if silent >= RELAY_PROBE_AFTER * self.interval:
+        if now >= self.last_heard + RELAY_PROBE_AFTER * self.interval:
             self._silent_long()
         step = self.interval / 4 if self.suspect else self.interval
         send = now >= self._last_ping + step

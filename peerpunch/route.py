@@ -49,7 +49,7 @@ class RouteState(enum.Enum):
 _D, _P, _R = RouteState.DIRECT, RouteState.PROBING, RouteState.RELAYED
 TRANSITIONS = {
     (None, "start"): _D, (_D, "start"): _D, (_P, "start"): _D, (_R, "start"): _D,
-    (_D, "fallback"): _P, (_P, "fallback"): _P,
+    (_D, "fallback"): _P, (_P, "fallback"): _P, (_R, "fallback"): _R,
     (_D, "relayed"): _R, (_P, "relayed"): _R, (_R, "relayed"): _R,
     (_D, "direct"): _D, (_P, "direct"): _D, (_R, "direct"): _D,
     (_D, "stop_probing"): _D, (_P, "stop_probing"): _D, (_R, "stop_probing"): _R,

@@ -76,3 +76,19 @@ def test_heartbeat_heard_again_ends_the_suspicion():
 def test_heartbeat_transitions_name_only_its_states_and_lost_is_final():
     assert all(isinstance(k[0], Beat) and isinstance(v, Beat) for k, v in TRANSITIONS.items())
     assert {v for (s, _), v in TRANSITIONS.items() if s is Beat.LOST} == {Beat.LOST}
+
+
+def test_heartbeat_reaches_lost_at_a_deadline_that_float_subtraction_falls_short_of():
+    """last_heard + 3 * interval, then now - last_heard, can come out one
+    float step under 3 * interval: the timer must not re-arm for the same
+    instant (a fake clock ticking at the deadline would spin for ever)."""
+    owner = Owner()
+    beat = owner.heartbeat(5.0)
+    beat.start(20.0)
+    beat.heard(22.459999999999997)
+    fired = 0
+    while beat.state is not Beat.LOST:
+        fire([beat.timer], beat.timer.when)
+        fired += 1
+        assert fired < 20, "re-armed at %r without moving" % beat.timer.when
+    assert owner.calls.count("lost") == 1

@@ -159,3 +159,27 @@ def test_two_chats_on_an_in_memory_wire_connect_and_exchange_a_line():
     line = ends[ALICE].send_line("hello bob", now)
     assert ends[BOB].received(line[0].data, Origin(ALICE, 0, False), now) == [
         E.ChatMessage("alice", "hello bob")]
+
+
+class _PlainLink:
+    encrypted = False
+    ready = False
+
+
+def test_path_back_direct_through_a_plain_pong_stops_pinging_through_the_relay():
+    """A plain chat gone relayed that hears a Pong directly is direct again,
+    and its keep-alives stop going through the relay as well (before the
+    route was its own machine they kept a relay copy until the next datagram
+    heard directly)."""
+    p = path(forwards=True, keepalive=10.0)
+    p.start(info("bob", BOB), 0.0)
+    p.punched(Origin(BOB, 0, False))
+    p.found(0.0, False)
+    p.heard(Origin(BOB, 0, False), True, 0.0)
+    before = [e for _, e in run(p, 0.0, 16.0) if isinstance(e, KeepAlive)]
+    assert before[-1].also_relayed                      # silent 1.5 intervals: probing via relay
+    assert [n.what for n in p.heard(RELAYED_ORIGIN, True, 16.0)] == ["now_relayed"]
+    out = p.early(PONG, Origin(BOB, 0, False), _PlainLink(), 16.5)
+    assert [n.what for n in out] == ["now_direct"] and not p.peer.via_relay
+    after = [e for _, e in run(p, 16.5, 30.0) if isinstance(e, KeepAlive)]
+    assert after and not any(e.also_relayed for e in after)

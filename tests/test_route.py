@@ -83,3 +83,14 @@ def test_route_transitions_name_only_its_states_and_start_is_always_direct():
                for k, v in TRANSITIONS.items())
     assert {v for (_, t), v in TRANSITIONS.items() if t in ("start", "direct")} == {
         RouteState.DIRECT}
+
+
+def test_route_every_trigger_is_defined_from_every_state():
+    """A timer firing in any state must not raise inside tick(): e.g. the
+    relay probe asked for while already relayed stays relayed."""
+    triggers = {t for (_, t) in TRANSITIONS}
+    assert {(s, t) for s in RouteState for t in triggers} <= set(TRANSITIONS)
+    r, _ = route()
+    r.punched_relayed()
+    r.probe_relay()
+    assert r.relayed and r.peer.via_relay
