@@ -14,15 +14,19 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
+from .groups import GroupMessage
 
 S = E       # the events, as this module has always called them
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (another one, if you are chatting)
-  /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
+  /leave [NAME]   end the current chat, or NAME's (or stop waiting, or leave group NAME)
   /msg NAME TEXT  send one line to NAME's chat only
-  /switch NAME    send plain lines to NAME's chat from now on
+  /switch NAME    send plain lines to NAME's chat (or group) from now on
   /chats          the open chats: path, encryption and round-trip time
+  /invite NAME    make a group of the current chat and NAME (or add NAME to the current group)
+  /join [GROUP]   join the group you were invited to (automatic with --wait)
+  /members [GROUP] the group's members: path and round-trip time
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify [NAME]  a safety code to compare with your peer (or NAME) by voice
@@ -30,6 +34,19 @@ HELP = """commands:
   /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
   /help           this text
   //text          send a line that begins with '/'"""
+
+GROUP_WHY = {
+    "seed": "its client is a seed peer (no extensions): it cannot be in a group",
+    "plain": "the chat is not encrypted: unencrypted chats cannot be in a group",
+    "no_groups": "its client does not do groups",
+    "blocked": "its key changed: /trust or /leave first",
+    "no_chat": "no chat with it is up",
+}
+GROUP_GONE_WHY = {
+    "ended": "the chat with them ended",
+    "no_answer": "group lines were not delivered to them",
+    "lost_by": "{by} lost them",
+}
 
 FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
 
@@ -112,6 +129,34 @@ WORDS = {
     "why_nats": "the NATs in between block a direct path",
     "search_spray": "your NAT is symmetric and {name}'s is not: searching for a direct path"
                     " ({sockets} extra sockets)",
+    # groups
+    "usage_invite": "usage: /invite NAME",
+    "group_no_chat": "/invite needs a current chat or group (/switch NAME)",
+    "group_none": "no such group (or none current): /switch GROUP",
+    "group_cannot": "cannot make a group with {name}: {why}",
+    "group_too_many": "already in {count} groups, as many as you may",
+    "group_already_member": "{name} is already in {group}",
+    "group_full": "{group} has {count} members, as many as a group may",
+    "group_started": "group {group}: you and {name}; plain lines now go to {group}",
+    "group_started_by": "{name} made group {group} of your chat; plain lines now go to {group}"
+                        " (/switch {name} for the chat alone)",
+    "group_inviting": "group {group}: invited {name}",
+    "group_invited_you": "{name} invites you into group {group} (with {names}){auto}",
+    "group_you_joined": "joined group {group} with {names}; plain lines now go to {group}",
+    "group_no_invite": "no invitation to join {group}",
+    "group_added": "group {group}: {name} invited {member}",
+    "group_joined": "group {group}: {name} joined",
+    "group_left": "group {group}: {name} left",
+    "group_gone": "group {group}: {name} is gone ({why})",
+    "group_dropped_you": "group {group}: {name} says you are gone from it; left it",
+    "group_you_left": "left group {group}",
+    "group_alone": "group {group}: no one else has joined yet; not sent",
+    "group_refused": "group {group}: refused {count} message(s) from {name}: not announced"
+                     " as a member",
+    "group_invite_expired": "the invitation from {name} into {group} expired",
+    "group_unreached": "group {group}: could not reach {name}; not invited",
+    "group_not_sent": "{count} group message(s) to {name} not sent: no chat came up",
+    "group_not_joined": "group {group}: {name} did not join",
     "search_probe": "{name}'s NAT is symmetric: searching for a direct path (up to {probes}"
                     " probes to {ip}, {seconds:g} s)",
 }
@@ -140,6 +185,9 @@ def format_event(event, tty=False):
         return _SECURE_WORDS[kind](event)
     if kind is S.Message:
         return "[%s]> %s" % (sanitize(event.partner), sanitize(event.text))
+    if kind is GroupMessage:
+        return "[%s] [%s]> %s" % (sanitize(event.group), sanitize(event.sender),
+                                  sanitize(event.text))
     if kind is S.Delivered:
         return _delivered(event) if tty else None
     if kind is S.NotDelivered:
@@ -195,11 +243,35 @@ def words(event):
         return _status(**event.fields)
     if event.what == "chats":
         return _chats(**event.fields)
+    if event.what.startswith("group_"):
+        return _group_words(event)
     template = WORDS.get(event.what)
     if template is None:
         return event.what
     fields = {k: words(v) if isinstance(v, E.Words) else v for k, v in event.fields.items()}
     return template.format(**fields)
+
+
+def _group_words(event):
+    fields = dict(event.fields)
+    if event.what == "group_members":
+        return _members(**fields)
+    if event.what == "group_cannot":
+        fields["why"] = GROUP_WHY.get(fields["why"], fields["why"])
+    elif event.what == "group_gone":
+        fields["why"] = GROUP_GONE_WHY.get(fields["why"], "").format(**fields)
+    elif event.what == "group_invited_you":
+        fields["auto"] = "; joining" if fields["auto"] else ": /join %s" % fields["group"]
+    template = WORDS.get(event.what)
+    return event.what if template is None else template.format(**fields)
+
+
+def _members(group, rows):
+    """/members: one line per member, with path and round-trip time."""
+    return "\n".join(["group %s:" % group] + ["  %s: %s%s%s" % (
+        name, state, ", %s" % path if path else "",
+        ", rtt %.0f ms" % (rtt * 1000) if rtt is not None else "")
+        for name, state, path, rtt in rows])
 
 
 def _chats(rows):
