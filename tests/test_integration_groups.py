@@ -3,10 +3,12 @@ alice invites carol into her chat with bob; every line reaches each other
 member once; /members; bob quits and alice and carol are told."""
 
 import re
+import signal
+import sys
 
 import pytest
 
-from .procs import CONNECTED, peer
+from .procs import CONNECTED, ROOT, Proc, peer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,3 +60,51 @@ def test_integration_groups_alice_invites_carol_into_her_chat_with_bob(procs, re
     carol.expect(r"^\[%s\] \[alice\]> after bob$" % re.escape(group))
     assert len([l for l in carol.lines["stdout"] if re.match(r"^group \S+: bob (left|is gone)",
                                                                l)]) == 1
+
+
+def _group_of_three(procs, relay):
+    """alice, bob, carol in one group, alice's; (peers, group name)."""
+    bob = peer(procs, relay, "--name", "bob", "--wait")
+    carol = peer(procs, relay, "--name", "carol", "--wait")
+    bob.expect("^registered as bob")
+    carol.expect("^registered as carol")
+    alice = peer(procs, relay, "--name", "alice", "--connect", "bob")
+    alice.expect(CONNECTED % "bob")
+    alice.send("/invite carol")
+    group = alice.expect(r"^group (%s): you and bob" % GROUP).group(1)
+    alice.expect(r"^group %s: carol joined$" % group)
+    bob.expect(r"^group %s: carol joined$" % group)
+    return alice, bob, carol, group
+
+
+def test_integration_groups_a_killed_member_is_announced_to_the_others(procs, relay):
+    alice, bob, carol, group = _group_of_three(procs, relay)
+    carol.signal(signal.SIGKILL)
+    carol.wait()
+    alice.send("is anyone there?")
+    bob.expect(r"^\[%s\] \[alice\]> is anyone there\?$" % re.escape(group))
+    alice.expect(r"^group %s: carol is gone \(group lines were not delivered to them\)$"
+                 % group, timeout=15)          # the stream's delivery timeout: 8 s
+    bob.expect(r"^group %s: carol is gone \((alice lost them|group lines were not delivered"
+               r" to them|the chat with them ended)\)$" % group, timeout=5)
+    bob.send("just us")
+    alice.expect(r"^\[%s\] \[bob\]> just us$" % re.escape(group))
+    assert not alice.has(r"not delivered to carol \(")     # group lines: reported as above
+
+
+def test_integration_groups_a_seed_peer_cannot_be_invited(procs, relay):
+    seed = Proc([sys.executable, ROOT + "/tests/seed.py", "peer", "--relay", relay.addr,
+                 "--name", "oldtimer"])
+    procs.append(seed)
+    seed.expect("^registered$")
+    bob = peer(procs, relay, "--name", "bob", "--wait")
+    bob.expect("^registered as bob")
+    alice = peer(procs, relay, "--name", "alice", "--connect", "bob")
+    alice.expect(CONNECTED % "bob")
+    alice.send("/invite oldtimer")
+    alice.expect(r"^connected to oldtimer at ")
+    alice.expect(r"^cannot make a group with oldtimer: its client is a seed peer \(no"
+                 r" extensions\): it cannot be in a group$")
+    alice.send("/members")
+    alice.expect(r"^  bob: joined, direct")
+    assert not alice.has(r"^  oldtimer") and not seed.has(r"group|panicked")
