@@ -84,6 +84,7 @@ class Group:
         self.gid = gid
         self.name = name
         self.members = {}        # name -> Member (we are not in it)
+        self.owed = set()        # members we still say GroupJoined to (once their chat is up)
         self.seq = 0
 
     def joined(self):
@@ -169,8 +170,10 @@ class Groups:
         for member in invite.members:
             if member != self.us:
                 group.members[member] = Member(JOINED, now)
-                out += self._post(member, W.GroupJoined(group.gid), now)
+                group.owed.add(member)
+                out += [] if member in self.up else [Dial(member)]     # the joiner dials
         self.current = group.gid
+        out += self._hellos()
         return out + [Notice("group_you_joined", group=group.name,
                              names=", ".join(sorted(group.members)))]
 
@@ -218,10 +221,21 @@ class Groups:
         for partner in before:
             if partner not in up:
                 out += self.gone(partner, "ended", now)
+        out += self._hellos()
         for partner, why in up.items():
             if why is None and partner in self.outbox:
                 out += [Post(partner, data) for data in self.outbox.pop(partner)[1]]
         return out + self._invite_linked(now)
+
+    def _hellos(self):
+        """GroupJoined (asking for an answer) to each member we owe it whose
+        chat is up: before any line of ours on that stream."""
+        out = []
+        for group in self.groups.values():
+            for member in sorted(m for m in group.owed if self.up.get(m, "") is None):
+                group.owed.discard(member)
+                out.append(Post(member, W.encode(W.GroupJoined(group.gid, False, []))))
+        return out
 
     def not_delivered(self, partner, now):
         """Group messages to *partner* were not delivered in time: gone."""
@@ -276,7 +290,7 @@ class Groups:
             self.stats["group_queue_full"] += 1
             return []
         queued[1].append(data)
-        return [] if partner in self.up else [Dial(partner)]
+        return []
 
     # -- what the partners send
 
@@ -332,15 +346,30 @@ class Groups:
         if name == self.us or name in group.members or len(group.members) + 1 >= W.MAX_MEMBERS:
             return []
         group.members[name] = Member(INVITED, now)
-        return [Notice("group_added", group=group.name, name=sender, member=name)] + \
+        group.owed.add(name)                          # it dials us when it joins
+        return self._hellos() + [Notice("group_added", group=group.name, name=sender, member=name)] + \
             self._release(group, name, now)
 
     def _joined(self, group, sender, msg, now):
-        member = group.members[sender]
+        """*sender* says it is a joined member: answered (with the members
+        we know) unless it is an answer; members it knows and we do not are
+        added (and the smaller name of each such pair dials the other)."""
+        out, member = [], group.members[sender]
+        group.owed.discard(sender)
+        if not msg.reply:
+            others = sorted(m for m in group.members if m != sender)
+            out.append(Post(sender, W.encode(W.GroupJoined(group.gid, True, others))))
+        for name in msg.members:
+            if name != self.us and name not in group.members and \
+                    len(group.members) + 1 < W.MAX_MEMBERS:
+                group.members[name] = Member(INVITED, now)
+                group.owed.add(name)
+                out += [Dial(name)] if self.us < name and name not in self.up else []
+        out += self._hellos()
         if member.state == JOINED:
-            return []
+            return out
         member.state, member.since = JOINED, now
-        return [Notice("group_joined", group=group.name, name=sender)] + \
+        return out + [Notice("group_joined", group=group.name, name=sender)] + \
             self._release(group, sender, now)
 
     def _line(self, group, sender, msg, now):

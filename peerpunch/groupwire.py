@@ -12,7 +12,9 @@ then compact JSON, one variant, externally tagged::
                                                    sender made it from your chat)
     {"GroupInvite": {"group", "name", "members"}}  you are invited (/join)
     {"GroupAdded":  {"group", "member"}}           the sender invited *member*
-    {"GroupJoined": {"group"}}                     the sender joined
+    {"GroupJoined": {"group", "reply", "members"}} the sender is a joined member
+                                                   (reply: false asks for an answer,
+                                                   which lists the members it knows)
     {"GroupLine":   {"group", "seq", "text"}}      one line, seq 1, 2, ... per sender
     {"GroupLeft":   {"group", "member"}}           *member* left (the sender itself)
                                                    or is gone (the sender lost it)
@@ -44,7 +46,7 @@ _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 GroupStart = collections.namedtuple("GroupStart", "group name members")
 GroupInvite = collections.namedtuple("GroupInvite", "group name members")
 GroupAdded = collections.namedtuple("GroupAdded", "group member")
-GroupJoined = collections.namedtuple("GroupJoined", "group")
+GroupJoined = collections.namedtuple("GroupJoined", "group reply members")
 GroupLine = collections.namedtuple("GroupLine", "group seq text")
 GroupLeft = collections.namedtuple("GroupLeft", "group member")
 
@@ -97,6 +99,18 @@ def _members(value):
     return members
 
 
+def _known(value):
+    _check(isinstance(value, list) and len(value) < MAX_MEMBERS, "member list")
+    members = tuple(_member(v) for v in value)
+    _check(len(set(members)) == len(members), "member list")
+    return members
+
+
+def _bool(value):
+    _check(type(value) is bool, "flag")
+    return value
+
+
 def _seq(value):
     _check(type(value) is int and 1 <= value <= MAX_SEQ, "seq")
     return value
@@ -116,7 +130,7 @@ VARIANTS = {      # name -> (class, field checks in order)
     "GroupStart": (GroupStart, (_group, _name, _members)),
     "GroupInvite": (GroupInvite, (_group, _name, _members)),
     "GroupAdded": (GroupAdded, (_group, _member)),
-    "GroupJoined": (GroupJoined, (_group,)),
+    "GroupJoined": (GroupJoined, (_group, _bool, _known)),
     "GroupLine": (GroupLine, (_group, _seq, _text)),
     "GroupLeft": (GroupLeft, (_group, _member)),
 }
@@ -126,7 +140,7 @@ _NAMES = {cls: name for name, (cls, _) in VARIANTS.items()}
 def encode(msg):
     """*msg* (one of the variants) as a stream message."""
     fields = msg._asdict()
-    if "members" in fields:
+    if "members" in fields and fields["members"] is not None:
         fields["members"] = list(fields["members"])
     body = json.dumps({_NAMES[type(msg)]: fields}, separators=(",", ":"), ensure_ascii=False)
     return bytes((MARK,)) + body.encode("utf-8")
