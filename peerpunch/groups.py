@@ -29,8 +29,9 @@ have a pairwise session with it (it came on that stream) AND it is in the
 list we have seen announced: ``GroupJoined`` from an added (INVITED)
 member, lines and changes from a JOINED one. Messages from a peer not (yet)
 in the list -- an announcement still on its way on another stream -- are
-held for HOLD_FOR, then refused and reported. Unknown group ids are
-ignored. A member whose pairwise chat ends, or whose group messages are not
+held for HOLD_FOR, then refused and reported. Messages for a group id we do
+not know are held as long (its GroupStart may be on its way), then dropped
+in silence. A member whose pairwise chat ends, or whose group messages are not
 delivered in time, is gone: we say so, and tell the others (``GroupLeft``
 naming it), so every member sees a vanished member within the stream's
 delivery timeout of the first line it missed.
@@ -175,7 +176,8 @@ class Groups:
         self.current = group.gid
         out += self._hellos()
         return out + [Notice("group_you_joined", group=group.name,
-                             names=", ".join(sorted(group.members)))]
+                             names=", ".join(sorted(group.members)))] + \
+            self._release(group, None, now)
 
     def _invite_named(self, name):
         if not name:
@@ -308,9 +310,9 @@ class Groups:
         if kind in (W.GroupStart, W.GroupInvite):
             return self._invited(sender, msg, now)
         group = self.groups.get(msg.group)
-        if group is None:
+        if group is None:                 # its GroupStart may be on its way yet
             self.stats["group_unknown"] += 1
-            return []
+            return self._hold(sender, msg, now)
         member = group.members.get(sender)
         allowed = member is not None and (member.state == JOINED or kind is W.GroupJoined)
         if not allowed:
@@ -331,7 +333,8 @@ class Groups:
                 if name != self.us:
                     group.members[name] = Member(JOINED, now)
             self.current = group.gid
-            return [Notice("group_started_by", group=group.name, name=sender)]
+            return [Notice("group_started_by", group=group.name, name=sender)] + \
+                self._release(group, None, now)
         if len(self.invites) >= MAX_INVITES:
             return []
         invite = Invite(msg.group, self._unique_name(msg.name), sender, members, now + INVITE_FOR)
@@ -418,7 +421,8 @@ class Groups:
         return []
 
     def _release(self, group, name, now):
-        mine = [h for h in self.held if h[1] == name and h[2].group == group.gid]
+        """Held messages from *name* (any sender: None) in *group*, handled again."""
+        mine = [h for h in self.held if name in (None, h[1]) and h[2].group == group.gid]
         self.held = [h for h in self.held if h not in mine]
         out = []
         for _, sender, msg in mine:
@@ -446,9 +450,8 @@ class Groups:
         self.held = [h for h in self.held if h[0] > now]
         counts = collections.Counter((h[1], h[2].group) for h in late)
         self.stats["group_refused"] += len(late)
-        return [Notice("group_refused", name=sender, count=count,
-                       group=self.groups[gid].name if gid in self.groups else "?")
-                for (sender, gid), count in sorted(counts.items())]
+        return [Notice("group_refused", name=sender, count=count, group=self.groups[gid].name)
+                for (sender, gid), count in sorted(counts.items()) if gid in self.groups]
 
     def _expire_invites(self, now):
         out = []

@@ -58,16 +58,18 @@ def test_groups_every_line_once_in_order_with_loss_and_reordering(loss, seed):
 
 def test_groups_invitee_lines_that_overtake_the_announcement_are_held_then_shown():
     mesh = Mesh(("alice", "bob", "carol"), delay=0.010)
-    slow = mesh.channels[frozenset(("alice", "bob"))]
-    slow.delay = 2.0                                    # alice's GroupAdded to bob: late
-    gid, name = _group_of(mesh)
-    assert mesh.notices("bob", "group_joined")          # carol's Joined came first, held
-    joined = mesh.shown["bob"].index(mesh.notices("bob", "group_joined")[0])
-    added = mesh.shown["bob"].index(mesh.notices("bob", "group_added")[0])
-    assert added < joined                               # shown in the order that makes sense
+    mesh.channels[frozenset(("alice", "bob"))].delay = 2.0   # alice's GroupAdded to bob: late
+    mesh.link_all()
+    mesh.do("alice", "start", "bob", "carol")
+    mesh.run_until(lambda: mesh.machines["carol"].groups)     # carol joined (auto)
     mesh.do("carol", "typed", "hi all")
+    mesh.run_until(lambda: mesh.machines["bob"].held)          # at bob before the announcement
+    assert not mesh.notices("bob", "group_added")
     mesh.run_until(lambda: mesh.lines("bob"))
     assert mesh.lines("bob") == [("carol", "hi all")]
+    assert [e.what for e in mesh.shown["bob"] if hasattr(e, "what")] == [
+        "group_started_by", "group_added", "group_joined"]
+    assert mesh.lines("alice") == [("carol", "hi all")]
 
 
 def _scripted(us="bob", members=("alice", "bob")):
@@ -125,6 +127,7 @@ def test_groups_unknown_group_ids_and_bad_messages_are_ignored():
     assert machine.received("alice", _line("ffffffffffffffff", 1, "x"), 1.0) == []
     assert machine.received("alice", b"\xf8{not json", 1.0) == []
     assert machine.stats["group_unknown"] == 1 and machine.stats["group_malformed"] == 1
+    assert machine.tick(1.0 + G.HOLD_FOR) == []           # dropped in silence
     assert machine.held == []
 
 
