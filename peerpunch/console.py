@@ -14,6 +14,7 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
+from . import groupwords
 from .groups import GroupMessage
 
 S = E       # the events, as this module has always called them
@@ -34,19 +35,6 @@ HELP = """commands:
   /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
   /help           this text
   //text          send a line that begins with '/'"""
-
-GROUP_WHY = {
-    "seed": "its client is a seed peer (no extensions): it cannot be in a group",
-    "plain": "the chat is not encrypted: unencrypted chats cannot be in a group",
-    "no_groups": "its client does not do groups",
-    "blocked": "its key changed: /trust or /leave first",
-    "no_chat": "no chat with it is up",
-}
-GROUP_GONE_WHY = {
-    "ended": "the chat with them ended",
-    "no_answer": "group lines were not delivered to them",
-    "lost_by": "{by} lost them",
-}
 
 FAMILY_HINT = " (if this host has both, --bind [::]:0 gives this client a socket for both)"
 
@@ -129,34 +117,6 @@ WORDS = {
     "why_nats": "the NATs in between block a direct path",
     "search_spray": "your NAT is symmetric and {name}'s is not: searching for a direct path"
                     " ({sockets} extra sockets)",
-    # groups
-    "usage_invite": "usage: /invite NAME",
-    "group_no_chat": "/invite needs a current chat or group (/switch NAME)",
-    "group_none": "no such group (or none current): /switch GROUP",
-    "group_cannot": "cannot make a group with {name}: {why}",
-    "group_too_many": "already in {count} groups, as many as you may",
-    "group_already_member": "{name} is already in {group}",
-    "group_full": "{group} has {count} members, as many as a group may",
-    "group_started": "group {group}: you and {name}; plain lines now go to {group}",
-    "group_started_by": "{name} made group {group} of your chat; plain lines now go to {group}"
-                        " (/switch {name} for the chat alone)",
-    "group_inviting": "group {group}: invited {name}",
-    "group_invited_you": "{name} invites you into group {group} (with {names}){auto}",
-    "group_you_joined": "joined group {group} with {names}; plain lines now go to {group}",
-    "group_no_invite": "no invitation to join {group}",
-    "group_added": "group {group}: {name} invited {member}",
-    "group_joined": "group {group}: {name} joined",
-    "group_left": "group {group}: {name} left",
-    "group_gone": "group {group}: {name} is gone ({why})",
-    "group_dropped_you": "group {group}: {name} says you are gone from it; left it",
-    "group_you_left": "left group {group}",
-    "group_alone": "group {group}: no one else has joined yet; not sent",
-    "group_refused": "group {group}: refused {count} message(s) from {name}: not announced"
-                     " as a member",
-    "group_invite_expired": "the invitation from {name} into {group} expired",
-    "group_unreached": "group {group}: could not reach {name}; not invited",
-    "group_not_sent": "{count} group message(s) to {name} not sent: no chat came up",
-    "group_not_joined": "group {group}: {name} did not join",
     "search_probe": "{name}'s NAT is symmetric: searching for a direct path (up to {probes}"
                     " probes to {ip}, {seconds:g} s)",
 }
@@ -186,8 +146,7 @@ def format_event(event, tty=False):
     if kind is S.Message:
         return "[%s]> %s" % (sanitize(event.partner), sanitize(event.text))
     if kind is GroupMessage:
-        return "[%s] [%s]> %s" % (sanitize(event.group), sanitize(event.sender),
-                                  sanitize(event.text))
+        return groupwords.line(event, sanitize)
     if kind is S.Delivered:
         return _delivered(event) if tty else None
     if kind is S.NotDelivered:
@@ -243,35 +202,13 @@ def words(event):
         return _status(**event.fields)
     if event.what == "chats":
         return _chats(**event.fields)
-    if event.what.startswith("group_"):
-        return _group_words(event)
+    if event.what.startswith("group_") or event.what == "usage_invite":
+        return groupwords.words(event)
     template = WORDS.get(event.what)
     if template is None:
         return event.what
     fields = {k: words(v) if isinstance(v, E.Words) else v for k, v in event.fields.items()}
     return template.format(**fields)
-
-
-def _group_words(event):
-    fields = dict(event.fields)
-    if event.what == "group_members":
-        return _members(**fields)
-    if event.what == "group_cannot":
-        fields["why"] = GROUP_WHY.get(fields["why"], fields["why"])
-    elif event.what == "group_gone":
-        fields["why"] = GROUP_GONE_WHY.get(fields["why"], "").format(**fields)
-    elif event.what == "group_invited_you":
-        fields["auto"] = "; joining" if fields["auto"] else ": /join %s" % fields["group"]
-    template = WORDS.get(event.what)
-    return event.what if template is None else template.format(**fields)
-
-
-def _members(group, rows):
-    """/members: one line per member, with path and round-trip time."""
-    return "\n".join(["group %s:" % group] + ["  %s: %s%s%s" % (
-        name, state, ", %s" % path if path else "",
-        ", rtt %.0f ms" % (rtt * 1000) if rtt is not None else "")
-        for name, state, path, rtt in rows])
 
 
 def _chats(rows):

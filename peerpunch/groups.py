@@ -19,81 +19,27 @@ link can carry groups, else why not), what a partner sent
 on the partner's stream), :class:`Dial` (open a chat with the partner, as
 /connect does), :class:`GroupMessage` and Notices for the console.
 
-Membership rule: a member's list changes only by what a member of the
-group says on its own pairwise stream, and every change is sent to every
-member, who each show it. The inviter (a joined member) sends ``GroupAdded``
-to every joined member *before* it sends the invitee its ``GroupInvite``;
-the invitee, once it joins, sends ``GroupJoined`` to each member as soon as
-their pairwise chat is up. We take a group message from a peer only if we
-have a pairwise session with it (it came on that stream) AND it is in the
-list we have seen announced: ``GroupJoined`` from an added (INVITED)
-member, lines and changes from a JOINED one. Messages from a peer not (yet)
-in the list -- an announcement still on its way on another stream -- are
-held for HOLD_FOR, then refused and reported. Messages for a group id we do
-not know are held as long (its GroupStart may be on its way), then dropped
-in silence. A member whose pairwise chat ends, or whose group messages are not
-delivered in time, is gone: we say so, and tell the others (``GroupLeft``
-naming it), so every member sees a vanished member within the stream's
-delivery timeout of the first line it missed.
-
-Everything is bounded: MAX_GROUPS groups, MAX_INVITES invitations,
-groupwire.MAX_MEMBERS members each, MAX_HELD held messages, MAX_QUEUED
-messages queued per partner whose chat is not up yet (dropped, and
-reported, after LINK_WITHIN).
+Membership rule (docs/groups.md has the whole design and wire form): the
+list changes only by what a member says on its own pairwise stream, every
+change goes to every member and each shows it. We take a group message from
+a peer only if it came on our pairwise stream with it AND the peer is in
+the list we have seen announced (GroupJoined from an INVITED member, all
+else from a JOINED one). Messages from a peer not (yet) in the list, or for
+a group not (yet) known, are held for HOLD_FOR (an announcement may be on
+its way on another stream), then refused. A member whose chat ends or
+whose group messages are not delivered in time is gone: we say so and
+tell the others. All state is bounded (MAX_GROUPS, MAX_INVITES,
+groupwire.MAX_MEMBERS, groupstate's MAX_HELD and MAX_QUEUED).
 """
-
-import collections
 
 from . import groupwire as W
 from .events import Notice
+from .groupstate import (  # noqa: F401 -- constants and effects re-exported
+    HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_HELD, MAX_INVITES,
+    MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member, Post, Queues,
+    unique_name)
 
 MAX_GROUPS = 16
-MAX_INVITES = 8
-MAX_HELD = 64
-MAX_QUEUED = 256
-HOLD_FOR = 30.0          # a message from a member not yet announced waits this long
-INVITE_FOR = 300.0       # an invitation may be accepted this long
-LINK_WITHIN = 60.0       # a chat with a member (or invitee) must come up this soon
-JOIN_WITHIN = INVITE_FOR + LINK_WITHIN   # an invited member must join this soon
-
-INVITED = "invited"
-JOINED = "joined"
-
-Post = collections.namedtuple("Post", "partner data")
-Post.__doc__ = "Put *data* (a group message) on *partner*'s reliable stream."
-Dial = collections.namedtuple("Dial", "partner")
-Dial.__doc__ = "Open a chat with *partner* (as /connect does) unless one exists."
-GroupMessage = collections.namedtuple("GroupMessage", "group sender text")
-GroupMessage.__doc__ = "A line from *sender* in the group named *group*."
-
-Invite = collections.namedtuple("Invite", "gid name by members until")
-
-
-class Member:
-    __slots__ = ("state", "since", "last_seq")
-
-    def __init__(self, state, since):
-        self.state = state
-        self.since = since
-        self.last_seq = 0
-
-
-class Group:
-    """One group: its id, our name for it, the others and our line count."""
-
-    def __init__(self, gid, name):
-        self.gid = gid
-        self.name = name
-        self.members = {}        # name -> Member (we are not in it)
-        self.owed = set()        # members we still say GroupJoined to (once their chat is up)
-        self.seq = 0
-
-    def joined(self):
-        return [m for m, member in self.members.items() if member.state == JOINED]
-
-    def is_joined(self, name):
-        member = self.members.get(name)
-        return member is not None and member.state == JOINED
 
 
 class Groups:
@@ -104,11 +50,11 @@ class Groups:
         self.auto_join = auto_join
         self.stats = stats
         self.groups = {}             # gid -> Group
-        self.invites = {}            # gid -> Invite
+        self.invites = Invitations()  # gid -> Invite: those we may /join
         self.pending = []            # [gid, invitee, since]: invites waiting for its link
         self.up = {}                 # partner -> None (carries groups) or why not
-        self.outbox = {}             # partner -> [since, [data, ...]] until its link is up
-        self.held = []               # (until, sender, msg) from peers not yet announced
+        self.outbox = Queues()       # what waits for a partner's chat to come up
+        self.held = Held()           # messages from peers not yet announced
         self.current = None          # gid plain lines go to
         self._random_bytes = random_bytes
 
@@ -122,11 +68,7 @@ class Groups:
 
     def _unique_name(self, name):
         taken = {g.name for g in self.groups.values()} | {i.name for i in self.invites.values()}
-        base, n = name, 2
-        while name in taken:
-            suffix = "~%d" % n
-            name, n = base[:W.MAX_NAME - len(suffix)] + suffix, n + 1
-        return name
+        return unique_name(name, taken)
 
     # -- what the user does
 
@@ -160,7 +102,7 @@ class Groups:
 
     def join(self, name, now):
         """/join [NAME]: accept the invitation to NAME (else the latest)."""
-        invite = self._invite_named(name)
+        invite = self.invites.named(name)
         if invite is None:
             return [Notice("group_no_invite", group=name or "")]
         del self.invites[invite.gid]
@@ -178,12 +120,6 @@ class Groups:
         return out + [Notice("group_you_joined", group=group.name,
                              names=", ".join(sorted(group.members)))] + \
             self._release(group, None, now)
-
-    def _invite_named(self, name):
-        if not name:
-            latest = sorted(self.invites.values(), key=lambda i: i.until)
-            return latest[-1] if latest else None
-        return next((i for i in self.invites.values() if i.name == name), None)
 
     def typed(self, text, now):
         """A line for the current group: one GroupLine to each joined member."""
@@ -225,8 +161,8 @@ class Groups:
                 out += self.gone(partner, "ended", now)
         out += self._hellos()
         for partner, why in up.items():
-            if why is None and partner in self.outbox:
-                out += [Post(partner, data) for data in self.outbox.pop(partner)[1]]
+            if why is None:
+                out += [Post(partner, data) for data in self.outbox.take(partner)]
         return out + self._invite_linked(now)
 
     def _hellos(self):
@@ -246,7 +182,7 @@ class Groups:
     def gone(self, partner, why, now):
         """*partner*'s chat ended (or stopped answering): out of every group,
         and the others are told."""
-        self.outbox.pop(partner, None)
+        self.outbox.take(partner)
         out = []
         for group in list(self.groups.values()):
             if partner in group.members:
@@ -287,11 +223,8 @@ class Groups:
         data = W.encode(msg)
         if self.up.get(partner, "no_chat") is None:
             return [Post(partner, data)]
-        queued = self.outbox.setdefault(partner, [now, []])
-        if len(queued[1]) >= MAX_QUEUED:
+        if not self.outbox.put(partner, data, now):
             self.stats["group_queue_full"] += 1
-            return []
-        queued[1].append(data)
         return []
 
     # -- what the partners send
@@ -335,10 +268,9 @@ class Groups:
             self.current = group.gid
             return [Notice("group_started_by", group=group.name, name=sender)] + \
                 self._release(group, None, now)
-        if len(self.invites) >= MAX_INVITES:
-            return []
         invite = Invite(msg.group, self._unique_name(msg.name), sender, members, now + INVITE_FOR)
-        self.invites[msg.group] = invite
+        if not self.invites.add(invite):
+            return []
         others = ", ".join(m for m in members if m not in (sender, self.us)) or "no one else"
         out = [Notice("group_invited_you", group=invite.name, name=sender, names=others,
                       auto=self.auto_join)]
@@ -397,7 +329,7 @@ class Groups:
 
     def _remove(self, group, name, notice, tell=False, now=None):
         del group.members[name]
-        self.held = [h for h in self.held if not (h[1] == name and h[2].group == group.gid)]
+        self.held.take(group.gid, name)
         out = [notice]
         if tell:
             for member in group.joined():
@@ -406,7 +338,7 @@ class Groups:
 
     def _forget(self, group):
         self.groups.pop(group.gid, None)
-        self.held = [h for h in self.held if h[2].group != group.gid]
+        self.held.take(group.gid)
         self.pending = [p for p in self.pending if p[0] != group.gid]
         if self.current == group.gid:
             self.current = None
@@ -414,77 +346,49 @@ class Groups:
     # -- messages from peers not (yet) announced
 
     def _hold(self, sender, msg, now):
-        if len(self.held) >= MAX_HELD:
+        if not self.held.hold(sender, msg, now):
             self.stats["group_refused"] += 1
-            return []
-        self.held.append((now + HOLD_FOR, sender, msg))
         return []
 
     def _release(self, group, name, now):
         """Held messages from *name* (any sender: None) in *group*, handled again."""
-        mine = [h for h in self.held if name in (None, h[1]) and h[2].group == group.gid]
-        self.held = [h for h in self.held if h not in mine]
         out = []
-        for _, sender, msg in mine:
+        for sender, msg in self.held.take(group.gid, name):
             out += self._handle(sender, msg, now)
         return out
 
     # -- time
 
     def next_deadline(self):
-        times = [h[0] for h in self.held] + [i.until for i in self.invites.values()]
-        times += [p[2] + LINK_WITHIN for p in self.pending]
-        times += [q[0] + LINK_WITHIN for q in self.outbox.values()]
+        times = [p[2] + LINK_WITHIN for p in self.pending]
+        times += [t for t in (self.held.next_deadline(), self.outbox.next_deadline(),
+                              self.invites.next_deadline()) if t is not None]
         times += [m.since + JOIN_WITHIN for g in self.groups.values()
                   for m in g.members.values() if m.state == INVITED]
         return min(times, default=None)
 
     def tick(self, now):
-        """Held messages refused, invitations expired, members that never
-        joined or whose chat never came up given up; each reported."""
-        return (self._expire_held(now) + self._expire_invites(now) + self._expire_links(now)
-                + self._expire_joins(now))
-
-    def _expire_held(self, now):
-        late = [h for h in self.held if h[0] <= now]
-        self.held = [h for h in self.held if h[0] > now]
-        counts = collections.Counter((h[1], h[2].group) for h in late)
-        self.stats["group_refused"] += len(late)
-        return [Notice("group_refused", name=sender, count=count, group=self.groups[gid].name)
-                for (sender, gid), count in sorted(counts.items()) if gid in self.groups]
-
-    def _expire_invites(self, now):
-        out = []
-        for invite in [i for i in self.invites.values() if i.until <= now]:
-            del self.invites[invite.gid]
-            out.append(Notice("group_invite_expired", group=invite.name, name=invite.by))
-        return out
-
-    def _expire_links(self, now):
-        out, late = [], [p for p in self.pending if p[2] + LINK_WITHIN <= now]
+        """Held messages refused, invitations expired, invitees and queues
+        whose chat never came up and members that never joined given up;
+        each reported."""
+        counts = self.held.expire(now)
+        self.stats["group_refused"] += sum(counts.values())
+        out = [Notice("group_refused", name=sender, count=count, group=self.groups[gid].name)
+               for (sender, gid), count in sorted(counts.items()) if gid in self.groups]
+        out += [Notice("group_invite_expired", group=invite.name, name=invite.by)
+                for invite in self.invites.expire(now)]
+        late = [p for p in self.pending if p[2] + LINK_WITHIN <= now]
         self.pending = [p for p in self.pending if p not in late]
-        for gid, invitee, _ in late:
-            if gid in self.groups:
-                out.append(Notice("group_unreached", group=self.groups[gid].name, name=invitee))
-        for partner in [p for p, q in self.outbox.items() if q[0] + LINK_WITHIN <= now]:
-            count = len(self.outbox.pop(partner)[1])
-            out.append(Notice("group_not_sent", name=partner, count=count))
-        return out
-
-    def _expire_joins(self, now):
-        out = []
+        out += [Notice("group_unreached", group=self.groups[gid].name, name=invitee)
+                for gid, invitee, _ in late if gid in self.groups]
+        out += [Notice("group_not_sent", name=partner, count=count)
+                for partner, count in self.outbox.expire(now)]
         for group in list(self.groups.values()):
             for name, member in list(group.members.items()):
                 if member.state == INVITED and member.since + JOIN_WITHIN <= now:
                     out += self._remove(group, name, Notice(
                         "group_not_joined", group=group.name, name=name))
         return out
-
-    # -- /members
-
-    def members(self, group):
-        """(name, state) of each member, us first."""
-        return [(self.us, JOINED)] + sorted((n, m.state) for n, m in group.members.items())
 
 
 _HANDLERS = {

@@ -139,7 +139,8 @@ class GroupTable:
         if group is None:
             return [Notice("group_none" if not name else "no_such_chat", name=name)]
         rows = []
-        for member, state in self.machine.members(group):
+        us = [(self.machine.us, "joined")]
+        for member, state in us + sorted((n, m.state) for n, m in group.members.items()):
             chat = self.table.chats.get(member)
             path = None
             if member == self.machine.us:

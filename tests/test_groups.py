@@ -63,7 +63,7 @@ def test_groups_invitee_lines_that_overtake_the_announcement_are_held_then_shown
     mesh.do("alice", "start", "bob", "carol")
     mesh.run_until(lambda: mesh.machines["carol"].groups)     # carol joined (auto)
     mesh.do("carol", "typed", "hi all")
-    mesh.run_until(lambda: mesh.machines["bob"].held)          # at bob before the announcement
+    mesh.run_until(lambda: mesh.machines["bob"].held.entries)         # at bob before the announcement
     assert not mesh.notices("bob", "group_added")
     mesh.run_until(lambda: mesh.lines("bob"))
     assert mesh.lines("bob") == [("carol", "hi all")]
@@ -102,7 +102,7 @@ def test_groups_lines_from_a_peer_never_announced_are_refused_after_holding():
     out = machine.tick(1.0 + G.HOLD_FOR)
     assert out == [Notice("group_refused", name="mallory", count=1, group="#alice-0011")]
     assert not any(type(e) is G.GroupMessage for e in out)
-    assert machine.held == [] and machine.next_deadline() is None
+    assert machine.held.entries == [] and machine.next_deadline() is None
 
 
 def test_groups_only_a_joined_member_may_announce_a_member():
@@ -128,7 +128,7 @@ def test_groups_unknown_group_ids_and_bad_messages_are_ignored():
     assert machine.received("alice", b"\xf8{not json", 1.0) == []
     assert machine.stats["group_unknown"] == 1 and machine.stats["group_malformed"] == 1
     assert machine.tick(1.0 + G.HOLD_FOR) == []           # dropped in silence
-    assert machine.held == []
+    assert machine.held.entries == []
 
 
 def test_groups_an_invite_naming_us_not_or_from_a_non_member_is_ignored():
@@ -143,7 +143,7 @@ def test_groups_state_stays_bounded_under_a_flood():
     machine, gid = _scripted()
     for n in range(G.MAX_HELD * 3):
         machine.received("mallory", _line(gid, n + 1, "x"), 1.0)
-    assert len(machine.held) == G.MAX_HELD
+    assert len(machine.held.entries) == G.MAX_HELD
     for n in range(G.MAX_INVITES * 3):
         invite = W.GroupInvite("%016x" % n, "#g%d" % n, ["alice", "bob"])
         machine.received("alice", W.encode(invite), 1.0)
@@ -152,10 +152,10 @@ def test_groups_state_stays_bounded_under_a_flood():
     machine.groups[gid].members["dave"] = G.Member(G.JOINED, 1.0)    # no chat with dave yet
     for n in range(G.MAX_QUEUED * 2):
         machine.typed("line %d" % n, 1.0)
-    assert len(machine.outbox["dave"][1]) == G.MAX_QUEUED
+    assert len(machine.outbox.queued("dave")) == G.MAX_QUEUED
     out = machine.tick(1.0 + G.LINK_WITHIN)
     assert Notice("group_not_sent", name="dave", count=G.MAX_QUEUED) in out
-    assert "dave" not in machine.outbox
+    assert machine.outbox.queued("dave") == []
 
 
 def test_groups_leave_is_announced_to_every_member():
