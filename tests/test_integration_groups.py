@@ -108,3 +108,27 @@ def test_integration_groups_a_seed_peer_cannot_be_invited(procs, relay):
     alice.send("/members")
     alice.expect(r"^  bob: joined, direct")
     assert not alice.has(r"^  oldtimer") and not seed.has(r"group|panicked")
+
+
+def test_integration_groups_switch_between_chat_and_group_then_leave_the_group(procs, relay):
+    alice, bob, carol, group = _group_of_three(procs, relay)
+    bob.send("/switch alice")
+    bob.expect(r"^plain lines now go to alice$")
+    bob.send("just to alice")
+    alice.expect(r"^\[bob\]> just to alice$")
+    bob.send("/switch " + group)
+    bob.expect(r"^plain lines now go to %s$" % group)
+    bob.send("to the group again")
+    alice.expect(r"^\[%s\] \[bob\]> to the group again$" % re.escape(group))
+    carol.expect(r"^\[%s\] \[bob\]> to the group again$" % re.escape(group))
+    assert not carol.has("just to alice")
+
+    carol.send("/leave " + group)
+    carol.expect(r"^left group %s$" % group)
+    alice.expect(r"^group %s: carol left$" % group)
+    bob.expect(r"^group %s: carol left$" % group)
+    alice.send("without carol")
+    bob.expect(r"^\[%s\] \[alice\]> without carol$" % re.escape(group))
+    carol.send("/members " + group)
+    carol.expect(r"^no chat with %s" % group)
+    assert not carol.has("without carol")
