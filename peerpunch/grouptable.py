@@ -59,6 +59,8 @@ class GroupTable:
             elif kind is PostsNotDelivered:
                 if effect.reason == NO_ANSWER:
                     machine += self.machine.not_delivered(effect.partner, now)
+            elif kind is Notice and effect.what in _CHAT_CURRENT and self.current_group():
+                continue          # plain lines go to the group: no word of which chat
             else:
                 out.append(effect)
         machine += self.machine.links(self.links(), now)
@@ -150,6 +152,9 @@ class GroupTable:
             rtt = chat.lines.rtt if chat is not None else None
             rows.append((member, state, path, rtt))
         return [Notice("group_members", group=group.name, rows=tuple(rows))]
+
+
+_CHAT_CURRENT = ("now_current", "choose_chat")
 
 
 def _why_not(chat):

@@ -58,6 +58,7 @@ def test_integration_groups_alice_invites_carol_into_her_chat_with_bob(procs, re
         member.expect(r"^group %s: bob (left|is gone \(.*\))$" % group)
     alice.send("after bob")
     carol.expect(r"^\[%s\] \[alice\]> after bob$" % re.escape(group))
+    assert not carol.has(r"plain lines now go to alice")      # they go to the group
     assert len([l for l in carol.lines["stdout"] if re.match(r"^group \S+: bob (left|is gone)",
                                                                l)]) == 1
 
