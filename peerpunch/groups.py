@@ -35,9 +35,9 @@ groupwire.MAX_MEMBERS, groupstate's MAX_HELD and MAX_QUEUED).
 from . import groupwire as W
 from .events import Notice
 from .groupstate import (  # noqa: F401 -- constants and effects re-exported
-    HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_HELD, MAX_INVITES,
-    MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member, Post, Queues,
-    unique_name)
+    HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_HELD, MAX_HELD_FROM,
+    MAX_INVITES, MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member, Post,
+    Queues, unique_name)
 
 MAX_GROUPS = 16
 

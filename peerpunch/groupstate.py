@@ -7,7 +7,7 @@ other members (:class:`Member`: INVITED until it says GroupJoined, then
 JOINED; the last ``seq`` shown from it), the members we still owe a
 GroupJoined, and our own line count. :class:`Held` keeps, for HOLD_FOR,
 the group messages from a peer not (yet) announced as a member or for a
-group we do not know yet, MAX_HELD at most. :class:`Queues` keeps what we
+group we do not know yet, MAX_HELD at most (MAX_HELD_FROM from one peer). :class:`Queues` keeps what we
 post to a member whose chat is not up yet, MAX_QUEUED per partner, for
 LINK_WITHIN. Post, Dial and GroupMessage are the machine's effects. Time is
 passed in; nothing here sends or shows anything.
@@ -18,6 +18,7 @@ import collections
 from .groupwire import MAX_NAME
 
 MAX_HELD = 64
+MAX_HELD_FROM = 32       # of which from one sender (one peer cannot crowd out the others)
 MAX_QUEUED = 256
 HOLD_FOR = 30.0          # a message from a member not yet announced waits this long
 LINK_WITHIN = 60.0       # a chat with a member (or invitee) must come up this soon
@@ -68,8 +69,10 @@ class Held:
         self.entries = []        # (until, sender, msg), in arrival order
 
     def hold(self, sender, msg, now):
-        """Keep *msg* for HOLD_FOR; False if MAX_HELD are held already."""
-        if len(self.entries) >= MAX_HELD:
+        """Keep *msg* for HOLD_FOR; False if MAX_HELD are held already, or
+        MAX_HELD_FROM from *sender*."""
+        if len(self.entries) >= MAX_HELD or \
+                sum(1 for e in self.entries if e[1] == sender) >= MAX_HELD_FROM:
             return False
         self.entries.append((now + HOLD_FOR, sender, msg))
         return True

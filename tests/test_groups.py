@@ -143,6 +143,10 @@ def test_groups_state_stays_bounded_under_a_flood():
     machine, gid = _scripted()
     for n in range(G.MAX_HELD * 3):
         machine.received("mallory", _line(gid, n + 1, "x"), 1.0)
+    assert len(machine.held.entries) == G.MAX_HELD_FROM       # one peer: its share only
+    machine.received("carol", _line(gid, 1, "early"), 1.0)    # another's still held
+    for n in range(G.MAX_HELD * 3):
+        machine.received("carol", _line("00000000000000%02x" % (n % 256), n + 1, "x"), 1.0)
     assert len(machine.held.entries) == G.MAX_HELD
     for n in range(G.MAX_INVITES * 3):
         invite = W.GroupInvite("%016x" % n, "#g%d" % n, ["alice", "bob"])
