@@ -26,9 +26,9 @@ a peer only if it came on our pairwise stream with it AND the peer is in
 the list we have seen announced (GroupJoined from an INVITED member, all
 else from a JOINED one). Messages from a peer not (yet) in the list, or for
 a group not (yet) known, are held for HOLD_FOR (an announcement may be on
-its way on another stream), then refused. A member whose chat ends or
-whose group messages are not delivered in time is gone: we say so and
-tell the others. All state is bounded (MAX_GROUPS, MAX_INVITES,
+its way on another stream), then refused. A member whose chat with us ends
+is gone for us (each member sees its own chat end); one whose group
+messages are not delivered in time is gone, and we tell the others. All state is bounded (MAX_GROUPS, MAX_INVITES,
 groupwire.MAX_MEMBERS, groupstate's MAX_HELD and MAX_QUEUED).
 """
 
@@ -180,14 +180,15 @@ class Groups:
         return self.gone(partner, "no_answer", now)
 
     def gone(self, partner, why, now):
-        """*partner*'s chat ended (or stopped answering): out of every group,
-        and the others are told."""
+        """*partner*'s chat ended (each member sees its own end), or it
+        stopped answering (the others are told: they may not have typed)."""
         self.outbox.take(partner)
         out = []
         for group in list(self.groups.values()):
             if partner in group.members:
                 out += self._remove(group, partner, Notice(
-                    "group_gone", group=group.name, name=partner, why=why), tell=True, now=now)
+                    "group_gone", group=group.name, name=partner, why=why),
+                    tell=why == "no_answer", now=now)
         return out
 
     def _cannot_link(self, partner):
