@@ -262,6 +262,13 @@ class Chat:
         return [self.path.send(self._sealed(P.DirectMessage(piece)))
                 for piece in P.split_text(text, limit)]
 
+    def post(self, data, now):
+        """A group message (bytes) on the stream; what goes out now."""
+        if not self.lines.carries(self.secure.features):
+            return []
+        self.lines.post(data, now)
+        return self._pump(now)
+
     def flush(self, now):
         if self.secure.blocked:
             return []

@@ -10,6 +10,7 @@ command shows is data (Notices naming their words, securing's SafetyCode,
 WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
+from . import grouptable
 from .events import Notice, State
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
@@ -30,6 +31,9 @@ def _connect(session, name, now):
 
 
 def _leave(session, name, now):
+    group = session.groups.named(name)
+    if group is not None:
+        return session.groups.leave(group, now)
     return session.table.leave(now, name or None)
 
 
@@ -48,6 +52,11 @@ def _switch(session, name, now):
     """/switch NAME: plain lines go to NAME's chat from now on."""
     if not name:
         return [Notice("usage_switch")]
+    group = session.groups.named(name)
+    if group is not None or name in session.chats:
+        session.groups.switch(group)
+    if group is not None:
+        return [Notice("switched", name=name)]
     if name not in session.chats:
         return [Notice("no_such_chat", name=name)]
     session.table.current = name
@@ -111,4 +120,5 @@ COMMANDS = {
     "verify": _verify,
     "trust": _trust,
 }
+COMMANDS.update(grouptable.COMMANDS)
 COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]

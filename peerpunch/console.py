@@ -14,15 +14,20 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
+from . import groupwords
+from .groups import GroupMessage
 
 S = E       # the events, as this module has always called them
 
 HELP = """commands:
   /connect NAME   start a chat with NAME (another one, if you are chatting)
-  /leave [NAME]   end the current chat, or NAME's (or stop waiting), and stay online
+  /leave [NAME]   end the current chat, or NAME's (or stop waiting, or leave group NAME)
   /msg NAME TEXT  send one line to NAME's chat only
-  /switch NAME    send plain lines to NAME's chat from now on
+  /switch NAME    send plain lines to NAME's chat (or group) from now on
   /chats          the open chats: path, encryption and round-trip time
+  /invite NAME    make a group of the current chat and NAME (or add NAME to the current group)
+  /join [GROUP]   join the group you were invited to (automatic with --wait)
+  /members [GROUP] the group's members: path and round-trip time
   /status         who you are, what you are connected to, what your NAT does
   /whoami         your key's fingerprint
   /verify [NAME]  a safety code to compare with your peer (or NAME) by voice
@@ -140,6 +145,8 @@ def format_event(event, tty=False):
         return _SECURE_WORDS[kind](event)
     if kind is S.Message:
         return "[%s]> %s" % (sanitize(event.partner), sanitize(event.text))
+    if kind is GroupMessage:
+        return groupwords.line(event, sanitize)
     if kind is S.Delivered:
         return _delivered(event) if tty else None
     if kind is S.NotDelivered:
@@ -195,6 +202,8 @@ def words(event):
         return _status(**event.fields)
     if event.what == "chats":
         return _chats(**event.fields)
+    if event.what.startswith("group_") or event.what == "usage_invite":
+        return groupwords.words(event)
     template = WORDS.get(event.what)
     if template is None:
         return event.what

@@ -22,9 +22,17 @@ that entered the stream ends in exactly one of the last two. Sans-I/O: time
 is passed in.
 """
 
+import collections
+
+from . import groupwire
 from . import protocol as P
 from . import stream as ST
 from .events import ENDED, Delivered, Message, NotDelivered, Notice
+
+GroupData = collections.namedtuple("GroupData", "partner data")
+GroupData.__doc__ = "A group message (peerpunch.groupwire) from *partner*'s stream."
+PostsNotDelivered = collections.namedtuple("PostsNotDelivered", "partner count reason")
+PostsNotDelivered.__doc__ = "*count* messages posted to *partner* (groups) not delivered."
 
 MAX_LINE = ST.MAX_MESSAGE
 """A typed line's UTF-8 bytes at most: one stream message."""
@@ -53,6 +61,7 @@ class Lines:
         self.stream = None
         self._numbered = 0
         self._ids = {}            # stream message id -> line number
+        self._posted = set()      # stream message ids of group messages
 
     @property
     def rtt(self):
@@ -72,13 +81,17 @@ class Lines:
     def open(self):
         """Keys agreed: a fresh Stream for this secure session."""
         self.stream = ST.Stream(max_payload=PACKET_SIZE)
-        self._ids = {}
+        self._ids, self._posted = {}, set()
 
     def send(self, text, now):
         """Put *text* on the stream; its line number."""
         line = self.number()[0]
         self._ids[self.stream.send(text.encode("utf-8"), now)] = line
         return line
+
+    def post(self, data, now):
+        """Put a group message (bytes) on the stream."""
+        self._posted.add(self.stream.send(data, now))
 
     def received(self, packet, now):
         """A stream packet from the partner; raises StreamError (drop it)."""
@@ -100,10 +113,17 @@ class Lines:
         out = []
         for event in self.stream.events():
             kind = type(event)
+            if kind is ST.Received and groupwire.is_group_message(event.data):
+                out.append(GroupData(self.partner, event.data))
+                continue
             if kind is ST.Received:
                 text = event.data.decode("utf-8", "replace")
                 out.append(Message(self.partner, text, event.message_id))
                 continue
+            posted = self._posted.intersection(event.message_ids)
+            self._posted -= posted
+            if posted and kind is ST.NotDelivered:
+                out.append(PostsNotDelivered(self.partner, len(posted), event.reason))
             lines = self._lines(event.message_ids)
             if not lines:
                 continue

@@ -202,7 +202,7 @@ def main(argv=None, prog=None):
                             keepalive=args.keepalive, punch_timeout=args.punch_timeout,
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption,
-                            max_chats=args.max_chats)
+                            max_chats=args.max_chats, auto_join=args.wait)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)

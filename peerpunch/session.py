@@ -35,6 +35,8 @@ from .events import (  # noqa: F401 -- re-exported: callers import them from her
     SUSPECT_AFTER, Alert, ChatMessage, Closed, ConnectionLost, Connected, Failed, Notice,
     PeerLeft, PinKey, Registered, State, StoppedWaiting)
 from .forwarder import RELAYED_TO, is_relay_frame
+from .grouptable import GroupTable
+from .groupwire import FEATURE as FEATURE_GROUP
 from .path import RELAYED_ORIGIN, EndChat, Origin, PathFound
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import (WANT_CHATS, Introduction, RelayClient,  # noqa: F401 -- WANT_CHATS
@@ -50,7 +52,7 @@ class PeerSession:
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
                  require_encryption=False, rng=None, families=None, random_bytes=os.urandom,
-                 max_chats=WANT_CHATS):
+                 max_chats=WANT_CHATS, auto_join=False):
         """*target*: a name to ask for once registered (else wait); *local*:
         our LAN endpoints (candidates); *identity* and a crypto *backend*
         enable encryption with peers that offer it; *known_keys*: name ->
@@ -58,7 +60,8 @@ class PeerSession:
         *require_encryption*: refuse peers that cannot encrypt; *rng*: picks
         the birthday search's ports; *random_bytes*: our nonce for the relay;
         *families*: what our socket reaches (4, 6; default the relay's);
-        *max_chats*: how many chats at once we ask the relay for."""
+        *max_chats*: how many chats at once we ask the relay for;
+        *auto_join*: join the groups we are invited to (``--wait``)."""
         self.username = P.check_username(username)
         self.identity = identity
         self.stats = collections.Counter()
@@ -79,6 +82,8 @@ class PeerSession:
                                path_options=paths, secure_options=secures)
         self.chats = self.table.chats    # partner -> Chat
         self.table.pending = target      # a name to ask for once registered
+        self.groups = GroupTable(self.table, username=self.username, stats=self.stats,
+                                 auto_join=auto_join, random_bytes=random_bytes)
         self._closed = False
 
     @property
@@ -106,12 +111,14 @@ class PeerSession:
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
-        return commands.handle_line(self, line, now)
+        return self.groups.settled(commands.handle_line(self, line, now), now)
 
     def send_text(self, text, now):
         """A chat line for the current chat (blanks: nothing is sent)."""
         if not text or text.isspace():
             return []
+        if self.groups.current_group() is not None:
+            return self.groups.typed(text, now)
         chat = self.table.current_chat()
         return chat.typed(text, now) if chat is not None else self.table.typed(text, self.state)
 
@@ -119,23 +126,28 @@ class PeerSession:
         """Say goodbye to the peer and close for good."""
         if self.state is State.CLOSED:
             return []
-        out = self.table.leave_all(now) + self.relay.quit(now)
+        out = self.groups.leave_all(now) + self.table.leave_all(now) + self.relay.quit(now)
         self._closed = True
         return out + [Closed(0, "bye")]
 
     def tick(self, now):
         """Run whatever timers are due, soonest first."""
-        return fire(self.table.timers(), now, lambda effects: self._acted_on(effects, now))
+        out = fire(self.table.timers() + self.groups.timers(), now,
+                   lambda effects: self._acted_on(effects, now))
+        return self.groups.settled(out, now)
 
     def next_deadline(self):
         """When tick() is next due, or None."""
-        return earliest(self.table.timers())
+        return earliest(self.table.timers() + self.groups.timers())
 
     # -- routing
 
     def datagram_received(self, data, addr, now, via=0):
         """A datagram from *addr* on our socket *via* (0: our own, else one
         opened by an OpenSocket effect), to the machine it is for."""
+        return self.groups.settled(self._datagram(data, addr, now, via), now)
+
+    def _datagram(self, data, addr, now, via):
         if self.state is State.CLOSED:
             return []
         if via:
@@ -199,5 +211,5 @@ class PeerSession:
 
 
 def _features(identity, families):
-    features = P.SECURE_FEATURES if identity else P.OUR_FEATURES
+    features = P.SECURE_FEATURES + (FEATURE_GROUP,) if identity else P.OUR_FEATURES
     return features + ((P.FEATURE_DUAL_STACK,) if set(families) == set(F.BOTH) else ())
