@@ -240,6 +240,11 @@ class Chat:
         return self.state is State.CONNECTED and self.secure.chat_open and (
             not self.path.suspect or self.lines.carries(self.secure.features))
 
+    @property
+    def spoken(self):
+        """The user has typed a line into this chat (sent, or held to send)."""
+        return self.lines.numbered > 0 or bool(self.outbox.lines)
+
     def typed(self, text, now):
         """A line for the partner: sent now if the chat is up, else held;
         one too long for a line is refused."""

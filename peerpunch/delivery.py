@@ -68,6 +68,11 @@ class Lines:
         """The stream's smoothed round-trip time (s), or None."""
         return self.stream.rtt if self.stream is not None else None
 
+    @property
+    def numbered(self):
+        """How many line numbers were taken (lines typed, sent or not)."""
+        return self._numbered
+
     def number(self, count=1):
         """The next *count* line numbers, taken."""
         first = self._numbered + 1

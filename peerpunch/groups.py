@@ -19,25 +19,23 @@ link can carry groups, else why not), what a partner sent
 on the partner's stream), :class:`Dial` (open a chat with the partner, as
 /connect does), :class:`GroupMessage` and Notices for the console.
 
-Membership rule (docs/groups.md has the whole design and wire form): the
-list changes only by what a member says on its own pairwise stream, every
-change goes to every member and each shows it. We take a group message from
-a peer only if it came on our pairwise stream with it AND the peer is in
-the list we have seen announced (GroupJoined from an INVITED member, all
-else from a JOINED one). Messages from a peer not (yet) in the list, or for
-a group not (yet) known, are held for HOLD_FOR (an announcement may be on
-its way on another stream), then refused. A member whose chat with us ends
-is gone for us (each member sees its own chat end); one whose group
-messages are not delivered in time is gone, and we tell the others. All state is bounded (MAX_GROUPS, MAX_INVITES,
-groupwire.MAX_MEMBERS, groupstate's MAX_HELD and MAX_QUEUED).
+Membership rule (the whole design and wire form: docs/groups.md): we take a
+group message from a peer only if it came on our own pairwise stream with
+it and the peer is in the list announced to us (GroupJoined from an INVITED
+member, all else from a JOINED one); others are held for HOLD_FOR, then
+refused. A member whose chat with us ends is gone for us; one whose group
+messages are not delivered in time is gone, and we tell the others. A group
+the user did not ask for never takes the plain lines of a conversation under
+way. All state is bounded (MAX_GROUPS, MAX_INVITES, groupwire.MAX_MEMBERS,
+groupstate's MAX_HELD and MAX_QUEUED).
 """
 
 from . import groupwire as W
 from .events import Notice
 from .groupstate import (  # noqa: F401 -- constants and effects re-exported
     HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_HELD, MAX_HELD_FROM,
-    MAX_INVITES, MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member, Post,
-    Queues, unique_name)
+    MAX_INVITES, MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member,
+    Outgoing, Post, Queues, unique_name)
 
 MAX_GROUPS = 16
 
@@ -45,13 +43,15 @@ MAX_GROUPS = 16
 class Groups:
     """Every group we are in, our invitations, and what waits for a link."""
 
-    def __init__(self, us, *, random_bytes, stats, auto_join=False):
+    def __init__(self, us, *, random_bytes, stats, auto_join=False, free=lambda: True):
+        """*free*: True while plain lines go to no conversation under way."""
         self.us = us
         self.auto_join = auto_join
+        self._free = free
         self.stats = stats
         self.groups = {}             # gid -> Group
         self.invites = Invitations()  # gid -> Invite: those we may /join
-        self.pending = []            # [gid, invitee, since]: invites waiting for its link
+        self.pending = Outgoing()    # our invitations waiting for the invitee's link
         self.up = {}                 # partner -> None (carries groups) or why not
         self.outbox = Queues()       # what waits for a partner's chat to come up
         self.held = Held()           # messages from peers not yet announced
@@ -94,14 +94,14 @@ class Groups:
             return [Notice("group_already_member", group=group.name, name=invitee)]
         if len(group.members) + 1 >= W.MAX_MEMBERS:
             return [Notice("group_full", group=group.name, count=W.MAX_MEMBERS)]
-        if any(p[0] == group.gid and p[1] == invitee for p in self.pending):
+        if not self.pending.add(group.gid, invitee, now):
             return []
-        self.pending.append([group.gid, invitee, now])
         out = [] if invitee in self.up else [Dial(invitee)]
         return out + self._invite_linked(now)
 
-    def join(self, name, now):
-        """/join [NAME]: accept the invitation to NAME (else the latest)."""
+    def join(self, name, now, asked=True):
+        """/join [NAME]: accept the invitation to NAME (else the latest).
+        Plain lines go to the group if the user *asked* (or they went nowhere)."""
         invite = self.invites.named(name)
         if invite is None:
             return [Notice("group_no_invite", group=name or "")]
@@ -115,9 +115,9 @@ class Groups:
                 group.members[member] = Member(JOINED, now)
                 group.owed.add(member)
                 out += [] if member in self.up else [Dial(member)]     # the joiner dials
-        self.current = group.gid
+        current = self._take_lines(group, asked)
         out += self._hellos()
-        return out + [Notice("group_you_joined", group=group.name,
+        return out + [Notice("group_you_joined", group=group.name, current=current,
                              names=", ".join(sorted(group.members)))] + \
             self._release(group, None, now)
 
@@ -197,17 +197,11 @@ class Groups:
 
     def _invite_linked(self, now):
         """Pending invitations whose invitee's chat is up: sent, or refused."""
-        out, waiting = [], []
-        for entry in self.pending:
-            gid, invitee, since = entry
+        out = []
+        for gid, invitee in self.pending.take_linked(self.up):
             group = self.groups.get(gid)
-            if group is None or invitee in group.members:
-                continue
-            if invitee not in self.up:
-                waiting.append(entry)
-                continue
-            out += self._cannot_link(invitee) or self._send_invite(group, invitee, now)
-        self.pending = waiting
+            if group is not None and invitee not in group.members:
+                out += self._cannot_link(invitee) or self._send_invite(group, invitee, now)
         return out
 
     def _send_invite(self, group, invitee, now):
@@ -266,8 +260,9 @@ class Groups:
             for name in members:
                 if name != self.us:
                     group.members[name] = Member(JOINED, now)
-            self.current = group.gid
-            return [Notice("group_started_by", group=group.name, name=sender)] + \
+            current = self._take_lines(group, False)
+            return [Notice("group_started_by", group=group.name, name=sender,
+                           current=current)] + \
                 self._release(group, None, now)
         invite = Invite(msg.group, self._unique_name(msg.name), sender, members, now + INVITE_FOR)
         if not self.invites.add(invite):
@@ -275,7 +270,13 @@ class Groups:
         others = ", ".join(m for m in members if m not in (sender, self.us)) or "no one else"
         out = [Notice("group_invited_you", group=invite.name, name=sender, names=others,
                       auto=self.auto_join)]
-        return out + (self.join(invite.name, now) if self.auto_join else [])
+        return out + (self.join(invite.name, now, asked=False) if self.auto_join else [])
+
+    def _take_lines(self, group, asked):
+        """Plain lines go to *group* if the user asked, or if no conversation is under way."""
+        if asked or (self.current is None and self._free()):
+            self.current = group.gid
+        return self.current == group.gid
 
     def _added(self, group, sender, msg, now):
         name = msg.member
@@ -340,7 +341,7 @@ class Groups:
     def _forget(self, group):
         self.groups.pop(group.gid, None)
         self.held.take(group.gid)
-        self.pending = [p for p in self.pending if p[0] != group.gid]
+        self.pending.drop(group.gid)
         if self.current == group.gid:
             self.current = None
 
@@ -361,9 +362,9 @@ class Groups:
     # -- time
 
     def next_deadline(self):
-        times = [p[2] + LINK_WITHIN for p in self.pending]
-        times += [t for t in (self.held.next_deadline(), self.outbox.next_deadline(),
-                              self.invites.next_deadline()) if t is not None]
+        times = [t for t in (self.held.next_deadline(), self.outbox.next_deadline(),
+                             self.invites.next_deadline(), self.pending.next_deadline())
+                 if t is not None]
         times += [m.since + JOIN_WITHIN for g in self.groups.values()
                   for m in g.members.values() if m.state == INVITED]
         return min(times, default=None)
@@ -378,10 +379,8 @@ class Groups:
                for (sender, gid), count in sorted(counts.items()) if gid in self.groups]
         out += [Notice("group_invite_expired", group=invite.name, name=invite.by)
                 for invite in self.invites.expire(now)]
-        late = [p for p in self.pending if p[2] + LINK_WITHIN <= now]
-        self.pending = [p for p in self.pending if p not in late]
         out += [Notice("group_unreached", group=self.groups[gid].name, name=invitee)
-                for gid, invitee, _ in late if gid in self.groups]
+                for gid, invitee in self.pending.expire(now) if gid in self.groups]
         out += [Notice("group_not_sent", name=partner, count=count)
                 for partner, count in self.outbox.expire(now)]
         for group in list(self.groups.values()):

@@ -149,6 +149,38 @@ class Invitations(dict):
         return min((i.until for i in self.values()), default=None)
 
 
+class Outgoing:
+    """Our invitations waiting for the invitee's chat to come up (LINK_WITHIN)."""
+
+    def __init__(self):
+        self._entries = []       # [gid, invitee, since]
+
+    def add(self, gid, invitee, now):
+        """False if that invitation already waits."""
+        if any(e[0] == gid and e[1] == invitee for e in self._entries):
+            return False
+        self._entries.append([gid, invitee, now])
+        return True
+
+    def take_linked(self, linked):
+        """[(gid, invitee)] of those whose invitee's chat is up (*linked*), removed."""
+        ready = [e for e in self._entries if e[1] in linked]
+        self._entries = [e for e in self._entries if e[1] not in linked]
+        return [(gid, invitee) for gid, invitee, _ in ready]
+
+    def drop(self, gid):
+        self._entries = [e for e in self._entries if e[0] != gid]
+
+    def expire(self, now):
+        """[(gid, invitee)] of those that waited LINK_WITHIN, removed."""
+        late = [e for e in self._entries if e[2] + LINK_WITHIN <= now]
+        self._entries = [e for e in self._entries if e[2] + LINK_WITHIN > now]
+        return [(gid, invitee) for gid, invitee, _ in late]
+
+    def next_deadline(self):
+        return min((e[2] + LINK_WITHIN for e in self._entries), default=None)
+
+
 def unique_name(name, taken):
     """*name*, or *name* with ``~2``, ``~3`` ... if it is *taken*."""
     base, n = name, 2

@@ -34,8 +34,13 @@ class GroupTable:
         self.table = table
         self.stats = stats
         self.machine = Groups(username, random_bytes=random_bytes, stats=stats,
-                              auto_join=auto_join)
+                              auto_join=auto_join, free=self._free)
         self.timer = Timer(self._due)
+
+    def _free(self):
+        """No conversation with one partner is under way where plain lines go."""
+        chat = self.table.current_chat()
+        return chat is None or not chat.spoken
 
     def timers(self):
         return (self.timer,)

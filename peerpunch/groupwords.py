@@ -23,11 +23,10 @@ WORDS = {
     "group_already_member": "{name} is already in {group}",
     "group_full": "{group} has {count} members, as many as a group may",
     "group_started": "group {group}: you and {name}; plain lines now go to {group}",
-    "group_started_by": "{name} made group {group} of your chat; plain lines now go to {group}"
-                        " (/switch {name} for the chat alone)",
+    "group_started_by": "{name} made group {group} of your chat{where}",
     "group_inviting": "group {group}: invited {name}",
     "group_invited_you": "{name} invites you into group {group} (with {names}){auto}",
-    "group_you_joined": "joined group {group} with {names}; plain lines now go to {group}",
+    "group_you_joined": "joined group {group} with {names}{where}",
     "group_no_invite": "no invitation to join {group}",
     "group_added": "group {group}: {name} invited {member}",
     "group_joined": "group {group}: {name} joined",
@@ -60,6 +59,11 @@ def words(event):
         fields["why"] = WHY.get(fields["why"], fields["why"])
     elif event.what == "group_gone":
         fields["why"] = GONE_WHY.get(fields["why"], "").format(**fields)
+    elif event.what in ("group_started_by", "group_you_joined"):
+        fields["where"] = ("; plain lines now go to %s" % fields["group"]
+                           + (" (/switch %s for the chat alone)" % fields["name"]
+                              if "name" in fields else "")) if fields.pop("current") else \
+            " (/switch %s to talk to the group)" % fields["group"]
     elif event.what == "group_invited_you":
         fields["auto"] = "; joining" if fields["auto"] else ": /join %s" % fields["group"]
     template = WORDS.get(event.what)

@@ -78,7 +78,7 @@ def _scripted(us="bob", members=("alice", "bob")):
     machine.links({m: None for m in ("alice", "carol", "mallory") if m != us}, 0.0)
     start = W.GroupStart("00112233445566ff", "#alice-0011", list(members))
     out = machine.received("alice", W.encode(start), 0.0)
-    assert Notice("group_started_by", group="#alice-0011", name="alice") in out
+    assert Notice("group_started_by", group="#alice-0011", name="alice", current=True) in out
     return machine, start.group
 
 
@@ -224,3 +224,24 @@ def test_groups_an_invitee_whose_chat_cannot_carry_groups_is_not_announced():
     assert out == [Notice("group_cannot", name="oldtimer", why="seed")]
     gid = next(iter(machine.groups))
     assert "oldtimer" not in machine.groups[gid].members
+
+
+def test_groups_a_group_someone_else_made_never_takes_lines_typed_to_one_partner():
+    """bob was typing to alice when she made a group of their chat: his
+    plain lines stay with alice until he switches (or joins by hand)."""
+    busy = [True]
+    machine = G.Groups("bob", random_bytes=lambda k: b"\x01" * k, stats=collections.Counter(),
+                       auto_join=True, free=lambda: not busy[0])
+    machine.links({"alice": None, "carol": None, "dave": None}, 0.0)
+    start = W.GroupStart("00112233445566ff", "#alice-0011", ["alice", "bob"])
+    out = machine.received("alice", W.encode(start), 0.0)
+    assert Notice("group_started_by", group="#alice-0011", name="alice", current=False) in out
+    assert machine.current is None
+    invite = W.GroupInvite("aa112233445566ff", "#carol-aa11", ["carol", "bob", "dave"])
+    out = machine.received("carol", W.encode(invite), 0.0)          # auto-joined
+    assert [e.fields.get("current") for e in out if getattr(e, "what", "") ==
+            "group_you_joined"] == [False] and machine.current is None
+    busy[0] = False                                # nothing under way: a group may take them
+    start2 = W.GroupStart("bb112233445566ff", "#dave-bb11", ["dave", "bob"])
+    machine.received("dave", W.encode(start2), 0.0)
+    assert machine.current == "bb112233445566ff"

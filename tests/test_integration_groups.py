@@ -133,3 +133,28 @@ def test_integration_groups_switch_between_chat_and_group_then_leave_the_group(p
     carol.send("/members " + group)
     carol.expect(r"^no chat with %s" % group)
     assert not carol.has("without carol")
+
+
+def test_integration_groups_a_group_made_of_your_chat_does_not_take_what_you_were_typing(
+        procs, relay):
+    """bob was talking to alice when she invited carol: bob's plain lines
+    still go to alice alone until he switches to the group."""
+    bob = peer(procs, relay, "--name", "bob", "--wait")
+    carol = peer(procs, relay, "--name", "carol", "--wait")
+    bob.expect("^registered as bob")
+    carol.expect("^registered as carol")
+    alice = peer(procs, relay, "--name", "alice", "--connect", "bob")
+    alice.expect(CONNECTED % "bob")
+    bob.send("just between us")
+    alice.expect(r"^\[bob\]> just between us$")
+    alice.send("/invite carol")
+    group = alice.expect(r"^group (%s): you and bob" % GROUP).group(1)
+    bob.expect(r"^alice made group %s of your chat \(/switch %s to talk to the group\)$"
+               % (group, group))
+    bob.expect(r"^group %s: carol joined$" % group)
+    bob.send("still just us")
+    alice.expect(r"^\[bob\]> still just us$")
+    bob.send("/switch " + group)
+    bob.send("now to all")
+    carol.expect(r"^\[%s\] \[bob\]> now to all$" % re.escape(group))
+    assert not carol.has("still just us") and not carol.has("just between us")
