@@ -34,7 +34,8 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from .delivery import Lines, ended, refused
+from .chatfiles import ChatFiles, is_files_packet, sooner
+from .delivery import PACKET_SIZE, Lines, ended, refused
 from .effects import Log, Send
 from .events import GOODBYE_COPIES, Connected, Message, Notice, PeerLeft, State
 from .heldlines import Outbox, Withheld
@@ -47,7 +48,7 @@ from .timers import Timer, earliest, fire
 class Chat:
     """One partner's chat: its path, its link, its queued lines."""
 
-    def __init__(self, partner, *, us, path, secure_options, stats):
+    def __init__(self, partner, *, us, path, secure_options, stats, disk=None):
         """*secure_options*: the keyword arguments of every Secure but the
         partner's features and secret (identity, backend, pins, strict,
         require_encryption)."""
@@ -61,6 +62,7 @@ class Chat:
         self.closed = False
         self._secure_options = secure_options
         self.lines = Lines(partner)
+        self.files = ChatFiles(partner, disk, PACKET_SIZE)   # a second stream: file transfers
         self.link_timer = Timer(self._link_due)
         self.stream_timer = Timer(self._pump)
         for timer in path.timers():          # the path's markers, acted on here
@@ -204,6 +206,7 @@ class Chat:
             if kind is SC.Secured:
                 self.path.secured(now)
                 self.lines.open()             # the partner opens its own with these keys
+                self.files.start(self.secure.features)
                 out += self._connected(now)
             elif kind is SC.Unencrypted:
                 out += self._connected(now)
@@ -287,25 +290,32 @@ class Chat:
         out = []
         for packet in packets:
             try:
-                self.lines.received(packet, now)
+                if is_files_packet(packet):
+                    self.files.received(packet, now)
+                else:
+                    self.lines.received(packet, now)
             except StreamError as exc:
                 self.stats["stream_dropped"] += 1
                 out.append(Log(logging.DEBUG, "dropped a stream packet from %s: %s"
                                % (_source(origin, ""), exc)))
         return out + self._pump(now)
 
+    def pump(self, now):
+        """After a file command: what the streams send now."""
+        return [] if self.closed or self.secure is None else self._pump(now)
+
     def _pump(self, now):
         """What the stream sends now (data, repeats, acks), sealed, and what
         it says; its timer set for the next time it has something to do."""
-        out = [self.path.send(self.secure.seal_packet(packet))
-               for packet in self.lines.packets(now)]
-        out += self.withheld.shown(self.lines.events(), self.secure)
-        self.stream_timer.when = self.lines.next_deadline()
+        packets = self.lines.packets(now) + self.files.packets(now, self.peer.via_relay)
+        out = [self.path.send(self.secure.seal_packet(packet)) for packet in packets]
+        out += self.withheld.shown(self.lines.events(), self.secure) + self.files.events()
+        self.stream_timer.when = sooner(self.lines.next_deadline(), self.files.next_deadline())
         return out
 
     def _end_stream(self):
         self.stream_timer.stop()
-        return self.lines.end()
+        return self.lines.end() + self.files.end()
 
     def trust(self, now):
         """/trust: accept a changed key; the held messages, the queued lines."""

@@ -11,6 +11,7 @@ WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
 from .events import Notice, State
+from .filecommands import COMMANDS as FILE_COMMANDS
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
 
@@ -112,3 +113,4 @@ COMMANDS = {
     "trust": _trust,
 }
 COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]
+COMMANDS.update(FILE_COMMANDS)

@@ -14,6 +14,7 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
+from . import filewords as FWD
 
 S = E       # the events, as this module has always called them
 
@@ -116,6 +117,9 @@ WORDS = {
                     " probes to {ip}, {seconds:g} s)",
 }
 
+WORDS.update(FWD.WORDS)
+WORDS["help"] = HELP + FWD.FILES_HELP
+
 
 def sanitize(text):
     """*text* with every non-printable character written as an escape."""
@@ -167,6 +171,8 @@ def format_event(event, tty=False):
         return "error: %s" % (reason if isinstance(reason, str) else format_event(reason))
     if kind is E.RelayRefused:
         return _format_refusal(event)
+    if kind in FWD.EVENTS:
+        return FWD.format_news(event, sanitize, tty)
     return _format_progress(event)
 
 
@@ -195,6 +201,10 @@ def words(event):
         return _status(**event.fields)
     if event.what == "chats":
         return _chats(**event.fields)
+    if event.what == "files":
+        return FWD.files_table(event.fields["rows"], sanitize)
+    if event.what == "which_transfer":
+        return FWD.which(**event.fields)
     template = WORDS.get(event.what)
     if template is None:
         return event.what

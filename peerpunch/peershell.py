@@ -20,6 +20,7 @@ others are worded by :func:`peerpunch.console.format_event` and printed.
 """
 
 import logging
+import os
 import queue
 import signal
 import socket
@@ -31,6 +32,7 @@ from . import cli
 from . import families as F
 from . import identity as ID
 from . import protocol as P
+from .chatfiles import FileNews
 from .console import format_event
 from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
@@ -116,7 +118,7 @@ class NetworkThread(threading.Thread):
         else:
             line = format_event(effect, tty=self.tty)
             if line is not None:
-                self.output.put(("line", line))
+                self.output.put(("progress" if _is_progress(effect) else "line", line))
 
     def _pin(self, effect):
         if self.known_peers is None:
@@ -130,6 +132,11 @@ class NetworkThread(threading.Thread):
         if self.loop.open_errors == 1 or self.verbose:     # say it once: the search is smaller
             self.output.put(("log", "warning: cannot open another socket (%s): the search"
                              " for a direct path uses fewer" % (getattr(exc, "strerror", None) or exc)))
+
+
+def _is_progress(effect):
+    """A transfer's progress: a line redrawn in place (only on a terminal)."""
+    return type(effect) is FileNews and type(effect.event).__name__ == "FileProgress"
 
 
 class OutputLog:
@@ -195,9 +202,18 @@ def run(core, sock, verbose=False, known_peers=None):
     previous = _install_signals(network)
     network.start()
     threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
+    drawn = False                     # a progress line is on the screen
     try:
         while True:
             kind, *args = output.get()
+            if kind == "progress":
+                sys.stdout.write("\r" + args[0][:_width()] + "\x1b[K")
+                sys.stdout.flush()
+                drawn = True
+                continue
+            if drawn:
+                sys.stdout.write("\r\x1b[K")
+                drawn = False
             if kind == "line":
                 print(args[0], flush=True)
             elif kind == "log":
@@ -209,6 +225,13 @@ def run(core, sock, verbose=False, known_peers=None):
                 return args[0]
     finally:
         _restore_signals(previous)
+
+
+def _width():
+    try:
+        return max(20, os.get_terminal_size().columns - 1)
+    except OSError:
+        return 79
 
 
 def _isatty(stream):
