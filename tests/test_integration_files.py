@@ -7,10 +7,11 @@ import os
 import re
 import signal
 import time
+import types
 
 import pytest
 
-from .procs import chatting, peer
+from .procs import chatting, peer, start_relay
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -96,3 +97,81 @@ def wait_for(condition, timeout=20.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in %g s" % timeout
         time.sleep(0.05)
+
+
+def test_integration_files_loopback_throughput_and_chat_during_transfer(procs, relay, tmp_path):
+    """50 MB on loopback: the figure (offer accepted -> file in place), and
+    a line typed during the transfer is shown before it ends."""
+    down = tmp_path / "down"
+    alice, bob = chatting(procs, relay, b_args=("--auto-accept", str(down)))
+    source = random_file(tmp_path / "fifty.bin", 50 * 1000 * 1000)
+    alice.send("/send %s" % source)
+    bob.expect(r"^receiving fifty\.bin from alice", timeout=30)
+    started = time.monotonic()
+    alice.send("hello during the transfer")
+    bob.expect(r"^received fifty\.bin \(50000000 bytes\)", timeout=60)
+    seconds = time.monotonic() - started
+    lines = bob.lines["stdout"]
+    said = lines.index("[alice]> hello during the transfer")
+    done = [i for i, line in enumerate(lines) if line.startswith("received fifty.bin")][0]
+    assert said < done, bob.transcript()
+    with open(source, "rb") as f:
+        assert (down / "fifty.bin").read_bytes() == f.read()
+    figure("loopback, 50 MB: %.2f s from accepted to in place, %.1f MB/s" % (seconds, 50 / seconds))
+
+
+def test_integration_files_seed_partner_refused_in_one_line(procs, relay, tmp_path):
+    import sys
+    from .procs import ROOT, Proc
+    seed = Proc([sys.executable, ROOT + "/tests/seed.py", "peer", "--relay", relay.addr,
+                 "--name", "oldtimer"])
+    procs.append(seed)
+    seed.expect("^registered$")
+    bob = peer(procs, relay, "--name", "bob", "--connect", "oldtimer")
+    bob.expect(r"^connected to oldtimer at 127\.0\.0\.1:\d+ \(direct\)")
+    source = random_file(tmp_path / "x.bin", 1000)
+    bob.send("/send %s" % source)
+    bob.expect(r"^cannot send files to oldtimer: that chat is not encrypted")
+    bob.send("still plain")
+    seed.expect(r"^\[bob\]> still plain$")
+    assert not seed.has("panicked") and not seed.has("x.bin")
+
+
+def test_integration_files_receiver_killed_then_resumed(procs, tmp_path):
+    proc, port = start_relay("--expire", "3")       # the killed bob's name is free again soon
+    procs.append(proc)
+    relay = types.SimpleNamespace(addr="127.0.0.1:%d" % port)
+    down = tmp_path / "down"
+    bob_config = str(tmp_path / "bobconf")
+    keep = ("--keepalive", "2")
+    alice, bob = chatting(procs, relay, a_args=keep, b_args=keep + ("--auto-accept", str(down)),
+                          b_config=bob_config)
+    size = 100 * 1000 * 1000
+    source = random_file(tmp_path / "huge.bin", size)
+    alice.send("/send %s" % source)
+    bob.expect(r"^receiving huge\.bin from alice", timeout=30)
+    wait_for(lambda: partial_size(down) > 20 * 1000 * 1000, timeout=30)
+    bob.signal(signal.SIGKILL)
+    bob.wait()
+    killed = time.monotonic()
+    have = partial_size(down)
+    assert 0 < have < size, "the transfer ended before the kill: use a larger file"
+    alice.expect(r"^transfer of huge\.bin to bob failed: partner gone", timeout=25)
+    gone = time.monotonic() - killed
+    bob = peer(procs, relay, "--name", "bob", "--connect", "alice", *keep, "--auto-accept",
+               str(down), config=bob_config)
+    bob.expect(r"^connected to alice", timeout=20)
+    seen = len(alice.lines["stdout"])
+    alice.send("/send %s" % source)
+    m = alice.expect(r"^bob accepted huge\.bin \[[0-9a-f]{8}\], resuming after (\d+) bytes",
+                     timeout=30, start=seen)
+    resumed = int(m.group(1))
+    m = alice.expect(r"^sent huge\.bin to bob \((\d+) bytes, (\d+) sent this time\)$", timeout=60)
+    assert int(m.group(1)) == size and int(m.group(2)) == size - resumed, m.string
+    assert resumed >= have - 4 * 1024 * 1024 and resumed > 0
+    bob.expect(r"^received huge\.bin \(%d bytes\)" % size)
+    assert os.listdir(str(down)) == ["huge.bin"]
+    with open(source, "rb") as f:
+        assert (down / "huge.bin").read_bytes() == f.read()
+    figure("receiver SIGKILLed: sender said partner gone after %.1f s; the repeated offer"
+           " resumed after %d of %d bytes" % (gone, resumed, size))
