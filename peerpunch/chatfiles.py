@@ -87,7 +87,6 @@ class ChatFiles:
         self.stream = None
         self.desk = Desk()
         self.relayed = False
-        self.sent_bytes = 0               # file bytes put on the stream (this process)
         self._sources = {}                # transfer id -> the shell's source
         self._stores = {}                 # transfer id -> the shell's store
         self._data = {}                   # stream message id -> (transfer id, bytes)
@@ -259,7 +258,6 @@ class ChatFiles:
                     sender.fail(T.IO_ERROR)
                     break
                 self._data[self.stream.send(message, now)] = (sender.id, read.length)
-                self.sent_bytes += read.length
                 self._sent[sender.id] += read.length
                 if self.relayed:
                     start = max(now, self._paced_until or now)

@@ -228,10 +228,12 @@ def run(core, sock, verbose=False, known_peers=None):
 
 
 def _width():
+    """The progress line's room: the terminal's width (79 if unknown)."""
     try:
-        return max(20, os.get_terminal_size().columns - 1)
+        columns = os.get_terminal_size().columns
     except OSError:
-        return 79
+        columns = 0
+    return columns - 1 if columns >= 20 else 79
 
 
 def _isatty(stream):

@@ -48,6 +48,7 @@ def test_integration_files_file_and_tree_arrive_byte_identical(procs, relay, tmp
     bob.expect(r"^received data one\.bin \(3145735 bytes\) from alice, saved as .*data one\.bin$",
                timeout=30)
     alice.expect(r"^sent data one\.bin to bob \(3145735 bytes, 3145735 sent this time\)$")
+    assert not any("%" in line for line in alice.lines["stdout"] + bob.lines["stdout"])  # pipes
     with open(source, "rb") as f:
         assert (down / "data one.bin").read_bytes() == f.read()
     src = tmp_path / "project"
@@ -76,7 +77,9 @@ def test_integration_files_decline_and_cancel(procs, relay, tmp_path):
     seen = len(bob.lines["stdout"])
     alice.send("/send %s" % source)
     bob.expect(r"^alice offers big\.bin .*\[([0-9a-f]{8})\]", start=seen)
-    bob.send("/accept")
+    bob.send("/files")
+    bob.expect(r"^\[[0-9a-f]{8}\] from alice big\.bin: offered, 0 B of 67\.1 MB$")
+    bob.send("/accept alice")
     alice.expect(r"^bob accepted big\.bin")
     bob.expect(r"^receiving big\.bin from alice")
     wait_for(lambda: partial_size(down) > 0)
@@ -109,6 +112,8 @@ def test_integration_files_loopback_throughput_and_chat_during_transfer(procs, r
     bob.expect(r"^receiving fifty\.bin from alice", timeout=30)
     started = time.monotonic()
     alice.send("hello during the transfer")
+    bob.expect(r"^\[alice\]> hello during the transfer$", timeout=10)
+    latency = time.monotonic() - started
     bob.expect(r"^received fifty\.bin \(50000000 bytes\)", timeout=60)
     seconds = time.monotonic() - started
     lines = bob.lines["stdout"]
@@ -117,7 +122,26 @@ def test_integration_files_loopback_throughput_and_chat_during_transfer(procs, r
     assert said < done, bob.transcript()
     with open(source, "rb") as f:
         assert (down / "fifty.bin").read_bytes() == f.read()
-    figure("loopback, 50 MB: %.2f s from accepted to in place, %.1f MB/s" % (seconds, 50 / seconds))
+    figure("loopback, 50 MB: %.2f s from accepted to in place, %.1f MB/s; a line typed during"
+           " it shown after %.0f ms" % (seconds, 50 / seconds, latency * 1000))
+
+
+def test_integration_files_progress_line_on_a_terminal(procs, relay, tmp_path):
+    from .test_integration_delivery import Terminal
+    from .procs import PEER
+    import sys
+    bob = peer(procs, relay, "--name", "bob", "--wait", "--auto-accept", str(tmp_path / "down"))
+    bob.expect("^registered as bob")
+    alice = Terminal([sys.executable, PEER, "--relay", relay.addr, "--name", "alice",
+                      "--connect", "bob"])
+    try:
+        alice.expect(r"connected to bob ")
+        alice.send("/send %s" % random_file(tmp_path / "p.bin", 30 * 1000 * 1000))
+        alice.expect(r"\rto bob p\.bin: +\d+% [\d.]+ [kMG]?B of 30\.0 MB, [\d.]+ [kMG]?B/s ETA \d+ s",
+                     timeout=20)
+        alice.expect(r"\r\x1b\[Ksent p\.bin to bob", timeout=30)
+    finally:
+        alice.stop()
 
 
 def test_integration_files_seed_partner_refused_in_one_line(procs, relay, tmp_path):
