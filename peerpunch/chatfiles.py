@@ -19,12 +19,15 @@ each is acknowledged within a few round trips on a healthy path however
 long the transfer; one not acknowledged in that time means the partner
 stopped answering, and every live transfer fails (LOST).
 
-Disk work is the shell's: *disk* (see :mod:`peerpunch.filedisk`) collects
-what to offer (``collect(paths)``: entries, a source with ``read(Read)``,
-skipped), and opens a store for an accepted offer (``store(entries)``: the
-:class:`~peerpunch.filestore.Store` interface). Those calls are made here,
-bounded per call: one data message (CHUNK bytes) read or written at a
-time, at most IN_FLIGHT messages outstanding. Over a relayed path the
+Disk work is the shell's. Hashing what ``/send`` offers can take seconds,
+so :meth:`offer` returns a :class:`Collect` effect: the shell runs
+``disk.collect(paths)`` (entries, a source with ``read(Read)``, skipped)
+in a worker thread and hands the result back to :meth:`collected`. The
+rest is bounded per call and done here through the shell's *disk* (see
+:mod:`peerpunch.filedisk`): ``store(entries)`` opens the download side of
+an accepted offer (the :class:`~peerpunch.filestore.Store` interface),
+one data message (CHUNK bytes) is read or written at a time, and at most
+IN_FLIGHT messages are outstanding. Over a relayed path the
 sender also paces its data to RELAYED_RATE bytes/s, below the relay's
 default per-session rate (the peer is not told the relay's quota; a
 stricter relay shows as loss, and the stream's NewReno backs off).
@@ -60,6 +63,8 @@ FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent
 *names*, and *sent*: file bytes this process put on the stream for it."""
 FileSkipped = collections.namedtuple("FileSkipped", "partner skipped")
 FileRefused = collections.namedtuple("FileRefused", "partner why detail")
+Collect = collections.namedtuple("Collect", "partner paths")
+"""Shell's work: hash and list *paths* (``disk.collect``), then ``collected``."""
 NOT_ENCRYPTED, NO_FILES, NOTHING, UNREADABLE = "not_encrypted", "no_files", "nothing", "unreadable"
 
 
@@ -109,18 +114,23 @@ class ChatFiles:
 
     # -- the user
 
-    def offer(self, paths, now):
-        """/send: offer *paths*; returns events (refusals, what was skipped)."""
+    def offer(self, paths):
+        """/send: a Collect for the shell (it hashes *paths* off the network
+        thread and hands the result to :meth:`collected`), or a refusal."""
         if self.stream is None:
             return [FileRefused(self.partner, NOT_ENCRYPTED, None)]
-        try:
-            entries, source, skipped = self.disk.collect(paths)
-        except OSError as exc:
-            return [FileRefused(self.partner, UNREADABLE, str(exc))]
+        return [Collect(self.partner, tuple(paths))]
+
+    def collected(self, result, now):
+        """What the shell collected for an offer: (entries, source, skipped),
+        or the OSError that stopped it. Returns events (refusals, skipped)."""
+        if isinstance(result, OSError):
+            return [FileRefused(self.partner, UNREADABLE, str(result))]
+        entries, source, skipped = result
         out = [FileSkipped(self.partner, tuple(skipped))] if skipped else []
-        if not entries:
+        if self.stream is None or not entries:
             source.close()
-            return out + [FileRefused(self.partner, NOTHING, None)]
+            return out + [FileRefused(self.partner, NOT_ENCRYPTED if entries else NOTHING, None)]
         sender = self.desk.offer(entries)
         self._sources[sender.id] = source
         self._names[sender.id] = (True, sender.names)

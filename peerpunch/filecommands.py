@@ -53,7 +53,17 @@ def _offer(session, name, paths, now):
     chat = session.chats.get(name) if name else None
     if chat is None:
         return [Notice("no_such_chat", name=name)] if name else [Notice("no_chat_for_files")]
-    return chat.files.offer(paths, now) + chat.pump(now)
+    return chat.files.offer(paths)
+
+
+def collected(session, partner, result, now):
+    """The shell hashed an offer's paths for *partner*'s chat: offer it."""
+    chat = session.chats.get(partner)
+    if chat is None:
+        if not isinstance(result, OSError):
+            result[1].close()
+        return [Notice("no_such_chat", name=partner)]
+    return chat.files.collected(result, now) + chat.pump(now)
 
 
 def _matches(session, arg, wanted):

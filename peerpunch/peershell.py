@@ -32,7 +32,8 @@ from . import cli
 from . import families as F
 from . import identity as ID
 from . import protocol as P
-from .chatfiles import FileNews
+from .chatfiles import Collect, FileNews
+from .filecommands import collected
 from .console import format_event
 from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
@@ -100,6 +101,8 @@ class NetworkThread(threading.Thread):
                 self.loop.apply(self.core.tick(now))
             elif kind == "quit":
                 self.loop.apply(self.core.quit(now))
+            elif kind == "collected":
+                self.loop.apply(collected(self.core, args[0], args[1], now))
 
     def _reschedule(self):
         due = [t for t in (self.core.next_deadline(), self.loop.next_deadline()) if t is not None]
@@ -115,10 +118,21 @@ class NetworkThread(threading.Thread):
             self.output.put(("exit", effect.exit_code, format_event(effect)))
         elif kind is PinKey:
             self._pin(effect)
+        elif kind is Collect:
+            threading.Thread(target=self._collect, args=effect, name="collect",
+                             daemon=True).start()
         else:
             line = format_event(effect, tty=self.tty)
             if line is not None:
                 self.output.put(("progress" if _is_progress(effect) else "line", line))
+
+    def _collect(self, partner, paths):
+        """A worker thread: hash what /send offers, hand it to the network thread."""
+        try:
+            result = self.core.disk.collect(paths)
+        except OSError as exc:
+            result = exc
+        self.post("collected", partner, result)
 
     def _pin(self, effect):
         if self.known_peers is None:

@@ -80,7 +80,7 @@ class PeerSession:
                        require_encryption=require_encryption)
         self.table = ChatTable(self.relay, username=self.username, stats=self.stats,
                                path_options=paths, secure_options=secures)
-        self.table.disk = disk
+        self.table.disk = self.disk = disk
         self.chats = self.table.chats    # partner -> Chat
         self.table.pending = target      # a name to ask for once registered
         self._closed = False

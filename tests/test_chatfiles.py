@@ -46,6 +46,11 @@ class Pair:
             if due is not None and due > self.now:
                 self.now = due
 
+    def offer(self, path):
+        """Alice offers *path*, collected at once (the shell's thread, here)."""
+        [collect] = self.alice.offer([str(path)])
+        return self.alice.collected(self.alice.disk.collect(collect.paths), self.now)
+
     def run_until(self, condition, limit):
         while not condition():
             assert self.now < limit, (self.news, self.now)
@@ -68,7 +73,7 @@ def _ended(pair, who):
 def test_chatfiles_file_arrives_byte_identical_at_10_percent_loss(tmp_path):
     path = _file(tmp_path, 1500 * 1000 + 3)
     pair = Pair(tmp_path, loss=0.10)
-    assert pair.alice.offer([str(path)], pair.now) == []
+    assert pair.offer(path) == []
     pair.run_until(_ended(pair, "alice"), limit=120.0)
     assert pair.kinds("alice")[-1] == "FileSent", pair.news
     assert (tmp_path / "down" / "f.bin").read_bytes() == path.read_bytes()
@@ -80,7 +85,7 @@ def test_chatfiles_file_arrives_byte_identical_at_10_percent_loss(tmp_path):
 
 def test_chatfiles_packets_carry_the_files_mark_not_the_line_streams(tmp_path):
     pair = Pair(tmp_path)
-    pair.alice.offer([str(_file(tmp_path, 10))], pair.now)
+    pair.offer(_file(tmp_path, 10))
     pair.step()
     assert pair.wire and all(p[0] == CF.FILES_MARK for _, p in pair.wire)
     assert CF.FILES_MARK != PACKET_TYPE and CF.FILES_MARK >= 0xF5     # never a UTF-8 start byte
@@ -90,7 +95,7 @@ def test_chatfiles_packets_carry_the_files_mark_not_the_line_streams(tmp_path):
 def test_chatfiles_partner_silent_fails_within_the_delivery_timeout(tmp_path):
     path = _file(tmp_path, 5 * 1000 * 1000)
     pair = Pair(tmp_path)
-    pair.alice.offer([str(path)], pair.now)
+    pair.offer(path)
     pair.run_until(lambda: "FileProgress" in pair.kinds("bob"), limit=30.0)
     pair.cut = True
     cut_at = pair.now
@@ -105,7 +110,7 @@ def test_chatfiles_a_long_healthy_transfer_is_not_given_up(tmp_path):
     size = int(CF.RELAYED_RATE * (CF.DELIVERY_TIMEOUT + 5))
     path = _file(tmp_path, size)
     pair = Pair(tmp_path, relayed=True)
-    pair.alice.offer([str(path)], pair.now)
+    pair.offer(path)
     pair.run_until(_ended(pair, "alice"), limit=120.0)
     assert pair.kinds("alice")[-1] == "FileSent"
     assert pair.now > CF.DELIVERY_TIMEOUT
@@ -114,7 +119,7 @@ def test_chatfiles_a_long_healthy_transfer_is_not_given_up(tmp_path):
 def test_chatfiles_relayed_path_paced_below_the_relays_rate(tmp_path):
     size = 2 * 1000 * 1000
     pair = Pair(tmp_path, relayed=True)
-    pair.alice.offer([str(_file(tmp_path, size))], pair.now)
+    pair.offer(_file(tmp_path, size))
     pair.run_until(_ended(pair, "alice"), limit=120.0)
     sent = sum(len(p) for _, p in pair.wire)
     span = pair.wire[-1][0] - pair.wire[0][0]
@@ -127,7 +132,7 @@ def test_chatfiles_relayed_path_paced_below_the_relays_rate(tmp_path):
 def test_chatfiles_end_fails_live_transfers_partner_gone_and_keeps_the_partial(tmp_path):
     path = _file(tmp_path, 3 * 1000 * 1000)
     pair = Pair(tmp_path)
-    pair.alice.offer([str(path)], pair.now)
+    pair.offer(path)
     pair.run_until(lambda: "FileProgress" in pair.kinds("bob"), limit=30.0)
     news = pair.alice.end() + pair.bob.end()
     assert [(n.partner, n.event.reason) for n in news if type(n.event) is T.FileFailed] == [
@@ -139,5 +144,5 @@ def test_chatfiles_end_fails_live_transfers_partner_gone_and_keeps_the_partial(t
 def test_chatfiles_no_files_stream_without_the_feature(tmp_path):
     files = CF.ChatFiles("carol", Disk(str(tmp_path)), PACKET_SIZE)
     files.start(("ext", "noise1", "stream1"))
-    refused = files.offer([str(_file(tmp_path, 5))], 0.0)
+    refused = files.offer([str(_file(tmp_path, 5))])
     assert [(type(e), e.why) for e in refused] == [(CF.FileRefused, CF.NOT_ENCRYPTED)]
