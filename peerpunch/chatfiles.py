@@ -56,6 +56,7 @@ FILES_MARK = 0xF8
 DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the partner is gone
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
+ACK_EVERY = 2                 # as lines: 8 was ~15 % faster on loopback, ~15 % slower at 19 % loss
 RELAYED_RATE = 192 * 1024     # bytes/s of file data over a relayed path (the relay's default: 256 KiB/s)
 
 FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent")
@@ -109,7 +110,7 @@ class ChatFiles:
         self.stream = None
         if FW.FEATURE in features and self.disk is not None:
             self.stream = ST.Stream(max_payload=self.max_payload,
-                                    delivery_timeout=DELIVERY_TIMEOUT)
+                                    delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY)
             self._data = {}
 
     # -- the user
