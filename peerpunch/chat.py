@@ -307,7 +307,8 @@ class Chat:
     def _pump(self, now):
         """What the stream sends now (data, repeats, acks), sealed, and what
         it says; its timer set for the next time it has something to do."""
-        packets = self.lines.packets(now) + self.files.packets(now, self.peer.via_relay)
+        relayed = self.peer is not None and self.peer.via_relay
+        packets = self.lines.packets(now) + self.files.packets(now, relayed)
         out = [self.path.send(self.secure.seal_packet(packet)) for packet in packets]
         out += self.withheld.shown(self.lines.events(), self.secure) + self.files.events()
         self.stream_timer.when = sooner(self.lines.next_deadline(), self.files.next_deadline())

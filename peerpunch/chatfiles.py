@@ -57,7 +57,7 @@ DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the 
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
 ACK_EVERY = 2                 # as lines: 8 was ~15 % faster on loopback, ~15 % slower at 19 % loss
-RELAYED_RATE = 192 * 1024     # bytes/s of file data over a relayed path (the relay's default: 256 KiB/s)
+RELAYED_RATE = 192 * 1024     # file bytes/s over a relayed path (the relay's default: 256 KiB/s)
 
 FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent")
 """A transfer *event* with *partner*: *outgoing* (we send), the offer's top

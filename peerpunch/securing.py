@@ -35,7 +35,8 @@ Inputs return an :class:`Output` of *frames* (bytes to send), *messages*
 (decoded protocol messages from the partner), *events* (data for the
 chat and the console; never words) and *packets*: on an encrypted link,
 the plaintexts that are reliable-stream packets (:mod:`peerpunch.stream`,
-first byte 0xC1, never JSON, or the files stream's 0xF8), for the chat's Streams; ``seal_packet``
+first byte 0xC1, never JSON; 0xF8 for the files stream of
+:mod:`peerpunch.chatfiles`), for the chat's Streams; ``seal_packet``
 seals one of ours. Frames from ``start`` and ``tick`` go to
 the partner (a handshake frame to every address it was heard from); frames
 from ``receive`` answer that datagram and go back the way it came.

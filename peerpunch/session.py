@@ -69,7 +69,8 @@ class PeerSession:
                       if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
         families = tuple(families or (F.family(relay_addr),))
         rng = rng if rng is not None else random.Random()
-        self.relay = RelayClient(self.username, relay_addr, features=_features(identity, families, disk),
+        features = _features(identity, families, disk)
+        self.relay = RelayClient(self.username, relay_addr, features=features,
                                  local=local, identity=identity, keepalive=keepalive,
                                  register_timeout=register_timeout, rng=rng,
                                  random_bytes=random_bytes, stats=self.stats, want_chats=max_chats)

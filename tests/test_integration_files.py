@@ -4,14 +4,15 @@ receiver killed, resume, chat during a transfer, and a partner that takes
 no files."""
 
 import os
-import re
 import signal
+import sys
 import time
 import types
 
 import pytest
 
-from .procs import chatting, peer, start_relay
+from .procs import PEER, ROOT, Proc, chatting, peer, start_relay
+from .test_integration_delivery import Terminal
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -62,7 +63,8 @@ def test_integration_files_file_and_tree_arrive_byte_identical(procs, relay, tmp
     bob.expect(r"^received project \(200006 bytes\) from alice, saved as .*project$", timeout=30)
     alice.expect(r"^sent project to bob")
     got = tree(down / "project")
-    assert got == tree(src) and len(got) == 3 and not os.path.lexists(str(down / "project" / "link"))
+    assert got == tree(src) and len(got) == 3
+    assert not os.path.lexists(str(down / "project" / "link"))
 
 
 def test_integration_files_decline_and_cancel(procs, relay, tmp_path):
@@ -127,9 +129,6 @@ def test_integration_files_loopback_throughput_and_chat_during_transfer(procs, r
 
 
 def test_integration_files_progress_line_on_a_terminal(procs, relay, tmp_path):
-    from .test_integration_delivery import Terminal
-    from .procs import PEER
-    import sys
     bob = peer(procs, relay, "--name", "bob", "--wait", "--auto-accept", str(tmp_path / "down"))
     bob.expect("^registered as bob")
     alice = Terminal([sys.executable, PEER, "--relay", relay.addr, "--name", "alice",
@@ -137,16 +136,14 @@ def test_integration_files_progress_line_on_a_terminal(procs, relay, tmp_path):
     try:
         alice.expect(r"connected to bob ")
         alice.send("/send %s" % random_file(tmp_path / "p.bin", 30 * 1000 * 1000))
-        alice.expect(r"\rto bob p\.bin: +\d+% [\d.]+ [kMG]?B of 30\.0 MB, [\d.]+ [kMG]?B/s ETA \d+ s",
-                     timeout=20)
+        alice.expect(r"\rto bob p\.bin: +\d+% [\d.]+ [kMG]?B of 30\.0 MB, "
+                     r"[\d.]+ [kMG]?B/s ETA \d+ s", timeout=20)
         alice.expect(r"\r\x1b\[Ksent p\.bin to bob", timeout=30)
     finally:
         alice.stop()
 
 
 def test_integration_files_seed_partner_refused_in_one_line(procs, relay, tmp_path):
-    import sys
-    from .procs import ROOT, Proc
     seed = Proc([sys.executable, ROOT + "/tests/seed.py", "peer", "--relay", relay.addr,
                  "--name", "oldtimer"])
     procs.append(seed)

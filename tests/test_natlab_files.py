@@ -55,7 +55,8 @@ def test_natlab_files_20_mb_through_two_home_routers_at_10_percent_loss(tmp_path
     assert path == "direct"
     assert dropped > 0, "the loss never hit"
     print("\nFIGURE natlab home x home, 10 %% loss on both WANs: 20 MB in %.1f s (%.2f MB/s),"
-          " %d datagrams dropped by the loss rules" % (seconds, LOSSY_SIZE / 1e6 / seconds, dropped))
+          " %d datagrams dropped by the loss rules"
+          % (seconds, LOSSY_SIZE / 1e6 / seconds, dropped))
 
 
 def test_natlab_files_relayed_session_stays_within_the_quota(tmp_path):
