@@ -34,6 +34,7 @@ from . import identity as ID
 from . import protocol as P
 from .chatfiles import Collect, FileNews
 from .filecommands import collected
+from .transfer import FileProgress
 from .console import format_event
 from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
@@ -150,7 +151,7 @@ class NetworkThread(threading.Thread):
 
 def _is_progress(effect):
     """A transfer's progress: a line redrawn in place (only on a terminal)."""
-    return type(effect) is FileNews and type(effect.event).__name__ == "FileProgress"
+    return type(effect) is FileNews and type(effect.event) is FileProgress
 
 
 class OutputLog:
