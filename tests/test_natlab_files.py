@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.natlab, pytest.mark.timeout(180)]
 
 LOSS = 0.10
 LOSSY_SIZE = 20 * 1000 * 1000
-LOSSY_WITHIN = 60.0
+LOSSY_WITHIN = 90.0                  # measured ~50 s; room for a loaded machine
 RELAYED_SIZE = 2 * 1000 * 1000
 RELAY_RATE = 256 * 1024              # forwarder.RATE: the relay's default bytes/s per session
 
