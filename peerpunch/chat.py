@@ -2,31 +2,26 @@
 
 Theory of operation
 -------------------
-A :class:`Chat` joins the machines of one partner: its
-:class:`~peerpunch.path.Path` (where datagrams go) and its
-:class:`~peerpunch.securing.Secure` (the link, the handshake and the trust
-in the partner's key), and holds what the user sees: its state (the path's:
-PUNCHING, HANDSHAKING, CONNECTED), the lines it holds back (ours in its
-``outbox``, the partner's while blocked on a changed key:
-:mod:`peerpunch.heldlines`), and the messages that arrive. On a stream chat
-a line typed while the path is merely suspect is sent at once: the
-stream's deadline reports it NotDelivered within 8 s if the partner is
-gone, and its packets test the path too. Its :class:`~peerpunch.delivery.Lines` number the
-lines sent and, on an encrypted link, own the secure session's reliable
-stream (:mod:`peerpunch.stream`, opened when the keys are agreed, ended
-with the chat): with a partner that announced ``stream1`` each line is one
-stream message, reported Delivered or NotDelivered; otherwise (the seed, a
-plain link) one or more DirectMessage datagrams, as always. Lines that never
-left when the chat ends are reported NotDelivered too.
+A :class:`Chat` joins one partner's machines: its :class:`~peerpunch.path.Path`
+(where datagrams go), its :class:`~peerpunch.securing.Secure` (the link, the
+handshake, trust in the partner's key), its :class:`~peerpunch.delivery.Lines`
+(line numbers and, on an encrypted link, the secure session's reliable
+stream: with a ``stream1`` partner each line is one stream message reported
+Delivered or NotDelivered; else DirectMessage datagrams, as with the seed)
+and its :class:`~peerpunch.chatfiles.ChatFiles` (file transfers on a second
+stream). It holds what the user sees: its state (the path's: PUNCHING,
+HANDSHAKING, CONNECTED), the lines held back (:mod:`peerpunch.heldlines`),
+the messages that arrive. A line typed while the path is merely suspect goes
+on the stream at once (reported within 8 s if the partner is gone); lines
+that never left when the chat ends are reported NotDelivered too.
 
-For each datagram its owner (the router, :mod:`peerpunch.session`) passes
-the :class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching,
-the first valid datagram picks the path and starts the link; the path
-answers its own probes; the link opens what authenticates (a
-RemoteProtocolError from it drops the datagram, counted); the path follows
-the peer where it proved to be; the link's events (keys agreed, refused,
-changed) are acted on; the messages are handled. :class:`EndChat` in what a
-method returns tells the owner the chat is over: nothing after it is done.
+The router (:mod:`peerpunch.session`) passes each datagram's
+:class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching, the
+first valid datagram picks the path and starts the link; the path answers
+its probes; the link opens what authenticates (a RemoteProtocolError drops
+the datagram, counted); the path follows the peer where it proved to be; the
+link's events are acted on; the messages are handled. :class:`EndChat` in
+what a method returns tells the owner the chat is over.
 """
 
 import logging
@@ -34,7 +29,8 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from .delivery import Lines, ended, refused
+from .chatfiles import ChatFiles, is_files_packet, sooner
+from .delivery import PACKET_SIZE, Lines, ended, refused
 from .effects import Log, Send
 from .events import GOODBYE_COPIES, Connected, Message, Notice, PeerLeft, State
 from .heldlines import Outbox, Withheld
@@ -44,13 +40,12 @@ from .secure import is_frame
 from .stream import StreamError
 from .timers import Timer, earliest, fire
 
-class Chat:
-    """One partner's chat: its path, its link, its queued lines."""
 
-    def __init__(self, partner, *, us, path, secure_options, stats):
-        """*secure_options*: the keyword arguments of every Secure but the
-        partner's features and secret (identity, backend, pins, strict,
-        require_encryption)."""
+class Chat:
+    """One partner's chat: its path, its link, its lines and files."""
+
+    def __init__(self, partner, *, us, path, secure_options, stats, disk=None):
+        """*secure_options*: Secure's keyword arguments but features and secret."""
         self.partner = partner
         self.us = us
         self.path = path
@@ -61,6 +56,7 @@ class Chat:
         self.closed = False
         self._secure_options = secure_options
         self.lines = Lines(partner)
+        self.files = ChatFiles(partner, disk, PACKET_SIZE)   # a second stream: file transfers
         self.link_timer = Timer(self._link_due)
         self.stream_timer = Timer(self._pump)
         for timer in path.timers():          # the path's markers, acted on here
@@ -75,8 +71,7 @@ class Chat:
         return self.path.peer
 
     def timers(self):
-        """Every timer of this chat: its path's (their markers acted on
-        here), the link's and the stream's."""
+        """Its path's timers (their markers acted on here), the link's, the streams'."""
         return self.path.timers() + (self.link_timer, self.stream_timer)
 
     def next_deadline(self):
@@ -88,8 +83,7 @@ class Chat:
     # -- from the relay
 
     def start(self, info, now):
-        """Punch toward the partner the relay introduced (again, with a new
-        secret, when a stale SessionFinished ended the first pairing)."""
+        """Punch toward the partner the relay introduced (again: a new pairing)."""
         secret = bytes.fromhex(info.session) if info.session else b""
         unshown = self.withheld.report("left", self.secure) if self.secure else []  # old pairing's
         self.secure = SC.Secure(self.us, self.partner, features=info.features, secret=secret,
@@ -204,6 +198,7 @@ class Chat:
             if kind is SC.Secured:
                 self.path.secured(now)
                 self.lines.open()             # the partner opens its own with these keys
+                self.files.start(self.secure.features)
                 out += self._connected(now)
             elif kind is SC.Unencrypted:
                 out += self._connected(now)
@@ -234,9 +229,8 @@ class Chat:
     # -- lines
 
     def up(self):
-        """True if a line typed now is sent now: connected, not blocked, and
-        the path not suspect unless the stream carries the line (its
-        deadline reports it if the partner is gone)."""
+        """True if a line typed now is sent now: connected, not blocked, and the
+        path not suspect unless the stream carries the line (and reports it)."""
         return self.state is State.CONNECTED and self.secure.chat_open and (
             not self.path.suspect or self.lines.carries(self.secure.features))
 
@@ -246,8 +240,7 @@ class Chat:
         return self.lines.numbered > 0 or bool(self.outbox.lines)
 
     def typed(self, text, now):
-        """A line for the partner: sent now if the chat is up, else held;
-        one too long for a line is refused."""
+        """A line for the partner: sent if the chat is up, else held (too long: refused)."""
         too_long = refused(text)
         if too_long or not self.up():
             return too_long or self.outbox.hold(text, self.secure.blocked,
@@ -283,8 +276,7 @@ class Chat:
         return out + self._pump(now)
 
     def _heard_again(self, now):
-        """The peer, silent long enough to be suspect, authenticated again:
-        send the lines held meanwhile."""
+        """The peer, suspect, authenticated again: send the lines held meanwhile."""
         self.outbox.told_quiet = False
         if not self.outbox.lines or self.state is not State.CONNECTED or self.secure.blocked:
             return []
@@ -299,25 +291,33 @@ class Chat:
         out = []
         for packet in packets:
             try:
-                self.lines.received(packet, now)
+                if is_files_packet(packet):
+                    self.files.received(packet, now)
+                else:
+                    self.lines.received(packet, now)
             except StreamError as exc:
                 self.stats["stream_dropped"] += 1
                 out.append(Log(logging.DEBUG, "dropped a stream packet from %s: %s"
                                % (_source(origin, ""), exc)))
         return out + self._pump(now)
 
+    def pump(self, now):
+        """After a file command: what the streams send now."""
+        return [] if self.closed or self.secure is None else self._pump(now)
+
     def _pump(self, now):
         """What the stream sends now (data, repeats, acks), sealed, and what
         it says; its timer set for the next time it has something to do."""
-        out = [self.path.send(self.secure.seal_packet(packet))
-               for packet in self.lines.packets(now)]
-        out += self.withheld.shown(self.lines.events(), self.secure)
-        self.stream_timer.when = self.lines.next_deadline()
+        relayed = self.peer is not None and self.peer.via_relay
+        packets = self.lines.packets(now) + self.files.packets(now, relayed)
+        out = [self.path.send(self.secure.seal_packet(packet)) for packet in packets]
+        out += self.withheld.shown(self.lines.events(), self.secure) + self.files.events()
+        self.stream_timer.when = sooner(self.lines.next_deadline(), self.files.next_deadline())
         return out
 
     def _end_stream(self):
         self.stream_timer.stop()
-        return self.lines.end()
+        return self.lines.end() + self.files.end()
 
     def trust(self, now):
         """/trust: accept a changed key; the held messages, the queued lines."""

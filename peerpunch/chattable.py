@@ -47,11 +47,12 @@ class ChatTable:
         self.former = None           # (addr, name, until): the peer of the chat that just ended
         self._path_options = path_options
         self._secure_options = secure_options
+        self.disk = None             # the shell's disk side for file transfers (None: no files)
 
     def new_chat(self, partner):
         """A Chat for *partner*, with its own Path and (at start) Secure."""
         return Chat(partner, us=self.username, path=Path(**self._path_options),
-                    secure_options=self._secure_options, stats=self.stats)
+                    secure_options=self._secure_options, stats=self.stats, disk=self.disk)
 
     def current_chat(self):
         return self.chats.get(self.current)

@@ -12,6 +12,7 @@ WhoAmI ...): :mod:`peerpunch.console` words it.
 
 from . import grouptable
 from .events import Notice, State
+from .filecommands import COMMANDS as FILE_COMMANDS
 from .securing import NoSafetyCode, NothingToTrust, whoami
 
 
@@ -122,3 +123,4 @@ COMMANDS = {
 }
 COMMANDS.update(grouptable.COMMANDS)
 COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]
+COMMANDS.update(FILE_COMMANDS)

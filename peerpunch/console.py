@@ -16,6 +16,7 @@ from . import protocol as P
 from . import securing as SC
 from . import groupwords
 from .groups import GroupMessage
+from . import filewords as FWD
 
 S = E       # the events, as this module has always called them
 
@@ -121,6 +122,9 @@ WORDS = {
                     " probes to {ip}, {seconds:g} s)",
 }
 
+WORDS.update(FWD.WORDS)
+WORDS["help"] = HELP + FWD.FILES_HELP
+
 
 def sanitize(text):
     """*text* with every non-printable character written as an escape."""
@@ -174,6 +178,8 @@ def format_event(event, tty=False):
         return "error: %s" % (reason if isinstance(reason, str) else format_event(reason))
     if kind is E.RelayRefused:
         return _format_refusal(event)
+    if kind in FWD.EVENTS:
+        return FWD.format_news(event, sanitize, tty)
     return _format_progress(event)
 
 
@@ -204,6 +210,10 @@ def words(event):
         return _chats(**event.fields)
     if event.what.startswith("group_") or event.what == "usage_invite":
         return groupwords.words(event)
+    if event.what == "files":
+        return FWD.files_table(event.fields["rows"], sanitize)
+    if event.what == "which_transfer":
+        return FWD.which(**event.fields)
     template = WORDS.get(event.what)
     if template is None:
         return event.what

@@ -14,6 +14,7 @@ from . import identity as ID
 from . import protocol as P
 from . import session as S
 from .console import HELP
+from .filedisk import Disk, check_dir
 from .peershell import lan_candidates, open_socket, run, run_check, socket_families
 
 
@@ -51,6 +52,11 @@ def parse_args(argv, prog="peerpunch-peer"):
                         help="libcrypto (fast, through ctypes), python (pure), or auto (default)")
     parser.add_argument("--nat-check", action="store_true",
                         help="ask the relay (STUN) what our NAT does, print it and exit")
+    parser.add_argument("--download-dir", type=_directory, metavar="DIR",
+                        help="where accepted files go (default ~/Downloads/peerpunch, created"
+                        " on the first accept)")
+    parser.add_argument("--auto-accept", type=_directory, metavar="DIR",
+                        help="accept every file offered, into DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -96,6 +102,13 @@ class _Version(cli.argparse.Action):
             lines.append("in use: none (%s)" % exc)
         sys.stdout.write("\n".join(lines) + "\n")
         parser.exit(0)
+
+
+def _directory(text):
+    try:
+        return check_dir(text)
+    except ValueError as exc:
+        raise cli.argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _username(text):
@@ -202,7 +215,8 @@ def main(argv=None, prog=None):
                             keepalive=args.keepalive, punch_timeout=args.punch_timeout,
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption,
-                            max_chats=args.max_chats, auto_join=args.wait)
+                            max_chats=args.max_chats, auto_join=args.wait,
+                            disk=Disk(args.download_dir, args.auto_accept))
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)

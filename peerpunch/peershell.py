@@ -20,6 +20,7 @@ others are worded by :func:`peerpunch.console.format_event` and printed.
 """
 
 import logging
+import os
 import queue
 import signal
 import socket
@@ -31,6 +32,9 @@ from . import cli
 from . import families as F
 from . import identity as ID
 from . import protocol as P
+from .chatfiles import Collect, FileNews
+from .filecommands import collected
+from .transfer import FileProgress
 from .console import format_event
 from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
@@ -98,6 +102,8 @@ class NetworkThread(threading.Thread):
                 self.loop.apply(self.core.tick(now))
             elif kind == "quit":
                 self.loop.apply(self.core.quit(now))
+            elif kind == "collected":
+                self.loop.apply(collected(self.core, args[0], args[1], now))
 
     def _reschedule(self):
         due = [t for t in (self.core.next_deadline(), self.loop.next_deadline()) if t is not None]
@@ -113,10 +119,21 @@ class NetworkThread(threading.Thread):
             self.output.put(("exit", effect.exit_code, format_event(effect)))
         elif kind is PinKey:
             self._pin(effect)
+        elif kind is Collect:
+            threading.Thread(target=self._collect, args=effect, name="collect",
+                             daemon=True).start()
         else:
             line = format_event(effect, tty=self.tty)
             if line is not None:
-                self.output.put(("line", line))
+                self.output.put(("progress" if _is_progress(effect) else "line", line))
+
+    def _collect(self, partner, paths):
+        """A worker thread: hash what /send offers, hand it to the network thread."""
+        try:
+            result = self.core.disk.collect(paths)
+        except OSError as exc:
+            result = exc
+        self.post("collected", partner, result)
 
     def _pin(self, effect):
         if self.known_peers is None:
@@ -130,6 +147,11 @@ class NetworkThread(threading.Thread):
         if self.loop.open_errors == 1 or self.verbose:     # say it once: the search is smaller
             self.output.put(("log", "warning: cannot open another socket (%s): the search"
                              " for a direct path uses fewer" % (getattr(exc, "strerror", None) or exc)))
+
+
+def _is_progress(effect):
+    """A transfer's progress: a line redrawn in place (only on a terminal)."""
+    return type(effect) is FileNews and type(effect.event) is FileProgress
 
 
 class OutputLog:
@@ -195,9 +217,18 @@ def run(core, sock, verbose=False, known_peers=None):
     previous = _install_signals(network)
     network.start()
     threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
+    drawn = False                     # a progress line is on the screen
     try:
         while True:
             kind, *args = output.get()
+            if kind == "progress":
+                sys.stdout.write("\r" + args[0][:_width()] + "\x1b[K")
+                sys.stdout.flush()
+                drawn = True
+                continue
+            if drawn:
+                sys.stdout.write("\r\x1b[K")
+                drawn = False
             if kind == "line":
                 print(args[0], flush=True)
             elif kind == "log":
@@ -209,6 +240,15 @@ def run(core, sock, verbose=False, known_peers=None):
                 return args[0]
     finally:
         _restore_signals(previous)
+
+
+def _width():
+    """The progress line's room: the terminal's width (79 if unknown)."""
+    try:
+        columns = os.get_terminal_size().columns
+    except OSError:
+        columns = 0
+    return columns - 1 if columns >= 20 else 79
 
 
 def _isatty(stream):

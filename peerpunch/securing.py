@@ -35,7 +35,8 @@ Inputs return an :class:`Output` of *frames* (bytes to send), *messages*
 (decoded protocol messages from the partner), *events* (data for the
 chat and the console; never words) and *packets*: on an encrypted link,
 the plaintexts that are reliable-stream packets (:mod:`peerpunch.stream`,
-first byte 0xC1, never JSON), for the chat's Stream; ``seal_packet``
+first byte 0xC1, never JSON; 0xF8 for the files stream of
+:mod:`peerpunch.chatfiles`), for the chat's Streams; ``seal_packet``
 seals one of ours. Frames from ``start`` and ``tick`` go to
 the partner (a handshake frame to every address it was heard from); frames
 from ``receive`` answer that datagram and go back the way it came.
@@ -59,6 +60,7 @@ from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
 from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
                      SecureChannel, is_frame)
+from .chatfiles import is_files_packet
 from .streamwire import is_packet
 
 PING = P.encode(P.Ping())
@@ -274,8 +276,9 @@ class Secure:
         frames, plaintexts = self._channel.open(data, now)
         events = self._check_key() if self._channel.ready and \
             self.state is SecureState.HANDSHAKING else []
-        packets = [p for p in plaintexts if is_packet(p)]
-        messages = self._decode([p for p in plaintexts if not is_packet(p)], events)
+        packets = [p for p in plaintexts if is_packet(p) or is_files_packet(p)]
+        messages = self._decode([p for p in plaintexts if not (is_packet(p) or
+                                                               is_files_packet(p))], events)
         return Output(frames, messages, events, packets)
 
     def tick(self, now):

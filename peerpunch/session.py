@@ -26,6 +26,7 @@ from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
 from .chattable import ChatTable
+from .filewire import FEATURE as FILES_FEATURE
 from .effects import Send  # noqa: F401 -- re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
@@ -52,7 +53,7 @@ class PeerSession:
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
                  require_encryption=False, rng=None, families=None, random_bytes=os.urandom,
-                 max_chats=WANT_CHATS, auto_join=False):
+                 max_chats=WANT_CHATS, auto_join=False, disk=None):
         """*target*: a name to ask for once registered (else wait); *local*:
         our LAN endpoints (candidates); *identity* and a crypto *backend*
         enable encryption with peers that offer it; *known_keys*: name ->
@@ -61,7 +62,9 @@ class PeerSession:
         the birthday search's ports; *random_bytes*: our nonce for the relay;
         *families*: what our socket reaches (4, 6; default the relay's);
         *max_chats*: how many chats at once we ask the relay for;
-        *auto_join*: join the groups we are invited to (``--wait``)."""
+        *auto_join*: join the groups we are invited to (``--wait``); *disk*:
+        the shell's disk side for file transfers (:mod:`peerpunch.filedisk`;
+        None: we take no files)."""
         self.username = P.check_username(username)
         self.identity = identity
         self.stats = collections.Counter()
@@ -69,7 +72,8 @@ class PeerSession:
                       if P.is_lan_endpoint(e))[:P.MAX_LOCAL_CANDIDATES] or None
         families = tuple(families or (F.family(relay_addr),))
         rng = rng if rng is not None else random.Random()
-        self.relay = RelayClient(self.username, relay_addr, features=_features(identity, families),
+        features = _features(identity, families, disk)
+        self.relay = RelayClient(self.username, relay_addr, features=features,
                                  local=local, identity=identity, keepalive=keepalive,
                                  register_timeout=register_timeout, rng=rng,
                                  random_bytes=random_bytes, stats=self.stats, want_chats=max_chats)
@@ -80,6 +84,7 @@ class PeerSession:
                        require_encryption=require_encryption)
         self.table = ChatTable(self.relay, username=self.username, stats=self.stats,
                                path_options=paths, secure_options=secures)
+        self.table.disk = self.disk = disk
         self.chats = self.table.chats    # partner -> Chat
         self.table.pending = target      # a name to ask for once registered
         self.groups = GroupTable(self.table, username=self.username, stats=self.stats,
@@ -210,6 +215,7 @@ class PeerSession:
         return out
 
 
-def _features(identity, families):
+def _features(identity, families, disk=None):
     features = P.SECURE_FEATURES + (FEATURE_GROUP,) if identity else P.OUR_FEATURES
+    features += (FILES_FEATURE,) if identity and disk is not None else ()
     return features + ((P.FEATURE_DUAL_STACK,) if set(families) == set(F.BOTH) else ())

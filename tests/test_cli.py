@@ -100,6 +100,7 @@ STDLIB_38 = {
     "fcntl", "functools", "glob", "hashlib", "hmac", "ipaddress", "json", "logging", "math", "os",
     "queue",
     "shutil", "unicodedata",   # file transfer: free disk space, staged trees; names a disk merges
+    "errno", "shlex",          # file transfer: a full disk told from other errors; /send's paths
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
     "traceback", "typing", "zlib",
 }
