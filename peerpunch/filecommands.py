@@ -68,7 +68,7 @@ def collected(session, partner, result, now):
     """The shell hashed an offer's paths for *partner*'s chat (or a group's
     members: a GroupTarget): offer it."""
     if type(partner) is groupfiles.GroupTarget:
-        return groupfiles.collected(session, partner, result, now)
+        return session.groups.settled(groupfiles.collected(session, partner, result, now), now)
     chat = session.chats.get(partner)
     if chat is None:
         if not isinstance(result, OSError):
