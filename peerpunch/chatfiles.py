@@ -59,9 +59,11 @@ RELAYED_IN_FLIGHT = 4
 ACK_EVERY = 2                 # as lines: 8 was ~15 % faster on loopback, ~15 % slower at 19 % loss
 RELAYED_RATE = 192 * 1024     # file bytes/s over a relayed path (the relay's default: 256 KiB/s)
 
-FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent")
+FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent group",
+                                  defaults=(None,))
 """A transfer *event* with *partner*: *outgoing* (we send), the offer's top
-*names*, and *sent*: file bytes this process put on the stream for it."""
+*names*, *sent*: file bytes this process put on the stream for it, and
+*group*: the id of the group it was offered to (None: to this chat)."""
 FileSkipped = collections.namedtuple("FileSkipped", "partner skipped")
 FileRefused = collections.namedtuple("FileRefused", "partner why detail")
 Collect = collections.namedtuple("Collect", "partner paths")
@@ -100,6 +102,7 @@ class ChatFiles:
         self._sent = collections.Counter()  # transfer id -> file bytes put on the stream
         self._paced_until = None          # relayed: no data before this time
         self._events = []
+        self.offered = None               # the id of the last offer made
 
     @property
     def open(self):
@@ -122,9 +125,10 @@ class ChatFiles:
             return [FileRefused(self.partner, NOT_ENCRYPTED, None)]
         return [Collect(self.partner, tuple(paths))]
 
-    def collected(self, result, now):
-        """What the shell collected for an offer: (entries, source, skipped),
-        or the OSError that stopped it. Returns events (refusals, skipped)."""
+    def collected(self, result, now, group=None):
+        """What the shell collected for an offer (to the group of id *group*,
+        if any): (entries, source, skipped), or the OSError that stopped it.
+        Returns events (refusals, skipped); the offer's id is :attr:`offered`."""
         if isinstance(result, OSError):
             return [FileRefused(self.partner, UNREADABLE, str(result))]
         entries, source, skipped = result
@@ -132,9 +136,10 @@ class ChatFiles:
         if self.stream is None or not entries:
             source.close()
             return out + [FileRefused(self.partner, NOT_ENCRYPTED if entries else NOTHING, None)]
-        sender = self.desk.offer(entries)
+        sender = self.desk.offer(entries, group=group)
         self._sources[sender.id] = source
-        self._names[sender.id] = (True, sender.names)
+        self._names[sender.id] = (True, sender.names, group)
+        self.offered = sender.id
         return out
 
     def accept(self, tid, now):
@@ -298,12 +303,14 @@ class ChatFiles:
     def _news(self, event):
         if event.id not in self._names:
             transfer = self.desk.get(event.id)
-            self._names[event.id] = (False, transfer.names if transfer is not None else ())
-        outgoing, names = self._names[event.id]
+            self._names[event.id] = (False, transfer.names if transfer is not None else (),
+                                     getattr(transfer, "group", None))
+        outgoing, names, group = self._names[event.id]
         if type(event) in (T.FileFailed, T.FileSent, T.FileReceived):
             del self._names[event.id]
         return FileNews(self.partner, event, outgoing, names, self._sent.pop(event.id, 0)
-                        if type(event) in (T.FileFailed, T.FileSent) else self._sent[event.id])
+                        if type(event) in (T.FileFailed, T.FileSent) else self._sent[event.id],
+                        group)
 
     def _closed(self, event):
         source = self._sources.pop(event.id, None)

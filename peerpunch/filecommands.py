@@ -10,7 +10,9 @@ so a path with spaces is quoted (``/send "my file.txt"``) or escaped.
 ``/send PATH... [NAME]`` offers PATHs to the current chat; when there are
 two words or more and the last one names an open chat, it is that chat
 (to send a file whose name is also a chat's, write ``./NAME``).
-``/sendto NAME PATH...`` says the chat first. A transfer is named by its
+``/sendto NAME PATH...`` says the chat first. A group (current, or named
+``#GROUP`` in place of NAME) gets the files as :mod:`peerpunch.groupfiles`
+says: each joined member is offered them. A transfer is named by its
 id (or the first 4 or more hex digits of it) or by the partner's name;
 ``/accept``, ``/decline`` and ``/cancel`` without one take the only
 transfer they can act on, and say so when there are several.
@@ -18,6 +20,7 @@ transfer they can act on, and say so when there are several.
 
 import shlex
 
+from . import groupfiles
 from . import transfer as T
 from .events import Notice
 from .filerecv import Receiver
@@ -37,8 +40,10 @@ def _send(session, arg, now):
     if not words:
         return [Notice("usage_send")]
     name = session.table.current
-    if len(words) >= 2 and words[-1] in session.chats:
+    if len(words) >= 2 and (words[-1] in session.chats or session.groups.named(words[-1])):
         name, words = words[-1], words[:-1]
+    elif session.groups.current_group() is not None:
+        return groupfiles.send(session, session.groups.current_group(), words)
     return _offer(session, name, words, now)
 
 
@@ -50,6 +55,9 @@ def _sendto(session, arg, now):
 
 
 def _offer(session, name, paths, now):
+    group = session.groups.named(name) if name and name not in session.chats else None
+    if group is not None:
+        return groupfiles.send(session, group, paths)
     chat = session.chats.get(name) if name else None
     if chat is None:
         return [Notice("no_such_chat", name=name)] if name else [Notice("no_chat_for_files")]
@@ -57,7 +65,10 @@ def _offer(session, name, paths, now):
 
 
 def collected(session, partner, result, now):
-    """The shell hashed an offer's paths for *partner*'s chat: offer it."""
+    """The shell hashed an offer's paths for *partner*'s chat (or a group's
+    members: a GroupTarget): offer it."""
+    if type(partner) is groupfiles.GroupTarget:
+        return session.groups.settled(groupfiles.collected(session, partner, result, now), now)
     chat = session.chats.get(partner)
     if chat is None:
         if not isinstance(result, OSError):

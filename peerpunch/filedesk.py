@@ -38,9 +38,10 @@ class Desk:
     def __init__(self):
         self.transfers = {}          # id -> Sender or Receiver, in the order made
 
-    def offer(self, entries, tid=None, chunk_size=FW.CHUNK):
-        """A new offer of *entries*: its Sender (its messages wait in messages())."""
-        sender = Sender(entries, tid=tid, chunk_size=chunk_size)
+    def offer(self, entries, tid=None, chunk_size=FW.CHUNK, group=None):
+        """A new offer of *entries* (to the group of id *group*, if any): its
+        Sender (its messages wait in messages())."""
+        sender = Sender(entries, tid=tid, chunk_size=chunk_size, group=group)
         self.transfers[sender.id] = sender
         return sender
 

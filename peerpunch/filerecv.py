@@ -49,6 +49,7 @@ class Receiver:
 
     def __init__(self, offer):
         self.id = offer.id
+        self.group = offer.group         # the group id it says it was offered to, or None
         self.count = offer.count
         self.total = offer.total
         self.entries = []

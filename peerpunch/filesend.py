@@ -43,10 +43,12 @@ TRANSITIONS.update({(state, FAIL): T.FAILED for state in LIVE})
 
 
 class Sender:
-    """One offer of *entries* (a list of filewire.Entry) under id *tid*."""
+    """One offer of *entries* (a list of filewire.Entry) under id *tid*
+    (*group*: the id of the group it is offered to, if any)."""
 
-    def __init__(self, entries, tid=None, chunk_size=FW.CHUNK):
+    def __init__(self, entries, tid=None, chunk_size=FW.CHUNK, group=None):
         self.id = tid or T.new_id()
+        self.group = group
         self.entries = tuple(entries)
         self.total = sum(e.size for e in self.entries)
         self.names = T.top_names(self.entries)
@@ -58,7 +60,7 @@ class Sender:
         self._have = {}                  # resume points: file index -> bytes
         self.out = T.Outbox()
         T.check_offer(self.entries)
-        for message in FW.offer_messages(self.id, self.entries):
+        for message in FW.offer_messages(self.id, self.entries, group=group):
             self.out.send(message)
 
     def received(self, message, now):

@@ -131,6 +131,10 @@ class Source:
             raise OSError("%s is shorter than offered" % self.paths[read.index])
         return data
 
+    def twin(self):
+        """Another reader of the same files (an offer made to several partners)."""
+        return Source(self.paths)
+
     def close(self):
         if self._open is not None:
             self._open[1].close()

@@ -13,7 +13,8 @@ then a kind byte::
 Integers big-endian. The control variants (ids are 16 lowercase hex digits,
 ``sha256`` 64; ``parts`` a file's relative path as a list of names)::
 
-    {"FileOffer":  {"id", "count", "total", "files": [[parts, size, sha256], ...]}}
+    {"FileOffer":  {"id", "count", "total", "files": [[parts, size, sha256], ...],
+                    "group"?}}       the group id, when offered to a whole group
     {"FileMore":   {"id", "files": [...]}}            more entries of the offer
     {"FileAccept": {"id", "have": [[index, bytes], ...]}}  resume points, others 0
     {"FileDecline":{"id"}}
@@ -60,7 +61,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
 Entry = collections.namedtuple("Entry", "parts size sha256")
 """One offered file: its relative path (a tuple of safe parts), size, SHA-256 (hex)."""
-FileOffer = collections.namedtuple("FileOffer", "id count total files")
+FileOffer = collections.namedtuple("FileOffer", "id count total files group", defaults=(None,))
 FileMore = collections.namedtuple("FileMore", "id files")
 FileAccept = collections.namedtuple("FileAccept", "id have")
 FileDecline = collections.namedtuple("FileDecline", "id")
@@ -133,6 +134,7 @@ DECODERS = {               # variant -> (class, field -> checker)
     "FileCancel": (FileCancel, {"id": _id, "reason": _reason}),
     "FileDone": (FileDone, {"id": _id}),
 }
+OPTIONAL = {FileOffer: {"group": _id}}    # fields left out when None
 CLASSES = {cls: name for name, (cls, _) in DECODERS.items()}
 
 
@@ -151,7 +153,9 @@ def encode(message):
         header = DATA_HEADER.pack(MARK, DATA, bytes.fromhex(message.id), message.index,
                                   message.offset)
         return header + bytes(message.data)
-    body = {field: _plain(getattr(message, field)) for field in message._fields}
+    optional = OPTIONAL.get(type(message), ())
+    body = {field: _plain(getattr(message, field)) for field in message._fields
+            if field not in optional or getattr(message, field) is not None}
     text = json.dumps({CLASSES[type(message)]: body}, separators=(",", ":"), ensure_ascii=False)
     return bytes([MARK, CONTROL]) + text.encode("utf-8")
 
@@ -176,11 +180,15 @@ def decode(message):
     _check(variant in DECODERS and isinstance(body, dict), "control variant")
     cls, fields = DECODERS[variant]
     _check(all(name in body for name in fields), variant + " fields")
-    return cls(**{name: check(body[name]) for name, check in fields.items()})
+    values = {name: check(body[name]) for name, check in fields.items()}
+    for name, check in OPTIONAL.get(cls, {}).items():
+        values[name] = check(body[name]) if body.get(name) is not None else None
+    return cls(**values)
 
 
-def offer_messages(tid, entries, limit=MAX_CONTROL):
-    """The FileOffer and FileMore messages (bytes) that carry *entries*."""
+def offer_messages(tid, entries, limit=MAX_CONTROL, group=None):
+    """The FileOffer and FileMore messages (bytes) that carry *entries*
+    (*group*: the id of the group they are offered to)."""
     entries = tuple(entries)
     total = sum(e.size for e in entries)
     messages, batch = [], []
@@ -188,14 +196,15 @@ def offer_messages(tid, entries, limit=MAX_CONTROL):
     for entry in entries:
         cost = len(json.dumps(_plain(entry), ensure_ascii=False).encode("utf-8")) + 1
         if batch and size + cost > limit - 200:
-            messages.append(_batch(tid, len(entries), total, batch, first=not messages))
+            messages.append(_batch(tid, len(entries), total, batch, not messages, group))
             batch, size = [], 0
         batch.append(entry)
         size += cost
-    messages.append(_batch(tid, len(entries), total, batch, first=not messages))
+    messages.append(_batch(tid, len(entries), total, batch, not messages, group))
     return messages
 
 
-def _batch(tid, count, total, batch, first):
-    message = FileOffer(tid, count, total, tuple(batch)) if first else FileMore(tid, tuple(batch))
+def _batch(tid, count, total, batch, first, group):
+    message = (FileOffer(tid, count, total, tuple(batch), group) if first
+               else FileMore(tid, tuple(batch)))
     return encode(message)

@@ -7,13 +7,15 @@ holds the Notices of the file commands, merged into the console's.
 """
 
 from . import chatfiles as CF
+from . import groupfiles as GF
 from . import transfer as T
 
 FILES_HELP = """
 files:
-  /send PATH... [NAME]   offer files or directories to the current chat (or NAME's);
+  /send PATH... [NAME]   offer files or directories to the current chat or group
+                         (or NAME's, or #GROUP's members: each accepts for themselves);
                          quote paths with spaces: /send "my file.txt"
-  /sendto NAME PATH...   the same, to NAME's chat
+  /sendto NAME PATH...   the same, to NAME's chat (or #GROUP)
   /accept [ID|NAME]      accept an offer (/decline refuses it)
   /cancel [ID|NAME]      stop a transfer and remove its partial file
   /files                 the transfers under way"""
@@ -32,6 +34,7 @@ FAILED_WHY = {
     T.PROTOCOL: "protocol error",
     T.PARTNER_GONE: "partner gone",
     T.LOST: "partner gone (no answer for %g s)" % CF.DELIVERY_TIMEOUT,
+    GF.NO_FILES: "cannot take files",
 }
 
 REFUSED_WHY = {
@@ -62,6 +65,8 @@ def format_news(event, clean, tty=False):
     if kind is CF.FileRefused:
         return REFUSED_WHY[event.why].format(name=clean(event.partner), detail=clean(
             event.detail or ""))
+    if kind is GF.GroupSendDone:
+        return _group_done(event, clean)
     if kind is CF.FileSkipped:
         return "skipped (not sent): " + "; ".join(
             "%s (%s)" % (clean(path), why) for path, why in event.skipped[:10])
@@ -70,9 +75,9 @@ def format_news(event, clean, tty=False):
     kind = type(news)
     short = news.id[:8]
     if kind is T.FileOffered:
-        return "%s offers %s (%d file%s, %s) [%s]: /accept %s or /decline %s" % (
+        return "%s offers %s (%d file%s, %s)%s [%s]: /accept %s or /decline %s" % (
             partner, names, news.count, "" if news.count == 1 else "s", size(news.total),
-            short, short, short)
+            " to group " + clean(event.group) if event.group else "", short, short, short)
     if kind is T.FileAccepted:
         resumed = ", resuming after %d bytes" % news.resumed if news.resumed else ""
         if event.outgoing:
@@ -93,6 +98,15 @@ def format_news(event, clean, tty=False):
         return "transfer of %s %s %s failed: %s" % (
             names, "to" if event.outgoing else "from", partner, why)
     return None
+
+
+def _group_done(event, clean):
+    """The summary of a group send, once every member's transfer ended."""
+    sent = ", ".join(clean(m) for m in event.sent) or "no one"
+    failed = "; not to " + ", ".join("%s (%s)" % (clean(m), FAILED_WHY.get(why, why))
+                                     for m, why in event.failed) if event.failed else ""
+    return "group %s: %s sent to %s%s" % (clean(event.group), _names(event.names, clean),
+                                          sent, failed)
 
 
 def _progress(event, news):
@@ -119,4 +133,4 @@ def which(verb, count, ids):
     return "which one? %d transfers: /%s ID (%s)" % (count, verb, ", ".join(ids))
 
 
-EVENTS = (CF.FileNews, CF.FileRefused, CF.FileSkipped)
+EVENTS = (CF.FileNews, CF.FileRefused, CF.FileSkipped, GF.GroupSendDone)

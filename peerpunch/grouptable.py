@@ -23,6 +23,7 @@ from . import features as FT
 from . import groupwire as W
 from .delivery import GroupData, PostsNotDelivered
 from .events import NO_ANSWER, Notice, State
+from .groupfiles import GroupSends
 from .groups import Dial, Groups, Post
 from .timers import Timer
 
@@ -36,6 +37,7 @@ class GroupTable:
         self.machine = Groups(username, random_bytes=random_bytes, stats=stats,
                               auto_join=auto_join, free=self._free)
         self.timer = Timer(self._due)
+        self.sends = GroupSends()     # files sent to a group, followed to their summary
 
     def _free(self):
         """No conversation with one partner is under way where plain lines go."""
@@ -69,7 +71,7 @@ class GroupTable:
             else:
                 out.append(effect)
         machine += self.machine.links(self.links(), now)
-        return out + self._carried(machine, now)
+        return self.sends.seen(out, self.machine.groups) + self._carried(machine, now)
 
     def _received(self, event, now):
         if self.links().get(event.partner, "no_chat") is not None:
