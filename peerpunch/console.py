@@ -123,7 +123,8 @@ WORDS = {
 }
 
 WORDS.update(FWD.WORDS)
-WORDS["help"] = HELP + FWD.FILES_HELP
+HELP += FWD.FILES_HELP          # /help and --help both list the file commands
+WORDS["help"] = HELP
 
 
 def sanitize(text):
