@@ -8,9 +8,11 @@ RequestEnded, EndChat); the table makes a :class:`~peerpunch.chat.Chat`
 (or pairs one anew), tells the relay client, ends chats, and keeps
 ``current``, where plain lines go: a chat we asked for (/connect, or the
 first when we ask for no one else) or /switch; a chat we did not ask for
-never takes them without a word. Lines typed for the name we ask for,
-before its chat exists, wait in ``lines``: they go to that chat when the
-relay introduces it, and are reported when the request ends. For
+never takes them without a word, and a chat dialled for a group
+(``for_groups``) never takes them (nor the lines typed for a request).
+Lines typed for the name we ask for, before its chat exists, wait in
+``lines``: they go to that chat when the relay introduces it, and are
+reported when the request ends. For
 FORMER_PEER_FOR after a chat ends, what its partner still sends (its last
 Goodbye copies) is logged as such, not as a stranger's. The table also
 finds the chat a datagram is for (by address, relay channel or birthday
@@ -45,6 +47,7 @@ class ChatTable:
         self.pending = None          # a name to ask for once registered
         self.lines = []              # lines typed for the name we ask for, before its chat
         self.former = None           # (addr, name, until): the peer of the chat that just ended
+        self.for_groups = set()      # partners dialled for a group, not by the user
         self._path_options = path_options
         self._secure_options = secure_options
         self.disk = None             # the shell's disk side for file transfers (None: no files)
@@ -126,9 +129,11 @@ class ChatTable:
 
     # -- requests
 
-    def ask(self, target, now, registering):
+    def ask(self, target, now, registering, for_group=False):
         """/connect: ask the relay for *target* (once registered, if still
-        *registering*)."""
+        *registering*). Asked *for_group*, its chat never becomes current."""
+        if not for_group:
+            self.for_groups.discard(target)   # the user asks: it may take plain lines
         refusal = self._refusal(target)
         if refusal is not None:
             return refusal
@@ -141,6 +146,8 @@ class ChatTable:
         if busy is not None:
             return [busy]
         self.pending = None
+        if for_group:
+            self.for_groups.add(target)
         return self.relay.ask(target, now)
 
     def _refusal(self, target):
@@ -186,7 +193,8 @@ class ChatTable:
             out.append(Notice(first, name=info.username, target=asked.target))
             out += self._unsent("not_sent_for", name=asked.target)   # never for someone else
         chat = self.chats[info.username] = self.new_chat(info.username)
-        if asked is None or asked.target == info.username or single:
+        lines_for_it = asked is None or asked.target == info.username or single
+        if lines_for_it and info.username not in self.for_groups:
             chat.outbox.lines, self.lines = self.lines, []
         out += self._made_current(info.username)
         relay.introduced(info.username, now, keep_others=not single)
@@ -209,6 +217,8 @@ class ChatTable:
         and we ask for no one else; else we say how to talk to *partner*.
         Call before the relay client forgets the request."""
         others = self.relay.several and self.relay.requests
+        if partner in self.for_groups:
+            return []                # the group's notices say what it is for
         if partner in self.relay.requests or (self.current is None and not others):
             self.current = partner
             return []
@@ -228,20 +238,25 @@ class ChatTable:
 
     def _after_end(self, partner):
         """If the current chat ended, the one chat left becomes current (we
-        say so); with several left, none is (plain lines refused until /switch)."""
+        say so) unless dialled for a group; else none is (plain lines
+        refused until /switch)."""
+        self.for_groups.discard(partner)
         if self.current != partner:
             return []
         left = list(self.chats)
-        self.current = left[0] if len(left) == 1 else None
-        if len(left) == 1:
+        self.current = left[0] if len(left) == 1 and left[0] not in self.for_groups else None
+        if self.current is not None:
             return [Notice("now_current", name=left[0], ended=partner)]
         return [Notice("choose_chat", names=", ".join(left))] if left else []
 
     def end_request(self, target, now):
         """Our request for *target* ended; lines typed for it are reported."""
         latest, out = target == self.asked_for(), self.relay.chat_finished(target, now)
-        if not latest:
-            return out               # queued lines are for the latest request
+        dialled = target in self.for_groups
+        if target not in self.chats:
+            self.for_groups.discard(target)
+        if not latest or dialled:
+            return out               # queued lines are for the latest request of the user
         self.pending = None
         return out + self._unsent("not_sent")
 
