@@ -62,8 +62,18 @@ class ChatTable:
 
     def asked_for(self):
         """The name we ask (or wait) for, or will once registered."""
-        req = self.relay.request
+        req = self._asked()
         return req.target if req is not None else self.pending
+
+    def _asked(self, *states):
+        """Our latest request in one of *states* (any, without) that the
+        user made: a request dialled for a group is not one."""
+        req = self.relay.asking(*states)
+        if req is not None and req.target in self.for_groups:
+            mine = [r for r in self.relay.requests.values() if r.target not in self.for_groups
+                    and (not states or r.state in states)]
+            req = mine[-1] if mine else None
+        return req
 
     def timers(self):
         """Every timer; on a tie the chats' run before the request's (a punch
@@ -114,8 +124,8 @@ class ChatTable:
         for the chat we ask for (or will once registered), else refused."""
         if self.chats:                   # several chats, none current: say which
             return [Notice("no_current_chat", names=", ".join(self.chats))]
-        asking = state in (State.REQUESTING, State.WAITING) or \
-            (state is State.REGISTERING and self.asked_for())
+        asking = self.asked_for() is not None and \
+            state in (State.REQUESTING, State.WAITING, State.REGISTERING)
         if refused(text) or not asking:
             return refused(text) or [Notice("no_chat_for_line")]
         if len(self.lines) >= MAX_QUEUED:
@@ -187,7 +197,7 @@ class ChatTable:
         if len(self.chats) >= relay.max_chats:
             return [Log(logging.INFO, "ignored an introduction to %s during a chat"
                         % info.username)]
-        out, single, asked = [], relay.max_chats == 1, relay.asking(*ASKING)
+        out, single, asked = [], relay.max_chats == 1, self._asked(*ASKING)
         if single and asked is not None and info.username != asked.target:
             first = "first_while_waiting" if relay.waits_for() else "first_while_asking"
             out.append(Notice(first, name=info.username, target=asked.target))
@@ -252,11 +262,10 @@ class ChatTable:
     def end_request(self, target, now):
         """Our request for *target* ended; lines typed for it are reported."""
         latest, out = target == self.asked_for(), self.relay.chat_finished(target, now)
-        dialled = target in self.for_groups
         if target not in self.chats:
             self.for_groups.discard(target)
-        if not latest or dialled:
-            return out               # queued lines are for the latest request of the user
+        if not latest:
+            return out               # queued lines are for the latest request the user made
         self.pending = None
         return out + self._unsent("not_sent")
 
@@ -281,7 +290,7 @@ class ChatTable:
 
     def stop_asking(self, now, target=None):
         """End our request for *target* (else the latest)."""
-        req = self.relay.requests.get(target) if target else self.relay.request
+        req = self.relay.requests.get(target) if target else self._asked()
         if req is None:
             return [Notice("no_chat")]
         said = StoppedWaiting(req.target) if req.waits() else Notice("stopped_asking", name=req.target)

@@ -3,10 +3,14 @@
 mallory, in a chat with alice who is talking to bob, makes alice dial zed;
 alice's next line for bob must reach bob, never zed."""
 
+import types
+
 from peerpunch import events as E
 from peerpunch import groupwire as W
+from peerpunch.relayclient import RequestState
 
 from .simnet import SimNet
+from .test_chattable import ScriptedRelay, info, table
 from .test_multichat import ALICE, BOB, CAROL, DAVE, chatting
 from .test_secure_session import secure_options
 from .test_waiting import until
@@ -65,3 +69,34 @@ def test_groups_dialled_chat_of_an_announced_member_never_becomes_current():
     net.line(ALICE, "/leave bob")                   # the one chat left is zed's: still not current
     until(net, lambda: "bob" not in alice.chats, 10)
     assert alice.table.current is None
+
+
+class SeveralRequests(ScriptedRelay):
+    """A relay client that holds several requests, each with its state."""
+
+    def __init__(self):
+        super().__init__(max_chats=4)
+
+    def asking(self, *states):
+        return next((r for r in reversed(list(self.requests.values()))
+                     if not states or r.state in states), None)
+
+    def waiting_for(self):
+        return []
+
+    def ask(self, target, now):
+        self.requests[target] = types.SimpleNamespace(target=target,
+                                                      state=RequestState.REQUESTING)
+        return []
+
+
+def test_groups_dialled_chat_never_takes_lines_typed_for_the_users_request():
+    chats = table(SeveralRequests())
+    chats.ask("bob", 0.0, registering=False)
+    assert chats.typed("for bob", E.State.REQUESTING) == [E.Notice("queued")]
+    chats.ask("zed", 0.5, registering=False, for_group=True)     # the latest request
+    assert chats.asked_for() == "bob"
+    chats.introduced(info("zed"), 1.0)
+    assert chats.chats["zed"].outbox.lines == [] and chats.current is None
+    chats.introduced(info("bob"), 2.0)
+    assert chats.chats["bob"].outbox.lines == ["for bob"] and chats.current == "bob"
