@@ -249,8 +249,8 @@ class Groups:
         why = invitation_refused(self, sender, msg)
         if why is not None:
             self.stats[why] += 1
-            return [Log(logging.INFO, "refused a %s from %s (%s)" % (
-                type(msg).__name__, sender, why), "dropped")]
+            return [Log(logging.INFO, "refused a group start or invitation from %s: %s"
+                        % (sender, why), "dropped")]
         if type(msg) is W.GroupStart:             # of exactly the sender and us
             group = self.groups[msg.group] = Group(msg.group, self._unique_name(msg.name), sender)
             group.members[sender] = Member(JOINED, now)
@@ -283,15 +283,15 @@ class Groups:
 
     def _joined(self, group, sender, msg, now):
         """*sender* says it is a joined member. Unless this is an answer, we
-        announce to it each member we know (a GroupAdded: it ignores those
-        it knows), then answer with their names. Of the names in an answer,
-        those announced to us and not joined yet are met (the smaller name
-        of each pair dials); a name never announced to us is ignored."""
+        announce (GroupAdded) each member its invitation may not have named,
+        then answer with the names we know. Invitees announced to us that an
+        answer names are met (smaller name dials); other names are ignored."""
         out, member = [], group.members[sender]
         group.owed.discard(sender)
         if not msg.reply:
             others = sorted(m for m in group.members if m != sender)
-            out += [Post(sender, W.encode(W.GroupAdded(group.gid, m))) for m in others]
+            out += [Post(sender, W.encode(W.GroupAdded(group.gid, m)))
+                    for m in group.unknown_to(sender)]
             out.append(Post(sender, W.encode(W.GroupJoined(group.gid, True, others))))
         for name in msg.members:
             known = group.members.get(name)
