@@ -167,9 +167,9 @@ class Groups:
         return out + self._invite_linked(now)
 
     def _hellos(self):
-        """GroupJoined (asking for an answer) to each member we owe it whose
-        chat is up: before any line of ours on that stream."""
-        return [Post(member, W.encode(W.GroupJoined(group.gid, False, [])))
+        """GroupJoined (asking for an answer; naming the members we know) to
+        each member we owe it whose chat is up: before any line of ours to it."""
+        return [Post(member, W.encode(W.GroupJoined(group.gid, False, group.others(member))))
                 for group in self.groups.values() for member in group.take_owed(self.up)]
 
     def not_delivered(self, partner, now):
@@ -283,15 +283,15 @@ class Groups:
 
     def _joined(self, group, sender, msg, now):
         """*sender* says it is a joined member. Unless this is an answer, we
-        announce (GroupAdded) each member its invitation may not have named,
-        then answer with the names we know. Invitees announced to us that an
+        announce (GroupAdded) each member its hello did not name, then
+        answer with the names we know. Invitees announced to us that an
         answer names are met (smaller name dials); other names are ignored."""
         out, member = [], group.members[sender]
         group.owed.discard(sender)
         if not msg.reply:
-            others = sorted(m for m in group.members if m != sender)
+            others = group.others(sender)
             out += [Post(sender, W.encode(W.GroupAdded(group.gid, m)))
-                    for m in group.unknown_to(sender)]
+                    for m in others if m not in msg.members]
             out.append(Post(sender, W.encode(W.GroupJoined(group.gid, True, others))))
         for name in msg.members:
             known = group.members.get(name)

@@ -65,12 +65,9 @@ class Group:
     def joined(self):
         return [m for m, member in self.members.items() if member.state == JOINED]
 
-    def unknown_to(self, name):
-        """The other members *name*'s invitation may not have named: those
-        invited, or announced or joined since *name* was announced to us."""
-        since = self.members[name].since
-        return sorted(m for m, member in self.members.items()
-                      if m != name and (member.state == INVITED or member.since >= since))
+    def others(self, name):
+        """The members but *name*, sorted: what a hello to *name* lists."""
+        return sorted(m for m in self.members if m != name)
 
     def take_owed(self, up):
         """The members we owe a GroupJoined whose chat is up (*up*: partner

@@ -112,13 +112,13 @@ def test_groups_only_a_joined_member_may_announce_a_member():
     out += machine.received("mallory", W.encode(W.GroupJoined(gid, False, [])), 1.0)   # held
     assert out == [] and "eve" not in machine.groups[gid].members
     out = machine.received("alice", W.encode(W.GroupAdded(gid, "carol")), 2.0)
-    hello = G.Post("carol", W.encode(W.GroupJoined(gid, False, [])))   # carol's chat is up
+    hello = G.Post("carol", W.encode(W.GroupJoined(gid, False, ["alice"])))   # carol's chat is up
     assert out == [hello, Notice("group_added", group="#alice-0011", name="alice",
                                  member="carol")]
     assert machine.received("carol", _line(gid, 1, "too early"), 2.0) == []  # invited, not joined
-    out = machine.received("carol", W.encode(W.GroupJoined(gid, False, [])), 3.0)
+    out = machine.received("carol", W.encode(W.GroupJoined(gid, False, ["alice"])), 3.0)
     answer = W.encode(W.GroupJoined(gid, True, ["alice"]))      # the members we know
-    assert out[0] == G.Post("carol", answer)     # alice was in before carol: no GroupAdded
+    assert out[0] == G.Post("carol", answer)     # carol named alice: no GroupAdded
     assert out[1] == Notice("group_joined", group="#alice-0011", name="carol")
     assert [(e.sender, e.text) for e in out[2:]] == [("carol", "too early")]
 

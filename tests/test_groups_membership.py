@@ -6,6 +6,8 @@ that it left or lost someone, and never takes us out."""
 
 import collections
 
+import pytest
+
 from peerpunch import groups as G
 from peerpunch import groupwire as W
 from peerpunch.effects import Log
@@ -116,3 +118,25 @@ def test_groups_membership_a_lost_member_is_said_to_be_lost_by_whom():
     assert out == [Notice("group_gone", group="#alice-0011", name="carol", why="lost_by",
                           by="alice")]
     assert words(out[0]) == "group #alice-0011: alice says carol is gone (alice lost them)"
+
+
+@pytest.mark.parametrize("seed", [12, 15, 21])
+@pytest.mark.parametrize("names", [("carol", "dave"), ("zoe", "dave")])
+def test_groups_membership_invitees_of_two_members_meet_with_loss(seed, names):
+    """alice invites one while bob invites another: each hello names the
+    members its sender knows, and whoever knows more announces the rest."""
+    first, second = names
+    mesh = Mesh(("alice", "bob") + names, seed=seed, loss=0.2, jitter=0.05)
+    mesh.link_all()
+    mesh.do("alice", "start", "bob", first)
+    gid = next(iter(mesh.machines["alice"].groups))
+    mesh.run_until(lambda: gid in mesh.machines["bob"].groups)
+    mesh.do("bob", "invite", mesh.machines["bob"].groups[gid], second)
+    mesh.run_until(lambda: all(
+        gid in m.groups and len(m.groups[gid].joined()) == 3 for m in mesh.machines.values()),
+        limit=120)
+    for name in names:              # each was shown the other: in its invitation, or added
+        other, = [n for n in names if n != name]
+        shown = [e.fields["member"] for e in mesh.notices(name, "group_added")] + \
+            mesh.notices(name, "group_you_joined")[0].fields["names"].split(", ")
+        assert other in shown
