@@ -8,9 +8,11 @@ RequestEnded, EndChat); the table makes a :class:`~peerpunch.chat.Chat`
 (or pairs one anew), tells the relay client, ends chats, and keeps
 ``current``, where plain lines go: a chat we asked for (/connect, or the
 first when we ask for no one else) or /switch; a chat we did not ask for
-never takes them without a word. Lines typed for the name we ask for,
-before its chat exists, wait in ``lines``: they go to that chat when the
-relay introduces it, and are reported when the request ends. For
+never takes them without a word, and a chat dialled for a group
+(``for_groups``) never takes them (nor the lines typed for a request).
+Lines typed for the name we ask for, before its chat exists, wait in
+``lines``: they go to that chat when the relay introduces it, and are
+reported when the request ends. For
 FORMER_PEER_FOR after a chat ends, what its partner still sends (its last
 Goodbye copies) is logged as such, not as a stranger's. The table also
 finds the chat a datagram is for (by address, relay channel or birthday
@@ -45,6 +47,7 @@ class ChatTable:
         self.pending = None          # a name to ask for once registered
         self.lines = []              # lines typed for the name we ask for, before its chat
         self.former = None           # (addr, name, until): the peer of the chat that just ended
+        self.for_groups = set()      # partners dialled for a group, not by the user
         self._path_options = path_options
         self._secure_options = secure_options
         self.disk = None             # the shell's disk side for file transfers (None: no files)
@@ -59,8 +62,18 @@ class ChatTable:
 
     def asked_for(self):
         """The name we ask (or wait) for, or will once registered."""
-        req = self.relay.request
+        req = self._asked()
         return req.target if req is not None else self.pending
+
+    def _asked(self, *states):
+        """Our latest request in one of *states* (any, without) that the
+        user made: a request dialled for a group is not one."""
+        req = self.relay.asking(*states)
+        if req is not None and req.target in self.for_groups:
+            mine = [r for r in self.relay.requests.values() if r.target not in self.for_groups
+                    and (not states or r.state in states)]
+            req = mine[-1] if mine else None
+        return req
 
     def timers(self):
         """Every timer; on a tie the chats' run before the request's (a punch
@@ -111,8 +124,8 @@ class ChatTable:
         for the chat we ask for (or will once registered), else refused."""
         if self.chats:                   # several chats, none current: say which
             return [Notice("no_current_chat", names=", ".join(self.chats))]
-        asking = state in (State.REQUESTING, State.WAITING) or \
-            (state is State.REGISTERING and self.asked_for())
+        asking = self.asked_for() is not None and \
+            state in (State.REQUESTING, State.WAITING, State.REGISTERING)
         if refused(text) or not asking:
             return refused(text) or [Notice("no_chat_for_line")]
         if len(self.lines) >= MAX_QUEUED:
@@ -126,9 +139,11 @@ class ChatTable:
 
     # -- requests
 
-    def ask(self, target, now, registering):
+    def ask(self, target, now, registering, for_group=False):
         """/connect: ask the relay for *target* (once registered, if still
-        *registering*)."""
+        *registering*). Asked *for_group*, its chat never becomes current."""
+        if not for_group:
+            self.for_groups.discard(target)   # the user asks: it may take plain lines
         refusal = self._refusal(target)
         if refusal is not None:
             return refusal
@@ -141,6 +156,8 @@ class ChatTable:
         if busy is not None:
             return [busy]
         self.pending = None
+        if for_group:
+            self.for_groups.add(target)
         return self.relay.ask(target, now)
 
     def _refusal(self, target):
@@ -180,13 +197,14 @@ class ChatTable:
         if len(self.chats) >= relay.max_chats:
             return [Log(logging.INFO, "ignored an introduction to %s during a chat"
                         % info.username)]
-        out, single, asked = [], relay.max_chats == 1, relay.asking(*ASKING)
+        out, single, asked = [], relay.max_chats == 1, self._asked(*ASKING)
         if single and asked is not None and info.username != asked.target:
             first = "first_while_waiting" if relay.waits_for() else "first_while_asking"
             out.append(Notice(first, name=info.username, target=asked.target))
             out += self._unsent("not_sent_for", name=asked.target)   # never for someone else
         chat = self.chats[info.username] = self.new_chat(info.username)
-        if asked is None or asked.target == info.username or single:
+        lines_for_it = asked is None or asked.target == info.username or single
+        if lines_for_it and info.username not in self.for_groups:
             chat.outbox.lines, self.lines = self.lines, []
         out += self._made_current(info.username)
         relay.introduced(info.username, now, keep_others=not single)
@@ -209,6 +227,8 @@ class ChatTable:
         and we ask for no one else; else we say how to talk to *partner*.
         Call before the relay client forgets the request."""
         others = self.relay.several and self.relay.requests
+        if partner in self.for_groups:
+            return []                # the group's notices say what it is for
         if partner in self.relay.requests or (self.current is None and not others):
             self.current = partner
             return []
@@ -228,20 +248,24 @@ class ChatTable:
 
     def _after_end(self, partner):
         """If the current chat ended, the one chat left becomes current (we
-        say so); with several left, none is (plain lines refused until /switch)."""
+        say so) unless dialled for a group; else none is (plain lines
+        refused until /switch)."""
+        self.for_groups.discard(partner)
         if self.current != partner:
             return []
         left = list(self.chats)
-        self.current = left[0] if len(left) == 1 else None
-        if len(left) == 1:
+        self.current = left[0] if len(left) == 1 and left[0] not in self.for_groups else None
+        if self.current is not None:
             return [Notice("now_current", name=left[0], ended=partner)]
         return [Notice("choose_chat", names=", ".join(left))] if left else []
 
     def end_request(self, target, now):
         """Our request for *target* ended; lines typed for it are reported."""
         latest, out = target == self.asked_for(), self.relay.chat_finished(target, now)
+        if target not in self.chats:
+            self.for_groups.discard(target)
         if not latest:
-            return out               # queued lines are for the latest request
+            return out               # queued lines are for the latest request the user made
         self.pending = None
         return out + self._unsent("not_sent")
 
@@ -266,7 +290,7 @@ class ChatTable:
 
     def stop_asking(self, now, target=None):
         """End our request for *target* (else the latest)."""
-        req = self.relay.requests.get(target) if target else self.relay.request
+        req = self.relay.requests.get(target) if target else self._asked()
         if req is None:
             return [Notice("no_chat")]
         said = StoppedWaiting(req.target) if req.waits() else Notice("stopped_asking", name=req.target)

@@ -30,14 +30,15 @@ way. All state is bounded (MAX_GROUPS, MAX_INVITES, groupwire.MAX_MEMBERS,
 groupstate's MAX_HELD and MAX_QUEUED).
 """
 
+import logging
+
 from . import groupwire as W
+from .effects import Log
 from .events import Notice
 from .groupstate import (  # noqa: F401 -- constants and effects re-exported
-    HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_HELD, MAX_HELD_FROM,
-    MAX_INVITES, MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations, Invite, Member,
-    Outgoing, Post, Queues, unique_name)
-
-MAX_GROUPS = 16
+    HOLD_FOR, INVITE_FOR, INVITED, JOIN_WITHIN, JOINED, LINK_WITHIN, MAX_GROUPS, MAX_GROUPS_FROM,
+    MAX_HELD, MAX_HELD_FROM, MAX_INVITES, MAX_QUEUED, Dial, Group, GroupMessage, Held, Invitations,
+    Invite, Member, Outgoing, Post, Queues, invitation_refused, unique_name)
 
 
 class Groups:
@@ -108,7 +109,7 @@ class Groups:
         del self.invites[invite.gid]
         if len(self.groups) >= MAX_GROUPS:
             return [Notice("group_too_many", count=MAX_GROUPS)]
-        group = self.groups[invite.gid] = Group(invite.gid, invite.name)
+        group = self.groups[invite.gid] = Group(invite.gid, invite.name, invite.by)
         out = []
         for member in invite.members:
             if member != self.us:
@@ -166,14 +167,10 @@ class Groups:
         return out + self._invite_linked(now)
 
     def _hellos(self):
-        """GroupJoined (asking for an answer) to each member we owe it whose
-        chat is up: before any line of ours on that stream."""
-        out = []
-        for group in self.groups.values():
-            for member in sorted(m for m in group.owed if self.up.get(m, "") is None):
-                group.owed.discard(member)
-                out.append(Post(member, W.encode(W.GroupJoined(group.gid, False, []))))
-        return out
+        """GroupJoined (asking for an answer; naming the members we know) to
+        each member we owe it whose chat is up: before any line of ours to it."""
+        return [Post(member, W.encode(W.GroupJoined(group.gid, False, group.others(member))))
+                for group in self.groups.values() for member in group.take_owed(self.up)]
 
     def not_delivered(self, partner, now):
         """Group messages to *partner* were not delivered in time: gone."""
@@ -249,17 +246,14 @@ class Groups:
 
     def _invited(self, sender, msg, now):
         members = msg.members
-        known = msg.group in self.groups or msg.group in self.invites
-        if known or self.us not in members or sender not in members:
-            self.stats["group_bad_invite"] += 1
-            return []
-        if type(msg) is W.GroupStart:
-            if len(self.groups) >= MAX_GROUPS:
-                return []
-            group = self.groups[msg.group] = Group(msg.group, self._unique_name(msg.name))
-            for name in members:
-                if name != self.us:
-                    group.members[name] = Member(JOINED, now)
+        why = invitation_refused(self, sender, msg)
+        if why is not None:
+            self.stats[why] += 1
+            return [Log(logging.INFO, "refused a group start or invitation from %s: %s"
+                        % (sender, why), "dropped")]
+        if type(msg) is W.GroupStart:             # of exactly the sender and us
+            group = self.groups[msg.group] = Group(msg.group, self._unique_name(msg.name), sender)
+            group.members[sender] = Member(JOINED, now)
             current = self._take_lines(group, False)
             return [Notice("group_started_by", group=group.name, name=sender,
                            current=current)] + \
@@ -288,20 +282,23 @@ class Groups:
             self._release(group, name, now)
 
     def _joined(self, group, sender, msg, now):
-        """*sender* says it is a joined member: answered (with the members
-        we know) unless it is an answer; members it knows and we do not are
-        added (and the smaller name of each such pair dials the other)."""
+        """*sender* says it is a joined member. Unless this is an answer, we
+        announce (GroupAdded) each member its hello did not name, then
+        answer with the names we know. Invitees announced to us that an
+        answer names are met (smaller name dials); other names are ignored."""
         out, member = [], group.members[sender]
         group.owed.discard(sender)
         if not msg.reply:
-            others = sorted(m for m in group.members if m != sender)
+            others = group.others(sender)
+            out += [Post(sender, W.encode(W.GroupAdded(group.gid, m)))
+                    for m in others if m not in msg.members]
             out.append(Post(sender, W.encode(W.GroupJoined(group.gid, True, others))))
         for name in msg.members:
-            if name != self.us and name not in group.members and \
-                    len(group.members) + 1 < W.MAX_MEMBERS:
-                group.members[name] = Member(INVITED, now)
-                group.owed.add(name)
-                out += [Dial(name)] if self.us < name and name not in self.up else []
+            known = group.members.get(name)
+            if known is None and name != self.us:
+                self.stats["group_unannounced"] += 1
+            elif known is not None and known.state == INVITED and self.us < name:
+                out += [] if name in self.up else [Dial(name)]
         out += self._hellos()
         if member.state == JOINED:
             return out
@@ -318,24 +315,30 @@ class Groups:
         return [GroupMessage(group.name, sender, msg.text)]
 
     def _left(self, group, sender, msg, now):
+        """*sender* left, or lost a member (we say who said so); no one
+        but ourselves takes us out of a group."""
         name = msg.member
         if name == sender:
             return self._remove(group, sender, Notice("group_left", group=group.name, name=sender))
         if name == self.us:
-            self._forget(group)
-            return [Notice("group_dropped_you", group=group.name, name=sender)]
+            self.stats["group_left_us"] += 1
+            return []
         if name not in group.members:
             return []
         return self._remove(group, name, Notice("group_gone", group=group.name, name=name,
                                                 why="lost_by", by=sender))
 
     def _remove(self, group, name, notice, tell=False, now=None):
+        """*name* out of *group*; a group with no one else left is forgotten."""
         del group.members[name]
         self.held.take(group.gid, name)
         out = [notice]
         if tell:
             for member in group.joined():
                 out += self._post(member, W.GroupLeft(group.gid, name), now)
+        if not group.members:
+            self._forget(group)
+            out.append(Notice("group_empty", group=group.name))
         return out
 
     def _forget(self, group):
@@ -362,12 +365,10 @@ class Groups:
     # -- time
 
     def next_deadline(self):
-        times = [t for t in (self.held.next_deadline(), self.outbox.next_deadline(),
-                             self.invites.next_deadline(), self.pending.next_deadline())
-                 if t is not None]
-        times += [m.since + JOIN_WITHIN for g in self.groups.values()
-                  for m in g.members.values() if m.state == INVITED]
-        return min(times, default=None)
+        times = [self.held.next_deadline(), self.outbox.next_deadline(),
+                 self.invites.next_deadline(), self.pending.next_deadline()]
+        times += [group.next_deadline() for group in self.groups.values()]
+        return min((t for t in times if t is not None), default=None)
 
     def tick(self, now):
         """Held messages refused, invitations expired, invitees and queues
@@ -384,10 +385,9 @@ class Groups:
         out += [Notice("group_not_sent", name=partner, count=count)
                 for partner, count in self.outbox.expire(now)]
         for group in list(self.groups.values()):
-            for name, member in list(group.members.items()):
-                if member.state == INVITED and member.since + JOIN_WITHIN <= now:
-                    out += self._remove(group, name, Notice(
-                        "group_not_joined", group=group.name, name=name))
+            for name in group.late_invitees(now):
+                out += self._remove(group, name, Notice("group_not_joined", group=group.name,
+                                                        name=name))
         return out
 
 

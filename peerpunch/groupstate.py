@@ -15,8 +15,10 @@ passed in; nothing here sends or shows anything.
 
 import collections
 
-from .groupwire import MAX_NAME
+from .groupwire import MAX_NAME, GroupStart
 
+MAX_GROUPS = 16
+MAX_GROUPS_FROM = 4      # groups and invitations from one partner (one cannot fill the table)
 MAX_HELD = 64
 MAX_HELD_FROM = 32       # of which from one sender (one peer cannot crowd out the others)
 MAX_QUEUED = 256
@@ -49,17 +51,39 @@ class Member:
 
 
 class Group:
-    """One group: its id, our name for it, the others and our line count."""
+    """One group: its id, our name for it, who brought us in (None: we
+    made it), the others and our line count."""
 
-    def __init__(self, gid, name):
+    def __init__(self, gid, name, by=None):
         self.gid = gid
         self.name = name
+        self.by = by
         self.members = {}        # name -> Member (we are not in it)
         self.owed = set()        # members we still say GroupJoined to (once their chat is up)
         self.seq = 0
 
     def joined(self):
         return [m for m, member in self.members.items() if member.state == JOINED]
+
+    def others(self, name):
+        """The members but *name*, sorted: what a hello to *name* lists."""
+        return sorted(m for m in self.members if m != name)
+
+    def take_owed(self, up):
+        """The members we owe a GroupJoined whose chat is up (*up*: partner
+        -> None), sorted, no longer owed."""
+        due = sorted(m for m in self.owed if up.get(m, "") is None)
+        self.owed.difference_update(due)
+        return due
+
+    def late_invitees(self, now):
+        """The invited members whose time to join (JOIN_WITHIN) ran out."""
+        return [m for m, member in self.members.items()
+                if member.state == INVITED and member.since + JOIN_WITHIN <= now]
+
+    def next_deadline(self):
+        return min((member.since + JOIN_WITHIN for member in self.members.values()
+                    if member.state == INVITED), default=None)
 
 
 class Held:
@@ -179,6 +203,23 @@ class Outgoing:
 
     def next_deadline(self):
         return min((e[2] + LINK_WITHIN for e in self._entries), default=None)
+
+
+def invitation_refused(groups, sender, msg):
+    """Why *groups* (a Groups) refuses GroupStart or GroupInvite *msg* from
+    *sender* (the stats key), or None. A start is of exactly the sender and
+    us: anyone else is brought in only by GroupAdded, which every member sees."""
+    members = set(msg.members)
+    if msg.group in groups.groups or msg.group in groups.invites or \
+            groups.us not in members or sender not in members:
+        return "group_bad_invite"
+    if type(msg) is GroupStart and members != {groups.us, sender}:
+        return "group_bad_start"
+    if type(msg) is GroupStart and len(groups.groups) >= MAX_GROUPS:
+        return "group_too_many"
+    brought = [g for g in groups.groups.values() if g.by == sender] + \
+        [i for i in groups.invites.values() if i.by == sender]
+    return "group_too_many_from" if len(brought) >= MAX_GROUPS_FROM else None
 
 
 def unique_name(name, taken):

@@ -104,7 +104,7 @@ class GroupTable:
         relay = self.table.relay
         if partner in self.table.chats or partner in relay.requests:
             return []
-        return self.table.ask(partner, now, registering=False)
+        return self.table.ask(partner, now, registering=False, for_group=True)
 
     def _due(self, now):
         return self._carried(self.machine.tick(now), now)

@@ -151,7 +151,7 @@ def decode(message):
     _check(is_group_message(message) and len(message) <= 1 + 2 * MAX_TEXT, "group message")
     try:
         outer = json.loads(bytes(message[1:]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):       # UnicodeDecodeError is a ValueError
         raise GroupWireError("group message is not JSON") from None
     _check(isinstance(outer, dict) and len(outer) == 1, "group message")
     (name, body), = outer.items()

@@ -11,7 +11,7 @@ WHY = {
 GONE_WHY = {
     "ended": "the chat with them ended",
     "no_answer": "group lines were not delivered to them",
-    "lost_by": "{by} lost them",
+    "lost_by": "{by} lost them",           # a member may say only that it lost one
 }
 
 WORDS = {
@@ -31,8 +31,8 @@ WORDS = {
     "group_added": "group {group}: {name} invited {member}",
     "group_joined": "group {group}: {name} joined",
     "group_left": "group {group}: {name} left",
-    "group_gone": "group {group}: {name} is gone ({why})",
-    "group_dropped_you": "group {group}: {name} says you are gone from it; left it",
+    "group_gone": "group {group}: {said}{name} is gone ({why})",
+    "group_empty": "group {group}: no one else is left in it; forgot it",
     "group_you_left": "left group {group}",
     "group_alone": "group {group}: no one else has joined yet; not sent",
     "group_refused": "group {group}: refused {count} message(s) from {name}: not announced"
@@ -58,6 +58,7 @@ def words(event):
     if event.what == "group_cannot":
         fields["why"] = WHY.get(fields["why"], fields["why"])
     elif event.what == "group_gone":
+        fields["said"] = "%s says " % fields["by"] if fields["why"] == "lost_by" else ""
         fields["why"] = GONE_WHY.get(fields["why"], "").format(**fields)
     elif event.what in ("group_started_by", "group_you_joined"):
         fields["where"] = ("; plain lines now go to %s" % fields["group"]

@@ -8,6 +8,7 @@ import pytest
 
 from peerpunch import groups as G
 from peerpunch import groupwire as W
+from peerpunch.effects import Log
 from peerpunch.events import Notice
 
 from .groupsim import Mesh
@@ -111,13 +112,13 @@ def test_groups_only_a_joined_member_may_announce_a_member():
     out += machine.received("mallory", W.encode(W.GroupJoined(gid, False, [])), 1.0)   # held
     assert out == [] and "eve" not in machine.groups[gid].members
     out = machine.received("alice", W.encode(W.GroupAdded(gid, "carol")), 2.0)
-    hello = G.Post("carol", W.encode(W.GroupJoined(gid, False, [])))   # carol's chat is up
+    hello = G.Post("carol", W.encode(W.GroupJoined(gid, False, ["alice"])))   # carol's chat is up
     assert out == [hello, Notice("group_added", group="#alice-0011", name="alice",
                                  member="carol")]
     assert machine.received("carol", _line(gid, 1, "too early"), 2.0) == []  # invited, not joined
-    out = machine.received("carol", W.encode(W.GroupJoined(gid, False, [])), 3.0)
+    out = machine.received("carol", W.encode(W.GroupJoined(gid, False, ["alice"])), 3.0)
     answer = W.encode(W.GroupJoined(gid, True, ["alice"]))      # the members we know
-    assert out[0] == G.Post("carol", answer)
+    assert out[0] == G.Post("carol", answer)     # carol named alice: no GroupAdded
     assert out[1] == Notice("group_joined", group="#alice-0011", name="carol")
     assert [(e.sender, e.text) for e in out[2:]] == [("carol", "too early")]
 
@@ -129,13 +130,15 @@ def test_groups_unknown_group_ids_and_bad_messages_are_ignored():
     assert machine.stats["group_unknown"] == 1 and machine.stats["group_malformed"] == 1
     assert machine.tick(1.0 + G.HOLD_FOR) == []           # dropped in silence
     assert machine.held.entries == []
+    assert machine.received("alice", b"\xf8" + b"[" * 60000, 1.0) == []   # no RecursionError
+    assert machine.stats["group_malformed"] == 2
 
 
 def test_groups_an_invite_naming_us_not_or_from_a_non_member_is_ignored():
     machine = G.Groups("bob", random_bytes=bytes, stats=collections.Counter())
     for members in (["alice", "carol"], ["mallory", "bob"]):
         msg = W.GroupInvite("0011223344556677", "#g", members)
-        assert machine.received("alice", W.encode(msg), 0.0) == []
+        assert [type(e) for e in machine.received("alice", W.encode(msg), 0.0)] == [Log]
     assert machine.invites == {} and machine.stats["group_bad_invite"] == 2
 
 
@@ -149,8 +152,9 @@ def test_groups_state_stays_bounded_under_a_flood():
         machine.received("carol", _line("00000000000000%02x" % (n % 256), n + 1, "x"), 1.0)
     assert len(machine.held.entries) == G.MAX_HELD
     for n in range(G.MAX_INVITES * 3):
-        invite = W.GroupInvite("%016x" % n, "#g%d" % n, ["alice", "bob"])
-        machine.received("alice", W.encode(invite), 1.0)
+        sender = ("alice", "carol", "mallory", "dave")[n % 4]    # each within its share
+        invite = W.GroupInvite("%016x" % n, "#g%d" % n, [sender, "bob"])
+        machine.received(sender, W.encode(invite), 1.0)
     assert len(machine.invites) == G.MAX_INVITES
     machine.current = gid
     machine.groups[gid].members["dave"] = G.Member(G.JOINED, 1.0)    # no chat with dave yet

@@ -63,6 +63,11 @@ def test_groupwire_hostile_messages_are_refused(data):
         W.decode(data)
 
 
+def test_groupwire_deep_nesting_is_a_wire_error_not_a_recursion_error():
+    with pytest.raises(W.GroupWireError):       # json raises RecursionError on this
+        W.decode(b"\xf8" + b"[" * 60000)
+
+
 def test_groupwire_unknown_extra_fields_are_ignored():
     data = _json('{"GroupLeft":{"group":"0011223344556677","member":"a","why":"later"}}')
     assert W.decode(data) == W.GroupLeft(GID, "a")

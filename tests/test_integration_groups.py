@@ -86,8 +86,8 @@ def test_integration_groups_a_killed_member_is_announced_to_the_others(procs, re
     bob.expect(r"^\[%s\] \[alice\]> is anyone there\?$" % re.escape(group))
     alice.expect(r"^group %s: carol is gone \(group lines were not delivered to them\)$"
                  % group, timeout=15)          # the stream's delivery timeout: 8 s
-    bob.expect(r"^group %s: carol is gone \((alice lost them|group lines were not delivered"
-               r" to them|the chat with them ended)\)$" % group, timeout=5)
+    bob.expect(r"^group %s: (alice says carol is gone \(alice lost them|carol is gone \((group lines"
+               r" were not delivered to them|the chat with them ended))\)$" % group, timeout=5)
     bob.send("just us")
     alice.expect(r"^\[%s\] \[bob\]> just us$" % re.escape(group))
     assert not alice.has(r"not delivered to carol \(")     # group lines: reported as above

@@ -64,7 +64,7 @@ def _group_chat(chat, carol, lab):
     killed = time.monotonic()
     chat.alice.send("carol, are you there?")
     for name in ("alice", "bob"):
-        chat._expect(peers[name], r"^group %s: carol is gone \(" % group, GONE_WAIT,
+        chat._expect(peers[name], r"^group %s: (\w+ says )?carol is gone \(" % group, GONE_WAIT,
                      "%s is told carol is gone" % name)
     gone_seconds = time.monotonic() - killed
     chat._expect(chat.bob, r"^\[%s\] \[alice\]> carol, are you there\?$" % group,
