@@ -88,16 +88,20 @@ def peer_transfer(place, source, loss, work, peer=PEER):
         if loss:
             place.lossy(loss, bob_port)
         name = os.path.basename(source)
+        overflow_before = rcvbuf_errors(place)
         alice.send("/send %s" % source)
         t0 = read_at(bob, r"^receiving %s from alice" % re.escape(name), WAIT)
         seconds = read_at(bob, r"^received %s \(%d bytes\)" % (re.escape(name),
                                                               os.path.getsize(source)),
                           TRANSFER_WAIT) - t0
+        overflow = rcvbuf_errors(place)
+        overflow = overflow - overflow_before if overflow is not None else None
         same = filecmp.cmp(source, os.path.join(down, name), shallow=False)
         if not same:
             raise SystemExit("file_bench: the received file differs")
         return Row(place.label, "peerpunch", loss, os.path.getsize(source), seconds,
-                   "%s, byte-identical" % path)
+                   "%s, byte-identical, %s" % (path, "receive-buffer drops: %d" % overflow
+                                               if overflow is not None else "drops not counted"))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -115,6 +119,21 @@ def read_at(proc, pattern, seconds):
         if regex.search(line):
             return when
     raise SystemExit("file_bench: no %r within %g s" % (pattern, seconds))
+
+
+def rcvbuf_errors(place):
+    """UDP datagrams the peers' namespaces dropped on a full receive buffer
+    (None when the peers share the host's)."""
+    roles = ("alice", "bob") if place.label == "lab" else ("bob",)
+    if not place.command("bob"):
+        return None
+    total = 0
+    for role in roles:
+        out = subprocess.run(place.command(role) + ["cat", "/proc/net/snmp"],
+                             capture_output=True, text=True).stdout.splitlines()
+        udp = [line.split() for line in out if line.startswith("Udp:")]
+        total += int(dict(zip(udp[0], udp[1]))["RcvbufErrors"]) if len(udp) == 2 else 0
+    return total
 
 
 def addresses(place):

@@ -41,7 +41,7 @@ delivered" means "not confirmed in time".
 import collections
 
 from . import streamwire as W
-from .recovery import Flight, NewReno, Pacer, RttEstimator, persistent_congestion
+from .recovery import MAX_ACK_DELAY, Flight, NewReno, Pacer, RttEstimator, persistent_congestion
 from .streamqueue import ACKED, GIVEN_UP, SENDING, SendQueue
 from .streamrecv import RECV_WINDOW
 
@@ -54,14 +54,14 @@ counts ack-eliciting packets (for persistent congestion)."""
 
 class Outbox:
     def __init__(self, max_payload, rtt_initial, delivery_timeout, burst,
-                 on_delivered, on_given_up):
+                 on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno):
         self.max_payload = max_payload
         self.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
         self.delivery_timeout = delivery_timeout
         self._on_delivered, self._on_given_up = on_delivered, on_given_up
-        self.rtt = RttEstimator(rtt_initial)
+        self.rtt = RttEstimator(rtt_initial, max_ack_delay)
         self.flight = Flight(self.rtt)
-        self.cc = NewReno(max_payload, 2 * RECV_WINDOW)
+        self.cc = controller(max_payload, 2 * RECV_WINDOW)
         self.pacer = Pacer(max_payload, burst)
         self.pacer.set_rate(self.cc.cwnd, self.rtt.smoothed, True)
         self.queue = SendQueue(self.chunk)
