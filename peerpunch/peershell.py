@@ -40,6 +40,7 @@ from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
+RCVBUF = 1 << 20     # bytes: a burst of file data while the thread is busy (~45 ms of it)
 BATCH = 32      # datagrams read before the core's due timers run (file acks wait for these)
 
 
@@ -323,6 +324,10 @@ def open_socket(relay, bind):
     wildcard6 = bind[0].strip("[]") == "::"
     bind_family, bind_sockaddr = cli.resolve(*bind, family=socket.AF_INET6 if wildcard6 else family)
     sock = udp_socket(bind_family, dual_stack=wildcard6)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    except OSError:            # a system that refuses keeps its default
+        pass
     try:
         sock.bind(bind_sockaddr)
     except OSError:
