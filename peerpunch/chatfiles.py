@@ -30,7 +30,10 @@ one data message (CHUNK bytes) is read or written at a time, and at most
 IN_FLIGHT messages are outstanding. Over a relayed path the
 sender also paces its data to RELAYED_RATE bytes/s, below the relay's
 default per-session rate (the peer is not told the relay's quota; a
-stricter relay shows as loss, and the stream's NewReno backs off).
+stricter relay shows as loss, and the stream backs off). The files stream
+runs :class:`~peerpunch.bulkcc.LossTolerant` (NewReno that forgives
+isolated random losses) and a MAX_ACK_DELAY of 5 ms at both ends; its
+datagrams are acknowledged once per batch read (see ``Chat``).
 
 Events (data; the console words them): ``FileNews(partner, event)`` for
 each :mod:`peerpunch.transfer` event, ``FileSkipped(partner, skipped)``
