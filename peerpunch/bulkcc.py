@@ -13,7 +13,8 @@ takes off depends on the share of bytes recently lost.
 
 * It keeps the bytes acknowledged and lost over the last WINDOW_PACKETS
   datagrams or so (both counters halve when their sum passes that), and
-  their ratio is the recent loss rate.
+  lost over their sum is the recent loss rate (over MIN_SAMPLE_PACKETS at
+  least, so that the first few packets' news is not taken for a rate).
 * A loss event while that rate is at most TOLERATED_LOSS is taken for the
   path's own random loss: the window shrinks by MILD_REDUCTION, and not
   below TOLERANT_MIN_PACKETS datagrams (RFC 9002's initial window) unless
@@ -36,6 +37,7 @@ TOLERATED_LOSS = 0.25
 MILD_REDUCTION = 0.85
 TOLERANT_MIN_PACKETS = 10
 WINDOW_PACKETS = 128
+MIN_SAMPLE_PACKETS = 32
 
 
 class LossTolerant(NewReno):
@@ -48,8 +50,8 @@ class LossTolerant(NewReno):
     @property
     def loss_rate(self):
         """Share of the recent bytes that were lost (0 before any news)."""
-        total = self._acked + self._lost
-        return self._lost / total if total else 0.0
+        total = max(self._acked + self._lost, MIN_SAMPLE_PACKETS * self.max_datagram)
+        return self._lost / total
 
     def _count(self, acked, lost):
         self._acked += acked
