@@ -33,7 +33,8 @@ default per-session rate (the peer is not told the relay's quota; a
 stricter relay shows as loss, and the stream backs off). The files stream
 runs :class:`~peerpunch.bulkcc.LossTolerant` (NewReno that forgives
 isolated random losses) and a MAX_ACK_DELAY of 5 ms at both ends; its
-datagrams are acknowledged once per batch read (see ``Chat``).
+datagrams are acknowledged once per batch read (see ``Chat``), in
+ACK_COPIES ACK-only packets.
 
 Events (data; the console words them): ``FileNews(partner, event)`` for
 each :mod:`peerpunch.transfer` event, ``FileSkipped(partner, skipped)``
@@ -61,6 +62,7 @@ DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the 
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
 ACK_EVERY = 2                 # as lines; a batch of datagrams read gets one acknowledgment anyway
+ACK_COPIES = 2                # one ACK per batch read: sent twice, so one loss costs no PTO
 MAX_ACK_DELAY = 0.005         # s, both ends: a probe timeout is ~RTT + 5 ms, not + 25 ms
 RELAYED_RATE = 192 * 1024     # file bytes/s over a relayed path (the relay's default: 256 KiB/s)
 
@@ -116,7 +118,8 @@ class ChatFiles:
         if FW.FEATURE in features and self.disk is not None:
             self.stream = ST.Stream(max_payload=self.max_payload,
                                     delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
-                                    max_ack_delay=MAX_ACK_DELAY, controller=LossTolerant)
+                                    max_ack_delay=MAX_ACK_DELAY, controller=LossTolerant,
+                                    ack_copies=ACK_COPIES)
             self._data = {}
 
     # -- the user

@@ -54,7 +54,8 @@ counts ack-eliciting packets (for persistent congestion)."""
 
 class Outbox:
     def __init__(self, max_payload, rtt_initial, delivery_timeout, burst,
-                 on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno):
+                 on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
+                 ack_copies=1):
         self.max_payload = max_payload
         self.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
         self.delivery_timeout = delivery_timeout
@@ -78,6 +79,7 @@ class Outbox:
         self._limited = False                   # the window, not the application, held us
         self._now = 0.0
         self.packets_sent = 0
+        self.ack_copies = ack_copies            # ACK-only packets sent each time one is owed
         self.stats = collections.Counter()
 
     # ---------------------------------------------------------- messages in
@@ -106,8 +108,10 @@ class Outbox:
         else:
             self._limited = False
         if inbox.ack_at is not None and inbox.ack_at <= now:
-            out.append(W.packet_header(self._pn) + inbox.ack_frame(now, self.max_payload - W.HEADER_LEN))
-            self._pn += 1
+            for _ in range(self.ack_copies):
+                ack = inbox.ack_frame(now, self.max_payload - W.HEADER_LEN)
+                out.append(W.packet_header(self._pn) + ack)
+                self._pn += 1
         return out
 
     def _send(self, now, inbox, out):

@@ -329,6 +329,7 @@ def test_chat_without_the_stream_still_holds_lines_while_suspect():
 
 
 def test_chat_stream_file_datagrams_are_answered_once_per_batch_when_ticked(tmp_path):
+    from peerpunch import chatfiles as CF
     from peerpunch.filedisk import Disk
     source = tmp_path / "big.bin"
     source.write_bytes(bytes(range(256)) * 4000)
@@ -346,6 +347,6 @@ def test_chat_stream_file_datagrams_are_answered_once_per_batch_when_ticked(tmp_
         assert w.flight == []
     assert w.bob.next_deadline() <= w.now         # ... but due at once
     w.emit(BOB, w.bob.tick(w.now))
-    assert len(w.flight) == 1                     # one acknowledgment for the whole batch
+    assert len(w.flight) == CF.ACK_COPIES         # one acknowledgment for the whole batch
     w.run(30.0, until=lambda: (tmp_path / "down" / "big.bin").exists())
     assert (tmp_path / "down" / "big.bin").read_bytes() == source.read_bytes()
