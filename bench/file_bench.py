@@ -27,7 +27,6 @@ importable (it never is a dependency); otherwise the table says so.
 """
 
 import argparse
-import contextlib
 import filecmp
 import os
 import queue
@@ -198,7 +197,6 @@ def _finish(recv, send):
 
 
 def _backend():
-    sys.path.insert(0, ROOT)
     from peerpunch import crypto
     return crypto.get_backend().name
 
