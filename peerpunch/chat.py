@@ -286,19 +286,19 @@ class Chat:
     # -- the stream
 
     def _stream_received(self, packets, origin, now):
-        """Stream packets from the partner (authentic: the link opened
-        them); one the stream cannot accept is dropped, counted."""
+        """Stream packets from the partner (authentic); one the stream cannot accept is
+        dropped, counted. File packets alone are answered at the tick after the batch."""
         out = []
         for packet in packets:
             try:
-                if is_files_packet(packet):
-                    self.files.received(packet, now)
-                else:
-                    self.lines.received(packet, now)
+                (self.files if is_files_packet(packet) else self.lines).received(packet, now)
             except StreamError as exc:
                 self.stats["stream_dropped"] += 1
                 out.append(Log(logging.DEBUG, "dropped a stream packet from %s: %s"
                                % (_source(origin, ""), exc)))
+        if all(map(is_files_packet, packets)):   # one pass, one ACK per batch read
+            self.stream_timer.earlier(now)
+            return out
         return out + self._pump(now)
 
     def pump(self, now):

@@ -40,6 +40,8 @@ from .events import Closed, PinKey
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
+RCVBUF = 1 << 20     # bytes: a burst of file data while the thread is busy (~45 ms of it)
+BATCH = 32      # datagrams read before the core's due timers run (file acks wait for these)
 
 
 class NetworkThread(threading.Thread):
@@ -62,7 +64,7 @@ class NetworkThread(threading.Thread):
         self.timer = DeadlineTimer(lambda: self.post("tick"), clock)
         self.loop = DatagramLoop(sock, self._datagram_received, OutputLog(output, verbose),
                                  on_event=self._event, on_wake=self._read_inbox,
-                                 on_open_error=self._open_failed, clock=clock)
+                                 on_open_error=self._open_failed, clock=clock, batch=BATCH)
         self._deadline = None
 
     def post(self, *item):
@@ -76,6 +78,7 @@ class NetworkThread(threading.Thread):
         try:
             self.loop.apply(self.core.start(self.clock()))
             while not self.loop.stopped:
+                self._tick_if_due()
                 self._reschedule()
                 self.loop.poll()
         except Exception as exc:    # a bug outside one datagram: say so, and still exit cleanly
@@ -84,6 +87,13 @@ class NetworkThread(threading.Thread):
         finally:
             self.timer.stop()
             self.loop.close()
+
+    def _tick_if_due(self):
+        """Timers due already (a batch of file datagrams to answer): now, not
+        after a round trip through the timer thread."""
+        due, now = self.core.next_deadline(), self.clock()
+        if due is not None and due <= now:
+            self.loop.apply(self.core.tick(now))
 
     def _datagram_received(self, data, addr, via):
         return self.core.datagram_received(data, addr, self.clock(), via)
@@ -314,6 +324,10 @@ def open_socket(relay, bind):
     wildcard6 = bind[0].strip("[]") == "::"
     bind_family, bind_sockaddr = cli.resolve(*bind, family=socket.AF_INET6 if wildcard6 else family)
     sock = udp_socket(bind_family, dual_stack=wildcard6)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    except OSError:            # a system that refuses keeps its default
+        pass
     try:
         sock.bind(bind_sockaddr)
     except OSError:

@@ -238,10 +238,14 @@ class NewReno:
         if self.in_recovery(last_sent_time):
             return
         self.recovery_start = now
-        self.ssthresh = max(int(self.cwnd * K_LOSS_REDUCTION), self.min_window)
+        self.ssthresh = self.reduced_window()
         self.cwnd = self.ssthresh
         self._credit = 0
         self.allowance = 1
+
+    def reduced_window(self):
+        """The window after a loss event (a controller for bulk data overrides it)."""
+        return max(int(self.cwnd * K_LOSS_REDUCTION), self.min_window)
 
     def on_persistent_congestion(self):
         self.cwnd = self.min_window

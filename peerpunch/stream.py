@@ -64,7 +64,7 @@ import dataclasses
 from typing import Tuple
 
 from . import streamwire as W
-from .recovery import INITIAL_RTT
+from .recovery import INITIAL_RTT, MAX_ACK_DELAY, NewReno
 from .streamrecv import ACK_EVERY, MAX_PENDING_MESSAGES, RECV_WINDOW, Inbox
 from .streamsend import Outbox
 
@@ -110,20 +110,30 @@ class Stream:
     *rtt_initial*: the RTT assumed before the first sample (RFC 9002: 333 ms);
     *delivery_timeout*: seconds from ``send`` to NotDelivered;
     *ack_every*: acknowledge at once every this many ack-eliciting packets
-    (else within 25 ms); *burst_packets*: the pacer's burst."""
+    (else within *max_ack_delay*); *burst_packets*: the pacer's burst;
+    *max_ack_delay*: how long an acknowledgment may wait, at both ends (the
+    partner's Stream must be made with the same); *controller*: the
+    congestion controller's class (NewReno, or
+    :class:`~peerpunch.bulkcc.LossTolerant` for bulk data); *ack_copies*:
+    ACK-only packets sent each time one is owed (2 on a stream whose
+    receiver acknowledges a whole batch at once: one lost ACK then does not
+    leave the sender waiting for a probe timeout)."""
 
     def __init__(self, *, max_payload=DEFAULT_MAX_PAYLOAD, rtt_initial=INITIAL_RTT,
                  delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
-                 burst_packets=BURST_PACKETS):
+                 burst_packets=BURST_PACKETS, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
+                 ack_copies=1):
         if not MIN_PAYLOAD <= max_payload <= MAX_PAYLOAD:
             raise ValueError("max_payload must be %d..%d" % (MIN_PAYLOAD, MAX_PAYLOAD))
-        if not rtt_initial > 0 or not delivery_timeout > 0 or ack_every < 1 or burst_packets < 2:
-            raise ValueError("rtt_initial and delivery_timeout must be > 0, "
-                             "ack_every >= 1, burst_packets >= 2")
+        if not rtt_initial > 0 or not delivery_timeout > 0 or ack_every < 1 or \
+                burst_packets < 2 or not max_ack_delay > 0 or ack_copies < 1:
+            raise ValueError("rtt_initial, delivery_timeout and max_ack_delay must be > 0, "
+                             "ack_every and ack_copies >= 1, burst_packets >= 2")
         self._events = []
-        self._inbox = Inbox(self._received, ack_every=ack_every)
+        self._inbox = Inbox(self._received, ack_every=ack_every, max_ack_delay=max_ack_delay)
         self._outbox = Outbox(max_payload, rtt_initial, delivery_timeout,
-                              burst_packets * max_payload, self._delivered, self._given_up)
+                              burst_packets * max_payload, self._delivered, self._given_up,
+                              max_ack_delay, controller, ack_copies)
         self.closed = False
 
     def _received(self, message_id, data):

@@ -41,7 +41,7 @@ delivered" means "not confirmed in time".
 import collections
 
 from . import streamwire as W
-from .recovery import Flight, NewReno, Pacer, RttEstimator, persistent_congestion
+from .recovery import MAX_ACK_DELAY, Flight, NewReno, Pacer, RttEstimator, persistent_congestion
 from .streamqueue import ACKED, GIVEN_UP, SENDING, SendQueue
 from .streamrecv import RECV_WINDOW
 
@@ -54,14 +54,15 @@ counts ack-eliciting packets (for persistent congestion)."""
 
 class Outbox:
     def __init__(self, max_payload, rtt_initial, delivery_timeout, burst,
-                 on_delivered, on_given_up):
+                 on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
+                 ack_copies=1):
         self.max_payload = max_payload
         self.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
         self.delivery_timeout = delivery_timeout
         self._on_delivered, self._on_given_up = on_delivered, on_given_up
-        self.rtt = RttEstimator(rtt_initial)
+        self.rtt = RttEstimator(rtt_initial, max_ack_delay)
         self.flight = Flight(self.rtt)
-        self.cc = NewReno(max_payload, 2 * RECV_WINDOW)
+        self.cc = controller(max_payload, 2 * RECV_WINDOW)
         self.pacer = Pacer(max_payload, burst)
         self.pacer.set_rate(self.cc.cwnd, self.rtt.smoothed, True)
         self.queue = SendQueue(self.chunk)
@@ -78,6 +79,7 @@ class Outbox:
         self._limited = False                   # the window, not the application, held us
         self._now = 0.0
         self.packets_sent = 0
+        self.ack_copies = ack_copies            # ACK-only packets sent each time one is owed
         self.stats = collections.Counter()
 
     # ---------------------------------------------------------- messages in
@@ -106,8 +108,10 @@ class Outbox:
         else:
             self._limited = False
         if inbox.ack_at is not None and inbox.ack_at <= now:
-            out.append(W.packet_header(self._pn) + inbox.ack_frame(now, self.max_payload - W.HEADER_LEN))
-            self._pn += 1
+            for _ in range(self.ack_copies):
+                ack = inbox.ack_frame(now, self.max_payload - W.HEADER_LEN)
+                out.append(W.packet_header(self._pn) + ack)
+                self._pn += 1
         return out
 
     def _send(self, now, inbox, out):

@@ -85,3 +85,23 @@ def test_bench_chat_latency_lab_run_prints_lab_and_loopback_rows():
         ("lab", "0"), ("lab", "10"), ("loopback", "0"), ("loopback", "10")], out
     assert all(sent == shown == "10" and path == "direct" for _, _, sent, shown, path in rows), out
     assert "ratio lab/loopback at 10 % loss" in out, out
+
+
+def test_bench_file_quick_run_prints_its_table():
+    result = subprocess.run([sys.executable, "bench/file_bench.py", "--quick"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=240)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-2000:]
+    rows = re.findall(r"^loopback\s+(peerpunch|encrypted UDP ceiling|TCP copy)\s+(\d+)%.*  (.*)$",
+                      out, re.M)
+    kinds = sorted({kind for kind, _, _ in rows})
+    assert kinds == ["TCP copy", "encrypted UDP ceiling", "peerpunch"], out
+    assert all("byte-identical" in note for kind, _, note in rows if kind != "encrypted UDP ceiling")
+    assert "ratio loopback peerpunch at 0 % loss" in out and "magic-wormhole" in out, out
+
+
+def test_bench_file_bad_arguments_one_line_exit_2():
+    result = subprocess.run([sys.executable, "bench/file_bench.py", "--size", "0"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert len(result.stderr.decode().strip().splitlines()) == 1

@@ -23,12 +23,12 @@ WITHOUT_STREAM = tuple(f for f in P.SECURE_FEATURES if f != P.FEATURE_STREAM)
 STEP = 0.01
 
 
-def chat(us, partner, identity, keepalive=15.0, pins=None):
+def chat(us, partner, identity, keepalive=15.0, pins=None, disk=None):
     from peerpunch.chat import Chat
     p = path(keepalive=keepalive)
     options = dict(identity=identity, backend=BACKEND, pins=pins or SC.Pins(), strict=False,
                    require_encryption=False)
-    return Chat(partner, us=us, path=p, secure_options=options, stats=p.stats)
+    return Chat(partner, us=us, path=p, secure_options=options, stats=p.stats, disk=disk)
 
 
 def info(name, addr, features):
@@ -41,10 +41,10 @@ class Wire:
     between them vanish (either way); *loss*: a share of them, at random."""
 
     def __init__(self, alice_sees=ENCRYPTING, bob_sees=ENCRYPTING, keepalive=15.0,
-                 identities=True, alice_pins=None):
+                 identities=True, alice_pins=None, disks=(None, None)):
         ident = new_identity if identities else (lambda: None)
-        self.ends = {ALICE: chat("alice", "bob", ident(), keepalive, alice_pins),
-                     BOB: chat("bob", "alice", ident(), keepalive)}
+        self.ends = {ALICE: chat("alice", "bob", ident(), keepalive, alice_pins, disks[0]),
+                     BOB: chat("bob", "alice", ident(), keepalive, disk=disks[1])}
         self.shown = {ALICE: [], BOB: []}
         self.sent = {ALICE: [], BOB: []}
         self.flight = []
@@ -326,3 +326,27 @@ def test_chat_without_the_stream_still_holds_lines_while_suspect():
     w.run(3.0, until=lambda: w.of(BOB, E.Message))
     assert [n.what for n in w.of(ALICE, E.Notice)][-1] == "heard_again"
     assert [m.text for m in w.of(BOB, E.Message)] == ["held for a while"]
+
+
+def test_chat_stream_file_datagrams_are_answered_once_per_batch_when_ticked(tmp_path):
+    from peerpunch import chatfiles as CF
+    from peerpunch.filedisk import Disk
+    source = tmp_path / "big.bin"
+    source.write_bytes(bytes(range(256)) * 4000)
+    files = ENCRYPTING + ("files1",)
+    w = Wire(files, files, disks=(Disk(str(tmp_path / "a")),
+                                  Disk(None, auto_accept=str(tmp_path / "down")))).connected()
+    [collect] = w.alice.files.offer([str(source)])
+    w.alice.files.collected(w.alice.files.disk.collect(collect.paths), w.now)
+    w.emit(ALICE, w.alice.pump(w.now))
+    w.run(2.0, until=lambda: len(w.flight) >= 4 and all(s == ALICE for s, _ in w.flight))
+    batch, w.flight = w.flight, []
+    assert len(batch) >= 4
+    for src, send in batch:                       # file data only: nothing answered yet
+        w.deliver(src, send.data)
+        assert w.flight == []
+    assert w.bob.next_deadline() <= w.now         # ... but due at once
+    w.emit(BOB, w.bob.tick(w.now))
+    assert len(w.flight) == CF.ACK_COPIES         # one acknowledgment for the whole batch
+    w.run(30.0, until=lambda: (tmp_path / "down" / "big.bin").exists())
+    assert (tmp_path / "down" / "big.bin").read_bytes() == source.read_bytes()

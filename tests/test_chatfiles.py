@@ -83,6 +83,27 @@ def test_chatfiles_file_arrives_byte_identical_at_10_percent_loss(tmp_path):
     assert sent.outgoing and sent.sent == path.stat().st_size
 
 
+def test_chatfiles_random_loss_never_pins_the_window_at_the_minimum(tmp_path):
+    """15 % loss each way: the files stream's window never falls to NewReno's
+    two packets, and once 100 packets have gone it is mostly 10 or more
+    (the first few losses are too few to tell random loss from congestion:
+    they may halve it, and it grows back)."""
+    path = _file(tmp_path, 3 * 1000 * 1000)
+    pair = Pair(tmp_path, loss=0.15, seed=7)
+    pair.offer(path)
+    early, later = [], []
+    while not _ended(pair, "alice")():
+        assert pair.now < 300.0, pair.news
+        pair.step()
+        stats = pair.alice.stream.stats()
+        if stats.get("lost"):
+            (early if stats["packets"] < 100 else later).append(stats["cwnd"])
+    assert pair.kinds("alice")[-1] == "FileSent", pair.news
+    assert (tmp_path / "down" / "f.bin").read_bytes() == path.read_bytes()
+    assert min(early + later) > 2 * PACKET_SIZE, min(early + later)
+    assert later and sorted(later)[len(later) // 2] >= 10 * PACKET_SIZE, sorted(later)
+
+
 def test_chatfiles_packets_carry_the_files_mark_not_the_line_streams(tmp_path):
     pair = Pair(tmp_path)
     pair.offer(_file(tmp_path, 10))

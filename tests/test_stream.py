@@ -308,3 +308,21 @@ def test_stream_modules_are_sans_io_and_small(module):
             imported.add(node.module.split(".")[0])
     assert not imported & FORBIDDEN
     assert len(source.splitlines()) <= 400
+
+
+def test_stream_ack_copies_sends_the_owed_ack_in_that_many_packets():
+    from peerpunch.stream import Stream
+    a, b = Stream(), Stream(ack_copies=2, ack_every=1)
+    a.send(b"x" * 3000, 0.0)
+    for packet in a.packets(0.0):
+        b.datagram_received(packet, 0.001)
+    acks = b.packets(0.001)
+    decoded = [W.decode(p) for p in acks]
+    assert len(acks) == 2 and decoded[0][0] != decoded[1][0]            # two packet numbers
+    assert [f for f in decoded[0][1]] == [f for f in decoded[1][1]]     # the same ACK
+    assert all(f[0] == W.ACK for _, frames, _ in decoded for f in frames)
+    for packet in acks:
+        a.datagram_received(packet, 0.002)
+    assert [type(e) for e in a.events()] == [Delivered]                  # once, not twice
+    with pytest.raises(ValueError):
+        Stream(ack_copies=0)

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""The baselines of file_bench.py, one role per process:
+
+    python bench/filebase.py udp-recv PORT PEER_IP PEER_PORT
+    python bench/filebase.py udp-send PORT PEER_IP PEER_PORT BYTES DATAGRAM
+    python bench/filebase.py tcp-recv PORT OUT
+    python bench/filebase.py tcp-send IP PORT FILE
+
+Theory of operation
+-------------------
+``udp-*``: the encrypted-UDP ceiling of a path in Python. Both ends bind a
+fixed port and punch toward each other's public address (a home router
+keeps the port) until the other's punch arrives; then the sender seals
+DATAGRAM-byte datagrams with the project's AEAD backend (ChaCha20-Poly1305,
+an 8-byte counter header as associated data and nonce, one ``sendto``
+each) within a window of WINDOW datagrams; the receiver opens each and
+acknowledges every ACK_EVERY with the count it holds. No repetition: a
+datagram lost is lost (a stalled window is released after STALL). The
+receiver prints ``udp BYTES SECONDS`` (plaintext opened, first to last).
+
+``tcp-*``: a plain TCP copy: ``sendfile`` on one side, ``recv_into`` and
+``write`` on the other; the receiver prints ``tcp BYTES SECONDS`` from
+accepting the connection to the file written and closed.
+"""
+
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from peerpunch import crypto     # noqa: E402
+
+KEY = bytes(range(32))
+WINDOW = 1024
+ACK_EVERY = 64
+STALL = 0.05
+PUNCH, DATA, ACK, END = b"P", b"D", b"A", b"E"
+HEADER = struct.Struct("!cQ")     # kind, counter
+RCVBUF = 8 << 20
+
+
+def _udp(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.bind(("0.0.0.0", port))
+    return sock
+
+
+def _punch(sock, peer):
+    """Punch toward *peer* until the peer's punch (or data) arrives."""
+    sock.settimeout(0.05)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        sock.sendto(PUNCH, peer)
+        try:
+            data, _ = sock.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if data[:1] in (PUNCH, DATA):
+            for _ in range(3):
+                sock.sendto(PUNCH, peer)
+            return data
+    raise SystemExit("filebase: no punch from %s:%d" % peer)
+
+
+def _nonce(counter):
+    return bytes(4) + counter.to_bytes(8, "little")
+
+
+def udp_recv(port, peer):
+    sock = _udp(port)
+    first = _punch(sock, peer)
+    sock.settimeout(5.0)
+    seal = crypto.get_backend()
+    opened, count, start, last = 0, 0, None, None
+    data = first
+    while True:
+        kind = data[:1]
+        if kind == DATA:
+            header = data[:HEADER.size]
+            counter = HEADER.unpack(header)[1]
+            opened += len(seal.aead_decrypt(KEY, _nonce(counter), data[HEADER.size:], header))
+            count += 1
+            last = time.monotonic()
+            start = start or last
+            if count % ACK_EVERY == 0:
+                sock.sendto(HEADER.pack(ACK, count), peer)
+        elif kind == END:
+            break
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+    print("udp %d %.6f" % (opened, (last - start) if start else 0.0))
+
+
+def udp_send(port, peer, total, datagram):
+    sock = _udp(port)
+    _punch(sock, peer)
+    sock.setblocking(False)
+    seal = crypto.get_backend()
+    plain = os.urandom(datagram - HEADER.size - 16)
+    sent, acked, stalled = 0, 0, time.monotonic()
+    target = -(-total // len(plain))
+    while sent < target:
+        while sent - acked < WINDOW and sent < target:
+            header = HEADER.pack(DATA, sent)
+            try:
+                sock.sendto(header + seal.aead_encrypt(KEY, _nonce(sent), plain, header), peer)
+            except BlockingIOError:
+                break
+            sent += 1
+        acked, stalled = _acks(sock, acked, stalled, sent)
+    for _ in range(20):
+        sock.sendto(END, peer)
+        time.sleep(0.01)
+
+
+def _acks(sock, acked, stalled, sent):
+    """Read the acknowledgments waiting; (acked, when acked last moved)."""
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            break
+        if data[:1] == ACK:
+            acked, stalled = max(acked, HEADER.unpack(data[:HEADER.size])[1]), time.monotonic()
+    if sent - acked >= WINDOW and time.monotonic() - stalled > STALL:
+        acked, stalled = sent - WINDOW // 2, time.monotonic()   # lost: let the window go on
+    return acked, stalled
+
+
+def tcp_recv(port, out):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(1)
+    print("listening", flush=True)
+    conn, _ = server.accept()
+    start, total = time.monotonic(), 0
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with open(out, "wb") as f:
+        while True:
+            n = conn.recv_into(buf)
+            if not n:
+                break
+            f.write(view[:n])
+            total += n
+    print("tcp %d %.6f" % (total, time.monotonic() - start))
+
+
+def tcp_send(ip, port, path):
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn = socket.create_connection((ip, port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with open(path, "rb") as f:
+        conn.sendfile(f)
+    conn.close()
+
+
+def main(argv):
+    role, args = argv[0], argv[1:]
+    if role == "udp-recv":
+        udp_recv(int(args[0]), (args[1], int(args[2])))
+    elif role == "udp-send":
+        udp_send(int(args[0]), (args[1], int(args[2])), int(args[3]), int(args[4]))
+    elif role == "tcp-recv":
+        tcp_recv(int(args[0]), args[1])
+    elif role == "tcp-send":
+        tcp_send(args[0], int(args[1]), args[2])
+    else:
+        raise SystemExit("filebase: unknown role %r" % role)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
