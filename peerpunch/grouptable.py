@@ -70,7 +70,9 @@ class GroupTable:
                 continue          # plain lines go to the group: no word of which chat
             else:
                 out.append(effect)
-        machine += self.machine.links(self.links(), now)
+        links = self.links()
+        if machine or links != self.machine.up:     # else links() would change nothing
+            machine += self.machine.links(links, now)
         return self.sends.seen(out, self.machine.groups) + self._carried(machine, now)
 
     def _received(self, event, now):
