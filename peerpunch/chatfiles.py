@@ -67,6 +67,7 @@ FileRefused = collections.namedtuple("FileRefused", "partner why detail")
 Collect = collections.namedtuple("Collect", "partner paths")
 """Shell's work: hash and list *paths* (``disk.collect``), then ``collected``."""
 NOT_ENCRYPTED, NO_FILES, NOTHING, UNREADABLE = "not_encrypted", "no_files", "nothing", "unreadable"
+BLOCKED = "blocked"
 
 
 def is_files_packet(plaintext):
@@ -100,14 +101,23 @@ class ChatFiles:
         self._sent = collections.Counter()  # transfer id -> file bytes put on the stream
         self._paced_until = None          # relayed: no data before this time
         self._events = []
+        self._link = None                 # the secure link: no file traffic while it is blocked
 
     @property
     def open(self):
         return self.stream is not None
 
-    def start(self, features):
-        """Keys agreed: a fresh files stream if the partner takes file messages."""
+    @property
+    def blocked(self):
+        """The partner's key is not the pinned one (until /trust): no file
+        message goes out or comes in."""
+        return self._link is not None and bool(self._link.blocked)
+
+    def start(self, features, link=None):
+        """Keys agreed: a fresh files stream if the partner takes file
+        messages; *link* (its ``blocked``) gates every file packet."""
         self.stream = None
+        self._link = link
         if FW.FEATURE in features and self.disk is not None:
             self.stream = ST.Stream(max_payload=self.max_payload,
                                     delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY)
@@ -120,6 +130,8 @@ class ChatFiles:
         thread and hands the result to :meth:`collected`), or a refusal."""
         if self.stream is None:
             return [FileRefused(self.partner, NOT_ENCRYPTED, None)]
+        if self.blocked:
+            return [FileRefused(self.partner, BLOCKED, None)]
         return [Collect(self.partner, tuple(paths))]
 
     def collected(self, result, now):
@@ -129,6 +141,9 @@ class ChatFiles:
             return [FileRefused(self.partner, UNREADABLE, str(result))]
         entries, source, skipped = result
         out = [FileSkipped(self.partner, tuple(skipped))] if skipped else []
+        if self.blocked:
+            source.close()
+            return out + [FileRefused(self.partner, BLOCKED, None)]
         if self.stream is None or not entries:
             source.close()
             return out + [FileRefused(self.partner, NOT_ENCRYPTED if entries else NOTHING, None)]
@@ -176,19 +191,21 @@ class ChatFiles:
         """A files-stream packet (marked); raises StreamError (drop it)."""
         if self.stream is None:
             raise ST.StreamError("a file packet, and no files stream open")
+        if self.blocked:
+            raise ST.StreamError("a file packet while the partner's key is not trusted")
         self.stream.datagram_received(unmarked(packet), now)
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
         through the relay); the packets to seal and send."""
-        if self.stream is None:
+        if self.stream is None or self.blocked:
             return []
         self.relayed = relayed
         self._serve(now)
         return [marked(p) for p in self.stream.packets(now)]
 
     def next_deadline(self):
-        if self.stream is None:
+        if self.stream is None or self.blocked:
             return None
         due = self.stream.next_deadline()
         if self._paced_until is not None and self._sending():
