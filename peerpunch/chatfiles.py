@@ -49,6 +49,7 @@ from . import transfer as T
 from .filedesk import Desk
 from .filerecv import Receiver
 from .filesend import Sender
+from .filestore import StagingBusy
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ FileRefused = collections.namedtuple("FileRefused", "partner why detail")
 Collect = collections.namedtuple("Collect", "partner paths")
 """Shell's work: hash and list *paths* (``disk.collect``), then ``collected``."""
 NOT_ENCRYPTED, NO_FILES, NOTHING, UNREADABLE = "not_encrypted", "no_files", "nothing", "unreadable"
-BLOCKED = "blocked"
+BLOCKED, BUSY = "blocked", "busy"
 
 
 def is_files_packet(plaintext):
@@ -157,13 +158,18 @@ class ChatFiles:
         if receiver is None or receiver.state != T.OFFERED:
             return False
         try:
-            store = self._stores[tid] = self.disk.store(receiver.entries)
+            store = self.disk.store(receiver.entries)
+        except StagingBusy:
+            self._events.append(FileRefused(self.partner, BUSY, None))
+            return True
+        try:
             have = store.have()
             store.prepare(have)
         except OSError as exc:
+            store.close()
             receiver.fail(T.DISK_FULL if _is_full(exc) else T.IO_ERROR)
-            self._stores.pop(tid, None)
             return True
+        self._stores[tid] = store
         self._apply(receiver, receiver.accept(have, now))
         return True
 

@@ -16,7 +16,14 @@ either side -- finds the same staging and resumes::
     .NAME.KEY.peerpunch-part              a single file, being written
     .NAME.KEY.peerpunch-part/             a directory tree, being written:
         sub/dir/file.txt                      files verified and complete
-        sub/dir/.7.peerpunch-part             file 7 of the offer, being written
+        sub/dir/.KEY2.peerpunch-part          a file being written (KEY2: its
+                                              path, size and SHA-256: entry_key)
+
+A staging tree's directories are made 0700, and every file and directory
+in staging is opened through :mod:`peerpunch.filesafe` (no link followed,
+ours, one link). One staging is written by one Store at a time in this
+process (a second one raises StagingBusy), so what a Store hashed as it
+wrote is what is on disk.
 
 :meth:`Store.have` gives the resume points: bytes of each partial file
 (its length: data is written in order, and the whole file's SHA-256 is
@@ -31,14 +38,17 @@ tree, and when a tree's last file is done, the tree to its top name. Moving
 into place never overwrites: the first free name (``name (1).ext``,
 ``NAME (1)``) is reserved by an exclusive create, then replaced by ours.
 :meth:`Store.discard` (cancel, hash mismatch) removes what was staged;
-:meth:`Store.close` (partner gone) keeps it for a resume.
+:meth:`Store.close` (partner gone) keeps it for a resume; both free the
+staging for another Store.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import stat
 
+from . import filesafe as FS
 from . import safename as S
 
 READ_SIZE = 1 << 20
@@ -68,8 +78,23 @@ def staging_name(top, key):
     return "." + head + tail
 
 
+class StagingBusy(OSError):
+    """Another transfer of this process is writing the same staging."""
+
+
+_IN_USE = set()
+"""Staging paths held by a live Store of this process: one writer each."""
+
+
+def entry_key(entry):
+    """The key of one file's partial in a staging tree (16 hex digits)."""
+    plain = [list(entry.parts), entry.size, entry.sha256]
+    return hashlib.sha256(json.dumps(plain).encode("utf-8")).hexdigest()[:16]
+
+
 class Store:
-    """The disk side of one accepted offer of *entries* under *root*."""
+    """The disk side of one accepted offer of *entries* under *root*; raises
+    StagingBusy if another Store of this process holds its staging."""
 
     def __init__(self, root, entries, disk_usage=shutil.disk_usage):
         self.root = root
@@ -82,7 +107,12 @@ class Store:
             tree = len(group[0].parts) > 1
             staging = os.path.join(root, staging_name(top, top_key(group)))
             self._tops[top] = [staging, tree, len(group)]
-        self._file = None                # (index, open file, hash) of the file being written
+        self._file = None                # (index, file, hash, folder, name) being written
+        claims = set(_claim_key(t[0]) for t in self._tops.values())
+        if claims & _IN_USE:
+            raise StagingBusy("the same files are being received already")
+        _IN_USE.update(claims)
+        self._claims = claims
 
     def have(self):
         """Resume points: file index -> bytes already on disk (nonzero only)."""
@@ -115,35 +145,63 @@ class Store:
     def verify(self, index):
         """File *index* is whole: (True, where or None) if its SHA-256 matches
         (kept; *where* when its top-level name is now in place), else (False,
-        None) with the partial file removed."""
+        None) with the partial file removed. What was hashed is what is on
+        disk: the file was written only through our handle (no other Store
+        of this process holds it; opened without following links, ours,
+        one link), and it must still be the file at its name."""
         partial, final = self._paths(index)
         entry = self.entries[index]
         if final != partial and _size(final) == entry.size:
             return True, self._top_done(entry.parts[0])      # verified before a restart
-        handle = self._open(index, entry.size)
+        _, handle, digest, folder, name = self._open(index, entry.size)
         self._file = None
-        handle[1].close()
-        if handle[2].hexdigest() != entry.sha256 or _size(partial) != entry.size:
-            os.remove(partial)
-            return False, None
-        if final != partial:
-            os.replace(partial, final)
+        try:
+            handle.flush()
+            same = folder.same(name, handle)
+            ok = same and digest.hexdigest() == entry.sha256 and \
+                os.fstat(handle.fileno()).st_size == entry.size
+            handle.close()
+            if not ok:
+                if same:
+                    folder.remove(name)
+                return False, None
+            if final != partial:
+                folder.replace(name, entry.parts[-1])
+        finally:
+            handle.close()
+            folder.close()
         return True, self._top_done(entry.parts[0])
 
     def close(self):
         """Stop writing; keep what is staged for a resume."""
-        if self._file is not None:
-            self._file[1].close()
-            self._file = None
+        self._close_file()
+        _IN_USE.difference_update(self._claims)
+        self._claims = set()
 
     def discard(self):
         """Stop and remove everything still staged (cancel, mismatch)."""
-        self.close()
+        self._close_file()
         for staging, tree, left in self._tops.values():
             if left and tree and os.path.isdir(staging) and not os.path.islink(staging):
                 shutil.rmtree(staging)
             elif left and os.path.lexists(staging):
                 os.remove(staging)
+        self.close()
+
+    def _close_file(self):
+        if self._file is not None:
+            self._file[1].close()
+            self._file[3].close()
+            self._file = None
+
+    def _location(self, index):
+        """(directories under root, partial file's name) of file *index*."""
+        parts = self.entries[index].parts
+        staging, tree, _ = self._tops[parts[0]]
+        if not tree:
+            return [], os.path.basename(staging)
+        dirs = [os.path.basename(staging)] + list(parts[1:-1])
+        return dirs, ".%s%s" % (entry_key(self.entries[index]), S.PART_SUFFIX)
 
     def _paths(self, index):
         """(partial path, final path in staging) of file *index*; the same
@@ -153,20 +211,24 @@ class Store:
         if not tree:
             return staging, staging
         final = S.safe_join(staging, parts[1:])
-        partial = os.path.join(os.path.dirname(final), ".%d%s" % (index, S.PART_SUFFIX))
+        partial = os.path.join(os.path.dirname(final), self._location(index)[1])
         return partial, final
 
     def _open(self, index, offset):
         if self._file is not None and self._file[0] == index:
             return self._file
-        self.close()
-        partial, _ = self._paths(index)
-        os.makedirs(os.path.dirname(partial), exist_ok=True)
-        digest = hashlib.sha256()
-        handle = open(partial, "r+b" if os.path.exists(partial) else "w+b")
-        _hash_prefix(handle, digest, offset)
-        handle.truncate(offset)
-        self._file = (index, handle, digest)
+        self._close_file()
+        dirs, name = self._location(index)
+        folder = FS.open_folder(self.root, dirs)
+        try:
+            handle = folder.open_file(name)
+            digest = hashlib.sha256()
+            _hash_prefix(handle, digest, offset)
+            handle.truncate(offset)
+        except BaseException:
+            folder.close()
+            raise
+        self._file = (index, handle, digest, folder, name)
         return self._file
 
     def _top_done(self, top):
@@ -175,6 +237,10 @@ class Store:
         if entry[2]:
             return None
         return place(entry[0], self.root, top, entry[1])
+
+
+def _claim_key(path):
+    return os.path.normcase(os.path.abspath(path))
 
 
 def _hash_prefix(handle, digest, length):
@@ -189,10 +255,12 @@ def _hash_prefix(handle, digest, length):
 
 
 def _size(path):
+    """The size of the regular file at *path* (links not followed), else None."""
     try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def place(source, directory, name, is_dir):

@@ -39,6 +39,8 @@ REFUSED_WHY = {
                       " does not take files, or it is not connected yet",
     CF.NOTHING: "nothing to send to {name}: no regular file in what you named",
     CF.UNREADABLE: "cannot send to {name}: {detail}",
+    CF.BUSY: "not accepted: the same files are being received already (another offer);"
+             " /accept again when that transfer ends",
     CF.BLOCKED: "no files to or from {name} while its key is not the one you trusted:"
                 " /verify {name}, then /trust {name} first",
 }

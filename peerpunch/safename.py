@@ -42,8 +42,9 @@ _REMOVED = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069
 _REPLACED = re.compile(r'[<>:"|?*]')
 
 
-class UnsafePath(ValueError):
-    """A path that is not made of safe parts, or leaves its root."""
+class UnsafePath(ValueError, OSError):
+    """A path that is not made of safe parts, or leaves its root (an
+    OSError too: whoever handles disk errors handles it)."""
 
 
 def safe_part(name):
