@@ -49,7 +49,7 @@ from . import transfer as T
 from .filedesk import Desk
 from .filerecv import Receiver
 from .filesend import Sender
-from .filestore import StagingBusy
+from .filestore import StagingBusy, TooMany
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
 ACK_EVERY = 2                 # as lines: 8 was ~15 % faster on loopback, ~15 % slower at 19 % loss
 RELAYED_RATE = 192 * 1024     # file bytes/s over a relayed path (the relay's default: 256 KiB/s)
+MAX_RECEIVING = 2             # transfers receiving at once from one partner
+IDLE_TIMEOUT = 60.0           # s: a receiving transfer with no data this long fails (kept)
 
 FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent")
 """A transfer *event* with *partner*: *outgoing* (we send), the offer's top
@@ -68,7 +70,7 @@ FileRefused = collections.namedtuple("FileRefused", "partner why detail")
 Collect = collections.namedtuple("Collect", "partner paths")
 """Shell's work: hash and list *paths* (``disk.collect``), then ``collected``."""
 NOT_ENCRYPTED, NO_FILES, NOTHING, UNREADABLE = "not_encrypted", "no_files", "nothing", "unreadable"
-BLOCKED, BUSY = "blocked", "busy"
+BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 
 def is_files_packet(plaintext):
@@ -103,6 +105,7 @@ class ChatFiles:
         self._paced_until = None          # relayed: no data before this time
         self._events = []
         self._link = None                 # the secure link: no file traffic while it is blocked
+        self._heard = {}                  # receiving transfer id -> when data last came
 
     @property
     def open(self):
@@ -157,19 +160,20 @@ class ChatFiles:
         receiver = self._receiver(tid)
         if receiver is None or receiver.state != T.OFFERED:
             return False
-        try:
-            store = self.disk.store(receiver.entries)
-        except StagingBusy:
-            self._events.append(FileRefused(self.partner, BUSY, None))
+        if self._receiving() >= MAX_RECEIVING:
+            self._events.append(FileRefused(self.partner, TOO_MANY, None))
             return True
         try:
-            have = store.have()
-            store.prepare(have)
+            store, have = self.disk.opened(receiver.entries)
+        except (StagingBusy, TooMany) as exc:
+            why = BUSY if type(exc) is StagingBusy else TOO_MANY
+            self._events.append(FileRefused(self.partner, why, None))
+            return True
         except OSError as exc:
-            store.close()
             receiver.fail(T.DISK_FULL if _is_full(exc) else T.IO_ERROR)
             return True
         self._stores[tid] = store
+        self._heard[tid] = now
         self._apply(receiver, receiver.accept(have, now))
         return True
 
@@ -213,7 +217,7 @@ class ChatFiles:
     def next_deadline(self):
         if self.stream is None or self.blocked:
             return None
-        due = self.stream.next_deadline()
+        due = sooner(self.stream.next_deadline(), *(h + IDLE_TIMEOUT for h in self._heard.values()))
         if self._paced_until is not None and self._sending():
             due = self._paced_until if due is None else min(due, self._paced_until)
         return due
@@ -244,9 +248,21 @@ class ChatFiles:
                 log.info("file message to %s not delivered: transfers fail", self.partner)
                 for _, transfer in self.transfers():
                     transfer.fail(T.LOST)
+        self._idle(now)
         self._settle(now)
         self._push(now)
         self._settle(now)
+
+    def _idle(self, now):
+        """Receiving transfers with no data for IDLE_TIMEOUT fail (LOST: kept)."""
+        for tid, heard in list(self._heard.items()):
+            receiver = self._receiver(tid)
+            if receiver is not None and now - heard >= IDLE_TIMEOUT:
+                log.info("transfer %s: no data for %g s", tid, now - heard)
+                receiver.fail(T.LOST)
+
+    def _receiving(self):
+        return sum(1 for _, t in self.transfers() if type(t) is Receiver and t.state == T.RECEIVING)
 
     def _message(self, data, now):
         try:
@@ -255,6 +271,7 @@ class ChatFiles:
             log.info("file message from %s dropped: %s", self.partner, exc)
             return
         if transfer is not None and effects:
+            self._heard[transfer.id] = now
             self._apply(transfer, effects)
 
     def _delivered(self, ids, now):
@@ -310,13 +327,18 @@ class ChatFiles:
         if now is not None and self.stream is not None:
             for message in messages:
                 self.stream.send(message, now)
+        freed = False
         for event in self.desk.events():
             self._events.append(self._news(event))
             if type(event) in (T.FileFailed, T.FileSent, T.FileReceived):
-                self._closed(event)
+                freed = self._closed(event) or freed
             elif type(event) is T.FileOffered and now is not None and self.disk.auto_accept:
                 self.accept(event.id, now)
                 self._settle(now)
+        if freed and now is not None and self.disk.auto_accept:
+            for tid in [i for i, t in self.transfers() if t.state == T.OFFERED]:
+                self.accept(tid, now)       # waiting for a free place: try again
+            self._settle(now)
 
     def _news(self, event):
         if event.id not in self._names:
@@ -332,13 +354,17 @@ class ChatFiles:
         source = self._sources.pop(event.id, None)
         if source is not None:
             source.close()
+        self._heard.pop(event.id, None)
         store = self._stores.pop(event.id, None)
         if store is None:
-            return
-        if type(event) is T.FileFailed and event.reason in (T.CANCELLED_REASON, T.PROTOCOL):
-            store.discard()
-        else:
-            store.close()
+            return False
+        if type(event) is T.FileFailed and not _kept(event):
+            try:
+                store.discard()
+            except OSError as exc:
+                log.warning("transfer %s: staging not removed: %s", event.id, exc)
+        store.close()
+        return True
 
     def _receiver(self, tid):
         transfer = self.desk.get(tid)
@@ -352,6 +378,12 @@ def sooner(*times):
     """The earliest of *times* that are not None, or None."""
     due = [t for t in times if t is not None]
     return min(due) if due else None
+
+
+def _kept(failed):
+    """A failed receiver's staging is kept for a resume only when we saw the
+    partner go (never on its word: its reason could keep what should go)."""
+    return not failed.remote and failed.reason in (T.LOST, T.PARTNER_GONE)
 
 
 def _is_full(exc):

@@ -53,6 +53,7 @@ from . import safename as S
 
 READ_SIZE = 1 << 20
 SPACE_MARGIN = 1 << 20          # keep this much free beyond the declared size
+MAX_RECEIVING = 8               # stores receiving at once in this process, all chats
 
 
 class DiskFull(OSError):
@@ -76,6 +77,19 @@ def staging_name(top, key):
     room = S.MAX_NAME_BYTES - 1 - len(tail)
     head = top.encode("utf-8")[:room].decode("utf-8", "ignore")
     return "." + head + tail
+
+
+class TooMany(OSError):
+    """MAX_RECEIVING stores are receiving already."""
+
+
+_LEDGER = set()
+"""Stores holding a reservation: the bytes each still expects (``_reserved``)."""
+
+
+def reserved():
+    """Bytes that stores of this process still expect to write."""
+    return sum(store._reserved for store in list(_LEDGER))
 
 
 class StagingBusy(OSError):
@@ -108,6 +122,7 @@ class Store:
             staging = os.path.join(root, staging_name(top, top_key(group)))
             self._tops[top] = [staging, tree, len(group)]
         self._file = None                # (index, file, hash, folder, name) being written
+        self._reserved = 0               # bytes still expected (in _LEDGER once prepared)
         claims = set(_claim_key(t[0]) for t in self._tops.values())
         if claims & _IN_USE:
             raise StagingBusy("the same files are being received already")
@@ -129,18 +144,26 @@ class Store:
         return out
 
     def prepare(self, have):
-        """Check the free space for what is still to come; raises DiskFull."""
+        """Reserve the bytes still to come, checked against the free space
+        less what every other store of this process still expects; raises
+        DiskFull, or TooMany if MAX_RECEIVING stores are receiving."""
         needed = sum(e.size for e in self.entries) - sum(have.values())
         os.makedirs(self.root, exist_ok=True)
-        free = self._disk_usage(self.root).free
+        if self not in _LEDGER and len(_LEDGER) >= MAX_RECEIVING:
+            raise TooMany("%d transfers are being received already" % len(_LEDGER))
+        _LEDGER.discard(self)
+        free = self._disk_usage(self.root).free - reserved()
         if needed + SPACE_MARGIN > free:
-            raise DiskFull(needed, free)
+            raise DiskFull(needed, max(free, 0))
+        self._reserved = needed
+        _LEDGER.add(self)
 
     def write(self, index, offset, data):
         """Write *data* at *offset* of file *index* (offsets follow each other)."""
         handle = self._open(index, offset)
         handle[1].write(data)
         handle[2].update(data)
+        self._reserved = max(0, self._reserved - len(data))
 
     def verify(self, index):
         """File *index* is whole: (True, where or None) if its SHA-256 matches
@@ -175,6 +198,8 @@ class Store:
     def close(self):
         """Stop writing; keep what is staged for a resume."""
         self._close_file()
+        _LEDGER.discard(self)
+        self._reserved = 0
         _IN_USE.difference_update(self._claims)
         self._claims = set()
 

@@ -41,6 +41,8 @@ REFUSED_WHY = {
     CF.UNREADABLE: "cannot send to {name}: {detail}",
     CF.BUSY: "not accepted: the same files are being received already (another offer);"
              " /accept again when that transfer ends",
+    CF.TOO_MANY: "not accepted yet: too many transfers are being received; /accept again"
+                 " when one ends",
     CF.BLOCKED: "no files to or from {name} while its key is not the one you trusted:"
                 " /verify {name}, then /trust {name} first",
 }
