@@ -217,7 +217,8 @@ class ChatFiles:
     def next_deadline(self):
         if self.stream is None or self.blocked:
             return None
-        due = sooner(self.stream.next_deadline(), *(h + IDLE_TIMEOUT for h in self._heard.values()))
+        due = sooner(self.stream.next_deadline(), self.desk.next_deadline(),
+                     *(h + IDLE_TIMEOUT for h in self._heard.values()))
         if self._paced_until is not None and self._sending():
             due = self._paced_until if due is None else min(due, self._paced_until)
         return due
@@ -254,7 +255,9 @@ class ChatFiles:
         self._settle(now)
 
     def _idle(self, now):
-        """Receiving transfers with no data for IDLE_TIMEOUT fail (LOST: kept)."""
+        """Receiving transfers with no data for IDLE_TIMEOUT fail (LOST: kept);
+        offers waiting too long expire."""
+        self.desk.expire(now)
         for tid, heard in list(self._heard.items()):
             receiver = self._receiver(tid)
             if receiver is not None and now - heard >= IDLE_TIMEOUT:

@@ -7,6 +7,7 @@ holds the Notices of the file commands, merged into the console's.
 """
 
 from . import chatfiles as CF
+from . import filedesk as FD
 from . import transfer as T
 
 FILES_HELP = """
@@ -32,6 +33,8 @@ FAILED_WHY = {
     T.PROTOCOL: "protocol error",
     T.PARTNER_GONE: "partner gone",
     T.LOST: "partner gone (no answer for %g s)" % CF.DELIVERY_TIMEOUT,
+    T.EXPIRED: "expired (the offer was not answered in %d min, or never arrived whole)"
+               % (FD.ANSWER_TIMEOUT // 60),
 }
 
 REFUSED_WHY = {
