@@ -88,7 +88,7 @@ def format_news(event, clean, tty=False):
             return "%s accepted %s [%s]%s" % (partner, names, short, resumed)
         return "receiving %s from %s [%s]%s" % (names, partner, short, resumed)
     if kind is T.FileProgress:
-        return _progress(event, news) if tty else None
+        return _progress(event, news, clean) if tty else None
     if kind is T.FileSent:
         return "sent %s to %s (%d bytes, %d sent this time)" % (names, partner, news.total,
                                                                 event.sent)
@@ -104,12 +104,12 @@ def format_news(event, clean, tty=False):
     return None
 
 
-def _progress(event, news):
+def _progress(event, news, clean):
     percent = 100.0 * news.done / news.total if news.total else 100.0
     rate = "%s/s" % size(news.rate) if news.rate else "-"
     eta = " ETA %d s" % news.eta if news.eta is not None and news.done < news.total else ""
     return "%s %s %s: %3.0f%% %s of %s, %s%s" % (
-        "to" if event.outgoing else "from", event.partner, _names(event.names, str),
+        "to" if event.outgoing else "from", clean(event.partner), _names(event.names, clean),
         percent, size(news.done), size(news.total), rate, eta)
 
 

@@ -12,8 +12,11 @@ something harmless to create on Linux, macOS and Windows alike.
   they become FALLBACK. An absolute path or a drive letter (``C:``) loses
   its anchor: ``:`` and the other characters Windows refuses (``<>"|?*``)
   become ``_``.
-* Control characters (NUL included) and the bidirectional overrides that
-  make ``evil\\u202etxt.exe`` read as ``evilexe.txt`` are removed.
+* Every character that does not print is removed (``str.isprintable``:
+  control characters, NUL included; format characters such as the
+  bidirectional overrides that make ``evil\\u202etxt.exe`` read as
+  ``evilexe.txt``, zero-width spaces, soft hyphens and tag characters; line
+  and paragraph separators; every space but the ordinary one).
 * Trailing dots and spaces are stripped (Windows drops them silently).
 * Windows' reserved device names (``CON``, ``NUL``, ``COM1`` ... with any
   extension) get a ``_`` in front; a name ending in PART_SUFFIX, the
@@ -38,7 +41,6 @@ RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
                      + [port + digit for port in ("COM", "LPT")
                         for digit in "0123456789\u00b9\u00b2\u00b3"])
 _SEPARATORS = re.compile(r"[/\\]")
-_REMOVED = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _REPLACED = re.compile(r'[<>:"|?*]')
 
 
@@ -51,7 +53,7 @@ def safe_part(name):
     """*name* (one component, any str) as a safe file name; never empty."""
     if not isinstance(name, str):
         return FALLBACK
-    name = _REPLACED.sub("_", _SEPARATORS.sub("_", _REMOVED.sub("", name)))
+    name = _REPLACED.sub("_", _SEPARATORS.sub("_", _printable(name)))
     name = _cut(name.rstrip(". "), MAX_NAME_BYTES).rstrip(". ")
     if name in ("", ".", ".."):
         return FALLBACK
@@ -67,8 +69,16 @@ def safe_parts(path):
     list of safe parts; empty, ``.`` and ``..`` parts dropped; at least one."""
     pieces = _SEPARATORS.split(path) if isinstance(path, str) else list(path)
     parts = [safe_part(p) for p in pieces
-             if isinstance(p, str) and _REMOVED.sub("", p).strip(". ") != ""]
+             if isinstance(p, str) and _printable(p).strip(". ") != ""]
     return parts or [FALLBACK]
+
+
+def _printable(name):
+    """*name* without the characters that do not print (controls, format
+    and invisible characters, separators other than the ordinary space)."""
+    if name.isprintable():
+        return name
+    return "".join(c for c in name if c.isprintable())
 
 
 def is_safe_part(name):
