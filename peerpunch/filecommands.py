@@ -9,13 +9,15 @@ so a path with spaces is quoted (``/send "my file.txt"``) or escaped.
 
 ``/send PATH... [NAME]`` offers PATHs to the current chat; when there are
 two words or more and the last one names an open chat, it is that chat
-(to send a file whose name is also a chat's, write ``./NAME``).
+(to send a file whose name is also a chat's, write ``./NAME``); if that
+last word is also an existing path, /send refuses to guess and says how.
 ``/sendto NAME PATH...`` says the chat first. A transfer is named by its
 id (or the first 4 or more hex digits of it) or by the partner's name;
 ``/accept``, ``/decline`` and ``/cancel`` without one take the only
 transfer they can act on, and say so when there are several.
 """
 
+import os
 import shlex
 
 from . import transfer as T
@@ -38,6 +40,8 @@ def _send(session, arg, now):
         return [Notice("usage_send")]
     name = session.table.current
     if len(words) >= 2 and words[-1] in session.chats:
+        if os.path.lexists(os.path.expanduser(words[-1])):
+            return [Notice("send_ambiguous", name=words[-1])]
         name, words = words[-1], words[:-1]
     return _offer(session, name, words, now)
 

@@ -22,6 +22,8 @@ files:
 WORDS = {
     "usage_send": "usage: /send PATH... [NAME] or /sendto NAME PATH... (quote paths with spaces)",
     "no_chat_for_files": "not in a chat: /connect NAME first",
+    "send_ambiguous": "{name} is both an open chat and a file here: /sendto {name} PATH... to"
+                      " send to that chat, or ./{name} to send the file",
 }
 
 FAILED_WHY = {
