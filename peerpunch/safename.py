@@ -118,18 +118,26 @@ def numbered(name, number, is_dir=False):
 
 
 def unique_name(directory, name, is_dir=False, exists=os.path.lexists, limit=100000):
-    """*name*, or the first ``name (N)`` not taken in *directory*.
+    """*name*, or a ``name (N)`` not taken in *directory*: the first free
+    one when the taken numbers run 1, 2, 3... without a gap (found in a
+    logarithmic number of checks: doubling N, then halving the interval).
 
     Only a choice: create it exclusively (O_EXCL, mkdir) and choose again
     if that fails, since another program may take it meanwhile. Raises
-    FileExistsError after *limit* tries."""
-    if not exists(os.path.join(directory, name)):
+    FileExistsError if every number up to *limit* looks taken."""
+    def taken(number):
+        return exists(os.path.join(directory, numbered(name, number, is_dir) if number else name))
+    if not taken(0):
         return name
-    for number in range(1, limit + 1):
-        candidate = numbered(name, number, is_dir)
-        if not exists(os.path.join(directory, candidate)):
-            return candidate
-    raise FileExistsError(os.path.join(directory, name))
+    low, high = 0, 1                 # low taken; high to be checked
+    while taken(high):
+        if high >= limit:
+            raise FileExistsError(os.path.join(directory, name))
+        low, high = high, min(high * 2, limit)
+    while high - low > 1:            # low taken, high free
+        middle = (low + high) // 2
+        low, high = (middle, high) if taken(middle) else (low, middle)
+    return numbered(name, high, is_dir)
 
 
 def safe_join(root, parts):

@@ -1,0 +1,37 @@
+"""Disk work per network-thread turn stays small: a free ``name (N)`` is
+found in a logarithmic number of checks, and the files already whole at
+an accept (empty ones, say) are verified and placed a batch per turn."""
+
+import os
+
+import pytest
+
+from peerpunch import safename as S
+
+
+def _taken(names):
+    calls = []
+
+    def exists(path):
+        calls.append(path)
+        return os.path.basename(path) in names
+    return exists, calls
+
+
+def test_safename_unique_name_with_many_taken_checks_few():
+    names = {"a.txt"} | {S.numbered("a.txt", n) for n in range(1, 5001)}
+    exists, calls = _taken(names)
+    assert S.unique_name("/d", "a.txt", exists=exists) == "a (5001).txt"
+    assert len(calls) <= 30
+
+
+def test_safename_unique_name_with_a_gap_still_returns_a_free_name():
+    names = {"a.txt"} | {S.numbered("a.txt", n) for n in (1, 2, 3, 5, 6, 7, 8)}
+    exists, _ = _taken(names)
+    assert S.unique_name("/d", "a.txt", exists=exists) not in names
+
+
+def test_safename_unique_name_all_taken_raises():
+    exists, _ = _taken(set())
+    with pytest.raises(FileExistsError):
+        S.unique_name("/d", "a", exists=lambda path: True, limit=50)
