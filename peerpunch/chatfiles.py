@@ -39,7 +39,6 @@ cannot be made.
 """
 
 import collections
-import errno
 import logging
 
 from . import filewire as FW
@@ -49,6 +48,7 @@ from . import transfer as T
 from .filedesk import Desk
 from .filerecv import Receiver
 from .filesend import Sender
+from .filework import Backlog, is_full as _is_full
 from .filestore import StagingBusy, TooMany
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class ChatFiles:
         self._events = []
         self._link = None                 # the secure link: no file traffic while it is blocked
         self._heard = {}                  # receiving transfer id -> when data last came
+        self._backlog = Backlog()         # receivers' disk work, a batch per turn
+        self._turn = None                 # when we last served (due again while work waits)
 
     @property
     def open(self):
@@ -218,6 +220,7 @@ class ChatFiles:
         if self.stream is None or self.blocked:
             return None
         due = sooner(self.stream.next_deadline(), self.desk.next_deadline(),
+                     self._turn if self._backlog else None,
                      *(h + IDLE_TIMEOUT for h in self._heard.values()))
         if self._paced_until is not None and self._sending():
             due = self._paced_until if due is None else min(due, self._paced_until)
@@ -249,6 +252,8 @@ class ChatFiles:
                 log.info("file message to %s not delivered: transfers fail", self.partner)
                 for _, transfer in self.transfers():
                     transfer.fail(T.LOST)
+        self._backlog.run(self._stores)
+        self._turn = now
         self._idle(now)
         self._settle(now)
         self._push(now)
@@ -285,17 +290,8 @@ class ChatFiles:
                 sender.delivered(length, now)
 
     def _apply(self, receiver, effects):
-        """The receiver's Write and Verify, done by its store."""
-        store = self._stores.get(receiver.id)
-        try:
-            for effect in effects:
-                if type(effect) is T.Write:
-                    store.write(effect.index, effect.offset, effect.data)
-                elif receiver.state == T.RECEIVING:
-                    receiver.verified(effect.index, *store.verify(effect.index))
-        except OSError as exc:
-            log.warning("transfer %s: %s", receiver.id, exc)
-            receiver.fail(T.DISK_FULL if _is_full(exc) else T.IO_ERROR)
+        """The receiver's Write and Verify, queued for its store (done in turn)."""
+        self._backlog.add(receiver, effects)
 
     def _push(self, now):
         """Data messages for the senders, while the stream has room."""
@@ -387,8 +383,3 @@ def _kept(failed):
     """A failed receiver's staging is kept for a resume only when we saw the
     partner go (never on its word: its reason could keep what should go)."""
     return not failed.remote and failed.reason in (T.LOST, T.PARTNER_GONE)
-
-
-def _is_full(exc):
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
-        type(exc).__name__ == "DiskFull"

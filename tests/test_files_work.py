@@ -35,3 +35,25 @@ def test_safename_unique_name_all_taken_raises():
     exists, _ = _taken(set())
     with pytest.raises(FileExistsError):
         S.unique_name("/d", "a", exists=lambda path: True, limit=50)
+
+
+def test_chatfiles_accept_of_many_empty_files_is_placed_a_batch_per_turn(tmp_path):
+    import hashlib
+
+    from peerpunch import filewire as FW
+    from peerpunch.filework import CHECKS_PER_TURN
+
+    from .test_chatfiles import Pair
+    pair = Pair(tmp_path)
+    empty = hashlib.sha256(b"").hexdigest()
+    entries = [FW.Entry(("e%05d" % i,), 0, empty) for i in range(3 * CHECKS_PER_TURN + 5)]
+    for message in FW.offer_messages("%016x" % 3, entries):
+        pair.alice.stream.send(message, pair.now)
+    down = tmp_path / "down"
+    counts = []
+    while "FileReceived" not in pair.kinds("bob"):
+        assert pair.now < 10.0
+        pair.step()
+        counts.append(len(os.listdir(str(down))) if down.exists() else 0)
+    steps = [b - a for a, b in zip(counts, counts[1:])]
+    assert max(steps) <= CHECKS_PER_TURN and counts[-1] == len(entries)
