@@ -34,12 +34,26 @@ def _owned(info):
     return uid is None or info.st_uid == uid()
 
 
+def identity(info):
+    """What tells one file from another: (device, inode) of a stat result."""
+    return info.st_dev, info.st_ino
+
+
+def same_file(path, ident):
+    """True if *path* (not followed) is the file whose identity is *ident*."""
+    try:
+        return identity(os.lstat(path)) == ident
+    except OSError:
+        return False
+
+
 class Folder:
     """A directory opened safely: *fd* (None without dir_fd support) and *path*."""
 
-    def __init__(self, path, fd):
+    def __init__(self, path, fd, ids=()):
         self.path = path
         self.fd = fd
+        self.ids = tuple(ids)            # (st_dev, st_ino) of each sub-directory opened
 
     def close(self):
         if self.fd is not None:
@@ -63,15 +77,16 @@ class Folder:
             info = os.lstat(path)
             if not stat.S_ISDIR(info.st_mode) or (private and not _owned(info)):
                 raise UnsafeFile("not a directory of ours: %s" % path)
-            return Folder(path, None)
+            return Folder(path, None, self.ids + (identity(info),))
         try:
             sub = os.open(name, os.O_RDONLY | DIRECTORY | NOFOLLOW | CLOEXEC, dir_fd=self.fd)
         except OSError as exc:
             raise UnsafeFile("cannot open %s safely: %s" % (path, exc)) from None
-        if private and not _owned(os.fstat(sub)):
+        info = os.fstat(sub)
+        if private and not _owned(info):
             os.close(sub)
             raise UnsafeFile("not a directory of ours: %s" % path)
-        return Folder(path, sub)
+        return Folder(path, sub, self.ids + (identity(info),))
 
     def open_file(self, name):
         """*name* here, created if missing, opened for reading and writing:

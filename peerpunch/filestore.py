@@ -123,6 +123,7 @@ class Store:
             self._tops[top] = [staging, tree, len(group)]
         self._file = None                # (index, file, hash, folder, name) being written
         self._reserved = 0               # bytes still expected (in _LEDGER once prepared)
+        self._ids = {}                   # top name -> identity of its staging as we opened it
         claims = set(_claim_key(t[0]) for t in self._tops.values())
         if claims & _IN_USE:
             raise StagingBusy("the same files are being received already")
@@ -247,6 +248,8 @@ class Store:
         folder = FS.open_folder(self.root, dirs)
         try:
             handle = folder.open_file(name)
+            top = self.entries[index].parts[0]
+            self._ids[top] = folder.ids[0] if dirs else FS.identity(os.fstat(handle.fileno()))
             digest = hashlib.sha256()
             _hash_prefix(handle, digest, offset)
             handle.truncate(offset)
@@ -261,7 +264,13 @@ class Store:
         entry[2] -= 1
         if entry[2]:
             return None
-        return place(entry[0], self.root, top, entry[1])
+        ident = self._ids.get(top)
+        if ident is not None and not FS.same_file(entry[0], ident):
+            raise FS.UnsafeFile("%s was replaced before it was placed" % entry[0])
+        where = place(entry[0], self.root, top, entry[1])
+        if ident is not None and not FS.same_file(where, ident):
+            raise FS.UnsafeFile("%s was replaced while it was placed" % where)
+        return where
 
 
 def _claim_key(path):

@@ -34,7 +34,8 @@ FAILED_WHY = {
     T.IO_ERROR: "I/O error",
     T.PROTOCOL: "protocol error",
     T.PARTNER_GONE: "partner gone",
-    T.LOST: "partner gone (no answer for %g s)" % CF.DELIVERY_TIMEOUT,
+    T.LOST: "partner gone (no answer for %g s, or no data for %g s)" % (
+        CF.DELIVERY_TIMEOUT, CF.IDLE_TIMEOUT),
     T.EXPIRED: "expired (the offer was not answered in %d min, or never arrived whole)"
                % (FD.ANSWER_TIMEOUT // 60),
 }

@@ -9,6 +9,7 @@ import stat
 import pytest
 
 from peerpunch import chatfiles as CF
+from peerpunch import filesafe
 from peerpunch import filewire as FW
 from peerpunch import safename as S
 from peerpunch import transfer as T
@@ -145,3 +146,22 @@ def test_chatfiles_transfer_onto_a_hostile_staging_fails_without_raising(tmp_pat
     [failed] = [n.event for n in pair.news["bob"] if type(n.event) is T.FileFailed]
     assert failed.reason == T.IO_ERROR
     assert os.listdir(str(outside)) == []
+
+
+def test_filestore_staging_swapped_before_placing_is_not_placed(tmp_path, monkeypatch):
+    data = b"x" * 1000
+    entries = [_entry(["f.bin"], data)]
+    store = _store(tmp_path, entries)
+    store.write(0, 0, data)
+    staging = tmp_path / staging_name("f.bin", top_key(entries))
+    checked = filesafe.Folder.same
+
+    def swapped_after_the_check(folder, name, handle):
+        answer = checked(folder, name, handle)
+        (tmp_path / "theirs").write_bytes(data)
+        os.replace(str(tmp_path / "theirs"), str(staging))
+        return answer
+    monkeypatch.setattr(filesafe.Folder, "same", swapped_after_the_check)
+    with pytest.raises(OSError):
+        store.verify(0)
+    assert not (tmp_path / "f.bin").exists()
