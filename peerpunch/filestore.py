@@ -121,7 +121,7 @@ class Store:
             tree = len(group[0].parts) > 1
             staging = os.path.join(root, staging_name(top, top_key(group)))
             self._tops[top] = [staging, tree, len(group)]
-        self._file = None                # (index, file, hash, folder, name) being written
+        self._file = None                # the file being written: see _open
         self._reserved = 0               # bytes still expected (in _LEDGER once prepared)
         self._ids = {}                   # top name -> identity of its staging as we opened it
         claims = set(_claim_key(t[0]) for t in self._tops.values())
@@ -177,7 +177,7 @@ class Store:
         entry = self.entries[index]
         if final != partial and _size(final) == entry.size:
             return True, self._top_done(entry.parts[0])      # verified before a restart
-        _, handle, digest, folder, name = self._open(index, entry.size)
+        handle, digest, folder, name = self._open(index, entry.size)[1:5]
         self._file = None
         try:
             handle.flush()
@@ -240,24 +240,48 @@ class Store:
         partial = os.path.join(os.path.dirname(final), self._location(index)[1])
         return partial, final
 
-    def _open(self, index, offset):
-        if self._file is not None and self._file[0] == index:
-            return self._file
-        self._close_file()
+    def warm(self, index, offset, budget):
+        """Make file *index* ready to be written at *offset* (to be checked:
+        *offset* its size), hashing at most *budget* bytes of what is already
+        on disk; True when ready (writing or checking it then hashes nothing
+        more). A resumed file's prefix is so hashed a bit per call."""
+        entry = self.entries[index]
+        partial, final = self._paths(index)
+        if offset == entry.size and final != partial and _size(final) == entry.size:
+            return True
+        current = self._open(index, offset, budget)
+        return current[5] == current[6]
+
+    def _open(self, index, offset, budget=None):
+        """[index, file, hash, folder, name, bytes hashed, resume point] of
+        file *index*, opened if need be, its prefix hashed (*budget* bytes of
+        it at most, else all)."""
+        current = self._file
+        if current is None or current[0] != index:
+            self._close_file()
+            current = self._file = self._opened(index, offset)
+        left = current[6] - current[5]
+        if left:
+            step = left if budget is None else min(budget, left)
+            _hash_prefix(current[1], current[2], current[5], step)
+            current[5] += step
+            if current[5] == current[6]:
+                current[1].truncate(current[6])
+        return current
+
+    def _opened(self, index, offset):
         dirs, name = self._location(index)
         folder = FS.open_folder(self.root, dirs)
         try:
             handle = folder.open_file(name)
             top = self.entries[index].parts[0]
             self._ids[top] = folder.ids[0] if dirs else FS.identity(os.fstat(handle.fileno()))
-            digest = hashlib.sha256()
-            _hash_prefix(handle, digest, offset)
-            handle.truncate(offset)
+            if not offset:
+                handle.truncate(0)
         except BaseException:
             folder.close()
             raise
-        self._file = (index, handle, digest, folder, name)
-        return self._file
+        return [index, handle, hashlib.sha256(), folder, name, 0, offset]
 
     def _top_done(self, top):
         entry = self._tops[top]
@@ -277,8 +301,9 @@ def _claim_key(path):
     return os.path.normcase(os.path.abspath(path))
 
 
-def _hash_prefix(handle, digest, length):
-    handle.seek(0)
+def _hash_prefix(handle, digest, start, length):
+    """Hash *length* bytes of *handle* from *start* (it is left after them)."""
+    handle.seek(start)
     left = length
     while left:
         block = handle.read(min(READ_SIZE, left))

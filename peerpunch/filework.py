@@ -10,7 +10,9 @@ Verify per turn: an accept of 50,000 empty (or already received) files
 would otherwise check and place them all in one call, and chat lines would
 wait behind it. Writes are done as they come (one data message each,
 already in memory); those behind a waiting Verify wait with it, so the
-order of a file's bytes never changes. Effects of a receiver that ended
+order of a file's bytes never changes. A file resumed from a partial
+first has its prefix hashed (:meth:`Store.warm`), at most HASH_PER_TURN
+bytes a turn, the effects behind it waiting. Effects of a receiver that ended
 meanwhile are dropped. A disk error fails the receiver (DISK_FULL when the
 disk is full, else IO_ERROR).
 """
@@ -24,6 +26,7 @@ from . import transfer as T
 log = logging.getLogger(__name__)
 
 CHECKS_PER_TURN = 256
+HASH_PER_TURN = 4 << 20        # bytes of a resumed file's prefix hashed per turn
 
 
 class Backlog:
@@ -46,10 +49,24 @@ class Backlog:
             verify = type(effect) is T.Verify
             if verify and not checks:
                 return
-            self._queue.popleft()
+            if receiver.state == T.RECEIVING:
+                if not _warm(receiver, effect, stores.get(receiver.id)):
+                    return               # its resumed prefix: more hashing next turn
             if receiver.state == T.RECEIVING:
                 checks -= verify
                 _do(receiver, effect, stores.get(receiver.id))
+            self._queue.popleft()
+
+
+def _warm(receiver, effect, store):
+    """True if *store* is ready for *effect* (or failed: nothing more to do)."""
+    offset = effect.offset if type(effect) is T.Write else store.entries[effect.index].size
+    try:
+        return store.warm(effect.index, offset, HASH_PER_TURN)
+    except OSError as exc:
+        log.warning("transfer %s: %s", receiver.id, exc)
+        receiver.fail(T.DISK_FULL if is_full(exc) else T.IO_ERROR)
+        return True
 
 
 def _do(receiver, effect, store):

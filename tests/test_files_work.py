@@ -57,3 +57,32 @@ def test_chatfiles_accept_of_many_empty_files_is_placed_a_batch_per_turn(tmp_pat
         counts.append(len(os.listdir(str(down))) if down.exists() else 0)
     steps = [b - a for a, b in zip(counts, counts[1:])]
     assert max(steps) <= CHECKS_PER_TURN and counts[-1] == len(entries)
+
+
+def test_chatfiles_resumed_prefix_is_hashed_a_bit_per_turn(tmp_path, monkeypatch):
+    from peerpunch import filestore, filework
+    from peerpunch.filewire import CHUNK
+
+    from .test_chatfiles import Pair
+    source = tmp_path / "big.bin"
+    data = os.urandom(40 * CHUNK)
+    source.write_bytes(data)
+    pair = Pair(tmp_path)
+    entries = pair.alice.disk.collect([str(source)])[0]
+    first = filestore.Store(str(tmp_path / "down"), entries)
+    first.prepare({})
+    for offset in range(0, 30 * CHUNK, CHUNK):          # 30 of 40 chunks, then lost
+        first.write(0, offset, data[offset:offset + CHUNK])
+    first.close()
+    hashed = []
+    whole = filestore._hash_prefix
+
+    def counted(handle, digest, start, length):
+        hashed.append(length)
+        return whole(handle, digest, start, length)
+    monkeypatch.setattr(filestore, "_hash_prefix", counted)
+    monkeypatch.setattr(filework, "HASH_PER_TURN", 4 * CHUNK)
+    assert pair.offer(source) == []
+    pair.run_until(lambda: "FileReceived" in pair.kinds("bob"), limit=30.0)
+    assert (tmp_path / "down" / "big.bin").read_bytes() == data
+    assert sum(hashed) == 30 * CHUNK and max(hashed) <= 4 * CHUNK
