@@ -263,6 +263,8 @@ class ChatFiles:
         """Receiving transfers with no data for IDLE_TIMEOUT fail (LOST: kept);
         offers waiting too long expire."""
         self.desk.expire(now)
+        if self._backlog:
+            return                        # our disk work is behind, not their data
         for tid, heard in list(self._heard.items()):
             receiver = self._receiver(tid)
             if receiver is not None and now - heard >= IDLE_TIMEOUT:
