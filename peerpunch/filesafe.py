@@ -22,7 +22,8 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 BINARY = getattr(os, "O_BINARY", 0)
-RELATIVE = {os.open, os.mkdir, os.stat, os.rename, os.unlink} <= os.supports_dir_fd and bool(DIRECTORY)
+RELATIVE = bool(DIRECTORY) and {os.open, os.mkdir, os.stat, os.rename,
+                                 os.unlink} <= os.supports_dir_fd
 
 
 class UnsafeFile(OSError):

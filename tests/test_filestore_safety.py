@@ -165,3 +165,22 @@ def test_filestore_staging_swapped_before_placing_is_not_placed(tmp_path, monkey
     with pytest.raises(OSError):
         store.verify(0)
     assert not (tmp_path / "f.bin").exists()
+
+
+def test_filestore_without_dir_fd_still_refuses_links(tmp_path, monkeypatch):
+    monkeypatch.setattr(filesafe, "RELATIVE", False)      # as on Windows
+    data = b"tree file"
+    entries = [_entry(["T", "sub", "a"], data), _entry(["T", "b"], b"")]
+    store = _store(tmp_path / "down", entries)
+    store.prepare({})
+    store.write(0, 0, data)
+    assert store.verify(0) == (True, None)
+    assert store.verify(1) == (True, str(tmp_path / "down" / "T"))
+    assert (tmp_path / "down" / "T" / "sub" / "a").read_bytes() == data
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    single = [_entry(["x"], b"data")]
+    os.symlink(str(victim), str(tmp_path / "down" / staging_name("x", top_key(single))))
+    with pytest.raises(OSError):
+        _store(tmp_path / "down", single).write(0, 0, b"data")
+    assert victim.read_bytes() == b"keep"
