@@ -18,7 +18,9 @@ transfers that ended are forgotten when both are drained.
 :meth:`partner_gone` ends them all (the chat ended). :meth:`expire`
 fails (EXPIRED) an offer whose entries are not all here ASSEMBLE_TIMEOUT
 after it began, or that the user has not answered ANSWER_TIMEOUT after it
-was shown (memory: each holds up to MAX_OFFER_BYTES of entries).
+was shown. Memory: the unanswered offers of a chat hold MAX_HELD_BYTES of
+entries together (by :func:`~peerpunch.filewire.entry_cost`; about 3 times
+that in Python objects); an offer that would pass it fails (PROTOCOL).
 """
 
 import logging
@@ -31,6 +33,7 @@ from .filesend import Sender
 log = logging.getLogger(__name__)
 
 MAX_UNANSWERED = 4
+MAX_HELD_BYTES = FW.MAX_OFFER_BYTES  # entry bytes of all unanswered offers of a chat together
 ASSEMBLE_TIMEOUT = 30.0      # s: an offer whose entries are not all here by then fails
 ANSWER_TIMEOUT = 600.0       # s: an offer the user has not answered by then fails
 TO_RECEIVER = (FW.FileMore, FW.Chunk)
@@ -66,8 +69,16 @@ class Desk:
             log.debug("file message %s for no transfer of ours ignored", kind.__name__)
             return None, []
         effects = transfer.received(decoded, now) or []
+        if kind is FW.FileMore and self._held() > MAX_HELD_BYTES:
+            log.info("offer %s refused: unanswered offers hold too much", transfer.id)
+            transfer.fail(T.PROTOCOL)
         self._mark(transfer, now)
         return transfer, effects
+
+    def _held(self):
+        """Entry bytes of the offers not answered yet."""
+        return sum(t.cost for t in self.transfers.values()
+                   if type(t) is Receiver and t.state in (T.ASSEMBLING, T.OFFERED))
 
     def expire(self, now):
         """Offers still assembling after ASSEMBLE_TIMEOUT, or not answered
@@ -123,4 +134,7 @@ class Desk:
             return None
         receiver = Receiver(offer)
         self.transfers[offer.id] = receiver
+        if self._held() > MAX_HELD_BYTES:
+            log.info("offer %s refused: unanswered offers hold too much", offer.id)
+            receiver.fail(T.PROTOCOL)
         return receiver

@@ -81,3 +81,18 @@ def test_chatfiles_unanswered_offer_fails_on_both_sides_after_answer_timeout(tmp
     assert pair.now >= FD.ANSWER_TIMEOUT
     [failed] = [n.event for n in pair.news["alice"] if type(n.event) is T.FileFailed]
     assert (failed.reason, failed.remote) == (T.EXPIRED, True)
+
+
+def test_filedesk_unanswered_offers_together_hold_at_most_max_held_bytes():
+    desk = FD.Desk()
+    per_offer = FD.MAX_HELD_BYTES // 2 + 1
+    n = per_offer // FW.entry_cost(_long_entry(0).parts) + 1
+    states = []
+    for tid in (1, 2):
+        entries = tuple(_long_entry(i) for i in range(n))
+        desk.received(FW.encode(FW.FileOffer("%016x" % tid, n, 0, entries[:1])), 0.0)
+        for entry in entries[1:]:
+            desk.received(FW.encode(FW.FileMore("%016x" % tid, (entry,))), 0.0)
+        states.append(desk.get("%016x" % tid).state)
+    assert states == [T.OFFERED, T.FAILED]
+    assert desk._held() <= FD.MAX_HELD_BYTES
