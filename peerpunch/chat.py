@@ -198,7 +198,7 @@ class Chat:
             if kind is SC.Secured:
                 self.path.secured(now)
                 self.lines.open()             # the partner opens its own with these keys
-                self.files.start(self.secure.features)
+                self.files.start(self.secure.features, self.secure)
                 out += self._connected(now)
             elif kind is SC.Unencrypted:
                 out += self._connected(now)

@@ -19,15 +19,12 @@ each is acknowledged within a few round trips on a healthy path however
 long the transfer; one not acknowledged in that time means the partner
 stopped answering, and every live transfer fails (LOST).
 
-Disk work is the shell's. Hashing what ``/send`` offers can take seconds,
-so :meth:`offer` returns a :class:`Collect` effect: the shell runs
-``disk.collect(paths)`` (entries, a source with ``read(Read)``, skipped)
-in a worker thread and hands the result back to :meth:`collected`. The
-rest is bounded per call and done here through the shell's *disk* (see
-:mod:`peerpunch.filedisk`): ``store(entries)`` opens the download side of
-an accepted offer (the :class:`~peerpunch.filestore.Store` interface),
-one data message (CHUNK bytes) is read or written at a time, and at most
-IN_FLIGHT messages are outstanding. Over a relayed path the
+Disk work is the shell's. Hashing what ``/send`` offers can take seconds:
+:meth:`offer` returns a :class:`Collect` effect, the shell runs
+``disk.collect(paths)`` in a worker thread and hands the result to
+:meth:`collected`. The rest is bounded per call, through the shell's
+*disk* (:mod:`peerpunch.filedisk`): one data message (CHUNK bytes) read or
+written at a time, at most IN_FLIGHT outstanding. Over a relayed path the
 sender also paces its data to RELAYED_RATE bytes/s, below the relay's
 default per-session rate (the peer is not told the relay's quota; a
 stricter relay shows as loss, and the stream backs off). The files stream
@@ -43,7 +40,6 @@ cannot be made.
 """
 
 import collections
-import errno
 import logging
 
 from . import filewire as FW
@@ -54,6 +50,8 @@ from .bulkcc import LossTolerant
 from .filedesk import Desk
 from .filerecv import Receiver
 from .filesend import Sender
+from .filework import Backlog, is_full as _is_full
+from .filestore import StagingBusy, TooMany
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +63,8 @@ ACK_EVERY = 2                 # as lines; a batch of datagrams read gets one ack
 ACK_COPIES = 2                # one ACK per batch read: sent twice, so one loss costs no PTO
 MAX_ACK_DELAY = 0.005         # s, both ends: a probe timeout is ~RTT + 5 ms, not + 25 ms
 RELAYED_RATE = 192 * 1024     # file bytes/s over a relayed path (the relay's default: 256 KiB/s)
+MAX_RECEIVING = 2             # transfers receiving at once from one partner
+IDLE_TIMEOUT = 60.0           # s: a receiving transfer with no data this long fails (kept)
 
 FileNews = collections.namedtuple("FileNews", "partner event outgoing names sent group",
                                   defaults=(None,))
@@ -76,6 +76,7 @@ FileRefused = collections.namedtuple("FileRefused", "partner why detail")
 Collect = collections.namedtuple("Collect", "partner paths")
 """Shell's work: hash and list *paths* (``disk.collect``), then ``collected``."""
 NOT_ENCRYPTED, NO_FILES, NOTHING, UNREADABLE = "not_encrypted", "no_files", "nothing", "unreadable"
+BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 
 def is_files_packet(plaintext):
@@ -110,14 +111,26 @@ class ChatFiles:
         self._paced_until = None          # relayed: no data before this time
         self._events = []
         self.offered = None               # the id of the last offer made
+        self._link = None                 # the secure link: no file traffic while it is blocked
+        self._heard = {}                  # receiving transfer id -> when data last came
+        self._backlog = Backlog()         # receivers' disk work, a batch per turn
+        self._turn = None                 # when we last served (due again while work waits)
 
     @property
     def open(self):
         return self.stream is not None
 
-    def start(self, features):
-        """Keys agreed: a fresh files stream if the partner takes file messages."""
+    @property
+    def blocked(self):
+        """The partner's key is not the pinned one (until /trust): no file
+        message goes out or comes in."""
+        return self._link is not None and bool(self._link.blocked)
+
+    def start(self, features, link=None):
+        """Keys agreed: a fresh files stream if the partner takes file
+        messages; *link* (its ``blocked``) gates every file packet."""
         self.stream = None
+        self._link = link
         if FW.FEATURE in features and self.disk is not None:
             self.stream = ST.Stream(max_payload=self.max_payload,
                                     delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
@@ -132,6 +145,8 @@ class ChatFiles:
         thread and hands the result to :meth:`collected`), or a refusal."""
         if self.stream is None:
             return [FileRefused(self.partner, NOT_ENCRYPTED, None)]
+        if self.blocked:
+            return [FileRefused(self.partner, BLOCKED, None)]
         return [Collect(self.partner, tuple(paths))]
 
     def collected(self, result, now, group=None):
@@ -142,6 +157,9 @@ class ChatFiles:
             return [FileRefused(self.partner, UNREADABLE, str(result))]
         entries, source, skipped = result
         out = [FileSkipped(self.partner, tuple(skipped))] if skipped else []
+        if self.blocked:
+            source.close()
+            return out + [FileRefused(self.partner, BLOCKED, None)]
         if self.stream is None or not entries:
             source.close()
             return out + [FileRefused(self.partner, NOT_ENCRYPTED if entries else NOTHING, None)]
@@ -155,14 +173,20 @@ class ChatFiles:
         receiver = self._receiver(tid)
         if receiver is None or receiver.state != T.OFFERED:
             return False
+        if self._receiving() >= MAX_RECEIVING:
+            self._events.append(FileRefused(self.partner, TOO_MANY, None))
+            return True
         try:
-            store = self._stores[tid] = self.disk.store(receiver.entries)
-            have = store.have()
-            store.prepare(have)
+            store, have = self.disk.opened(receiver.entries)
+        except (StagingBusy, TooMany) as exc:
+            why = BUSY if type(exc) is StagingBusy else TOO_MANY
+            self._events.append(FileRefused(self.partner, why, None))
+            return True
         except OSError as exc:
             receiver.fail(T.DISK_FULL if _is_full(exc) else T.IO_ERROR)
-            self._stores.pop(tid, None)
             return True
+        self._stores[tid] = store
+        self._heard[tid] = now
         self._apply(receiver, receiver.accept(have, now))
         return True
 
@@ -190,21 +214,25 @@ class ChatFiles:
         """A files-stream packet (marked); raises StreamError (drop it)."""
         if self.stream is None:
             raise ST.StreamError("a file packet, and no files stream open")
+        if self.blocked:
+            raise ST.StreamError("a file packet while the partner's key is not trusted")
         self.stream.datagram_received(unmarked(packet), now)
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
         through the relay); the packets to seal and send."""
-        if self.stream is None:
+        if self.stream is None or self.blocked:
             return []
         self.relayed = relayed
         self._serve(now)
         return [marked(p) for p in self.stream.packets(now)]
 
     def next_deadline(self):
-        if self.stream is None:
+        if self.stream is None or self.blocked:
             return None
-        due = self.stream.next_deadline()
+        due = sooner(self.stream.next_deadline(), self.desk.next_deadline(),
+                     self._turn if self._backlog else None,
+                     *(h + IDLE_TIMEOUT for h in self._heard.values()))
         if self._paced_until is not None and self._sending():
             due = self._paced_until if due is None else min(due, self._paced_until)
         return due
@@ -235,9 +263,27 @@ class ChatFiles:
                 log.info("file message to %s not delivered: transfers fail", self.partner)
                 for _, transfer in self.transfers():
                     transfer.fail(T.LOST)
+        self._backlog.run(self._stores)
+        self._turn = now
+        self._idle(now)
         self._settle(now)
         self._push(now)
         self._settle(now)
+
+    def _idle(self, now):
+        """Receiving transfers with no data for IDLE_TIMEOUT fail (LOST: kept);
+        offers waiting too long expire."""
+        self.desk.expire(now)
+        if self._backlog:
+            return                        # our disk work is behind, not their data
+        for tid, heard in list(self._heard.items()):
+            receiver = self._receiver(tid)
+            if receiver is not None and now - heard >= IDLE_TIMEOUT:
+                log.info("transfer %s: no data for %g s", tid, now - heard)
+                receiver.fail(T.LOST)
+
+    def _receiving(self):
+        return sum(1 for _, t in self.transfers() if type(t) is Receiver and t.state == T.RECEIVING)
 
     def _message(self, data, now):
         try:
@@ -246,6 +292,7 @@ class ChatFiles:
             log.info("file message from %s dropped: %s", self.partner, exc)
             return
         if transfer is not None and effects:
+            self._heard[transfer.id] = now
             self._apply(transfer, effects)
 
     def _delivered(self, ids, now):
@@ -256,17 +303,8 @@ class ChatFiles:
                 sender.delivered(length, now)
 
     def _apply(self, receiver, effects):
-        """The receiver's Write and Verify, done by its store."""
-        store = self._stores.get(receiver.id)
-        try:
-            for effect in effects:
-                if type(effect) is T.Write:
-                    store.write(effect.index, effect.offset, effect.data)
-                elif receiver.state == T.RECEIVING:
-                    receiver.verified(effect.index, *store.verify(effect.index))
-        except OSError as exc:
-            log.warning("transfer %s: %s", receiver.id, exc)
-            receiver.fail(T.DISK_FULL if _is_full(exc) else T.IO_ERROR)
+        """The receiver's Write and Verify, queued for its store (done in turn)."""
+        self._backlog.add(receiver, effects)
 
     def _push(self, now):
         """Data messages for the senders, while the stream has room."""
@@ -301,13 +339,18 @@ class ChatFiles:
         if now is not None and self.stream is not None:
             for message in messages:
                 self.stream.send(message, now)
+        freed = False
         for event in self.desk.events():
             self._events.append(self._news(event))
             if type(event) in (T.FileFailed, T.FileSent, T.FileReceived):
-                self._closed(event)
+                freed = self._closed(event) or freed
             elif type(event) is T.FileOffered and now is not None and self.disk.auto_accept:
                 self.accept(event.id, now)
                 self._settle(now)
+        if freed and now is not None and self.disk.auto_accept:
+            for tid in [i for i, t in self.transfers() if t.state == T.OFFERED]:
+                self.accept(tid, now)       # waiting for a free place: try again
+            self._settle(now)
 
     def _news(self, event):
         if event.id not in self._names:
@@ -325,13 +368,17 @@ class ChatFiles:
         source = self._sources.pop(event.id, None)
         if source is not None:
             source.close()
+        self._heard.pop(event.id, None)
         store = self._stores.pop(event.id, None)
         if store is None:
-            return
-        if type(event) is T.FileFailed and event.reason in (T.CANCELLED_REASON, T.PROTOCOL):
-            store.discard()
-        else:
-            store.close()
+            return False
+        if type(event) is T.FileFailed and not _kept(event):
+            try:
+                store.discard()
+            except OSError as exc:
+                log.warning("transfer %s: staging not removed: %s", event.id, exc)
+        store.close()
+        return True
 
     def _receiver(self, tid):
         transfer = self.desk.get(tid)
@@ -347,6 +394,7 @@ def sooner(*times):
     return min(due) if due else None
 
 
-def _is_full(exc):
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
-        type(exc).__name__ == "DiskFull"
+def _kept(failed):
+    """A failed receiver's staging is kept for a resume only when we saw the
+    partner go (never on its word: its reason could keep what should go)."""
+    return not failed.remote and failed.reason in (T.LOST, T.PARTNER_GONE)

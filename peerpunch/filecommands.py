@@ -9,7 +9,8 @@ so a path with spaces is quoted (``/send "my file.txt"``) or escaped.
 
 ``/send PATH... [NAME]`` offers PATHs to the current chat; when there are
 two words or more and the last one names an open chat, it is that chat
-(to send a file whose name is also a chat's, write ``./NAME``).
+(to send a file whose name is also a chat's, write ``./NAME``); if that
+last word is also an existing path, /send refuses to guess and says how.
 ``/sendto NAME PATH...`` says the chat first. A group (current, or named
 ``#GROUP`` in place of NAME) gets the files as :mod:`peerpunch.groupfiles`
 says: each joined member is offered them. A transfer is named by its
@@ -18,6 +19,7 @@ id (or the first 4 or more hex digits of it) or by the partner's name;
 transfer they can act on, and say so when there are several.
 """
 
+import os
 import shlex
 
 from . import groupfiles
@@ -41,6 +43,8 @@ def _send(session, arg, now):
         return [Notice("usage_send")]
     name = session.table.current
     if len(words) >= 2 and (words[-1] in session.chats or session.groups.named(words[-1])):
+        if os.path.lexists(os.path.expanduser(words[-1])):
+            return [Notice("send_ambiguous", name=words[-1])]
         name, words = words[-1], words[:-1]
     elif session.groups.current_group() is not None:
         return groupfiles.send(session, session.groups.current_group(), words)

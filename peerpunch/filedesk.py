@@ -15,7 +15,12 @@ message that does not decode raises FileWireError: drop it.
 
 :meth:`messages` and :meth:`events` drain every transfer's outbox;
 transfers that ended are forgotten when both are drained.
-:meth:`partner_gone` ends them all (the chat ended).
+:meth:`partner_gone` ends them all (the chat ended). :meth:`expire`
+fails (EXPIRED) an offer whose entries are not all here ASSEMBLE_TIMEOUT
+after it began, or that the user has not answered ANSWER_TIMEOUT after it
+was shown. Memory: the unanswered offers of a chat hold MAX_HELD_BYTES of
+entries together (by :func:`~peerpunch.filewire.entry_cost`; about 3 times
+that in Python objects); an offer that would pass it fails (PROTOCOL).
 """
 
 import logging
@@ -28,8 +33,12 @@ from .filesend import Sender
 log = logging.getLogger(__name__)
 
 MAX_UNANSWERED = 4
+MAX_HELD_BYTES = FW.MAX_OFFER_BYTES  # entry bytes of all unanswered offers of a chat together
+ASSEMBLE_TIMEOUT = 30.0      # s: an offer whose entries are not all here by then fails
+ANSWER_TIMEOUT = 600.0       # s: an offer the user has not answered by then fails
 TO_RECEIVER = (FW.FileMore, FW.Chunk)
 TO_SENDER = (FW.FileAccept, FW.FileDecline, FW.FileDone)
+WAIT = {T.ASSEMBLING: ASSEMBLE_TIMEOUT, T.OFFERED: ANSWER_TIMEOUT}
 
 
 class Desk:
@@ -37,6 +46,7 @@ class Desk:
 
     def __init__(self):
         self.transfers = {}          # id -> Sender or Receiver, in the order made
+        self._since = {}             # receiver id -> (state in WAIT, since when)
 
     def offer(self, entries, tid=None, chunk_size=FW.CHUNK, group=None):
         """A new offer of *entries* (to the group of id *group*, if any): its
@@ -51,13 +61,46 @@ class Desk:
         decoded = FW.decode(message)
         kind = type(decoded)
         if kind is FW.FileOffer:
-            return self._offered(decoded), []
+            transfer = self._offered(decoded)
+            self._mark(transfer, now)
+            return transfer, []
         transfer = self.transfers.get(decoded.id)
         wanted = Receiver if kind in TO_RECEIVER else Sender if kind in TO_SENDER else None
         if transfer is None or (wanted is not None and type(transfer) is not wanted):
             log.debug("file message %s for no transfer of ours ignored", kind.__name__)
             return None, []
-        return transfer, transfer.received(decoded, now) or []
+        effects = transfer.received(decoded, now) or []
+        if kind is FW.FileMore and self._held() > MAX_HELD_BYTES:
+            log.info("offer %s refused: unanswered offers hold too much", transfer.id)
+            transfer.fail(T.PROTOCOL)
+        self._mark(transfer, now)
+        return transfer, effects
+
+    def _held(self):
+        """Entry bytes of the offers not answered yet."""
+        return sum(t.cost for t in self.transfers.values()
+                   if type(t) is Receiver and t.state in (T.ASSEMBLING, T.OFFERED))
+
+    def expire(self, now):
+        """Offers still assembling after ASSEMBLE_TIMEOUT, or not answered
+        after ANSWER_TIMEOUT, fail (EXPIRED)."""
+        for tid, (state, since) in list(self._since.items()):
+            transfer = self.transfers.get(tid)
+            if transfer is not None and transfer.state == state and now >= since + WAIT[state]:
+                log.info("offer %s expired (%s)", tid, state)
+                transfer.fail(T.EXPIRED)
+
+    def next_deadline(self):
+        """When the next offer expires, or None."""
+        due = [since + WAIT[state] for tid, (state, since) in self._since.items()
+               if tid in self.transfers and self.transfers[tid].state == state]
+        return min(due) if due else None
+
+    def _mark(self, transfer, now):
+        """Note when a receiver took a state that can expire."""
+        if type(transfer) is Receiver and transfer.state in WAIT and \
+                self._since.get(transfer.id, (None,))[0] != transfer.state:
+            self._since[transfer.id] = (transfer.state, now)
 
     def get(self, tid):
         return self.transfers.get(tid)
@@ -78,6 +121,7 @@ class Desk:
         for tid, transfer in list(self.transfers.items()):
             if transfer.state in T.ENDED and not transfer.out.pending():
                 del self.transfers[tid]
+                self._since.pop(tid, None)
         return out
 
     def _offered(self, offer):
@@ -91,4 +135,7 @@ class Desk:
             return None
         receiver = Receiver(offer)
         self.transfers[offer.id] = receiver
+        if self._held() > MAX_HELD_BYTES:
+            log.info("offer %s refused: unanswered offers hold too much", offer.id)
+            receiver.fail(T.PROTOCOL)
         return receiver

@@ -60,6 +60,7 @@ class Receiver:
         self._offset = 0                 # ...and how much of it is here
         self._have = {}                  # resume points: file index -> bytes
         self._verified = 0
+        self.cost = 0                    # entry bytes so far (at most MAX_OFFER_BYTES)
         self.out = T.Outbox()
         self._add(offer.files)
 
@@ -137,7 +138,8 @@ class Receiver:
 
     def _add(self, files):
         self.entries.extend(files)
-        if len(self.entries) > self.count:
+        self.cost += sum(FW.entry_cost(e.parts) for e in files)
+        if len(self.entries) > self.count or self.cost > FW.MAX_OFFER_BYTES:
             self._end(T.PROTOCOL, remote=False)
         elif len(self.entries) == self.count:
             try:

@@ -26,7 +26,7 @@ import os
 import stat
 
 from . import safename as S
-from .filewire import MAX_FILES, Entry
+from .filewire import MAX_FILES, MAX_OFFER_BYTES, Entry, entry_cost
 
 READ_SIZE = 1 << 20
 SYMLINK, SPECIAL, UNREADABLE, DUPLICATE, TOO_MANY = (
@@ -81,6 +81,7 @@ def collect(paths, max_files=MAX_FILES):
     """(entries, Source, skipped) for the local *paths* (files or directories)."""
     entries, locals_, skipped = [], [], []
     seen, dirs, tops = set(), set(), set()
+    cost = 0
     for path in paths:
         top = _local_part(os.path.basename(os.path.normpath(path)))
         top = _free_top(top, tops, os.path.isdir(path) and not os.path.islink(path))
@@ -89,7 +90,8 @@ def collect(paths, max_files=MAX_FILES):
             prefixes = {key[:n] for n in range(1, len(key))}
             if problem is None and (key in seen or key in dirs or prefixes & seen):
                 problem = DUPLICATE
-            if problem is None and len(entries) >= max_files:
+            if problem is None and (len(entries) >= max_files or
+                                    cost + entry_cost(parts) > MAX_OFFER_BYTES):
                 problem = TOO_MANY
             if problem is None:
                 try:
@@ -100,6 +102,7 @@ def collect(paths, max_files=MAX_FILES):
                 skipped.append((local, problem))
                 continue
             seen.add(key)
+            cost += entry_cost(parts)
             dirs.update(prefixes)
             entries.append(Entry(parts, size, digest))
             locals_.append(local)

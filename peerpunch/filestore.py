@@ -16,7 +16,14 @@ either side -- finds the same staging and resumes::
     .NAME.KEY.peerpunch-part              a single file, being written
     .NAME.KEY.peerpunch-part/             a directory tree, being written:
         sub/dir/file.txt                      files verified and complete
-        sub/dir/.7.peerpunch-part             file 7 of the offer, being written
+        sub/dir/.KEY2.peerpunch-part          a file being written (KEY2: its
+                                              path, size and SHA-256: entry_key)
+
+A staging tree's directories are made 0700, and every file and directory
+in staging is opened through :mod:`peerpunch.filesafe` (no link followed,
+ours, one link). One staging is written by one Store at a time in this
+process (a second one raises StagingBusy), so what a Store hashed as it
+wrote is what is on disk.
 
 :meth:`Store.have` gives the resume points: bytes of each partial file
 (its length: data is written in order, and the whole file's SHA-256 is
@@ -31,18 +38,22 @@ tree, and when a tree's last file is done, the tree to its top name. Moving
 into place never overwrites: the first free name (``name (1).ext``,
 ``NAME (1)``) is reserved by an exclusive create, then replaced by ours.
 :meth:`Store.discard` (cancel, hash mismatch) removes what was staged;
-:meth:`Store.close` (partner gone) keeps it for a resume.
+:meth:`Store.close` (partner gone) keeps it for a resume; both free the
+staging for another Store.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import stat
 
+from . import filesafe as FS
 from . import safename as S
 
 READ_SIZE = 1 << 20
 SPACE_MARGIN = 1 << 20          # keep this much free beyond the declared size
+MAX_RECEIVING = 8               # stores receiving at once in this process, all chats
 
 
 class DiskFull(OSError):
@@ -68,8 +79,36 @@ def staging_name(top, key):
     return "." + head + tail
 
 
+class TooMany(OSError):
+    """MAX_RECEIVING stores are receiving already."""
+
+
+_LEDGER = set()
+"""Stores holding a reservation: the bytes each still expects (``_reserved``)."""
+
+
+def reserved():
+    """Bytes that stores of this process still expect to write."""
+    return sum(store._reserved for store in list(_LEDGER))
+
+
+class StagingBusy(OSError):
+    """Another transfer of this process is writing the same staging."""
+
+
+_IN_USE = set()
+"""Staging paths held by a live Store of this process: one writer each."""
+
+
+def entry_key(entry):
+    """The key of one file's partial in a staging tree (16 hex digits)."""
+    plain = [list(entry.parts), entry.size, entry.sha256]
+    return hashlib.sha256(json.dumps(plain).encode("utf-8")).hexdigest()[:16]
+
+
 class Store:
-    """The disk side of one accepted offer of *entries* under *root*."""
+    """The disk side of one accepted offer of *entries* under *root*; raises
+    StagingBusy if another Store of this process holds its staging."""
 
     def __init__(self, root, entries, disk_usage=shutil.disk_usage):
         self.root = root
@@ -82,7 +121,14 @@ class Store:
             tree = len(group[0].parts) > 1
             staging = os.path.join(root, staging_name(top, top_key(group)))
             self._tops[top] = [staging, tree, len(group)]
-        self._file = None                # (index, open file, hash) of the file being written
+        self._file = None                # the file being written: see _open
+        self._reserved = 0               # bytes still expected (in _LEDGER once prepared)
+        self._ids = {}                   # top name -> identity of its staging as we opened it
+        claims = set(_claim_key(t[0]) for t in self._tops.values())
+        if claims & _IN_USE:
+            raise StagingBusy("the same files are being received already")
+        _IN_USE.update(claims)
+        self._claims = claims
 
     def have(self):
         """Resume points: file index -> bytes already on disk (nonzero only)."""
@@ -99,51 +145,89 @@ class Store:
         return out
 
     def prepare(self, have):
-        """Check the free space for what is still to come; raises DiskFull."""
+        """Reserve the bytes still to come, checked against the free space
+        less what every other store of this process still expects; raises
+        DiskFull, or TooMany if MAX_RECEIVING stores are receiving."""
         needed = sum(e.size for e in self.entries) - sum(have.values())
         os.makedirs(self.root, exist_ok=True)
-        free = self._disk_usage(self.root).free
+        if self not in _LEDGER and len(_LEDGER) >= MAX_RECEIVING:
+            raise TooMany("%d transfers are being received already" % len(_LEDGER))
+        _LEDGER.discard(self)
+        free = self._disk_usage(self.root).free - reserved()
         if needed + SPACE_MARGIN > free:
-            raise DiskFull(needed, free)
+            raise DiskFull(needed, max(free, 0))
+        self._reserved = needed
+        _LEDGER.add(self)
 
     def write(self, index, offset, data):
         """Write *data* at *offset* of file *index* (offsets follow each other)."""
         handle = self._open(index, offset)
         handle[1].write(data)
         handle[2].update(data)
+        self._reserved = max(0, self._reserved - len(data))
 
     def verify(self, index):
         """File *index* is whole: (True, where or None) if its SHA-256 matches
         (kept; *where* when its top-level name is now in place), else (False,
-        None) with the partial file removed."""
+        None) with the partial file removed. What was hashed is what is on
+        disk: the file was written only through our handle (no other Store
+        of this process holds it; opened without following links, ours,
+        one link), and it must still be the file at its name."""
         partial, final = self._paths(index)
         entry = self.entries[index]
         if final != partial and _size(final) == entry.size:
             return True, self._top_done(entry.parts[0])      # verified before a restart
-        handle = self._open(index, entry.size)
+        handle, digest, folder, name = self._open(index, entry.size)[1:5]
         self._file = None
-        handle[1].close()
-        if handle[2].hexdigest() != entry.sha256 or _size(partial) != entry.size:
-            os.remove(partial)
-            return False, None
-        if final != partial:
-            os.replace(partial, final)
+        try:
+            handle.flush()
+            same = folder.same(name, handle)
+            ok = same and digest.hexdigest() == entry.sha256 and \
+                os.fstat(handle.fileno()).st_size == entry.size
+            handle.close()
+            if not ok:
+                if same:
+                    folder.remove(name)
+                return False, None
+            if final != partial:
+                folder.replace(name, entry.parts[-1])
+        finally:
+            handle.close()
+            folder.close()
         return True, self._top_done(entry.parts[0])
 
     def close(self):
         """Stop writing; keep what is staged for a resume."""
-        if self._file is not None:
-            self._file[1].close()
-            self._file = None
+        self._close_file()
+        _LEDGER.discard(self)
+        self._reserved = 0
+        _IN_USE.difference_update(self._claims)
+        self._claims = set()
 
     def discard(self):
         """Stop and remove everything still staged (cancel, mismatch)."""
-        self.close()
+        self._close_file()
         for staging, tree, left in self._tops.values():
             if left and tree and os.path.isdir(staging) and not os.path.islink(staging):
                 shutil.rmtree(staging)
             elif left and os.path.lexists(staging):
                 os.remove(staging)
+        self.close()
+
+    def _close_file(self):
+        if self._file is not None:
+            self._file[1].close()
+            self._file[3].close()
+            self._file = None
+
+    def _location(self, index):
+        """(directories under root, partial file's name) of file *index*."""
+        parts = self.entries[index].parts
+        staging, tree, _ = self._tops[parts[0]]
+        if not tree:
+            return [], os.path.basename(staging)
+        dirs = [os.path.basename(staging)] + list(parts[1:-1])
+        return dirs, ".%s%s" % (entry_key(self.entries[index]), S.PART_SUFFIX)
 
     def _paths(self, index):
         """(partial path, final path in staging) of file *index*; the same
@@ -153,32 +237,73 @@ class Store:
         if not tree:
             return staging, staging
         final = S.safe_join(staging, parts[1:])
-        partial = os.path.join(os.path.dirname(final), ".%d%s" % (index, S.PART_SUFFIX))
+        partial = os.path.join(os.path.dirname(final), self._location(index)[1])
         return partial, final
 
-    def _open(self, index, offset):
-        if self._file is not None and self._file[0] == index:
-            return self._file
-        self.close()
-        partial, _ = self._paths(index)
-        os.makedirs(os.path.dirname(partial), exist_ok=True)
-        digest = hashlib.sha256()
-        handle = open(partial, "r+b" if os.path.exists(partial) else "w+b")
-        _hash_prefix(handle, digest, offset)
-        handle.truncate(offset)
-        self._file = (index, handle, digest)
-        return self._file
+    def warm(self, index, offset, budget):
+        """Make file *index* ready to be written at *offset* (to be checked:
+        *offset* its size), hashing at most *budget* bytes of what is already
+        on disk; True when ready (writing or checking it then hashes nothing
+        more). A resumed file's prefix is so hashed a bit per call."""
+        entry = self.entries[index]
+        partial, final = self._paths(index)
+        if offset == entry.size and final != partial and _size(final) == entry.size:
+            return True
+        current = self._open(index, offset, budget)
+        return current[5] == current[6]
+
+    def _open(self, index, offset, budget=None):
+        """[index, file, hash, folder, name, bytes hashed, resume point] of
+        file *index*, opened if need be, its prefix hashed (*budget* bytes of
+        it at most, else all)."""
+        current = self._file
+        if current is None or current[0] != index:
+            self._close_file()
+            current = self._file = self._opened(index, offset)
+        left = current[6] - current[5]
+        if left:
+            step = left if budget is None else min(budget, left)
+            _hash_prefix(current[1], current[2], current[5], step)
+            current[5] += step
+            if current[5] == current[6]:
+                current[1].truncate(current[6])
+        return current
+
+    def _opened(self, index, offset):
+        dirs, name = self._location(index)
+        folder = FS.open_folder(self.root, dirs)
+        try:
+            handle = folder.open_file(name)
+            top = self.entries[index].parts[0]
+            self._ids[top] = folder.ids[0] if dirs else FS.identity(os.fstat(handle.fileno()))
+            if not offset:
+                handle.truncate(0)
+        except BaseException:
+            folder.close()
+            raise
+        return [index, handle, hashlib.sha256(), folder, name, 0, offset]
 
     def _top_done(self, top):
         entry = self._tops[top]
         entry[2] -= 1
         if entry[2]:
             return None
-        return place(entry[0], self.root, top, entry[1])
+        ident = self._ids.get(top)
+        if ident is not None and not FS.same_file(entry[0], ident):
+            raise FS.UnsafeFile("%s was replaced before it was placed" % entry[0])
+        where = place(entry[0], self.root, top, entry[1])
+        if ident is not None and not FS.same_file(where, ident):
+            raise FS.UnsafeFile("%s was replaced while it was placed" % where)
+        return where
 
 
-def _hash_prefix(handle, digest, length):
-    handle.seek(0)
+def _claim_key(path):
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _hash_prefix(handle, digest, start, length):
+    """Hash *length* bytes of *handle* from *start* (it is left after them)."""
+    handle.seek(start)
     left = length
     while left:
         block = handle.read(min(READ_SIZE, left))
@@ -189,10 +314,12 @@ def _hash_prefix(handle, digest, length):
 
 
 def _size(path):
+    """The size of the regular file at *path* (links not followed), else None."""
     try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def place(source, directory, name, is_dir):

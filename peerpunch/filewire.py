@@ -49,13 +49,15 @@ DATA = 0x02
 MAX_CONTROL = 60 * 1024         # a control message's bytes (a stream message is 64 KiB)
 CHUNK = 60 * 1024               # a data message's file bytes at most
 DATA_HEADER = struct.Struct(">BB8sIQ")
-MAX_FILES = 50000               # files in one offer (~20 MB of entries at most)
+MAX_FILES = 50000               # files in one offer
+MAX_OFFER_BYTES = 6 * 1024 * 1024   # an offer's entries, by entry_cost (about their JSON)
+ENTRY_OVERHEAD = 90             # an entry's JSON beyond its names: size, sha256, brackets
 MAX_SIZE = 2 ** 53 - 1          # bytes of one file, and of an offer (JSON-safe integer)
 MAX_DEPTH = 32                  # parts of one relative path
 MAX_PATH_BYTES = 4096           # UTF-8 bytes of one relative path
 MAX_REASON = 32
 REASONS = ("cancelled", "declined", "hash_mismatch", "disk_full", "io_error", "protocol",
-           "partner_gone", "lost")
+           "partner_gone", "lost", "expired")
 _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -68,6 +70,13 @@ FileDecline = collections.namedtuple("FileDecline", "id")
 FileCancel = collections.namedtuple("FileCancel", "id reason")
 FileDone = collections.namedtuple("FileDone", "id")
 Chunk = collections.namedtuple("Chunk", "id index offset data")
+
+
+def entry_cost(parts):
+    """The bytes an entry of *parts* counts against MAX_OFFER_BYTES (about
+    its JSON: without this cap an offer of MAX_FILES deep paths of
+    MAX_PATH_BYTES would be ~200 MB on the wire and more in memory)."""
+    return ENTRY_OVERHEAD + sum(len(p.encode("utf-8")) + 3 for p in parts)
 
 
 class FileWireError(P.RemoteProtocolError):

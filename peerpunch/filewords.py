@@ -8,6 +8,7 @@ holds the Notices of the file commands, merged into the console's.
 
 from . import chatfiles as CF
 from . import groupfiles as GF
+from . import filedesk as FD
 from . import transfer as T
 
 FILES_HELP = """
@@ -23,6 +24,8 @@ files:
 WORDS = {
     "usage_send": "usage: /send PATH... [NAME] or /sendto NAME PATH... (quote paths with spaces)",
     "no_chat_for_files": "not in a chat: /connect NAME first",
+    "send_ambiguous": "{name} is both an open chat and a file here: /sendto {name} PATH... to"
+                      " send to that chat, or ./{name} to send the file",
 }
 
 FAILED_WHY = {
@@ -33,7 +36,10 @@ FAILED_WHY = {
     T.IO_ERROR: "I/O error",
     T.PROTOCOL: "protocol error",
     T.PARTNER_GONE: "partner gone",
-    T.LOST: "partner gone (no answer for %g s)" % CF.DELIVERY_TIMEOUT,
+    T.LOST: "partner gone (no answer for %g s, or no data for %g s)" % (
+        CF.DELIVERY_TIMEOUT, CF.IDLE_TIMEOUT),
+    T.EXPIRED: "expired (the offer was not answered in %d min, or never arrived whole)"
+               % (FD.ANSWER_TIMEOUT // 60),
     GF.NO_FILES: "cannot take files",
 }
 
@@ -42,6 +48,12 @@ REFUSED_WHY = {
                       " does not take files, or it is not connected yet",
     CF.NOTHING: "nothing to send to {name}: no regular file in what you named",
     CF.UNREADABLE: "cannot send to {name}: {detail}",
+    CF.BUSY: "not accepted: the same files are being received already (another offer);"
+             " /accept again when that transfer ends",
+    CF.TOO_MANY: "not accepted yet: too many transfers are being received; /accept again"
+                 " when one ends",
+    CF.BLOCKED: "no files to or from {name} while its key is not the one you trusted:"
+                " /verify {name}, then /trust {name} first",
 }
 
 
@@ -84,7 +96,7 @@ def format_news(event, clean, tty=False):
             return "%s accepted %s [%s]%s" % (partner, names, short, resumed)
         return "receiving %s from %s [%s]%s" % (names, partner, short, resumed)
     if kind is T.FileProgress:
-        return _progress(event, news) if tty else None
+        return _progress(event, news, clean) if tty else None
     if kind is T.FileSent:
         return "sent %s to %s (%d bytes, %d sent this time)" % (names, partner, news.total,
                                                                 event.sent)
@@ -109,12 +121,12 @@ def _group_done(event, clean):
                                           sent, failed)
 
 
-def _progress(event, news):
+def _progress(event, news, clean):
     percent = 100.0 * news.done / news.total if news.total else 100.0
     rate = "%s/s" % size(news.rate) if news.rate else "-"
     eta = " ETA %d s" % news.eta if news.eta is not None and news.done < news.total else ""
     return "%s %s %s: %3.0f%% %s of %s, %s%s" % (
-        "to" if event.outgoing else "from", event.partner, _names(event.names, str),
+        "to" if event.outgoing else "from", clean(event.partner), _names(event.names, clean),
         percent, size(news.done), size(news.total), rate, eta)
 
 

@@ -8,6 +8,7 @@ then one :class:`peerpunch.session.PeerSession` run by the threads of
 import os
 import socket
 import sys
+import time
 
 from . import cli, crypto, natcheck
 from . import identity as ID
@@ -216,7 +217,7 @@ def main(argv=None, prog=None):
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption,
                             max_chats=args.max_chats, auto_join=args.wait,
-                            disk=Disk(args.download_dir, args.auto_accept))
+                            disk=Disk(args.download_dir, args.auto_accept, now=time.time()))
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)

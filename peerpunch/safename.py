@@ -12,8 +12,11 @@ something harmless to create on Linux, macOS and Windows alike.
   they become FALLBACK. An absolute path or a drive letter (``C:``) loses
   its anchor: ``:`` and the other characters Windows refuses (``<>"|?*``)
   become ``_``.
-* Control characters (NUL included) and the bidirectional overrides that
-  make ``evil\\u202etxt.exe`` read as ``evilexe.txt`` are removed.
+* Every character that does not print is removed (``str.isprintable``:
+  control characters, NUL included; format characters such as the
+  bidirectional overrides that make ``evil\\u202etxt.exe`` read as
+  ``evilexe.txt``, zero-width spaces, soft hyphens and tag characters; line
+  and paragraph separators; every space but the ordinary one).
 * Trailing dots and spaces are stripped (Windows drops them silently).
 * Windows' reserved device names (``CON``, ``NUL``, ``COM1`` ... with any
   extension) get a ``_`` in front; a name ending in PART_SUFFIX, the
@@ -38,19 +41,19 @@ RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
                      + [port + digit for port in ("COM", "LPT")
                         for digit in "0123456789\u00b9\u00b2\u00b3"])
 _SEPARATORS = re.compile(r"[/\\]")
-_REMOVED = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _REPLACED = re.compile(r'[<>:"|?*]')
 
 
-class UnsafePath(ValueError):
-    """A path that is not made of safe parts, or leaves its root."""
+class UnsafePath(ValueError, OSError):
+    """A path that is not made of safe parts, or leaves its root (an
+    OSError too: whoever handles disk errors handles it)."""
 
 
 def safe_part(name):
     """*name* (one component, any str) as a safe file name; never empty."""
     if not isinstance(name, str):
         return FALLBACK
-    name = _REPLACED.sub("_", _SEPARATORS.sub("_", _REMOVED.sub("", name)))
+    name = _REPLACED.sub("_", _SEPARATORS.sub("_", _printable(name)))
     name = _cut(name.rstrip(". "), MAX_NAME_BYTES).rstrip(". ")
     if name in ("", ".", ".."):
         return FALLBACK
@@ -66,8 +69,16 @@ def safe_parts(path):
     list of safe parts; empty, ``.`` and ``..`` parts dropped; at least one."""
     pieces = _SEPARATORS.split(path) if isinstance(path, str) else list(path)
     parts = [safe_part(p) for p in pieces
-             if isinstance(p, str) and _REMOVED.sub("", p).strip(". ") != ""]
+             if isinstance(p, str) and _printable(p).strip(". ") != ""]
     return parts or [FALLBACK]
+
+
+def _printable(name):
+    """*name* without the characters that do not print (controls, format
+    and invisible characters, separators other than the ordinary space)."""
+    if name.isprintable():
+        return name
+    return "".join(c for c in name if c.isprintable())
 
 
 def is_safe_part(name):
@@ -107,18 +118,26 @@ def numbered(name, number, is_dir=False):
 
 
 def unique_name(directory, name, is_dir=False, exists=os.path.lexists, limit=100000):
-    """*name*, or the first ``name (N)`` not taken in *directory*.
+    """*name*, or a ``name (N)`` not taken in *directory*: the first free
+    one when the taken numbers run 1, 2, 3... without a gap (found in a
+    logarithmic number of checks: doubling N, then halving the interval).
 
     Only a choice: create it exclusively (O_EXCL, mkdir) and choose again
     if that fails, since another program may take it meanwhile. Raises
-    FileExistsError after *limit* tries."""
-    if not exists(os.path.join(directory, name)):
+    FileExistsError if every number up to *limit* looks taken."""
+    def taken(number):
+        return exists(os.path.join(directory, numbered(name, number, is_dir) if number else name))
+    if not taken(0):
         return name
-    for number in range(1, limit + 1):
-        candidate = numbered(name, number, is_dir)
-        if not exists(os.path.join(directory, candidate)):
-            return candidate
-    raise FileExistsError(os.path.join(directory, name))
+    low, high = 0, 1                 # low taken; high to be checked
+    while taken(high):
+        if high >= limit:
+            raise FileExistsError(os.path.join(directory, name))
+        low, high = high, min(high * 2, limit)
+    while high - low > 1:            # low taken, high free
+        middle = (low + high) // 2
+        low, high = (middle, high) if taken(middle) else (low, middle)
+    return numbered(name, high, is_dir)
 
 
 def safe_join(root, parts):

@@ -56,6 +56,7 @@ IO_ERROR = "io_error"
 PROTOCOL = "protocol"
 PARTNER_GONE = "partner_gone"
 LOST = "lost"                  # the stream gave up a data message
+EXPIRED = "expired"            # an offer not completed, or not answered, in time
 
 FileOffered = collections.namedtuple("FileOffered", "id names count total")
 """An offer arrived, whole: *names* are its top-level names (files or directories)."""
@@ -95,6 +96,8 @@ def check_offer(entries):
     """Raise ValueError unless we can offer *entries* (local misuse)."""
     if not 1 <= len(entries) <= FW.MAX_FILES:
         raise ValueError("an offer has 1 to %d files" % FW.MAX_FILES)
+    if sum(FW.entry_cost(e.parts) for e in entries) > FW.MAX_OFFER_BYTES:
+        raise ValueError("an offer's entries hold at most %d bytes" % FW.MAX_OFFER_BYTES)
     if not all(is_safe_part(p) for e in entries for p in e.parts):
         raise ValueError("offered names must be safe parts")
     if sum(e.size for e in entries) > FW.MAX_SIZE:

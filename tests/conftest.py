@@ -5,6 +5,7 @@ import os
 import pytest
 
 from peerpunch import console, events
+from peerpunch import filestore
 
 from . import rawudp
 from .procs import start_relay
@@ -13,6 +14,16 @@ from .procs import start_relay
 # (``.reason`` for a failure). The cores never need the words (they live in
 # console.py, which the cores do not import), so the view is the tests' own.
 events.Words.text = events.Words.reason = property(console.format_event)
+
+
+@pytest.fixture(autouse=True)
+def no_staging_held():
+    """Each test starts with no staging held and no bytes reserved in this
+    process (both are process-wide: a test that leaves a transfer open
+    would otherwise count against the next)."""
+    yield
+    filestore._LEDGER.clear()
+    filestore._IN_USE.clear()
 
 
 @pytest.fixture

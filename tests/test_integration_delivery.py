@@ -74,10 +74,10 @@ def test_integration_delivery_mark_on_a_terminal(procs, relay):
 class Terminal:
     """A peer whose stdout is a pseudo-terminal (stdin a pipe)."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, config=None):
         master, slave = os.openpty()
         self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=slave,
-                                      stderr=subprocess.DEVNULL, env=env())
+                                      stderr=subprocess.DEVNULL, env=env(config))
         os.close(slave)
         self.master = master
         self.text = ""

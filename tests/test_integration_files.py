@@ -131,8 +131,10 @@ def test_integration_files_loopback_throughput_and_chat_during_transfer(procs, r
 def test_integration_files_progress_line_on_a_terminal(procs, relay, tmp_path):
     bob = peer(procs, relay, "--name", "bob", "--wait", "--auto-accept", str(tmp_path / "down"))
     bob.expect("^registered as bob")
+    config = tmp_path / "alice-config"          # its own known_peers: bob is new to it
+    config.mkdir()
     alice = Terminal([sys.executable, PEER, "--relay", relay.addr, "--name", "alice",
-                      "--connect", "bob"])
+                      "--connect", "bob"], config=str(config))
     try:
         alice.expect(r"connected to bob ")
         alice.send("/send %s" % random_file(tmp_path / "p.bin", 30 * 1000 * 1000))
