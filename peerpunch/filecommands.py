@@ -78,7 +78,7 @@ def collected(session, partner, result, now):
         if not isinstance(result, OSError):
             result[1].close()
         return [Notice("no_such_chat", name=partner)]
-    return chat.files.collected(result, now) + chat.pump(now)
+    return session.groups.settled(chat.files.collected(result, now) + chat.pump(now), now)
 
 
 def _matches(session, arg, wanted):

@@ -39,10 +39,11 @@ class Disk:
 
     def collect(self, paths):
         """(entries, source, skipped) for *paths*; OSError if one is missing."""
+        paths = [os.path.expanduser(p) for p in paths]      # ~/x, as the ambiguity check reads it
         for path in paths:
             if not os.path.lexists(path):
                 raise FileNotFoundError("no such file or directory: %s" % path)
-        return collect([os.path.expanduser(p) for p in paths])
+        return collect(paths)
 
     def store(self, entries):
         return Store(self.download_dir, entries, disk_usage=self._disk_usage)

@@ -73,7 +73,7 @@ class GroupTable:
         links = self.links()
         if machine or links != self.machine.up:     # else links() would change nothing
             machine += self.machine.links(links, now)
-        return self.sends.seen(out, self.machine.groups) + self._carried(machine, now)
+        return self.sends.seen(out + self._carried(machine, now), self.machine.groups)
 
     def _received(self, event, now):
         if self.links().get(event.partner, "no_chat") is not None:

@@ -159,3 +159,12 @@ def test_filedisk_sweep_removes_only_stale_staging(tmp_path):
         ".T.cdef.peerpunch-part", ".b.4567.peerpunch-part", "kept.peerpunch-part"]
     os.utime(str(tree / "sub" / "f"), (old, old))
     assert Disk(str(tmp_path), now=now).swept == [".T.cdef.peerpunch-part"]
+
+
+def test_filedisk_collect_takes_a_path_under_the_home_directory(tmp_path, monkeypatch):
+    """/send ~/x.txt: the shell's ~ is expanded before the file is looked for."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "x.txt").write_bytes(b"home file")
+    entries, source, skipped = Disk(str(tmp_path / "down")).collect(["~/x.txt"])
+    source.close()
+    assert [e[0] for e in entries] == [("x.txt",)] and not skipped
