@@ -282,13 +282,14 @@ class Groups:
             self._release(group, name, now)
 
     def _joined(self, group, sender, msg, now):
-        """*sender* says it is a joined member. Unless this is an answer, we
-        announce (GroupAdded) each member its hello did not name, then
-        answer with the names we know. Invitees announced to us that an
-        answer names are met (smaller name dials); other names are ignored."""
+        """*sender* says it is a joined member. A first hello gets GroupAdded for each
+        member it did not name, then our answer; announced invitees it names are met."""
         out, member = [], group.members[sender]
         group.owed.discard(sender)
-        if not msg.reply:
+        if not msg.reply and member.answered:
+            self.stats["group_hello_again"] += 1
+        elif not msg.reply:
+            member.answered = True
             others = group.others(sender)
             out += [Post(sender, W.encode(W.GroupAdded(group.gid, m)))
                     for m in others if m not in msg.members]

@@ -42,12 +42,13 @@ GroupMessage.__doc__ = "A line from *sender* in the group named *group*."
 
 
 class Member:
-    __slots__ = ("state", "since", "last_seq")
+    __slots__ = ("state", "since", "last_seq", "answered")
 
     def __init__(self, state, since):
         self.state = state
         self.since = since
         self.last_seq = 0
+        self.answered = False        # its hello was answered (once: no amplification)
 
 
 class Group:

@@ -101,6 +101,24 @@ def test_groups_membership_a_group_with_no_one_else_left_is_forgotten():
     assert words(out[1]) == "group #mallory-0011: no one else is left in it; forgot it"
 
 
+def test_groups_membership_a_member_hello_is_answered_once():
+    """Each hello is answered with a GroupAdded per member it left out, so
+    a member repeating hellos (and never acknowledging) must not make us
+    queue ~15 posts each time: only its first hello is answered."""
+    bob = _bob()
+    _started(bob)
+    bob.received("alice", W.encode(W.GroupAdded(GID, "eve")), 1.0)
+    bob.received("eve", W.encode(W.GroupJoined(GID, False, [])), 1.0)
+    bob.received("alice", W.encode(W.GroupAdded(GID, "carol")), 1.0)
+
+    def hello(now):
+        out = bob.received("carol", W.encode(W.GroupJoined(GID, False, [])), now)
+        return [e for e in out if type(e) is G.Post]
+    assert len(hello(2.0)) == 3             # GroupAdded alice, GroupAdded eve, the answer
+    assert [hello(3.0 + i) for i in range(5)] == [[]] * 5
+    assert bob.stats["group_hello_again"] == 5
+
+
 def test_groups_membership_no_member_takes_us_out():
     bob = _bob()
     group = _started(bob)
