@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""File transfer throughput: python bench/file_bench.py [--quick] [--size MB] [--lab]
+"""File transfer throughput: python bench/file_bench.py [--quick] [--size MB] [--lab] [--wormhole-venv DIR]
 
 Theory of operation
 -------------------
@@ -22,8 +22,11 @@ Baselines of each place, in the same run, at 0 % loss (``filebase.py``):
 the encrypted-UDP ceiling in Python (seal each datagram with the
 project's AEAD backend and push it, windowed, no repetition) and a plain
 TCP copy of the same file (in the lab through a port forward on bob's
-router: TCP cannot be punched through these NATs). magic-wormhole only if
-importable (it never is a dependency); otherwise the table says so.
+router: TCP cannot be punched through these NATs). magic-wormhole only
+with ``--wormhole-venv DIR``, a separate virtualenv holding it, its
+mailbox server and its transit relay (never a dependency of the project;
+:mod:`wormholerow`): two rows per place, its offer-to-written time and its
+whole receive command; otherwise the table says there is no such row.
 """
 
 import argparse
@@ -41,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from chat_latency_bench import LabPath, Loopback, Proc, can_isolate   # noqa: E402
 from tests.natlab import runner, topology                             # noqa: E402
+import wormholerow                                                    # noqa: E402
 
 PEER = os.path.join(ROOT, "bin", "peer.py")
 BASE = os.path.join(ROOT, "bench", "filebase.py")
@@ -201,12 +205,21 @@ def _backend():
     return crypto.get_backend().name
 
 
-def wormhole_note():
-    try:
-        import wormhole  # noqa: F401
-    except ImportError:
-        return "magic-wormhole: not installed (optional, never a dependency): no row"
-    return "magic-wormhole: importable, but this benchmark does not drive it yet: no row"
+WORMHOLE, WORMHOLE_CMD = "magic-wormhole", "magic-wormhole command"
+
+
+def wormhole_rows(place, source, work, venv):
+    """Its offer-to-written row and its whole-receive-command row."""
+    nbytes, seconds, whole, note = wormholerow.transfer(place, source, work, venv)
+    return [Row(place.label, WORMHOLE, 0.0, nbytes, seconds, note + ", offer to file written"),
+            Row(place.label, WORMHOLE_CMD, 0.0, nbytes, whole, "wormhole receive, start to exit")]
+
+
+def wormhole_note(venv):
+    if not venv:
+        return ("magic-wormhole: no row (give --wormhole-venv DIR, a separate virtualenv with %s;"
+                " never a dependency)" % ", ".join(wormholerow.PACKAGES))
+    return "magic-wormhole rows: %s, from %s" % (wormholerow.describe(venv), venv)
 
 
 def run_place(place, source, losses, work, args):
@@ -216,6 +229,9 @@ def run_place(place, source, losses, work, args):
             rows.append(udp_ceiling(place, os.path.getsize(source)))
         with place.case():
             rows.append(tcp_copy(place, source, work))
+        if args.wormhole_venv:
+            with place.case():
+                rows.extend(wormhole_rows(place, source, work, args.wormhole_venv))
     for loss in losses:
         with place.case():
             rows.append(peer_transfer(place, source, loss, work, args.peer))
@@ -233,6 +249,9 @@ def main(argv=None):
     parser.add_argument("--only-peers", action="store_true", help="no baseline rows")
     parser.add_argument("--loss", type=float, action="append", default=None,
                         help="loss percentages for peerpunch rows (default 0 and 5)")
+    parser.add_argument("--wormhole-venv", metavar="DIR", default=None,
+                        help="a separate virtualenv with %s: also measure it"
+                        % ", ".join(wormholerow.PACKAGES))
     args = parser.parse_args(argv)
     size = args.size if args.size is not None else (2 if args.quick else 50)
     losses = [x / 100.0 for x in (args.loss if args.loss is not None else [0, 5])]
@@ -240,6 +259,11 @@ def main(argv=None):
         parser.exit(2, "file_bench: --size must be in (0, 10000] and --loss in [0, 50)\n")
     if args.lab and topology.missing_requirements():
         parser.exit(2, "file_bench: --lab: %s\n" % topology.missing_requirements())
+    if args.wormhole_venv:
+        args.wormhole_venv = os.path.abspath(args.wormhole_venv)
+        problem = wormholerow.check_venv(args.wormhole_venv)
+        if problem:
+            parser.exit(2, "file_bench: %s\n" % problem)
     isolated = bool(can_isolate())
     if not isolated:
         losses = [x for x in losses if x == 0] or [0.0]
@@ -254,11 +278,11 @@ def main(argv=None):
     finally:
         loopback.close()
         shutil.rmtree(work, ignore_errors=True)
-    report(rows, size, isolated)
+    report(rows, size, isolated, args.wormhole_venv)
     return 0
 
 
-def report(rows, size, isolated):
+def report(rows, size, isolated, venv=None):
     print("file transfer, %g MB random file, real relay and peers (Python %s); %s"
           % (size, sys.version.split()[0], time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     if not isolated:
@@ -275,9 +299,17 @@ def report(rows, size, isolated):
         for (what, loss), r in sorted(by.items()):
             if what == "peerpunch":
                 print("ratio %s peerpunch at %d %% loss: %.2fx the encrypted-UDP ceiling,"
-                      " %.3fx TCP" % (place, round(loss * 100), r.rate / ceiling.rate,
-                                      r.rate / tcp.rate))
-    print(wormhole_note())
+                      " %.3fx TCP%s" % (place, round(loss * 100), r.rate / ceiling.rate,
+                                        r.rate / tcp.rate, _versus_wormhole(r, by)))
+    print(wormhole_note(venv))
+
+
+def _versus_wormhole(row, by):
+    """", A x magic-wormhole (offer to written), B x its whole command" or ""."""
+    if (WORMHOLE, 0.0) not in by:
+        return ""
+    return ", %.2fx magic-wormhole (offer to written), %.2fx its whole command (target >= 2x)" % (
+        row.rate / by[(WORMHOLE, 0.0)].rate, row.rate / by[(WORMHOLE_CMD, 0.0)].rate)
 
 
 if __name__ == "__main__":
