@@ -14,7 +14,8 @@ lab's public namespace); ``wormhole send --code CODE FILE`` runs on
 alice's host and, once it has claimed its code, ``wormhole receive
 --accept-file -o OUT CODE`` on bob's. Two times, both read on bob's side:
 from its ``Receiving file`` line (the offer) to its ``Received file
-written`` line, and the whole receive command (start to exit). The file
+written`` line, and the whole receive command (start to exit); the note
+adds its data phase alone (from its ``Receiving (->ROUTE)`` line). The file
 must be byte-identical and both commands must exit 0.
 """
 
@@ -154,11 +155,13 @@ def transfer(place, source, work, venv):
         send.finish(WAIT)
         offered = recv.wait_for(OFFER, 0)[0]
         written = recv.wait_for(WRITTEN, 0)[0]
-        route = recv.wait_for(PATH, 0)[1].group(1)
+        connected, route = recv.wait_for(PATH, 0)
         if not filecmp.cmp(source, out, shallow=False):
             raise SystemExit("file_bench: magic-wormhole: the received file differs")
-        note = "%s, byte-identical" % ("via its transit relay" if route.startswith("relay")
-                                       else "direct (%s)" % route)
+        data = os.path.getsize(source) / max(written - connected, 1e-9) / 1e6
+        note = "%s, byte-identical, data phase alone %.0f MB/s" % (
+            "via its transit relay" if route.group(1).startswith("relay")
+            else "direct (%s)" % route.group(1), data)
         return os.path.getsize(source), written - offered, ended - recv.started, note
     finally:
         for child in reversed(children):

@@ -1,5 +1,6 @@
 """The benchmark still runs (it asserts nothing about speed)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -105,3 +106,31 @@ def test_bench_file_bad_arguments_one_line_exit_2():
                             cwd=ROOT, env=env(), capture_output=True, timeout=30)
     assert result.returncode == 2
     assert len(result.stderr.decode().strip().splitlines()) == 1
+
+
+def test_bench_file_wormhole_venv_without_wormhole_one_line_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "bench/file_bench.py", "--quick",
+                             "--wormhole-venv", str(tmp_path)],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=30)
+    assert result.returncode == 2
+    err = result.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "bin/wormhole" in err[0], err
+
+
+def test_bench_file_quick_run_with_wormhole_prints_its_rows_and_ratios():
+    # magic-wormhole is never a dependency: only where a virtualenv of it is named
+    venv = os.environ.get("PEERPUNCH_WORMHOLE_VENV", "")
+    if not os.access(os.path.join(venv, "bin", "wormhole"), os.X_OK):
+        pytest.skip("no magic-wormhole virtualenv (set PEERPUNCH_WORMHOLE_VENV)")
+    result = subprocess.run([sys.executable, "bench/file_bench.py", "--quick", "--loss", "0",
+                             "--wormhole-venv", venv],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=240)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-2000:]
+    rows = re.findall(r"^loopback\s+(magic-wormhole(?: command)?)\s+0%\s+[\d.]+\s+[\d.]+  (.*)$",
+                      out, re.M)
+    assert sorted(kind for kind, _ in rows) == ["magic-wormhole", "magic-wormhole command"], out
+    assert "byte-identical" in dict(rows)["magic-wormhole"], out
+    assert re.search(r"ratio loopback peerpunch at 0 % loss: .*x magic-wormhole \(offer to written\)",
+                     out), out
+    assert re.search(r"magic-wormhole rows: magic-wormhole \d", out), out
