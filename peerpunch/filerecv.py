@@ -32,7 +32,7 @@ from .progress import Meter
 log = logging.getLogger(__name__)
 
 OFFERED, ACCEPT, DECLINE, DONE, CANCEL, FAIL = (
-    "offered", "accept", "decline", "done", "cancel", "fail")
+    "offered", "accept", "decline", "done", T.CANCEL, T.FAIL)
 LIVE = (T.ASSEMBLING, T.OFFERED, T.RECEIVING)
 TRANSITIONS = {
     (T.ASSEMBLING, OFFERED): T.OFFERED,
@@ -44,8 +44,10 @@ TRANSITIONS.update({(state, CANCEL): T.CANCELLED for state in LIVE})
 TRANSITIONS.update({(state, FAIL): T.FAILED for state in LIVE})
 
 
-class Receiver:
+class Receiver(T.Machine):
     """One offer from the partner, opened by *offer* (a decoded FileOffer)."""
+
+    TRANSITIONS = TRANSITIONS
 
     def __init__(self, offer):
         self.id = offer.id
@@ -118,24 +120,6 @@ class Receiver:
             self.out.tell(T.FileReceived(self.id, self.names, self.count, self.total,
                                          tuple(self.where)))
 
-    def cancel(self):
-        """The user stops the transfer."""
-        self._end(T.CANCELLED_REASON, remote=False)
-
-    def fail(self, reason):
-        """Stop on our side's failure *reason* (DISK_FULL, IO_ERROR, ...)."""
-        self._end(reason, remote=False)
-
-    def partner_gone(self):
-        if self._fire(FAIL):
-            self.out.tell(T.FileFailed(self.id, T.PARTNER_GONE, False))
-
-    def messages(self):
-        return self.out.messages()
-
-    def events(self):
-        return self.out.events()
-
     def _add(self, files):
         self.entries.extend(files)
         self.cost += sum(FW.entry_cost(e.parts) for e in files)
@@ -175,19 +159,3 @@ class Receiver:
             self._index += 1
             self._offset = self._have.get(self._index, 0)
         return out
-
-    def _end(self, reason, remote):
-        trigger = CANCEL if reason == T.CANCELLED_REASON else FAIL
-        if not self._fire(trigger):
-            return
-        if not remote:
-            self.out.send(FW.FileCancel(self.id, reason))
-        self.out.tell(T.FileFailed(self.id, reason, remote))
-
-    def _fire(self, trigger):
-        new = T.step(TRANSITIONS, self.state, trigger)
-        if new is None:
-            log.debug("transfer %s: %s ignored in %s", self.id, trigger, self.state)
-            return False
-        self.state = new
-        return True

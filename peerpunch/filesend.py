@@ -30,7 +30,7 @@ from .progress import Meter
 log = logging.getLogger(__name__)
 
 ACCEPT, DECLINE, ALL_SENT, DONE, CANCEL, FAIL = (
-    "accept", "decline", "all_sent", "done", "cancel", "fail")
+    "accept", "decline", "all_sent", "done", T.CANCEL, T.FAIL)
 LIVE = (T.OFFERED, T.SENDING, T.SENT)
 TRANSITIONS = {
     (T.OFFERED, ACCEPT): T.SENDING,
@@ -42,9 +42,11 @@ TRANSITIONS.update({(state, CANCEL): T.CANCELLED for state in LIVE})
 TRANSITIONS.update({(state, FAIL): T.FAILED for state in LIVE})
 
 
-class Sender:
+class Sender(T.Machine):
     """One offer of *entries* (a list of filewire.Entry) under id *tid*
     (*group*: the id of the group it is offered to, if any)."""
+
+    TRANSITIONS = TRANSITIONS
 
     def __init__(self, entries, tid=None, chunk_size=FW.CHUNK, group=None):
         self.id = tid or T.new_id()
@@ -106,25 +108,6 @@ class Sender:
             if progress is not None:
                 self.out.tell(T.FileProgress(self.id, *progress))
 
-    def cancel(self):
-        """The user stops the transfer."""
-        self._end(T.CANCELLED_REASON, remote=False)
-
-    def fail(self, reason):
-        """Stop on our side's failure *reason* (LOST, IO_ERROR, ...)."""
-        self._end(reason, remote=False)
-
-    def partner_gone(self):
-        """The chat ended: nothing more can arrive or leave."""
-        if self._fire(FAIL):
-            self.out.tell(T.FileFailed(self.id, T.PARTNER_GONE, False))
-
-    def messages(self):
-        return self.out.messages()
-
-    def events(self):
-        return self.out.events()
-
     def _accepted(self, have, now):
         if any(i >= len(self.entries) or n > self.entries[i].size for i, n in have.items()):
             self._end(T.PROTOCOL, remote=False)
@@ -147,19 +130,3 @@ class Sender:
             self._offset = self._have.get(self._index, 0)
         if self._index >= len(self.entries):
             self._fire(ALL_SENT)
-
-    def _end(self, reason, remote):
-        trigger = CANCEL if reason == T.CANCELLED_REASON else FAIL
-        if not self._fire(trigger):
-            return
-        if not remote:
-            self.out.send(FW.FileCancel(self.id, reason))
-        self.out.tell(T.FileFailed(self.id, reason, remote))
-
-    def _fire(self, trigger):
-        new = T.step(TRANSITIONS, self.state, trigger)
-        if new is None:
-            log.debug("transfer %s: %s ignored in %s", self.id, trigger, self.state)
-            return False
-        self.state = new
-        return True

@@ -30,6 +30,7 @@ also a directory of another, sizes adding up to the total.
 """
 
 import collections
+import logging
 import os
 
 from . import filewire as FW
@@ -149,3 +150,49 @@ class Outbox:
         """The events since last asked."""
         out, self._events = self._events, []
         return out
+
+
+CANCEL, FAIL = "cancel", "fail"      # the triggers both machines end by
+
+
+class Machine:
+    """What the Sender and the Receiver share: how a transfer ends, and the
+    drains. A subclass has ``TRANSITIONS`` (with CANCEL and FAIL from every
+    live state), ``id``, ``state`` and ``out`` (an :class:`Outbox`)."""
+
+    TRANSITIONS = {}
+
+    def cancel(self):
+        """The user stops the transfer."""
+        self._end(CANCELLED_REASON, remote=False)
+
+    def fail(self, reason):
+        """Stop on our side's failure *reason* (DISK_FULL, LOST, IO_ERROR, ...)."""
+        self._end(reason, remote=False)
+
+    def partner_gone(self):
+        """The chat ended: nothing more can arrive or leave."""
+        if self._fire(FAIL):
+            self.out.tell(FileFailed(self.id, PARTNER_GONE, False))
+
+    def messages(self):
+        return self.out.messages()
+
+    def events(self):
+        return self.out.events()
+
+    def _end(self, reason, remote):
+        if not self._fire(CANCEL if reason == CANCELLED_REASON else FAIL):
+            return
+        if not remote:
+            self.out.send(FW.FileCancel(self.id, reason))
+        self.out.tell(FileFailed(self.id, reason, remote))
+
+    def _fire(self, trigger):
+        new = step(self.TRANSITIONS, self.state, trigger)
+        if new is None:
+            logging.getLogger(type(self).__module__).debug(
+                "transfer %s: %s ignored in %s", self.id, trigger, self.state)
+            return False
+        self.state = new
+        return True
