@@ -15,13 +15,12 @@ the messages that arrive. A line typed while the path is merely suspect goes
 on the stream at once (reported within 8 s if the partner is gone); lines
 that never left when the chat ends are reported NotDelivered too.
 
-The router (:mod:`peerpunch.session`) passes each datagram's
-:class:`~peerpunch.path.Origin`. :meth:`Chat.received`: while punching, the
-first valid datagram picks the path and starts the link; the path answers
-its probes; the link opens what authenticates (a RemoteProtocolError drops
-the datagram, counted); the path follows the peer where it proved to be; the
-link's events are acted on; the messages are handled. :class:`EndChat` in
-what a method returns tells the owner the chat is over.
+The router passes each datagram's :class:`~peerpunch.path.Origin`. While
+punching, the first valid datagram picks the path and starts the link; then
+the link opens what authenticates (a RemoteProtocolError drops it, counted),
+the path follows the peer, link events are acted on, messages handled.
+:class:`EndChat` in what a method returns tells the owner the chat is over;
+a bug in one of the chat's timers ends the chat, not the peer.
 """
 
 import logging
@@ -57,8 +56,8 @@ class Chat:
         self._secure_options = secure_options
         self.lines = Lines(partner)
         self.files = ChatFiles(partner, disk, PACKET_SIZE)   # a second stream: file transfers
-        self.link_timer = Timer(self._link_due)
-        self.stream_timer = Timer(self._pump)
+        self.link_timer = Timer(self._guarded(self._link_due))
+        self.stream_timer = Timer(self._guarded(self._pump))
         for timer in path.timers():          # the path's markers, acted on here
             timer.due = self._acting_on(timer.due)
 
@@ -79,8 +78,6 @@ class Chat:
 
     def tick(self, now):
         return fire(self.timers(), now)
-
-    # -- from the relay
 
     def start(self, info, now):
         """Punch toward the partner the relay introduced (again: a new pairing)."""
@@ -130,8 +127,7 @@ class Chat:
         return out + self._opened(opened, origin, now)
 
     def _opened(self, opened, origin, now):
-        """What the link let through: the path follows, the link's events
-        are acted on, the messages are handled."""
+        """What the link let through: the path follows, link events acted on, messages handled."""
         was_suspect = self.path.suspect
         authentic = bool(opened.messages or opened.packets)   # stream acks prove the path too
         out = self._until_end(self.path.heard(origin, authentic, now), now)
@@ -188,8 +184,7 @@ class Chat:
         return notes + self._link_events(started.events, now)
 
     def _link_events(self, events, now):
-        """The link's events: keys agreed (the chat connects), refused or
-        failed (it ends); the rest are for the console."""
+        """The link's events: keys agreed (connected), refused or failed (ended); the rest shown."""
         out = []
         for event in events:
             kind = type(event)
@@ -229,8 +224,7 @@ class Chat:
     # -- lines
 
     def up(self):
-        """True if a line typed now is sent now: connected, not blocked, and the
-        path not suspect unless the stream carries the line (and reports it)."""
+        """A line typed now is sent now: connected, not blocked, not suspect (unless streamed)."""
         return self.state is State.CONNECTED and self.secure.chat_open and (
             not self.path.suspect or self.lines.carries(self.secure.features))
 
@@ -283,11 +277,8 @@ class Chat:
         held = Notice("heard_again", name=self.partner, count=len(self.outbox.lines))
         return [held] + self.flush(now)
 
-    # -- the stream
-
     def _stream_received(self, packets, origin, now):
-        """Stream packets from the partner (authentic); one the stream cannot accept is
-        dropped, counted. File packets alone are answered at the tick after the batch."""
+        """Authentic stream packets (refused: dropped, counted); file ones answered at the tick."""
         out = []
         for packet in packets:
             try:
@@ -306,8 +297,7 @@ class Chat:
         return [] if self.closed or self.secure is None else self._pump(now)
 
     def _pump(self, now):
-        """What the stream sends now (data, repeats, acks), sealed, and what
-        it says; its timer set for the next time it has something to do."""
+        """What the streams send now, sealed, and what they say; their timer set again."""
         relayed = self.peer is not None and self.peer.via_relay
         packets = self.lines.packets(now) + self.files.packets(now, relayed)
         out = [self.path.send(self.secure.seal_packet(packet)) for packet in packets]
@@ -342,8 +332,7 @@ class Chat:
         return [self.path.send(self._sealed(P.Goodbye())) for _ in range(GOODBYE_COPIES)]
 
     def close(self):
-        """The chat is over: the path and the stream stop; lines still
-        outstanding or never sent are reported NotDelivered (ENDED)."""
+        """Over: path and streams stop; lines outstanding or unsent are NotDelivered (ENDED)."""
         self.closed = True
         self.link_timer.stop()
         out = self.withheld.report("left", self.secure) + self.path.close()
@@ -352,15 +341,25 @@ class Chat:
         return out + ended(self.partner, unsent, self._end_stream())
 
     def _end(self):
-        """The chat is over: every timer stops now; the owner does the rest
-        (the relay told, the sockets closed, the lines reported: close())."""
+        """Over: every timer stops now; the owner does the rest (and calls close())."""
         self.closed = True
         for timer in self.timers():
             timer.stop()
         return [EndChat(self.partner)]
 
     def _acting_on(self, due):
-        return lambda now: [] if self.closed else self._until_end(due(now), now)
+        return self._guarded(lambda now: [] if self.closed else self._until_end(due(now), now))
+
+    def _guarded(self, due):
+        """A timer of this chat: a bug in it ends this chat (logged, counted), not the peer."""
+        def run(now):
+            try:
+                return due(now)
+            except Exception:
+                self.stats["internal_errors"] += 1
+                logging.getLogger(__name__).exception("the chat with %s failed", self.partner)
+                return self._end()
+        return run
 
     def _until_end(self, effects, now):
         """The path's effects, its markers acted on, up to an EndChat."""

@@ -350,3 +350,23 @@ def test_chat_stream_file_datagrams_are_answered_once_per_batch_when_ticked(tmp_
     assert len(w.flight) == CF.ACK_COPIES         # one acknowledgment for the whole batch
     w.run(30.0, until=lambda: (tmp_path / "down" / "big.bin").exists())
     assert (tmp_path / "down" / "big.bin").read_bytes() == source.read_bytes()
+
+
+def test_chat_stream_a_bug_in_one_of_its_timers_ends_the_chat_not_the_peer(caplog):
+    """File packets are served from the chat's stream timer (not per
+    datagram): a bug there must end this chat, logged with its traceback
+    and counted, instead of escaping into the network thread."""
+    from peerpunch.path import EndChat
+    w = Wire().connected()
+
+    def broken(now):
+        raise RuntimeError("a bug in the stream")
+    w.alice.lines.packets = broken
+    w.alice.stream_timer.at(w.now)
+    with caplog.at_level("ERROR"):
+        out = w.alice.tick(w.now)                   # does not raise
+    assert out == [EndChat("bob")] and w.alice.closed
+    assert w.alice.stats["internal_errors"] == 1
+    assert "the chat with bob failed" in caplog.text and "a bug in the stream" in caplog.text
+    w.emit(BOB, w.bob.typed("still there?", w.now))   # bob's side is untouched by it
+    assert not w.bob.closed
