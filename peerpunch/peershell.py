@@ -41,7 +41,7 @@ from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
 RCVBUF = 1 << 20     # bytes: a burst of file data while the thread is busy (~45 ms of it)
-BATCH = 32      # datagrams read before the core's due timers run (file acks wait for these)
+BATCH = 32      # datagrams read per readiness event (file packets only make the ack due)
 
 
 class NetworkThread(threading.Thread):
@@ -78,7 +78,6 @@ class NetworkThread(threading.Thread):
         try:
             self.loop.apply(self.core.start(self.clock()))
             while not self.loop.stopped:
-                self._tick_if_due()
                 self._reschedule()
                 self.loop.poll()
         except Exception as exc:    # a bug outside one datagram: say so, and still exit cleanly
@@ -87,13 +86,6 @@ class NetworkThread(threading.Thread):
         finally:
             self.timer.stop()
             self.loop.close()
-
-    def _tick_if_due(self):
-        """Timers due already (a batch of file datagrams to answer): now, not
-        after a round trip through the timer thread."""
-        due, now = self.core.next_deadline(), self.clock()
-        if due is not None and due <= now:
-            self.loop.apply(self.core.tick(now))
 
     def _datagram_received(self, data, addr, via):
         return self.core.datagram_received(data, addr, self.clock(), via)
