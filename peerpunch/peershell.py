@@ -8,19 +8,22 @@ Four threads around one core (:class:`peerpunch.session.PeerSession`):
 * the timer thread sleeps until the core's next deadline and then posts a
   tick to the network thread;
 * the stdin reader thread posts each line the user types;
-* the main thread prints: it is the only writer to stdout and stderr, so
-  lines never interleave, and it turns SIGINT/SIGTERM into a polite quit.
+* the main thread shows: it hands what the network thread puts on the
+  output queue to a *view* (:class:`peerpunch.lineview.LineView` on a
+  terminal or a pipe), the only writer to stdout and stderr, so lines never
+  interleave, and it turns SIGINT/SIGTERM into a polite quit.
 
 They share nothing but ``queue.Queue`` objects and the wake-up socket. The
 core is driven through ``start(now)``, ``datagram_received(data, addr, now,
 via)``, ``handle_line(text, now)``, ``tick(now)``, ``quit(now)`` and
 ``next_deadline()``; what it returns is carried out by the loop, except its
-events: Closed ends the program, PinKey is written to known_peers, and the
-others are worded by :func:`peerpunch.console.format_event` and printed.
+events: Closed ends the program, PinKey is written to known_peers, Collect
+hashes files in a worker thread, and the others go to the view as data (the
+network thread words nothing: a terminal, ``--json`` and a GUI each render
+the same events their own way).
 """
 
 import logging
-import os
 import queue
 import signal
 import socket
@@ -32,11 +35,10 @@ from . import cli
 from . import families as F
 from . import identity as ID
 from . import protocol as P
-from .chatfiles import Collect, FileNews
+from .chatfiles import Collect
 from .filecommands import collected
-from .transfer import FileProgress
-from .console import format_event
 from .events import Closed, PinKey
+from .lineview import LineView
 from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
@@ -47,19 +49,17 @@ BATCH = 32      # datagrams read per readiness event (file packets only make the
 class NetworkThread(threading.Thread):
     """Runs the *core*: datagrams in, effects out. Its loop owns the sockets:
     number 0 is *sock*, the others the core opens. Puts what the user sees
-    on *output*: ``("line", text)``, ``("log", text)``, ``("exit", code, why)``;
-    *tty*: those lines go to a terminal (console.format_event words some
-    events, a delivered mark, only for a person watching)."""
+    on *output*: ``("event", event)`` (the core's events, as data),
+    ``("log", text)`` and last ``("exit", code, closed)`` (the Closed event)."""
 
     def __init__(self, core, sock, output, *, verbose=False, known_peers=None,
-                 clock=time.monotonic, tty=False):
+                 clock=time.monotonic):
         super().__init__(name="network", daemon=True)
         self.core = core
         self.output = output
         self.verbose = verbose
         self.known_peers = known_peers
         self.clock = clock
-        self.tty = tty
         self.inbox = queue.Queue()
         self.timer = DeadlineTimer(lambda: self.post("tick"), clock)
         self.loop = DatagramLoop(sock, self._datagram_received, OutputLog(output, verbose),
@@ -118,16 +118,14 @@ class NetworkThread(threading.Thread):
         kind = type(effect)
         if kind is Closed:
             self.loop.stop()
-            self.output.put(("exit", effect.exit_code, format_event(effect)))
+            self.output.put(("exit", effect.exit_code, effect))
         elif kind is PinKey:
             self._pin(effect)
         elif kind is Collect:
             threading.Thread(target=self._collect, args=effect, name="collect",
                              daemon=True).start()
         else:
-            line = format_event(effect, tty=self.tty)
-            if line is not None:
-                self.output.put(("progress" if _is_progress(effect) else "line", line))
+            self.output.put(("event", effect))
 
     def _collect(self, partner, paths):
         """A worker thread: hash what /send offers, hand it to the network thread."""
@@ -149,11 +147,6 @@ class NetworkThread(threading.Thread):
         if self.loop.open_errors == 1 or self.verbose:     # say it once: the search is smaller
             self.output.put(("log", "warning: cannot open another socket (%s): the search"
                              " for a direct path uses fewer" % (getattr(exc, "strerror", None) or exc)))
-
-
-def _is_progress(effect):
-    """A transfer's progress: a line redrawn in place (only on a terminal)."""
-    return type(effect) is FileNews and type(effect.event) is FileProgress
 
 
 class OutputLog:
@@ -211,46 +204,39 @@ def read_stdin(network, stream):
     network.post("quit")
 
 
-def run(core, sock, verbose=False, known_peers=None):
-    """Run the four threads until the core closes; return the exit code."""
+def run(core, sock, verbose=False, known_peers=None, view=None):
+    """Run the four threads until the core closes; return the exit code.
+    *view* shows what happens (default: a LineView on stdout/stderr)."""
     output = queue.Queue()
-    network = NetworkThread(core, sock, output, verbose=verbose, known_peers=known_peers,
-                            tty=_isatty(sys.stdout))
+    network = NetworkThread(core, sock, output, verbose=verbose, known_peers=known_peers)
+    if view is None:
+        view = LineView(sys.stdout, sys.stderr, tty=_isatty(sys.stdout))
     previous = _install_signals(network)
     network.start()
     threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
-    drawn = False                     # a progress line is on the screen
     try:
-        while True:
-            kind, *args = output.get()
-            if kind == "progress":
-                sys.stdout.write("\r" + args[0][:_width()] + "\x1b[K")
-                sys.stdout.flush()
-                drawn = True
-                continue
-            if drawn:
-                sys.stdout.write("\r\x1b[K")
-                drawn = False
-            if kind == "line":
-                print(args[0], flush=True)
-            elif kind == "log":
-                print(args[0], file=sys.stderr, flush=True)
-            elif kind == "exit":
-                if args[1]:
-                    print(args[1], file=sys.stderr, flush=True)
-                network.join(JOIN_TIMEOUT)
-                return args[0]
+        code = pump(output, view)
+        network.join(JOIN_TIMEOUT)
+        return code
     finally:
         _restore_signals(previous)
 
 
-def _width():
-    """The progress line's room: the terminal's width (79 if unknown)."""
-    try:
-        columns = os.get_terminal_size().columns
-    except OSError:
-        columns = 0
-    return columns - 1 if columns >= 20 else 79
+def pump(output, view, block=True):
+    """Hand the items on *output* to *view* until the exit item; return its
+    code (None if *block* is false and the queue ran dry first)."""
+    while True:
+        try:
+            kind, *args = output.get(block)
+        except queue.Empty:
+            return None
+        if kind == "event":
+            view.event(args[0])
+        elif kind == "log":
+            view.log(args[0])
+        elif kind == "exit":
+            view.closed(args[0], args[1])
+            return args[0]
 
 
 def _isatty(stream):

@@ -244,7 +244,7 @@ def test_peer_network_thread_survives_a_bug_on_one_datagram():
     logs = [i[1] for i in items if i[0] == "log"]
     assert len(logs) == 1 and logs[0].startswith("internal error on a datagram from 127.0.0.1:")
     assert BUG in logs[0] and "Traceback" in logs[0]
-    assert items[-1] == ("exit", 0, None) and not thread.is_alive()
+    assert items[-1] == ("exit", 0, Closed(0, None)) and not thread.is_alive()
     assert (thread.loop.internal_errors, thread.loop.dropped) == (1, 1)
 
 
