@@ -181,6 +181,17 @@ a code we do not know is shown only as a plain word). *when*: REFUSED_REGISTERIN
 (our name, *username*, is not ours: the session closes with this as its reason),
 REFUSED_LATER (our name was taken while the relay could not hear us),
 REFUSED_REQUEST (our request for *username*)."""
+ChatRow = collections.namedtuple("ChatRow", "name kind state path encrypted key")
+ChatRow.__doc__ = """One open chat or joined group as a view lists it: *kind* "chat" or
+"group"; *state* the chat's state word ("connected", "punching", ...; for a
+group, "joined"); *path* "direct", "relayed" or None (a group: None);
+*encrypted* bool; *key* the partner's key fingerprint or None."""
+ChatList = collections.namedtuple("ChatList", "rows current")
+ChatList.__doc__ = """The chats and groups (*rows*, a tuple of ChatRow) and *current*, the
+name plain lines go to (a group's name for a group; None: nowhere). The
+core emits it whenever either changed (at most once per call), so a
+prompt (``bob (direct, encrypted)> ``) or a GUI's list follows without
+asking. Line views word nothing for it."""
 REFUSED_REGISTERING = "registering"
 REFUSED_LATER = "later"
 REFUSED_REQUEST = "request"

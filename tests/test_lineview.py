@@ -74,3 +74,9 @@ def test_pump_hands_items_to_the_view_in_order_and_returns_the_exit_code():
     assert pump(output, Recorder()) == 3
     assert seen == [("event", E.PeerLeft("bob")), ("log", "x"), ("closed", 3)]
     assert output.get_nowait() == ("log", "after the end")     # left for nobody
+
+
+def test_the_chat_list_is_for_prompts_and_lists_not_a_line():
+    v, out, err = view(tty=True)
+    v.event(E.ChatList((E.ChatRow("bob", "chat", "connected", "direct", True, "ab12"),), "bob"))
+    assert out.getvalue() == err.getvalue() == ""
