@@ -304,10 +304,14 @@ def test_attack_forged_registers_from_a_live_endpoint_change_nothing(procs, rela
             spoofer.send(data, ("127.0.0.1", a_port), ("127.0.0.1", relay.port))
     finally:
         spoofer.close()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(1.0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as marker:
         s.sendto(b'{"Register":{"username":"alice"}}', ("127.0.0.1", relay.port))
-        with pytest.raises(socket.timeout):
+        marker.settimeout(30.0)              # the relay answers in order: once the marker's
+        marker.sendto(b'{"Register":{"username":"marker"}}', ("127.0.0.1", relay.port))
+        assert marker.recv(2048) == b'"RegisterAck"'   # ack is here, s's answer would be too
+        s.setblocking(False)
+        with pytest.raises(BlockingIOError):
             s.recv(2048)                         # no RegisterAck: the name is hers
     bob = peer(procs, relay, "--name", "bob", "--connect", "alice")
     bob.expect(r"^connected to alice .* encrypted")

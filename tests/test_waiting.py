@@ -68,6 +68,22 @@ def test_waiting_connects_when_the_target_registers_without_polling():
     assert net.registry.stats["notifications"] == 1 and net.registry.watches() == 0
 
 
+def test_waiting_after_connect_typed_while_idle_connects_when_the_target_registers():
+    """/connect typed by an idle peer waits the same way as --connect."""
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE)
+    until(net, lambda: alice.state is State.IDLE, 5)
+    net.line(ALICE, "/connect bob")
+    until(net, lambda: alice.state is State.WAITING, 5)
+    assert [e.reason for e in net.shown(ALICE, S.Failed)] == ["Target user not found."]
+    assert net.shown(ALICE, E.Waiting) == [E.Waiting("bob")]
+    net.run(30)
+    bob = net.add_peer("bob", BOB)
+    assert until(net, connected(alice, bob), 3) < 0.5
+    assert [e.username for e in net.shown(ALICE, S.Connected)] == ["bob"]
+    assert len(net.shown(ALICE, S.Failed)) == 1 and len(net.shown(ALICE, E.Waiting)) == 1
+
+
 LOSSES = {
     "the watch": lambda net, src, dst, data: dst == RELAY and b'"watch"' in data,
     "one Online": lambda net, src, dst, data: data.startswith(b'{"Online"'),
