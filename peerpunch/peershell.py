@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 
 from . import cli
 from . import families as F
@@ -98,14 +99,26 @@ class NetworkThread(threading.Thread):
                 return
             now = self.clock()
             if kind == "line":
-                self.loop.apply(self.core.handle_line(args[0], now))
+                self._typed(args[0], lambda: self.core.handle_line(args[0], now))
             elif kind == "tick":
                 self.loop.tick(now)
                 self.loop.apply(self.core.tick(now))
             elif kind == "quit":
                 self.loop.apply(self.core.quit(now))
             elif kind == "collected":
-                self.loop.apply(collected(self.core, args[0], args[1], now))
+                self._typed("/send", lambda: collected(self.core, args[0], args[1], now))
+
+    def _typed(self, line, handle):
+        """Carry out what a typed *line* asks; a bug there is logged with
+        its traceback and counted, and the peer goes on (the line is lost,
+        and the user is told so)."""
+        try:
+            self.loop.apply(handle())
+        except Exception:
+            self.loop.internal_errors += 1
+            command = line.split(None, 1)[0] if line.startswith("/") and line.strip() else "a line"
+            self.output.put(("log", "internal error on %s (ignored; please report it):\n%s"
+                             % (command[:40], traceback.format_exc().rstrip())))
 
     def _reschedule(self):
         due = [t for t in (self.core.next_deadline(), self.loop.next_deadline()) if t is not None]

@@ -213,8 +213,14 @@ class PeerCore:
             return [Closed(0, None)]
         return core_answer(data, addr, via)
 
+    def __init__(self):
+        self.lines = []
+
     def handle_line(self, text, now):
-        return []
+        if text.startswith("/boom"):
+            raise RuntimeError(BUG)
+        self.lines.append(text)
+        return [Closed(0, None)] if text == "/quit" else []
 
     def tick(self, now):
         return []
@@ -260,3 +266,23 @@ def test_deadline_timer_calls_due_at_each_deadline_it_is_given():
     timer.stop()
     timer.join(WAIT)
     assert timer.name == "timer" and not timer.is_alive() and fired.empty()
+
+
+def test_peer_network_thread_survives_a_bug_on_a_typed_line():
+    sock = client()
+    out = queue.Queue()
+    core = PeerCore()
+    thread = NetworkThread(core, sock, out)
+    thread.start()
+    for line in ("/boom now", "hello", "/quit"):
+        thread.post("line", line)
+    thread.join(WAIT)
+    items = []
+    while not out.empty():
+        items.append(out.get())
+    logs = [i[1] for i in items if i[0] == "log"]
+    assert len(logs) == 1 and logs[0].startswith("internal error on /boom (ignored; ")
+    assert BUG in logs[0] and "Traceback" in logs[0]
+    assert core.lines == ["hello", "/quit"]          # the lines after it were served
+    assert items[-1] == ("exit", 0, Closed(0, None)) and not thread.is_alive()
+    assert thread.loop.internal_errors == 1
