@@ -12,6 +12,7 @@ always when it is complete). The fields are documented in docs/json.md.
 
 import json
 import time
+import traceback
 
 from .jsonevents import VERSION, exit_json, to_json
 
@@ -30,7 +31,12 @@ class JsonView:
         self.monotonic = monotonic
 
     def event(self, event):
-        obj = to_json(event)
+        try:
+            obj = to_json(event)
+        except Exception:         # a bug in mapping one event: say so, and keep the session
+            self.log("jsonview: cannot write %s:\n%s" % (type(event).__name__,
+                                                         traceback.format_exc().rstrip()))
+            obj = {"event": "other", "type": type(event).__name__, "text": None}
         if obj is None:
             return
         if obj["event"] == "file_progress" and not self.pace.due(obj, self.monotonic()):

@@ -106,6 +106,15 @@ def test_integration_json_usage_errors_are_one_line_and_exit_2(argv, words):
     assert result.stdout == b""
 
 
+def test_integration_json_with_gui_is_refused_whoever_adds_gui():
+    import argparse
+    from peerpunch.peer import _json_conflict
+    args = argparse.Namespace(json=True, gui=True, nat_check=False, name="a")
+    assert _json_conflict(args) == "--json cannot be combined with --gui"
+    args.gui = False
+    assert _json_conflict(args) is None
+
+
 def test_integration_json_without_connect_or_wait_starts_idle_and_never_asks(relay):
     result = subprocess.run([sys.executable, PEER, "--json", "--relay", relay.addr, "--name",
                              "carol"], input=b"/status\n", cwd=ROOT, env=env(),

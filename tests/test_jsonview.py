@@ -163,6 +163,17 @@ def test_jsonview_other_kind_for_an_event_with_words_but_no_kind(monkeypatch):
     assert obj["text"].startswith("waiting for bob to come online")
 
 
+def test_jsonview_a_mapping_bug_costs_one_event_not_the_session(monkeypatch):
+    import peerpunch.jsonevents as J
+    monkeypatch.setitem(J._MAPPERS, E.Waiting, lambda e: 1 / 0)
+    v, out, err, _ = view()
+    v.event(E.Waiting("bob"))
+    v.event(E.Message("bob", "still here", 1))
+    assert [(o["event"], o.get("type")) for o in lines(out)] == [("other", "Waiting"),
+                                                                 ("message", None)]
+    assert "ZeroDivisionError" in err.getvalue()
+
+
 def test_jsonview_network_text_is_escaped_never_raw():
     v, out, _, _ = view()
     v.event(E.Message("bob", "a\nb\r\x00\x1b[2J\u2028\U0001f600", 1))
