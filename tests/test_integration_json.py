@@ -125,3 +125,14 @@ def test_integration_json_without_connect_or_wait_starts_idle_and_never_asks(rel
     status = [o for o in objects if o["event"] == "notice" and o["what"] == "status"]
     assert status and status[0]["fields"]["name"] == "carol"
     assert "username" not in result.stderr.decode().lower()
+
+
+def test_integration_json_refused_name_ends_with_an_error_and_exit_1(procs, relay):
+    first = peer(procs, relay, "--name", "dave", "--wait", "--json")
+    expect_event(first, "registered", username="dave")
+    second = peer(procs, relay, "--name", "dave", "--wait", "--json")
+    assert second.wait(20) == 1
+    objects = [parse_line(line) for line in second.lines_when_done()]
+    last = objects[-1]
+    assert (last["event"], last["code"], last["what"]) == ("exit", 1, "relay_refused")
+    assert "in use" in last["text"]
