@@ -199,7 +199,9 @@ def main(argv=None, prog=None):
                                % ("%s:%d" % args.bind if args.bind else "a UDP socket",
                                   exc.strerror or exc))
     name = args.name or ask("Please enter your username:", P.check_username)
-    target = args.connect or ("" if args.json else None)     # --json: no prompt; idle
+    target = args.connect
+    if args.json and target is None:
+        target = ""                # --json never asks: without --connect or --wait, idle
     if name is not None and target is None and not args.wait:
         target = ask("Enter the username of the peer you want to connect to (empty to wait):",
                      lambda text: P.check_username(text) if text else "")
@@ -226,15 +228,20 @@ def main(argv=None, prog=None):
                             strict=args.strict, require_encryption=args.require_encryption,
                             max_chats=args.max_chats, auto_join=args.wait,
                             disk=Disk(args.download_dir, args.auto_accept, now=time.time()))
-    bound, relay = P.format_endpoint(sock.getsockname()), P.format_endpoint(relay_addr)
-    view = None
     if args.json:
-        view = JsonView(sys.stdout, sys.stderr)
-        view.emit("start", username=name, bound=bound, relay=relay, key=identity.fingerprint,
-                  crypto=backend.name)
-    else:
-        print("bound to %s; relay %s" % (bound, relay), flush=True)
-        print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
+        return _run_json(session, sock, args, relay_addr, identity, backend.name, known)
+    print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
+                                     P.format_endpoint(relay_addr)), flush=True)
+    print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
+    return run(session, sock, verbose=args.verbose, known_peers=known)
+
+
+def _run_json(session, sock, args, relay_addr, identity, crypto_name, known):
+    """--json: the session under a JsonView, its first line ``start``."""
+    view = JsonView(sys.stdout, sys.stderr)
+    view.emit("start", username=args.name, bound=P.format_endpoint(sock.getsockname()),
+              relay=P.format_endpoint(relay_addr), key=identity.fingerprint,
+              crypto=crypto_name)
     return run(session, sock, verbose=args.verbose, known_peers=known, view=view)
 
 
