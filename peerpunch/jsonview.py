@@ -11,7 +11,6 @@ always when it is complete). The fields are documented in docs/json.md.
 """
 
 import json
-import time
 import traceback
 
 from .jsonevents import VERSION, exit_json, to_json
@@ -20,15 +19,16 @@ PROGRESS_EVERY = 0.5          # seconds between two file_progress objects of one
 
 
 class JsonView:
-    """JSON lines on *out*, logs on *err*. *clock*: Unix time for ``time``;
-    *monotonic*: the clock progress is paced by."""
+    """JSON lines on *out*, logs on *err*. The shell's clocks: *clock* gives
+    Unix time (each object's ``time``), *steady* the monotonic time that
+    paces progress."""
 
-    def __init__(self, out, err, clock=time.time, monotonic=time.monotonic):
+    def __init__(self, out, err, clock, steady):
         self.out = out
         self.err = err
         self.clock = clock
+        self.steady = steady
         self.pace = Pace(PROGRESS_EVERY)
-        self.monotonic = monotonic
 
     def event(self, event):
         try:
@@ -39,7 +39,7 @@ class JsonView:
             obj = {"event": "other", "type": type(event).__name__, "text": None}
         if obj is None:
             return
-        if obj["event"] == "file_progress" and not self.pace.due(obj, self.monotonic()):
+        if obj["event"] == "file_progress" and not self.pace.due(obj, self.steady()):
             return
         if obj["event"] in ("file_done", "file_failed"):
             self.pace.forget(obj)

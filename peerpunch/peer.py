@@ -238,7 +238,7 @@ def main(argv=None, prog=None):
 
 def _run_json(session, sock, args, relay_addr, identity, crypto_name, known):
     """--json: the session under a JsonView, its first line ``start``."""
-    view = JsonView(sys.stdout, sys.stderr)
+    view = JsonView(sys.stdout, sys.stderr, time.time, time.monotonic)
     view.emit("start", username=args.name, bound=P.format_endpoint(sock.getsockname()),
               relay=P.format_endpoint(relay_addr), key=identity.fingerprint,
               crypto=crypto_name)

@@ -37,13 +37,13 @@ class Clocks:
     def time(self):
         return self.unix
 
-    def monotonic(self):
+    def steady(self):
         return self.mono
 
 
 def view():
     out, err, clocks = io.StringIO(), io.StringIO(), Clocks()
-    return JsonView(out, err, clock=clocks.time, monotonic=clocks.monotonic), out, err, clocks
+    return JsonView(out, err, clock=clocks.time, steady=clocks.steady), out, err, clocks
 
 
 def lines(out):
