@@ -16,6 +16,7 @@ from . import protocol as P
 from . import session as S
 from .console import HELP
 from .filedisk import Disk, check_dir
+from .jsonview import JsonView
 from .peershell import lan_candidates, open_socket, run, run_check, socket_families
 
 
@@ -58,6 +59,9 @@ def parse_args(argv, prog="peerpunch-peer"):
                         " on the first accept)")
     parser.add_argument("--auto-accept", type=_directory, metavar="DIR",
                         help="accept every file offered, into DIR")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line on stdout for every event (docs/json.md);"
+                        " never asks anything, so --name is needed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -178,6 +182,10 @@ def main(argv=None, prog=None):
     """Run the peer with *argv* (default sys.argv[1:]); *prog* is the name its
     --help and errors show (default: how sys.argv[0] was started)."""
     parser, args = parse_args(argv, prog or cli.program_name("peerpunch-peer"))
+    if args.json:
+        problem = _json_conflict(args)
+        if problem:
+            return cli.usage_error(parser.prog, problem)
     if args.nat_check:
         return nat_check(args, parser.prog)
     for stream in (sys.stdout, sys.stderr, sys.stdin):
@@ -192,6 +200,8 @@ def main(argv=None, prog=None):
                                   exc.strerror or exc))
     name = args.name or ask("Please enter your username:", P.check_username)
     target = args.connect
+    if args.json and target is None:
+        target = ""                # --json never asks: without --connect or --wait, idle
     if name is not None and target is None and not args.wait:
         target = ask("Enter the username of the peer you want to connect to (empty to wait):",
                      lambda text: P.check_username(text) if text else "")
@@ -218,10 +228,32 @@ def main(argv=None, prog=None):
                             strict=args.strict, require_encryption=args.require_encryption,
                             max_chats=args.max_chats, auto_join=args.wait,
                             disk=Disk(args.download_dir, args.auto_accept, now=time.time()))
+    if args.json:
+        return _run_json(session, sock, args, relay_addr, identity, backend.name, known)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
     return run(session, sock, verbose=args.verbose, known_peers=known)
+
+
+def _run_json(session, sock, args, relay_addr, identity, crypto_name, known):
+    """--json: the session under a JsonView, its first line ``start``."""
+    view = JsonView(sys.stdout, sys.stderr, time.time, time.monotonic)
+    view.emit("start", username=args.name, bound=P.format_endpoint(sock.getsockname()),
+              relay=P.format_endpoint(relay_addr), key=identity.fingerprint,
+              crypto=crypto_name)
+    return run(session, sock, verbose=args.verbose, known_peers=known, view=view)
+
+
+def _json_conflict(args):
+    """Why --json cannot run with the other arguments given (None: it can)."""
+    if getattr(args, "gui", False):
+        return "--json cannot be combined with --gui"
+    if args.nat_check:
+        return "--json cannot be combined with --nat-check"
+    if args.name is None:
+        return "--json needs --name (it never asks)"
+    return None
 
 
 def _tolerant(stream):
