@@ -178,10 +178,11 @@ class SearchHistory:
 class Search:
     """Our part of one chat's birthday search: a :class:`Prober` or a
     :class:`Spray`, and its timer. *needed()* says whether the chat still
-    wants a direct path (punching, or relayed).
+    wants a direct path (punching, handshaking, or relayed).
 
     It starts with the punch (:meth:`start`) when one side's NAT is symmetric
-    and the other's is not, and stops when a direct path is found, when the
+    and the other's is not, and stops when the handshake on a direct path is
+    done (until then the peer may offer it on one of our sockets only), when the
     chat ends, or when its budget is spent; a relayed chat keeps it going,
     and a hit then moves the chat to the direct path ("now direct")."""
 

@@ -230,13 +230,14 @@ class Path:
 
     def early(self, data, origin, link, now):
         """Datagrams the path answers itself, or None: plain probes on the
-        direct path while relayed, and probes from another of the peer's
-        addresses during the handshake."""
+        direct path while relayed, and probes during the handshake from
+        another of the peer's addresses, or on another of our sockets."""
         if origin.relayed:
             return None
         if self.peer.via_relay and data in (PING, PONG):
             return self.route.direct_probe(data, origin, link, now)
-        if origin.addr != self.peer.addr and self.state is State.HANDSHAKING and \
+        elsewhere = (origin.addr, origin.via) != (self.peer.addr, self.peer.via)
+        if elsewhere and self.state is State.HANDSHAKING and \
                 not is_frame(data):      # answer, offer the handshake there, but do not move
             self.peer.hear(origin.addr)
             return [Send(PONG, origin.addr, origin.via)] if data == PING else []
@@ -248,7 +249,8 @@ class Path:
         follows it where it proved to be."""
         addr = origin.addr
         self.heartbeat.heard(now)
-        if addr is not None and addr != self.peer.addr and self.state is State.HANDSHAKING:
+        moved = (addr, origin.via) != (self.peer.addr, self.peer.via)
+        if addr is not None and moved and self.state is State.HANDSHAKING:
             self.peer.settle(addr, origin.via)      # a handshake frame that authenticated
             authentic = False                       # it moves nothing else
         return self.route.heard(origin, authentic, now, self.state is State.CONNECTED)
@@ -277,7 +279,11 @@ class Path:
         return verdict, out
 
     def _search_needed(self):
-        return self.peer is not None and (self.state is State.PUNCHING or self.peer.via_relay)
+        """Until the handshake is done: the peer may have settled on one of
+        our extra sockets while we settled on our own, and offers its
+        handshake there only."""
+        return self.peer is not None and (self.state in (State.PUNCHING, State.HANDSHAKING)
+                                          or self.peer.via_relay)
 
     # -- timers
 
