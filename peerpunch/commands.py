@@ -10,7 +10,7 @@ command shows is data (Notices naming their words, securing's SafetyCode,
 WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
-from . import grouptable
+from . import answers, grouptable
 from .events import Notice, State
 from .filecommands import COMMANDS as FILE_COMMANDS
 from .securing import NoSafetyCode, NothingToTrust, whoami
@@ -124,3 +124,5 @@ COMMANDS = {
 COMMANDS.update(grouptable.COMMANDS)
 COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]
 COMMANDS.update(FILE_COMMANDS)
+COMMANDS.update(answers.COMMANDS)      # /accept and /decline answer chat requests too
+answers.guard(COMMANDS)

@@ -217,6 +217,7 @@ def main(argv=None, prog=None):
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption,
                             max_chats=args.max_chats, auto_join=args.wait,
+                            ask_strangers=not args.wait,    # --wait accepts any chat
                             disk=Disk(args.download_dir, args.auto_accept, now=time.time()))
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
