@@ -12,7 +12,8 @@ pins through the chat's :class:`Request`, which is *asking*: the chat is
 blocked as for a changed key, so the partner's lines are held (MAX_HELD;
 after that unacknowledged), nothing of ours goes out, no file or group
 message goes either way, and a new key is not pinned (kept for the answer).
-The partner's Connected, Secured, Unencrypted and PinKey are held here;
+The partner's Connected, Secured, Unencrypted and PinKey are held here,
+and its group messages (MAX_HELD: an invitation, say) for the groups;
 in place of its Connected the user is asked (Notice ``chat_request``), and
 a question unanswered for REQUEST_FOR counts as declined.
 
@@ -29,6 +30,7 @@ one, as if we were away) and /connect or a group dial to it is refused.
 import logging
 
 from . import securing as SC
+from .delivery import GroupData
 from .effects import Log
 from .events import MAX_HELD, Alert, Connected, Message, Notice, PinKey
 from .protocol import check_username
@@ -49,7 +51,9 @@ class Request:
         self.asking = True
         self.asked_at = None      # when the user was asked (its chat connected)
         self.held = []            # the partner's events, shown on /accept
+        self.posts = []           # its group messages (an invitation), handled on /accept
         self.key = None           # a new key, pinned on /accept
+        self.counted = 0          # the partner's lines held, as last logged
 
     def get(self, name):
         return self.pins.get(name)
@@ -128,6 +132,18 @@ class Consents:
         for name in [n for n in self.requests if n not in self.table.chats]:
             del self.requests[name]
         self._schedule()
+        return out + self._counted()
+
+    def _counted(self):
+        """A log line (-v) when more of a requesting partner's lines are held."""
+        out = []
+        for name, request in self.requests.items():
+            secure = self.table.chats[name].secure
+            count = secure.held_count() if secure is not None else 0
+            if count != request.counted:
+                request.counted = count
+                out.append(Log(logging.DEBUG, "%d line(s) from %s held until /accept or"
+                               " /decline" % (count, name)))
         return out
 
     def _seen(self, effect, now):
@@ -141,6 +157,11 @@ class Consents:
                     return []
                 request.asked_at = now
                 return [Notice("chat_request", name=name)]
+        elif kind is GroupData and self.pending(effect.partner):
+            posts = self.requests[effect.partner].posts
+            if len(posts) < MAX_HELD:
+                posts.append(effect)
+            return []
         elif kind is Alert and effect.what == "unshown_left" and \
                 self.pending(effect.fields["name"]):
             return [Notice("request_unshown", name=effect.fields["name"],
@@ -176,7 +197,7 @@ class Consents:
                               limit=MAX_HELD))
             chat.withheld.unshown = 0
         self._schedule()
-        return out + self.table.admitted(name) + chat.pump(now)
+        return out + self.table.admitted(name) + request.posts + chat.pump(now)
 
     def decline(self, name, now, what="chat_declined"):
         """/decline NAME (or no answer: *what* says which): the held lines

@@ -161,7 +161,7 @@ class PeerSession:
     def _done(self, effects, now, look=True):
         """After a call: the effects settled by the groups and the chat
         requests, and a ChatList if the chats changed (:mod:`peerpunch.chatlist`)."""
-        out = self.consent.settled(self.groups.settled(effects, now), now)
+        out = self.groups.settled(self.consent.settled(effects, now), now)
         look, self._moved = look or self._moved, False
         return self.listing.after(out, look)
 
