@@ -10,7 +10,7 @@ on file offers as before (:mod:`peerpunch.filecommands`). A bare /accept or
 was asked about when no file offer waits, else the offer; with a question
 and an offer (or several questions) it refuses to guess and says how to
 name each. Commands that would talk to a partner whose request is
-unanswered (/msg, /switch, /send, /sendto) say to answer first.
+unanswered (/msg, /switch, /send, /sendto, /connect) say to answer first.
 """
 
 from .events import Notice
@@ -52,7 +52,8 @@ def _unanswered(command, pick):
 def guard(commands):
     """The commands that name a partner, guarded (see the module docstring)."""
     first, last = (lambda words: words[0]), (lambda words: words[-1])
-    for verb, pick in (("msg", first), ("switch", first), ("sendto", first), ("send", last)):
+    for verb, pick in (("msg", first), ("switch", first), ("sendto", first), ("send", last),
+                       ("connect", first)):
         commands[verb] = _unanswered(commands[verb], pick)
 
 

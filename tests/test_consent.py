@@ -7,7 +7,6 @@ and makes its later requests go unanswered without a word."""
 
 from peerpunch import events as E
 from peerpunch import filecommands
-from peerpunch import protocol as P
 from peerpunch.chatfiles import Collect, FileNews
 from peerpunch.consent import MAX_BLOCKED, REQUEST_FOR
 from peerpunch.filedisk import Disk
@@ -222,7 +221,6 @@ def test_consent_pins_seen_through_a_request_defer_a_new_key():
     request.asking = False
     request.record("carol", b"k" * 32)
     assert pins.get("carol") == b"k" * 32 and request.verdict("carol", b"k" * 32) == "known"
-    assert P.check_username("carol")
 
 
 def test_consent_a_member_of_our_group_dialling_us_is_not_asked_about():
@@ -247,3 +245,13 @@ def test_consent_a_member_of_our_group_dialling_us_is_not_asked_about():
     net.line(CAROL, "hello group")
     net.run(2)
     assert [m.text for m in net.shown(BOB, GroupMessage)] == ["hello group"]
+
+
+def test_consent_chats_lists_a_request_as_pending():
+    net, alice, carol = carol_calls()
+    until(net, asked(net, ALICE, "carol"), 5)
+    net.line(ALICE, "/chats")
+    assert words(net, ALICE)[-1] == "  carol: pending, direct, encrypted"
+    net.line(ALICE, "/accept")
+    net.line(ALICE, "/chats")
+    assert words(net, ALICE)[-1].startswith("* carol: connected, direct, encrypted")
