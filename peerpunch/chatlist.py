@@ -15,11 +15,14 @@ state, path, encryption, key or current target comes with an event (a
 Notice, Connected, the Secured of a handshake) or one of those.
 """
 
+import functools
+
 from .effects import Log, Send
 from .events import ChatList, ChatRow, State
 from .identity import fingerprint
 
 QUIET = (Send, Log)
+_fingerprint = functools.lru_cache(maxsize=64)(fingerprint)     # a hash per key, not per look
 
 
 def chat_row(chat, request=None):
@@ -34,7 +37,7 @@ def chat_row(chat, request=None):
     encrypted = secure is not None and secure.encrypted
     key = secure.remote_key if encrypted and secure.ready else None
     return ChatRow(chat.partner, "chat", state, path, encrypted,
-                   fingerprint(key) if key is not None else None)
+                   _fingerprint(key) if key is not None else None)
 
 
 def listing(session):

@@ -9,6 +9,7 @@ from peerpunch import events as E
 from peerpunch import filecommands
 from peerpunch.chatfiles import Collect, FileNews
 from peerpunch.consent import MAX_BLOCKED, REQUEST_FOR
+from peerpunch.events import MAX_HELD as E_MAX_HELD
 from peerpunch.filedisk import Disk
 from peerpunch.groups import GroupMessage
 from peerpunch.securing import Pins
@@ -255,3 +256,28 @@ def test_consent_chats_lists_a_request_as_pending():
     net.line(ALICE, "/accept")
     net.line(ALICE, "/chats")
     assert words(net, ALICE)[-1].startswith("* carol: connected, direct, encrypted")
+
+
+def test_consent_leaving_a_request_says_its_lines_were_not_shown():
+    net, alice, carol = carol_calls()
+    until(net, asked(net, ALICE, "carol"), 5)
+    net.line(CAROL, "one")
+    net.line(CAROL, "two")
+    net.run(1)
+    net.line(ALICE, "/leave carol")
+    assert "2 line(s) from carol were not shown (the chat was not accepted)" in words(net, ALICE)
+    assert not [e for e in net.shown(ALICE) if isinstance(e, E.Alert)]
+    assert lines(net, ALICE) == [] and net.shown(ALICE, E.PinKey) == []
+
+
+def test_consent_more_lines_than_held_arrive_in_order_once_accepted():
+    net, alice, carol = carol_calls()
+    until(net, asked(net, ALICE, "carol"), 5)
+    for i in range(E_MAX_HELD + 40):
+        net.line(CAROL, "line %d" % i)
+    net.run(1)
+    assert lines(net, ALICE) == [] and alice.chats["carol"].secure.held_count() == E_MAX_HELD
+    net.line(ALICE, "/accept")
+    net.run(3)
+    assert lines(net, ALICE) == [("carol", "line %d" % i) for i in range(E_MAX_HELD + 40)]
+    assert net.shown(CAROL, E.NotDelivered) == []
