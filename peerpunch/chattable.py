@@ -48,14 +48,18 @@ class ChatTable:
         self.lines = []              # lines typed for the name we ask for, before its chat
         self.former = None           # (addr, name, until): the peer of the chat that just ended
         self.for_groups = set()      # partners dialled for a group, not by the user
+        self.blocked = ()            # names the user blocked (/block): never asked for
         self._path_options = path_options
         self._secure_options = secure_options
         self.disk = None             # the shell's disk side for file transfers (None: no files)
 
-    def new_chat(self, partner):
-        """A Chat for *partner*, with its own Path and (at start) Secure."""
+    def new_chat(self, partner, request=None):
+        """A Chat for *partner*, with its own Path and (at start) Secure; a
+        chat *request* (:mod:`peerpunch.consent`) is how its Secure sees the pins."""
+        options = self._secure_options if request is None else \
+            dict(self._secure_options, pins=request)
         return Chat(partner, us=self.username, path=Path(**self._path_options),
-                    secure_options=self._secure_options, stats=self.stats, disk=self.disk)
+                    secure_options=options, stats=self.stats, disk=self.disk)
 
     def current_chat(self):
         return self.chats.get(self.current)
@@ -168,6 +172,8 @@ class ChatTable:
             return [Failed("bad_target", target=target, why=str(exc))]
         if target == self.username:
             return [Failed("self")]
+        if target in self.blocked:
+            return [Notice("is_blocked", name=target)]
         if target in self.relay.waiting_for():
             return [Notice("already_waiting", name=target)]
         if target in self.chats:
@@ -187,9 +193,10 @@ class ChatTable:
 
     # -- chats begin
 
-    def introduced(self, info, now):
+    def introduced(self, info, now, request=None):
         """The relay introduced us to *info*'s partner: a new chat, a chat
-        paired anew, or a repeat. The effects are for the router to act on."""
+        paired anew, or a repeat. The effects are for the router to act on.
+        A new chat that is a *request* takes no lines and is not current."""
         chat = self.chats.get(info.username)
         if chat is not None:
             return self._reintroduced(chat, info, now)
@@ -202,11 +209,11 @@ class ChatTable:
             first = "first_while_waiting" if relay.waits_for() else "first_while_asking"
             out.append(Notice(first, name=info.username, target=asked.target))
             out += self._unsent("not_sent_for", name=asked.target)   # never for someone else
-        chat = self.chats[info.username] = self.new_chat(info.username)
+        chat = self.chats[info.username] = self.new_chat(info.username, request)
         lines_for_it = asked is None or asked.target == info.username or single
-        if lines_for_it and info.username not in self.for_groups:
+        if lines_for_it and info.username not in self.for_groups and request is None:
             chat.outbox.lines, self.lines = self.lines, []
-        out += self._made_current(info.username)
+        out += self._made_current(info.username) if request is None else []
         relay.introduced(info.username, now, keep_others=not single)
         return out + self._punch(chat, info, now)
 
@@ -233,6 +240,10 @@ class ChatTable:
             self.current = partner
             return []
         return [Notice("incoming_chat", name=partner, current=self.current or "no one")]
+
+    def admitted(self, partner):
+        """*partner*'s chat request was accepted: current as a chat we did not ask for."""
+        return self._made_current(partner)
 
     # -- chats and requests end
 

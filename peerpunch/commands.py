@@ -10,7 +10,7 @@ command shows is data (Notices naming their words, securing's SafetyCode,
 WhoAmI ...): :mod:`peerpunch.console` words it.
 """
 
-from . import grouptable
+from . import answers, grouptable
 from .events import Notice, State
 from .filecommands import COMMANDS as FILE_COMMANDS
 from .securing import NoSafetyCode, NothingToTrust, whoami
@@ -64,14 +64,16 @@ def _switch(session, name, now):
     return [Notice("switched", name=name)]
 
 
-def chats(table):
-    """/chats: each chat's partner, state, path, encryption and the
-    stream's smoothed round-trip time (None without a stream), as data."""
+def chats(table, pending=()):
+    """/chats: each chat's partner, state ("pending" for the chat requests
+    named in *pending*), path, encryption and the stream's smoothed
+    round-trip time (None without a stream), as data."""
     rows = []
     for name, chat in table.chats.items():
         relayed = chat.peer is not None and chat.peer.via_relay
         encrypted = chat.secure is not None and chat.secure.encrypted
-        rows.append((name, chat.state.value, relayed, encrypted, name == table.current,
+        state = "pending" if name in pending else chat.state.value
+        rows.append((name, state, relayed, encrypted, name == table.current,
                      chat.lines.rtt))
     return Notice("chats", rows=tuple(rows))
 
@@ -114,7 +116,7 @@ COMMANDS = {
     "leave": _leave,
     "msg": _msg,
     "switch": _switch,
-    "chats": lambda session, arg, now: [chats(session.table)],
+    "chats": lambda session, arg, now: [chats(session.table, session.consent.asked())],
     "status": lambda session, arg, now: [status(session, now)],
     "help": lambda session, arg, now: [Notice("help")],
     "whoami": lambda session, arg, now: [whoami(session.username, session.identity)],
@@ -124,3 +126,5 @@ COMMANDS = {
 COMMANDS.update(grouptable.COMMANDS)
 COMMANDS["exit"] = COMMANDS["q"] = COMMANDS["quit"]
 COMMANDS.update(FILE_COMMANDS)
+COMMANDS.update(answers.COMMANDS)      # /accept and /decline answer chat requests too
+answers.guard(COMMANDS)

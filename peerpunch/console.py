@@ -14,7 +14,7 @@ from . import events as E
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from . import groupwords
+from . import answerwords, groupwords
 from .groups import GroupMessage
 from . import filewords as FWD
 
@@ -33,6 +33,8 @@ HELP = """commands:
   /whoami         your key's fingerprint
   /verify [NAME]  a safety code to compare with your peer (or NAME) by voice
   /trust [NAME]   accept the new key of a peer (or NAME) whose key changed
+  /accept [NAME]  accept a chat request from someone new (/decline [NAME] refuses it)
+  /block [NAME]   refuse NAME's chats, files and invitations for this run (alone: the list)
   /quit           say goodbye and exit (also Ctrl+C, Ctrl+D)
   /help           this text
   //text          send a line that begins with '/'"""
@@ -123,6 +125,7 @@ WORDS = {
 }
 
 WORDS.update(FWD.WORDS)
+WORDS.update(answerwords.WORDS)
 HELP += FWD.FILES_HELP          # /help and --help both list the file commands
 WORDS["help"] = HELP
 
@@ -215,6 +218,8 @@ def words(event):
         return FWD.files_table(event.fields["rows"], sanitize)
     if event.what == "which_transfer":
         return FWD.which(**event.fields)
+    if event.what == "which_answer":
+        return answerwords.which(**event.fields)
     template = WORDS.get(event.what)
     if template is None:
         return event.what

@@ -183,9 +183,11 @@ REFUSED_LATER (our name was taken while the relay could not hear us),
 REFUSED_REQUEST (our request for *username*)."""
 ChatRow = collections.namedtuple("ChatRow", "name kind state path encrypted key")
 ChatRow.__doc__ = """One open chat or joined group as a view lists it: *kind* "chat" or
-"group"; *state* the chat's state word ("connected", "punching", ...; for a
-group, "joined"); *path* "direct", "relayed" or None (a group: None);
-*encrypted* bool; *key* the partner's key fingerprint or None."""
+"group"; *state* the chat's state word ("punching", "handshaking",
+"connected"; "pending": a chat request from someone never talked to, until
+/accept or /decline; for a group, "joined"); *path* "direct", "relayed" or
+None (still punching; a group); *encrypted* bool; *key* the partner's key
+fingerprint once keys are agreed, else None."""
 ChatList = collections.namedtuple("ChatList", "rows current")
 ChatList.__doc__ = """The chats and groups (*rows*, a tuple of ChatRow) and *current*, the
 name plain lines go to (a group's name for a group; None: nowhere). The

@@ -108,6 +108,11 @@ def _acting(verb, wanted, act):
     return command
 
 
+def offers(session):
+    """The ids (8 digits) of the offers /accept or /decline could take."""
+    return tuple(tid[:8] for _, tid in _matches(session, "", (T.OFFERED,)))
+
+
 def files_rows(session):
     """/files: each live transfer as data."""
     rows = []

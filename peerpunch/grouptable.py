@@ -176,6 +176,8 @@ def _why_not(chat):
         return "plain"
     if W.FEATURE not in features or not chat.lines.carries(features):
         return "no_groups"
+    if secure.pins.asking:
+        return "pending"
     return "blocked" if secure.blocked else None
 
 

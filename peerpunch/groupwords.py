@@ -6,6 +6,7 @@ WHY = {
     "plain": "the chat is not encrypted: unencrypted chats cannot be in a group",
     "no_groups": "its client does not do groups",
     "blocked": "its key changed: /trust or /leave first",
+    "pending": "it asks to chat: /accept it first",
     "no_chat": "no chat with it is up",
 }
 GONE_WHY = {

@@ -227,6 +227,7 @@ def main(argv=None, prog=None):
                             identity=identity, backend=backend, known_keys=known.keys,
                             strict=args.strict, require_encryption=args.require_encryption,
                             max_chats=args.max_chats, auto_join=args.wait,
+                            ask_strangers=not args.wait,    # --wait accepts any chat
                             disk=Disk(args.download_dir, args.auto_accept, now=time.time()))
     if args.json:
         return _run_json(session, sock, args, relay_addr, identity, backend.name, known)

@@ -162,6 +162,8 @@ class Pins:
     sees the PinKey event that goes with it.
     """
 
+    asking = False     # True in a chat request's view of them (peerpunch.consent.Request)
+
     def __init__(self, keys=None):
         self.keys = dict(keys or {})
 
@@ -220,13 +222,14 @@ class Secure:
 
     @property
     def blocked(self):
-        """True while nothing may be shown or sent: until trust or the chat ends."""
-        return self.state in BLOCKED
+        """True while nothing may be shown or sent: until trust (or the
+        partner's chat request is accepted) or the chat ends."""
+        return self.state in BLOCKED or self.pins.asking
 
     @property
     def chat_open(self):
         """True if chat lines may be shown and sent."""
-        return self.state in CHAT_OPEN
+        return self.state in CHAT_OPEN and not self.pins.asking
 
     @property
     def remote_key(self):
@@ -322,7 +325,7 @@ class Secure:
     def trust(self, now):
         """/trust: accept the presented key (or the plain link) and release
         the held messages."""
-        if not self.blocked:
+        if self.state not in BLOCKED:
             return Output(events=[NothingToTrust(self.partner)])
         events = []
         if self.state is SecureState.KEY_CHANGED:
@@ -330,8 +333,12 @@ class Secure:
             self.pins.record(self.partner, key)
             events.append(PinKey(self.partner, key))
         self._go(Trigger.TRUST)
+        return Output(messages=self.release(), events=events + [Trusted(self.partner)])
+
+    def release(self):
+        """The messages held (now to be shown, or dropped), no longer held."""
         held, self._held = self._held, []
-        return Output(messages=held, events=events + [Trusted(self.partner)])
+        return held
 
     def verify(self):
         """/verify: the safety code, once keys are agreed (also while blocked)."""

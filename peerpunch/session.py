@@ -25,7 +25,9 @@ from . import commands
 from . import families as F
 from . import protocol as P
 from .birthday import SearchHistory
+from .chatlist import ChatListWatch
 from .chattable import ChatTable
+from .consent import Consents
 from .filewire import FEATURE as FILES_FEATURE
 from .effects import Send  # noqa: F401 -- re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
@@ -53,7 +55,7 @@ class PeerSession:
                  punch_timeout=PUNCH_TIMEOUT, register_timeout=REGISTER_TIMEOUT,
                  identity=None, backend=None, known_keys=None, strict=False,
                  require_encryption=False, rng=None, families=None, random_bytes=os.urandom,
-                 max_chats=WANT_CHATS, auto_join=False, disk=None):
+                 max_chats=WANT_CHATS, auto_join=False, disk=None, ask_strangers=False):
         """*target*: a name to ask for once registered (else wait); *local*:
         our LAN endpoints (candidates); *identity* and a crypto *backend*
         enable encryption with peers that offer it; *known_keys*: name ->
@@ -64,7 +66,8 @@ class PeerSession:
         *max_chats*: how many chats at once we ask the relay for;
         *auto_join*: join the groups we are invited to (``--wait``); *disk*:
         the shell's disk side for file transfers (:mod:`peerpunch.filedisk`;
-        None: we take no files)."""
+        None: we take no files); *ask_strangers*: a chat we did not ask for
+        from a partner with no pin waits for /accept (:mod:`peerpunch.consent`)."""
         self.username = P.check_username(username)
         self.identity = identity
         self.stats = collections.Counter()
@@ -80,7 +83,8 @@ class PeerSession:
         paths = dict(relay=self.relay, families=families, local=local, keepalive=keepalive,
                      punch_timeout=punch_timeout, rng=rng, stats=self.stats,
                      history=SearchHistory())
-        secures = dict(identity=identity, backend=backend, pins=Pins(known_keys), strict=strict,
+        pins = Pins(known_keys)
+        secures = dict(identity=identity, backend=backend, pins=pins, strict=strict,
                        require_encryption=require_encryption)
         self.table = ChatTable(self.relay, username=self.username, stats=self.stats,
                                path_options=paths, secure_options=secures)
@@ -89,7 +93,14 @@ class PeerSession:
         self.table.pending = target      # a name to ask for once registered
         self.groups = GroupTable(self.table, username=self.username, stats=self.stats,
                                  auto_join=auto_join, random_bytes=random_bytes)
+        self.consent = Consents(self.table, pins, ask=ask_strangers, member=self._member)
+        self.table.blocked = self.consent.blocked
+        self.listing = ChatListWatch(self)
+        self._moved = False          # the router acted on an event that moves a chat
         self._closed = False
+
+    def _member(self, name):
+        return any(name in group.members for group in self.groups.machine.groups.values())
 
     @property
     def state(self):
@@ -108,7 +119,7 @@ class PeerSession:
 
     def start(self, now):
         """Begin registering; call once."""
-        return self._acted_on(self.relay.start(now), now)
+        return self._done(self._acted_on(self.relay.start(now), now), now)
 
     def connect(self, target, now):
         """Ask the relay for *target* (now, or once registered)."""
@@ -116,7 +127,7 @@ class PeerSession:
 
     def handle_line(self, line, now):
         """A line the user typed: a command (:mod:`peerpunch.commands`) or a chat line."""
-        return self.groups.settled(commands.handle_line(self, line, now), now)
+        return self._done(commands.handle_line(self, line, now), now)
 
     def send_text(self, text, now):
         """A chat line for the current chat (blanks: nothing is sent)."""
@@ -133,24 +144,33 @@ class PeerSession:
             return []
         out = self.groups.leave_all(now) + self.table.leave_all(now) + self.relay.quit(now)
         self._closed = True
-        return out + [Closed(0, "bye")]
+        return self.listing.after(out, True) + [Closed(0, "bye")]
 
     def tick(self, now):
         """Run whatever timers are due, soonest first."""
-        out = fire(self.table.timers() + self.groups.timers(), now,
-                   lambda effects: self._acted_on(effects, now))
-        return self.groups.settled(out, now)
+        out = fire(self._timers(), now, lambda effects: self._acted_on(effects, now))
+        return self._done(out, now, look=False)
 
     def next_deadline(self):
         """When tick() is next due, or None."""
-        return earliest(self.table.timers() + self.groups.timers())
+        return earliest(self._timers())
+
+    def _timers(self):
+        return self.table.timers() + self.groups.timers() + self.consent.timers()
+
+    def _done(self, effects, now, look=True):
+        """After a call: the effects settled by the groups and the chat
+        requests, and a ChatList if the chats changed (:mod:`peerpunch.chatlist`)."""
+        out = self.groups.settled(self.consent.settled(effects, now), now)
+        look, self._moved = look or self._moved, False
+        return self.listing.after(out, look)
 
     # -- routing
 
     def datagram_received(self, data, addr, now, via=0):
         """A datagram from *addr* on our socket *via* (0: our own, else one
         opened by an OpenSocket effect), to the machine it is for."""
-        return self.groups.settled(self._datagram(data, addr, now, via), now)
+        return self._done(self._datagram(data, addr, now, via), now, look=False)
 
     def _datagram(self, data, addr, now, via):
         if self.state is State.CLOSED:
@@ -198,8 +218,9 @@ class PeerSession:
         out = []
         for effect in effects:
             kind = type(effect)
+            self._moved = self._moved or kind in _MOVES
             if kind is Introduction:
-                out += self._acted_on(self.table.introduced(effect.info, now), now)
+                out += self._acted_on(self.consent.introduced(effect.info, now), now)
             elif kind is RequestEnded:
                 out += self.table.end_request(effect.target, now)
             elif kind is PathFound:
@@ -213,6 +234,9 @@ class PeerSession:
                     pending = self.table.pending
                     out += self.connect(pending, now) if pending else [Notice("idle")]
         return out
+
+
+_MOVES = (Introduction, RequestEnded, PathFound, EndChat)
 
 
 def _features(identity, families, disk=None):

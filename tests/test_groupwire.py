@@ -73,9 +73,10 @@ def test_groupwire_unknown_extra_fields_are_ignored():
     assert W.decode(data) == W.GroupLeft(GID, "a")
 
 
-def _chat(features, encrypted=True, stream=True, blocked=False):
+def _chat(features, encrypted=True, stream=True, blocked=False, asking=False):
     secure = types.SimpleNamespace(features=tuple(features), encrypted=encrypted,
-                                   blocked=blocked)
+                                   blocked=blocked or asking,
+                                   pins=types.SimpleNamespace(asking=asking))
     lines = types.SimpleNamespace(carries=lambda f: stream and "stream1" in f)
     return types.SimpleNamespace(secure=secure, lines=lines)
 
@@ -89,3 +90,4 @@ def test_grouptable_only_encrypted_stream_chats_that_announced_groups_carry_them
     assert _why_not(_chat(ours[:-1])) == "no_groups"
     assert _why_not(_chat(ours, stream=False)) == "no_groups"
     assert _why_not(_chat(ours, blocked=True)) == "blocked"
+    assert _why_not(_chat(ours, asking=True)) == "pending"      # a chat request unanswered

@@ -32,6 +32,7 @@ class ScriptedChat:
         self.state = E.State.PUNCHING
         self.outbox = types.SimpleNamespace(lines=[])
         self.peer = None
+        self.secure = None           # the router's ChatList reads it
 
     def timers(self):
         return ()
@@ -62,7 +63,7 @@ class Router(S.PeerSession):
         super().__init__(*args, **kwargs)
         self.table.new_chat = self._scripted
 
-    def _scripted(self, partner):
+    def _scripted(self, partner, request=None):
         self.made = ScriptedChat(partner)
         return self.made
 
@@ -192,7 +193,7 @@ def test_router_stops_asking_the_relay_once_the_path_is_found():
     r = router()
     r.handle_line("/connect bob", 0.5)
     plain = ChatTable.new_chat(r.table, "bob")        # a real chat, this once
-    r.table.new_chat = lambda partner: plain
+    r.table.new_chat = lambda partner, request=None: plain
     introduce(r, 1.0)
     assert [type(m) for m in to_relay(r.tick(2.0))] == [P.Connect]   # repeated while punching
     r.datagram_received(P.encode(P.Ping()), BOB, 2.5)                # the path is found
