@@ -67,6 +67,10 @@ ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|O.|
                      r"|\x9b[0-?]*[ -/]*[@-~]")
 RL_STATE_ISEARCH, RL_STATE_NSEARCH, RL_STATE_NUMERICARG = 0x80, 0x100, 0x400
 PROMPT_SAVED = RL_STATE_ISEARCH | RL_STATE_NSEARCH | RL_STATE_NUMERICARG
+# Keys readline leaves unbound, whose sequences it would insert in part ("~",
+# "D"): function keys F5-F12, End as vt220 sends it, modified arrows.
+QUIET_KEYS = ["\\e[%d~" % n for n in (15, 17, 18, 19, 20, 21, 23, 24)] + \
+    ["\\e[1;%d%s" % (m, k) for m in (2, 3, 4, 6, 7, 8) for k in "ABCD"]
 READLINE_MISSING = "no readline module: plain line input (no editing, history or Tab)"
 
 
@@ -381,5 +385,8 @@ def _set_up(readline, history, completer):
     readline.set_completer_delims(" \t\n")
     if "libedit" in (readline.__doc__ or ""):
         readline.parse_and_bind("bind ^I rl_complete")
-    else:
-        readline.parse_and_bind("tab: complete")
+        return
+    readline.parse_and_bind("tab: complete")
+    readline.parse_and_bind('"\\e[4~": end-of-line')
+    for keys in QUIET_KEYS:
+        readline.parse_and_bind('"%s": ""' % keys)

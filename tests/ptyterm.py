@@ -127,6 +127,8 @@ class PtyProc:
         e = env(config)
         e.update(TERM="xterm", INPUTRC=os.devnull, COLUMNS=str(COLUMNS), LINES=str(ROWS))
         e.update(extra_env or {})
+        self.tty_name = os.ttyname(slave)
+        self.initial_modes = termios.tcgetattr(slave)
         self.popen = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=e,
                                       start_new_session=True)
         os.close(slave)
@@ -174,6 +176,14 @@ class PtyProc:
         regex = re.compile(pattern)
         return self.wait_for(lambda t: next((m for m in map(regex.search, t.screen.lines()) if m),
                                             None), timeout, pattern)
+
+    def slave_modes(self):
+        """The terminal's modes as the process left them (its side of the pty)."""
+        fd = os.open(self.tty_name, os.O_RDWR | os.O_NOCTTY)
+        try:
+            return termios.tcgetattr(fd)
+        finally:
+            os.close(fd)
 
     def type(self, text):
         os.write(self.master, text.encode("utf-8") if isinstance(text, str) else text)
