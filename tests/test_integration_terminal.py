@@ -91,6 +91,10 @@ def test_integration_terminal_arrow_keys_edit_and_the_cursor_survives_a_message(
     received(bob, "hello world!")
     alice.type("one two\x17three\r")                    # Ctrl+W: the word before the cursor
     received(bob, "one three")
+    alice.type("hi b\t\r")                                # Tab: a partner's name
+    bob.expect(r"^\[alice\]> hi bob ?$")
+    alice.type("/whoa\t\r")                               # Tab: a command
+    alice.expect(r"^you are alice, key ")
 
 
 def test_integration_terminal_up_arrow_recalls_history_also_in_the_next_run(chat, tmp_path):
