@@ -185,3 +185,21 @@ def test_integration_terminal_ctrl_d_quits_and_gives_the_terminal_back(chat):
     chat.bob.expect(r"^\[alice\] has left the chat\.$")
     assert alice.slave_modes() == modes
     assert alice.slave_modes()[3] & termios.ECHO and alice.slave_modes()[3] & termios.ICANON
+
+
+def test_integration_terminal_options_on_pipes_change_nothing(procs, relay):
+    """Not a terminal: plain lines, no prompt, no escape code, no bell, no
+    timestamp, even when asked for colours' cousins."""
+    bob = peer(procs, relay, "--name", "bob", "--wait", "--timestamps", "--bell")
+    bob.expect("^registered as bob")
+    alice = peer(procs, relay, "--name", "alice", "--connect", "bob", "--timestamps", "--bell")
+    alice.expect(r"^connected to bob ")
+    alice.send("hi \x1b[D there")
+    bob.expect(r"^\[alice\]> hi \\x1b\[D there$")
+    bob.send("back")
+    alice.expect(r"^\[bob\]> back$")
+    alice.send("/quit")
+    assert alice.wait() == 0
+    output = alice.lines_when_done("stdout") + alice.lines["stderr"] + bob.lines["stdout"]
+    assert not any("\x1b" in line or "\x07" in line for line in output)
+    assert not any(re.match(r"^> |^\w+ \([a-z, ]+\)> |^\d\d:\d\d ", line) for line in output)

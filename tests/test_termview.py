@@ -3,16 +3,18 @@ timestamps, the bell), the history file, Tab completion and the cleaning
 of typed lines; the view is driven with a recording screen and a fake
 clock. The real terminal: test_integration_terminal.py."""
 
+import io
 import os
 import stat
 
 import pytest
 
 from peerpunch import events as E
+from peerpunch import rlctypes
 from peerpunch import termhistory as TH
 from peerpunch.chatfiles import FileNews
 from peerpunch.groups import GroupMessage
-from peerpunch.termshell import typed_lines, use_colour
+from peerpunch.termshell import PlainScreen, typed_lines, use_colour
 from peerpunch.termview import NEUTRAL_PROMPT, TerminalView, name_colour, prompt_for
 from peerpunch.transfer import FileProgress
 
@@ -242,3 +244,56 @@ def test_termhistory_a_folder_in_place_of_the_file(tmp_path):
 ])
 def test_termshell_typed_lines_carry_no_escape_sequence(typed, sent):
     assert typed_lines(typed) == sent
+
+
+# -- the screens' shared parts, and choosing one
+
+
+def plain_screen(typed=""):
+    out = io.StringIO()
+    return PlainScreen(io.StringIO(typed), out, out, TH.History(None)), out
+
+
+def test_termshell_progress_line_is_rewritten_in_place_until_something_comes_between():
+    screen, out = plain_screen()
+    screen.show("p1", progress=True)
+    screen.show("p2", progress=True)
+    screen.show("done")                 # takes the progress line's place
+    screen.show("p3", progress=True)
+    screen.typed += 1                   # a line typed since: p3 is no longer just above
+    screen.show("p4", progress=True)
+    assert out.getvalue() == "p1\n\x1b[A\r\x1b[Kp2\n\x1b[A\r\x1b[Kdone\np3\np4\n"
+
+
+def test_termshell_plain_screen_posts_clean_lines_then_quit():
+    class Network:
+        def __init__(self):
+            self.posted = []
+
+        def post(self, *item):
+            self.posted.append(item)
+    screen, out = plain_screen("ab\x1b[Dc\n\x1b[A\nlast")
+    network = Network()
+    screen.run(network)
+    assert network.posted == [("line", "abc"), ("line", "last"), ("quit",)]
+    assert screen.typed == 3
+
+
+def test_termshell_bind_refuses_libedit_and_what_ctypes_cannot_open(tmp_path):
+    class Module:
+        __doc__ = "Importing this module enables command line editing using libedit readline."
+        __file__ = str(tmp_path / "readline.py")
+    assert rlctypes.bind(Module) is None
+    Module.__doc__ = "GNU readline"
+    (tmp_path / "readline.py").write_text("not a library")
+    assert rlctypes.bind(Module) is None
+
+
+def test_termshell_bind_reaches_the_gnu_readline_the_module_loaded():
+    """Where the readline module is GNU readline (as on Debian), ctypes
+    reaches it: the pty tests then test the redraw, not the fallback."""
+    readline = pytest.importorskip("readline")
+    if "libedit" in (readline.__doc__ or ""):
+        pytest.skip("libedit")
+    rl = rlctypes.bind(readline)
+    assert rl is not None and rl.point.value == 0
