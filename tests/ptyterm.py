@@ -126,6 +126,7 @@ class PtyProc:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         e = env(config)
         e.update(TERM="xterm", INPUTRC=os.devnull, COLUMNS=str(COLUMNS), LINES=str(ROWS))
+        e.pop("NO_COLOR", None)
         e.update(extra_env or {})
         self.tty_name = os.ttyname(slave)
         self.initial_modes = termios.tcgetattr(slave)

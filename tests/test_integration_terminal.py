@@ -12,6 +12,8 @@ import termios
 
 import pytest
 
+from peerpunch.termview import name_colour
+
 from .procs import PEER, ROOT, peer
 from .ptyterm import PtyProc
 
@@ -203,3 +205,32 @@ def test_integration_terminal_options_on_pipes_change_nothing(procs, relay):
     output = alice.lines_when_done("stdout") + alice.lines["stderr"] + bob.lines["stdout"]
     assert not any("\x1b" in line or "\x07" in line for line in output)
     assert not any(re.match(r"^> |^\w+ \([a-z, ]+\)> |^\d\d:\d\d ", line) for line in output)
+
+
+def test_integration_terminal_timestamps_bell_and_colours(chat):
+    alice = chat("--timestamps", "--bell")
+    bob = chat.bob
+    bob.send("one")
+    bob.send("two")
+    alice.expect(r"^\d\d:\d\d \[bob\]> two$")
+    assert alice.screen.bells == 1                      # one burst, one bell
+    assert b"[\x1b[%dmbob\x1b[0m]> one" % name_colour("bob") in alice.raw
+    alice.type("reply\r")
+    received(bob, "reply")
+    bob.send("three")
+    alice.expect(r"^\d\d:\d\d \[bob\]> three$")
+    assert alice.screen.bells == 2                      # a new burst once alice answered
+
+
+def test_integration_terminal_no_colour_with_no_color(chat):
+    alice = chat(extra_env={"NO_COLOR": "1"})
+    chat.bob.send("plain")
+    alice.expect(r"^\[bob\]> plain$")
+    assert not re.search(rb"\x1b\[[0-9;]*m", alice.raw)
+
+
+def test_integration_terminal_a_pasted_block_is_one_line_each(chat):
+    alice = chat()
+    alice.type("\x1b[200~first\nsecond\x1b[201~\r")      # a bracketed paste, if readline asks
+    received(chat.bob, "first")
+    received(chat.bob, "second")
