@@ -23,6 +23,18 @@ from .procs import env
 
 COLUMNS, ROWS = 80, 24
 CSI = re.compile(rb"\x1b\[([0-?]*)([ -/]*)([@-~])")
+UNFINISHED = re.compile(rb"\x1b(\[[0-?]*[ -/]*)?\Z|[\xc0-\xff][\x80-\xbf]*\Z")
+
+
+def _unfinished(data):
+    """Where a sequence or character cut at the end of *data* starts (or None)."""
+    m = UNFINISHED.search(data, max(0, len(data) - 64))
+    if m is None:
+        return None
+    tail = m.group(0)
+    if tail[0] >= 0xc0 and len(tail) >= (2 if tail[0] < 0xe0 else 3 if tail[0] < 0xf0 else 4):
+        return None                          # a whole UTF-8 character
+    return m.start()
 
 
 class ScreenModel:
@@ -35,8 +47,15 @@ class ScreenModel:
         self.insert = False
         self.bells = 0
         self.escapes = []            # every escape sequence seen, in order
+        self._rest = b""             # the start of a sequence or character cut by a read
 
     def feed(self, data):
+        data = self._rest + data
+        cut = _unfinished(data)
+        if cut is not None:
+            data, self._rest = data[:cut], data[cut:]
+        else:
+            self._rest = b""
         i = 0
         while i < len(data):
             if data[i] == 0x1b:

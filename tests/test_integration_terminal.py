@@ -15,7 +15,7 @@ import pytest
 from peerpunch.termview import name_colour
 
 from .procs import PEER, ROOT, peer
-from .ptyterm import PtyProc
+from .ptyterm import PtyProc, ScreenModel
 
 LEFT, RIGHT, UP, HOME, END = "\x1b[D", "\x1b[C", "\x1b[A", "\x1b[H", "\x1b[F"
 PROMPT = r"^[^\[]*> "                  # "> " now, "bob (direct, encrypted)> " with a ChatList
@@ -234,3 +234,14 @@ def test_integration_terminal_a_pasted_block_is_one_line_each(chat):
     alice.type("\x1b[200~first\nsecond\x1b[201~\r")      # a bracketed paste, if readline asks
     received(chat.bob, "first")
     received(chat.bob, "second")
+
+
+def test_integration_terminal_model_applies_sequences_also_cut_between_reads():
+    """The terminal model the tests read the screen with (tests/ptyterm.py)."""
+    whole = "ab\x1b[2D\u00e9\x1b[Kz\r\n> x\x1b[4h\x1b[1@y\x1b[4l\u2713\x07".encode()
+    for cut in range(len(whole) + 1):
+        model = ScreenModel()
+        model.feed(whole[:cut])
+        model.feed(whole[cut:])
+        assert model.lines() == ["\u00e9z", "> xy\u2713"], cut
+        assert (model.row, model.col, model.bells) == (1, 6, 1)
