@@ -244,4 +244,4 @@ def test_integration_terminal_model_applies_sequences_also_cut_between_reads():
         model.feed(whole[:cut])
         model.feed(whole[cut:])
         assert model.lines() == ["\u00e9z", "> xy\u2713"], cut
-        assert (model.row, model.col, model.bells) == (1, 6, 1)
+        assert (model.row, model.col, model.bells) == (1, 5, 1)
