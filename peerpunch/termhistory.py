@@ -10,7 +10,9 @@ folder that cannot be written to keeps the history in memory only.
 
 The completer offers the /commands of :data:`peerpunch.console.HELP` for
 the first word of a line that starts with ``/``, and the names seen so far
-(partners, groups) for any other word.
+(partners, groups) for any other word. :func:`set_up` hands both to the
+``readline`` module, and binds keys readline would otherwise insert in
+part to nothing.
 """
 
 import os
@@ -23,6 +25,10 @@ READ_AT_MOST = 256 * 1024      # bytes read from the end of a history file
 COMMANDS = tuple(sorted(set(re.findall(r"^\s+(/[a-z]+)\b", HELP, re.M))))
 MAX_NAMES = 1000               # names remembered for completion
 MAX_NAME = 64
+# Keys readline leaves unbound, whose sequences it would insert in part ("~",
+# "D"): function keys F5-F12, End as vt220 sends it, modified arrows.
+QUIET_KEYS = ["\\e[%d~" % n for n in (15, 17, 18, 19, 20, 21, 23, 24)] + \
+    ["\\e[1;%d%s" % (m, k) for m in (2, 3, 4, 6, 7, 8) for k in "ABCD"]
 
 
 def load(path):
@@ -98,3 +104,27 @@ class Completer:
         if begin == 0 and text.startswith("/"):
             return [c for c in self.commands if c.startswith(text)]
         return sorted(n for n in list(self.names) if n.startswith(text))
+
+
+def set_up(readline, history, completer):
+    """History from earlier runs, and Tab completing commands and names."""
+    for line in history.loaded:
+        try:
+            readline.add_history(line)
+        except ValueError:
+            pass
+
+    def complete(text, state):
+        if state == 0:
+            complete.found = completer.matches(readline.get_line_buffer(),
+                                               readline.get_begidx(), text)
+        return complete.found[state] if state < len(complete.found) else None
+    readline.set_completer(complete)
+    readline.set_completer_delims(" \t\n")
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+        return
+    readline.parse_and_bind("tab: complete")
+    readline.parse_and_bind('"\\e[4~": end-of-line')
+    for keys in QUIET_KEYS:
+        readline.parse_and_bind('"%s": ""' % keys)

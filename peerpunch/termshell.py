@@ -43,13 +43,15 @@ called by the main thread through the view.
 
 Lines are split at newlines and stripped of escape sequences in every
 case, so neither a paste nor a key readline did not bind sends terminal
-codes to a partner. History and Tab: :mod:`peerpunch.termhistory`. The
+codes to a partner. History, Tab and key bindings: :mod:`peerpunch.termhistory`. The
 terminal's modes are saved at start and put back by ``close()``.
 """
 
+import fcntl
 import os
 import re
 import select
+import struct
 import sys
 import threading
 import time
@@ -67,10 +69,7 @@ ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|O.|
                      r"|\x9b[0-?]*[ -/]*[@-~]")
 RL_STATE_ISEARCH, RL_STATE_NSEARCH, RL_STATE_NUMERICARG = 0x80, 0x100, 0x400
 PROMPT_SAVED = RL_STATE_ISEARCH | RL_STATE_NSEARCH | RL_STATE_NUMERICARG
-# Keys readline leaves unbound, whose sequences it would insert in part ("~",
-# "D"): function keys F5-F12, End as vt220 sends it, modified arrows.
-QUIET_KEYS = ["\\e[%d~" % n for n in (15, 17, 18, 19, 20, 21, 23, 24)] + \
-    ["\\e[1;%d%s" % (m, k) for m in (2, 3, 4, 6, 7, 8) for k in "ABCD"]
+HANGUPS = 3                    # "readable" with nothing to read this often in a row: hung up
 READLINE_MISSING = "no readline module: plain line input (no editing, history or Tab)"
 
 
@@ -118,10 +117,10 @@ class Screen:
         stream.write(("\a" if bell else "") + self._text(text, progress))
         stream.flush()
 
-    def _posted(self, network, text):
+    @staticmethod
+    def _posted(network, text):
         for line in typed_lines(text):
             network.post("line", line)
-        self.typed += 1
 
     def close(self):
         if not self._closed:
@@ -142,6 +141,7 @@ class PlainScreen(Screen):
 
     def run(self, network):
         for line in iter(self.stdin.readline, ""):
+            self.typed += 1
             self._posted(network, line)
         network.post("quit")
 
@@ -178,6 +178,7 @@ class BasicScreen(Screen):
                 break
             finally:
                 self._in_use = None
+            self.typed += 1
             self.history.add(line)
             self._posted(network, line)
         network.post("quit")
@@ -198,6 +199,15 @@ def _restore_modes(stream, modes):
             termios.tcsetattr(stream.fileno(), termios.TCSADRAIN, modes)
         except (ValueError, OSError, termios.error):
             pass
+
+
+def _waiting_bytes(fd):
+    """How many bytes can be read from *fd* now (0 with the terminal hung
+    up, as readable as ever), None if the system does not say."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (AttributeError, OSError, ValueError, struct.error):
+        return None
 
 
 def _width(stream):
@@ -244,11 +254,13 @@ class GnuScreen(Screen):
             if self._closed:
                 return
             self._install()
-        while True:
+        hangups = 0
+        while hangups < HANGUPS:
             try:
                 select.select([fd], [], [])
             except (OSError, ValueError):
                 break
+            hangups = hangups + 1 if _waiting_bytes(fd) == 0 else 0
             with self.lock:
                 if self._closed:
                     return
@@ -295,11 +307,13 @@ class GnuScreen(Screen):
         if data is None:
             self.rl.callback_handler_remove()
             self._active = False
+            self.rl.flush()
             self.out.write("\n")
             self.out.flush()
             self._got.append(None)
             return
         line = data.decode(self.encoding, "replace")
+        self.typed += 1                    # a new row: a progress line is no longer just above
         if line.strip():
             self._remember(line)
         self._got.append(line)
@@ -361,32 +375,8 @@ def _screen(stdin, stdout, stderr, history, completer):
         import readline
     except ImportError:
         return PlainScreen(stdin, stdout, stderr, history)
-    _set_up(readline, history, completer)
+    TH.set_up(readline, history, completer)
     rl = rlctypes.bind(readline)
     if rl is None:
         return BasicScreen(stdin, stdout, stderr, history, readline)
     return GnuScreen(stdin, stdout, stderr, history, readline, rl)
-
-
-def _set_up(readline, history, completer):
-    """History from earlier runs, and Tab completing commands and names."""
-    for line in history.loaded:
-        try:
-            readline.add_history(line)
-        except ValueError:
-            pass
-
-    def complete(text, state):
-        if state == 0:
-            complete.found = completer.matches(readline.get_line_buffer(),
-                                               readline.get_begidx(), text)
-        return complete.found[state] if state < len(complete.found) else None
-    readline.set_completer(complete)
-    readline.set_completer_delims(" \t\n")
-    if "libedit" in (readline.__doc__ or ""):
-        readline.parse_and_bind("bind ^I rl_complete")
-        return
-    readline.parse_and_bind("tab: complete")
-    readline.parse_and_bind('"\\e[4~": end-of-line')
-    for keys in QUIET_KEYS:
-        readline.parse_and_bind('"%s": ""' % keys)

@@ -126,8 +126,8 @@ def test_integration_terminal_up_arrow_recalls_history_also_in_the_next_run(chat
 def test_integration_terminal_no_escape_code_reaches_the_partner(chat):
     alice = chat()
     bob = chat.bob
-    keys = [LEFT, RIGHT, UP, "\x1b[B", "\x1bOP", "\x1b[2~", "\x1b[4~", "\x1b[1;2D", "\x1b[1;5C"] + \
-        ["\x1b[%d~" % n for n in (15, 17, 18, 19, 20, 21, 23, 24)]   # F1, Insert, End, F5-F12
+    keys = [LEFT, RIGHT, UP, "\x1b[B", "\x1bOP", "\x1b[2~", "\x1b[4~", "\x1b[1;2D",
+            "\x1b[1;5C"] + ["\x1b[%d~" % n for n in (15, 17, 18, 19, 20, 21, 23, 24)]
     alice.type("a" + "".join(keys) + "b\r")
     alice.type("c\x1b[3~d\r")                           # Delete at the end: nothing to delete
     alice.type("end\r")
@@ -139,7 +139,7 @@ def test_integration_terminal_no_escape_code_reaches_the_partner(chat):
 def test_integration_terminal_plain_lines_without_readline(chat, tmp_path):
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "readline.py").write_text("raise ImportError('no readline in this build (a test)')\n")
+    (shadow / "readline.py").write_text("raise ImportError('no readline here (a test)')\n")
     alice = chat(extra_env={"PYTHONPATH": os.pathsep.join((str(shadow), ROOT))}, prompt=False)
     bob = chat.bob
     notices = [line for line in alice.screen.lines() if "no readline module" in line]
