@@ -47,6 +47,7 @@ codes to a partner. History, Tab and key bindings: :mod:`peerpunch.termhistory`.
 terminal's modes are saved at start and put back by ``close()``.
 """
 
+import errno
 import fcntl
 import os
 import re
@@ -112,10 +113,13 @@ class Screen:
 
     def _write(self, text, err, bell, progress):
         stream = self.err if err else self.out
-        if err:
-            self.out.flush()
-        stream.write(("\a" if bell else "") + self._text(text, progress))
-        stream.flush()
+        try:
+            if err:
+                self.out.flush()
+            stream.write(("\a" if bell else "") + self._text(text, progress))
+            stream.flush()
+        except (OSError, ValueError):      # the terminal is gone: nothing to show on
+            pass
 
     @staticmethod
     def _posted(network, text):
@@ -202,11 +206,14 @@ def _restore_modes(stream, modes):
 
 
 def _waiting_bytes(fd):
-    """How many bytes can be read from *fd* now (0 with the terminal hung
-    up, as readable as ever), None if the system does not say."""
+    """How many bytes can be read from *fd* now: 0 also for a terminal that
+    hung up (as readable as ever, and reads fail), None if the system
+    does not say."""
     try:
         return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-    except (AttributeError, OSError, ValueError, struct.error):
+    except OSError as exc:
+        return 0 if exc.errno == errno.EIO else None
+    except (AttributeError, ValueError, struct.error):
         return None
 
 
@@ -264,6 +271,8 @@ class GnuScreen(Screen):
             with self.lock:
                 if self._closed:
                     return
+                if not self._active:       # readline aborts the program when called so
+                    break
                 self._fit()
                 self.rl.callback_read_char()
                 self._set_prompt()
@@ -305,12 +314,15 @@ class GnuScreen(Screen):
         """readline's line handler (in the stdin thread, the lock held)."""
         data = self.rl.take_line(pointer)
         if data is None:
+            self._got.append(None)
             self.rl.callback_handler_remove()
             self._active = False
             self.rl.flush()
-            self.out.write("\n")
-            self.out.flush()
-            self._got.append(None)
+            try:
+                self.out.write("\n")
+                self.out.flush()
+            except (OSError, ValueError):      # the terminal is gone
+                pass
             return
         line = data.decode(self.encoding, "replace")
         self.typed += 1                    # a new row: a progress line is no longer just above

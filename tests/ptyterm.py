@@ -13,6 +13,7 @@ on the model but are counted, so a test can say none came at all.
 import fcntl
 import os
 import re
+import select
 import struct
 import subprocess
 import termios
@@ -156,14 +157,21 @@ class PtyProc:
         self.raw = b""
         self.screen = ScreenModel()
         self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._hanging_up = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self):
         while True:
             try:
-                data = os.read(self.master, 4096)
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+                if self._hanging_up:
+                    return
+                data = os.read(self.master, 4096) if ready else None
             except OSError:
                 data = b""
+            if data is None:
+                continue
             with self._changed:
                 if not data:
                     self.eof = True
@@ -204,6 +212,12 @@ class PtyProc:
             return termios.tcgetattr(fd)
         finally:
             os.close(fd)
+
+    def hang_up(self):
+        """Close the terminal as closing its window does (its master side)."""
+        self._hanging_up = True
+        self._reader.join()
+        os.close(self.master)
 
     def type(self, text):
         os.write(self.master, text.encode("utf-8") if isinstance(text, str) else text)

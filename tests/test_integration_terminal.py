@@ -245,3 +245,12 @@ def test_integration_terminal_model_applies_sequences_also_cut_between_reads():
         model.feed(whole[cut:])
         assert model.lines() == ["\u00e9z", "> xy\u2713"], cut
         assert (model.row, model.col, model.bells) == (1, 5, 1)
+
+
+def test_integration_terminal_closed_terminal_ends_the_peer(chat):
+    alice = chat()
+    alice.type("half")
+    input_line(alice, "half")
+    alice.hang_up()                                    # the window is closed
+    assert alice.popen.wait(15) == 0
+    chat.bob.expect(r"^\[alice\] has left the chat\.$")
