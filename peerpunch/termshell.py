@@ -27,7 +27,12 @@ called by the main thread through the view.
   module loaded (``ctypes.CDLL(readline.__file__)`` finds it among the
   module's dependencies), never another copy; readline's signal handlers
   are off (Ctrl+C stays the program's polite quit) and a resized window is
-  noticed at the next key or line shown.
+  noticed at the next key or line shown. Limits: a line shown while
+  readline asks a question of its own (``Display all 120 possibilities? (y
+  or n)``) erases the question (the answer still counts); after Ctrl+Z and
+  ``fg`` the terminal's modes are as the shell restores them.
+  (``rl_save_prompt``/``rl_replace_line``, the older way, would clobber the
+  prompt a search saved: readline keeps one saved prompt.)
 * :class:`BasicScreen` (a ``readline`` module without that: libedit, a
   readline older than 7.0, symbols missing): the stdin thread calls
   ``input(prompt)``; a line shown clears the terminal row and redraws the
@@ -43,12 +48,13 @@ called by the main thread through the view.
 
 Lines are split at newlines and stripped of escape sequences in every
 case, so neither a paste nor a key readline did not bind sends terminal
-codes to a partner. History, Tab and key bindings: :mod:`peerpunch.termhistory`. The
-terminal's modes are saved at start and put back by ``close()``.
+codes to a partner. History, Tab and key bindings:
+:mod:`peerpunch.termhistory`. The terminal's modes are saved at start and
+put back by ``close()``; a terminal that hangs up (its window closed) ends
+the input as Ctrl+D does.
 """
 
 import errno
-import fcntl
 import os
 import re
 import select
@@ -58,13 +64,14 @@ import threading
 import time
 
 try:
+    import fcntl
     import termios
-except ImportError:             # not a Unix: no terminal modes to keep
-    termios = None
+except ImportError:             # not a Unix: no terminal modes to keep (and no readline)
+    fcntl = termios = None
 
 from . import rlctypes
 from . import termhistory as TH
-from .termview import NEUTRAL_PROMPT, TerminalView
+from .termview import NEUTRAL_PROMPT, TerminalView, use_colour
 
 ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|O.|[ -/]*[0-~]|$)"
                      r"|\x9b[0-?]*[ -/]*[@-~]")
@@ -374,12 +381,6 @@ def open_terminal(folder, *, timestamps=False, bell=False, stdin=None, stdout=No
     if isinstance(screen, PlainScreen):
         view.log(READLINE_MISSING)
     return view
-
-
-def use_colour(environ):
-    """Colours, on a terminal: not with NO_COLOR set (https://no-color.org)
-    nor on a dumb terminal."""
-    return not environ.get("NO_COLOR") and environ.get("TERM", "") != "dumb"
 
 
 def _screen(stdin, stdout, stderr, history, completer):

@@ -47,6 +47,12 @@ def paint(text, code):
     return "\x1b[%sm%s\x1b[0m" % (code, text)
 
 
+def use_colour(environ):
+    """Colours, on a terminal: not with NO_COLOR set (https://no-color.org)
+    nor on a dumb terminal."""
+    return not environ.get("NO_COLOR") and environ.get("TERM", "") != "dumb"
+
+
 def prompt_for(chat_list):
     """The prompt for a :class:`~peerpunch.events.ChatList` (or None)."""
     if chat_list is None or chat_list.current is None:

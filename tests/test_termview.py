@@ -14,8 +14,8 @@ from peerpunch import rlctypes
 from peerpunch import termhistory as TH
 from peerpunch.chatfiles import FileNews
 from peerpunch.groups import GroupMessage
-from peerpunch.termshell import PlainScreen, typed_lines, use_colour
-from peerpunch.termview import NEUTRAL_PROMPT, TerminalView, name_colour, prompt_for
+from peerpunch.termshell import PlainScreen, typed_lines
+from peerpunch.termview import NEUTRAL_PROMPT, TerminalView, name_colour, prompt_for, use_colour
 from peerpunch.transfer import FileProgress
 
 BOB_UP = E.ChatRow("bob", "chat", "connected", "direct", True, "ab12")
