@@ -141,7 +141,7 @@ class ScreenModel:
 class PtyProc:
     """*argv* on a pseudo-terminal of its own."""
 
-    def __init__(self, argv, config=None, extra_env=None):
+    def __init__(self, argv, config=None, extra_env=None, pass_fds=()):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         e = env(config)
@@ -151,7 +151,7 @@ class PtyProc:
         self.tty_name = os.ttyname(slave)
         self.initial_modes = termios.tcgetattr(slave)
         self.popen = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=e,
-                                      start_new_session=True)
+                                      start_new_session=True, pass_fds=pass_fds)
         os.close(slave)
         self.master = master
         self.raw = b""

@@ -6,9 +6,11 @@ what his stdout prints. Every wait is for a condition, with a deadline."""
 import importlib
 import os
 import re
+import select
 import stat
 import sys
 import termios
+import time
 
 import pytest
 
@@ -254,3 +256,51 @@ def test_integration_terminal_closed_terminal_ends_the_peer(chat):
     alice.hang_up()                                    # the window is closed
     assert alice.popen.wait(15) == 0
     chat.bob.expect(r"^\[alice\] has left the chat\.$")
+
+
+def read_post(fd, timeout=15.0):
+    """The next line the driver's stdin thread posted (tests/termdriver.py)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, "nothing posted within %g s (got %r)" % (timeout, data)
+        byte = os.read(fd, 1)
+        assert byte, "the driver ended"
+        data += byte
+    return data.decode().rstrip("\n")
+
+
+def test_integration_terminal_prompt_follows_the_chat_list_and_keeps_the_half_line(tmp_path):
+    events_r, events_w = os.pipe()
+    posts_r, posts_w = os.pipe()
+    term = PtyProc([sys.executable, "-m", "tests.termdriver", str(events_r), str(posts_w)],
+                   config=str(tmp_path), pass_fds=(events_r, posts_w))
+    os.close(events_r)
+    os.close(posts_w)
+    try:
+        input_line(term, "")
+        assert term.screen.cursor_line() == ">"                  # no chat yet: "> "
+        term.type("half" + LEFT)
+        input_line(term, "half", cursor=3)
+        os.write(events_w, b"chats bob punching -\n")
+        term.expect(r"^bob \(punching\)> half$")
+        input_line(term, "half", cursor=3)
+        os.write(events_w, b"chats bob connected direct\nmsg bob hi\n")
+        term.expect(r"^\[bob\]> hi$")
+        term.expect(r"^bob \(direct, encrypted\)> half$")
+        input_line(term, "half", cursor=3)
+        term.type("X\r")
+        assert read_post(posts_r) == "line halXf"
+        term.type("\x12hal")                                       # Ctrl+R: a search
+        term.expect(r"\(reverse-i-search\)`hal': halXf$")
+        os.write(events_w, b"chats carol connected relayed\nmsg carol during the search\n")
+        term.expect(r"^\[carol\]> during the search$")
+        term.expect(r"\(reverse-i-search\)`hal': halXf$")        # the search's prompt redrawn
+        term.type("\r")
+        assert read_post(posts_r) == "line halXf"
+        term.expect(r"^carol \(relayed, encrypted\)>$")            # the new prompt, after
+    finally:
+        os.close(events_w)
+        term.stop()
+        os.close(posts_r)
