@@ -18,6 +18,7 @@ from .console import HELP
 from .filedisk import Disk, check_dir
 from .jsonview import JsonView
 from .peershell import lan_candidates, open_socket, run, run_check, socket_families
+from .termshell import open_terminal
 
 
 # -------------------------------------------------------------- the command
@@ -62,6 +63,11 @@ def parse_args(argv, prog="peerpunch-peer"):
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line on stdout for every event (docs/json.md);"
                         " never asks anything, so --name is needed")
+    # the terminal view (peerpunch.termview): only when stdin and stdout are a terminal
+    parser.add_argument("--timestamps", action="store_true",
+                        help="an HH:MM time before each message (on a terminal)")
+    parser.add_argument("--bell", action="store_true",
+                        help="ring the terminal's bell when messages come (once per burst)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -234,7 +240,13 @@ def main(argv=None, prog=None):
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
-    return run(session, sock, verbose=args.verbose, known_peers=known)
+    terminal = open_terminal(folder, timestamps=args.timestamps, bell=args.bell)
+    try:
+        return run(session, sock, verbose=args.verbose, known_peers=known, view=terminal,
+                   reader=terminal.read_input if terminal else None)
+    finally:
+        if terminal is not None:
+            terminal.finish()
 
 
 def _run_json(session, sock, args, relay_addr, identity, crypto_name, known):

@@ -217,16 +217,19 @@ def read_stdin(network, stream):
     network.post("quit")
 
 
-def run(core, sock, verbose=False, known_peers=None, view=None):
+def run(core, sock, verbose=False, known_peers=None, view=None, reader=None):
     """Run the four threads until the core closes; return the exit code.
-    *view* shows what happens (default: a LineView on stdout/stderr)."""
+    *view* shows what happens (default: a LineView on stdout/stderr);
+    *reader(network)* is the stdin thread's body (default: read_stdin)."""
     output = queue.Queue()
     network = NetworkThread(core, sock, output, verbose=verbose, known_peers=known_peers)
     if view is None:
         view = LineView(sys.stdout, sys.stderr, tty=_isatty(sys.stdout))
     previous = _install_signals(network)
     network.start()
-    threading.Thread(target=read_stdin, args=(network, sys.stdin), name="stdin", daemon=True).start()
+    if reader is None:
+        reader = lambda network: read_stdin(network, sys.stdin)      # noqa: E731
+    threading.Thread(target=reader, args=(network,), name="stdin", daemon=True).start()
     try:
         code = pump(output, view)
         network.join(JOIN_TIMEOUT)
