@@ -304,3 +304,13 @@ def test_integration_terminal_prompt_follows_the_chat_list_and_keeps_the_half_li
         os.close(events_w)
         term.stop()
         os.close(posts_r)
+
+
+def test_integration_terminal_prompt_says_where_a_line_goes_and_the_path(chat):
+    """The core's ChatList reaches the prompt in a real chat."""
+    alice = chat()
+    alice.wait_for(lambda t: "".join(t.screen.rows[t.screen.row]).startswith(
+        "bob (direct, encrypted)> "), what="the prompt naming bob, direct and encrypted")
+    alice.type("/leave\r")
+    alice.wait_for(lambda t: "".join(t.screen.rows[t.screen.row]).startswith("> "),
+                   what="the neutral prompt once the chat ended")
