@@ -18,9 +18,20 @@ place of the heaviest block's oldest registration, if the newcomer's block
 is lighter by two or more (the caller evicts it), so that a flood from a
 few hundred addresses cannot lock out the rest of the internet.
 
-Expiry order is a list threaded through the users (``sooner``/``later``),
-sorted by last proven contact: :meth:`Directory.touch` moves a user to the
-back, so expiry only ever looks at :attr:`Directory.oldest`.
+Expiry order is a list per pool threaded through the users
+(``sooner``/``later``), sorted by last contact: :meth:`Directory.touch`
+moves a user to the back, so expiry only ever looks at the two heads
+(:attr:`Directory.oldest`).
+
+A full seed-form pool whose blocks are even (a forger can spread seed-form
+Registers over 10,000 /24s, one each, and keep them alive with ~111 a
+second) takes a newcomer in place of its least recently refreshed
+registration: seed-form clients cannot prove anything, so the pool is
+never locked, and a forger who wants to push everyone out must send
+``max_seed_users`` Registers within the time it wants a registration to
+last (10,000 a second to make them last one second). The proven pool does
+not do this: its registrations are refreshed only with their tokens, from
+addresses the forger really has, so the heaviest block is the forger's.
 """
 
 import collections
@@ -47,7 +58,8 @@ class Directory:
         self._per_ip = collections.Counter()           # users per IP not counted above (IPv6: /64)
         self._pools = {True: Shares(), False: Shares()}   # proven (ext) / seed-form, per block
         self._pool_size = collections.Counter()       # True/False -> registrations
-        self.oldest = self._newest = None   # by last proven contact (User.sooner/later)
+        self._ends = {True: [None, None], False: [None, None]}   # pool -> [oldest, newest] by last
+        #                                                           contact (User.sooner/later)
 
     def __len__(self):
         return len(self._by_addr)
@@ -57,6 +69,14 @@ class Directory:
 
     def pool_size(self, proven):
         return self._pool_size[proven]
+
+    @property
+    def oldest(self):
+        """The registration, of either pool, silent for the longest, or None."""
+        proven, seed = self._ends[True][0], self._ends[False][0]
+        if proven is None or (seed is not None and seed.last_seen < proven.last_seen):
+            return seed
+        return proven
 
     def find(self, addr):
         """The User registered at *addr*, or None."""
@@ -78,6 +98,9 @@ class Directory:
         if self._pool_size[proven] < (self.max_users if proven else self.max_seed_users):
             return None, None
         victim = self._pools[proven].victim(block_key(addr))
+        if victim is None and not proven:
+            victim = self._ends[False][0]           # the least recently refreshed seed-form one
+            self.stats["seed_evicted_least_recent"] += 1
         if victim is None:
             self.stats["full" if proven else "seed_full"] += 1
             return None, "relay full"
@@ -116,7 +139,7 @@ class Directory:
     def touch(self, user, now):
         """*user* proved itself just now: the newest in the expiry order."""
         user.last_seen = now
-        if user is not self._newest:
+        if user is not self._ends[user.ext][1]:
             self._unlink(user)
             self._append(user)
 
@@ -176,21 +199,23 @@ class Directory:
     # -- the expiry order
 
     def _append(self, user):
-        """Make *user* the newest in the expiry order."""
-        user.sooner, user.later = self._newest, None
-        if self._newest is not None:
-            self._newest.later = user
+        """Make *user* the newest in its pool's expiry order."""
+        ends = self._ends[user.ext]
+        user.sooner, user.later = ends[1], None
+        if ends[1] is not None:
+            ends[1].later = user
         else:
-            self.oldest = user
-        self._newest = user
+            ends[0] = user
+        ends[1] = user
 
     def _unlink(self, user):
+        ends = self._ends[user.ext]
         if user.sooner is not None:
             user.sooner.later = user.later
         else:
-            self.oldest = user.later
+            ends[0] = user.later
         if user.later is not None:
             user.later.sooner = user.sooner
         else:
-            self._newest = user.sooner
+            ends[1] = user.sooner
         user.sooner = user.later = None
