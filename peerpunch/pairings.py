@@ -108,6 +108,10 @@ class Pairings:
         """How many blocks' budgets of PeerInfos to seed clients are spent now."""
         return self._seed_infos.exhausted(now)
 
+    def seed_credit(self, addr):
+        """Bytes introductions asked from *addr*'s block may still send."""
+        return self._seed_credit[block_key(addr)]
+
     def credit_seed(self, size, addr):
         """A seed-form datagram of *size* bytes came from *addr*: introductions
         asked from its block may send SEED_GAIN x that."""
