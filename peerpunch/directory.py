@@ -2,13 +2,16 @@
 
 Theory of operation
 -------------------
-Users are found by name and by address in O(1). By address with no entry
-per IP for the usual IPv4 IP of one user: such a user is in the table
-under its IP; once an IP has two, they are under their
-:func:`~peerpunch.addrkeys.addr_key` and ``_crowded`` counts them (down to
-1, until the last leaves). Other addresses (IPv6) are under their tuple,
-counted in ``_per_ip`` by :func:`~peerpunch.addrkeys.ip_key` (an
-IPv4-mapped IPv6 address there counts with its IPv4 one).
+Users are found by name and by address in O(1), with as few entries as
+the usual case allows. An IPv4 user alone in its /24 (most users of a
+public relay) is only in ``_lone``, under its block: that one entry also
+counts its IP and its block. Once a block has two users they move to the
+tables by address: a user alone at its IP under its IP; once an IP has
+two, they are under their :func:`~peerpunch.addrkeys.addr_key` and
+``_crowded`` counts them (down to 1, until the last leaves). Other
+addresses (IPv6) are under their tuple, counted in ``_per_ip`` by
+:func:`~peerpunch.addrkeys.ip_key` (an IPv4-mapped IPv6 address there
+counts with its IPv4 one).
 
 Two pools: proven (extension) registrations and seed-form ones, each of
 bounded size and counted per /24 or /48 block (:class:`~peerpunch.shares.Shares`).
@@ -35,6 +38,7 @@ addresses the forger really has, so the heaviest block is the forger's.
 """
 
 import collections
+import itertools
 import logging
 
 from .effects import Log
@@ -53,6 +57,7 @@ class Directory:
         self.max_users_per_ip = max_users_per_ip
         self._by_name = {}
         self.user = self._by_name.get      # user(name): the User registered as *name*, or None
+        self._lone = {}         # IPv4 /24 with one user (in either pool), in no other table -> User
         self._by_addr = {}      # an IPv4 address's IP, or its addr_key -> User
         self._crowded = {}      # IPv4 IP with users under their addr_key -> how many
         self._per_ip = collections.Counter()           # users per IP not counted above (IPv6: /64)
@@ -62,10 +67,10 @@ class Directory:
         #                                                           contact (User.sooner/later)
 
     def __len__(self):
-        return len(self._by_addr)
+        return len(self._by_addr) + len(self._lone)
 
     def users(self):
-        return self._by_addr.values()
+        return itertools.chain(self._lone.values(), self._by_addr.values())
 
     def pool_size(self, proven):
         return self._pool_size[proven]
@@ -82,6 +87,9 @@ class Directory:
         """The User registered at *addr*, or None."""
         key = addr_key(addr)
         if type(key) is int:
+            lone = self._lone.get(key >> 24 & 0xFFFFFF)
+            if lone is not None:
+                return lone if lone._addr == key else None
             single = self._by_addr.get(key >> 16 & 0xFFFFFFFF)
             if single is not None:
                 return single if single._addr == key else None
@@ -97,7 +105,9 @@ class Directory:
             return None, "too many users at that IP"
         if self._pool_size[proven] < (self.max_users if proven else self.max_seed_users):
             return None, None
-        victim = self._pools[proven].victim(block_key(addr))
+        block = block_key(addr)
+        lone = self._lone.get(block) if type(block) is int else None
+        victim = self._pools[proven].victim(block, 1 if lone is not None and lone.ext == proven else 0)
         if victim is None and not proven:
             victim = self._ends[False][0]           # the least recently refreshed seed-form one
             self.stats["seed_evicted_least_recent"] += 1
@@ -110,7 +120,6 @@ class Directory:
         """A new registration of *name* at *addr* (admitted): its User."""
         user = User(name, addr, now)
         user.ext = user.verified = proven
-        self._pools[proven].add(user, block_key(addr))
         self._pool_size[proven] += 1
         self._by_name[name] = user
         self._place(user)
@@ -127,7 +136,6 @@ class Directory:
         old = user.endpoint
         self._forget(user)
         user._addr = addr_key(addr)
-        self._pools[True].add(user, block_key(addr))
         self._pool_size[True] += 1
         self._place(user)
         self._append(user)
@@ -147,7 +155,6 @@ class Directory:
 
     def _forget(self, user):
         """Take *user* out of the tables kept by address (to move or remove it)."""
-        self._pools[user.ext].remove(user, block_key(user.addr))
         self._pool_size[user.ext] -= 1
         self._unplace(user)
         self._unlink(user)
@@ -156,16 +163,33 @@ class Directory:
         ip = ip_key(addr)
         count = self._per_ip[ip]
         if type(ip) is int:
+            lone = self._lone.get(ip >> 8)
+            if lone is not None:
+                return count + (lone._addr >> 16 & 0xFFFFFFFF == ip)
             count += self._crowded.get(ip) or (1 if ip in self._by_addr else 0)
         return count
 
     def _place(self, user):
+        """Put *user* in the tables by address and in its pool's shares."""
         key = user._addr
         if type(key) is not int:
+            self._pools[user.ext].add(user, block_key(key))
             self._per_ip[ip_key(key)] += 1
             self._by_addr[key] = user
             return
         ip = key >> 16 & 0xFFFFFFFF
+        block = ip >> 8
+        lone = self._lone.pop(block, None)
+        if lone is None and not (self._pools[True].count(block) or self._pools[False].count(block)):
+            self._lone[block] = user          # alone in its /24: one entry
+            return
+        if lone is not None:                  # not alone any more: both in the tables by address
+            self._place_by_ip(lone, lone._addr >> 16 & 0xFFFFFFFF, block)
+        self._place_by_ip(user, ip, block)
+
+    def _place_by_ip(self, user, ip, block):
+        key = user._addr
+        self._pools[user.ext].add(user, block)
         crowded = self._crowded.get(ip)
         if crowded:
             self._crowded[ip] = crowded + 1
@@ -179,6 +203,10 @@ class Directory:
 
     def _unplace(self, user):
         key = user._addr
+        if type(key) is int and self._lone.get(key >> 24 & 0xFFFFFF) is user:
+            del self._lone[key >> 24 & 0xFFFFFF]
+            return
+        self._pools[user.ext].remove(user, key >> 24 & 0xFFFFFF if type(key) is int else block_key(key))
         if type(key) is not int:
             ip = ip_key(key)
             self._per_ip[ip] -= 1

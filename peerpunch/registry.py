@@ -333,7 +333,7 @@ class Registry:
         out = []
         if victim is not None:
             self.stats["evicted"] += 1
-            out.append(Log(logging.INFO, "evicted %s at %s for a newcomer from a lighter block"
+            out.append(Log(logging.INFO, "evicted %s at %s for a newcomer (the pool is full)"
                            % (name_text(victim.name), victim.endpoint), kind="evicted"))
             out += self._remove(victim)
         user = self._users.add(name, addr, now, proven)

@@ -92,10 +92,11 @@ class Shares:
         if entry.count == 1:
             self._blocks[block] = entry.oldest      # one left: no bookkeeping object
 
-    def victim(self, block):
-        """The registration to evict for a newcomer from *block*: the oldest
+    def victim(self, block, uncounted=0):
+        """The registration to evict for a newcomer from *block* (which has
+        *uncounted* more registrations than this table knows of): the oldest
         of the heaviest block, if *block* is lighter by two or more; else None."""
-        if self._top < self.count(block) + 2:
+        if self._top < self.count(block) + uncounted + 2:
             return None
         heaviest = next(iter(self._by_count[self._top]))
         return self._blocks[heaviest].oldest

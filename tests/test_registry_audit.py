@@ -4,11 +4,16 @@ process): a seed-form name squatted by one forged datagram, a seed pool
 locked by forged Registers from 10,000 /24s, forged one-byte relayed frames
 charged to a session, and seed-pool credit spent by whoever asks first."""
 
+import collections
+import random
+
 import pytest
 
 from peerpunch import forwarder as F
 from peerpunch import protocol as P
 from peerpunch import registry as RG
+from peerpunch.addrkeys import block_key, ip_key
+from peerpunch.directory import Directory
 from peerpunch.effects import Send
 
 from .test_registry_chats import Client, relay
@@ -186,3 +191,42 @@ def test_audit_seed_credit_is_earned_and_spent_per_block():
         out_bytes += sum(len(d) for _, d in sends(reg.datagram_received(data, v, 31.0 + i * 0.6)))
     assert 0 < out_bytes <= RG.SEED_GAIN * sent
     assert reg._pairings.seed_credit(legit[0]) == RG.SEED_CREDIT_MAX          # untouched
+
+
+# -- hole 6: a user alone in its /24 costs one table entry
+
+
+def test_audit_directory_tables_stay_right_as_blocks_fill_and_empty():
+    """Random registrations and removals over a few /24s, IPs and ports,
+    both pools (and IPv4-mapped IPv6 sources): every lookup by address,
+    the count per IP, the pools' counts per block and the total agree with
+    a plain model, through every change between a /24's lone entry and the
+    tables by address."""
+    rng = random.Random(10)
+    d = Directory(collections.Counter(), 10 ** 6, 10 ** 6, 10 ** 6)
+    model = {}                                          # addr -> (name, proven)
+    hosts = ["10.0.%d.%d" % (b, h) for b in range(3) for h in (1, 2)] + ["::ffff:10.0.1.1", "::ffff:10.0.9.9"]
+    for step in range(5000):
+        addr = (rng.choice(hosts), rng.randrange(1, 4))
+        if addr in model and rng.random() < 0.6:
+            d.remove(d.find(addr))
+            del model[addr]
+        elif addr not in model:
+            proven = rng.random() < 0.5
+            d.add("u%d" % step, addr, float(step), proven)
+            model[addr] = ("u%d" % step, proven)
+        assert len(d) == len(model)
+        for host in hosts:
+            for port in (1, 2, 3):
+                found = d.find((host, port))
+                assert (found.name if found else None) == (model[(host, port)][0] if (host, port) in model
+                                                             else None)
+            ip = ip_key((host, 1))
+            assert d._users_at_ip((host, 1)) == sum(1 for a in model if ip_key(a) == ip)
+        for proven in (True, False):
+            blocks = {block_key(a) for a, (_, p) in model.items() if p == proven}
+            for block in blocks:
+                real = sum(1 for a, (_, p) in model.items() if p == proven and block_key(a) == block)
+                lone = d._lone.get(block)
+                counted = d._pools[proven].count(block) + (lone is not None and lone.ext == proven)
+                assert counted == real
