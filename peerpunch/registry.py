@@ -53,8 +53,8 @@ re-registration.
 
 Memory (issue 10: at most 500 bytes a user in the typical case, a stated
 bound in the worst): see :mod:`peerpunch.relayuser`. Measured with
-tracemalloc (tests/test_registry_memory.py, docs/performance.md): ~490
-bytes a typical extension user, ~390 a seed-form one, ~2,500 with the
+tracemalloc (tests/test_registry_memory.py, docs/performance.md): ~480
+bytes a typical extension user (alone in its /24 or not), ~375 a seed-form one, ~2,500 with the
 largest Register; the caps follow from the stated bound of 3,000
 (docs/operating.md).
 

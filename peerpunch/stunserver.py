@@ -160,7 +160,7 @@ class BindingServer:
         return [Send(reply, addr, out)]
 
     def _response(self, request, size, addr, via, granted, now):
-        """The answer, budgets allowing: within *size* bytes, or up to
+        """(the answer, its bytes), or None: within *size* bytes, or up to
         mapped_allowance() more if the source's block may have one more."""
         out = 1 - via if granted else via
         where = (self.addresses[out], self.addresses[1 - via] if len(self.addresses) > 1 else None)
