@@ -38,7 +38,6 @@ addresses the forger really has, so the heaviest block is the forger's.
 """
 
 import collections
-import itertools
 import logging
 
 from .effects import Log
@@ -70,7 +69,8 @@ class Directory:
         return len(self._by_addr) + len(self._lone)
 
     def users(self):
-        return itertools.chain(self._lone.values(), self._by_addr.values())
+        yield from self._lone.values()
+        yield from self._by_addr.values()
 
     def pool_size(self, proven):
         return self._pool_size[proven]
