@@ -14,12 +14,12 @@ from peerpunch.registry import Registry
 
 from .cookies import join
 
-USERS = 5000
+USERS = 5500               # just past a step where CPython's dicts grow: near their worst, as at 50,000
 LARGEST_USERS = 1500       # each costs ~5 ms under tracemalloc; the figure is the same at 1,000 and 2,000
 CHAT_USERS = 1000          # (16 chats each: 8 Connects a user under tracemalloc)
 KEY = "A" * 43 + "="
-TYPICAL_BOUND = 500        # issue 10; measured 437 B a user at 5,000 users (479 at 50,000), max_chats
-#                            or not, 256 users a /24 or one (docs/performance.md)
+TYPICAL_BOUND = 500        # issue 10; measured 478 B a user at 5,500 users and at 50,000, max_chats
+#                            or not, 256 users a /24 or one (563 B for one a /24 before commit abe5d45)
 SEED_BOUND = 500           # measured 332 (373 at 50,000)
 WORST_BOUND = 3000         # the bound docs/operating.md states; measured 2,315 (2,401 at 50,000)
 SESSION_BOUND = 80         # per session a user is in (at most 16): measured 73.5 (71.2 on 3.8)
