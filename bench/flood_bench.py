@@ -18,8 +18,10 @@ default limits) is started once. Then, in the same run:
    extension Registers with random names (half of them padded so that a
    Cookie may be answered, some naming alice or bob), seed-form Registers
    with random names, Connects (to random names, to names the flood
-   registered in seed form, to alice and bob), junk bytes and empty
-   datagrams. The flooder never reacts to a reply (it is a forger: a real
+   registered in seed form, to alice and bob), 20-byte STUN Binding
+   requests (RFC 8489 and RFC 3489 forms), relayed frames (``0xD0`` and
+   ``0xD1`` with a guessed channel), junk bytes and empty datagrams. The
+   flooder never reacts to a reply (it is a forger: a real
    one cannot read them); it only counts them, by kind;
 3. during the flood (from min(2 s, seconds / 5) in), the same two peers
    register, connect and exchange a line again.
@@ -28,7 +30,9 @@ Reported: each phase's time to connect (wall clock from starting bob to
 both peers printing "connected to"; the peers' own "in N s" too), the
 relay's peak RSS (VmHWM) after the baseline and after the flood, the
 datagrams and bytes the flooder sent against what came back to its sources
-(amplification = bytes back / bytes sent; the relay's guarantee is <= 1.0),
+(amplification = bytes back / bytes sent; the relay's guarantee is <= 1.0,
+and per kind, the answers of each kind against what that kind sent: STUN
+answers longer than their request are allowed within a per-/24 budget),
 the relay's own stop-line counters (bytes_in, bytes_out: the whole run,
 peers included), and how much the relay logged during the flood.
 """
@@ -63,7 +67,9 @@ BURST = 512                 # sends between two looks at the replies
 SETTLE_QUIET = 0.5          # after the flood: stop counting replies after this much silence...
 SETTLE_MAX = 5.0            # ...or this long in all
 PEER_TIMEOUT = 30.0         # a peer step that takes longer counts as failed
-KINDS = ("ext_register", "seed_register", "connect", "junk", "empty")
+KINDS = ("ext_register", "seed_register", "connect", "stun", "relayed", "junk", "empty")
+ANSWERS = {"Cookie": "ext_register", "RegisterAck": "seed_register", "TargetNotFound": "connect",
+           "PeerInfo": "connect", "TargetBusy": "connect", "stun": "stun", "relayed": "relayed"}
 CONNECTED = r"^connected to %s at \S+ .* in (\d+\.\d+) s$"    # the peer's own timing
 
 
@@ -104,6 +110,14 @@ def _forgery(kind, rng, seeded):
         target = rng.choice(seeded) if roll < 0.5 else \
             rng.choice(("alice", "bob")) if roll < 0.6 else random_name(rng)
         return P.encode(P.Connect(target))
+    if kind == "stun":               # what turnutils_stunclient and stun 0.97 send
+        cookie = b"\x21\x12\xa4\x42" if rng.random() < 0.5 else bytes(rng.getrandbits(8) for _ in range(4))
+        return b"\x00\x01\x00\x00" + cookie + bytes(rng.getrandbits(8) for _ in range(12))
+    if kind == "relayed":            # the one-byte form, or a guessed channel
+        payload = b'"Ping"' if rng.random() < 0.5 else bytes(rng.getrandbits(8) for _ in range(40))
+        if rng.random() < 0.5:
+            return b"\xd0" + payload
+        return b"\xd1" + bytes(rng.getrandbits(8) for _ in range(8)) + payload
     if kind == "junk":
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
     return b""
@@ -129,12 +143,13 @@ class Counts:
         self.sent = collections.Counter()           # kind -> datagrams
         self.sent_bytes = collections.Counter()     # kind -> bytes
         self.back = collections.Counter()           # reply variant -> datagrams
+        self.back_by = collections.Counter()        # reply variant -> bytes
         self.back_bytes = 0
         self.send_errors = 0
 
     def as_dict(self):
         return {"sent": dict(self.sent), "sent_bytes": dict(self.sent_bytes),
-                "back": dict(self.back), "back_bytes": self.back_bytes,
+                "back": dict(self.back), "back_bytes": self.back_bytes, "back_by": dict(self.back_by),
                 "send_errors": self.send_errors}
 
 
@@ -149,12 +164,18 @@ def drain(selector, counts, timeout=0.0):
             except OSError:         # e.g. an ICMP error queued on the socket
                 continue
             got += 1
-            counts.back[_variant(data)] += 1
+            variant = _variant(data)
+            counts.back[variant] += 1
+            counts.back_by[variant] += len(data)
             counts.back_bytes += len(data)
     return got
 
 
 def _variant(data):
+    if data[:1] in (b"\x00", b"\x01"):
+        return "stun"
+    if data[:1] in (b"\xd0", b"\xd1"):
+        return "relayed"
     found = re.match(rb'\{?"(\w+)"', data[:40])
     return found.group(1).decode() if found else "other"
 
@@ -367,6 +388,17 @@ def amplification(flood):
     return flood["back_bytes"] / sent if sent else 0.0
 
 
+def per_kind(flood):
+    """{kind: (bytes back in the answers of that kind, bytes sent of it)}; the
+    Errors, which answer several kinds, under "errors (any kind)"."""
+    back = collections.Counter()
+    for variant, size in flood.get("back_by", {}).items():
+        back[ANSWERS.get(variant, "errors (any kind)")] += size
+    out = {k: (back[k], flood["sent_bytes"].get(k, 0)) for k in KINDS}
+    out["errors (any kind)"] = (back["errors (any kind)"], sum(flood["sent_bytes"].values()))
+    return out
+
+
 def print_report(r, args, elapsed):
     f = r["flood"]
     sent, sent_bytes = sum(f["sent"].values()), sum(f["sent_bytes"].values())
@@ -398,6 +430,8 @@ def print_report(r, args, elapsed):
         back, f["back_bytes"], ", ".join("%s=%d" % kv for kv in sorted(f["back"].items())) or "none"))
     amp = amplification(f)
     print("amplification (bytes back / bytes sent): %.4f  (<= 1.0: %s)" % (amp, "yes" if amp <= 1.0 else "NO"))
+    print("  per kind (its answers' bytes / its bytes): " + ", ".join(
+        "%s %.4f" % (k, b / s) if s else "%s -" % k for k, (b, s) in per_kind(f).items()))
     s = r["relay_stop"]
     print("relay stop line, whole run incl. peers: datagrams_in=%s bytes_in=%s datagrams_out=%s"
           " bytes_out=%s (out/in %.4f)" % (

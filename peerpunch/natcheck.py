@@ -35,7 +35,7 @@ from .protocol import format_endpoint
 
 RTO = 0.25            # a lost request is sent again after 0.25, 0.5, 1 s ...
 RETRIES = 3           # ... 3 times: "no answer" takes 3.75 s
-SOFTWARE = "peerpunch nat-check"   # also room in the request for OTHER-ADDRESS in the answer
+SOFTWARE = "peerpunch nat-check"   # padded to stun.PADDED_REQUEST: room for every answer we read
 
 EIM = "endpoint-independent"
 SYMMETRIC = "address/port-dependent"

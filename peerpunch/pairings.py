@@ -22,10 +22,14 @@ asker and a seed-form client; a seed-form Connect (which cannot be
 authenticated) for a proven client gets TargetNotFound. A PeerInfo to a
 seed-form client goes to an address nobody proved, so each block (/24,
 /48) gets at most SEED_INFO_BURST of them at once and SEED_INFO_RATE a
-second, and introductions a seed client asked for spend a credit of
-SEED_GAIN bytes per byte seed-form clients sent (at most SEED_CREDIT_MAX
-saved up): what a forger reflects through the seed pool is at most
-SEED_GAIN x its own bytes, plus 16 kB.
+second, and introductions a seed client asked for spend a credit of its
+block: SEED_GAIN bytes per byte of the seed-form datagrams (Registers and
+requests of seed-form clients) that came from that /24 or /48, at most
+SEED_CREDIT_MAX saved up per block, in a table of MAX_BUDGET_BLOCKS blocks
+(one pushed out loses its credit). So what a forger reflects through the
+seed pool is at most SEED_GAIN x the bytes it forged from the blocks it
+asks from, plus SEED_CREDIT_MAX for each of those blocks that had credit
+saved (legitimate seed traffic from them earned it).
 
 Each introduction also hands both extension peers the same random
 ``session`` secret, which keys the MAC on their secure handshake and names
@@ -49,13 +53,13 @@ from .addrkeys import block_key, ip_key
 from .effects import Log, Send
 from .relayuser import Pair, name_text
 from .routability import MAX_BUDGET_BLOCKS
-from .shares import Budget
+from .shares import Budget, Credit
 
 RELAY_MAX_CHATS = 16           # sessions one client may hold at once, whatever it announced
 REINTRODUCE_EVERY = 0.5        # seconds between repeated introductions of a pair
 SEED_INFO_RATE, SEED_INFO_BURST = 2.0, 8.0  # PeerInfos to seed-form clients per /24 or /48
 SEED_GAIN = 3                  # seed-pool introductions: bytes out <= this x bytes in...
-SEED_CREDIT_MAX = 16384        # ...plus at most this much saved up
+SEED_CREDIT_MAX = 2048         # ...plus at most this much saved up per /24 or /48
 # the shortest payload a peer relays: a plain probe, the JSON ``"Ping"`` (sealed frames are
 # longer); shorter ones are refused, so adding the channel at most doubles what was received
 MIN_RELAYED_PAYLOAD = 6
@@ -63,6 +67,7 @@ _NOT_RELAYED = {
     "relay_without_session": "relayed datagram outside a session",
     "relay_ambiguous": "relayed datagram that does not say which of its sender's sessions it is for",
     "relay_too_short": "relayed datagram shorter than any a peer sends",
+    "relay_unnamed": "relayed datagram without its channel from a client that names its chats",
 }
 
 
@@ -93,7 +98,8 @@ class Pairings:
         self._forwarder = forwarder
         self._random_bytes = random_bytes
         self._seed_infos = Budget(SEED_INFO_RATE, SEED_INFO_BURST, MAX_BUDGET_BLOCKS)
-        self._seed_credit = 0.0                        # bytes seed introductions may still send
+        self._seed_credit = Credit(SEED_CREDIT_MAX, MAX_BUDGET_BLOCKS)   # per block: bytes its seed
+        #                                                               introductions may still send
 
     def sessions(self):
         return sum(len(u.chats) for u in self._directory.users()) // 2
@@ -102,9 +108,14 @@ class Pairings:
         """How many blocks' budgets of PeerInfos to seed clients are spent now."""
         return self._seed_infos.exhausted(now)
 
-    def credit_seed(self, size):
-        """Seed-form clients sent *size* bytes: SEED_GAIN x that may go back."""
-        self._seed_credit = min(SEED_CREDIT_MAX, self._seed_credit + SEED_GAIN * size)
+    def seed_credit(self, addr):
+        """Bytes introductions asked from *addr*'s block may still send."""
+        return self._seed_credit[block_key(addr)]
+
+    def credit_seed(self, size, addr):
+        """A seed-form datagram of *size* bytes came from *addr*: introductions
+        asked from its block may send SEED_GAIN x that."""
+        self._seed_credit.earn(block_key(addr), SEED_GAIN * size)
 
     # -- requests
 
@@ -227,6 +238,8 @@ class Pairings:
         or (None, why not: a stats counter)."""
         chats = user.chats if user is not None else ()
         if data[0] == F.RELAYED:
+            if chats and user.max_chats:
+                return None, "relay_unnamed"       # ours always names it (0xD1): a forgery
             if len(chats) > 1:
                 return None, "relay_ambiguous"     # a client in several chats names one
             return (chats[0], data[1:]) if chats else (None, "relay_without_session")
@@ -279,18 +292,20 @@ class Pairings:
         introduction repeats the same secret); [] if a budget forbids. A
         PeerInfo to a seed-form client goes to an address nobody proved: at
         most SEED_INFO_RATE per second to its block, and one a seed client
-        asked for spends the seed pool's credit (SEED_GAIN x what seed
-        clients sent)."""
+        asked for spends the credit of the asker's block (SEED_GAIN x what
+        seed-form datagrams from that block brought)."""
         b = pair.other(a)
         out = [Send(_peer_info(about=b, to=a, pair=pair), a.addr),
                Send(_peer_info(about=a, to=b, pair=pair), b.addr)]
         unproven = [s for s, u in zip(out, (a, b)) if not u.ext]
         cost = sum(len(s.data) for s in out) if not a.ext else 0
-        if cost > self._seed_credit or \
+        asker = block_key(a.addr)
+        if cost > self._seed_credit[asker] or \
                 not all(self._seed_infos.ready(block_key(s.addr), now) for s in unproven):
             self.stats["seed_introductions_limited"] += 1
             return []
-        self._seed_credit -= cost
+        if cost:
+            self._seed_credit.spend(asker, cost)
         for s in unproven:
             self._seed_infos.take(block_key(s.addr), now)
         return out

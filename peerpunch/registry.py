@@ -42,7 +42,9 @@ Seed-form registrations (no ``ext``: the seed's clients, which cannot echo
 anything) live in a separate pool of ``max_seed_users``. A seed-form
 Register never touches a proven registration -- neither the one at its
 address nor one of its name; it is dropped unanswered -- so it cannot
-displace, rename, refresh, downgrade or shadow one.
+displace, rename, refresh, downgrade or shadow one. The other way round,
+a proven Register takes a name from its seed-form holder (which a forger
+may have made from anywhere): proven beats unproven.
 
 A relay that stops cleanly says so to every proven extension client
 (``farewell``: an Error relay-stopping), so they register with the relay
@@ -51,8 +53,8 @@ re-registration.
 
 Memory (issue 10: at most 500 bytes a user in the typical case, a stated
 bound in the worst): see :mod:`peerpunch.relayuser`. Measured with
-tracemalloc (tests/test_registry_memory.py, docs/performance.md): ~490
-bytes a typical extension user, ~390 a seed-form one, ~2,500 with the
+tracemalloc (tests/test_registry_memory.py, docs/performance.md): ~480
+bytes a typical extension user (alone in its /24 or not), ~375 a seed-form one, ~2,500 with the
 largest Register; the caps follow from the stated bound of 3,000
 (docs/operating.md).
 
@@ -181,7 +183,7 @@ class Registry:
             return out + self._refusals.drop(None, addr, "unproven",
                                              "%s without the token" % type(msg).__name__, now, 0)
         if not user.ext:
-            self._pairings.credit_seed(len(data))
+            self._pairings.credit_seed(len(data), addr)
         self._users.touch(user, now)
         return out + handler(msg, user, addr, now)
 
@@ -222,7 +224,7 @@ class Registry:
 
     def _on_register(self, msg, user, addr, now, size):
         if not P.speaks_extensions(msg.features):
-            self._pairings.credit_seed(size)
+            self._pairings.credit_seed(size, addr)
             return self._on_seed_register(msg, user, addr, now)
         if user is not None and user.ext and token_ok(user, msg.token):
             return self._on_proven_register(msg, user, addr, now)
@@ -237,10 +239,12 @@ class Registry:
         out = []
         if msg.username != user.name:
             holder = self._users.user(msg.username)
+            if holder is not None and not holder.ext:
+                out, holder = self._unseat(holder), None
             if holder is not None:
                 return self._refuse_takeover(msg, holder, addr, now)
             token = user.token
-            out = self._remove(user)
+            out += self._remove(user)
             user, logs, refusal = self._admit(msg.username, addr, now, proven=True)
             out += logs
             if user is None:
@@ -255,14 +259,16 @@ class Registry:
         restarted: only a client at the address could have read the cookie)."""
         holder = self._users.user(msg.username)
         out = []
+        if holder is not None and holder is not user and not holder.ext:
+            out, holder = self._unseat(holder), None
         if holder is not None and holder is not user:
             if not (holder.ext and may_move(holder, msg)):
                 return self._refuse_takeover(msg, holder, addr, now)
-            out = self._remove(user) if user is not None else []
+            out += self._remove(user) if user is not None else []
             out.append(self._users.move(holder, addr, now))
             return out + self._update(holder, msg, now, answer=True)
         if user is not None and (not user.ext or user.name != msg.username):
-            out = self._remove(user)            # a seed-form registration becomes a proven one,
+            out += self._remove(user)           # a seed-form registration becomes a proven one,
             user = None                         # or the client here took another name
         if user is None:
             user, logs, refusal = self._admit(msg.username, addr, now, proven=True)
@@ -327,7 +333,7 @@ class Registry:
         out = []
         if victim is not None:
             self.stats["evicted"] += 1
-            out.append(Log(logging.INFO, "evicted %s at %s for a newcomer from a lighter block"
+            out.append(Log(logging.INFO, "evicted %s at %s for a newcomer (the pool is full)"
                            % (name_text(victim.name), victim.endpoint), kind="evicted"))
             out += self._remove(victim)
         user = self._users.add(name, addr, now, proven)
@@ -335,6 +341,14 @@ class Registry:
         out.append(Log(logging.INFO, "registered %s at %s%s" % (
             name_text(name), user.endpoint, "" if proven else " (seed form)"), kind="registered"))
         return user, out, None
+
+    def _unseat(self, holder):
+        """A proven Register asks for the name a seed-form registration holds:
+        that one cannot prove anything (a forger may have made it), so the
+        proven client gets the name."""
+        self.stats["seed_unseated"] += 1
+        return [Log(logging.INFO, "%s at %s (seed form) gave its name up to a proven client"
+                    % (name_text(holder.name), holder.endpoint), kind="evicted")] + self._remove(holder)
 
     def _refuse_full(self, msg, addr, now, why):
         """One line per refusal (the relay's log limiter bounds them), and an

@@ -44,7 +44,7 @@ DROPPED = ("malformed", "unexpected", "unregistered", "unproven", "full", "seed_
            "name_taken", "cookie_too_large", "errors_limited", "seed_to_proven", "seed_vs_proven",
            "seed_introductions_limited", "reintroductions_limited", "stale_reintroductions",
            "relay_without_session", "relay_ambiguous", "relay_unverified", "relay_not_offered",
-           "relay_refused", "relay_too_short",
+           "relay_refused", "relay_too_short", "relay_unnamed",
            "watches_refused")
 
 
@@ -111,7 +111,7 @@ class RelayServer:
         """One datagram from the canonical *addr* on socket *via*: STUN on
         the alternate port, or where the first byte says so; else the registry's."""
         if via or is_stun(data):
-            answers = self.stun.datagram_received(data, addr, via)
+            answers = self.stun.datagram_received(data, addr, via, self.clock())
             if answers and log.isEnabledFor(logging.DEBUG):
                 for answer in answers:
                     log.debug("STUN answer to %s from port %d", format_endpoint(answer.addr),
@@ -132,7 +132,7 @@ def stats_line(server):
     dropped = " ".join("%s=%d" % (k, registry.stats[k]) for k in DROPPED if registry.stats[k])
     pairs += [("internal_errors", server.internal_errors), ("send_errors", server.send_errors),
               ("log_lines_suppressed", server.limiter.suppressed),
-              ("limited_sources", registry.limited_blocks(server.clock()))]
+              ("limited_sources", registry.limited_blocks(server.clock()) + server.stun.limited(server.clock()))]
     return "stats: %s dropped(%s)" % (" ".join("%s=%d" % kv for kv in pairs), dropped)
 
 

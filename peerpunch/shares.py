@@ -21,6 +21,9 @@ most ``max_keys`` entries. An entry whose bucket has filled up again is the
 same as no entry, so only such an entry is dropped to make room; when every
 entry still counts, a new key gets nothing. Cycling through more sources
 than the table holds therefore buys no extra answers.
+
+:class:`Credit` is the opposite kind of table, of bytes a key has earned
+and may spend; there, dropping an entry only takes credit away.
 """
 
 import collections
@@ -89,10 +92,11 @@ class Shares:
         if entry.count == 1:
             self._blocks[block] = entry.oldest      # one left: no bookkeeping object
 
-    def victim(self, block):
-        """The registration to evict for a newcomer from *block*: the oldest
+    def victim(self, block, uncounted=0):
+        """The registration to evict for a newcomer from *block* (which has
+        *uncounted* more registrations than this table knows of): the oldest
         of the heaviest block, if *block* is lighter by two or more; else None."""
-        if self._top < self.count(block) + 2:
+        if self._top < self.count(block) + uncounted + 2:
             return None
         heaviest = next(iter(self._by_count[self._top]))
         return self._blocks[heaviest].oldest
@@ -157,3 +161,35 @@ class Budget:
         """True if the least recently used entry has filled up again."""
         bucket = next(iter(self._buckets.values()))
         return self._level(bucket, now) >= self.burst
+
+
+class Credit:
+    """Bytes each key (a block) may still spend, earned by what came from
+    it: at most *cap* saved per key, in a table of at most *max_keys* keys.
+    A key pushed out of a full table (the least recently used) loses its
+    credit, so cycling through more keys only ever takes credit away."""
+
+    def __init__(self, cap, max_keys):
+        self.cap, self.max_keys = cap, max_keys
+        self._credit = collections.OrderedDict()      # key -> bytes, least recently used first
+
+    def __len__(self):
+        return len(self._credit)
+
+    def __getitem__(self, key):
+        return self._credit.get(key, 0.0)
+
+    def earn(self, key, amount):
+        credit = self._credit.pop(key, 0.0)
+        if len(self._credit) >= self.max_keys:
+            self._credit.popitem(last=False)
+        self._credit[key] = min(self.cap, credit + amount)
+
+    def spend(self, key, cost):
+        """Take *cost* from *key*'s credit; False (nothing taken) if it has less."""
+        credit = self._credit.get(key, 0.0)
+        if cost > credit:
+            return False
+        self._credit[key] = credit - cost
+        self._credit.move_to_end(key)
+        return True

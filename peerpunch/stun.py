@@ -38,6 +38,10 @@ RETRY_MAX = 6         # retransmissions after the first send (RFC 8489 Rc - 1)
 CHANGE_IP = 0x04      # CHANGE-REQUEST flags (RFC 5780 section 7.2)
 CHANGE_PORT = 0x02
 
+# our requests' size: room in the answer for both mapped addresses, OTHER-ADDRESS and
+PADDED_REQUEST = HEADER_SIZE + 4 * (4 + 20) + 8   # RESPONSE-ORIGIN (IPv6), FINGERPRINT
+SOFTWARE = "peerpunch"
+
 ERROR_UNKNOWN_ATTRIBUTE = 420
 REASONS = {ERROR_UNKNOWN_ATTRIBUTE: "Unrecognized"}   # 12 bytes: keeps a 420 within the bound
 
@@ -308,11 +312,20 @@ def _parse_attribute(message, data, pos):
 # ---------------------------------------------------------------------- client
 
 
-def binding_request(change=0, software=None, fingerprint=True, transaction_id=None):
-    """A Binding request; *change* is CHANGE-REQUEST flags (0: none)."""
+def binding_request(change=0, software=None, fingerprint=True, transaction_id=None,
+                    pad_to=PADDED_REQUEST):
+    """A Binding request; *change* is CHANGE-REQUEST flags (0: none). With
+    *pad_to* (bytes), SOFTWARE (*software*, or ours) is padded with spaces
+    so that the request is that long: a server that answers no more bytes
+    than it got (ours, past its budget) then has room for every attribute
+    we read (see :data:`PADDED_REQUEST`)."""
     attributes = []
     if change:
         attributes.append(("CHANGE-REQUEST", change))
+    if pad_to:
+        software = software or SOFTWARE
+        used = HEADER_SIZE + 4 + (8 if change else 0) + (8 if fingerprint else 0)
+        software = software.ljust(pad_to - used)
     if software:
         attributes.append(("SOFTWARE", software))
     if fingerprint:

@@ -12,9 +12,11 @@ When a watched name registers, each extension watcher gets ``Online``
 (ONLINE_COPIES copies: one loss costs nothing) once the name's client has
 proven its address (the cookie), so that a Register forged from nowhere
 sends watchers nothing, and at most once per NOTIFY_EVERY per name. A watch
-Register for a name that is registered already (proven, or a seed client,
-which cannot prove itself) gets one Online at once -- never more bytes than
-the Register -- which also covers notifications that were lost.
+Register for a name that is registered already and proven gets one Online
+at once -- never more bytes than the Register -- which also covers
+notifications that were lost. A seed-form registration is never announced:
+it proves nothing, and one forged datagram would otherwise end a wait
+and pair the watcher with the forger's address.
 
 A watch ends with the watcher's registration (expiry, Unregister, another
 name from its address) and when the watcher is paired with someone (a
@@ -59,8 +61,7 @@ class Watches:
     def watch(self, user, names, answer=True):
         """Make *names* (from a Register with *user*'s token) the names
         *user* waits for; with *answer*, say which one is registered
-        already (one Online at most, and only for a proven holder or a seed
-        client, which cannot prove itself: never more bytes than the
+        already (one Online at most, and only for a proven holder: never more bytes than the
         Register, and *answer* is False for a Register that moved *user* to
         an address not proven yet)."""
         names = tuple(n for i, n in enumerate(names) if n != user.name and n not in names[:i])
@@ -121,6 +122,5 @@ class Watches:
 
 
 def _present(user):
-    """A registration that may be announced to watchers: proven, or a seed
-    client's (which cannot prove itself)."""
-    return user is not None and (user.verified or not user.ext)
+    """A registration that may be announced to watchers: a proven one."""
+    return user is not None and user.ext and user.verified

@@ -41,6 +41,9 @@ def test_bench_flood_quick_run_prints_its_table_and_amplifies_nothing():
     assert int(sent.group(1)) > 0
     assert int(back.group(2)) <= int(sent.group(2)), out
     assert float(re.search(r"amplification \(bytes back / bytes sent\): (\d+\.\d+)", out).group(1)) <= 1.0
+    kinds = dict(re.findall(r"(\w+) (\d+\.\d+)", re.search(r"per kind .*", out).group(0)))
+    assert set(kinds) >= {"stun", "relayed", "connect"} and float(kinds["relayed"]) == 0.0, out
+    assert float(kinds["stun"]) <= 44 / 20, out      # within the STUN budget, never more than 2.2x
 
 
 def test_bench_flood_bad_arguments_one_line_exit_2():

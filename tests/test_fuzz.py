@@ -8,12 +8,23 @@ spliced, JSON edited (fields dropped, added, given huge or odd values,
 variants renamed, structure changed). Sources are random IPv4 and IPv6
 endpoints, a few crowded address blocks, and the addresses of registered
 users (forgeries of them); the peer hears from its relay's address, its
-partner's and strangers'. Time advances and both cores are ticked.
+partner's and strangers'. Time advances and both cores are ticked. Half the
+datagrams repeat a recent one from another source (with a mutation or not),
+which is cheap to make and what a forger replaying what it saw does.
 
-    PEERPUNCH_FUZZ=N         datagrams in all (half each core); default DEFAULT_COUNT
+The relay's fuzz also feeds STUN (as the relay does, by the first byte) to
+its STUN side, and checks issue 10's amplification bound on everything
+either sends: a Send to an address where no proven registration lives, and
+that the datagram did not prove (a Register with a valid cookie), is no
+larger than the datagram that caused it -- except PeerInfos to seed-form
+clients, at most SEED_INFO_BURST + SEED_INFO_RATE a second per /24 or /48,
+and STUN answers longer than their request, at most the request plus the
+mapped addresses and STUN_BURST + STUN_RATE a second per block.
+
+    PEERPUNCH_FUZZ=N         datagrams for each core; default DEFAULT_COUNT
     PEERPUNCH_FUZZ_SEED=S    the seed (default: a fixed one, so a failure repeats)
 
-The issue's full run (>= 100,000): PEERPUNCH_FUZZ=1000000 python3 -m pytest -q tests/test_fuzz.py
+A longer run: PEERPUNCH_FUZZ=1000000 python3 -m pytest -q tests/test_fuzz.py
 
 To check a new table in the registry, add its attribute to REGISTRY_BOUNDS.
 """
@@ -32,11 +43,16 @@ from peerpunch import identity as ID
 from peerpunch import protocol as P
 from peerpunch import registry as R
 from peerpunch import session as S
+from peerpunch import stunserver
+from peerpunch.addrkeys import block_key
 from peerpunch.effects import Send
 from peerpunch.link import PING, PONG
 from peerpunch.pairings import RELAY_MAX_CHATS
+from peerpunch.stun import is_stun
 
-DEFAULT_COUNT = 100_000
+from .test_stun import _random_request
+
+DEFAULT_COUNT = 100_000    # datagrams for each core
 COUNT = int(os.environ.get("PEERPUNCH_FUZZ", DEFAULT_COUNT))
 SEED = int(os.environ.get("PEERPUNCH_FUZZ_SEED", 20261129))
 
@@ -67,6 +83,7 @@ class Fuzzer:
         self.to = None                      # the address the datagram being made goes to
         self.users = collections.deque([RELAY], maxlen=64)    # recent addresses that got a RegisterAck
         self.sources = set()
+        self.recent = collections.deque(maxlen=256)           # datagrams made lately
 
     def address(self):
         rng, roll = self.rng, self.rng.random()
@@ -146,6 +163,9 @@ class Fuzzer:
         """A datagram from *source* (whose secrets it may know)."""
         rng = self.rng
         self.to = source
+        if self.recent and rng.random() < 0.5:
+            data = rng.choice(self.recent)                    # a replay, from another source
+            return self.mutate(data) if rng.random() < 0.5 else data
         if extra and rng.random() < 0.15:
             data = rng.choice(extra)
         else:
@@ -155,6 +175,7 @@ class Fuzzer:
             data = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
         for _ in range(rng.choice((0, 0, 0, 0, 1, 1, 2, 5))):
             data = self.mutate(data)
+        self.recent.append(data)
         return data
 
     def edit(self, doc):
@@ -222,26 +243,79 @@ def check_registry(reg):
         assert all(user in (p.a, p.b) and p in p.other(user).chats for p in user.chats)
 
 
+class Amplification:
+    """Issue 10's bound on what the relay sends an address that has not
+    proved it receives there (see the module's docstring)."""
+
+    def __init__(self, reg, start):
+        self.reg, self.start = reg, start
+        self.seed_infos = collections.Counter()     # block -> PeerInfos to seed clients there
+        self.stun_longer = collections.Counter()    # block -> STUN answers longer than the request
+        self.checked = self.exempt = 0
+
+    def proved(self, data, source, now):
+        """Did *data* from *source* prove it receives there (a Register with a valid cookie)?"""
+        if not data.startswith(b'{"Register"'):
+            return False
+        try:
+            msg = P.decode(data)
+        except P.RemoteProtocolError:
+            return False
+        return msg.cookie is not None and self.reg._cookies.valid(msg.cookie, source, msg.username, now)
+
+    def check(self, effects, data, source, now):
+        elapsed = now - self.start
+        for e in effects:
+            if type(e) is not Send:
+                continue
+            self.checked += 1
+            user = self.reg._users.find(e.addr)
+            if (user is not None and user.ext and user.verified) or len(e.data) <= len(data):
+                continue
+            self.exempt += 1
+            block = block_key(e.addr)
+            if is_stun(data):
+                assert e.addr == source and len(e.data) <= len(data) + stunserver.mapped_allowance(source)
+                self.stun_longer[block] += 1
+                assert self.stun_longer[block] <= stunserver.STUN_BURST + stunserver.STUN_RATE * elapsed + 1
+            elif e.addr == source and self.proved(data, source, now):
+                continue
+            else:
+                assert e.data.startswith(b'{"PeerInfo"') and user is not None and not user.ext, \
+                    (data, e, source)
+                self.seed_infos[block] += 1
+                assert self.seed_infos[block] <= R.SEED_INFO_BURST + R.SEED_INFO_RATE * elapsed + 1
+
+
 def test_fuzz_relay_core_survives_and_stays_bounded():
     rng = random.Random(SEED)
     fuzz, reg, now = Fuzzer(rng), make_registry(rng), 1000.0
+    stun = stunserver.BindingServer([RELAY, (RELAY[0], RELAY[1] + 1)])
+    bound = Amplification(reg, now)
     requests = ["Register"] * 4 + ["Connect"] * 2 + ["SessionFinished", "Unregister"] + list(P.VARIANTS)
-    for i in range(COUNT // 2):
+    for i in range(COUNT):
         now += rng.expovariate(2000.0)
         if rng.random() < 0.001:
             now += rng.choice((1.0, 10.0, 40.0, 100.0))       # time passes: expiry, idle sessions
         source = fuzz.address()
-        fuzz.learn(reg.datagram_received(fuzz.datagram(requests, RELAYED, source), source, now))
+        data = fuzz.datagram(requests, RELAYED, source) if rng.random() < 0.95 else _random_request(rng)
+        if is_stun(data):                                      # as the relay's shell dispatches
+            effects = stun.datagram_received(data, source, rng.randrange(2), now)
+        else:
+            effects = reg.datagram_received(data, source, now)
+        bound.check(effects, data, source, now)
+        fuzz.learn(effects)
         deadline = reg.next_deadline()
         if deadline is not None and deadline <= now:
             reg.tick(now)
         if i % CHECK_EVERY == 0:
             check_registry(reg)
     check_registry(reg)
-    assert len(fuzz.sources) > ANY_TABLE or COUNT < 4 * ANY_TABLE   # the bound above means something
+    assert len(fuzz.sources) > ANY_TABLE or COUNT < 2 * ANY_TABLE   # the bound above means something
     # it went deep (users, pairings) and wide (junk of every sort)
-    assert reg.stats["registrations"] > COUNT // 500 and reg.stats["introductions"] > COUNT // 5000
-    assert reg.stats["malformed"] > COUNT // 10 and reg.stats["unexpected"] > COUNT // 50
+    assert reg.stats["registrations"] > COUNT // 250 and reg.stats["introductions"] > COUNT // 2500
+    assert reg.stats["malformed"] > COUNT // 5 and reg.stats["unexpected"] > COUNT // 25
+    assert stun.stats["stun_answered"] > COUNT // 100 and bound.exempt > 0 and bound.checked > COUNT // 50
 
 
 RELAYED = [bytes([F.RELAYED]) + PING, bytes([F.RELAYED, 0xE4]) + bytes(200), bytes([F.RELAYED]) * 1500]
@@ -281,7 +355,7 @@ def test_fuzz_peer_core_survives_and_stays_bounded():
     fuzz = Fuzzer(rng)
     session, _ = new_session(rng)
     now, states = 1.0, set()
-    for i in range(COUNT - COUNT // 2):
+    for i in range(COUNT):
         now += rng.expovariate(500.0)
         roll = rng.random()
         chat = session.table.current_chat()
@@ -299,4 +373,4 @@ def test_fuzz_peer_core_survives_and_stays_bounded():
         if rng.random() < 0.0005 or session.state is S.State.CLOSED:
             session, _ = new_session(rng)
     check_session(session)
-    assert {S.State.REGISTERING, S.State.IDLE, S.State.PUNCHING} <= states or COUNT < 20_000
+    assert {S.State.REGISTERING, S.State.IDLE, S.State.PUNCHING} <= states or COUNT < 10_000

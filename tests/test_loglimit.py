@@ -104,7 +104,7 @@ def test_loglimit_memory_is_per_kind_not_per_source():
 
 
 def test_registry_event_lines_carry_kinds_the_limiter_knows():
-    reg = Registry(max_users=2, max_seed_users=2, verbose=True)
+    reg = Registry(max_users=2, max_seed_users=2, max_users_per_ip=2, verbose=True)
     effects = []
     for name, port in (("alice", 1), ("bob", 2), ("carol", 3)):
         effects += reg.datagram_received(P.encode(P.Register(name)), ("192.0.2.1", port), 0.0)

@@ -94,7 +94,8 @@ def test_registry_name_held_by_live_address_is_refused_silently_for_seed_clients
 
 
 def test_registry_name_held_is_refused_with_error_for_extension_clients():
-    reg = registered((REG_A, A))
+    reg = registered()
+    join(reg, "alice", A)                  # proven (a seed-form holder gives way: test_registry_audit.py)
     out = sends(enter(reg, b'{"Register":{"username":"alice","features":["ext"]}}', B, 1.0))
     assert out == [(B, b'{"Error":{"code":"name-taken","message":"the name alice is in use"}}')]
 
@@ -191,8 +192,10 @@ def test_registry_max_users_and_max_seed_users_are_separate_pools():
     assert sends(enter(reg, REG_C_EXT.replace(b"carol", b"dave"), B, 0.0)) == \
         [(B, b'{"Error":{"code":"relay-full","message":"the relay is full"}}')]
     assert sends(reg.datagram_received(REG_A, A, 0.0)) == [(A, b'"RegisterAck"')]   # the seed pool
-    assert sends(reg.datagram_received(REG_B, ("198.51.100.21", 1), 0.0)) == []       # full too
-    assert len(reg) == 2 and reg.stats["full"] == 1 and reg.stats["seed_full"] == 1
+    assert sends(reg.datagram_received(REG_B, ("198.51.100.21", 1), 1.0)) == \
+        [(("198.51.100.21", 1), b'"RegisterAck"')]       # full too: in place of the least recent
+    assert reg.user("alice") is None and reg.stats["seed_evicted_least_recent"] == 1
+    assert len(reg) == 2 and reg.stats["full"] == 1 and reg.stats["seed_full"] == 0
     assert (reg.proven_users(), reg.seed_users()) == (1, 1)
 
 
@@ -615,17 +618,17 @@ def test_registry_forged_seed_register_tells_no_watcher():
     assert _onlines(out) == [] and sends(out) == [(("192.0.2.66", 4000), b'"RegisterAck"')]
 
 
-def test_registry_seed_client_is_announced_at_the_watchers_next_register():
-    """A seed client cannot prove its address, so its arrival is not
-    broadcast; a watcher hears of it from its own next Register: one Online,
-    no bigger than that Register."""
+def test_registry_seed_client_is_never_announced_to_a_watcher():
+    """A seed-form Register proves nothing (one forged datagram makes one),
+    so neither its arrival nor the watcher's next Register tells the
+    watcher of it: the wait goes on (on the relay of the audit the watcher
+    was told Online and paired with the forger's address)."""
     reg = registered()
     token = _watching(reg, "alice", A, "bob")
-    reg.datagram_received(REG_B, B, 1.0)
+    reg.datagram_received(REG_B, ("192.0.2.66", 4000), 1.0)     # forged: from anywhere
     watch = P.encode(P.Register("alice", features=("ext",), token=token, watch=("bob",)))
     out = reg.datagram_received(watch, A, 2.0)
-    assert _onlines(out) == [(A, "bob")]
-    assert sum(len(d) for a, d in sends(out) if d.startswith(b'{"Online"')) <= len(watch)
+    assert _onlines(out) == [] and reg.user("alice").watching == ("bob",)
 
 
 def test_registry_watch_answer_is_one_online_at_most_and_none_to_a_moved_address():
@@ -664,7 +667,8 @@ def test_registry_a_watcher_that_turned_seed_form_hears_nothing():
 
 
 def test_registry_watch_for_someone_online_is_answered_at_once_every_time():
-    reg = registered((REG_B, B))
+    reg = registered()
+    join(reg, "bob", B)
     token = _watching(reg, "alice", A, "bob")
     again = P.encode(P.Register("alice", features=("ext",), token=token, watch=("bob",)))
     assert _onlines(reg.datagram_received(again, A, 5.0)) == [(A, "bob")]   # a lost one is repaired
@@ -899,7 +903,8 @@ def test_registry_a_cookie_is_bound_to_address_name_and_time():
 
 
 def test_registry_every_message_to_an_extension_client_carries_its_nonce():
-    reg = registered((REG_A, A))
+    reg = registered()
+    join(reg, "alice", A)
     carol = join(reg, "carol", C, nonce=NONCE)
     join(reg, "dave", D, nonce="cd" * 16)
     seen = []
@@ -932,9 +937,12 @@ def test_registry_seed_pool_is_bounded_and_shared_fairly():
     reg = registered(max_seed_users=10)
     for i in range(10):
         reg.datagram_received(P.encode(P.Register("s%d" % i)), ("192.0.2.%d" % (i + 1), 1), 0.0)
-    reg.datagram_received(P.encode(P.Register("x")), ("192.0.2.99", 1), 0.0)
-    reg.datagram_received(REG_B, B, 0.0)
-    assert reg.seed_users() == 10 and reg.user("x") is None and reg.user("bob") is not None
+    reg.datagram_received(P.encode(P.Register("s0")), ("192.0.2.1", 1), 0.5)    # s0 refreshed
+    reg.datagram_received(REG_B, B, 1.0)           # a lighter block: in place of the heaviest's oldest
+    assert reg.user("s0") is None and reg.user("bob") is not None
+    reg.datagram_received(P.encode(P.Register("x")), ("192.0.2.99", 1), 2.0)
+    assert reg.seed_users() == 10 and reg.user("x") is not None    # in place of the least recent:
+    assert reg.user("s1") is None and reg.stats["seed_evicted_least_recent"] == 1   # never locked
 
 
 def test_registry_cookie_register_for_another_name_renames_the_client_at_that_address():

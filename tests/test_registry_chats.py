@@ -268,7 +268,7 @@ def test_chats_relayed_datagrams_go_per_session_for_a_client_in_two():
     # carol cannot use bob's session; alice must say which session she means
     assert _relayed(reg.datagram_received(to + ab + b"x", C, 2.0)) == []
     assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"which?", A, 2.0)) == []
-    assert reg.stats["relay_without_session"] == 1 and reg.stats["relay_ambiguous"] == 1
+    assert reg.stats["relay_without_session"] == 1 and reg.stats["relay_unnamed"] == 1
     # each session has its own quota and allocation
     assert len(reg.forwarder.allocations) == 2
     big = to + ab + bytes(290)
@@ -276,7 +276,9 @@ def test_chats_relayed_datagrams_go_per_session_for_a_client_in_two():
     assert _relayed(reg.datagram_received(to + ac + bytes(200), A, 3.0))
     alice.finish(partner="bob", now=4.0)
     assert list(reg.forwarder.allocations) == [alice.user.chat_with(carol.user).secret]
-    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"only one now", A, 5.0)) == \
+    assert _relayed(reg.datagram_received(bytes([F.RELAYED]) + b"only one now", A, 5.0)) == []
+    assert reg.stats["relay_unnamed"] == 2          # a client that holds several always names it
+    assert _relayed(reg.datagram_received(to + ac + b"only one now", A, 5.0)) == \
         [(C, to + ac + b"only one now")]
 
 

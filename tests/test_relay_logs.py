@@ -31,8 +31,9 @@ def registered(port, name):
 
 
 def flood_refused_registrations(port, count):
-    """*count* Registers for new names from one socket while the relay is
-    full; every BATCH, a Connect from the registered user (answered in
+    """*count* Registers for new names from one socket while its IP has as
+    many users as the relay allows (a full seed pool takes newcomers in
+    place of its least recent registration: issue 10); every BATCH, a Connect from the registered user (answered in
     order) makes sure the relay has read them all (none lost in buffers)."""
     user, flooder = registered(port, "holder"), udp()
     try:
@@ -47,27 +48,27 @@ def flood_refused_registrations(port, count):
 
 
 def test_relay_log_stays_bounded_under_a_flood_of_refused_registrations():
-    relay, port = start_relay("--max-users", "1", "--max-seed-users", "1", "--no-alt-port")
+    relay, port = start_relay("--max-users-per-ip", "1", "--no-alt-port")
     try:
         flood_refused_registrations(port, FLOOD).close()
     finally:
         relay.stop()
     lines = relay.lines["stderr"]
-    refused = [l for l in lines if re.search(r"refused 'flood\d+' from \S+: relay full$", l)]
+    refused = [l for l in lines if re.search(r"refused 'flood\d+' from \S+: too many users at that IP$", l)]
     assert len(refused) == 10
     assert any(re.search(r" \.\.\. and 4,990 more refused registrations \(relay full\) in the last"
                          r" \d+ s$", l) for l in lines), relay.transcript()
-    assert re.search(r"relay stopped: .*\bseed_full=5000\b", lines[-1])
+    assert re.search(r"relay stopped: .*\bfull_for_ip=5000\b", lines[-1])
     assert re.search(r"relay stopped: .*\blog_lines_suppressed=4990\b", lines[-1])
     assert len(lines) <= 16, relay.transcript()     # start, holder, 10 refused, summary, stop
 
 
 def test_relay_stats_interval_logs_the_counters():
-    relay, port = start_relay("--max-users", "1", "--max-seed-users", "1", "--no-alt-port", "--stats-interval", "1")
+    relay, port = start_relay("--max-users-per-ip", "1", "--no-alt-port", "--stats-interval", "1")
     try:
         flood_refused_registrations(port, 300).close()
         m = relay.expect(r"^\S+ \S+ stats: users=(\d+) proven=0 seed=1 sessions=0 datagrams_in=(\d+) .*"
-                         r"dropped\(seed_full=300\)$", stream="stderr")
+                         r"dropped\(full_for_ip=300\)$", stream="stderr")
         assert m.group(1) == "1" and int(m.group(2)) == 1 + 300 + 3
         assert re.search(r" datagrams_out=4 .* internal_errors=0 send_errors=0 "
                          r"log_lines_suppressed=290 limited_sources=0 ", m.group(0)), m.group(0)

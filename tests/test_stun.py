@@ -232,7 +232,8 @@ def test_stun_answer_suits_rfc3489_clients(name):
     """Both mapped-address attributes, only 4-byte-multiple attributes, and
     the 16 bytes after the length echoed (an RFC 3489 id has no cookie)."""
     data = golden(name)
-    reply = stunserver.answer(data, ("::ffff:192.0.2.1", 32853), RELAY)
+    (reply,) = stunserver.BindingServer([RELAY]).datagram_received(data, ("::ffff:192.0.2.1", 32853))
+    reply = reply.data
     message = stun.parse_message(reply)
     assert message.attributes["MAPPED-ADDRESS"] == message.attributes["XOR-MAPPED-ADDRESS"] == CLIENT
     assert all(length % 4 == 0 for _, length in attribute_lengths(reply))
@@ -241,7 +242,8 @@ def test_stun_answer_suits_rfc3489_clients(name):
 
 def test_stun_answer_to_unknown_required_attribute_is_420():
     data = bytes(request((0x0024, b"\x6e\x00\x01\xff"), (0x7777, b""), (0x8029, b"x" * 8)))
-    message = stun.parse_message(stunserver.answer(data, CLIENT))
+    (reply,) = stunserver.BindingServer([RELAY]).datagram_received(data, CLIENT)
+    message = stun.parse_message(reply.data)
     assert message.message_class == stun.Class.ERROR
     assert message.attributes["ERROR-CODE"] == (420, "Unrecognized")
     assert message.attributes["UNKNOWN-ATTRIBUTES"] == (0x0024, 0x7777)
@@ -302,8 +304,84 @@ def test_stun_mapped_allowance_is_both_mapped_address_attributes():
     assert stunserver.mapped_allowance(CLIENT) == 2 * (4 + 8) == 24
     assert stunserver.mapped_allowance(CLIENT6) == 2 * (4 + 20) == 48
     assert stunserver.mapped_allowance(("::ffff:192.0.2.1", 1)) == 24
-    assert len(stunserver.answer(REQUEST20, CLIENT)) == 20 + 24
-    assert len(stunserver.answer(REQUEST20, CLIENT6)) == 20 + 48
+    server = stunserver.BindingServer([RELAY])
+    assert len(server.datagram_received(REQUEST20, CLIENT)[0].data) == 20 + 24
+    assert len(server.datagram_received(REQUEST20, CLIENT6)[0].data) == 20 + 48
+
+
+def test_stun_stateless_answer_is_never_longer_than_its_request():
+    """answer() has no budget: a 20-byte request gets nothing, a roomier
+    one what fits (the mapped address the client reads first)."""
+    assert stunserver.answer(REQUEST20, CLIENT) is None
+    assert len(stunserver.answer(NATCHECK, CLIENT6)) <= len(NATCHECK)
+    cut = stun.parse_message(stunserver.answer(NATCHECK, CLIENT6))
+    assert list(cut.attributes) == ["XOR-MAPPED-ADDRESS", "FINGERPRINT"]
+
+
+@pytest.mark.parametrize("client", [CLIENT, CLIENT6], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("change", [0, stun.CHANGE_PORT], ids=["binding", "change port"])
+def test_stun_our_padded_requests_get_every_attribute_without_the_budget(client, change):
+    """Our client pads its requests to PADDED_REQUEST bytes: every answer it
+    reads fits in that, 1,000 times over from one address, and never spends
+    the budget of longer answers."""
+    server = stunserver.BindingServer([("2001:db8::3478", 3478), ("2001:db8::3478", 3479)]
+                                      if ":" in client[0] else [RELAY, ALT])
+    for i in range(1000):
+        data = bytes(stun.binding_request(change=change))
+        (reply,) = server.datagram_received(data, client, 0, now=i / 1000)
+        assert len(data) == stun.PADDED_REQUEST and len(reply.data) <= len(data)
+        message = stun.parse_message(reply.data)
+        assert set(message.attributes) == {"XOR-MAPPED-ADDRESS", "MAPPED-ADDRESS", "OTHER-ADDRESS",
+                                           "RESPONSE-ORIGIN", "FINGERPRINT"}, message
+    assert server.stats["stun_longer"] == 0 and server.stats["stun_answered"] == 1000
+    natcheck = bytes(stun.binding_request(change=change, software="peerpunch nat-check"))
+    assert len(natcheck) == stun.PADDED_REQUEST
+
+
+@pytest.mark.parametrize("cookie", [stun.COOKIE, 0x12345678], ids=["rfc8489", "rfc3489"])
+def test_stun_past_the_budget_an_answer_is_cut_to_the_request_size(cookie):
+    """One /24 gets STUN_BURST longer answers at once, then one a second;
+    past that an answer keeps only what fits in the request (the mapped
+    address the client reads), or is not sent."""
+    server = stunserver.BindingServer([RELAY, ALT])
+    roomy = bytes(request(("SOFTWARE", "x" * 16), cookie=cookie))            # 40 bytes
+    bare = bytes(request(cookie=cookie))
+    sizes = [len(r.data) for i in range(10) for r in server.datagram_received(
+        roomy, ("192.0.2.%d" % i, 1000 + i), now=0.0)]
+    assert sizes == [20 + 12 * 3] * 5 + [32] * 5          # + OTHER-ADDRESS, then cut to 40
+    cut = stun.parse_message(server.datagram_received(roomy, CLIENT, now=0.0)[0].data)
+    assert list(cut.attributes) == ["MAPPED-ADDRESS" if cookie != stun.COOKIE else "XOR-MAPPED-ADDRESS"]
+    assert server.datagram_received(bare, CLIENT, now=0.0) == []
+    assert server.datagram_received(bare, ("192.0.3.1", 1), now=0.0) != []   # another /24
+    assert len(server.datagram_received(bare, CLIENT, now=1.0)[0].data) == 44  # a second later
+    assert server.datagram_received(bare, CLIENT, now=1.0) == []
+
+
+def test_stun_forged_sources_cycled_past_the_table_get_only_the_budget():
+    """Issue 10's guarantee, the way finding D was attacked: 4,400 forged
+    sources, each in a /24 of its own (more than the 4,096 blocks the budget
+    table holds), send 20-byte requests, five rounds in one second. Longer
+    answers go only within each block's budget and the table's size; the
+    relay of the audit answered all 22,000 with 44 bytes each."""
+    server = stunserver.BindingServer([RELAY, ALT])
+    sources = [("10.%d.%d.1" % (i // 256, i % 256), 40000) for i in range(4400)]
+    sent = received = answers = 0
+    per_block = {}
+    for round_ in range(5):
+        for i, src in enumerate(sources):
+            now = round_ * 0.2 + i / 22000
+            sent += len(REQUEST20)
+            for reply in server.datagram_received(REQUEST20, src, now=now):
+                assert len(reply.data) == 44 and reply.addr == src
+                received += len(reply.data)
+                answers += 1
+                per_block[src[0]] = per_block.get(src[0], 0) + 1
+    assert answers <= stunserver.MAX_BUDGET_BLOCKS * stunserver.STUN_BURST
+    assert max(per_block.values()) <= stunserver.STUN_BURST + stunserver.STUN_RATE * 1.0
+    assert len(per_block) <= stunserver.MAX_BUDGET_BLOCKS     # the table is not cycled past
+    assert received / sent <= 44 / 20 and answers < 22000
+    print("\nFIGURE STUN, 4,400 cycled sources x 5 rounds of 20 B: %d answers, %d B for %d B (%.2fx)"
+          % (answers, received, sent, received / sent))
 
 
 def _random_request(rng):
@@ -327,23 +405,29 @@ def _random_request(rng):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_stun_no_answer_is_longer_than_request_plus_mapped_allowance(seed):
-    """The amplification bound, over random requests, both families, with
-    and without an alternate port, from either socket."""
+def test_stun_answers_longer_than_their_request_only_within_the_block_budget(seed):
+    """The amplification bound, over random requests from random sources,
+    both families, with and without an alternate port, from either socket:
+    no answer longer than its request plus mapped_allowance(), and those
+    longer than their request within the source block's budget."""
     rng = random.Random(seed)
     servers = [([RELAY], [CLIENT]), ([RELAY, ALT], [CLIENT, ("::ffff:198.51.100.9", 1)]),
                ([("2001:db8::3478", 3478), ("2001:db8::3478", 3479)], [CLIENT6]),
                ([("::", 3478), ("::", 3479)], [CLIENT6, CLIENT])]
     answered = 0
-    for _ in range(300):
-        addresses, clients = rng.choice(servers)
+    for addresses, clients in servers:
         server = stunserver.BindingServer(addresses)
-        data, client = _random_request(rng), rng.choice(clients)
-        for reply in server.datagram_received(data, client, rng.randrange(len(addresses))):
-            answered += 1
-            assert len(reply.data) <= len(data) + stunserver.mapped_allowance(client)
-            assert reply.addr == client
-            assert all(length % 4 == 0 for _, length in attribute_lengths(reply.data))
+        longer = {}
+        for i in range(300):
+            data, client, now = _random_request(rng), rng.choice(clients), i / 100
+            for reply in server.datagram_received(data, client, rng.randrange(len(addresses)), now):
+                answered += 1
+                assert len(reply.data) <= len(data) + stunserver.mapped_allowance(client)
+                if len(reply.data) > len(data):
+                    longer[client[0]] = longer.get(client[0], 0) + 1
+                    assert longer[client[0]] <= stunserver.STUN_BURST + stunserver.STUN_RATE * now
+                assert reply.addr == client
+                assert all(length % 4 == 0 for _, length in attribute_lengths(reply.data))
     assert answered > 200
 
 
@@ -363,7 +447,7 @@ def test_stun_server_never_raises_on_garbage_and_counts_it():
             assert len(reply.data) <= len(data) + 24
     stats = server.stats
     assert stats["stun_malformed"] > 1000
-    assert sum(stats.values()) == 3000
+    assert sum(v for k, v in stats.items() if k not in ("stun_longer", "stun_cut")) == 3000
 
 
 # --------------------------------------------------------------- transactions
