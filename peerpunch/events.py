@@ -57,6 +57,8 @@ RELAY_RETRY_MAX = 4.0         # ...up to this, and steady there while the relay 
 NOT_ANSWERING_AFTER = 2       # re-registrations unanswered in a row: "the relay is not answering"
 SLOW_AFTER = 2.0              # registering or punching this long: say it is still going on
 WAIT_RETRY = 5.0              # waiting, with a relay that keeps no watches: Connect this often
+WATCHED_WAIT_RETRY = 20.0     # waiting, with watches: Connect this often anyway (a seed-form
+                              # target is never announced; a lost Online costs no more than this)
 RELAY_STOPPING_RETRY = (0.5, 1.5)  # the relay said it stops: register again this soon (at random)
 RELAY_STOPPING_EVERY = 60.0   # heeded at most this often (a seed or old relay's is not authenticated)
 CONNECT_RETRY = 1.0

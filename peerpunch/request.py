@@ -17,7 +17,9 @@ can pass it on. INTRODUCED (punching) repeats the Connect so that the relay
 repeats an introduction whose PeerInfo was lost. A TargetNotFound turns the
 request into a wait, said once: with a relay that keeps watches
 (``watch1``) the client's Registers name the target and the relay sends
-``Online``; any other relay is asked again every WAIT_RETRY.
+``Online``, and is asked again only every WATCHED_WAIT_RETRY (a seed-form
+client's arrival is never announced); any other relay is asked again every
+WAIT_RETRY.
 
 What it needs of the client is small: ``connect_msg(name)``,
 ``register_now()`` (a Register, as a Send), ``watches``,
@@ -31,6 +33,7 @@ import logging
 
 from .effects import Log
 from .events import CONNECT_RETRY, CONNECT_TIMEOUT, NUDGE_EVERY, REREGISTER_RETRY, WAIT_RETRY
+from .events import WATCHED_WAIT_RETRY
 from .events import Failed, Notice, Waiting
 from .timers import Timer
 
@@ -121,6 +124,9 @@ class Request:
         if not self.client.watches:
             self.wait_retry.at(now + WAIT_RETRY)
             return out
+        self.wait_retry.at(now + WATCHED_WAIT_RETRY)
+        if not first:
+            return out                   # the watch is in our Registers already
         # the watch, at once; retried like an echo until acknowledged
         self.client.register_soon(now + REREGISTER_RETRY)
         return out + [self.client.register_now()]
@@ -156,8 +162,8 @@ class Request:
     # -- timers
 
     def _wait_retry_due(self, now):
-        """Waiting, with a relay that keeps no watches: ask it again."""
-        if self.state is not _R.WAITING or self.client.watches:
+        """Waiting: ask the relay again (gently, when it keeps watches)."""
+        if self.state is not _R.WAITING:
             return []
         self._move("wait_retry", now)
         self.connect.at(now + CONNECT_RETRY)

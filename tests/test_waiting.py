@@ -57,9 +57,11 @@ def test_waiting_connects_when_the_target_registers_without_polling():
     before = len(net.sent(ALICE, RELAY))
     net.run(60)                                     # a minute of waiting
     later = net.sent(ALICE, RELAY)[before:]
-    assert not [d for d in later if d.startswith(b'{"Connect"')]        # no polling
+    connects = [d for d in later if d.startswith(b'{"Connect"')]     # no hard polling:
+    assert 1 <= len(connects) <= 60 / E.WATCHED_WAIT_RETRY             # one now and then
     every = min(S.REREGISTER_INTERVAL, S.KEEPALIVE)
-    assert len(later) <= 60 / every + 1 and all(d.startswith(b'{"Register"') for d in later)
+    registers = [d for d in later if d.startswith(b'{"Register"')]
+    assert len(registers) <= 60 / every + 1 and len(registers) + len(connects) == len(later)
     bob = net.add_peer("bob", BOB)
     assert until(net, connected(alice, bob), 3) < 0.5
     assert [e.username for e in net.shown(ALICE, S.Connected)] == ["bob"]
@@ -82,6 +84,22 @@ def test_waiting_after_connect_typed_while_idle_connects_when_the_target_registe
     assert until(net, connected(alice, bob), 3) < 0.5
     assert [e.username for e in net.shown(ALICE, S.Connected)] == ["bob"]
     assert len(net.shown(ALICE, S.Failed)) == 1 and len(net.shown(ALICE, E.Waiting)) == 1
+
+
+def test_waiting_for_a_seed_form_client_finds_it_by_asking_again():
+    """A seed-form registration is never announced (it cannot prove its
+    address): the waiting peer still finds it, by its gentle Connect."""
+    net, alice = waiting_alice()
+    net.run(3)
+    net.inject(BOB, RELAY, b'{"Register":{"username":"bob"}}')      # the seed's own form
+    net.run(0.1)
+    assert net.sent(RELAY, BOB) == [b'"RegisterAck"']
+    assert not [d for d in net.sent(RELAY, ALICE) if d.startswith(b'{"Online"')]
+    start = net.now
+    until(net, lambda: any(d.startswith(b'{"PeerInfo"') for d in net.sent(RELAY, ALICE)),
+          E.WATCHED_WAIT_RETRY + 1)
+    assert net.now - start <= E.WATCHED_WAIT_RETRY
+    assert b'"PeerInfo"' in b"".join(net.sent(RELAY, BOB))        # both were introduced
 
 
 LOSSES = {
