@@ -58,6 +58,9 @@ def parse_args(argv, prog="peerpunch-peer"):
                         " on the first accept)")
     parser.add_argument("--auto-accept", type=_directory, metavar="DIR",
                         help="accept every file offered, into DIR")
+    parser.add_argument("--gui", action="store_true",
+                        help="chat in a window (tkinter) instead of the terminal; --connect"
+                        " optional, the username asked in a dialog if missing")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -75,7 +78,7 @@ def _epilog(prog):
 
 
 _RELAY_OF = (("peer.py", "relay.py"), ("peerpunch-peer", "peerpunch-relay"), (" peer", " relay"),
-             (".pyz", ".pyz relay"), ("-m peerpunch.peer", "-m peerpunch.relay"),
+             (".pyz", ".pyz relay"), ("peerpunch-gui", "peerpunch-relay"), (".pyz gui", ".pyz relay"), ("-m peerpunch.peer", "-m peerpunch.relay"),
              ("-m peerpunch", "-m peerpunch.relay"))
 
 
@@ -180,6 +183,12 @@ def main(argv=None, prog=None):
     parser, args = parse_args(argv, prog or cli.program_name("peerpunch-peer"))
     if args.nat_check:
         return nat_check(args, parser.prog)
+    root = None
+    if args.gui:                  # first: without tkinter or a display, nothing else is done
+        from . import guiapp
+        root = guiapp.open_root(parser.prog)
+        if root is None:
+            return 2
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         _tolerant(stream)
     try:
@@ -190,8 +199,13 @@ def main(argv=None, prog=None):
         return cli.usage_error(parser.prog, "cannot bind %s: %s"
                                % ("%s:%d" % args.bind if args.bind else "a UDP socket",
                                   exc.strerror or exc))
-    name = args.name or ask("Please enter your username:", P.check_username)
+    if root is not None:
+        name = args.name or guiapp.ask_name(root)
+    else:
+        name = args.name or ask("Please enter your username:", P.check_username)
     target = args.connect
+    if root is not None and target is None:
+        target = ""                  # the window is useful idle: no one is asked for
     if name is not None and target is None and not args.wait:
         target = ask("Enter the username of the peer you want to connect to (empty to wait):",
                      lambda text: P.check_username(text) if text else "")
@@ -221,7 +235,15 @@ def main(argv=None, prog=None):
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
+    if root is not None:
+        return guiapp.run(root, session, sock, name, verbose=args.verbose, known_peers=known)
     return run(session, sock, verbose=args.verbose, known_peers=known)
+
+
+def gui_main(argv=None):
+    """``peerpunch-gui [flags]``: the peer in its window (``--gui``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return main(["--gui"] + argv, cli.program_name("peerpunch-gui"))
 
 
 def _tolerant(stream):
