@@ -26,8 +26,8 @@ class ChatPane(ttk.Frame):
         self.tree = ttk.Treeview(self, columns=("status",), selectmode="browse", height=10)
         self.tree.heading("#0", text="chat")
         self.tree.heading("status", text="status")
-        self.tree.column("#0", width=110, stretch=False)
-        self.tree.column("status", width=190)
+        self.tree.column("#0", width=120, stretch=False)
+        self.tree.column("status", width=150)
         self.tree.pack(fill="both", expand=True)
         self.tree.bind("<<TreeviewSelect>>", self._selected)
         self.tip = Tooltip(self.tree, self._key_at)
@@ -71,7 +71,7 @@ class Conversation(ttk.Frame):
     def __init__(self, master):
         super().__init__(master)
         self.text = tk.Text(self, wrap="word", width=60, height=18, state="disabled",
-                            borderwidth=1, relief="sunken")
+                            borderwidth=1, relief="sunken", font="TkTextFont", padx=PAD)
         scroll = ttk.Scrollbar(self, command=self.text.yview)
         self.text.configure(yscrollcommand=scroll.set)
         scroll.pack(side="right", fill="y")

@@ -46,6 +46,7 @@ offer waits for /accept or /decline), "waiting" (ours waits for theirs),
 # event of their own they are recognised by their words.
 _REQUEST = re.compile(r"^accept chat from (\S+)\? ")
 _ENDS = (E.PeerLeft, E.ConnectionLost)
+_UP = ("connected", "joined")
 _STATES = {T.FileAccepted: "moving", T.FileProgress: "moving", T.FileSent: "done",
            T.FileReceived: "done", T.FileFailed: "failed"}
 
@@ -206,10 +207,10 @@ class Model:
 
 
 def row_status(row):
-    """A chat's status as the list shows it: ``connected, direct, encrypted``."""
-    parts = [row.state]
-    if row.path:
-        parts.append(row.path)
+    """A chat's status as the list shows it: ``direct, encrypted`` (its state
+    too while it is not up: ``punching, unencrypted``; a group: ``group, ...``)."""
+    parts = [] if row.state in _UP else [row.state]
+    parts.append(row.path or ("group" if row.kind == "group" else "no path yet"))
     parts.append("encrypted" if row.encrypted else "unencrypted")
     return ", ".join(parts)
 

@@ -103,6 +103,7 @@ STDLIB_38 = {
     "errno", "shlex",          # file transfer: a full disk told from other errors; /send's paths
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
     "traceback", "typing", "zlib",
+    "tkinter",                 # the GUI (--gui), imported only when asked for
 }
 
 

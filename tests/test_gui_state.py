@@ -34,8 +34,12 @@ def test_gui_state_chat_list_sets_rows_and_shows_the_current_chat():
     changes = m.event(E.ChatList((BOB, CAROL), "bob"))
     assert m.rows == (BOB, CAROL) and m.current == "bob" and m.shown == "bob"
     assert ("shown",) in changes and ("chats",) in changes
-    assert G.row_status(BOB) == "connected, direct, encrypted"
-    assert G.row_status(CAROL) == "connected, relayed, unencrypted"
+    assert G.row_status(BOB) == "direct, encrypted"
+    assert G.row_status(CAROL) == "relayed, unencrypted"
+    assert G.row_status(E.ChatRow("dave", "chat", "punching", None, False, None)) == \
+        "punching, no path yet, unencrypted"
+    assert G.row_status(E.ChatRow("#team", "group", "joined", None, True, None)) == \
+        "group, encrypted"
 
 
 def test_gui_state_a_message_goes_to_its_chat_in_the_terminals_words():

@@ -59,9 +59,13 @@ class Xvfb:
 
 
 def xvfb_or_skip():
-    """Skip (or, in CI, fail) when there is no Xvfb; else start one."""
-    if shutil.which("Xvfb") is None:
-        why = "Xvfb is not installed (Debian: apt-get install xvfb x11-apps; run-tests does it as root)"
+    """Skip (or, in CI, fail) when there is no Xvfb (or xwd); else start one.
+    A Python built without tkinter skips: it has no GUI to test."""
+    pytest.importorskip("tkinter", reason="this Python has no tkinter")
+    missing = [tool for tool in ("Xvfb", "xwd") if shutil.which(tool) is None]
+    if missing:
+        why = "%s not installed (Debian: apt-get install xvfb x11-apps; run-tests does it as" \
+              " root)" % " and ".join(missing)
         if os.environ.get("CI") == "true":
             pytest.fail("the GUI tests must run in CI: " + why)
         pytest.skip(why)
