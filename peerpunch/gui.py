@@ -30,7 +30,17 @@ from .peershell import pump
 
 POLL_MS = 50
 SIZE = "860x520"
+BAR = "#3584e4"
 GIVE_UP_MS = 5000         # closing: the window goes this long after quit at the latest
+
+
+def _style(root):
+    """A plain modern look where Tk has it: the clam theme, blue bars."""
+    style = ttk.Style(root)
+    if "clam" in style.theme_names():
+        style.theme_use("clam")
+    style.configure("Horizontal.TProgressbar", background=BAR, lightcolor=BAR, darkcolor=BAR,
+                    troughcolor="#f6f5f4")
 
 
 class Window:
@@ -45,11 +55,11 @@ class Window:
         self.code = None           # the exit code, once the core closed
         self.closing = False
         self.gone = False          # the window was destroyed
+        self.interrupted = False   # SIGINT or SIGTERM came: close as the close button does
         self.dialogs = []
         root.title("peerpunch \u2014 %s" % me)
         root.geometry(SIZE)
-        if "clam" in ttk.Style(root).theme_names():
-            ttk.Style(root).theme_use("clam")
+        _style(root)
         root.protocol("WM_DELETE_WINDOW", self.close)
         self._build(root)
         self._draw([("chats",), ("requests",)])
@@ -177,7 +187,7 @@ class Window:
     def _line(self, key, text, tag, drawn=False):
         if key == self.model.shown and not drawn:
             self.conversation.append(text, tag)
-        if tag not in ("mine", "theirs"):
+        if tag not in ("mine", "theirs", "mark"):
             self.status.configure(text=sanitize(text)[:200])
 
     # -- running
@@ -191,7 +201,10 @@ class Window:
         return 1 if self.code is None else self.code
 
     def _poll(self, output, hook):
-        if self.code is None:
+        if self.interrupted:
+            self.interrupted = False
+            self.close()
+        if self.code is None and not self.gone:
             pump(output, self, block=False)
         if hook is not None and not self.gone:
             hook.poll(self)

@@ -10,11 +10,12 @@ here, when asked for, so the terminal client never needs it.
 
 import os
 import queue
+import signal
 import sys
 
 from . import cli
 from . import protocol as P
-from .peershell import JOIN_TIMEOUT, NetworkThread, _install_signals, _restore_signals
+from .peershell import JOIN_TIMEOUT, NetworkThread
 
 
 def open_root(prog):
@@ -58,14 +59,16 @@ def run(root, core, sock, name, verbose=False, known_peers=None):
     window = Window(root, name, network.post)
     root.deiconify()
     hook = _test_hook()
-    previous = _install_signals(network)
+    previous = {sig: signal.signal(sig, lambda *_: setattr(window, "interrupted", True))
+                for sig in (signal.SIGINT, signal.SIGTERM)}     # the window's poll sees it
     network.start()
     try:
         code = window.run(output, hook)
         network.join(JOIN_TIMEOUT)
         return code
     finally:
-        _restore_signals(previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _test_hook():

@@ -66,7 +66,7 @@ class Conversation(ttk.Frame):
     """The lines of the conversation shown, read-only."""
 
     TAGS = {"mine": "#1a5fb4", "alert": "#c01c28", "error": "#c01c28", "log": "#77767b",
-            "info": "#5e5c64", "theirs": "#000000"}
+            "info": "#5e5c64", "theirs": "#000000", "mark": "#26a269"}
 
     def __init__(self, master):
         super().__init__(master)

@@ -47,6 +47,8 @@ offer waits for /accept or /decline), "waiting" (ours waits for theirs),
 _REQUEST = re.compile(r"^accept chat from (\S+)\? ")
 _ENDS = (E.PeerLeft, E.ConnectionLost)
 _UP = ("connected", "joined")
+_TAGS = {E.Alert: "alert", SC.KeyChanged: "alert", E.Message: "theirs", GroupMessage: "theirs",
+         E.Delivered: "mark"}
 _STATES = {T.FileAccepted: "moving", T.FileProgress: "moving", T.FileSent: "done",
            T.FileReceived: "done", T.FileFailed: "failed"}
 
@@ -114,16 +116,15 @@ class Model:
         if kind is GroupMessage:
             return self._worded(event, event.group, always=True)
         changes = self._before_list(event)
-        name = getattr(event, "partner", None) or getattr(event, "username", None)
-        return changes + self._worded(event, name) + self._request(event)
+        return changes + self._worded(event, _named(event)) + self._request(event)
 
     def _worded(self, event, name, always=False):
         text = format_event(event, tty=True)
         if text is None or is_progress(event):        # a progress bar shows that
             return []
-        key = name if name is not None and (always or name in self.conversations) else self.shown
-        tag = "alert" if type(event) in (E.Alert, SC.KeyChanged) else \
-            "theirs" if type(event) in (E.Message, GroupMessage) else "info"
+        known = name in self.conversations or self.row(name) is not None
+        key = name if name is not None and (always or known) else self.shown
+        tag = _TAGS.get(type(event), "info")
         return self._add(key, text, tag)
 
     def _add(self, key, text, tag):
@@ -204,6 +205,14 @@ class Model:
         if name in self.requests:
             self.requests.remove(name)
         return [("requests",)]
+
+
+def _named(event):
+    """The chat an event names, if any (it may be ours: then none is listed)."""
+    if isinstance(event, E.Words):
+        name = event.fields.get("name")
+        return name if isinstance(name, str) else None
+    return getattr(event, "partner", None) or getattr(event, "username", None)
 
 
 def row_status(row):

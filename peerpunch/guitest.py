@@ -25,6 +25,7 @@ import socket
 from .guiparts import HOME_ITEM
 
 MAX_REQUEST = 1 << 16
+SEND_TIMEOUT = 5.0
 ENV = "PEERPUNCH_GUI_TEST"
 
 
@@ -33,8 +34,9 @@ class Hook:
 
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5.0)
+        self.sock.settimeout(SEND_TIMEOUT)
         self.sock.connect(path)
+        self.sock.setblocking(False)       # a poll never waits for the test
         self.buffer = b""
 
     def poll(self, window):
@@ -44,11 +46,18 @@ class Hook:
                 answer = dict(ok=True, **_DO[request["do"]](window, request))
             except Exception as exc:           # a test's mistake: say it, keep the GUI up
                 answer = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-            self.sock.sendall(json.dumps(answer).encode("utf-8") + b"\n")
+            self._send(json.dumps(answer).encode("utf-8") + b"\n")
+
+    def _send(self, data):
+        self.sock.settimeout(SEND_TIMEOUT)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.setblocking(False)
 
     def _requests(self):
         try:
-            data = self.sock.recv(MAX_REQUEST, socket.MSG_DONTWAIT)
+            data = self.sock.recv(MAX_REQUEST)
         except (BlockingIOError, InterruptedError):
             return []
         except OSError:

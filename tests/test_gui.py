@@ -12,6 +12,7 @@ PEERPUNCH_SCREENSHOT_DIR is set, copied there too.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -86,7 +87,7 @@ def test_gui_a_typed_line_reaches_the_partner_and_theirs_is_shown(gui, procs, re
                     what="bob's line in the conversation")
     window.ask("type", text="/quit")                 # a command, as in the terminal
     bob.expect(r"^\[alice\] has left the chat\.$")
-    assert alice.wait() == 0
+    assert alice.wait() == 0, alice.transcript()
 
 
 def test_gui_accepting_a_file_offer_brings_the_file(gui, procs, relay, tmp_path):
@@ -139,6 +140,25 @@ def _check_png(data, size):
     assert [width, height] == size
     raw = zlib.decompress(data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8])
     assert len(set(raw[1:1 + width * 3 * height:7])) > 4      # not one flat colour
+
+
+def test_gui_sigterm_says_goodbye_like_the_close_button(gui, procs, relay, tmp_path):
+    alice, window, bob = _chat(gui, procs, relay, tmp_path)
+    alice.signal(signal.SIGTERM)
+    bob.expect(r"^\[alice\] has left the chat\.$")
+    assert alice.wait() == 0, alice.transcript()
+
+
+def test_gui_a_refused_name_stays_shown_until_the_window_is_closed(gui, procs, relay):
+    peer(procs, relay, "--name", "alice", "--wait").expect("^registered as alice")
+    alice, window = gui("--name", "alice")
+    state = window.wait_for(lambda s: "error: the relay says the name alice is in use"
+                            in s["conversation"], what="the refusal shown")
+    assert state["title"] == "peerpunch \u2014 alice"
+    assert alice.popen.poll() is None                      # the window is still up
+    alice.expect("^error: the relay says the name alice is in use", stream="stderr")
+    alice.signal(signal.SIGTERM)
+    assert alice.wait() == 1
 
 
 # -- where there can be no window

@@ -68,11 +68,13 @@ def test_gui_state_a_typed_plain_line_is_echoed_in_the_current_chat_not_a_comman
 
 
 def test_gui_state_events_naming_no_chat_go_to_the_shown_conversation():
-    m = model()
+    m = model(BOB, CAROL)
     m.event(E.Registered("alice", "127.0.0.1:8080"))       # our own name: no chat
     m.event(E.Notice("switched", name="bob"))
     assert texts(m) == ["registered as alice with relay 127.0.0.1:8080",
                         "plain lines now go to bob"]
+    m.event(E.Notice("now_direct", name="carol", endpoint="127.0.0.1:7"))   # names carol
+    assert texts(m, "carol") == ["now direct with carol at 127.0.0.1:7"]
     m.show(G.HOME)
     m.log("warning: something")
     assert texts(m) == ["warning: something"] and m.lines()[0][1] == "log"
