@@ -179,6 +179,8 @@ class Window:
                 filled = True
             elif kind == "transfer":
                 self.transfers.draw(change[1])
+            elif kind == "transfer_gone":
+                self.transfers.forget(change[1])
             elif kind == "requests":
                 self.requests.draw()
             elif kind == "dialog":

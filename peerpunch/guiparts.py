@@ -36,12 +36,16 @@ class ChatPane(ttk.Frame):
         self.tree.delete(*self.tree.get_children())
         self.tree.insert("", "end", iid=HOME_ITEM, text="peerpunch", values=("",))
         for row in self.model.rows:
-            unread = self.model.unread.get(row.name)
-            label = "%s (%d)" % (row.name, unread) if unread else row.name
-            self.tree.insert("", "end", iid=row.name, text=label, values=(G.row_status(row),))
+            self.tree.insert("", "end", iid=row.name, text=self._label(row.name, row.name),
+                             values=(G.row_status(row),))
         shown = HOME_ITEM if self.model.shown == G.HOME else self.model.shown
         if self.tree.exists(shown):
             self.tree.selection_set(shown)
+
+    def _label(self, text, key):
+        """*text*, and how many lines came that are not read yet."""
+        unread = self.model.unread.get(key)
+        return "%s (%d)" % (text, unread) if unread else text
 
     def items(self):
         """What the list shows: (name, status) per line."""
@@ -105,9 +109,12 @@ class TransferPane(ttk.Frame):
         self.model = model
         self.post = post
         self.rows = {}          # tid -> (label, bar, accept, decline)
+        self.lines = 0          # grid rows used so far
 
     def draw(self, tid):
-        transfer = self.model.transfers[tid]
+        transfer = self.model.transfers.get(tid)
+        if transfer is None:            # forgotten already: its row goes
+            return
         if tid not in self.rows:
             self.rows[tid] = self._row(tid)
         label, bar, accept, decline = self.rows[tid]
@@ -119,8 +126,13 @@ class TransferPane(ttk.Frame):
             else:
                 button.grid_remove()
 
+    def forget(self, tid):
+        for widget in self.rows.pop(tid, ()):
+            widget.destroy()
+
     def _row(self, tid):
-        line = len(self.rows)
+        line = self.lines
+        self.lines += 1
         label = ttk.Label(self, anchor="w")
         bar = ttk.Progressbar(self, maximum=100.0, length=160)
         accept = ttk.Button(self, text="Accept", command=lambda: self.post("/accept " + tid))

@@ -13,6 +13,7 @@ answer, and returns the *changes* the window must redraw:
     ("chats",)                 the list of chats (or the unread counts) changed
     ("shown",)                 another conversation is shown
     ("transfer", tid)          transfer *tid* appeared or changed
+    ("transfer_gone", tid)     transfer *tid* is no longer shown (ended long ago)
     ("requests",)              the chat requests changed
     ("dialog", title, text)    a dialog to show (the safety code)
 
@@ -36,6 +37,7 @@ from .lineview import is_progress
 
 HOME = ""
 MAX_LINES = 2000            # per conversation; older lines are forgotten
+KEEP_ENDED = 3              # finished transfers still shown
 
 Transfer = collections.namedtuple("Transfer", "tid partner names outgoing state done total")
 Transfer.__doc__ = """One file transfer as the GUI shows it: *state* "offered" (an incoming
@@ -189,7 +191,14 @@ class Model:
             total if state == "done" else (old.done if old else 0)
         self.transfers[tid] = Transfer(tid, news.partner, tuple(news.names), news.outgoing,
                                        state, done, total)
-        return [("transfer", tid)]
+        return [("transfer", tid)] + self._forget_ended()
+
+    def _forget_ended(self):
+        """Keep the last KEEP_ENDED finished transfers (the live ones all)."""
+        ended = [t.tid for t in self.transfers.values() if t.state in ("done", "failed")]
+        for tid in ended[:-KEEP_ENDED]:
+            del self.transfers[tid]
+        return [("transfer_gone", tid) for tid in ended[:-KEEP_ENDED]]
 
     def _request(self, event):
         if not isinstance(event, E.Words):

@@ -160,3 +160,15 @@ def test_gui_state_the_closing_error_is_shown():
     m = model()
     assert m.closed("error: no") == [("line", "bob", "error: no", "error")]
     assert m.closed(None) == []
+
+
+def test_gui_state_only_the_last_finished_transfers_are_kept():
+    m = model()
+    for n in range(G.KEEP_ENDED + 2):
+        tid = "%016x" % n
+        m.event(FileNews("bob", T.FileOffered(tid, ("f",), 1, 5), False, ("f",), 0))
+        changes = m.event(FileNews("bob", T.FileFailed(tid, T.DECLINED_REASON, False), False,
+                                   ("f",), 0))
+    assert changes[1] == ("transfer_gone", "%016x" % 1)
+    offer(m)                                         # a live one is never forgotten
+    assert list(m.transfers) == ["%016x" % n for n in range(2, G.KEEP_ENDED + 2)] + [TID]

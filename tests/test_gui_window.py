@@ -7,6 +7,7 @@ import queue
 import pytest
 
 from peerpunch import events as E
+from peerpunch import guistate as G
 from peerpunch import transfer as T
 from peerpunch.chatfiles import FileNews
 
@@ -72,6 +73,9 @@ def test_gui_window_picking_a_chat_switches_to_it(window):
     assert window.posted == [("line", "/switch carol")]
     assert window.conversation.content() == "[carol]> psst\n"
     assert ("carol", "relayed, unencrypted") in window.chats.items()     # read now
+    window.event(E.Message("bob", "and me", 2))
+    _settle(window)
+    assert window.chats.items()[1] == ("bob (1)", "direct, encrypted")
 
 
 def test_gui_window_send_file_button_posts_send_with_quoted_paths(window, monkeypatch):
@@ -93,6 +97,15 @@ def test_gui_window_offer_buttons_post_accept_and_decline(window):
     window.transfers.button(tid, "accept").invoke()
     assert window.posted == [("line", "/decline " + tid), ("line", "/accept " + tid)]
     assert window.transfers.shown() == [(tid, "f.txt from bob: offered", 0.0, True)]
+    for n in range(G.KEEP_ENDED + 1):            # finished ones push it out
+        other = "%016x" % n
+        window.event(FileNews("bob", T.FileOffered(other, ("g",), 1, 10), True, ("g",), 0))
+        window.event(FileNews("bob", T.FileSent(other, ("g",), 1, 10), True, ("g",), 10))
+    window.event(FileNews("bob", T.FileFailed(tid, T.DECLINED_REASON, False), False, ("f",), 0))
+    _settle(window)
+    shown = window.transfers.shown()
+    assert len(shown) == G.KEEP_ENDED and tid not in [row[0] for row in shown]
+    assert all(row[1] == "g to bob: done" and row[2] == 100.0 for row in shown)
 
 
 def test_gui_window_chat_request_buttons_post_accept_name(window):
@@ -146,6 +159,7 @@ def test_gui_window_run_polls_the_queue_until_the_end(window):
 def test_gui_ask_name_dialog_until_a_valid_name(display):
     from peerpunch import guiapp
     root = tk.Tk(screenName=display)
+    root.withdraw()                      # as guiapp.open_root leaves it
     prompts = []
 
     def answer(text):
