@@ -130,7 +130,7 @@ class Window:
     def select(self, key):
         """The user picked *key* in the list: show it, and make it current."""
         changes = self.model.show(key)
-        if key != G.HOME and key != self.model.current:
+        if key != G.HOME:            # even if it seems current: the core's word decides
             self.send_line("/switch " + key)
         self._draw(changes)
 

@@ -49,6 +49,7 @@ offer waits for /accept or /decline), "waiting" (ours waits for theirs),
 _REQUEST = re.compile(r"^accept chat from (\S+)\? ")
 _ENDS = (E.PeerLeft, E.ConnectionLost)
 _UP = ("connected", "joined")
+_SWITCHED = ("switched", "now_current")      # the Notices that name the new current chat
 _TAGS = {E.Alert: "alert", SC.KeyChanged: "alert", E.Message: "theirs", GroupMessage: "theirs",
          E.Delivered: "mark"}
 _STATES = {T.FileAccepted: "moving", T.FileProgress: "moving", T.FileSent: "done",
@@ -167,11 +168,13 @@ class Model:
             self.rows = tuple(r for r in self.rows if r.name != row.name) + (row,)
             self.conversations.setdefault(row.name, [])
             return self._current(self.current or row.name) + [("chats",)]
+        if isinstance(event, E.Notice) and event.what in _SWITCHED:
+            return self._current(event.fields.get("name"))
         if isinstance(event, _ENDS):
             self.rows = tuple(r for r in self.rows if r.name != event.username)
             left = [r.name for r in self.rows]
-            return self._current(self.current if self.current in left else
-                                 (left[0] if left else None)) + [("chats",)]
+            return self._current(self.current if self.current in left else      # as the core:
+                                 (left[0] if len(left) == 1 else None)) + [("chats",)]  # one left
         return []
 
     # -- files and chat requests

@@ -60,8 +60,7 @@ def _chat(gui, procs, relay, tmp_path):
     alice, window = gui("--name", "alice", "--connect", "bob",
                         "--download-dir", str(tmp_path))
     bob.expect(CONNECTED % "alice")
-    window.wait_for(lambda s: ["bob", "direct, encrypted"] in s["chats"],
-                    what="bob in the list")
+    window.wait_for(lambda s: _listed(s, "bob", "direct, encrypted"), what="bob in the list")
     return alice, window, bob
 
 
@@ -88,6 +87,29 @@ def test_gui_a_typed_line_reaches_the_partner_and_theirs_is_shown(gui, procs, re
     window.ask("type", text="/quit")                 # a command, as in the terminal
     bob.expect(r"^\[alice\] has left the chat\.$")
     assert alice.wait() == 0, alice.transcript()
+
+
+def test_gui_picking_a_chat_in_the_list_sends_plain_lines_there(gui, procs, relay, tmp_path):
+    alice, window, bob = _chat(gui, procs, relay, tmp_path)
+    carol = peer(procs, relay, "--name", "carol", "--wait")
+    carol.expect("^registered as carol")
+    window.ask("type", text="/connect carol")
+    carol.expect(CONNECTED % "alice")
+    window.wait_for(lambda s: _listed(s, "carol", "direct, encrypted"), what="carol listed")
+    for name in ("carol", "bob", "carol"):
+        window.ask("select", name=name)
+        window.wait_for(lambda s: s["shown"] == name, what="%s shown" % name)
+        them = bob if name == "bob" else carol
+        start = len(them.lines["stdout"])
+        window.ask("type", text="only for %s" % name)
+        them.expect(r"^\[alice\]> only for %s$" % name, start=start)
+    assert not bob.has("only for carol") and not carol.has("only for bob")
+
+
+def _listed(state, name, status):
+    """*name* is in the window's list with *status* (an unread count may follow the name)."""
+    return any(re.match(r"%s( \(\d+\))?$" % re.escape(name), label) and shown == status
+               for label, shown in state["chats"])
 
 
 def test_gui_accepting_a_file_offer_brings_the_file(gui, procs, relay, tmp_path):

@@ -136,6 +136,12 @@ def test_gui_state_without_a_chat_list_connected_and_left_keep_the_list():
     assert m.rows == (BOB,) and m.current == "bob" and m.shown == "bob"
     assert texts(m)[0].startswith("connected to bob at 127.0.0.1:5 (direct)")  # once
     assert len(texts(m)) == 1
+    m.event(E.Connected("carol", "127.0.0.1:6", "relayed", 0.1, None))
+    assert m.current == "bob"
+    m.event(E.Notice("switched", name="carol"))
+    assert m.current == m.shown == "carol"
+    m.event(E.PeerLeft("carol"))
+    assert m.current == "bob"
     m.event(E.PeerLeft("bob"))
     assert m.rows == () and m.current is None
     assert texts(m)[-1] == "[bob] has left the chat."
