@@ -10,6 +10,7 @@ import tkinter as tk
 from tkinter import ttk
 
 from . import guistate as G
+from .console import sanitize
 
 PAD = 4
 HOME_ITEM = " home"     # the list's first line (no username begins with a blank)
@@ -36,16 +37,16 @@ class ChatPane(ttk.Frame):
         self.tree.delete(*self.tree.get_children())
         self.tree.insert("", "end", iid=HOME_ITEM, text="peerpunch", values=("",))
         for row in self.model.rows:
-            self.tree.insert("", "end", iid=row.name, text=self._label(row.name, row.name),
+            self.tree.insert("", "end", iid=row.name, text=self._label(row.name),
                              values=(G.row_status(row),))
         shown = HOME_ITEM if self.model.shown == G.HOME else self.model.shown
         if self.tree.exists(shown):
             self.tree.selection_set(shown)
 
-    def _label(self, text, key):
-        """*text*, and how many lines came that are not read yet."""
-        unread = self.model.unread.get(key)
-        return "%s (%d)" % (text, unread) if unread else text
+    def _label(self, name):
+        """*name*, and how many of its lines are not read yet."""
+        unread = self.model.unread.get(name)
+        return "%s (%d)" % (sanitize(name), unread) if unread else sanitize(name)
 
     def items(self):
         """What the list shows: (name, status) per line."""
