@@ -161,21 +161,27 @@ def test_gui_ask_name_dialog_until_a_valid_name(display):
     root = tk.Tk(screenName=display)
     root.withdraw()                      # as guiapp.open_root leaves it
     prompts = []
+    answers = ["x" * 40, "carol"]
 
-    def answer(text):
+    def answer():
         dialogs = [w for w in root.winfo_children() if isinstance(w, tk.Toplevel)]
-        if not dialogs:                  # not up yet
-            root.after(20, answer, text)
+        if not dialogs or not dialogs[-1].winfo_viewable():    # not up yet: keys would be lost
+            root.after(20, answer)
             return
         dialog = dialogs[-1]
         prompts.append([w.cget("text") for w in _all(dialog) if isinstance(w, tk.Label)])
         entry = next(w for w in _all(dialog) if isinstance(w, tk.Entry))
-        entry.insert(0, text)
+        entry.insert(0, answers.pop(0))
         entry.focus_force()
         entry.event_generate("<Return>", when="now")
-        if text != "carol":
-            root.after(20, answer, "carol")
-    root.after(20, answer, "x" * 40)
+        if answers:
+            root.after(20, answer)
+
+    def give_up():                       # a dialog never answered fails the test, never hangs it
+        for window in root.winfo_children():
+            window.destroy()
+    root.after(20, answer)
+    root.after(20000, give_up)
     try:
         assert guiapp.ask_name(root) == "carol"
     finally:
