@@ -1,8 +1,18 @@
-"""The GUI's window in this process, on Xvfb, fed events directly: what its
-buttons, list and input post (the command lines the terminal takes), and
-how it ends. The real peer under the GUI is tests/test_gui.py's."""
+"""The GUI's window on Xvfb, fed events directly: what its buttons, list
+and input post (the command lines the terminal takes), and how it ends.
+The real peer under the GUI is tests/test_gui.py's.
+
+Each case runs in a child Python of its own: a Tk interpreter must be
+deleted by the thread that made it, and in this process (threads of the
+other tests come and go) the garbage collector may free it in any thread,
+which makes Tcl abort the whole run. A child has one thread, and a case
+that hangs in a Tk wait is killed by the timeout instead of hanging pytest.
+"""
 
 import queue
+import subprocess
+import sys
+import traceback
 
 import pytest
 
@@ -11,12 +21,12 @@ from peerpunch import guistate as G
 from peerpunch import transfer as T
 from peerpunch.chatfiles import FileNews
 
+from .procs import ROOT, env
 from .xserver import xvfb_or_skip
-
-tk = pytest.importorskip("tkinter")
 
 BOB = E.ChatRow("bob", "chat", "connected", "direct", True, "1ecc-f82c-f3db-ddd7")
 CAROL = E.ChatRow("carol", "chat", "connected", "relayed", False, None)
+CHILD = "import sys; from tests.test_gui_window import child; sys.exit(child(*sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +36,18 @@ def display():
     server.stop()
 
 
-@pytest.fixture
-def window(display):
+def child(case, display):
+    """The child's body: run *case* on *display*; the exit code says how it went."""
+    try:
+        globals()[case](display)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _window(display):
+    import tkinter as tk
     from peerpunch.gui import Window
     root = tk.Tk(screenName=display)
     posted = []
@@ -35,9 +55,7 @@ def window(display):
     win.posted = posted
     win.event(E.ChatList((BOB, CAROL), "bob"))
     root.update()
-    yield win
-    if not win.gone:
-        win.destroy()
+    return win
 
 
 class _Sink:
@@ -55,7 +73,8 @@ def _settle(win):
     win.root.update()
 
 
-def test_gui_window_enter_posts_the_line_and_echoes_it(window):
+def case_enter_posts_the_line_and_echoes_it(display):
+    window = _window(display)
     window.entry.insert(0, "hello bob")
     window.entry.focus_force()
     window.entry.event_generate("<Return>", when="now")
@@ -64,7 +83,8 @@ def test_gui_window_enter_posts_the_line_and_echoes_it(window):
     assert window.conversation.content().endswith("[alice]> hello bob\n")
 
 
-def test_gui_window_picking_a_chat_switches_to_it(window):
+def case_picking_a_chat_switches_to_it(display):
+    window = _window(display)
     window.event(E.Message("carol", "psst", 1))
     _settle(window)
     assert ("carol (1)", "relayed, unencrypted") in window.chats.items()
@@ -78,8 +98,10 @@ def test_gui_window_picking_a_chat_switches_to_it(window):
     assert window.chats.items()[1] == ("bob (1)", "direct, encrypted")
 
 
-def test_gui_window_send_file_button_posts_send_with_quoted_paths(window, monkeypatch):
+def case_send_file_button_posts_send_with_quoted_paths(display):
+    window = _window(display)
     from peerpunch import gui
+    monkeypatch = _Patch()
     monkeypatch.setattr(gui.filedialog, "askopenfilenames",
                         lambda **kw: ("/tmp/my photo.jpg", "/tmp/b.txt"))
     window.send_file.invoke()
@@ -89,7 +111,8 @@ def test_gui_window_send_file_button_posts_send_with_quoted_paths(window, monkey
     assert len(window.posted) == 1
 
 
-def test_gui_window_offer_buttons_post_accept_and_decline(window):
+def case_offer_buttons_post_accept_and_decline(display):
+    window = _window(display)
     tid = "a92036c1fbc13ac9"
     window.event(FileNews("bob", T.FileOffered(tid, ("f.txt",), 1, 10), False, ("f.txt",), 0))
     _settle(window)
@@ -108,7 +131,8 @@ def test_gui_window_offer_buttons_post_accept_and_decline(window):
     assert all(row[1] == "g to bob: done" and row[2] == 100.0 for row in shown)
 
 
-def test_gui_window_chat_request_buttons_post_accept_name(window):
+def case_chat_request_buttons_post_accept_name(display):
+    window = _window(display)
     assert not window.requests.winfo_ismapped()
     window.event(E.Notice("accept chat from carol? /accept or /decline"))
     window.event(E.Notice("accept chat from dave? /accept or /decline"))
@@ -124,12 +148,14 @@ def test_gui_window_chat_request_buttons_post_accept_name(window):
     assert not window.requests.winfo_ismapped()
 
 
-def test_gui_window_safety_code_button_asks_for_the_shown_chat(window):
+def case_safety_code_button_asks_for_the_shown_chat(display):
+    window = _window(display)
     window.verify.invoke()
     assert window.posted == [("line", "/verify bob")]
 
 
-def test_gui_window_an_error_ending_keeps_the_window_with_the_reason(window):
+def case_an_error_ending_keeps_the_window_with_the_reason(display):
+    window = _window(display)
     window.closed(1, E.Closed(1, "the relay went away"))
     _settle(window)
     assert not window.gone and window.code == 1
@@ -140,14 +166,16 @@ def test_gui_window_an_error_ending_keeps_the_window_with_the_reason(window):
     assert window.gone and window.posted == []
 
 
-def test_gui_window_closing_quits_first_and_goes_when_the_core_closed(window):
+def case_closing_quits_first_and_goes_when_the_core_closed(display):
+    window = _window(display)
     window.close()
     assert window.posted == [("quit",)] and not window.gone
     window.closed(0, E.Closed(0, "bye"))
     assert window.gone
 
 
-def test_gui_window_run_polls_the_queue_until_the_end(window):
+def case_run_polls_the_queue_until_the_end(display):
+    window = _window(display)
     output = queue.Queue()
     output.put(("event", E.Message("bob", "last words", 2)))
     output.put(("log", "warning: a log line"))
@@ -156,7 +184,8 @@ def test_gui_window_run_polls_the_queue_until_the_end(window):
     assert window.gone and window.err.text == "warning: a log line\n"
 
 
-def test_gui_ask_name_dialog_until_a_valid_name(display):
+def case_ask_name_dialog_until_a_valid_name(display):
+    import tkinter as tk
     from peerpunch import guiapp
     root = tk.Tk(screenName=display)
     root.withdraw()                      # as guiapp.open_root leaves it
@@ -194,3 +223,20 @@ def _all(widget):
     for child in widget.winfo_children():
         yield child
         yield from _all(child)
+
+
+class _Patch:
+    """monkeypatch.setattr for a child (which ends anyway)."""
+
+    def setattr(self, target, name, value):
+        setattr(target, name, value)
+
+
+CASES = sorted(name for name in list(globals()) if name.startswith("case_"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gui_window(display, case):
+    result = subprocess.run([sys.executable, "-c", CHILD, case, display], cwd=ROOT, env=env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
