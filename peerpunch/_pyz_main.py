@@ -1,9 +1,10 @@
 """The single-file program's entry point (tools/build_pyz.py makes dist/peerpunch.pyz).
 
 ``peerpunch.pyz relay [flags]`` runs the relay, ``peerpunch.pyz peer [flags]``
-the peer, and with no command the flags go to the peer
-(``peerpunch.pyz --connect bob``). Each program names itself after how it was
-started (``peerpunch.pyz relay``) in its --help and errors. A word that is not
+the peer, ``peerpunch.pyz gui [flags]`` the peer in its window (``--gui``),
+and with no command the flags go to the peer (``peerpunch.pyz --connect
+bob``). Each program names itself after how it was started
+(``peerpunch.pyz relay``) in its --help and errors. A word that is not
 a command and not a flag is a usage error: the peer takes no such words.
 """
 
@@ -16,12 +17,17 @@ def _peer(argv, prog):
     return main(argv, prog)
 
 
+def _gui(argv, prog):
+    from .peer import main
+    return main(["--gui"] + argv, prog)
+
+
 def _relay(argv, prog):
     from .relay import main
     return main(argv, prog)
 
 
-COMMANDS = {"peer": _peer, "relay": _relay}     # "gui" comes with issue 13
+COMMANDS = {"peer": _peer, "relay": _relay, "gui": _gui}
 
 
 def main(argv=None):

@@ -68,6 +68,9 @@ def parse_args(argv, prog="peerpunch-peer"):
                         help="an HH:MM time before each message (on a terminal)")
     parser.add_argument("--bell", action="store_true",
                         help="ring the terminal's bell when messages come (once per burst)")
+    parser.add_argument("--gui", action="store_true",
+                        help="chat in a window (tkinter) instead of the terminal; --connect"
+                        " optional, the username asked in a dialog if missing")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every ignored datagram")
     parser.add_argument("--version", action=_Version, nargs=0, help="show versions and exit")
     return parser, parser.parse_args(argv)
@@ -85,7 +88,7 @@ def _epilog(prog):
 
 
 _RELAY_OF = (("peer.py", "relay.py"), ("peerpunch-peer", "peerpunch-relay"), (" peer", " relay"),
-             (".pyz", ".pyz relay"), ("-m peerpunch.peer", "-m peerpunch.relay"),
+             (".pyz", ".pyz relay"), ("peerpunch-gui", "peerpunch-relay"), (".pyz gui", ".pyz relay"), ("-m peerpunch.peer", "-m peerpunch.relay"),
              ("-m peerpunch", "-m peerpunch.relay"))
 
 
@@ -194,6 +197,12 @@ def main(argv=None, prog=None):
             return cli.usage_error(parser.prog, problem)
     if args.nat_check:
         return nat_check(args, parser.prog)
+    root = None
+    if args.gui:                  # first: without tkinter or a display, nothing else is done
+        from . import guiapp
+        root = guiapp.open_root(parser.prog)
+        if root is None:
+            return 2
     for stream in (sys.stdout, sys.stderr, sys.stdin):
         _tolerant(stream)
     try:
@@ -204,10 +213,13 @@ def main(argv=None, prog=None):
         return cli.usage_error(parser.prog, "cannot bind %s: %s"
                                % ("%s:%d" % args.bind if args.bind else "a UDP socket",
                                   exc.strerror or exc))
-    name = args.name or ask("Please enter your username:", P.check_username)
+    if root is not None:
+        name = args.name or guiapp.ask_name(root)
+    else:
+        name = args.name or ask("Please enter your username:", P.check_username)
     target = args.connect
-    if args.json and target is None:
-        target = ""                # --json never asks: without --connect or --wait, idle
+    if (args.json or root is not None) and target is None:
+        target = ""          # --json never asks, and the window is useful idle: no one asked for
     if name is not None and target is None and not args.wait:
         target = ask("Enter the username of the peer you want to connect to (empty to wait):",
                      lambda text: P.check_username(text) if text else "")
@@ -240,6 +252,8 @@ def main(argv=None, prog=None):
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),
                                      P.format_endpoint(relay_addr)), flush=True)
     print("your key %s (crypto: %s)" % (identity.fingerprint, backend.name), flush=True)
+    if root is not None:
+        return guiapp.run(root, session, sock, name, verbose=args.verbose, known_peers=known)
     terminal = open_terminal(folder, timestamps=args.timestamps, bell=args.bell)
     try:
         return run(session, sock, verbose=args.verbose, known_peers=known, view=terminal,
@@ -267,6 +281,12 @@ def _json_conflict(args):
     if args.name is None:
         return "--json needs --name (it never asks)"
     return None
+
+
+def gui_main(argv=None):
+    """``peerpunch-gui [flags]``: the peer in its window (``--gui``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return main(["--gui"] + argv, cli.program_name("peerpunch-gui"))
 
 
 def _tolerant(stream):

@@ -104,6 +104,7 @@ STDLIB_38 = {
     "random", "re", "selectors", "signal", "socket", "stat", "struct", "sys", "threading", "time",
     "traceback", "typing", "zlib",
     "readline", "select", "termios",   # the terminal view: line editing, waiting for a key, tty modes
+    "tkinter",                 # the GUI (--gui), imported only when asked for
 }
 
 

@@ -91,6 +91,7 @@ def test_pyz_peer_uses_the_same_crypto_backend_as_the_checkout(pyz, tmp_path):
 @pytest.mark.parametrize("args, prog", [
     (["peer", "--help"], "peerpunch.pyz peer"),
     (["relay", "--help"], "peerpunch.pyz relay"),
+    (["gui", "--help"], "peerpunch.pyz gui"),
     (["--help"], "peerpunch.pyz"),
 ])
 def test_pyz_help_names_the_command_it_was_started_as(pyz, tmp_path, args, prog):
@@ -103,7 +104,8 @@ def test_pyz_help_names_the_command_it_was_started_as(pyz, tmp_path, args, prog)
 
 @pytest.mark.parametrize("args, line", [
     (["bogus"], "peerpunch.pyz: error: unknown command 'bogus'"),
-    (["gui"], "peerpunch.pyz: error: unknown command 'gui'"),
+    (["Gui"], "peerpunch.pyz: error: unknown command 'Gui'"),
+    (["gui", "--name"], "peerpunch.pyz gui: error: argument --name: expected one argument"),
     (["--bogus"], "peerpunch.pyz: error: unrecognized arguments: --bogus"),
     (["peer", "--name"], "peerpunch.pyz peer: error: argument --name: expected one argument"),
     (["relay", "--port", "x"], "peerpunch.pyz relay: error: argument --port: 'x' is not a port"),
@@ -112,6 +114,18 @@ def test_pyz_bad_arguments_get_one_line_and_exit_2(pyz, tmp_path, args, line):
     result = _oneshot(pyz, tmp_path, *args)
     assert result.returncode == 2, result
     assert len(result.stderr.splitlines()) == 1 and result.stderr.decode().startswith(line), result
+    assert result.stdout == b""
+
+
+def test_pyz_gui_without_a_display_says_so_and_exits_2(pyz, tmp_path):
+    bare = {k: v for k, v in env(pythonpath=None).items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, "-I", pyz, "gui", "--name", "alice"],
+                            cwd=str(tmp_path), env=bare, stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=30)
+    assert result.returncode == 2, result
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "peerpunch.pyz gui: error: --gui needs a display, and there is none"), result
     assert result.stdout == b""
 
 

@@ -5,7 +5,7 @@
 
 The archive holds every ``peerpunch/**/*.py`` of this checkout (no bytecode)
 and a ``__main__.py`` that hands the command line to peerpunch._pyz_main:
-``python3 peerpunch.pyz relay|peer [flags]``. zipfile writes the entries,
+``python3 peerpunch.pyz relay|peer|gui [flags]``. zipfile writes the entries,
 sorted, all stamped with one fixed time and mode, so the same sources give
 the same bytes; zipapp puts the ``#!/usr/bin/env python3`` line in front.
 Standard library only.
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TARGET = os.path.join(ROOT, "dist", "peerpunch.pyz")
 INTERPRETER = "/usr/bin/env python3"
 STAMP = (1980, 1, 1, 0, 0, 0)           # the earliest time a zip entry can hold
-MAIN = b"""# peerpunch.pyz [peer|relay] [flags]; built by tools/build_pyz.py
+MAIN = b"""# peerpunch.pyz [peer|relay|gui] [flags]; built by tools/build_pyz.py
 import sys
 from peerpunch._pyz_main import main
 sys.exit(main())
