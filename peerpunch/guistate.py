@@ -25,7 +25,6 @@ kept from Connected and the ends of chats.
 """
 
 import collections
-import re
 
 from . import events as E
 from . import securing as SC
@@ -46,7 +45,7 @@ offer waits for /accept or /decline), "waiting" (ours waits for theirs),
 
 # Chat requests are worded by the console; until the core gives them an
 # event of their own they are recognised by their words.
-_REQUEST = re.compile(r"^accept chat from (\S+)\? ")
+_ANSWERED = ("chat_accepted", "chat_declined", "chat_request_expired")
 _ENDS = (E.PeerLeft, E.ConnectionLost)
 _UP = ("connected", "joined")
 _SWITCHED = ("switched", "now_current")      # the Notices that name the new current chat
@@ -204,13 +203,18 @@ class Model:
         return [("transfer_gone", tid) for tid in ended[:-KEEP_ENDED]]
 
     def _request(self, event):
+        """A chat request from someone new is asked (its buttons appear) or
+        answered, however: the buttons, a typed /accept, 60 s of silence."""
         if not isinstance(event, E.Words):
             return []
-        match = _REQUEST.match(format_event(event) or "")
-        if match is None or match.group(1) in self.requests:
-            return []
-        self.requests.append(match.group(1))
-        return [("requests",)]
+        name = event.fields.get("name")
+        if event.what == "chat_request" and name not in self.requests:
+            self.requests.append(name)
+            return [("requests",)]
+        if event.what in _ANSWERED and name in self.requests:
+            self.requests.remove(name)
+            return [("requests",)]
+        return []
 
     def answered(self, name):
         """The user answered *name*'s chat request (the buttons)."""

@@ -74,6 +74,7 @@ def _type(window, request):
     entry.delete(0, "end")
     entry.insert(0, request["text"])
     entry.focus_force()
+    entry.update()          # the FocusIn first: Tk hands a key event to the focus window only
     entry.event_generate("<Return>", when="now")
     return {}
 

@@ -120,14 +120,19 @@ def test_gui_state_the_safety_code_is_a_dialog():
 
 def test_gui_state_a_chat_request_waits_for_an_answer():
     m = model()
-    changes = m.event(E.Notice("accept chat from carol? /accept or /decline"))
+    changes = m.event(E.Notice("chat_request", name="carol"))
     assert ("requests",) in changes and m.requests == ["carol"]
-    m.event(E.Notice("accept chat from carol? /accept or /decline"))   # said again: one request
+    m.event(E.Notice("chat_request", name="carol"))          # said again: one request
     assert m.requests == ["carol"]
     m.answered("carol")
     assert m.requests == []
-    m.event(E.Notice("carol said: accept chat from dave? /accept or /decline"))
-    assert m.requests == []                                  # only the notice itself counts
+    m.event(E.Notice("incoming_chat", name="dave", current="bob"))
+    assert m.requests == []                                  # only the request itself counts
+    m.event(E.Notice("chat_request", name="erin"))
+    m.event(E.Notice("chat_request", name="fred"))
+    assert m.event(E.Notice("chat_accepted", name="erin")) == [("requests",)]   # typed /accept
+    m.event(E.Notice("chat_request_expired", name="fred", seconds=60))
+    assert m.requests == []
 
 
 def test_gui_state_without_a_chat_list_connected_and_left_keep_the_list():

@@ -77,6 +77,7 @@ def case_enter_posts_the_line_and_echoes_it(display):
     window = _window(display)
     window.entry.insert(0, "hello bob")
     window.entry.focus_force()
+    window.entry.update()   # the FocusIn first: Tk hands a key event to the focus window only
     window.entry.event_generate("<Return>", when="now")
     assert window.posted == [("line", "hello bob")]
     assert window.entry.get() == ""
@@ -134,8 +135,8 @@ def case_offer_buttons_post_accept_and_decline(display):
 def case_chat_request_buttons_post_accept_name(display):
     window = _window(display)
     assert not window.requests.winfo_ismapped()
-    window.event(E.Notice("accept chat from carol? /accept or /decline"))
-    window.event(E.Notice("accept chat from dave? /accept or /decline"))
+    window.event(E.Notice("chat_request", name="carol"))
+    window.event(E.Notice("chat_request", name="dave"))
     _settle(window)
     assert window.requests.winfo_ismapped()
     assert window.requests.label.cget("text") == "carol asks to chat with you"
@@ -192,17 +193,25 @@ def case_ask_name_dialog_until_a_valid_name(display):
     prompts = []
     answers = ["x" * 40, "carol"]
 
+    answered = set()
+
     def answer():
-        dialogs = [w for w in root.winfo_children() if isinstance(w, tk.Toplevel)]
-        if not dialogs or not dialogs[-1].winfo_viewable():    # not up yet: keys would be lost
+        # a dialog not answered yet, up and holding its grab (simpledialog grabs
+        # once it is visible: before that, keys would be lost or the dialog
+        # destroyed under its own wait_visibility)
+        dialogs = [w for w in root.winfo_children() if isinstance(w, tk.Toplevel)
+                   and str(w) not in answered and w.winfo_viewable() and w.grab_status()]
+        if not dialogs:
             root.after(20, answer)
             return
         dialog = dialogs[-1]
+        answered.add(str(dialog))
         prompts.append([w.cget("text") for w in _all(dialog) if isinstance(w, tk.Label)])
         entry = next(w for w in _all(dialog) if isinstance(w, tk.Entry))
         entry.insert(0, answers.pop(0))
-        entry.focus_force()
-        entry.event_generate("<Return>", when="now")
+        # its OK button, not a generated <Return>: with no window manager a key
+        # event reaches the dialog only if it got the keyboard focus
+        next(w for w in _all(dialog) if isinstance(w, tk.Button) and w.cget("text") == "OK").invoke()
         if answers:
             root.after(20, answer)
 
