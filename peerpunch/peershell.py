@@ -64,7 +64,9 @@ class NetworkThread(threading.Thread):
         self.timer = DeadlineTimer(lambda: self.post("tick"), clock)
         self.loop = DatagramLoop(sock, self._datagram_received, OutputLog(output, verbose),
                                  on_event=self._event, on_wake=self._read_inbox,
-                                 on_open_error=self._open_failed, clock=clock, batch=BATCH)
+                                 on_open_error=self._open_failed, clock=clock, batch=BATCH,
+                                 handle_batch=self._datagrams_received
+                                 if hasattr(core, "datagrams_received") else None)
         self._deadline = None
 
     def post(self, *item):
@@ -89,6 +91,9 @@ class NetworkThread(threading.Thread):
 
     def _datagram_received(self, data, addr, via):
         return self.core.datagram_received(data, addr, self.clock(), via)
+
+    def _datagrams_received(self, items, via):
+        return self.core.datagrams_received(items, self.clock(), via)
 
     def _read_inbox(self):
         while not self.loop.stopped:

@@ -48,6 +48,7 @@ from .replay import ReplayWindow
 
 HELLO, REPLY, FINISH, DATA = 0xE1, 0xE2, 0xE3, 0xE4
 FRAME_TYPES = frozenset((HELLO, REPLY, FINISH, DATA))
+DATA_BYTE = bytes((DATA,))        # a DATA frame's first byte, as bytes
 _KIND_NAMES = {HELLO: "HELLO", REPLY: "REPLY", FINISH: "FINISH", DATA: "DATA"}
 MAC_LEN = 16
 HEADER_LEN = 9

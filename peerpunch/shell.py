@@ -58,11 +58,14 @@ class DatagramLoop:
     *handle(data, addr, via)*; write Log effects to *log*. *on_event(effect)*
     gets the core's own events, *on_wake()* runs after each wake-up, and
     *on_open_error(exc)* hears of an OpenSocket that failed (the Sends via
-    it are then dropped)."""
+    it are then dropped). With *handle_batch(items, via)*, the datagrams
+    read on one readiness event go to it at once instead, a list of
+    ``(data, addr)``; it drops what it refuses itself."""
 
     def __init__(self, sock, handle, log, *, on_event=None, on_wake=None, on_open_error=None,
-                 limiter=None, clock=time.monotonic, batch=BATCH):
+                 limiter=None, clock=time.monotonic, batch=BATCH, handle_batch=None):
         self.handle = handle
+        self.handle_batch = handle_batch
         self.log = log
         self.on_event = on_event
         self.on_wake = on_wake
@@ -128,6 +131,9 @@ class DatagramLoop:
     # -- datagrams in
 
     def _read(self, via):
+        if self.handle_batch is not None:
+            self._read_batch(via)
+            return
         sock = self.sockets.get(via)
         canonical = canonical6 if via in self._ipv6 else None
         traffic = self.traffic
@@ -155,6 +161,42 @@ class DatagramLoop:
                 self.internal_errors += 1
                 self._log(Log(logging.ERROR, "internal error on a datagram from %s (dropped)\n%s"
                               % (describe(addr), traceback.format_exc().rstrip()), "internal"))
+
+    def _read_batch(self, via):
+        """Read up to ``batch`` datagrams, then hand them to the core at once."""
+        sock = self.sockets.get(via)
+        if sock is None or self.stopped:
+            return
+        canonical = canonical6 if via in self._ipv6 else None
+        items = []
+        for _ in range(self.batch):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
+                self._log(Log(logging.DEBUG, "receive error: %s" % exc))
+                continue
+            items.append((data, canonical(addr) if canonical is not None else addr))
+        if items:
+            self._count_in(items)
+            self._handle_batch(items, via)
+
+    def _count_in(self, items):
+        self.traffic["datagrams_in"] += len(items)
+        self.traffic["bytes_in"] += sum(len(data) for data, _ in items)
+
+    def _handle_batch(self, items, via):
+        try:
+            self.apply(self.handle_batch(items, via))
+        except P.RemoteProtocolError as exc:      # the core drops one by one: not expected
+            self.dropped += 1
+            self._log(Log(logging.DEBUG, "dropped %d datagrams: %s" % (len(items), exc), "dropped"))
+        except Exception:               # a bug: these datagrams are lost, the loop goes on
+            self.internal_errors += 1
+            self._log(Log(logging.ERROR, "internal error on %d datagrams from %s (dropped)\n%s"
+                          % (len(items), describe(items[0][1]), traceback.format_exc().rstrip()),
+                          "internal"))
 
     def _drain_wakeups(self):
         try:

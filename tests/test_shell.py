@@ -260,3 +260,29 @@ def test_deadline_timer_calls_due_at_each_deadline_it_is_given():
     timer.stop()
     timer.join(WAIT)
     assert timer.name == "timer" and not timer.is_alive() and fired.empty()
+
+
+def test_loop_batch_hands_the_core_every_datagram_read_at_once_and_survives_a_bug():
+    log, runs = ListLog(), []
+
+    def handle_batch(items, via):
+        runs.append([data for data, _ in items])
+        if any(data == b"boom" for data, _ in items):
+            raise KeyError(BUG)
+        return [Send(b"got %d" % len(items), items[0][1], via)]
+    loop, port = bound_loop(None, log, handle_batch=handle_batch, batch=8)
+    with client() as c:
+        for i in range(5):
+            c.sendto(b"d%d" % i, ("127.0.0.1", port))
+        poll_until(loop, lambda: loop.traffic["datagrams_in"] == 5)
+        c.sendto(b"boom", ("127.0.0.1", port))
+        poll_until(loop, lambda: loop.internal_errors == 1)
+        c.sendto(b"after", ("127.0.0.1", port))
+        poll_until(loop, lambda: runs[-1] == [b"after"])
+        answers = [c.recv(100) for _ in range(len(runs) - 1)]
+    loop.close()
+    assert [d for run in runs[:-2] for d in run] == [b"d%d" % i for i in range(5)]
+    assert answers == [b"got %d" % len(run) for run in runs if run != [b"boom"]]
+    assert loop.traffic["datagrams_in"] == 7 and loop.traffic["datagrams_out"] == len(answers)
+    errors = [text for level, text in log.lines if level == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("internal error on 1 datagrams from")
