@@ -66,7 +66,7 @@ class NetworkThread(threading.Thread):
                                  on_event=self._event, on_wake=self._read_inbox,
                                  on_open_error=self._open_failed, clock=clock, batch=BATCH,
                                  handle_batch=self._datagrams_received
-                                 if hasattr(core, "datagrams_received") else None)
+                                 if hasattr(core, "datagrams_received") else None, offload=True)
         self._deadline = None
 
     def post(self, *item):
