@@ -105,6 +105,7 @@ class NetworkThread(threading.Thread):
             if kind == "line":
                 self.loop.apply(self.core.handle_line(args[0], now))
             elif kind == "tick":
+                self._deadline = None          # the timer fired: it waits for a new one
                 self.loop.tick(now)
                 self.loop.apply(self.core.tick(now))
             elif kind == "quit":
@@ -113,9 +114,13 @@ class NetworkThread(threading.Thread):
                 self.loop.apply(collected(self.core, args[0], args[1], now))
 
     def _reschedule(self):
+        """Give the timer thread a deadline sooner than the one it waits for
+        (a later one waits until it fires: that tick finds nothing due, and
+        the deadline is given then), so a busy loop whose deadlines keep
+        moving wakes that thread once per deadline, not once per turn."""
         due = [t for t in (self.core.next_deadline(), self.loop.next_deadline()) if t is not None]
         deadline = min(due) if due else None
-        if deadline != self._deadline:
+        if deadline is not None and (self._deadline is None or deadline < self._deadline):
             self._deadline = deadline
             self.timer.set(deadline)
 

@@ -286,3 +286,52 @@ def test_loop_batch_hands_the_core_every_datagram_read_at_once_and_survives_a_bu
     assert loop.traffic["datagrams_in"] == 7 and loop.traffic["datagrams_out"] == len(answers)
     errors = [text for level, text in log.lines if level == logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("internal error on 1 datagrams from")
+
+
+class MovingCore(PeerCore):
+    """A core whose deadline moves later with every datagram, and sooner on b'soon'."""
+
+    def __init__(self):
+        self.deadline = time.monotonic() + 3600.0
+
+    def datagram_received(self, data, addr, now, via=0):
+        self.deadline += -1800.0 if data == b"soon" else 1.0
+        return PeerCore.datagram_received(self, data, addr, now, via)
+
+    def next_deadline(self):
+        return self.deadline
+
+
+class SpyTimer:
+    def __init__(self):
+        self.given = queue.Queue()
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def set(self, deadline):
+        self.given.put(deadline)
+
+
+def test_peer_network_thread_wakes_the_timer_only_for_a_sooner_deadline():
+    sock, out, core = client(), queue.Queue(), MovingCore()
+    thread = NetworkThread(core, sock, out)
+    thread.timer = spy = SpyTimer()
+    thread.start()
+    first = spy.given.get(timeout=WAIT)
+    with client() as c:
+        for _ in range(20):                               # later and later: not told
+            c.sendto(b"later", sock.getsockname())
+        c.sendto(b"ping", sock.getsockname())
+        c.recv(100)
+        assert spy.given.empty()
+        c.sendto(b"soon", sock.getsockname())             # sooner: told at once
+        assert spy.given.get(timeout=WAIT) == pytest.approx(first + 21 - 1800)
+        thread.post("tick")                               # it fired: given the current one again
+        assert spy.given.get(timeout=WAIT) == core.deadline
+        c.sendto(b"quit", sock.getsockname())
+        thread.join(WAIT)
+    assert spy.given.empty()
