@@ -44,7 +44,6 @@ import logging
 
 from . import filewire as FW
 from . import stream as ST
-from . import streamwire as W
 from . import transfer as T
 from .bulkcc import LossTolerant
 from .filedesk import Desk
@@ -81,15 +80,6 @@ BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 def is_files_packet(plaintext):
     return len(plaintext) > 1 and plaintext[0] == FILES_MARK
-
-
-def marked(packet):
-    """A stream packet as it travels on the files stream."""
-    return bytes((FILES_MARK,)) + packet[1:]
-
-
-def unmarked(packet):
-    return bytes((W.PACKET_TYPE,)) + packet[1:]
 
 
 class ChatFiles:
@@ -135,7 +125,7 @@ class ChatFiles:
             self.stream = ST.Stream(max_payload=self.max_payload,
                                     delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
                                     max_ack_delay=MAX_ACK_DELAY, controller=LossTolerant,
-                                    ack_copies=ACK_COPIES)
+                                    ack_copies=ACK_COPIES, mark=FILES_MARK)
             self._data = {}
 
     # -- the user
@@ -216,7 +206,7 @@ class ChatFiles:
             raise ST.StreamError("a file packet, and no files stream open")
         if self.blocked:
             raise ST.StreamError("a file packet while the partner's key is not trusted")
-        self.stream.datagram_received(unmarked(packet), now)
+        self.stream.datagram_received(packet, now)
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
@@ -225,7 +215,7 @@ class ChatFiles:
             return []
         self.relayed = relayed
         self._serve(now)
-        return [marked(p) for p in self.stream.packets(now)]
+        return self.stream.packets(now)
 
     def next_deadline(self):
         if self.stream is None or self.blocked:

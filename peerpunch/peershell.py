@@ -41,7 +41,7 @@ from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
 RCVBUF = 1 << 20     # bytes: a burst of file data while the thread is busy (~45 ms of it)
-BATCH = 32      # datagrams read per readiness event (file packets only make the ack due)
+BATCH = 64      # datagrams read per readiness event: a run of file data is answered once
 
 
 class NetworkThread(threading.Thread):

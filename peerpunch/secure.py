@@ -259,8 +259,21 @@ class SecureChannel:
         return header + self._sealer.seal(_NONCE.pack(counter), plaintext, header)
 
     def _on_data(self, frame, now):
-        if not self._complete() or len(frame) < OVERHEAD:
-            raise FrameRejected("no keys yet" if not self._complete() else "short frame")
+        if not self._complete():
+            raise FrameRejected("no keys yet")
+        plaintext = self.open_data(frame)
+        if not self.ready:                     # the initiator's proof the responder has keys
+            self.ready = True
+            self._pending = self._retransmit_at = None
+        return [], [plaintext]
+
+    def open_data(self, frame):
+        """The plaintext of a DATA *frame*, once keys are agreed (``ready``,
+        or what ``open`` needs first); raises FrameRejected, and then
+        nothing changes. What ``open`` does for DATA, without its dispatch:
+        the path a bulk transfer's datagrams take."""
+        if len(frame) < OVERHEAD or frame[0] != DATA:
+            raise FrameRejected("short frame" if len(frame) < OVERHEAD else "not a DATA frame")
         header = frame[:HEADER_LEN]
         counter = _HEADER.unpack(header)[1]
         if not self._window.check(counter):
@@ -269,16 +282,16 @@ class SecureChannel:
         opener = self._openers.get(key)
         if opener is None:
             opener = self.backend.keyed(key)
-        plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], header)
+        try:
+            plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], header)
+        except InvalidTag as exc:
+            raise FrameRejected("DATA frame: %s" % exc) from None
         self._window.update(counter)
         if epoch > self._recv_epoch:
             self._prev_recv_key, self._recv_key, self._recv_epoch = self._recv_key, key, epoch
             self._openers = {key: opener, self._prev_recv_key: self._openers.get(
                 self._prev_recv_key)}
-        if not self.ready:                     # the initiator's proof the responder has keys
-            self.ready = True
-            self._pending = self._retransmit_at = None
-        return [], [plaintext]
+        return plaintext
 
     def _key_for(self, epoch):
         if epoch == self._recv_epoch:

@@ -268,13 +268,14 @@ class Secure:
         if self.state is not SecureState.SECURE or not self.ready:
             raise P.LocalProtocolError("no secure link to open a run on")
         output, refused = Output(), []
+        packets, open_data = output.packets, self._channel.open_data
         for data in datagrams:
             try:
-                for plaintext in self._channel.open(data, now)[1]:
-                    if is_files_packet(plaintext) or is_packet(plaintext):
-                        output.packets.append(plaintext)
-                    else:
-                        output.messages.append(P.decode(plaintext))
+                plaintext = open_data(data)
+                if is_files_packet(plaintext) or is_packet(plaintext):
+                    packets.append(plaintext)
+                else:
+                    output.messages.append(P.decode(plaintext))
             except P.RemoteProtocolError:
                 refused.append(data)
         return output, refused

@@ -117,12 +117,14 @@ class Stream:
     :class:`~peerpunch.bulkcc.LossTolerant` for bulk data); *ack_copies*:
     ACK-only packets sent each time one is owed (2 on a stream whose
     receiver acknowledges a whole batch at once: one lost ACK then does not
-    leave the sender waiting for a probe timeout)."""
+    leave the sender waiting for a probe timeout); *mark*: the first byte of
+    its packets, PACKET_TYPE or another stream's of the same session (the
+    partner's Stream must be made with the same)."""
 
     def __init__(self, *, max_payload=DEFAULT_MAX_PAYLOAD, rtt_initial=INITIAL_RTT,
                  delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
                  burst_packets=BURST_PACKETS, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
-                 ack_copies=1):
+                 ack_copies=1, mark=W.PACKET_TYPE):
         if not MIN_PAYLOAD <= max_payload <= MAX_PAYLOAD:
             raise ValueError("max_payload must be %d..%d" % (MIN_PAYLOAD, MAX_PAYLOAD))
         if not rtt_initial > 0 or not delivery_timeout > 0 or ack_every < 1 or \
@@ -133,7 +135,8 @@ class Stream:
         self._inbox = Inbox(self._received, ack_every=ack_every, max_ack_delay=max_ack_delay)
         self._outbox = Outbox(max_payload, rtt_initial, delivery_timeout,
                               burst_packets * max_payload, self._delivered, self._given_up,
-                              max_ack_delay, controller, ack_copies)
+                              max_ack_delay, controller, ack_copies, mark)
+        self.mark = mark
         self.closed = False
 
     def _received(self, message_id, data):
@@ -158,7 +161,7 @@ class Stream:
         frames before the offending one may have been taken."""
         if self.closed:
             return
-        pn, frames, eliciting = W.decode(payload)
+        pn, frames, eliciting = W.decode(payload, self.mark)
         inbox, ack_now = self._inbox, False
         inbox.check_packet_number(pn)
         for frame in frames:

@@ -55,8 +55,9 @@ counts ack-eliciting packets (for persistent congestion)."""
 class Outbox:
     def __init__(self, max_payload, rtt_initial, delivery_timeout, burst,
                  on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
-                 ack_copies=1):
+                 ack_copies=1, mark=W.PACKET_TYPE):
         self.max_payload = max_payload
+        self.mark = mark                        # the first byte of our packets
         self.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
         self.delivery_timeout = delivery_timeout
         self._on_delivered, self._on_given_up = on_delivered, on_given_up
@@ -110,7 +111,7 @@ class Outbox:
         if inbox.ack_at is not None and inbox.ack_at <= now:
             for _ in range(self.ack_copies):
                 ack = inbox.ack_frame(now, self.max_payload - W.HEADER_LEN)
-                out.append(W.packet_header(self._pn) + ack)
+                out.append(W.packet_header(self._pn, self.mark) + ack)
                 self._pn += 1
         return out
 
@@ -198,7 +199,7 @@ class Outbox:
     def _record(self, now, parts, frags, skip):
         pn = self._pn
         self._pn += 1
-        parts[0] = W.packet_header(pn)
+        parts[0] = W.packet_header(pn, self.mark)
         packet = b"".join(parts)
         self._seq += 1
         self.flight.add(_Sent(pn, now, len(packet), frags, skip, self._seq))

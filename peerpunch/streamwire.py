@@ -95,8 +95,8 @@ def is_packet(data):
     return bool(data) and data[0] == PACKET_TYPE
 
 
-def packet_header(pn):
-    return _HEADER.pack(PACKET_TYPE, pn)
+def packet_header(pn, mark=PACKET_TYPE):
+    return _HEADER.pack(mark, pn)
 
 
 def stream_frame(message_id, offset, total, data):
@@ -151,15 +151,16 @@ def encode(pn, frames):
     return b"".join(parts)
 
 
-def decode(data):
-    """``(packet number, frames, ack_eliciting)`` of one packet.
+def decode(data, mark=PACKET_TYPE):
+    """``(packet number, frames, ack_eliciting)`` of one packet (whose first
+    byte is *mark*: a second stream of a session marks its packets its own way).
 
     Frames are tuples: ``(STREAM, id, offset, total, data)`` with *data* a
     memoryview into *data*; ``(ACK, largest, delay_seconds, ranges)`` with
     *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``.
     Raises StreamError for anything malformed."""
     size = len(data)
-    if size <= HEADER_LEN or data[0] != PACKET_TYPE:
+    if size <= HEADER_LEN or data[0] != mark:
         raise StreamError("not a stream packet (%d bytes)" % size)
     view = memoryview(data)
     pn = _HEADER.unpack_from(data)[1]
