@@ -81,6 +81,7 @@ ACK_LEN = _ACK.size                    # 16, plus RANGE_LEN per extra range
 RANGE_LEN = _RANGE.size                # 8
 SKIP_LEN = _SKIP.size                  # 5
 ACK_NOW_FRAME = bytes((ACK_NOW,))
+_ONE_STREAM = HEADER_LEN + STREAM_HEADER_LEN
 
 pack_header = _HEADER.pack
 pack_stream_header = _STREAM.pack
@@ -162,8 +163,13 @@ def decode(data, mark=PACKET_TYPE):
     size = len(data)
     if size <= HEADER_LEN or data[0] != mark:
         raise StreamError("not a stream packet (%d bytes)" % size)
-    view = memoryview(data)
     pn = _HEADER.unpack_from(data)[1]
+    if data[HEADER_LEN] == STREAM and size >= _ONE_STREAM:     # a data packet: one STREAM frame
+        _, message_id, offset, total, length = _STREAM.unpack_from(data, HEADER_LEN)
+        if _ONE_STREAM + length == size and message_id and total <= MAX_MESSAGE and \
+                offset + length <= total:
+            return pn, [(STREAM, message_id, offset, total, memoryview(data)[_ONE_STREAM:])], True
+    view = memoryview(data)
     pos, frames, eliciting = HEADER_LEN, [], False
     while pos < size:
         kind = data[pos]

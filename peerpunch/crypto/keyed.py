@@ -17,7 +17,11 @@ here). :class:`KeyedAead` does it with the backend's own functions (the
 pure-Python backend); :class:`LibcryptoKeyed` keeps two cipher contexts of
 its own, one per direction, initialised once with the key, so that a call
 only sets the nonce (``EVP_CipherInit_ex`` with the cipher and key left
-NULL, which keeps them), and writes into a buffer allocated once. An object
+NULL, which keeps them), and writes into a buffer allocated once. Its four
+per-call functions come from a handle of their own on the same library,
+without ``argtypes``: every argument is passed as a ctypes object, bytes,
+None or a small int, which ctypes converts faster than through
+``from_param`` (pointers as ``c_void_p`` objects, never as ints). An object
 belongs to one thread (the network thread); a context in doubt after a
 failure is set up again from scratch.
 """
@@ -61,6 +65,10 @@ class LibcryptoKeyed:
         self._ctx = [None, None]          # decrypt, encrypt
         self._ctx[0] = self._context(0)
         self._ctx[1] = self._context(1)
+        raw = ctypes.CDLL(backend.path)     # the same library: functions without argtypes
+        self._init, self._update = raw.EVP_CipherInit_ex, raw.EVP_CipherUpdate
+        self._final, self._ctrl = raw.EVP_CipherFinal_ex, raw.EVP_CIPHER_CTX_ctrl
+        self._ctx_p = [ctypes.c_void_p(c) for c in self._ctx]
 
     def __del__(self):
         lib = getattr(self, "_lib", None)
@@ -86,20 +94,21 @@ class LibcryptoKeyed:
     def _failed(self, encrypt):
         self._lib.ERR_clear_error()
         self._ctx[encrypt] = self._context(encrypt)
+        self._ctx_p[encrypt] = ctypes.c_void_p(self._ctx[encrypt])
 
     def seal(self, nonce, plaintext, ad):
-        lib, ctx, size = self._lib, self._ctx[1], self._size_ref
+        ctx, size, update = self._ctx_p[1], self._size_ref, self._update
         if type(plaintext) is not bytes:
             plaintext = bytes(plaintext)
         n = len(plaintext)
         if n > MAX_TEXT:
             raise ValueError("plaintext longer than %d bytes" % MAX_TEXT)
-        out, end = self._out, self._addr + n
-        if (lib.EVP_CipherInit_ex(ctx, None, None, None, nonce, 1) != 1
-                or lib.EVP_CipherUpdate(ctx, None, size, ad, len(ad)) != 1
-                or (n and lib.EVP_CipherUpdate(ctx, out, size, plaintext, n) != 1)
-                or lib.EVP_CipherFinal_ex(ctx, end, size) != 1
-                or lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, end) != 1):
+        end = ctypes.c_void_p(self._addr + n)
+        if (self._init(ctx, None, None, None, nonce, 1) != 1
+                or update(ctx, None, size, ad, len(ad)) != 1
+                or (n and update(ctx, self._out, size, plaintext, n) != 1)
+                or self._final(ctx, end, size) != 1
+                or self._ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, end) != 1):
             self._failed(1)
             raise RuntimeError("%s: ChaCha20-Poly1305 encryption failed" % self._backend.detail)
         return ctypes.string_at(self._addr, n + TAG_SIZE)
@@ -110,15 +119,14 @@ class LibcryptoKeyed:
         n = len(ciphertext) - TAG_SIZE
         if n < 0 or n > MAX_TEXT:
             raise InvalidTag("ciphertext of %d bytes cannot be valid" % len(ciphertext))
-        lib, ctx, size = self._lib, self._ctx[0], self._size_ref
-        if (lib.EVP_CipherInit_ex(ctx, None, None, None, nonce, 0) != 1
-                or lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE,
-                                           ciphertext[n:]) != 1
-                or lib.EVP_CipherUpdate(ctx, None, size, ad, len(ad)) != 1
-                or (n and lib.EVP_CipherUpdate(ctx, self._out, size, ciphertext, n) != 1)):
+        ctx, size, update = self._ctx_p[0], self._size_ref, self._update
+        if (self._init(ctx, None, None, None, nonce, 0) != 1
+                or self._ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, ciphertext[n:]) != 1
+                or update(ctx, None, size, ad, len(ad)) != 1
+                or (n and update(ctx, self._out, size, ciphertext, n) != 1)):
             self._failed(0)
             raise RuntimeError("%s: ChaCha20-Poly1305 decryption failed" % self._backend.detail)
-        if lib.EVP_CipherFinal_ex(ctx, self._addr + n, size) != 1:
+        if self._final(ctx, ctypes.c_void_p(self._addr + n), size) != 1:
             self._failed(0)
             raise InvalidTag("ChaCha20-Poly1305 authentication failed")
         return ctypes.string_at(self._addr, n)
