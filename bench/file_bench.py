@@ -67,8 +67,8 @@ class Row:
         return self.nbytes / self.seconds / 1e6 if self.seconds else float("nan")
 
 
-def peer_transfer(place, source, loss, work, peer=PEER):
-    """One transfer between real peers on *place*; a Row."""
+def peer_transfer(place, source, loss, work, peer=PEER, what="peerpunch"):
+    """One transfer between real peers on *place*; a Row (named *what*)."""
     down = os.path.join(work, "down-%d" % time.monotonic_ns())
     homes = [tempfile.mkdtemp(prefix="ppfilebench-", dir=work) for _ in range(2)]
     procs = []
@@ -104,7 +104,7 @@ def peer_transfer(place, source, loss, work, peer=PEER):
         same = filecmp.cmp(source, os.path.join(down, name), shallow=False)
         if not same:
             raise SystemExit("file_bench: the received file differs")
-        return Row(place.label, "peerpunch", loss, os.path.getsize(source), seconds,
+        return Row(place.label, what, loss, os.path.getsize(source), seconds,
                    "%s, byte-identical, %s" % (path, "receive-buffer drops: %d" % overflow
                                                if overflow is not None else "drops not counted"))
     finally:
@@ -218,6 +218,7 @@ def _backend():
 
 WORMHOLE, WORMHOLE_CMD = "magic-wormhole", "magic-wormhole command"
 CEILING, CEILING_GSO = "encrypted UDP ceiling", "encrypted UDP GSO+GRO"
+BEFORE = "peerpunch before"
 
 
 def wormhole_rows(place, source, work, venv):
@@ -249,6 +250,9 @@ def run_place(place, source, losses, work, args):
     for loss in losses:
         with place.case():
             rows.append(peer_transfer(place, source, loss, work, args.peer))
+        if args.before:
+            with place.case():
+                rows.append(peer_transfer(place, source, loss, work, args.before, BEFORE))
     return rows
 
 
@@ -261,6 +265,9 @@ def main(argv=None):
     parser.add_argument("--peer", default=PEER,
                         help="the peer program to run (default bin/peer.py; a profiling wrapper)")
     parser.add_argument("--only-peers", action="store_true", help="no baseline rows")
+    parser.add_argument("--before", metavar="PEER", default=None,
+                        help="also an older peer program (bin/peer.py of another checkout),"
+                        " in the same run: rows 'peerpunch before'")
     parser.add_argument("--loss", type=float, action="append", default=None,
                         help="loss percentages for peerpunch rows (default 0 and 5)")
     parser.add_argument("--wormhole-venv", metavar="DIR", default=None,
@@ -312,9 +319,9 @@ def report(rows, size, isolated, venv=None):
         ceiling, tcp = by[(CEILING, 0.0)], by[("TCP copy", 0.0)]
         offload = by.get((CEILING_GSO, 0.0))
         for (what, loss), r in sorted(by.items()):
-            if what == "peerpunch":
-                print("ratio %s peerpunch at %d %% loss: %.2fx the encrypted-UDP ceiling,%s"
-                      " %.3fx TCP%s" % (place, round(loss * 100), r.rate / ceiling.rate,
+            if what in ("peerpunch", BEFORE):
+                print("ratio %s %s at %d %% loss: %.2fx the encrypted-UDP ceiling,%s"
+                      " %.3fx TCP%s" % (place, what, round(loss * 100), r.rate / ceiling.rate,
                                         " %.2fx its GSO+GRO variant," % (r.rate / offload.rate)
                                         if offload else "", r.rate / tcp.rate,
                                         _versus_wormhole(r, by)))
