@@ -19,6 +19,11 @@ and a system call each is a good part of what that costs in Python. Linux
   :func:`receive` cuts them apart again. Without that message the buffer is
   one datagram.
 
+The peer's sockets also set DF without local fragmentation
+(:func:`dont_fragment`, ``IP_PMTUDISC_PROBE``): a datagram the path cannot
+carry whole is lost rather than fragmented, which is what the files
+stream's path MTU search (:mod:`peerpunch.pmtu`) relies on.
+
 The constants are numbers here: not every Python's ``socket`` module names
 them. Each side falls back by itself, and for good: ``enable_gro`` returns
 False where the option is refused (not Linux, an old kernel), and a send
@@ -34,6 +39,9 @@ import sys
 from .effects import Send
 
 SOL_UDP = 17
+IPPROTO_IP, IP_MTU_DISCOVER = 0, 10
+IPPROTO_IPV6, IPV6_MTU_DISCOVER = 41, 23
+PMTUDISC_PROBE = 3              # DF set, the path MTU the kernel learnt ignored: no fragments
 UDP_SEGMENT = 103
 UDP_GRO = 104
 MAX_SEGMENTS = 64               # the kernel's UDP_MAX_SEGMENTS
@@ -48,6 +56,29 @@ _GRO = struct.Struct("=i")      # UDP_GRO's control message: an int
 
 def linux():
     return sys.platform.startswith("linux")
+
+
+def prepare(sock):
+    """A socket of the peer's loop: datagrams never fragmented (below),
+    and GRO asked for; True if the system took GRO."""
+    dont_fragment(sock)
+    return enable_gro(sock)
+
+
+def dont_fragment(sock):
+    """Linux: set DF on every datagram and never fragment one here
+    (IP_PMTUDISC_PROBE), so that a path MTU probe (:mod:`peerpunch.pmtu`)
+    too big for the path is lost, not carried in fragments. False where refused."""
+    if not linux():
+        return False
+    done = False
+    for level, option in ((IPPROTO_IP, IP_MTU_DISCOVER), (IPPROTO_IPV6, IPV6_MTU_DISCOVER)):
+        try:
+            sock.setsockopt(level, option, PMTUDISC_PROBE)
+            done = True
+        except (OSError, AttributeError, TypeError):
+            continue
+    return done
 
 
 def enable_gro(sock):

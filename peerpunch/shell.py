@@ -302,7 +302,7 @@ class DatagramLoop:
             self._ipv6.add(via)
         if self.offload:
             self._gso.add(via)
-            if batchio.enable_gro(sock):
+            if batchio.prepare(sock):
                 self._gro.add(via)
 
     def open_socket(self, via):

@@ -119,13 +119,16 @@ class Stream:
     receiver acknowledges a whole batch at once: one lost ACK then does not
     leave the sender waiting for a probe timeout); *mark*: the first byte of
     its packets, PACKET_TYPE or another stream's of the same session (the
-    partner's Stream must be made with the same)."""
+    partner's Stream must be made with the same); *probe_payload*: a larger
+    packet size to try once the path has an RTT sample (:mod:`peerpunch.pmtu`;
+    None: keep *max_payload*)."""
 
     def __init__(self, *, max_payload=DEFAULT_MAX_PAYLOAD, rtt_initial=INITIAL_RTT,
                  delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
                  burst_packets=BURST_PACKETS, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
-                 ack_copies=1, mark=W.PACKET_TYPE):
-        if not MIN_PAYLOAD <= max_payload <= MAX_PAYLOAD:
+                 ack_copies=1, mark=W.PACKET_TYPE, probe_payload=None):
+        if not all(MIN_PAYLOAD <= p <= MAX_PAYLOAD for p in (max_payload, probe_payload or
+                                                           max_payload)):
             raise ValueError("max_payload must be %d..%d" % (MIN_PAYLOAD, MAX_PAYLOAD))
         if not rtt_initial > 0 or not delivery_timeout > 0 or ack_every < 1 or \
                 burst_packets < 2 or not max_ack_delay > 0 or ack_copies < 1:
@@ -135,7 +138,7 @@ class Stream:
         self._inbox = Inbox(self._received, ack_every=ack_every, max_ack_delay=max_ack_delay)
         self._outbox = Outbox(max_payload, rtt_initial, delivery_timeout,
                               burst_packets * max_payload, self._delivered, self._given_up,
-                              max_ack_delay, controller, ack_copies, mark)
+                              max_ack_delay, controller, ack_copies, mark, probe_payload)
         self.mark = mark
         self.closed = False
 

@@ -15,6 +15,7 @@ big-endian::
                    | n x (gap (4) | range length (4))
     SKIP    = 0x03 | below (4)
     ACK_NOW = 0x04
+    PAD     = 0x05 | zeros to the end of the packet
 
 Every datagram gets a fresh packet number, never reused, 0, 1, 2, ... (64
 bits: it never wraps); retransmitted data travels again in a new packet, so
@@ -49,6 +50,10 @@ ACK frames alone are not.
 :func:`decode` checks everything that does not need the stream's state and
 raises :class:`StreamError` (a :class:`~peerpunch.protocol.RemoteProtocolError`)
 on anything malformed: the caller drops that datagram.
+
+PAD fills a path-MTU probe (:mod:`peerpunch.pmtu`) to its size; a packet
+of ACK_NOW and PAD is acknowledged like any other. A stream that does not
+know PAD refuses the packet, which is all a failed probe needs.
 """
 
 import struct
@@ -58,7 +63,7 @@ from . import protocol as P
 FEATURE = "stream1"
 
 PACKET_TYPE = 0xC1
-STREAM, ACK, SKIP, ACK_NOW = 0x01, 0x02, 0x03, 0x04
+STREAM, ACK, SKIP, ACK_NOW, PAD = 0x01, 0x02, 0x03, 0x04, 0x05
 
 MAX_MESSAGE = 64 * 1024
 """Largest message, in bytes (64 KiB of UTF-8: one chat line at most)."""
@@ -147,6 +152,8 @@ def encode(pn, frames):
             parts.append(ack_frame(frame[3], frame[2]))
         elif kind == SKIP:
             parts.append(skip_frame(frame[1]))
+        elif kind == PAD:
+            parts.append(bytes((PAD,)) + bytes(frame[1] - 1))
         else:
             parts.append(ACK_NOW_FRAME)
     return b"".join(parts)
@@ -158,7 +165,8 @@ def decode(data, mark=PACKET_TYPE):
 
     Frames are tuples: ``(STREAM, id, offset, total, data)`` with *data* a
     memoryview into *data*; ``(ACK, largest, delay_seconds, ranges)`` with
-    *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``.
+    *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``;
+    ``(PAD, length)`` (its type byte included).
     Raises StreamError for anything malformed."""
     size = len(data)
     if size <= HEADER_LEN or data[0] != mark:
@@ -193,6 +201,8 @@ def decode(data, mark=PACKET_TYPE):
         elif kind == ACK_NOW:
             frame, pos = (ACK_NOW,), pos + 1
             eliciting = True
+        elif kind == PAD:
+            frame, pos = (PAD, size - pos), size
         else:
             raise StreamError("unknown frame type 0x%02x" % kind)
         frames.append(frame)

@@ -112,6 +112,8 @@ def test_batchio_loop_sends_a_run_in_one_call_and_the_partner_gets_each_datagram
         assert receive_all(c, 8) == [e.data for e in effects]
     assert loop.traffic["datagrams_out"] == 8 and loop.traffic["bytes_out"] == 7 * 300 + 120
     assert loop.send_errors == 0
+    assert loop.sockets[0].getsockopt(batchio.IPPROTO_IP, batchio.IP_MTU_DISCOVER) == \
+        batchio.PMTUDISC_PROBE                             # DF, never fragmented here
     loop.close()
 
 
