@@ -19,9 +19,10 @@ case, as ``chat_latency_bench.py --lab`` uses it). Loss: iptables'
 hops). The loss rows need root.
 
 Baselines of each place, in the same run, at 0 % loss (``filebase.py``):
-the encrypted-UDP ceiling in Python (seal each datagram with the
+the encrypted-UDP ceiling in Python (seal each 1,200-byte datagram with the
 project's AEAD backend and push it, windowed, no repetition), the same
-with Linux UDP GSO and GRO (up to 44 datagrams a send, the key bound once;
+with 1,472-byte datagrams (a full frame, the size the files stream probes
+for), Linux UDP GSO and GRO (up to 44 datagrams a send, the key bound once;
 where the system refuses, one per call, and the row says so) and a plain
 TCP copy of the same file (in the lab through a port forward on bob's
 router: TCP cannot be punched through these NATs). magic-wormhole only
@@ -53,6 +54,7 @@ BASE = os.path.join(ROOT, "bench", "filebase.py")
 UDP_PORTS = (47001, 47002)       # receiver, sender (a home router keeps them)
 TCP_PORT = 47003
 DATAGRAM = 1200
+FULL_DATAGRAM = 1472             # a 1,500-byte frame's UDP payload: what the files stream probes for
 WAIT = 30.0
 TRANSFER_WAIT = 900.0
 
@@ -154,7 +156,8 @@ def udp_ceiling(place, size, offload=False):
     recv_port, send_port = UDP_PORTS
     recv = _child(place, "bob", ["udp-recv", recv_port, alice_ip, send_port]
                   + (["gro"] if offload else []))
-    send = _child(place, "alice", ["udp-send", send_port, bob_ip, recv_port, size, DATAGRAM]
+    send = _child(place, "alice", ["udp-send", send_port, bob_ip, recv_port, size,
+                                   FULL_DATAGRAM if offload else DATAGRAM]
                   + (["gso"] if offload else []))
     out = _finish(recv, send)
     nbytes, seconds = out.split()[1:3]
@@ -164,7 +167,7 @@ def udp_ceiling(place, size, offload=False):
     refused = [side for side in ("gso", "gro") if "%s refused" % side in out + send.stderr_text]
     return Row(place.label, CEILING_GSO, 0.0, int(nbytes), float(seconds),
                "%d-B datagrams, up to %d a sendmsg (GSO), GRO, key bound once, %s%s"
-               % (DATAGRAM, 44, _backend(), "; refused: %s" % ", ".join(refused) if refused
+               % (FULL_DATAGRAM, 44, _backend(), "; refused: %s" % ", ".join(refused) if refused
                   else ""))
 
 
