@@ -276,9 +276,11 @@ class SecureChannel:
             raise FrameRejected("short frame" if len(frame) < OVERHEAD else "not a DATA frame")
         header = frame[:HEADER_LEN]
         counter = _HEADER.unpack(header)[1]
-        if not self._window.check(counter):
+        window = self._window
+        if not window.check(counter):
             raise FrameRejected("replayed or too old")
-        key, epoch = self._key_for(counter // REKEY_INTERVAL)
+        epoch = counter // REKEY_INTERVAL
+        key = self._recv_key if epoch == self._recv_epoch else self._key_for(epoch)[0]
         opener = self._openers.get(key)
         if opener is None:
             opener = self.backend.keyed(key)
@@ -286,7 +288,7 @@ class SecureChannel:
             plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], header)
         except InvalidTag as exc:
             raise FrameRejected("DATA frame: %s" % exc) from None
-        self._window.update(counter)
+        window.update(counter)
         if epoch > self._recv_epoch:
             self._prev_recv_key, self._recv_key, self._recv_epoch = self._recv_key, key, epoch
             self._openers = {key: opener, self._prev_recv_key: self._openers.get(
