@@ -15,19 +15,24 @@ least) is a failure; the next probe waits RETRY_AFTER, and after MAX_PROBES
 failures the search stops at the base size. A partner whose stream does not
 know PAD refuses the probe, which fails the same way: nothing to negotiate.
 
-Black holes (RFC 8899 section 4.3): a probe timeout of the stream's own
-loss recovery (nothing acknowledged for a whole PTO) while above the base
-size is taken for a path that stopped carrying the larger packets
-(:meth:`black_hole`): the size drops back to the base at once (the sender
-cuts what it still has to send again) and a new search starts after
-RAISE_AFTER. Sans-I/O: times are passed in.
+Black holes (RFC 8899 section 4.3): BLACK_HOLE_PTOS probe timeouts of the
+stream's own loss recovery in a row (nothing at all acknowledged, the
+probes themselves lost) while above the base size are taken for a path
+that stopped carrying the larger packets (:meth:`black_hole`): the size
+drops back to the base at once (the sender cuts what it still has to send
+again) and a new search starts after RAISE_AFTER: a real black hole then
+fails its probes and the search stops; a run of unlucky random losses (a
+lost tail, lost ACKs) costs a moment at the base size. One timeout is not
+enough: on a lossy path they come now and then, and the larger size is
+still right. Sans-I/O: times are passed in.
 """
 
 MAX_PROBES = 3
 PROBE_TIMEOUT_RTTS = 3
 PROBE_TIMEOUT_MIN = 0.05       # s
 RETRY_AFTER = 1.0              # s between failed probes
-RAISE_AFTER = 30.0             # s after a black hole before searching again
+RAISE_AFTER = 1.0              # s after a black hole before searching again
+BLACK_HOLE_PTOS = 4            # probe timeouts in a row that mean a black hole
 
 
 class PathMtu:
@@ -72,10 +77,11 @@ class PathMtu:
         if self.failures >= MAX_PROBES:
             self.searching = False
 
-    def black_hole(self, now):
-        """The stream's probe timeout fired: back to the base size if above
-        it (True), and search again after RAISE_AFTER."""
-        if self.size <= self.base:
+    def black_hole(self, now, timeouts):
+        """The stream's probe timeout fired, the *timeouts*-th in a row: at
+        BLACK_HOLE_PTOS, back to the base size if above it (True), and
+        search again after RAISE_AFTER."""
+        if self.size <= self.base or timeouts < BLACK_HOLE_PTOS:
             return False
         self.size = self.base
         self.pn = None

@@ -314,7 +314,7 @@ class Outbox:
     def _on_pto(self, now):
         self.flight.pto_count += 1
         self.stats["pto"] += 1
-        if self.mtu.black_hole(now):
+        if self.mtu.black_hole(now, self.flight.pto_count):
             self._resize(self.mtu.size)
             self.stats["mtu black hole"] += 1
         if self._fill_probe():

@@ -43,10 +43,12 @@ def test_pmtu_failed_probes_are_retried_then_the_search_stops():
 
 def test_pmtu_black_hole_drops_to_base_and_searches_again_later():
     m = PathMtu(BASE, TARGET)
-    assert not m.black_hole(0.0)                          # at the base already
+    assert not m.black_hole(0.0, 5)                       # at the base already
     m.sent(1, 0.0, 0.01)
     m.on_ack([(1, 1)])
-    assert m.black_hole(5.0) and m.size == BASE
+    for timeouts in range(1, pmtu.BLACK_HOLE_PTOS):      # a few: random loss
+        assert not m.black_hole(5.0, timeouts) and m.size == TARGET
+    assert m.black_hole(5.0, pmtu.BLACK_HOLE_PTOS) and m.size == BASE
     assert not m.probe_due(5.0 + pmtu.RAISE_AFTER - 1, True)
     assert m.probe_due(5.0 + pmtu.RAISE_AFTER, True)
 
@@ -63,11 +65,11 @@ def test_pmtu_pad_frame_round_trips_and_only_acks_the_probe():
     assert W.decode(W.encode(3, [(W.PAD, 1)]))[2] is False         # PAD alone: not eliciting
 
 
-def _transfer(drop=None, messages=60, size=60000, at=None, outstanding=16):
+def _transfer(drop=None, messages=60, size=60000, at=None, outstanding=16, loss=0.0):
     """*messages* sent as ChatFiles does (at most *outstanding* unresolved);
     *at(channel)* runs at each step."""
     ch = Channel(delay=0.01, drop=drop, delivery_timeout=3600.0, max_payload=BASE,
-                 probe_payload=TARGET)
+                 probe_payload=TARGET, loss=loss, seed=4)
     data = [os.urandom(size) for _ in range(messages)]
     sent = 0
     while len(ch.received("b")) < messages:
@@ -99,6 +101,13 @@ def test_pmtu_stream_stays_at_the_base_size_where_the_path_does_not():
     sizes = _sizes(ch)
     assert max(s for s in sizes if s != TARGET) <= BASE
     assert 1 <= sizes.count(TARGET) == ch.a.stats()["mtu probes"] <= pmtu.MAX_PROBES
+
+
+def test_pmtu_random_loss_is_no_black_hole():
+    ch = _transfer(messages=100, loss=0.1)
+    sizes = _sizes(ch)
+    assert ch.a.stats()["pto"] > 10 and ch.a.stats().get("mtu black hole", 0) <= 1
+    assert len([s for s in sizes if s > BASE]) > len(sizes) // 2
 
 
 def test_pmtu_black_hole_mid_transfer_falls_back_and_every_message_arrives():
