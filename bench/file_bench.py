@@ -19,8 +19,11 @@ case, as ``chat_latency_bench.py --lab`` uses it). Loss: iptables'
 hops). The loss rows need root.
 
 Baselines of each place, in the same run, at 0 % loss (``filebase.py``):
-the encrypted-UDP ceiling in Python (seal each datagram with the
-project's AEAD backend and push it, windowed, no repetition) and a plain
+the encrypted-UDP ceiling in Python (seal each 1,200-byte datagram with the
+project's AEAD backend and push it, windowed, no repetition), the same
+with 1,472-byte datagrams (a full frame, the size the files stream probes
+for), Linux UDP GSO and GRO (up to 44 datagrams a send, the key bound once;
+where the system refuses, one per call, and the row says so) and a plain
 TCP copy of the same file (in the lab through a port forward on bob's
 router: TCP cannot be punched through these NATs). magic-wormhole only
 with ``--wormhole-venv DIR``, a separate virtualenv holding it, its
@@ -51,6 +54,7 @@ BASE = os.path.join(ROOT, "bench", "filebase.py")
 UDP_PORTS = (47001, 47002)       # receiver, sender (a home router keeps them)
 TCP_PORT = 47003
 DATAGRAM = 1200
+FULL_DATAGRAM = 1472             # a 1,500-byte frame's UDP payload: what the files stream probes for
 WAIT = 30.0
 TRANSFER_WAIT = 900.0
 
@@ -65,8 +69,8 @@ class Row:
         return self.nbytes / self.seconds / 1e6 if self.seconds else float("nan")
 
 
-def peer_transfer(place, source, loss, work, peer=PEER):
-    """One transfer between real peers on *place*; a Row."""
+def peer_transfer(place, source, loss, work, peer=PEER, what="peerpunch"):
+    """One transfer between real peers on *place*; a Row (named *what*)."""
     down = os.path.join(work, "down-%d" % time.monotonic_ns())
     homes = [tempfile.mkdtemp(prefix="ppfilebench-", dir=work) for _ in range(2)]
     procs = []
@@ -102,7 +106,7 @@ def peer_transfer(place, source, loss, work, peer=PEER):
         same = filecmp.cmp(source, os.path.join(down, name), shallow=False)
         if not same:
             raise SystemExit("file_bench: the received file differs")
-        return Row(place.label, "peerpunch", loss, os.path.getsize(source), seconds,
+        return Row(place.label, what, loss, os.path.getsize(source), seconds,
                    "%s, byte-identical, %s" % (path, "receive-buffer drops: %d" % overflow
                                                if overflow is not None else "drops not counted"))
     finally:
@@ -146,15 +150,25 @@ def addresses(place):
     return "127.0.0.1", "127.0.0.1"
 
 
-def udp_ceiling(place, size):
+def udp_ceiling(place, size, offload=False):
+    """The encrypted-UDP ceiling's row; *offload*: with GSO and GRO."""
     bob_ip, alice_ip = addresses(place)
     recv_port, send_port = UDP_PORTS
-    recv = _child(place, "bob", ["udp-recv", recv_port, alice_ip, send_port])
-    send = _child(place, "alice", ["udp-send", send_port, bob_ip, recv_port, size, DATAGRAM])
+    recv = _child(place, "bob", ["udp-recv", recv_port, alice_ip, send_port]
+                  + (["gro"] if offload else []))
+    send = _child(place, "alice", ["udp-send", send_port, bob_ip, recv_port, size,
+                                   FULL_DATAGRAM if offload else DATAGRAM]
+                  + (["gso"] if offload else []))
     out = _finish(recv, send)
     nbytes, seconds = out.split()[1:3]
-    return Row(place.label, "encrypted UDP ceiling", 0.0, int(nbytes), float(seconds),
-               "%d-B datagrams, one sendto each, %s" % (DATAGRAM, _backend()))
+    if not offload:
+        return Row(place.label, CEILING, 0.0, int(nbytes), float(seconds),
+                   "%d-B datagrams, one sendto each, %s" % (DATAGRAM, _backend()))
+    refused = [side for side in ("gso", "gro") if "%s refused" % side in out + send.stderr_text]
+    return Row(place.label, CEILING_GSO, 0.0, int(nbytes), float(seconds),
+               "%d-B datagrams, up to %d a sendmsg (GSO), GRO, key bound once, %s%s"
+               % (FULL_DATAGRAM, 44, _backend(), "; refused: %s" % ", ".join(refused) if refused
+                  else ""))
 
 
 def tcp_copy(place, source, work):
@@ -188,7 +202,7 @@ def _child(place, role, args):
 
 def _finish(recv, send):
     try:
-        send.wait(600)
+        send.stderr_text = send.communicate(timeout=600)[1]
         out, err = recv.communicate(timeout=60)
     finally:
         for p in (send, recv):
@@ -196,7 +210,7 @@ def _finish(recv, send):
                 p.kill()
                 p.wait()
     if recv.returncode or send.returncode:
-        raise SystemExit("file_bench: baseline failed: %s %s" % (err.strip(), send.stderr.read()))
+        raise SystemExit("file_bench: baseline failed: %s %s" % (err.strip(), send.stderr_text))
     return out.strip().splitlines()[-1]
 
 
@@ -206,6 +220,8 @@ def _backend():
 
 
 WORMHOLE, WORMHOLE_CMD = "magic-wormhole", "magic-wormhole command"
+CEILING, CEILING_GSO = "encrypted UDP ceiling", "encrypted UDP GSO+GRO"
+BEFORE = "peerpunch before"
 
 
 def wormhole_rows(place, source, work, venv):
@@ -228,6 +244,8 @@ def run_place(place, source, losses, work, args):
         with place.case():
             rows.append(udp_ceiling(place, os.path.getsize(source)))
         with place.case():
+            rows.append(udp_ceiling(place, os.path.getsize(source), offload=True))
+        with place.case():
             rows.append(tcp_copy(place, source, work))
         if args.wormhole_venv:
             with place.case():
@@ -235,6 +253,9 @@ def run_place(place, source, losses, work, args):
     for loss in losses:
         with place.case():
             rows.append(peer_transfer(place, source, loss, work, args.peer))
+        if args.before:
+            with place.case():
+                rows.append(peer_transfer(place, source, loss, work, args.before, BEFORE))
     return rows
 
 
@@ -247,6 +268,9 @@ def main(argv=None):
     parser.add_argument("--peer", default=PEER,
                         help="the peer program to run (default bin/peer.py; a profiling wrapper)")
     parser.add_argument("--only-peers", action="store_true", help="no baseline rows")
+    parser.add_argument("--before", metavar="PEER", default=None,
+                        help="also an older peer program (bin/peer.py of another checkout),"
+                        " in the same run: rows 'peerpunch before'")
     parser.add_argument("--loss", type=float, action="append", default=None,
                         help="loss percentages for peerpunch rows (default 0 and 5)")
     parser.add_argument("--wormhole-venv", metavar="DIR", default=None,
@@ -295,12 +319,15 @@ def report(rows, size, isolated, venv=None):
         by = {(r.what, r.loss): r for r in rows if r.place == place}
         if ("TCP copy", 0.0) not in by:
             continue
-        ceiling, tcp = by[("encrypted UDP ceiling", 0.0)], by[("TCP copy", 0.0)]
+        ceiling, tcp = by[(CEILING, 0.0)], by[("TCP copy", 0.0)]
+        offload = by.get((CEILING_GSO, 0.0))
         for (what, loss), r in sorted(by.items()):
-            if what == "peerpunch":
-                print("ratio %s peerpunch at %d %% loss: %.2fx the encrypted-UDP ceiling,"
-                      " %.3fx TCP%s" % (place, round(loss * 100), r.rate / ceiling.rate,
-                                        r.rate / tcp.rate, _versus_wormhole(r, by)))
+            if what in ("peerpunch", BEFORE):
+                print("ratio %s %s at %d %% loss: %.2fx the encrypted-UDP ceiling,%s"
+                      " %.3fx TCP%s" % (place, what, round(loss * 100), r.rate / ceiling.rate,
+                                        " %.2fx its GSO+GRO variant," % (r.rate / offload.rate)
+                                        if offload else "", r.rate / tcp.rate,
+                                        _versus_wormhole(r, by)))
     print(wormhole_note(venv))
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The baselines of file_bench.py, one role per process:
 
-    python bench/filebase.py udp-recv PORT PEER_IP PEER_PORT
-    python bench/filebase.py udp-send PORT PEER_IP PEER_PORT BYTES DATAGRAM
+    python bench/filebase.py udp-recv PORT PEER_IP PEER_PORT [gro]
+    python bench/filebase.py udp-send PORT PEER_IP PEER_PORT BYTES DATAGRAM [gso]
     python bench/filebase.py tcp-recv PORT OUT
     python bench/filebase.py tcp-send IP PORT FILE
 
@@ -18,6 +18,14 @@ acknowledges every ACK_EVERY with the count it holds. No repetition: a
 datagram lost is lost (a stalled window is released after STALL). The
 receiver prints ``udp BYTES SECONDS`` (plaintext opened, first to last).
 
+With ``gso`` and ``gro``, the same with Linux UDP segmentation offload
+(:mod:`peerpunch.batchio`) and the AEAD's key bound once
+(``backend.keyed``): the sender seals up to GSO_BATCH datagrams and pushes
+them in one ``sendmsg`` (UDP_SEGMENT), the receiver asks for UDP_GRO and
+cuts what each ``recvmsg`` hands over at its segment size. Where the system
+refuses either, that side goes on one datagram per call, and the line says
+so (``udp BYTES SECONDS gso refused``, ``... gro refused``).
+
 ``tcp-*``: a plain TCP copy: ``sendfile`` on one side, ``recv_into`` and
 ``write`` on the other; the receiver prints ``tcp BYTES SECONDS`` from
 accepting the connection to the file written and closed.
@@ -30,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from peerpunch import crypto     # noqa: E402
+from peerpunch import batchio, crypto     # noqa: E402
 
 KEY = bytes(range(32))
 WINDOW = 1024
@@ -39,6 +47,7 @@ STALL = 0.05
 PUNCH, DATA, ACK, END = b"P", b"D", b"A", b"E"
 HEADER = struct.Struct("!cQ")     # kind, counter
 RCVBUF = 8 << 20
+GSO_BATCH = 44                    # datagrams per GSO send (about 64 KB of 1,472-byte ones)
 
 
 def _udp(port):
@@ -69,46 +78,74 @@ def _nonce(counter):
     return bytes(4) + counter.to_bytes(8, "little")
 
 
-def udp_recv(port, peer):
+def udp_recv(port, peer, gro=False):
     sock = _udp(port)
+    refused = gro and not batchio.enable_gro(sock)
+    gro = gro and not refused
     first = _punch(sock, peer)
     sock.settimeout(5.0)
-    seal = crypto.get_backend()
+    backend = crypto.get_backend()
+    keyed = backend.keyed(KEY) if gro else None
     opened, count, start, last = 0, 0, None, None
-    data = first
+    datagrams = [first]
     while True:
-        kind = data[:1]
-        if kind == DATA:
-            header = data[:HEADER.size]
-            counter = HEADER.unpack(header)[1]
-            opened += len(seal.aead_decrypt(KEY, _nonce(counter), data[HEADER.size:], header))
-            count += 1
-            last = time.monotonic()
-            start = start or last
-            if count % ACK_EVERY == 0:
-                sock.sendto(HEADER.pack(ACK, count), peer)
-        elif kind == END:
+        for data in datagrams:
+            kind = data[:1]
+            if kind == DATA:
+                header = data[:HEADER.size]
+                counter = HEADER.unpack(header)[1]
+                if keyed is not None:
+                    opened += len(keyed.open(_nonce(counter), data[HEADER.size:], header))
+                else:
+                    opened += len(backend.aead_decrypt(KEY, _nonce(counter), data[HEADER.size:],
+                                                       header))
+                count += 1
+                last = time.monotonic()
+                start = start or last
+                if count % ACK_EVERY == 0:
+                    sock.sendto(HEADER.pack(ACK, count), peer)
+            elif kind == END:
+                datagrams = None
+                break
+        if datagrams is None:
             break
         try:
-            data = sock.recv(65536)
+            datagrams = batchio.receive(sock, 65536)[0] if gro else [sock.recv(65536)]
         except socket.timeout:
             break
-    print("udp %d %.6f" % (opened, (last - start) if start else 0.0))
+    print("udp %d %.6f%s" % (opened, (last - start) if start else 0.0,
+                             " gro refused" if refused else ""))
 
 
-def udp_send(port, peer, total, datagram):
+def udp_send(port, peer, total, datagram, gso=False):
     sock = _udp(port)
     _punch(sock, peer)
     sock.setblocking(False)
-    seal = crypto.get_backend()
+    backend = crypto.get_backend()
+    keyed = backend.keyed(KEY) if gso else None
     plain = os.urandom(datagram - HEADER.size - 16)
     sent, acked, stalled = 0, 0, time.monotonic()
     target = -(-total // len(plain))
+    refused = False
     while sent < target:
         while sent - acked < WINDOW and sent < target:
+            if gso:
+                count = min(WINDOW - (sent - acked), target - sent, GSO_BATCH, 65000 // datagram)
+                batch = [_sealed(keyed.seal, sent + i, plain) for i in range(count)]
+                try:
+                    batchio.send(sock, batch, peer)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if not batchio.refused(exc):
+                        raise
+                    gso, refused = False, True      # one datagram per sendto from now on
+                    continue
+                sent += count
+                continue
             header = HEADER.pack(DATA, sent)
             try:
-                sock.sendto(header + seal.aead_encrypt(KEY, _nonce(sent), plain, header), peer)
+                sock.sendto(header + backend.aead_encrypt(KEY, _nonce(sent), plain, header), peer)
             except BlockingIOError:
                 break
             sent += 1
@@ -116,6 +153,13 @@ def udp_send(port, peer, total, datagram):
     for _ in range(20):
         sock.sendto(END, peer)
         time.sleep(0.01)
+    if refused:
+        print("gso refused", file=sys.stderr)
+
+
+def _sealed(seal, counter, plain):
+    header = HEADER.pack(DATA, counter)
+    return header + seal(_nonce(counter), plain, header)
 
 
 def _acks(sock, acked, stalled, sent):
@@ -170,9 +214,10 @@ def tcp_send(ip, port, path):
 def main(argv):
     role, args = argv[0], argv[1:]
     if role == "udp-recv":
-        udp_recv(int(args[0]), (args[1], int(args[2])))
+        udp_recv(int(args[0]), (args[1], int(args[2])), args[3:] == ["gro"])
     elif role == "udp-send":
-        udp_send(int(args[0]), (args[1], int(args[2])), int(args[3]), int(args[4]))
+        udp_send(int(args[0]), (args[1], int(args[2])), int(args[3]), int(args[4]),
+                 args[5:] == ["gso"])
     elif role == "tcp-recv":
         tcp_recv(int(args[0]), args[1])
     elif role == "tcp-send":

@@ -124,10 +124,11 @@ class Chat:
             self.stats["dropped"] += 1
             return out + [Log(logging.DEBUG, "dropped a datagram from %s that did not authenticate"
                               % _source(origin, ""))]
-        return out + self._opened(opened, origin, now)
+        return out + self.opened(opened, origin, now)
 
-    def _opened(self, opened, origin, now):
-        """What the link let through: the path follows, link events acted on, messages handled."""
+    def opened(self, opened, origin, now):
+        """What the link let through (an Output): the path follows, link events
+        acted on, messages handled (the router's runs of frames come here too)."""
         was_suspect = self.path.suspect
         authentic = bool(opened.messages or opened.packets)   # stream acks prove the path too
         out = self._until_end(self.path.heard(origin, authentic, now), now)

@@ -31,7 +31,9 @@ stricter relay shows as loss, and the stream backs off). The files stream
 runs :class:`~peerpunch.bulkcc.LossTolerant` (NewReno that forgives
 isolated random losses) and a MAX_ACK_DELAY of 5 ms at both ends; its
 datagrams are acknowledged once per batch read (see ``Chat``), in
-ACK_COPIES ACK-only packets.
+ACK_COPIES ACK-only packets. Its packets start at the 1,200-byte datagram
+every path carries and grow to PROBE_PAYLOAD (a full Ethernet frame) once a
+probe of that size is acknowledged (:mod:`peerpunch.pmtu`).
 
 Events (data; the console words them): ``FileNews(partner, event)`` for
 each :mod:`peerpunch.transfer` event, ``FileSkipped(partner, skipped)``
@@ -44,7 +46,6 @@ import logging
 
 from . import filewire as FW
 from . import stream as ST
-from . import streamwire as W
 from . import transfer as T
 from .bulkcc import LossTolerant
 from .filedesk import Desk
@@ -56,6 +57,7 @@ from .filestore import StagingBusy, TooMany
 log = logging.getLogger(__name__)
 
 FILES_MARK = 0xF8
+PROBE_PAYLOAD = 1500 - 20 - 8 - 1 - 25   # a full Ethernet frame: minus IPv4, UDP, relay, channel
 DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the partner is gone
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
@@ -81,15 +83,6 @@ BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 def is_files_packet(plaintext):
     return len(plaintext) > 1 and plaintext[0] == FILES_MARK
-
-
-def marked(packet):
-    """A stream packet as it travels on the files stream."""
-    return bytes((FILES_MARK,)) + packet[1:]
-
-
-def unmarked(packet):
-    return bytes((W.PACKET_TYPE,)) + packet[1:]
 
 
 class ChatFiles:
@@ -135,7 +128,8 @@ class ChatFiles:
             self.stream = ST.Stream(max_payload=self.max_payload,
                                     delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
                                     max_ack_delay=MAX_ACK_DELAY, controller=LossTolerant,
-                                    ack_copies=ACK_COPIES)
+                                    ack_copies=ACK_COPIES, mark=FILES_MARK,
+                                    probe_payload=PROBE_PAYLOAD)
             self._data = {}
 
     # -- the user
@@ -216,7 +210,7 @@ class ChatFiles:
             raise ST.StreamError("a file packet, and no files stream open")
         if self.blocked:
             raise ST.StreamError("a file packet while the partner's key is not trusted")
-        self.stream.datagram_received(unmarked(packet), now)
+        self.stream.datagram_received(packet, now)
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
@@ -225,7 +219,7 @@ class ChatFiles:
             return []
         self.relayed = relayed
         self._serve(now)
-        return [marked(p) for p in self.stream.packets(now)]
+        return self.stream.packets(now)
 
     def next_deadline(self):
         if self.stream is None or self.blocked:

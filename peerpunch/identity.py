@@ -222,3 +222,26 @@ class _Lock:
 
     def __exit__(self, *exc):
         os.close(self.fd)       # releases the lock
+
+
+class Pins:
+    """The pinned keys, shared by every chat: name -> 32-byte public key.
+
+    ``record`` pins in memory only; the shell writes known_peers when it
+    sees the PinKey event that goes with it.
+    """
+
+    asking = False     # True in a chat request's view of them (peerpunch.consent.Request)
+
+    def __init__(self, keys=None):
+        self.keys = dict(keys or {})
+
+    def get(self, name):
+        return self.keys.get(name)
+
+    def verdict(self, name, key):
+        pinned = self.keys.get(name)
+        return NEW if pinned is None else KNOWN if pinned == key else CHANGED
+
+    def record(self, name, key):
+        self.keys[name] = key

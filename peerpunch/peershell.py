@@ -44,7 +44,7 @@ from .shell import RECV_SIZE, DatagramLoop, is_dual_stack, sendto, udp_socket
 
 JOIN_TIMEOUT = 3.0
 RCVBUF = 1 << 20     # bytes: a burst of file data while the thread is busy (~45 ms of it)
-BATCH = 32      # datagrams read per readiness event (file packets only make the ack due)
+BATCH = 64      # datagrams read per readiness event: a run of file data is answered once
 
 
 class NetworkThread(threading.Thread):
@@ -65,7 +65,9 @@ class NetworkThread(threading.Thread):
         self.timer = DeadlineTimer(lambda: self.post("tick"), clock)
         self.loop = DatagramLoop(sock, self._datagram_received, OutputLog(output, verbose),
                                  on_event=self._event, on_wake=self._read_inbox,
-                                 on_open_error=self._open_failed, clock=clock, batch=BATCH)
+                                 on_open_error=self._open_failed, clock=clock, batch=BATCH,
+                                 handle_batch=self._datagrams_received
+                                 if hasattr(core, "datagrams_received") else None, offload=True)
         self._deadline = None
 
     def post(self, *item):
@@ -91,6 +93,9 @@ class NetworkThread(threading.Thread):
     def _datagram_received(self, data, addr, via):
         return self.core.datagram_received(data, addr, self.clock(), via)
 
+    def _datagrams_received(self, items, via):
+        return self.core.datagrams_received(items, self.clock(), via)
+
     def _read_inbox(self):
         while not self.loop.stopped:
             try:
@@ -101,6 +106,7 @@ class NetworkThread(threading.Thread):
             if kind == "line":
                 self._typed(args[0], lambda: self.core.handle_line(args[0], now))
             elif kind == "tick":
+                self._deadline = None          # the timer fired: it waits for a new one
                 self.loop.tick(now)
                 self.loop.apply(self.core.tick(now))
             elif kind == "quit":
@@ -121,9 +127,13 @@ class NetworkThread(threading.Thread):
                              % (command[:40], traceback.format_exc().rstrip())))
 
     def _reschedule(self):
+        """Give the timer thread a deadline sooner than the one it waits for
+        (a later one waits until it fires: that tick finds nothing due, and
+        the deadline is given then), so a busy loop whose deadlines keep
+        moving wakes that thread once per deadline, not once per turn."""
         due = [t for t in (self.core.next_deadline(), self.loop.next_deadline()) if t is not None]
         deadline = min(due) if due else None
-        if deadline != self._deadline:
+        if deadline is not None and (self._deadline is None or deadline < self._deadline):
             self._deadline = deadline
             self.timer.set(deadline)
 

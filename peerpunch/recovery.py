@@ -46,7 +46,11 @@ never builds a window it has not tested.
 at ``gain * cwnd / smoothed_rtt`` (gain 2 in slow start, 1.25 after, as
 Linux TCP paces) up to a burst; a packet may leave while a full datagram's
 credit is there, and a blocked sender comes back when a millisecond's
-worth has accrued (one datagram at least, the burst at most).
+worth has accrued (one datagram at least, the burst at most). The burst
+is the configured one (RFC 9002's initial window) or, when the rate is
+higher, a PACING_GRANULARITY's worth of it (the window at most): a sender
+woken once a millisecond could otherwise never go faster than its burst
+per millisecond (10 datagrams of 1,200 bytes: 12 MB/s), whatever its window.
 
 :func:`persistent_congestion` decides section 7.6.2 for one batch of
 packets declared lost at once.
@@ -279,7 +283,7 @@ def persistent_congestion(lost, rtt):
 class Pacer:
     def __init__(self, quantum, burst):
         self.quantum = quantum      # credit a packet needs: one full datagram
-        self.burst = max(burst, 2 * quantum)
+        self.min_burst = self.burst = max(burst, 2 * quantum)
         self.credit = float(self.burst)
         self.rate = math.inf        # bytes per second
         self.updated = None
@@ -287,6 +291,7 @@ class Pacer:
     def set_rate(self, cwnd, smoothed_rtt, slow_start):
         gain = PACING_GAIN_SLOW_START if slow_start else PACING_GAIN
         self.rate = gain * cwnd / max(smoothed_rtt, 1e-6)
+        self.burst = max(self.min_burst, min(self.rate * PACING_GRANULARITY, cwnd))
 
     def _refill(self, now):
         if self.updated is not None and now > self.updated:

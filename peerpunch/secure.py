@@ -39,6 +39,7 @@ receiver keeps the previous epoch's key for stragglers.
 
 import hashlib
 import hmac
+import struct
 
 from . import noise
 from .crypto import InvalidTag
@@ -47,6 +48,7 @@ from .replay import ReplayWindow
 
 HELLO, REPLY, FINISH, DATA = 0xE1, 0xE2, 0xE3, 0xE4
 FRAME_TYPES = frozenset((HELLO, REPLY, FINISH, DATA))
+DATA_BYTE = bytes((DATA,))        # a DATA frame's first byte, as bytes
 _KIND_NAMES = {HELLO: "HELLO", REPLY: "REPLY", FINISH: "FINISH", DATA: "DATA"}
 MAC_LEN = 16
 HEADER_LEN = 9
@@ -106,6 +108,8 @@ class SecureChannel:
         self._tokens = HANDSHAKE_RATE
         self._tokens_at = None
         self._send_key = self._recv_key = self._prev_recv_key = None
+        self._sealer = None             # the send key bound (crypto.keyed)
+        self._openers = {}              # receive key -> its key bound
         self._send_counter = 0
         self._recv_epoch = 0
         self._window = ReplayWindow()
@@ -203,6 +207,8 @@ class SecureChannel:
         self.handshake_hash = self._hs.handshake_hash
         send, recv = self._hs.split()
         self._send_key, self._recv_key = send.k, recv.k
+        self._sealer = self.backend.keyed(send.k)
+        self._openers = {recv.k: self.backend.keyed(recv.k)}
 
     def _complete(self):
         return self._send_key is not None
@@ -247,26 +253,47 @@ class SecureChannel:
         counter = self._send_counter
         if counter and counter % REKEY_INTERVAL == 0:
             self._send_key = _rekey(self.backend, self._send_key)
+            self._sealer = self.backend.keyed(self._send_key)
         self._send_counter += 1
-        header = bytes([DATA]) + counter.to_bytes(8, "big")
-        return header + self.backend.aead_encrypt(self._send_key, _nonce(counter), plaintext, header)
+        header = _HEADER.pack(DATA, counter)
+        return header + self._sealer.seal(_NONCE.pack(counter), plaintext, header)
 
     def _on_data(self, frame, now):
-        if not self._complete() or len(frame) < OVERHEAD:
-            raise FrameRejected("no keys yet" if not self._complete() else "short frame")
-        header = frame[:HEADER_LEN]
-        counter = int.from_bytes(header[1:], "big")
-        if not self._window.check(counter):
-            raise FrameRejected("replayed or too old")
-        key, epoch = self._key_for(counter // REKEY_INTERVAL)
-        plaintext = self.backend.aead_decrypt(key, _nonce(counter), frame[HEADER_LEN:], header)
-        self._window.update(counter)
-        if epoch > self._recv_epoch:
-            self._prev_recv_key, self._recv_key, self._recv_epoch = self._recv_key, key, epoch
+        if not self._complete():
+            raise FrameRejected("no keys yet")
+        plaintext = self.open_data(frame)
         if not self.ready:                     # the initiator's proof the responder has keys
             self.ready = True
             self._pending = self._retransmit_at = None
         return [], [plaintext]
+
+    def open_data(self, frame):
+        """The plaintext of a DATA *frame*, once keys are agreed (``ready``,
+        or what ``open`` needs first); raises FrameRejected, and then
+        nothing changes. What ``open`` does for DATA, without its dispatch:
+        the path a bulk transfer's datagrams take."""
+        if len(frame) < OVERHEAD or frame[0] != DATA:
+            raise FrameRejected("short frame" if len(frame) < OVERHEAD else "not a DATA frame")
+        header = frame[:HEADER_LEN]
+        counter = _HEADER.unpack(header)[1]
+        window = self._window
+        if not window.check(counter):
+            raise FrameRejected("replayed or too old")
+        epoch = counter // REKEY_INTERVAL
+        key = self._recv_key if epoch == self._recv_epoch else self._key_for(epoch)[0]
+        opener = self._openers.get(key)
+        if opener is None:
+            opener = self.backend.keyed(key)
+        try:
+            plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], header)
+        except InvalidTag as exc:
+            raise FrameRejected("DATA frame: %s" % exc) from None
+        window.update(counter)
+        if epoch > self._recv_epoch:
+            self._prev_recv_key, self._recv_key, self._recv_epoch = self._recv_key, key, epoch
+            self._openers = {key: opener, self._prev_recv_key: self._openers.get(
+                self._prev_recv_key)}
+        return plaintext
 
     def _key_for(self, epoch):
         if epoch == self._recv_epoch:
@@ -285,8 +312,12 @@ CONFIRM = b'"Pong"'
 """What the responder seals first: any authenticated DATA confirms the keys."""
 
 
+_HEADER = struct.Struct(">BQ")           # DATA, counter
+_NONCE = struct.Struct("<4xQ")           # Noise's nonce: 4 zero bytes, the counter
+
+
 def _nonce(counter):
-    return b"\0\0\0\0" + counter.to_bytes(8, "little")
+    return _NONCE.pack(counter)
 
 
 def _rekey(backend, key):

@@ -55,6 +55,7 @@ import enum
 import logging
 
 from . import identity as ID
+from .identity import Pins  # noqa: F401 -- the chats' shared pins, named here as before
 from . import protocol as P
 from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
@@ -153,29 +154,6 @@ class Output(collections.namedtuple("Output", "frames messages events packets"))
 class WrongKind(P.RemoteProtocolError):
     """A datagram of the other kind: plain on an encrypted link (a Ping once
     the handshake is done, a Pong, a forgery) or a sealed frame on a plain one."""
-
-
-class Pins:
-    """The pinned keys, shared by every chat: name -> 32-byte public key.
-
-    ``record`` pins in memory only; the shell writes known_peers when it
-    sees the PinKey event that goes with it.
-    """
-
-    asking = False     # True in a chat request's view of them (peerpunch.consent.Request)
-
-    def __init__(self, keys=None):
-        self.keys = dict(keys or {})
-
-    def get(self, name):
-        return self.keys.get(name)
-
-    def verdict(self, name, key):
-        pinned = self.keys.get(name)
-        return ID.NEW if pinned is None else ID.KNOWN if pinned == key else ID.CHANGED
-
-    def record(self, name, key):
-        self.keys[name] = key
 
 
 def whoami(username, identity):
@@ -283,6 +261,25 @@ class Secure:
         messages = self._decode([p for p in plaintexts if not (is_packet(p) or
                                                                is_files_packet(p))], events)
         return Output(frames, messages, events, packets)
+
+    def open_run(self, datagrams, now):
+        """Several DATA frames read together on a SECURE link (else
+        LocalProtocolError): (one Output of those that authenticate and
+        decode, the list of those that do not, as ``receive`` would refuse them)."""
+        if self.state is not SecureState.SECURE or not self.ready:
+            raise P.LocalProtocolError("no secure link to open a run on")
+        output, refused = Output(), []
+        packets, open_data = output.packets, self._channel.open_data
+        for data in datagrams:
+            try:
+                plaintext = open_data(data)
+                if is_files_packet(plaintext) or is_packet(plaintext):
+                    packets.append(plaintext)
+                else:
+                    output.messages.append(P.decode(plaintext))
+            except P.RemoteProtocolError:
+                refused.append(data)
+        return output, refused
 
     def tick(self, now):
         """Repeat a handshake frame that went unanswered; give up in time."""

@@ -18,6 +18,7 @@ address; anything else is ignored. It acts on the machines' events for it
 """
 
 import collections
+import logging
 import os
 import random
 
@@ -29,7 +30,7 @@ from .chatlist import ChatListWatch
 from .chattable import ChatTable
 from .consent import Consents
 from .filewire import FEATURE as FILES_FEATURE
-from .effects import Send  # noqa: F401 -- re-exported
+from .effects import Log, Send  # noqa: F401 -- Send re-exported
 from .events import (  # noqa: F401 -- re-exported: callers import them from here
     CONNECT_RETRY, CONNECT_TIMEOUT, DIRECT_RETRY, DIRECT_RETRY_FAST_FOR, DIRECT_RETRY_SLOW,
     FALLBACK_AFTER, GOODBYE_COPIES, IN_CHAT, KEEPALIVE, LOST_AFTER_INTERVALS, MAX_HEARD,
@@ -44,7 +45,8 @@ from .path import RELAYED_ORIGIN, EndChat, Origin, PathFound
 from .registration import RelayAuth  # noqa: F401 -- re-exported
 from .relayclient import (WANT_CHATS, Introduction, RelayClient,  # noqa: F401 -- WANT_CHATS
                           RelayState, RequestEnded, RequestState)
-from .securing import Pins
+from .secure import DATA_BYTE as DATA
+from .securing import Pins, SecureState
 from .timers import earliest, fire
 
 
@@ -171,6 +173,54 @@ class PeerSession:
         """A datagram from *addr* on our socket *via* (0: our own, else one
         opened by an OpenSocket effect), to the machine it is for."""
         return self._done(self._datagram(data, addr, now, via), now, look=False)
+
+    def datagrams_received(self, batch, now, via=0):
+        """Several datagrams read at once from socket *via*, ``(data, addr)``
+        each: as datagram_received each in turn (one refused is dropped,
+        logged), except that a run of sealed DATA frames from a connected
+        chat's partner is opened together and its chat hears of them once."""
+        out, i = [], 0
+        while i < len(batch):
+            data, addr = batch[i]
+            chat = self._secure_chat(data, addr, via)
+            end = i + 1
+            if chat is None:
+                out += self._dropping(data, addr, now, via)
+            else:
+                while end < len(batch) and batch[end][1] == addr and batch[end][0][:1] == DATA:
+                    end += 1
+                out += self._acted_on(self._run(chat, [d for d, _ in batch[i:end]], addr, now),
+                                      now)
+            i = end
+        return self._done(out, now, look=False)
+
+    def _secure_chat(self, data, addr, via):
+        """The chat a sealed DATA frame from *addr* is for, if that chat's
+        link is up and its partner is right there; else None."""
+        if via or data[:1] != DATA or self.state is State.CLOSED or addr == self.relay.addr:
+            return None
+        for chat in self.table.chats.values():
+            if chat.peer is not None and chat.peer.addr == addr:
+                up = chat.state is State.CONNECTED and not chat.closed
+                return chat if up and chat.secure.state is SecureState.SECURE and \
+                    chat.secure.ready else None
+        return None
+
+    def _run(self, chat, frames, addr, now):
+        origin = Origin(addr, 0, False)
+        opened, refused = chat.secure.open_run(frames, now)
+        out = chat.opened(opened, origin, now) if opened.messages or opened.packets else []
+        if opened.packets:
+            out += chat.pump(now)         # the run's one ACK and data, not a timer's later
+        for data in refused:              # another chat may take it (roaming), as one by one
+            out += self._dropping(data, addr, now, 0)
+        return out
+
+    def _dropping(self, data, addr, now, via):
+        try:
+            return self._datagram(data, addr, now, via)
+        except P.RemoteProtocolError as exc:
+            return [Log(logging.DEBUG, "dropped a datagram from %s: %s" % (addr, exc), "dropped")]
 
     def _datagram(self, data, addr, now, via):
         if self.state is State.CLOSED:

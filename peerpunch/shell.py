@@ -44,6 +44,7 @@ import socket
 import time
 import traceback
 
+from . import batchio
 from . import protocol as P
 from .effects import CloseSocket, Log, OpenSocket, Send
 from .loglimit import LogLimiter
@@ -58,11 +59,19 @@ class DatagramLoop:
     *handle(data, addr, via)*; write Log effects to *log*. *on_event(effect)*
     gets the core's own events, *on_wake()* runs after each wake-up, and
     *on_open_error(exc)* hears of an OpenSocket that failed (the Sends via
-    it are then dropped)."""
+    it are then dropped). With *handle_batch(items, via)*, the datagrams
+    read on one readiness event go to it at once instead, a list of
+    ``(data, addr)``; it drops what it refuses itself. *offload*: use
+    Linux UDP GSO and GRO where the kernel has them (:mod:`peerpunch.batchio`)."""
 
     def __init__(self, sock, handle, log, *, on_event=None, on_wake=None, on_open_error=None,
-                 limiter=None, clock=time.monotonic, batch=BATCH):
+                 limiter=None, clock=time.monotonic, batch=BATCH, handle_batch=None,
+                 offload=False):
         self.handle = handle
+        self.handle_batch = handle_batch
+        self.offload = offload and batchio.linux()
+        self._gro = set()                      # vias whose socket hands over GRO batches
+        self._gso = set()                      # vias whose socket still takes GSO runs
         self.log = log
         self.on_event = on_event
         self.on_wake = on_wake
@@ -128,6 +137,9 @@ class DatagramLoop:
     # -- datagrams in
 
     def _read(self, via):
+        if self.handle_batch is not None:
+            self._read_batch(via)
+            return
         sock = self.sockets.get(via)
         canonical = canonical6 if via in self._ipv6 else None
         traffic = self.traffic
@@ -156,6 +168,45 @@ class DatagramLoop:
                 self._log(Log(logging.ERROR, "internal error on a datagram from %s (dropped)\n%s"
                               % (describe(addr), traceback.format_exc().rstrip()), "internal"))
 
+    def _read_batch(self, via):
+        """Read up to ``batch`` datagrams, then hand them to the core at once."""
+        sock = self.sockets.get(via)
+        if sock is None or self.stopped:
+            return
+        canonical = canonical6 if via in self._ipv6 else None
+        items, gro = [], via in self._gro
+        while len(items) < self.batch:
+            try:
+                if gro:
+                    datagrams, addr = batchio.receive(sock, RECV_SIZE)
+                else:
+                    datagrams, addr = sock.recvfrom(RECV_SIZE)
+                    datagrams = (datagrams,)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:      # e.g. ICMP port unreachable surfacing on Windows
+                self._log(Log(logging.DEBUG, "receive error: %s" % exc))
+                continue
+            if canonical is not None:
+                addr = canonical(addr)
+            items.extend((data, addr) for data in datagrams)
+        if items:
+            self.traffic["datagrams_in"] += len(items)
+            self.traffic["bytes_in"] += sum(len(data) for data, _ in items)
+            self._handle_batch(items, via)
+
+    def _handle_batch(self, items, via):
+        try:
+            self.apply(self.handle_batch(items, via))
+        except P.RemoteProtocolError as exc:      # the core drops one by one: not expected
+            self.dropped += 1
+            self._log(Log(logging.DEBUG, "dropped %d datagrams: %s" % (len(items), exc), "dropped"))
+        except Exception:               # a bug: these datagrams are lost, the loop goes on
+            self.internal_errors += 1
+            self._log(Log(logging.ERROR, "internal error on %d datagrams from %s (dropped)\n%s"
+                          % (len(items), describe(items[0][1]), traceback.format_exc().rstrip()),
+                          "internal"))
+
     def _drain_wakeups(self):
         try:
             while self._wake_r.recv(512):
@@ -169,10 +220,17 @@ class DatagramLoop:
 
     def apply(self, effects):
         """Carry out *effects* in order."""
-        for effect in effects:
+        effects = effects if type(effects) is list else list(effects)
+        i = 0
+        while i < len(effects):
+            effect = effects[i]
             kind = type(effect)
+            i += 1
             if kind is Send:
-                self._send(effect)
+                if effect.via in self._gso:
+                    i += self._send_run(effects, i - 1) - 1
+                else:
+                    self._send(effect)
             elif kind is Log:
                 self._log(effect)
             elif kind is OpenSocket:
@@ -198,6 +256,32 @@ class DatagramLoop:
         self.traffic["datagrams_out"] += 1
         self.traffic["bytes_out"] += len(effect.data)
 
+    def _send_run(self, effects, start):
+        """The Sends from *start* that go as one GSO send (at least one);
+        how many there were."""
+        first, count = effects[start], batchio.run_length(effects, start)
+        sock = self.sockets.get(first.via)
+        if count == 1 or sock is None:
+            self._send(first)
+            return 1
+        run = effects[start:start + count]
+        addr = sockaddr6(first.addr) if first.via in self._ipv6 else first.addr
+        try:
+            batchio.send(sock, [e.data for e in run], addr)
+        except OSError as exc:
+            if not batchio.refused(exc):
+                self.send_errors += count
+                self._log(Log(logging.DEBUG, "send to %s failed: %s" % (describe(first.addr), exc)))
+                return count
+            self._gso.discard(first.via)           # for good: one datagram per send
+            self._log(Log(logging.DEBUG, "UDP segmentation refused: %s" % exc))
+            for effect in run:
+                self._send(effect)
+            return count
+        self.traffic["datagrams_out"] += count
+        self.traffic["bytes_out"] += sum(len(e.data) for e in run)
+        return count
+
     def _log(self, effect):
         if self.log.isEnabledFor(effect.level):
             self._write(self.limiter.admit(effect, self.clock()))
@@ -216,6 +300,10 @@ class DatagramLoop:
         self.sockets[via] = sock
         if sock.family == socket.AF_INET6:
             self._ipv6.add(via)
+        if self.offload:
+            self._gso.add(via)
+            if batchio.prepare(sock):
+                self._gro.add(via)
 
     def open_socket(self, via):
         """OpenSocket: another socket like socket 0 as *via* (if not open yet)."""
@@ -236,7 +324,8 @@ class DatagramLoop:
         """CloseSocket: close *via* (never socket 0; a no-op if not open)."""
         sock = self.sockets.pop(via, None) if via else None
         if sock is not None:
-            self._ipv6.discard(via)
+            for vias in (self._ipv6, self._gro, self._gso):
+                vias.discard(via)
             self._selector.unregister(sock)
             sock.close()
 

@@ -117,13 +117,18 @@ class Stream:
     :class:`~peerpunch.bulkcc.LossTolerant` for bulk data); *ack_copies*:
     ACK-only packets sent each time one is owed (2 on a stream whose
     receiver acknowledges a whole batch at once: one lost ACK then does not
-    leave the sender waiting for a probe timeout)."""
+    leave the sender waiting for a probe timeout); *mark*: the first byte of
+    its packets, PACKET_TYPE or another stream's of the same session (the
+    partner's Stream must be made with the same); *probe_payload*: a larger
+    packet size to try once the path has an RTT sample (:mod:`peerpunch.pmtu`;
+    None: keep *max_payload*)."""
 
     def __init__(self, *, max_payload=DEFAULT_MAX_PAYLOAD, rtt_initial=INITIAL_RTT,
                  delivery_timeout=DELIVERY_TIMEOUT, ack_every=ACK_EVERY,
                  burst_packets=BURST_PACKETS, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
-                 ack_copies=1):
-        if not MIN_PAYLOAD <= max_payload <= MAX_PAYLOAD:
+                 ack_copies=1, mark=W.PACKET_TYPE, probe_payload=None):
+        if not all(MIN_PAYLOAD <= p <= MAX_PAYLOAD for p in (max_payload, probe_payload or
+                                                           max_payload)):
             raise ValueError("max_payload must be %d..%d" % (MIN_PAYLOAD, MAX_PAYLOAD))
         if not rtt_initial > 0 or not delivery_timeout > 0 or ack_every < 1 or \
                 burst_packets < 2 or not max_ack_delay > 0 or ack_copies < 1:
@@ -133,7 +138,8 @@ class Stream:
         self._inbox = Inbox(self._received, ack_every=ack_every, max_ack_delay=max_ack_delay)
         self._outbox = Outbox(max_payload, rtt_initial, delivery_timeout,
                               burst_packets * max_payload, self._delivered, self._given_up,
-                              max_ack_delay, controller, ack_copies)
+                              max_ack_delay, controller, ack_copies, mark, probe_payload)
+        self.mark = mark
         self.closed = False
 
     def _received(self, message_id, data):
@@ -158,7 +164,7 @@ class Stream:
         frames before the offending one may have been taken."""
         if self.closed:
             return
-        pn, frames, eliciting = W.decode(payload)
+        pn, frames, eliciting = W.decode(payload, self.mark)
         inbox, ack_now = self._inbox, False
         inbox.check_packet_number(pn)
         for frame in frames:

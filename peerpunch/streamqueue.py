@@ -35,10 +35,11 @@ class Message:
 
 class Fragment:
     """Bytes ``offset..`` of a message, with its STREAM frame header packed once."""
-    __slots__ = ("msg", "header", "data", "size", "acked", "last_pn", "queued")
+    __slots__ = ("msg", "offset", "header", "data", "size", "acked", "last_pn", "queued")
 
     def __init__(self, msg, offset, data):
         self.msg = msg
+        self.offset = offset
         self.header = W.pack_stream_header(W.STREAM, msg.id, offset, len(msg.data), len(data))
         self.data = data
         self.size = W.STREAM_HEADER_LEN + len(data)
@@ -47,6 +48,15 @@ class Fragment:
 
     def live(self):
         return not self.acked and self.msg.state == SENDING
+
+    def split(self, chunk):
+        """This fragment's bytes as fragments of *chunk* bytes at most, to
+        send in its place (a smaller packet size): the message counts them."""
+        data = self.data
+        pieces = [Fragment(self.msg, self.offset + at, data[at:at + chunk])
+                  for at in range(0, len(data), chunk)]
+        self.msg.unacked += len(pieces) - 1
+        return pieces
 
 
 class SendQueue:

@@ -88,7 +88,7 @@ class _Partial:
         elif not add_range(edges, offset, end, MAX_FRAGMENT_RANGES):
             raise W.StreamError("message arrives in more than %d pieces" % MAX_FRAGMENT_RANGES)
         self.buf[offset:end] = data
-        return edges == [0, len(self.buf)]
+        return len(edges) == 2 and not edges[0] and edges[1] == len(self.buf)
 
 
 class Inbox:

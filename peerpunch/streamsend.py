@@ -41,6 +41,7 @@ delivered" means "not confirmed in time".
 import collections
 
 from . import streamwire as W
+from .pmtu import PathMtu
 from .recovery import MAX_ACK_DELAY, Flight, NewReno, Pacer, RttEstimator, persistent_congestion
 from .streamqueue import ACKED, GIVEN_UP, SENDING, SendQueue
 from .streamrecv import RECV_WINDOW
@@ -55,7 +56,9 @@ counts ack-eliciting packets (for persistent congestion)."""
 class Outbox:
     def __init__(self, max_payload, rtt_initial, delivery_timeout, burst,
                  on_delivered, on_given_up, max_ack_delay=MAX_ACK_DELAY, controller=NewReno,
-                 ack_copies=1):
+                 ack_copies=1, mark=W.PACKET_TYPE, probe_payload=None):
+        self.mark = mark                        # the first byte of our packets
+        self.mtu = PathMtu(max_payload, probe_payload)
         self.max_payload = max_payload
         self.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
         self.delivery_timeout = delivery_timeout
@@ -107,10 +110,13 @@ class Outbox:
             self._send(now, inbox, out)
         else:
             self._limited = False
+        if (self._fresh or len(self.flight) >= PTO_PROBES * 4) and \
+                self.mtu.probe_due(now, self.rtt.first_sample_time is not None):  # bulk data
+            out.append(self._mtu_probe(now))
         if inbox.ack_at is not None and inbox.ack_at <= now:
             for _ in range(self.ack_copies):
                 ack = inbox.ack_frame(now, self.max_payload - W.HEADER_LEN)
-                out.append(W.packet_header(self._pn) + ack)
+                out.append(W.packet_header(self._pn, self.mark) + ack)
                 self._pn += 1
         return out
 
@@ -131,6 +137,20 @@ class Outbox:
             if packet is None:
                 return
             out.append(packet)
+
+    def _resize(self, max_payload):
+        """Packets of *max_payload* bytes from now on (path MTU): fragments cut to fit."""
+        self.max_payload = max_payload
+        self.chunk = self.queue.chunk = max_payload - W.HEADER_LEN - W.SKIP_LEN - W.STREAM_HEADER_LEN
+
+    def _mtu_probe(self, now):
+        """A probe of the size the path MTU search tries: ACK_NOW, padded; not in flight."""
+        pn = self._pn
+        self._pn += 1
+        self.mtu.sent(pn, now, self.rtt.smoothed)
+        self.stats["mtu probes"] += 1
+        pad = self.mtu.target - W.HEADER_LEN - len(W.ACK_NOW_FRAME)
+        return W.packet_header(pn, self.mark) + W.ACK_NOW_FRAME + bytes((W.PAD,)) + bytes(pad - 1)
 
     def _has_work(self):
         return bool(self._retx or self._fresh) or self._skip_needed()
@@ -173,10 +193,10 @@ class Outbox:
         return self._has_work() and (cc.bytes_in_flight + size + cc.max_datagram > cc.cwnd
                                      or pacer.credit - size < pacer.quantum)
 
-    @staticmethod
-    def _take(queue, room, parts, frags, owned):
+    def _take(self, queue, room, parts, frags, owned):
         """Move fragments from *queue* into the packet while they fit;
-        *owned*: the queue holds the fragment's ``queued`` mark."""
+        *owned*: the queue holds the fragment's ``queued`` mark. One too big
+        for any packet now (the path MTU dropped) is cut again in place."""
         while queue:
             frag = queue[0]
             if frag.acked or frag.msg.state is not SENDING or (not owned and frag.queued):
@@ -185,6 +205,12 @@ class Outbox:
                     frag.queued = False
                 continue
             if frag.size > room:
+                if len(frag.data) > self.chunk and owned:
+                    queue.popleft()
+                    for piece in reversed(frag.split(self.chunk)):
+                        piece.queued = True
+                        queue.appendleft(piece)
+                    continue
                 break
             queue.popleft()
             if owned:
@@ -198,7 +224,7 @@ class Outbox:
     def _record(self, now, parts, frags, skip):
         pn = self._pn
         self._pn += 1
-        parts[0] = W.packet_header(pn)
+        parts[0] = W.packet_header(pn, self.mark)
         packet = b"".join(parts)
         self._seq += 1
         self.flight.add(_Sent(pn, now, len(packet), frags, skip, self._seq))
@@ -216,6 +242,8 @@ class Outbox:
     def on_ack(self, largest, delay, ranges, now):
         if largest >= self._pn:
             raise W.StreamError("ACK for packet %d, never sent (next is %d)" % (largest, self._pn))
+        if self.mtu.on_ack(ranges):
+            self._resize(self.mtu.size)
         newly = self.flight.on_ack(largest, delay, ranges, now)
         if not newly:
             return
@@ -271,6 +299,7 @@ class Outbox:
     # --------------------------------------------------------------- timers
 
     def on_timers(self, now):
+        self.mtu.on_timers(now)
         flight = self.flight
         if flight.order:
             due = flight.timer()
@@ -278,13 +307,16 @@ class Outbox:
                 if flight.loss_time is not None:
                     self._on_lost(flight.detect_lost(now), now)
                 else:
-                    self._on_pto()
+                    self._on_pto(now)
         if self._unresolved and self._unresolved[0].deadline <= now:
             self._expire(now)
 
-    def _on_pto(self):
+    def _on_pto(self, now):
         self.flight.pto_count += 1
         self.stats["pto"] += 1
+        if self.mtu.black_hole(now, self.flight.pto_count):
+            self._resize(self.mtu.size)
+            self.stats["mtu black hole"] += 1
         if self._fill_probe():
             self._probes = PTO_PROBES
             return

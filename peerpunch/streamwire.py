@@ -15,6 +15,7 @@ big-endian::
                    | n x (gap (4) | range length (4))
     SKIP    = 0x03 | below (4)
     ACK_NOW = 0x04
+    PAD     = 0x05 | zeros to the end of the packet
 
 Every datagram gets a fresh packet number, never reused, 0, 1, 2, ... (64
 bits: it never wraps); retransmitted data travels again in a new packet, so
@@ -49,6 +50,10 @@ ACK frames alone are not.
 :func:`decode` checks everything that does not need the stream's state and
 raises :class:`StreamError` (a :class:`~peerpunch.protocol.RemoteProtocolError`)
 on anything malformed: the caller drops that datagram.
+
+PAD fills a path-MTU probe (:mod:`peerpunch.pmtu`) to its size; a packet
+of ACK_NOW and PAD is acknowledged like any other. A stream that does not
+know PAD refuses the packet, which is all a failed probe needs.
 """
 
 import struct
@@ -58,7 +63,7 @@ from . import protocol as P
 FEATURE = "stream1"
 
 PACKET_TYPE = 0xC1
-STREAM, ACK, SKIP, ACK_NOW = 0x01, 0x02, 0x03, 0x04
+STREAM, ACK, SKIP, ACK_NOW, PAD = 0x01, 0x02, 0x03, 0x04, 0x05
 
 MAX_MESSAGE = 64 * 1024
 """Largest message, in bytes (64 KiB of UTF-8: one chat line at most)."""
@@ -81,6 +86,7 @@ ACK_LEN = _ACK.size                    # 16, plus RANGE_LEN per extra range
 RANGE_LEN = _RANGE.size                # 8
 SKIP_LEN = _SKIP.size                  # 5
 ACK_NOW_FRAME = bytes((ACK_NOW,))
+_ONE_STREAM = HEADER_LEN + STREAM_HEADER_LEN
 
 pack_header = _HEADER.pack
 pack_stream_header = _STREAM.pack
@@ -95,8 +101,8 @@ def is_packet(data):
     return bool(data) and data[0] == PACKET_TYPE
 
 
-def packet_header(pn):
-    return _HEADER.pack(PACKET_TYPE, pn)
+def packet_header(pn, mark=PACKET_TYPE):
+    return _HEADER.pack(mark, pn)
 
 
 def stream_frame(message_id, offset, total, data):
@@ -146,23 +152,32 @@ def encode(pn, frames):
             parts.append(ack_frame(frame[3], frame[2]))
         elif kind == SKIP:
             parts.append(skip_frame(frame[1]))
+        elif kind == PAD:
+            parts.append(bytes((PAD,)) + bytes(frame[1] - 1))
         else:
             parts.append(ACK_NOW_FRAME)
     return b"".join(parts)
 
 
-def decode(data):
-    """``(packet number, frames, ack_eliciting)`` of one packet.
+def decode(data, mark=PACKET_TYPE):
+    """``(packet number, frames, ack_eliciting)`` of one packet (whose first
+    byte is *mark*: a second stream of a session marks its packets its own way).
 
     Frames are tuples: ``(STREAM, id, offset, total, data)`` with *data* a
     memoryview into *data*; ``(ACK, largest, delay_seconds, ranges)`` with
-    *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``.
+    *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``;
+    ``(PAD, length)`` (its type byte included).
     Raises StreamError for anything malformed."""
     size = len(data)
-    if size <= HEADER_LEN or data[0] != PACKET_TYPE:
+    if size <= HEADER_LEN or data[0] != mark:
         raise StreamError("not a stream packet (%d bytes)" % size)
-    view = memoryview(data)
     pn = _HEADER.unpack_from(data)[1]
+    if data[HEADER_LEN] == STREAM and size >= _ONE_STREAM:     # a data packet: one STREAM frame
+        _, message_id, offset, total, length = _STREAM.unpack_from(data, HEADER_LEN)
+        if _ONE_STREAM + length == size and message_id and total <= MAX_MESSAGE and \
+                offset + length <= total:
+            return pn, [(STREAM, message_id, offset, total, memoryview(data)[_ONE_STREAM:])], True
+    view = memoryview(data)
     pos, frames, eliciting = HEADER_LEN, [], False
     while pos < size:
         kind = data[pos]
@@ -186,6 +201,8 @@ def decode(data):
         elif kind == ACK_NOW:
             frame, pos = (ACK_NOW,), pos + 1
             eliciting = True
+        elif kind == PAD:
+            frame, pos = (PAD, size - pos), size
         else:
             raise StreamError("unknown frame type 0x%02x" % kind)
         frames.append(frame)

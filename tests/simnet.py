@@ -71,8 +71,10 @@ class SimNat:
 
 
 class SimNet:
-    def __init__(self, loss=0.0, seed=1, alt_port=False, **registry_options):
+    def __init__(self, loss=0.0, seed=1, alt_port=False, batched=False, **registry_options):
         self.now = 1000.0
+        self.batched = batched                     # peers get runs: datagrams_received
+        self.batches = []                          # (session addr, count) of each run given
         self.stun = BindingServer([RELAY] + ([RELAY_ALT] if alt_port else []))
         self.nats = {}                             # inside IP -> SimNat
         self.public = {}                           # public IP -> SimNat
@@ -138,6 +140,9 @@ class SimNet:
 
     def _drain(self):
         while self._inflight:
+            if self.batched:
+                self._drain_batched()
+                continue
             src, dst, data = self._inflight.popleft()
             if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
                 continue
@@ -159,6 +164,38 @@ class SimNet:
             elif self.owners.get(dst) is not None:
                 owner, via = self.owners[dst]
                 self._emit(owner, self.sessions[owner].datagram_received(data, src, self.now, via))
+
+    def _drain_batched(self):
+        """What is in flight now, each peer socket's datagrams handed over
+        together as a shell's batch read does (the rest one by one)."""
+        batch, self._inflight = list(self._inflight), collections.deque()
+        runs = collections.OrderedDict()            # (owner, via) -> [(data, src)]
+        for src, dst, data in batch:
+            if dst in (RELAY, RELAY_ALT):
+                self._inflight.append((src, dst, data))
+                continue
+            if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
+                continue
+            if self.drop is not None and self.drop(src, dst, data):
+                continue
+            nat = self.nats.get(src[0])
+            if nat is not None and self.nats.get(dst[0]) is not nat:
+                src = nat.outbound(src, dst)
+            nat = self.public.get(dst[0])
+            if nat is not None:
+                dst = nat.inbound(src, dst[1])
+                if dst is None:
+                    continue
+            if self.owners.get(dst) is not None:
+                runs.setdefault(self.owners[dst], []).append((data, src))
+        self.batched = False
+        try:
+            self._drain()                           # the relay's share, one by one
+        finally:
+            self.batched = True
+        for (owner, via), items in runs.items():
+            self.batches.append((owner, len(items)))
+            self._emit(owner, self.sessions[owner].datagrams_received(items, self.now, via))
 
     def _emit(self, src, effects):
         for effect in effects:

@@ -5,6 +5,8 @@ and /decline or no answer ends the chat with a Goodbye. A pinned partner, a
 chat alice asked for, or --wait connect as before. /block NAME ends its chat
 and makes its later requests go unanswered without a word."""
 
+import pytest
+
 from peerpunch import events as E
 from peerpunch import filecommands
 from peerpunch.chatfiles import Collect, FileNews
@@ -50,8 +52,10 @@ def carol_calls(net=None, alice_options=None, carol_options=None):
     return net, alice, carol
 
 
-def test_consent_a_strangers_chat_asks_and_shows_nothing_until_accepted():
-    net, alice, carol = carol_calls()
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batched"])
+def test_consent_a_strangers_chat_asks_and_shows_nothing_until_accepted(batched):
+    """Also when the shell hands datagrams over in runs (datagrams_received)."""
+    net, alice, carol = carol_calls(SimNet(batched=batched))
     until(net, asked(net, ALICE, "carol"), 5)
     assert "accept chat from carol? /accept or /decline" in words(net, ALICE)
     assert net.shown(ALICE, E.Connected) == [] and net.shown(ALICE, E.PinKey) == []

@@ -214,3 +214,17 @@ def test_secure_open_raises_a_remote_error_and_changes_nothing(backend):
     assert b.open(sealed, 1.0) == ([], [b"payload"])    # the genuine one still counts
     with pytest.raises(secure.FrameRejected, match="replayed"):
         b.open(sealed, 1.0)
+
+
+def test_secure_open_data_opens_once_and_refuses_anything_else_changing_nothing(backend):
+    a, b = pair(backend)
+    run(a, b)
+    frames = [a.seal(b"one"), a.seal(b"two")]
+    forged = frames[0][:-1] + bytes([frames[0][-1] ^ 1])
+    for bad in (forged, frames[0][:20], bytes([0xE1]) + frames[0][1:]):
+        with pytest.raises(secure.FrameRejected):
+            b.open_data(bad)
+    assert b.open_data(frames[1]) == b"two"
+    assert b.open_data(frames[0]) == b"one"        # out of order, within the window
+    with pytest.raises(secure.FrameRejected):
+        b.open_data(frames[0])                     # a replay

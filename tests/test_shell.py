@@ -286,3 +286,78 @@ def test_peer_network_thread_survives_a_bug_on_a_typed_line():
     assert core.lines == ["hello", "/quit"]          # the lines after it were served
     assert items[-1] == ("exit", 0, Closed(0, None)) and not thread.is_alive()
     assert thread.loop.internal_errors == 1
+
+
+def test_loop_batch_hands_the_core_every_datagram_read_at_once_and_survives_a_bug():
+    log, runs = ListLog(), []
+
+    def handle_batch(items, via):
+        runs.append([data for data, _ in items])
+        if any(data == b"boom" for data, _ in items):
+            raise KeyError(BUG)
+        return [Send(b"got %d" % len(items), items[0][1], via)]
+    loop, port = bound_loop(None, log, handle_batch=handle_batch, batch=8)
+    with client() as c:
+        for i in range(5):
+            c.sendto(b"d%d" % i, ("127.0.0.1", port))
+        poll_until(loop, lambda: loop.traffic["datagrams_in"] == 5)
+        c.sendto(b"boom", ("127.0.0.1", port))
+        poll_until(loop, lambda: loop.internal_errors == 1)
+        c.sendto(b"after", ("127.0.0.1", port))
+        poll_until(loop, lambda: runs[-1] == [b"after"])
+        answers = [c.recv(100) for _ in range(len(runs) - 1)]
+    loop.close()
+    assert [d for run in runs[:-2] for d in run] == [b"d%d" % i for i in range(5)]
+    assert answers == [b"got %d" % len(run) for run in runs if run != [b"boom"]]
+    assert loop.traffic["datagrams_in"] == 7 and loop.traffic["datagrams_out"] == len(answers)
+    errors = [text for level, text in log.lines if level == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("internal error on 1 datagrams from")
+
+
+class MovingCore(PeerCore):
+    """A core whose deadline moves later with every datagram, and sooner on b'soon'."""
+
+    def __init__(self):
+        self.deadline = time.monotonic() + 3600.0
+
+    def datagram_received(self, data, addr, now, via=0):
+        self.deadline += -1800.0 if data == b"soon" else 1.0
+        return PeerCore.datagram_received(self, data, addr, now, via)
+
+    def next_deadline(self):
+        return self.deadline
+
+
+class SpyTimer:
+    def __init__(self):
+        self.given = queue.Queue()
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def set(self, deadline):
+        self.given.put(deadline)
+
+
+def test_peer_network_thread_wakes_the_timer_only_for_a_sooner_deadline():
+    sock, out, core = client(), queue.Queue(), MovingCore()
+    thread = NetworkThread(core, sock, out)
+    thread.timer = spy = SpyTimer()
+    thread.start()
+    first = spy.given.get(timeout=WAIT)
+    with client() as c:
+        for _ in range(20):                               # later and later: not told
+            c.sendto(b"later", sock.getsockname())
+        c.sendto(b"ping", sock.getsockname())
+        c.recv(100)
+        assert spy.given.empty()
+        c.sendto(b"soon", sock.getsockname())             # sooner: told at once
+        assert spy.given.get(timeout=WAIT) == pytest.approx(first + 21 - 1800)
+        thread.post("tick")                               # it fired: given the current one again
+        assert spy.given.get(timeout=WAIT) == core.deadline
+        c.sendto(b"quit", sock.getsockname())
+        thread.join(WAIT)
+    assert spy.given.empty()

@@ -326,3 +326,19 @@ def test_stream_ack_copies_sends_the_owed_ack_in_that_many_packets():
     assert [type(e) for e in a.events()] == [Delivered]                  # once, not twice
     with pytest.raises(ValueError):
         Stream(ack_copies=0)
+
+
+def test_stream_with_its_own_mark_sends_and_takes_only_packets_that_carry_it():
+    a, b = Stream(mark=0xF8), Stream(mark=0xF8)
+    a.send(b"over the second stream", 0.0)
+    packets = a.packets(0.0)
+    assert packets and all(p[0] == 0xF8 for p in packets)
+    for p in packets:
+        b.datagram_received(p, 0.0)
+    assert [e.data for e in b.events() if isinstance(e, Received)] == [b"over the second stream"]
+    with pytest.raises(W.StreamError):
+        b.datagram_received(bytes((W.PACKET_TYPE,)) + packets[0][1:], 0.0)
+    with pytest.raises(W.StreamError):
+        Stream().datagram_received(packets[0], 0.0)
+    acks = b.packets(1.0)
+    assert acks and all(p[0] == 0xF8 for p in acks)

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from peerpunch import streamwire as W
-from peerpunch.recovery import INITIAL_RTT, MAX_ACK_DELAY, MAX_PTO_INTERVAL, Flight, RttEstimator
+from peerpunch.recovery import (INITIAL_RTT, MAX_ACK_DELAY, MAX_PTO_INTERVAL, Flight, Pacer,
+                                RttEstimator)
 from peerpunch.stream import DEFAULT_MAX_PAYLOAD, Stream
 
 MTU = DEFAULT_MAX_PAYLOAD
@@ -248,3 +249,21 @@ def test_stream_flight_finds_acked_slices_without_scanning():
                                            99990, 99992, 99994, 99996, 99998]
     lost = flight.detect_lost(1.0)
     assert len(lost) == 50000 - 14 and lost[0].pn == 6 and len(flight) == 0
+
+
+def test_stream_pacer_burst_is_a_millisecond_of_a_fast_rate_and_the_window_at_most():
+    pacer = Pacer(1200, 12000)
+    pacer.set_rate(100000, 0.1, False)                         # 1.25 MB/s: 1 ms is 1,250 B
+    assert pacer.burst == 12000
+    pacer.set_rate(8000000, 0.01, False)                       # 1 GB/s: 1 ms is 1 MB
+    assert pacer.burst == pytest.approx(1e6)
+    pacer.set_rate(500000, 0.0001, True)                       # 10 GB/s, but a 500-kB window
+    assert pacer.burst == 500000
+    pacer.credit, pacer.updated = 0.0, 5.0
+    pacer.set_rate(8000000, 0.01, False)
+    sent = 0
+    assert pacer.release_time() == pytest.approx(5.0 + 1e-3, abs=1e-5)   # a millisecond's worth
+    while pacer.ready(5.001 + 1e-6):
+        pacer.on_sent(1200)
+        sent += 1200
+    assert sent >= 0.99e6                                       # not 10 datagrams

@@ -34,7 +34,11 @@ import os
 import re
 import sys
 
-from . import Backend, InvalidTag, TAG_SIZE
+from . import KEY_SIZE, Backend, InvalidTag, TAG_SIZE, _sized
+
+
+def _sized_key(key):
+    return _sized(key, KEY_SIZE, "key")
 
 EVP_PKEY_X25519 = 1034          # NID_X25519
 EVP_CTRL_AEAD_GET_TAG = 0x10
@@ -229,6 +233,10 @@ class LibcryptoBackend(Backend):
             lib.EVP_PKEY_free(key)
 
     # ChaCha20-Poly1305 -------------------------------------------------------------
+
+    def keyed(self, key):
+        from .keyed import LibcryptoKeyed
+        return LibcryptoKeyed(self, bytes(_sized_key(key)))
 
     def _aead_encrypt(self, key, nonce, plaintext, ad):
         lib = self._lib

@@ -1,0 +1,108 @@
+"""Datagrams read together (PeerSession.datagrams_received, the shell's
+batch read): a run of sealed frames from a chat's partner is opened
+together, its streams answer once in the same call, forged or foreign
+datagrams in the run are dropped one by one as before; and the link's own
+run opener (Secure.open_run). Simulated network, fake clock."""
+
+import os
+
+import pytest
+
+from peerpunch import chatfiles as CF
+from peerpunch import protocol as P
+from peerpunch import transfer as T
+from peerpunch.effects import Send
+from peerpunch.events import ChatMessage
+from peerpunch.filecommands import collected
+from peerpunch.filedisk import Disk
+
+from .simnet import SimNet
+from .test_multichat import ALICE, BOB
+from .test_secure_session import connect, secure_options
+from .test_securing import S, chat, machine, new_identity, secured_pair
+from .test_waiting import until
+
+
+def _pair(tmp_path, loss=0.0):
+    net = SimNet(loss=loss, seed=3, batched=True)
+    alice, bob = connect(net, secure_options(disk=Disk(str(tmp_path / "a"))),
+                         secure_options(disk=Disk(None, auto_accept=str(tmp_path / "b"))))
+    return net, alice, bob
+
+
+def _send(net, alice, path):
+    net.line(ALICE, "/send %s" % path)
+    for effect in net.shown(ALICE, CF.Collect):
+        net.events[ALICE].remove(effect)
+        net._emit(ALICE, collected(alice, effect.partner, alice.disk.collect(effect.paths),
+                                   net.now))
+
+
+def _received(net):
+    return [e for e in net.shown(BOB, CF.FileNews) if type(e.event) is T.FileReceived]
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.05])
+def test_session_batch_file_arrives_byte_identical_in_runs(tmp_path, loss):
+    net, alice, bob = _pair(tmp_path, loss)
+    data = os.urandom(700000)
+    (tmp_path / "f.bin").write_bytes(data)
+    _send(net, alice, tmp_path / "f.bin")
+    until(net, lambda: _received(net), 60)
+    assert (tmp_path / "b" / "f.bin").read_bytes() == data
+    assert max(n for who, n in net.batches if who == BOB) >= 10     # runs, not one by one
+
+
+def test_session_batch_run_of_file_data_is_acknowledged_in_the_same_call(tmp_path):
+    net, alice, bob = _pair(tmp_path)
+    calls = []
+    take = bob.datagrams_received
+
+    def spy(items, now, via=0):
+        out = take(items, now, via)
+        calls.append((len(items), sum(1 for e in out if type(e) is Send and e.addr == ALICE)))
+        return out
+    bob.datagrams_received = spy
+    (tmp_path / "f.bin").write_bytes(os.urandom(400000))
+    _send(net, alice, tmp_path / "f.bin")
+    until(net, lambda: _received(net), 60)
+    runs = [sends for n, sends in calls if n >= 8]
+    assert runs and all(1 <= sends <= CF.ACK_COPIES for sends in runs)  # answered at once, once
+
+
+def test_session_batch_forged_and_foreign_datagrams_in_a_run_are_dropped_alone(tmp_path):
+    net, alice, bob = _pair(tmp_path)
+    held = []
+    net.drop = lambda src, dst, data: dst == BOB and held.append(data) is None
+    net.line(ALICE, "first")
+    net.line(ALICE, "second")
+    net.run(0.01)
+    net.drop = None
+    frames = [d for d in held if d[:1] == bytes((0xE4,))]
+    assert len(frames) >= 2
+    forged = frames[0][:-1] + bytes([frames[0][-1] ^ 1])
+    dropped = bob.stats["dropped"]
+    run = [(forged, ALICE), (frames[0], ALICE), (b"junk", ALICE)] + \
+        [(f, ALICE) for f in frames[1:]] + [(frames[0], ALICE)]          # a replay at the end
+    net._emit(BOB, bob.datagrams_received(run, net.now))
+    net.run(1)
+    lines = [e.text for e in net.shown(BOB, ChatMessage)]
+    assert lines == ["first", "second"]
+    assert bob.stats["dropped"] - dropped == 3          # the forgery, the junk, the replay
+
+
+def test_session_batch_open_run_refuses_forgeries_and_replays_alone():
+    wire, _, _ = secured_pair()
+    a, b = wire.a, wire.b
+    one, two = b.seal(chat("one")), b.seal(chat("two"))
+    tampered = one[:-1] + bytes([one[-1] ^ 1])
+    output, refused = a.open_run([tampered, one, two, one], wire.now)
+    assert output.messages == [chat("one"), chat("two")]
+    assert refused == [tampered, one]
+    assert a.state is S.SECURE
+
+
+def test_session_batch_open_run_only_on_a_secure_link():
+    idle = machine("alice", "bob", new_identity())
+    with pytest.raises(P.LocalProtocolError):
+        idle.open_run([], 0.0)
