@@ -137,14 +137,14 @@ class Chat:
         if self.closed:
             return out
         self._schedule_link()
-        for msg in opened.messages:
-            out += self._deliver(msg, origin, now)
-            if self.closed:
-                return out
         if opened.packets and self.withheld.full(self.secure):
             self.stats["stream_withheld"] += len(opened.packets)   # unacknowledged: not delivered
         elif opened.packets:
             out += self._stream_received(opened.packets, origin, now)
+        for msg in opened.messages:
+            out += self._deliver(msg, origin, now)
+            if self.closed:
+                return out
         return out + (self._heard_again(now) if was_suspect else [])
 
     def _deliver(self, msg, origin, now):

@@ -265,21 +265,28 @@ class Secure:
     def open_run(self, datagrams, now):
         """Several DATA frames read together on a SECURE link (else
         LocalProtocolError): (one Output of those that authenticate and
-        decode, the list of those that do not, as ``receive`` would refuse them)."""
+        decode, the rest to be taken one by one). The run stops at its first
+        protocol message (a Goodbye, say): that message comes last in the
+        Output, after the stream packets sent before it, and the frames after
+        it are in the rest, so nothing overtakes it either way. The rest also
+        holds the frames that do not open, as ``receive`` would refuse them."""
         if self.state is not SecureState.SECURE or not self.ready:
             raise P.LocalProtocolError("no secure link to open a run on")
-        output, refused = Output(), []
+        output, rest = Output(), []
         packets, open_data = output.packets, self._channel.open_data
-        for data in datagrams:
+        for i, data in enumerate(datagrams):
             try:
                 plaintext = open_data(data)
                 if is_files_packet(plaintext) or is_packet(plaintext):
                     packets.append(plaintext)
-                else:
-                    output.messages.append(P.decode(plaintext))
+                    continue
+                output.messages.append(P.decode(plaintext))
             except P.RemoteProtocolError:
-                refused.append(data)
-        return output, refused
+                rest.append(data)
+                continue
+            rest.extend(datagrams[i + 1:])
+            break
+        return output, rest
 
     def tick(self, now):
         """Repeat a handshake frame that went unanswered; give up in time."""

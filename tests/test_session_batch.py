@@ -12,7 +12,7 @@ from peerpunch import chatfiles as CF
 from peerpunch import protocol as P
 from peerpunch import transfer as T
 from peerpunch.effects import Send
-from peerpunch.events import ChatMessage
+from peerpunch.events import ChatMessage, PeerLeft
 from peerpunch.filecommands import collected
 from peerpunch.filedisk import Disk
 
@@ -96,9 +96,12 @@ def test_session_batch_open_run_refuses_forgeries_and_replays_alone():
     a, b = wire.a, wire.b
     one, two = b.seal(chat("one")), b.seal(chat("two"))
     tampered = one[:-1] + bytes([one[-1] ^ 1])
-    output, refused = a.open_run([tampered, one, two, one], wire.now)
-    assert output.messages == [chat("one"), chat("two")]
-    assert refused == [tampered, one]
+    output, rest = a.open_run([tampered, one, two, one], wire.now)
+    assert output.messages == [chat("one")]           # the run stops at its first message
+    assert rest == [tampered, two, one]               # taken one by one: two, then a replay
+    assert a.receive(two, wire.now).messages == [chat("two")]
+    with pytest.raises(P.RemoteProtocolError):
+        a.receive(one, wire.now)
     assert a.state is S.SECURE
 
 
@@ -106,3 +109,25 @@ def test_session_batch_open_run_only_on_a_secure_link():
     idle = machine("alice", "bob", new_identity())
     with pytest.raises(P.LocalProtocolError):
         idle.open_run([], 0.0)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["run", "one_by_one"])
+def test_session_batch_a_line_before_goodbye_in_one_run_is_shown(tmp_path, batched):
+    """alice types a line and quits; bob reads both in one run: the line is
+    shown, then alice leaves, as one by one (a run stops at its first
+    protocol message, and its stream packets come before that message)."""
+    net, alice, bob = _pair(tmp_path)
+    held = []
+    net.drop = lambda src, dst, data: dst == BOB and held.append(data) is None
+    net.line(ALICE, "last words")
+    net._emit(ALICE, alice.quit(net.now))
+    net.run(0.01)
+    net.drop = None
+    assert len(held) >= 2
+    if batched:
+        net._emit(BOB, bob.datagrams_received([(d, ALICE) for d in held], net.now))
+    else:
+        for data in held:
+            net._emit(BOB, bob.datagram_received(data, ALICE, net.now))
+    assert [e.text for e in net.shown(BOB, ChatMessage)] == ["last words"]
+    assert [e.username for e in net.shown(BOB, PeerLeft)] == ["alice"]
