@@ -9,12 +9,15 @@ on file offers as before (:mod:`peerpunch.filecommands`). A bare /accept or
 /decline takes the one thing it can act on: the one chat request the user
 was asked about when no file offer waits, else the offer; with a question
 and an offer (or several questions) it refuses to guess and says how to
-name each. Commands that would talk to a partner whose request is
+name each; so does an answer whose word is both a chat request's name and
+an offer's id (a stranger may register a name that looks like one).
+Commands that would talk to a partner whose request is
 unanswered (/msg, /switch, /send, /sendto, /connect) say to answer first.
 """
 
 from .events import Notice
-from .filecommands import COMMANDS as FILE_COMMANDS, offers
+from . import transfer as T
+from .filecommands import COMMANDS as FILE_COMMANDS, _matches, offers
 
 
 def _answering(verb, act):
@@ -23,6 +26,8 @@ def _answering(verb, act):
     def command(session, arg, now):
         consents, name = session.consent, arg.strip()
         if name in consents.requests:
+            if _matches(session, name, (T.OFFERED,)):    # a name made to look like an offer's id:
+                return [Notice("which_answer", verb=verb, names=(name,), ids=offers(session))]
             return act(consents, name, now)
         asked = consents.asked()
         if name or not asked:

@@ -285,3 +285,30 @@ def test_consent_more_lines_than_held_arrive_in_order_once_accepted():
     net.run(3)
     assert lines(net, ALICE) == [("carol", "line %d" % i) for i in range(E_MAX_HELD + 40)]
     assert net.shown(CAROL, E.NotDelivered) == []
+
+
+def test_consent_a_stranger_named_like_an_offers_id_is_not_accepted_by_that_id(tmp_path):
+    """The offerer picks a transfer's id; an accomplice registered under it
+    asks to chat: /accept ID (the GUI's button on the file, a bot reading
+    file_offer) must not accept the stranger's chat instead."""
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"hello\n")
+    disk = dict(disk=Disk(str(tmp_path / "down")))
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options(ask_strangers=True, **disk))
+    bob = net.add_peer("bob", BOB, **secure_options(**disk))
+    net.run(1)
+    net.line(ALICE, "/connect bob")
+    until(net, chatting(bob, "alice"), 10)
+    net.line(BOB, "/send %s" % src)
+    (collect,) = net.shown(BOB, Collect)
+    net._emit(BOB, filecommands.collected(bob, "alice", bob.disk.collect(collect.paths), net.now))
+    until(net, lambda: net.shown(ALICE, FileNews), 5)
+    tid = net.shown(ALICE, FileNews)[0].event.id
+    net.add_peer(tid, CAROL, **secure_options(**disk))
+    net.run(1)
+    net.line(CAROL, "/connect alice")
+    until(net, asked(net, ALICE, tid), 10)
+    net.line(ALICE, "/accept " + tid)
+    assert tid in alice.consent.requests and tid not in alice.consent.pins.keys
+    assert whats(net, ALICE)[-1] == "which_answer"
