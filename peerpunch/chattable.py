@@ -49,6 +49,7 @@ class ChatTable:
         self.former = None           # (addr, name, until): the peer of the chat that just ended
         self.for_groups = set()      # partners dialled for a group, not by the user
         self.blocked = ()            # names the user blocked (/block): never asked for
+        self.unanswered = ()         # partners whose chat request awaits /accept (consent)
         self._path_options = path_options
         self._secure_options = secure_options
         self.disk = None             # the shell's disk side for file transfers (None: no files)
@@ -259,13 +260,14 @@ class ChatTable:
 
     def _after_end(self, partner):
         """If the current chat ended, the one chat left becomes current (we
-        say so) unless dialled for a group; else none is (plain lines
-        refused until /switch)."""
+        say so) unless dialled for a group or still asking to be accepted;
+        else none is (plain lines refused until /switch)."""
         self.for_groups.discard(partner)
         if self.current != partner:
             return []
         left = list(self.chats)
-        self.current = left[0] if len(left) == 1 and left[0] not in self.for_groups else None
+        self.current = left[0] if len(left) == 1 and left[0] not in self.for_groups and \
+            left[0] not in self.unanswered else None
         if self.current is not None:
             return [Notice("now_current", name=left[0], ended=partner)]
         return [Notice("choose_chat", names=", ".join(left))] if left else []

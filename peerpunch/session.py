@@ -97,6 +97,7 @@ class PeerSession:
                                  auto_join=auto_join, random_bytes=random_bytes)
         self.consent = Consents(self.table, pins, ask=ask_strangers, member=self._member)
         self.table.blocked = self.consent.blocked
+        self.table.unanswered = self.consent.requests
         self.listing = ChatListWatch(self)
         self._moved = False          # the router acted on an event that moves a chat
         self._closed = False

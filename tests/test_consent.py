@@ -312,3 +312,26 @@ def test_consent_a_stranger_named_like_an_offers_id_is_not_accepted_by_that_id(t
     net.line(ALICE, "/accept " + tid)
     assert tid in alice.consent.requests and tid not in alice.consent.pins.keys
     assert whats(net, ALICE)[-1] == "which_answer"
+
+
+def test_consent_an_unanswered_stranger_never_becomes_current_when_a_chat_ends():
+    """alice chats with bob while carol's request waits: bob leaves; plain
+    lines do not go to carol (they are refused until /switch), and a line
+    typed then never reaches carol after /accept."""
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options(ask_strangers=True))
+    bob = net.add_peer("bob", BOB, **secure_options())
+    carol = net.add_peer("carol", CAROL, **secure_options())
+    net.run(1)
+    net.line(ALICE, "/connect bob")
+    until(net, chatting(bob, "alice"), 10)
+    net.line(CAROL, "/connect alice")
+    until(net, asked(net, ALICE, "carol"), 10)
+    start = len(net.shown(ALICE))
+    net.line(BOB, "/leave")
+    net.run(2)
+    assert alice.table.current is None and "now_current" not in whats(net, ALICE, start)
+    net.line(ALICE, "that was for bob")
+    net.line(ALICE, "/accept carol")
+    net.run(30)
+    assert lines(net, CAROL) == [] and chatting(carol, "alice")()
