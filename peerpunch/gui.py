@@ -21,6 +21,7 @@ window posts quit and the window goes when the core has said goodbye.
 
 import shlex
 import sys
+import traceback
 from tkinter import filedialog, ttk
 
 from . import guistate as G
@@ -203,12 +204,18 @@ class Window:
         return 1 if self.code is None else self.code
 
     def _poll(self, output, hook):
-        if self.interrupted:
-            self.interrupted = False
-            self.close()
-        if self.code is None and not self.gone:
-            pump(output, self, block=False)
-        if hook is not None and not self.gone:
-            hook.poll(self)
-        if not self.gone:
-            self.root.after(POLL_MS, self._poll, output, hook)
+        """Show what the network thread reported; again in POLL_MS, even if
+        showing one thing failed (a bug must not freeze the window)."""
+        try:
+            if self.interrupted:
+                self.interrupted = False
+                self.close()
+            if self.code is None and not self.gone:
+                pump(output, self, block=False)
+            if hook is not None and not self.gone:
+                hook.poll(self)
+        except Exception:
+            traceback.print_exc()
+        finally:
+            if not self.gone:
+                self.root.after(POLL_MS, self._poll, output, hook)

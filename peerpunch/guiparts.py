@@ -37,6 +37,8 @@ class ChatPane(ttk.Frame):
         self.tree.delete(*self.tree.get_children())
         self.tree.insert("", "end", iid=HOME_ITEM, text="peerpunch", values=("",))
         for row in self.model.rows:
+            if self.tree.exists(row.name):    # a stranger named like one of our groups: one line
+                continue
             self.tree.insert("", "end", iid=row.name, text=self._label(row.name),
                              values=(G.row_status(row),))
         shown = HOME_ITEM if self.model.shown == G.HOME else self.model.shown

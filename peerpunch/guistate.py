@@ -146,7 +146,11 @@ class Model:
     def _chat_list(self, event):
         self._listed = True
         self.rows = tuple(event.rows)
-        return self._current(event.current) + [("chats",)]
+        pending = {r.name for r in self.rows if r.kind == "chat" and r.state == "pending"}
+        gone = [name for name in self.requests if name not in pending]
+        for name in gone:              # the stranger left, or was blocked: no question left
+            self.requests.remove(name)
+        return self._current(event.current) + [("chats",)] + ([("requests",)] if gone else [])
 
     def _current(self, name):
         """The core's current chat changed (or not): show it."""

@@ -1,7 +1,8 @@
 """The GUI's test hook: lets a test drive a GUI that runs in another process.
 
 Only when ``PEERPUNCH_GUI_TEST`` names a Unix socket does the GUI connect
-to it (the test listens there); nothing listens in the GUI, and without the
+to it (the test listens there), and only if the listener runs as the same
+user (SO_PEERCRED; Linux); nothing listens in the GUI, and without the
 variable nothing here runs. The test writes one JSON object per line and
 gets one back per line. Each request is carried out on the Tk thread, from
 the window's poll, through Tk itself: text is put in the real input and
@@ -20,7 +21,9 @@ Each answer is ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 
 import json
+import os
 import socket
+import struct
 
 from .guiparts import HOME_ITEM
 
@@ -35,7 +38,12 @@ class Hook:
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(SEND_TIMEOUT)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+            _same_user(self.sock)
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.setblocking(False)       # a poll never waits for the test
         self.buffer = b""
 
@@ -66,7 +74,28 @@ class Hook:
             return []
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
+        if len(self.buffer) > MAX_REQUEST:         # no end of line in sight: not a test of ours
+            self.buffer = b""
+        requests = []
+        for line in lines:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(request, dict):
+                requests.append(request)
+        return requests
+
+
+def _same_user(sock):
+    """Only a listener of our own user (or root) may drive the window: the
+    socket's path may be in a shared folder such as /tmp."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        raise OSError("cannot tell who listens there (no SO_PEERCRED here)")
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    uid = struct.unpack("3i", creds)[1]
+    if uid not in (os.getuid(), 0):
+        raise PermissionError("the test hook's listener runs as uid %d, not as us" % uid)
 
 
 def _type(window, request):

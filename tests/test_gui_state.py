@@ -130,7 +130,7 @@ def test_gui_state_a_chat_request_waits_for_an_answer():
     assert m.requests == []                                  # only the request itself counts
     m.event(E.Notice("chat_request", name="erin"))
     m.event(E.Notice("chat_request", name="fred"))
-    assert m.event(E.Notice("chat_accepted", name="erin")) == [("requests",)]   # typed /accept
+    assert ("requests",) in m.event(E.Notice("chat_accepted", name="erin"))   # typed /accept
     m.event(E.Notice("chat_request_expired", name="fred", seconds=60))
     assert m.requests == []
 
@@ -183,3 +183,15 @@ def test_gui_state_only_the_last_finished_transfers_are_kept():
     assert changes[1] == ("transfer_gone", "%016x" % 1)
     offer(m)                                         # a live one is never forgotten
     assert list(m.transfers) == ["%016x" % n for n in range(2, G.KEEP_ENDED + 2)] + [TID]
+
+
+def test_gui_state_a_request_whose_chat_is_gone_is_no_longer_asked():
+    """The stranger left, or /block answered it without a word: the next
+    ChatList no longer lists it pending, so its buttons go."""
+    m = model()
+    pending = E.ChatRow("carol", "chat", "pending", "direct", True, None)
+    m.event(E.Notice("chat_request", name="carol"))
+    m.event(E.ChatList((BOB, pending), "bob"))
+    assert m.requests == ["carol"]
+    assert ("requests",) in m.event(E.ChatList((BOB,), "bob"))
+    assert m.requests == []

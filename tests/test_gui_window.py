@@ -132,6 +132,18 @@ def case_offer_buttons_post_accept_and_decline(display):
     assert all(row[1] == "g to bob: done" and row[2] == 100.0 for row in shown)
 
 
+def case_a_chat_and_a_group_of_one_name_make_one_line_and_the_window_lives(display):
+    """A stranger may register a name like one of our groups'."""
+    window = _window(display)
+    twin = E.ChatRow("#bob-a73b", "chat", "pending", "direct", True, None)
+    group = E.ChatRow("#bob-a73b", "group", "joined", None, True, None)
+    window.event(E.ChatList((BOB, twin, group), "#bob-a73b"))
+    _settle(window)
+    assert [name for name, _ in window.chats.items()].count("#bob-a73b") == 1
+    window.event(E.Message("bob", "still alive", 3))
+    _settle(window)
+
+
 def case_chat_request_buttons_post_accept_name(display):
     window = _window(display)
     assert not window.requests.winfo_ismapped()
