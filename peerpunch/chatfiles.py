@@ -48,7 +48,7 @@ from . import filewire as FW
 from . import stream as ST
 from . import transfer as T
 from .bulkcc import LossTolerant
-from .filedesk import Desk
+from .filedesk import Desk, budget_for
 from .filerecv import Receiver
 from .filesend import Sender
 from .filework import Backlog, is_full as _is_full
@@ -94,7 +94,7 @@ class ChatFiles:
         self.disk = disk
         self.max_payload = max_payload
         self.stream = None
-        self.desk = Desk()
+        self.desk = Desk(budget_for(disk) if disk is not None else None)
         self.relayed = False
         self._sources = {}                # transfer id -> the shell's source
         self._stores = {}                 # transfer id -> the shell's store

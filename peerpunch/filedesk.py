@@ -20,10 +20,13 @@ fails (EXPIRED) an offer whose entries are not all here ASSEMBLE_TIMEOUT
 after it began, or that the user has not answered ANSWER_TIMEOUT after it
 was shown. Memory: the unanswered offers of a chat hold MAX_HELD_BYTES of
 entries together (by :func:`~peerpunch.filewire.entry_cost`; about 3 times
-that in Python objects); an offer that would pass it fails (PROTOCOL).
+that in Python objects), and those of all the chats of one peer (the desks
+sharing an :class:`OfferBudget`) MAX_ALL_HELD_BYTES; an offer that would
+pass either fails (PROTOCOL).
 """
 
 import logging
+import weakref
 
 from . import filewire as FW
 from . import transfer as T
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_UNANSWERED = 4
 MAX_HELD_BYTES = FW.MAX_OFFER_BYTES  # entry bytes of all unanswered offers of a chat together
+MAX_ALL_HELD_BYTES = 2 * FW.MAX_OFFER_BYTES   # ... and of all the chats of one peer together
 ASSEMBLE_TIMEOUT = 30.0      # s: an offer whose entries are not all here by then fails
 ANSWER_TIMEOUT = 600.0       # s: an offer the user has not answered by then fails
 TO_RECEIVER = (FW.FileMore, FW.Chunk)
@@ -41,12 +45,38 @@ TO_SENDER = (FW.FileAccept, FW.FileDecline, FW.FileDone)
 WAIT = {T.ASSEMBLING: ASSEMBLE_TIMEOUT, T.OFFERED: ANSWER_TIMEOUT}
 
 
-class Desk:
-    """The file transfers of one chat."""
+class OfferBudget:
+    """What the unanswered offers of all of one peer's chats may hold."""
 
-    def __init__(self):
+    def __init__(self, limit=MAX_ALL_HELD_BYTES):
+        self.limit = limit
+        self.desks = weakref.WeakSet()     # a chat that ended takes its desk with it
+
+    def spent(self):
+        return sum(desk.held() for desk in list(self.desks)) > self.limit
+
+
+_BUDGETS = weakref.WeakKeyDictionary()
+
+
+def budget_for(owner):
+    """The one OfferBudget of *owner* (a peer's disk side: one per peer)."""
+    budget = _BUDGETS.get(owner)
+    if budget is None:
+        budget = _BUDGETS[owner] = OfferBudget()
+    return budget
+
+
+class Desk:
+    """The file transfers of one chat; *budget*: the OfferBudget it shares
+    with the peer's other chats (None: this chat's own bound only)."""
+
+    def __init__(self, budget=None):
         self.transfers = {}          # id -> Sender or Receiver, in the order made
         self._since = {}             # receiver id -> (state in WAIT, since when)
+        self.budget = budget
+        if budget is not None:
+            budget.desks.add(self)
 
     def offer(self, entries, tid=None, chunk_size=FW.CHUNK, group=None):
         """A new offer of *entries* (to the group of id *group*, if any): its
@@ -70,13 +100,16 @@ class Desk:
             log.debug("file message %s for no transfer of ours ignored", kind.__name__)
             return None, []
         effects = transfer.received(decoded, now) or []
-        if kind is FW.FileMore and self._held() > MAX_HELD_BYTES:
+        if kind is FW.FileMore and self._too_much():
             log.info("offer %s refused: unanswered offers hold too much", transfer.id)
             transfer.fail(T.PROTOCOL)
         self._mark(transfer, now)
         return transfer, effects
 
-    def _held(self):
+    def _too_much(self):
+        return self.held() > MAX_HELD_BYTES or (self.budget is not None and self.budget.spent())
+
+    def held(self):
         """Entry bytes of the offers not answered yet."""
         return sum(t.cost for t in self.transfers.values()
                    if type(t) is Receiver and t.state in (T.ASSEMBLING, T.OFFERED))
@@ -135,7 +168,7 @@ class Desk:
             return None
         receiver = Receiver(offer)
         self.transfers[offer.id] = receiver
-        if self._held() > MAX_HELD_BYTES:
+        if self._too_much():
             log.info("offer %s refused: unanswered offers hold too much", offer.id)
             receiver.fail(T.PROTOCOL)
         return receiver

@@ -95,4 +95,36 @@ def test_filedesk_unanswered_offers_together_hold_at_most_max_held_bytes():
             desk.received(FW.encode(FW.FileMore("%016x" % tid, (entry,))), 0.0)
         states.append(desk.get("%016x" % tid).state)
     assert states == [T.OFFERED, T.FAILED]
-    assert desk._held() <= FD.MAX_HELD_BYTES
+    assert desk.held() <= FD.MAX_HELD_BYTES
+
+
+def _held_offer(desk, tid, cost):
+    """An offer of about *cost* entry bytes, all its entries received."""
+    n = cost // FW.entry_cost(_long_entry(0).parts) + 1
+    entries = tuple(_long_entry(i) for i in range(n))
+    desk.received(FW.encode(FW.FileOffer("%016x" % tid, n, 0, entries[:1])), 0.0)
+    for entry in entries[1:]:
+        desk.received(FW.encode(FW.FileMore("%016x" % tid, (entry,))), 0.0)
+    return desk.get("%016x" % tid).state
+
+
+def test_filedesk_the_chats_of_one_peer_together_hold_at_most_max_all_held_bytes():
+    """Each chat within its own bound, all of one peer's together within
+    theirs: sixteen partners cannot make a peer hold 16 times one chat's."""
+    budget = FD.OfferBudget()
+    desks = [FD.Desk(budget) for _ in range(4)]
+    per_chat = FD.MAX_HELD_BYTES * 3 // 4             # under one chat's bound
+    states = [_held_offer(desk, i + 1, per_chat) for i, desk in enumerate(desks)]
+    assert states[:2] == [T.OFFERED, T.OFFERED] and T.FAILED in states[2:]
+    assert sum(d.held() for d in desks) <= FD.MAX_ALL_HELD_BYTES
+    assert _held_offer(FD.Desk(), 9, per_chat) == T.OFFERED    # another peer: its own budget
+
+
+def test_filedesk_budget_is_one_per_peer_and_forgets_ended_chats():
+    owner_a, owner_b = CF.ChatFiles.__new__(CF.ChatFiles), CF.ChatFiles.__new__(CF.ChatFiles)
+    assert FD.budget_for(owner_a) is FD.budget_for(owner_a) is not FD.budget_for(owner_b)
+    budget = FD.OfferBudget()
+    desk = FD.Desk(budget)
+    assert len(budget.desks) == 1
+    del desk
+    assert len(budget.desks) == 0
