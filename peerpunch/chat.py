@@ -28,7 +28,7 @@ import logging
 from . import identity as ID
 from . import protocol as P
 from . import securing as SC
-from .chatfiles import ChatFiles, is_files_packet, sooner
+from .chatfiles import ChatFiles, sooner
 from .delivery import PACKET_SIZE, Lines, ended, refused
 from .effects import Log, Send
 from .events import GOODBYE_COPIES, Connected, Message, Notice, PeerLeft, State
@@ -280,15 +280,15 @@ class Chat:
 
     def _stream_received(self, packets, origin, now):
         """Authentic stream packets (refused: dropped, counted); file ones answered at the tick."""
-        out = []
-        for packet in packets:
+        errors, lines = self.files.received_run(packets, now)
+        for packet in lines:
             try:
-                (self.files if is_files_packet(packet) else self.lines).received(packet, now)
+                self.lines.received(packet, now)
             except StreamError as exc:
-                self.stats["stream_dropped"] += 1
-                out.append(Log(logging.DEBUG, "dropped a stream packet from %s: %s"
-                               % (_source(origin, ""), exc)))
-        if all(map(is_files_packet, packets)):   # one pass, one ACK per batch read
+                errors.append(exc)
+        self.stats.update(["stream_dropped"] * len(errors))
+        out = [Log(logging.DEBUG, "dropped stream packet from %s: %s" % (_source(origin, ""), e)) for e in errors]
+        if not lines:                   # files only: one pass, one ACK per batch read
             self.stream_timer.earlier(now)
             return out
         return out + self._pump(now)
@@ -301,7 +301,7 @@ class Chat:
         """What the streams send now, sealed, and what they say; their timer set again."""
         relayed = self.peer is not None and self.peer.via_relay
         packets = self.lines.packets(now) + self.files.packets(now, relayed)
-        out = [self.path.send(self.secure.seal_packet(packet)) for packet in packets]
+        out = self.path.send_all(self.secure.seal_packets(packets)) if packets else []
         out += self.withheld.shown(self.lines.events(), self.secure) + self.files.events()
         self.stream_timer.when = sooner(self.lines.next_deadline(), self.files.next_deadline())
         return out

@@ -86,8 +86,7 @@ def is_files_packet(plaintext):
 
 
 class ChatFiles:
-    """The file transfers of one chat with *partner*; *disk*: the shell's
-    disk side; *max_payload*: the stream packet size."""
+    """A chat's file transfers (*disk*: the shell's disk side; *max_payload*: packet size)."""
 
     def __init__(self, partner, disk, max_payload):
         self.partner = partner
@@ -115,8 +114,7 @@ class ChatFiles:
 
     @property
     def blocked(self):
-        """The partner's key is not the pinned one (until /trust): no file
-        message goes out or comes in."""
+        """The partner's key is not the pinned one (until /trust): no file traffic either way."""
         return self._link is not None and bool(self._link.blocked)
 
     def start(self, features, link=None):
@@ -204,13 +202,21 @@ class ChatFiles:
 
     # -- the stream
 
-    def received(self, packet, now):
-        """A files-stream packet (marked); raises StreamError (drop it)."""
-        if self.stream is None:
-            raise ST.StreamError("a file packet, and no files stream open")
-        if self.blocked:
-            raise ST.StreamError("a file packet while the partner's key is not trusted")
-        self.stream.datagram_received(packet, now)
+    def received_run(self, packets, now):
+        """Packets read together, ours (marked) to the stream: (StreamErrors, other packets)."""
+        errors, others, stream = [], [], self.stream
+        why = "no files stream open" if stream is None else "key not trusted" if self.blocked else ""
+        for packet in packets:
+            if len(packet) < 2 or packet[0] != FILES_MARK:
+                others.append(packet)
+                continue
+            try:
+                if why:
+                    raise ST.StreamError(why)
+                stream.datagram_received(packet, now)
+            except ST.StreamError as exc:
+                errors.append(exc)
+        return errors, others
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes

@@ -344,6 +344,9 @@ class Path:
         """Send *data* to the peer on the current path."""
         return self.route.send(data)
 
+    def send_all(self, datas):
+        return self.route.send_all(datas)
+
     def send_relayed(self, data):
         return self.route.send_relayed(data)
 

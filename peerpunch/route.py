@@ -190,6 +190,13 @@ class Route:
             return self.send_relayed(data)
         return Send(data, self.peer.addr, self.peer.via)
 
+    def send_all(self, datas):
+        """``send`` of each of *datas*: the path looked up once."""
+        if self.relayed:
+            return [self.send_relayed(data) for data in datas]
+        addr, via = self.peer.addr, self.peer.via
+        return [Send(data, addr, via) for data in datas]
+
     def send_relayed(self, data):
         """*data* through the relay: naming our session's channel when the
         relay lets us hold several chats, else in the one-byte form."""

@@ -258,6 +258,19 @@ class SecureChannel:
         header = _HEADER.pack(DATA, counter)
         return header + self._sealer.seal(_NONCE.pack(counter), plaintext, header)
 
+    def seal_run(self, plaintexts):
+        """``seal`` of each of *plaintexts*, in one call (a burst of stream packets)."""
+        first = self._send_counter
+        counters = range(first, first + len(plaintexts))
+        if (first and first % REKEY_INTERVAL == 0) or \
+                first // REKEY_INTERVAL != (counters.stop - 1) // REKEY_INTERVAL:
+            return [self.seal(p) for p in plaintexts]     # a new key within the run
+        self._send_counter = counters.stop
+        headers = [_HEADER.pack(DATA, c) for c in counters]
+        nonces = [_NONCE.pack(c) for c in counters]
+        sealed = self._sealer.seal_run(nonces, plaintexts, headers)
+        return [h + c for h, c in zip(headers, sealed)]
+
     def _on_data(self, frame, now):
         if not self._complete():
             raise FrameRejected("no keys yet")

@@ -313,6 +313,12 @@ class Secure:
             raise P.LocalProtocolError("no encrypted link to %s to carry a stream" % self.partner)
         return self._channel.seal(packet)
 
+    def seal_packets(self, packets):
+        """``seal_packet`` of each of *packets*, in one call."""
+        if self._channel is None or not self.ready:
+            raise P.LocalProtocolError("no encrypted link to %s to carry a stream" % self.partner)
+        return self._channel.seal_run(packets)
+
     def held_count(self):
         """How many messages are held (while blocked)."""
         return len(self._held)

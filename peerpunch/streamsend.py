@@ -51,6 +51,7 @@ PTO_PROBES = 2
 _Sent = collections.namedtuple("_Sent", "pn time size frags skip seq")
 """A packet in flight: the fragments and the SKIP value it carried; *seq*
 counts ack-eliciting packets (for persistent congestion)."""
+_new_tuple = tuple.__new__     # _new_tuple(_Sent, fields): a _Sent, without its Python-level __new__
 
 
 class Outbox:
@@ -224,10 +225,10 @@ class Outbox:
     def _record(self, now, parts, frags, skip):
         pn = self._pn
         self._pn += 1
-        parts[0] = W.packet_header(pn, self.mark)
+        parts[0] = W.pack_packet_header(self.mark, pn)
         packet = b"".join(parts)
         self._seq += 1
-        self.flight.add(_Sent(pn, now, len(packet), frags, skip, self._seq))
+        self.flight.add(_new_tuple(_Sent, (pn, now, len(packet), frags, skip, self._seq)))
         for frag in frags:
             frag.last_pn = pn
         if skip:

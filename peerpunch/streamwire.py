@@ -90,6 +90,7 @@ _ONE_STREAM = HEADER_LEN + STREAM_HEADER_LEN
 
 pack_header = _HEADER.pack
 pack_stream_header = _STREAM.pack
+pack_packet_header = _HEADER.pack    # (mark, pn): packet_header without the call
 
 
 class StreamError(P.RemoteProtocolError):

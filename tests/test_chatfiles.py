@@ -37,10 +37,10 @@ class Pair:
         self.now += delay
         for packet in out_a:
             if not self.cut and self.rng.random() >= self.loss:
-                self.bob.received(packet, self.now)
+                assert self.bob.received_run([packet], self.now) == ([], [])
         for packet in out_b:
             if not self.cut and self.rng.random() >= self.loss:
-                self.alice.received(packet, self.now)
+                assert self.alice.received_run([packet], self.now) == ([], [])
         if not out_a and not out_b:
             due = CF.sooner(self.alice.next_deadline(), self.bob.next_deadline())
             if due is not None and due > self.now:
@@ -166,3 +166,26 @@ def test_chatfiles_no_files_stream_without_the_feature(tmp_path):
     files.start(("ext", "noise1", "stream1"))
     refused = files.offer([str(_file(tmp_path, 5))])
     assert [(type(e), e.why) for e in refused] == [(CF.FileRefused, CF.NOT_ENCRYPTED)]
+
+
+def test_chatfiles_received_run_takes_its_own_and_hands_back_the_rest(tmp_path):
+    pair = Pair(tmp_path)
+    line = bytes([PACKET_TYPE]) + bytes(12)              # the line stream's: not ours
+    garbled = bytes([CF.FILES_MARK]) + b"\xff" * 5         # ours, refused by the stream
+    errors, others = pair.bob.received_run([line, garbled, line, b"", b"\x00"], 0.0)
+    assert others == [line, line, b"", b"\x00"] and len(errors) == 1
+    closed = CF.ChatFiles("alice", None, PACKET_SIZE)      # no files stream at all
+    errors, others = closed.received_run([garbled, line, garbled], 0.0)
+    assert others == [line] and [str(e) for e in errors] == ["no files stream open"] * 2
+
+
+class Blocked:
+    blocked = True
+
+
+def test_chatfiles_received_run_refuses_everything_while_the_key_is_not_trusted(tmp_path):
+    pair = Pair(tmp_path)
+    pair.bob.start(("files1",), Blocked())
+    packets = pair.alice.packets(0.0) or [bytes([CF.FILES_MARK]) + bytes(12)]
+    errors, others = pair.bob.received_run(packets, 0.0)
+    assert others == [] and [str(e) for e in errors] == ["key not trusted"] * len(packets)

@@ -73,3 +73,23 @@ def test_keyed_libcrypto_binds_its_own_contexts():
     assert isinstance(bound, keyed.LibcryptoKeyed)
     with pytest.raises(ValueError):
         bound.seal(bytes(12), bytes(keyed.MAX_TEXT + 1), b"")
+
+
+def test_keyed_seal_run_is_seal_of_each(backend):
+    rng = random.Random(7)
+    bound = backend.keyed(random_bytes(rng, 32))
+    sizes = [1175, 1175, 0, 1447, 1175, 63, 1447]
+    nonces = [random_bytes(rng, 12) for _ in sizes]
+    texts = [random_bytes(rng, n) for n in sizes]
+    ads = [random_bytes(rng, 9) for _ in sizes]
+    sealed = bound.seal_run(nonces, texts, ads)
+    assert sealed == [bound.seal(n, t, a) for n, t, a in zip(nonces, texts, ads)]
+    assert [bound.open(n, s, a) for n, s, a in zip(nonces, sealed, ads)] == texts
+    assert bound.seal_run([], [], []) == []
+
+
+def test_keyed_libcrypto_keeps_few_tag_pointers():
+    bound = get_or_skip("libcrypto").keyed(bytes(range(32)))
+    for size in range(100):
+        bound.seal(bytes(12), bytes(size), b"")
+    assert len(bound._ends) <= 16

@@ -94,3 +94,14 @@ def test_route_every_trigger_is_defined_from_every_state():
     r.punched_relayed()
     r.probe_relay()
     assert r.relayed and r.peer.via_relay
+
+
+def test_route_send_all_is_send_of_each_direct_and_relayed():
+    r, _ = route()
+    datas = [b"a", b"bb", b"ccc"]
+    assert r.send_all(datas) == [r.send(d) for d in datas] == [Send(d, BOB, 0) for d in datas]
+    r.probe_relay()
+    r.punched_relayed()
+    r.found(3.0)
+    assert r.send_all(datas) == [Send(bytes([RELAYED]) + d, RELAY) for d in datas]
+    assert r.send_all([]) == []

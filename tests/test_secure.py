@@ -228,3 +228,20 @@ def test_secure_open_data_opens_once_and_refuses_anything_else_changing_nothing(
     assert b.open_data(frames[0]) == b"one"        # out of order, within the window
     with pytest.raises(secure.FrameRejected):
         b.open_data(frames[0])                     # a replay
+
+
+@pytest.mark.parametrize("runs", [[5, 3, 8, 1, 0, 7, 9, 7], [40], [1] * 40, [7, 33]])
+def test_secure_seal_run_is_seal_one_by_one_across_key_changes(backend, monkeypatch, runs):
+    monkeypatch.setattr(secure, "REKEY_INTERVAL", 8)
+    a, b = pair(backend)
+    run(a, b)
+    one, _ = pair(backend)
+    one.__dict__.update({k: v for k, v in a.__dict__.items()})   # the same keys and counter
+    texts = [b"packet %d " % i * (i % 5 + 1) for i in range(40)]
+    frames, at = [], 0
+    for size in runs:
+        frames += a.seal_run(texts[at:at + size])
+        at += size
+    assert frames == [one.seal(t) for t in texts]      # same counters, same keys, same bytes
+    assert a._send_counter == one._send_counter == 40
+    assert [b.receive(f, 1.0)[1] for f in frames] == [[t] for t in texts]

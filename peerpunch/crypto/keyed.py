@@ -9,7 +9,9 @@ thousands of datagrams a second under one key asks its backend once for
 ``backend.keyed(key)`` and gets an object with two methods:
 
 * ``seal(nonce, plaintext, ad)``: ciphertext || tag;
-* ``open(nonce, ciphertext, ad)``: the plaintext, or ``InvalidTag``.
+* ``open(nonce, ciphertext, ad)``: the plaintext, or ``InvalidTag``;
+* ``seal_run(nonces, plaintexts, ads)``: ``seal`` of each triple, in one
+  call (a sender's burst: the per-call lookups once, not per datagram).
 
 *nonce* is 12 bytes, *ad* and the texts bytes (the caller, our own channel,
 passes them right: only the lengths that come from the network are checked
@@ -33,6 +35,7 @@ from . import InvalidTag, TAG_SIZE
 MAX_TEXT = 65535                  # the largest datagram's plaintext or ciphertext
 EVP_CTRL_AEAD_GET_TAG = 0x10
 EVP_CTRL_AEAD_SET_TAG = 0x11
+_string_at = ctypes.string_at
 
 
 class KeyedAead:
@@ -44,6 +47,9 @@ class KeyedAead:
 
     def seal(self, nonce, plaintext, ad):
         return self._backend._aead_encrypt(self._key, nonce, bytes(plaintext), ad)
+
+    def seal_run(self, nonces, plaintexts, ads):
+        return [self.seal(n, p, a) for n, p, a in zip(nonces, plaintexts, ads)]
 
     def open(self, nonce, ciphertext, ad):
         if len(ciphertext) < TAG_SIZE:
@@ -62,6 +68,7 @@ class LibcryptoKeyed:
         self._addr = ctypes.addressof(self._out)
         self._size = ctypes.c_int()
         self._size_ref = ctypes.byref(self._size)
+        self._ends = {}                   # plaintext size: c_void_p to where its tag goes
         self._ctx = [None, None]          # decrypt, encrypt
         self._ctx[0] = self._context(0)
         self._ctx[1] = self._context(1)
@@ -97,21 +104,38 @@ class LibcryptoKeyed:
         self._ctx_p[encrypt] = ctypes.c_void_p(self._ctx[encrypt])
 
     def seal(self, nonce, plaintext, ad):
-        ctx, size, update = self._ctx_p[1], self._size_ref, self._update
-        if type(plaintext) is not bytes:
-            plaintext = bytes(plaintext)
-        n = len(plaintext)
+        return self.seal_run((nonce,), (plaintext,), (ad,))[0]
+
+    def seal_run(self, nonces, plaintexts, ads):
+        ctx, size, update, init = self._ctx_p[1], self._size_ref, self._update, self._init
+        final, ctrl, out, addr, string_at = self._final, self._ctrl, self._out, self._addr, _string_at
+        ends, sealed = self._ends, []
+        for nonce, plaintext, ad in zip(nonces, plaintexts, ads):
+            if type(plaintext) is not bytes:
+                plaintext = bytes(plaintext)
+            n = len(plaintext)
+            end = ends.get(n)
+            if end is None:
+                end = self._end(n)
+            if (init(ctx, None, None, None, nonce, 1) != 1
+                    or update(ctx, None, size, ad, len(ad)) != 1
+                    or (n and update(ctx, out, size, plaintext, n) != 1)
+                    or final(ctx, end, size) != 1
+                    or ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, end) != 1):
+                self._failed(1)
+                raise RuntimeError("%s: ChaCha20-Poly1305 encryption failed" % self._backend.detail)
+            sealed.append(string_at(addr, n + TAG_SIZE))
+        return sealed
+
+    def _end(self, n):
+        """The pointer to byte *n* of the buffer (where the tag goes), kept
+        for the few sizes a transfer uses."""
         if n > MAX_TEXT:
             raise ValueError("plaintext longer than %d bytes" % MAX_TEXT)
-        end = ctypes.c_void_p(self._addr + n)
-        if (self._init(ctx, None, None, None, nonce, 1) != 1
-                or update(ctx, None, size, ad, len(ad)) != 1
-                or (n and update(ctx, self._out, size, plaintext, n) != 1)
-                or self._final(ctx, end, size) != 1
-                or self._ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, end) != 1):
-            self._failed(1)
-            raise RuntimeError("%s: ChaCha20-Poly1305 encryption failed" % self._backend.detail)
-        return ctypes.string_at(self._addr, n + TAG_SIZE)
+        if len(self._ends) >= 16:
+            self._ends.clear()
+        end = self._ends[n] = ctypes.c_void_p(self._addr + n)
+        return end
 
     def open(self, nonce, ciphertext, ad):
         if type(ciphertext) is not bytes:
