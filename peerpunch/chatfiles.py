@@ -33,12 +33,10 @@ isolated random losses) and a MAX_ACK_DELAY of 5 ms at both ends; its
 datagrams are acknowledged once per batch read (see ``Chat``), in
 ACK_COPIES ACK-only packets. Its packets start at the 1,200-byte datagram
 every path carries and grow to PROBE_PAYLOAD (a full Ethernet frame) once a
-probe of that size is acknowledged (:mod:`peerpunch.pmtu`).
-
-Events (data; the console words them): ``FileNews(partner, event)`` for
-each :mod:`peerpunch.transfer` event, ``FileSkipped(partner, skipped)``
-for what an offer left out, ``FileRefused(partner, why)`` when an offer
-cannot be made.
+probe of that size is acknowledged (:mod:`peerpunch.pmtu`), never through
+the relay. Events (data; the console words them): ``FileNews(partner,
+event)`` for each :mod:`peerpunch.transfer` event, ``FileSkipped(partner,
+skipped)`` for what an offer left out, ``FileRefused(partner, why)``.
 """
 
 import collections
@@ -220,10 +218,11 @@ class ChatFiles:
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
-        through the relay); the packets to seal and send."""
+        through the relay: base-size packets); the packets to seal and send."""
         if self.stream is None or self.blocked:
             return []
         self.relayed = relayed
+        self.stream.cap_size(relayed, now)
         self._serve(now)
         return self.stream.packets(now)
 

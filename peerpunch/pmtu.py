@@ -24,7 +24,10 @@ again) and a new search starts after RAISE_AFTER: a real black hole then
 fails its probes and the search stops; a run of unlucky random losses (a
 lost tail, lost ACKs) costs a moment at the base size. One timeout is not
 enough: on a lossy path they come now and then, and the larger size is
-still right. Sans-I/O: times are passed in.
+still right. A path through the relay carries no more than the base size
+(the relay forwards at most 1,400 bytes): :meth:`cap` holds the size there
+and pauses the search, and the search starts again RAISE_AFTER once the
+path is direct again. Sans-I/O: times are passed in.
 """
 
 MAX_PROBES = 3
@@ -48,11 +51,28 @@ class PathMtu:
         self._after = None             # no probe before this time
         self.failures = 0
         self.searching = self.target is not None
+        self.capped = False
 
     def probe_due(self, now, has_rtt):
         """Whether a probe should leave now (the stream has an RTT sample)."""
-        return (self.searching and self.pn is None and has_rtt
+        return (self.searching and not self.capped and self.pn is None and has_rtt
                 and (self._after is None or now >= self._after))
+
+    def cap(self, capped, now):
+        """The path goes through the relay (*capped*) or not any more: True
+        if the size dropped to the base (the sender cuts fragments again)."""
+        if capped == self.capped:
+            return False
+        self.capped = capped
+        if not capped:                 # direct again: search afresh in a moment
+            self.searching, self.failures = self.target is not None, 0
+            self._after = now + RAISE_AFTER
+            return False
+        self.pn = None                 # a probe in flight says nothing now
+        if self.size <= self.base:
+            return False
+        self.size = self.base
+        return True
 
     def sent(self, pn, now, smoothed_rtt):
         self.pn = pn

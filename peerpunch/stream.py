@@ -179,6 +179,11 @@ class Stream:
                 ack_now = True
         inbox.on_packet(pn, eliciting, now, ack_now)
 
+    def cap_size(self, capped, now):
+        """*capped*: the path goes through the relay, which carries packets
+        of the base size only (no path MTU search there)."""
+        self._outbox.cap_size(capped, now)
+
     def packets(self, now):
         """Run the timers; the packets to transmit now, in order."""
         if self.closed:

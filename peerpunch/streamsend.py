@@ -139,6 +139,11 @@ class Outbox:
                 return
             out.append(packet)
 
+    def cap_size(self, capped, now):
+        """The path goes through the relay (*capped*: base-size packets only) or not."""
+        if self.mtu.cap(capped, now):
+            self._resize(self.mtu.size)
+
     def _resize(self, max_payload):
         """Packets of *max_payload* bytes from now on (path MTU): fragments cut to fit."""
         self.max_payload = max_payload

@@ -127,3 +127,31 @@ def test_pmtu_black_hole_mid_transfer_falls_back_and_every_message_arrives():
 def test_pmtu_stream_refuses_a_probe_size_out_of_range():
     with pytest.raises(ValueError):
         Stream(probe_payload=70000)
+
+
+def test_pmtu_cap_holds_the_base_size_through_the_relay_and_searches_again_after():
+    m = PathMtu(BASE, TARGET)
+    m.sent(1, 0.0, 0.01)
+    m.on_ack([(1, 1)])
+    assert m.size == TARGET
+    assert m.cap(True, 5.0) and m.size == BASE            # relayed: shrink at once
+    assert not m.cap(True, 5.1) and not m.probe_due(100.0, True)   # and no probe there
+    assert not m.cap(False, 200.0) and m.size == BASE     # direct again: search anew...
+    assert not m.probe_due(200.0 + pmtu.RAISE_AFTER - 1, True)
+    assert m.probe_due(200.0 + pmtu.RAISE_AFTER, True)    # ...in a moment
+
+
+def test_pmtu_stream_relayed_mid_transfer_sends_no_packet_above_the_base_size():
+    """The relay forwards base-size packets only: once the path goes through
+    it, nothing larger leaves (no waiting for a black hole to be noticed)."""
+    relayed = []
+
+    def at(ch):                                   # after 300 big packets, the path is relayed
+        if not relayed and len([p for _, who, p in ch.wire if len(p) > BASE]) >= 300:
+            relayed.append(ch.now)
+            ch.a.cap_size(True, ch.now)
+
+    ch = _transfer(lambda who, p: bool(relayed) and len(p) > BASE, messages=150, at=at)
+    assert relayed and ch.a.stats().get("mtu black hole", 0) == 0
+    late = _sizes(ch, after=relayed[0] + 1e-9)         # what left once it was relayed
+    assert len(late) > 1000 and max(late) <= BASE
