@@ -2,25 +2,22 @@
 
 Theory of operation
 -------------------
-A :class:`Secure` belongs to one partner. It is made when the relay
-introduces the partner and started (``start(now)``) once a path to it
-exists. Then it picks the link:
+A :class:`Secure` belongs to one partner, made at the introduction and
+started (``start(now)``) once a path to it exists. It picks the link:
 
 * we have an identity and the partner offers ``noise1``: a Noise XX
   handshake (:class:`~peerpunch.secure.SecureChannel`, keyed with the
   relay's session secret; the name that sorts first initiates), after which
   every message is sealed;
-* otherwise the seed's plain JSON link: refused under ``strict`` or
-  ``require_encryption``, flagged (``Unencrypted``) otherwise.
+* otherwise the seed's plain JSON link (``Unencrypted``; refused under
+  ``strict`` or ``require_encryption``).
 
-When the handshake yields the partner's key it is checked against the
-pins, shared by all chats (trust on first use): a NEW key is pinned
-(``PinKey``) -- or refused under ``strict`` --, a KNOWN one connects, a
-CHANGED one blocks the chat. A plain link to a partner whose key is pinned
-blocks it too: the partner no longer encrypts (a downgrade?). While the chat
-is blocked nothing is shown or sent: the chat hands incoming lines to
-``hold`` (at most MAX_HELD are kept) and sends none, until ``trust(now)``
-pins the presented key and releases them, or the chat is left.
+The partner's key is checked against the pins, shared by all chats (trust
+on first use): a NEW key is pinned (``PinKey``; refused under ``strict``),
+a KNOWN one connects, a CHANGED one blocks the chat, and so does a plain
+link to a partner whose key is pinned (a downgrade?). A blocked chat shows
+and sends nothing: incoming lines go to ``hold`` (at most MAX_HELD) until
+``trust(now)`` pins the presented key and releases them, or the chat ends.
 
 ``TRANSITIONS`` below is the whole machine::
 
@@ -32,22 +29,20 @@ pins the presented key and releases them, or the chat is left.
     NEW --start, plain, under strict or require_encryption--> FAILED
 
 Inputs return an :class:`Output` of *frames* (bytes to send), *messages*
-(decoded protocol messages from the partner), *events* (data for the
-chat and the console; never words) and *packets*: on an encrypted link,
-the plaintexts that are reliable-stream packets (:mod:`peerpunch.stream`,
-first byte 0xC1, never JSON; 0xF8 for the files stream of
-:mod:`peerpunch.chatfiles`), for the chat's Streams; ``seal_packet``
-seals one of ours. Frames from ``start`` and ``tick`` go to
-the partner (a handshake frame to every address it was heard from); frames
+(decoded protocol messages from the partner), *events* (data for the chat
+and the console; never words) and *packets*: on an encrypted link, the
+plaintexts that are stream packets (:mod:`peerpunch.stream`: 0xC1, never
+JSON; 0xF8 for :mod:`peerpunch.chatfiles`), for the chat's Streams;
+``seal_packet(s)`` seals ours. Frames from ``start`` and ``tick`` go to the
+partner (a handshake frame to every address it was heard from); frames
 from ``receive`` answer that datagram and go back the way it came.
-
-``receive`` raises a :class:`~peerpunch.protocol.RemoteProtocolError` for a
-datagram that does not authenticate (FrameRejected), is of the wrong kind
-for the link (WrongKind) or does not decode; nothing has changed then (but
-the replay window, for a sealed message that authenticated and does not
-decode), and the datagram proves nothing about the path. The one datagram answered
-without authentication is a plain Ping before the handshake is done: a
-partner still punching needs its Pong.
+``receive`` raises a :class:`~peerpunch.protocol.RemoteProtocolError` for
+a datagram that does not authenticate (FrameRejected), is of the wrong
+kind for the link (WrongKind) or does not decode; nothing has changed then
+(but the replay window, for a sealed message that authenticated and does
+not decode), and it proves nothing about the path. The one datagram
+answered without authentication is a plain Ping before the handshake is
+done: a partner still punching needs its Pong.
 """
 
 import collections

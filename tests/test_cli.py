@@ -105,6 +105,7 @@ STDLIB_38 = {
     "traceback", "typing", "zlib",
     "readline", "select", "termios",   # the terminal view: line editing, waiting for a key, tty modes
     "tkinter",                 # the GUI (--gui), imported only when asked for
+    "weakref",                 # file offers: one peer's budget forgets the desks of ended chats
 }
 
 
