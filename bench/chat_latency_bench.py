@@ -76,6 +76,7 @@ class Proc:
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = queue.Queue()
         self.err = []
+        self.seen = []                 # stdout lines expect() read, for a failure's message
         threading.Thread(target=self._read, args=(self.popen.stdout, self.lines.put),
                          daemon=True).start()
         threading.Thread(target=self._read, args=(self.popen.stderr, self.err.append),
@@ -101,9 +102,13 @@ class Proc:
                 _, line = self.lines.get(timeout=0.1)
             except queue.Empty:
                 continue
+            self.seen.append(line)
             if regex.search(line):
                 return regex.search(line)
-        raise SystemExit("chat_latency_bench: no %r within %g s" % (pattern, seconds))
+        raise SystemExit("chat_latency_bench: no %r within %g s; %s said:\n%s" % (
+            pattern, seconds, " ".join(self.popen.args[-4:]) if isinstance(self.popen.args, list)
+            else "it", "\n".join(["out| " + l for l in self.seen[-15:]] +
+                                  ["err| " + l for _, l in self.err[-15:]])))
 
     def send(self, line):
         self.popen.stdin.write((line + "\n").encode())
