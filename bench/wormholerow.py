@@ -26,6 +26,8 @@ import subprocess
 import threading
 import time
 
+from relayproc import terminate
+
 CODE = "7-peerpunch-bench"
 PACKAGES = ("magic-wormhole", "magic-wormhole-mailbox-server", "magic-wormhole-transit-relay")
 WAIT = 30.0
@@ -112,13 +114,7 @@ class Child:
         return ended
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
 
 
 def servers(place, venv, work, children):

@@ -20,7 +20,7 @@ import termios
 import threading
 import time
 
-from .procs import env
+from .procs import env, terminate
 
 COLUMNS, ROWS = 80, 24
 CSI = re.compile(rb"\x1b\[([0-?]*)([ -/]*)([@-~])")
@@ -223,13 +223,7 @@ class PtyProc:
         os.write(self.master, text.encode("utf-8") if isinstance(text, str) else text)
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         try:
             os.close(self.master)
         except OSError:

@@ -135,21 +135,29 @@ def test_consent_a_seed_like_plain_stranger_is_asked_too_and_its_lines_held():
     assert net.shown(ALICE, E.Connected)[0].key is None
 
 
-def test_consent_bare_accept_with_a_request_and_a_file_offer_refuses_to_guess(tmp_path):
+def bob_offers_alice_a_file(tmp_path):
+    """alice (who asks strangers) chats with bob, who offers her notes.txt:
+    (net, alice, bob, the disk options the others need), the offer shown."""
     src = tmp_path / "notes.txt"
     src.write_bytes(b"hello\n")
     disk = dict(disk=Disk(str(tmp_path / "down")))
     net = SimNet()
     alice = net.add_peer("alice", ALICE, **secure_options(ask_strangers=True, **disk))
     bob = net.add_peer("bob", BOB, **secure_options(**disk))
-    carol = net.add_peer("carol", CAROL, **secure_options(**disk))
     net.run(1)
     net.line(ALICE, "/connect bob")
     until(net, chatting(bob, "alice"), 10)
     net.line(BOB, "/send %s" % src)
     (collect,) = net.shown(BOB, Collect)
     net._emit(BOB, filecommands.collected(bob, "alice", bob.disk.collect(collect.paths), net.now))
-    until(net, lambda: [e for e in net.shown(ALICE, FileNews)], 5)
+    until(net, lambda: net.shown(ALICE, FileNews), 5)
+    return net, alice, bob, disk
+
+
+def test_consent_bare_accept_with_a_request_and_a_file_offer_refuses_to_guess(tmp_path):
+    net, alice, bob, disk = bob_offers_alice_a_file(tmp_path)
+    net.add_peer("carol", CAROL, **secure_options(**disk))
+    net.run(1)
     net.line(CAROL, "/connect alice")
     until(net, asked(net, ALICE, "carol"), 10)
     start = len(net.shown(ALICE))
@@ -291,19 +299,7 @@ def test_consent_a_stranger_named_like_an_offers_id_is_not_accepted_by_that_id(t
     """The offerer picks a transfer's id; an accomplice registered under it
     asks to chat: /accept ID (the GUI's button on the file, a bot reading
     file_offer) must not accept the stranger's chat instead."""
-    src = tmp_path / "notes.txt"
-    src.write_bytes(b"hello\n")
-    disk = dict(disk=Disk(str(tmp_path / "down")))
-    net = SimNet()
-    alice = net.add_peer("alice", ALICE, **secure_options(ask_strangers=True, **disk))
-    bob = net.add_peer("bob", BOB, **secure_options(**disk))
-    net.run(1)
-    net.line(ALICE, "/connect bob")
-    until(net, chatting(bob, "alice"), 10)
-    net.line(BOB, "/send %s" % src)
-    (collect,) = net.shown(BOB, Collect)
-    net._emit(BOB, filecommands.collected(bob, "alice", bob.disk.collect(collect.paths), net.now))
-    until(net, lambda: net.shown(ALICE, FileNews), 5)
+    net, alice, bob, disk = bob_offers_alice_a_file(tmp_path)
     tid = net.shown(ALICE, FileNews)[0].event.id
     net.add_peer(tid, CAROL, **secure_options(**disk))
     net.run(1)

@@ -24,6 +24,8 @@ import zlib
 
 import pytest
 
+from .procs import terminate
+
 READY_WAIT = 15.0
 ENV = "PEERPUNCH_GUI_TEST"
 
@@ -48,13 +50,7 @@ class Xvfb:
         self.display = ":" + number.decode()
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         self.popen.stderr.close()
 
 
