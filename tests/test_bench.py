@@ -137,3 +137,20 @@ def test_bench_file_quick_run_with_wormhole_prints_its_rows_and_ratios():
     assert re.search(r"ratio loopback peerpunch at 0 % loss: .*x magic-wormhole \(offer to written\)",
                      out), out
     assert re.search(r"magic-wormhole rows: magic-wormhole \d", out), out
+
+
+def test_bench_core_quick_run_prints_its_table():
+    result = subprocess.run([sys.executable, "bench/core_bench.py", "--quick"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=120)
+    out = result.stdout.decode()
+    assert result.returncode == 0, (out + result.stderr.decode())[-2000:]
+    rows = [line.split() for line in out.splitlines() if line.startswith(("alice", "bob"))]
+    assert [r[0] for r in rows] == ["alice", "bob"]
+    assert all(float(r[-3]) > 0 and float(r[-2]) > 0 and r[-1].endswith("x") for r in rows)
+
+
+def test_bench_core_bad_arguments_one_line_exit_2():
+    result = subprocess.run([sys.executable, "bench/core_bench.py", "--rounds", "0"],
+                            cwd=ROOT, env=env(), capture_output=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.decode().strip().splitlines()[-1].startswith(
+        "core_bench.py: error:")
