@@ -299,8 +299,8 @@ class Chat:
 
     def _pump(self, now):
         """What the streams send now, sealed, and what they say; their timer set again."""
-        relayed = self.peer is not None and self.peer.via_relay
-        packets = self.lines.packets(now) + self.files.packets(now, relayed)
+        relayed, ipv6 = (self.peer.via_relay, ":" in self.peer.addr[0]) if self.peer else (0, 0)
+        packets = self.lines.packets(now) + self.files.packets(now, relayed, ipv6)
         out = self.path.send_all(self.secure.seal_packets(packets)) if packets else []
         out += self.withheld.shown(self.lines.events(), self.secure) + self.files.events()
         self.stream_timer.when = sooner(self.lines.next_deadline(), self.files.next_deadline())

@@ -31,12 +31,12 @@ stricter relay shows as loss, and the stream backs off). The files stream
 runs :class:`~peerpunch.bulkcc.LossTolerant` (NewReno that forgives
 isolated random losses) and a MAX_ACK_DELAY of 5 ms at both ends; its
 datagrams are acknowledged once per batch read (see ``Chat``), in
-ACK_COPIES ACK-only packets. Its packets start at the 1,200-byte datagram
-every path carries and grow to PROBE_PAYLOAD (a full Ethernet frame) once a
-probe of that size is acknowledged (:mod:`peerpunch.pmtu`), never through
-the relay. Events (data; the console words them): ``FileNews(partner,
-event)`` for each :mod:`peerpunch.transfer` event, ``FileSkipped(partner,
-skipped)`` for what an offer left out, ``FileRefused(partner, why)``.
+ACK_COPIES ACK-only packets. Its packets start at 1,200 bytes and grow to a
+full frame (PROBE_PAYLOAD; PROBE_PAYLOAD_V6 over IPv6) once a probe is
+acknowledged (:mod:`peerpunch.pmtu`), never through the relay. Events
+(data; the console words them): ``FileNews(partner, event)`` for each
+:mod:`peerpunch.transfer` event, ``FileSkipped(partner, skipped)`` for what
+an offer left out, ``FileRefused(partner, why)``.
 """
 
 import collections
@@ -48,7 +48,6 @@ from . import transfer as T
 from .bulkcc import LossTolerant
 from .filedesk import Desk, budget_for
 from .filerecv import Receiver
-from .filesend import Sender
 from .filework import Backlog, is_full as _is_full
 from .filestore import StagingBusy, TooMany
 
@@ -56,6 +55,7 @@ log = logging.getLogger(__name__)
 
 FILES_MARK = 0xF8
 PROBE_PAYLOAD = 1500 - 20 - 8 - 1 - 25   # a full Ethernet frame: minus IPv4, UDP, relay, channel
+PROBE_PAYLOAD_V6 = PROBE_PAYLOAD - 20   # the same over IPv6 (a 40-byte header)
 DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the partner is gone
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
 RELAYED_IN_FLIGHT = 4
@@ -216,13 +216,13 @@ class ChatFiles:
                 errors.append(exc)
         return errors, others
 
-    def packets(self, now, relayed=False):
-        """Serve the stream's news and the senders (*relayed*: the path goes
-        through the relay: base-size packets); the packets to seal and send."""
+    def packets(self, now, relayed=False, ipv6=False):
+        """Serve the stream's news and the senders (the path goes through the
+        relay: base-size packets; is IPv6: less in a frame); what to send."""
         if self.stream is None or self.blocked:
             return []
         self.relayed = relayed
-        self.stream.cap_size(relayed, now)
+        self.stream.cap_size(relayed, now, PROBE_PAYLOAD_V6 if ipv6 else PROBE_PAYLOAD)
         self._serve(now)
         return self.stream.packets(now)
 
@@ -382,9 +382,6 @@ class ChatFiles:
     def _receiver(self, tid):
         transfer = self.desk.get(tid)
         return transfer if type(transfer) is Receiver else None
-
-    def senders(self):
-        return [t for t in self.desk.transfers.values() if type(t) is Sender]
 
 
 def sooner(*times):

@@ -27,7 +27,11 @@ enough: on a lossy path they come now and then, and the larger size is
 still right. A path through the relay carries no more than the base size
 (the relay forwards at most 1,400 bytes): :meth:`cap` holds the size there
 and pauses the search, and the search starts again RAISE_AFTER once the
-path is direct again. Sans-I/O: times are passed in.
+path is direct again. The target follows the path's address family
+(:meth:`aim`): a full Ethernet frame leaves 20 bytes less for the datagram
+over IPv6 than over IPv4, so a stream on an IPv6 path searches for that
+size, and one whose path changes family searches again. Sans-I/O: times
+are passed in.
 """
 
 MAX_PROBES = 3
@@ -69,6 +73,21 @@ class PathMtu:
             self._after = now + RAISE_AFTER
             return False
         self.pn = None                 # a probe in flight says nothing now
+        if self.size <= self.base:
+            return False
+        self.size = self.base
+        return True
+
+    def aim(self, target, now):
+        """The largest size worth a search on the path now is *target* (an
+        IPv6 path carries 20 bytes less than an IPv4 one in the same
+        frame): a new target starts the search afresh at once; True if the
+        size dropped to the base (the sender cuts fragments again)."""
+        target = target if target is not None and target > self.base else None
+        if target == self.target:
+            return False
+        self.target, self.pn, self.failures = target, None, 0
+        self.searching, self._after = target is not None, now
         if self.size <= self.base:
             return False
         self.size = self.base

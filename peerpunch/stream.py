@@ -179,10 +179,12 @@ class Stream:
                 ack_now = True
         inbox.on_packet(pn, eliciting, now, ack_now)
 
-    def cap_size(self, capped, now):
+    def cap_size(self, capped, now, aim=None):
         """*capped*: the path goes through the relay, which carries packets
-        of the base size only (no path MTU search there)."""
-        self._outbox.cap_size(capped, now)
+        of the base size only (no path MTU search there); *aim*, if given:
+        the largest packet worth a search on the path now (its address
+        family decides; at most the base: no search)."""
+        self._outbox.cap_size(capped, now, aim)
 
     def packets(self, now):
         """Run the timers; the packets to transmit now, in order."""

@@ -139,9 +139,11 @@ class Outbox:
                 return
             out.append(packet)
 
-    def cap_size(self, capped, now):
-        """The path goes through the relay (*capped*: base-size packets only) or not."""
-        if self.mtu.cap(capped, now):
+    def cap_size(self, capped, now, aim=None):
+        """The path goes through the relay (*capped*: base-size packets only)
+        or not; *aim*: the size its MTU search aims for now (PathMtu.aim)."""
+        dropped = self.mtu.cap(capped, now)
+        if (aim is not None and self.mtu.aim(aim, now)) or dropped:
             self._resize(self.mtu.size)
 
     def _resize(self, max_payload):

@@ -16,22 +16,25 @@ from peerpunch.streamwire import PACKET_TYPE
 class Pair:
     """Alice's and bob's ChatFiles; bob auto-accepts into *down*."""
 
-    def __init__(self, tmp_path, loss=0.0, seed=1, relayed=False):
+    def __init__(self, tmp_path, loss=0.0, seed=1, relayed=False, ipv6=False, carries=None):
         self.alice = CF.ChatFiles("bob", Disk(str(tmp_path / "a")), PACKET_SIZE)
         self.bob = CF.ChatFiles("alice", Disk(None, auto_accept=str(tmp_path / "down")),
                                 PACKET_SIZE)
         for end in (self.alice, self.bob):
             end.start(("files1",))
         self.loss, self.rng, self.relayed = loss, random.Random(seed), relayed
+        self.ipv6, self.carries = ipv6, carries      # the path's family; its largest packet
         self.now = 0.0
         self.news = {"alice": [], "bob": []}
         self.cut = False                     # bob stops answering
         self.wire = []                       # packets alice sent: (time, bytes)
 
     def step(self, delay=0.0005):
-        out_a = self.alice.packets(self.now, self.relayed)
+        out_a = self.alice.packets(self.now, self.relayed, self.ipv6)
         self.wire += [(self.now, p) for p in out_a]
-        out_b = self.bob.packets(self.now, self.relayed)
+        out_b = self.bob.packets(self.now, self.relayed, self.ipv6)
+        if self.carries is not None:
+            out_a, out_b = ([p for p in out if len(p) <= self.carries] for out in (out_a, out_b))
         self.news["alice"] += self.alice.events()
         self.news["bob"] += self.bob.events()
         self.now += delay
@@ -102,6 +105,20 @@ def test_chatfiles_random_loss_never_pins_the_window_at_the_minimum(tmp_path):
     assert (tmp_path / "down" / "f.bin").read_bytes() == path.read_bytes()
     assert min(early + later) > 2 * PACKET_SIZE, min(early + later)
     assert later and sorted(later)[len(later) // 2] >= 10 * PACKET_SIZE, sorted(later)
+
+
+def test_chatfiles_ipv6_path_grows_to_the_ipv6_frame_where_the_ipv4_size_never_passes(tmp_path):
+    """A full frame over IPv6 carries 20 bytes less than over IPv4: the
+    stream searches for that size there and grows to it."""
+    path = _file(tmp_path, 2 * 1000 * 1000)
+    largest = {}
+    for ipv6 in (False, True):
+        pair = Pair(tmp_path / str(ipv6), ipv6=ipv6, carries=CF.PROBE_PAYLOAD_V6)
+        pair.offer(path)
+        pair.run_until(_ended(pair, "alice"), limit=120.0)
+        assert pair.kinds("alice")[-1] == "FileSent", pair.news
+        largest[ipv6] = max(len(p) for _, p in pair.wire if p[9] == 1)   # data packets
+    assert largest[False] <= PACKET_SIZE < largest[True] <= CF.PROBE_PAYLOAD_V6
 
 
 def test_chatfiles_packets_carry_the_files_mark_not_the_line_streams(tmp_path):

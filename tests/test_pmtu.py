@@ -155,3 +155,47 @@ def test_pmtu_stream_relayed_mid_transfer_sends_no_packet_above_the_base_size():
     assert relayed and ch.a.stats().get("mtu black hole", 0) == 0
     late = _sizes(ch, after=relayed[0] + 1e-9)         # what left once it was relayed
     assert len(late) > 1000 and max(late) <= BASE
+
+
+V6_TARGET = TARGET - 20
+
+
+def test_pmtu_aim_retargets_the_search_and_drops_a_size_the_new_path_may_not_carry():
+    m = PathMtu(BASE, TARGET)
+    assert not m.aim(TARGET, 0.0) and m.target == TARGET        # the same: nothing changes
+    m.sent(1, 0.0, 0.01)
+    assert m.on_ack([(1, 1)]) and m.size == TARGET
+    assert m.aim(V6_TARGET, 5.0) and m.size == BASE             # IPv6 now: back to the base...
+    assert m.probe_due(5.0, True) and m.target == V6_TARGET     # ...and a search at once
+    m.sent(2, 5.0, 0.01)
+    assert m.on_ack([(2, 2)]) and m.size == V6_TARGET
+    assert m.aim(BASE, 6.0) and m.size == BASE                  # none above the base: no search
+    assert m.target is None and not m.probe_due(60.0, True) and m.size == BASE
+
+
+def test_pmtu_aim_restarts_a_search_that_had_given_up():
+    m, now = PathMtu(BASE, TARGET), 0.0
+    for failure in range(pmtu.MAX_PROBES):                      # the IPv4 size never passes
+        m.sent(failure, now, 0.01)
+        now += pmtu.RETRY_AFTER
+        m.on_timers(now)
+    assert not m.searching and not m.probe_due(now + 100, True)
+    assert not m.aim(V6_TARGET, now) and m.probe_due(now, True)  # at the base: no drop, a search
+
+
+def test_pmtu_stream_aimed_at_the_ipv6_size_grows_where_only_that_passes():
+    """A path that carries the IPv6 frame's datagram and nothing larger: aimed
+    at the IPv4 size the stream stays at the base; aimed right, it grows."""
+    wrong = _transfer(lambda who, p: len(p) > V6_TARGET)
+    assert max(s for s in _sizes(wrong) if s != TARGET) <= BASE
+    aimed = []
+
+    def at(ch):
+        if not aimed:
+            aimed.append(ch.now)
+            ch.a.cap_size(False, ch.now, V6_TARGET)
+
+    right = _transfer(lambda who, p: len(p) > V6_TARGET, at=at)
+    sizes = _sizes(right)
+    assert max(sizes) == V6_TARGET and TARGET not in sizes
+    assert len([s for s in sizes if s > BASE]) > len(sizes) // 2
