@@ -27,7 +27,7 @@ from .effects import Log
 from .events import FORMER_PEER_FOR, MAX_QUEUED, Failed, Notice, State, StoppedWaiting
 from .forwarder import CHANNEL_BYTES, RELAYED_TO
 from .path import Path
-from .protocol import check_username, format_endpoint
+from .protocol import check_person, format_endpoint
 from .relayclient import RequestState
 
 ASKING = (RequestState.REQUESTING, RequestState.WAITING)
@@ -168,7 +168,7 @@ class ChatTable:
     def _refusal(self, target):
         """Why *target* is no name to ask the relay for (effects), or None."""
         try:
-            check_username(target)
+            check_person(target)
         except ValueError as exc:           # what the user typed, not the network
             return [Failed("bad_target", target=target, why=str(exc))]
         if target == self.username:

@@ -33,7 +33,7 @@ from . import securing as SC
 from .delivery import GroupData
 from .effects import Log
 from .events import MAX_HELD, Alert, Connected, Message, Notice, PinKey
-from .protocol import check_username
+from .protocol import check_username, is_group_name
 from .timers import Timer
 
 REQUEST_FOR = 60.0        # s: a question unanswered this long declines the request
@@ -106,9 +106,10 @@ class Consents:
         name = info.username
         if name in self.table.chats:
             return self.table.introduced(info, now)
-        if name in self.blocked:
+        if name in self.blocked or is_group_name(name):
             self.table.stats["blocked_introductions"] += 1
-            return [Log(logging.INFO, "ignored an introduction to %s: blocked" % name)]
+            why = "blocked" if name in self.blocked else "a group's name, not a person's"
+            return [Log(logging.INFO, "ignored an introduction to %s: %s" % (name, why))]
         request = None
         if self._stranger(name):
             request = self.requests[name] = Request(name, self.pins)

@@ -49,6 +49,19 @@ def check_username(value):
     return value
 
 
+def check_person(value):
+    """A username our peers take as a person's: one not starting with "#",
+    which names a group (a chat and a group must never share a name)."""
+    check_username(value)
+    if is_group_name(value):
+        raise ValueError("a name starting with # is a group's, not a person's")
+    return value
+
+
+def is_group_name(name):
+    return name.startswith("#")
+
+
 def _check_target(value):
     # A Connect may name anybody; an impossible name is simply not found.
     if not isinstance(value, str):

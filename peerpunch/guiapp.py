@@ -45,7 +45,7 @@ def ask_name(root):
         if answer is None:
             return None
         try:
-            return P.check_username(answer.strip())
+            return P.check_person(answer.strip())
         except ValueError as exc:
             prompt = "%s\nYour username:" % exc
 

@@ -127,7 +127,7 @@ def _directory(text):
 
 def _username(text):
     try:
-        return P.check_username(text)
+        return P.check_person(text)
     except ValueError as exc:
         raise cli.argparse.ArgumentTypeError("%r: %s" % (text, exc))
 
@@ -216,13 +216,13 @@ def main(argv=None, prog=None):
     if root is not None:
         name = args.name or guiapp.ask_name(root)
     else:
-        name = args.name or ask("Please enter your username:", P.check_username)
+        name = args.name or ask("Please enter your username:", P.check_person)
     target = args.connect
     if (args.json or root is not None) and target is None:
         target = ""          # --json never asks, and the window is useful idle: no one asked for
     if name is not None and target is None and not args.wait:
         target = ask("Enter the username of the peer you want to connect to (empty to wait):",
-                     lambda text: P.check_username(text) if text else "")
+                     lambda text: P.check_person(text) if text else "")
     if name is None or target is None and not args.wait:
         sock.close()
         print("no username given; bye", file=sys.stderr)

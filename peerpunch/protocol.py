@@ -51,7 +51,8 @@ from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: 
                        MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS, OUR_FEATURES,
                        SECURE_FEATURES, speaks_extensions)
 from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401
-                     MAX_USERNAME, MAX_WATCH, check_username)
+                     MAX_USERNAME, MAX_WATCH, check_person, check_username,
+                     is_group_name)
 from .messages import (ERROR_BAD_REQUEST, ERROR_NAME_TAKEN, ERROR_NOT_REGISTERED,  # noqa: F401
                        ERROR_RELAY_FULL, ERROR_RELAY_STOPPING, ERROR_SELF,
                        ERROR_TOO_MANY_CHATS, SEED_VARIANTS, VARIANTS, Connect, Cookie,

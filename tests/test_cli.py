@@ -44,6 +44,8 @@ def run(argv):
     PEER_CMD + ["--max-chats", "17"],
     PEER_CMD + ["--max-chats", "two"],
     PEER_CMD + ["--bogus"],
+    PEER_CMD + ["--name", "#team", "--wait"],             # names starting with # are groups'
+    PEER_CMD + ["--name", "alice", "--connect", "#team"],
     PEER_CMD + ["--relay", "no-such-host.invalid:8080", "--name", "a", "--wait"],
     PEER_CMD + ["--bind", "192.0.2.1:0", "--name", "a", "--wait"],
     RELAY + ["--port", "70000"],

@@ -331,3 +331,22 @@ def test_consent_an_unanswered_stranger_never_becomes_current_when_a_chat_ends()
     net.line(ALICE, "/accept carol")
     net.run(30)
     assert lines(net, CAROL) == [] and chatting(carol, "alice")()
+
+
+def test_consent_a_person_named_like_a_group_gets_no_chat_and_cannot_be_asked_for():
+    """Names starting with # are groups': a partner registered as "#team" (a
+    seed client may) is never a chat, so a chat and a group never share a
+    name (the prompt and the window tell them apart by name)."""
+    net = SimNet()
+    alice = net.add_peer("alice", ALICE, **secure_options())     # accepts everyone (--wait)
+    mallory = net.add_peer("#team", CAROL, **secure_options())
+    net.run(1)
+    start = len(net.shown(ALICE))
+    net.line(CAROL, "/connect alice")
+    net.run(15)
+    assert alice.chats == {} and alice.stats["blocked_introductions"] > 0
+    assert whats(net, ALICE, start) == [] and "alice" not in mallory.chats
+    net.line(ALICE, "/connect #team")
+    failed = net.shown(ALICE, E.Failed)[-1]
+    assert failed.what == "bad_target" and "group's" in failed.fields["why"]
+    assert alice.chats == {}
