@@ -56,8 +56,8 @@ from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
 from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
                      SecureChannel, is_frame)
-from .chatfiles import is_files_packet
-from .streamwire import is_packet
+from .chatfiles import FILES_MARK, is_files_packet
+from .streamwire import PACKET_TYPE, is_packet
 
 PING = P.encode(P.Ping())
 PONG = P.encode(P.Pong())
@@ -149,6 +149,12 @@ class Output(collections.namedtuple("Output", "frames messages events packets"))
 class WrongKind(P.RemoteProtocolError):
     """A datagram of the other kind: plain on an encrypted link (a Ping once
     the handshake is done, a Pong, a forgery) or a sealed frame on a plain one."""
+
+
+def _is_stream(plaintext):
+    """True if a sealed frame's *plaintext* is a stream packet (files or lines), not JSON."""
+    return len(plaintext) > 1 and plaintext[0] == FILES_MARK or \
+        bool(plaintext) and plaintext[0] == PACKET_TYPE     # is_files_packet or is_packet
 
 
 def whoami(username, identity):
@@ -267,19 +273,21 @@ class Secure:
         holds the frames that do not open, as ``receive`` would refuse them."""
         if self.state is not SecureState.SECURE or not self.ready:
             raise P.LocalProtocolError("no secure link to open a run on")
-        output, rest = Output(), []
-        packets, open_data = output.packets, self._channel.open_data
-        for i, data in enumerate(datagrams):
-            try:
-                plaintext = open_data(data)
-                if is_files_packet(plaintext) or is_packet(plaintext):
-                    packets.append(plaintext)
-                    continue
-                output.messages.append(P.decode(plaintext))
-            except P.RemoteProtocolError:
-                rest.append(data)
+        output, rest, start = Output(), [], 0
+        while start < len(datagrams):
+            plaintexts, refused, end = self._channel.open_run(datagrams[start:], _is_stream)
+            rest += refused
+            last = plaintexts.pop() if plaintexts and not _is_stream(plaintexts[-1]) else None
+            output.packets.extend(plaintexts)
+            start += end
+            if last is None:
                 continue
-            rest.extend(datagrams[i + 1:])
+            try:
+                output.messages.append(P.decode(last))
+            except P.RemoteProtocolError:
+                rest.append(datagrams[start - 1])
+                continue
+            rest.extend(datagrams[start:])
             break
         return output, rest
 

@@ -145,29 +145,23 @@ class LibcryptoKeyed:
         return end
 
     def open(self, nonce, ciphertext, ad):
-        if type(ciphertext) is not bytes:
-            ciphertext = bytes(ciphertext)
-        return self._open(nonce, ciphertext, ad, len(ad))
+        return self.open_frame(nonce, ad + ciphertext, len(ad))
 
     def open_frame(self, nonce, frame, start):
         """``open(nonce, frame[start:], frame[:start])``, the header read in
-        place (ctypes passes *frame*'s first *start* bytes as the AD)."""
+        place (ctypes passes *frame*'s first *start* bytes as the AD); the
+        tag's pointer is cached per size, as for seal."""
         if type(frame) is not bytes:
             frame = bytes(frame)
-        return self._open(nonce, frame[start:], frame, start)
-
-    def _open(self, nonce, ciphertext, ad, ad_size):
-        """The plaintext of *ciphertext* (bytes) under the AD's first
-        *ad_size* bytes; the tag's pointer cached per size, as for seal."""
-        n = len(ciphertext) - TAG_SIZE
+        n = len(frame) - start - TAG_SIZE
         if n < 0 or n > MAX_TEXT:
-            raise InvalidTag("ciphertext of %d bytes cannot be valid" % len(ciphertext))
+            raise InvalidTag("ciphertext of %d bytes cannot be valid" % (len(frame) - start))
         end = self._ends.get(n) or self._end(n)
         ctx, size, update = self._ctx_p[0], self._size_ref, self._update
         if (self._init(ctx, None, None, None, nonce, 0) != 1
-                or self._ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, ciphertext[n:]) != 1
-                or update(ctx, None, size, ad, ad_size) != 1
-                or (n and update(ctx, self._out, size, ciphertext, n) != 1)):
+                or self._ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, frame[-TAG_SIZE:]) != 1
+                or update(ctx, None, size, frame, start) != 1
+                or (n and update(ctx, self._out, size, frame[start:], n) != 1)):
             self._failed(0)
             raise RuntimeError("%s: ChaCha20-Poly1305 decryption failed" % self._backend.detail)
         if self._final(ctx, end, size) != 1:
