@@ -4,6 +4,7 @@ together, its streams answer once in the same call, forged or foreign
 datagrams in the run are dropped one by one as before; and the link's own
 run opener (Secure.open_run). Simulated network, fake clock."""
 
+import logging
 import os
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from peerpunch import chatfiles as CF
 from peerpunch import protocol as P
 from peerpunch import transfer as T
-from peerpunch.effects import Send
+from peerpunch.effects import Log, Send
 from peerpunch.events import ChatMessage, PeerLeft
 from peerpunch.filecommands import collected
 from peerpunch.filedisk import Disk
@@ -131,3 +132,27 @@ def test_session_batch_a_line_before_goodbye_in_one_run_is_shown(tmp_path, batch
             net._emit(BOB, bob.datagram_received(data, ALICE, net.now))
     assert [e.text for e in net.shown(BOB, ChatMessage)] == ["last words"]
     assert [e.username for e in net.shown(BOB, PeerLeft)] == ["alice"]
+
+
+def test_session_batch_a_datagram_that_raises_loses_only_its_own_effects(tmp_path):
+    """A bug met on one datagram of a batch (here the relay client raising)
+    drops that datagram with an ERROR Log; the chat lines around it are shown."""
+    net, alice, bob = _pair(tmp_path)
+    held = []
+    net.drop = lambda src, dst, data: dst == BOB and held.append(data) is None
+    net.line(ALICE, "before")
+    net.run(0.01)
+    net.line(ALICE, "after")
+    net.run(0.01)
+    net.drop = None
+    frames = [d for d in held if d[:1] == bytes((0xE4,))]
+    assert len(frames) >= 2
+
+    def broken(data, now):
+        raise RuntimeError("a bug")
+    bob.relay.datagram_received = broken
+    batch = [(frames[0], ALICE), (b'"Ping"', bob.relay.addr)] + [(f, ALICE) for f in frames[1:]]
+    out = bob.datagrams_received(batch, net.now)
+    assert [e.text for e in out if type(e) is ChatMessage] == ["before", "after"]
+    errors = [e for e in out if type(e) is Log and e.level == logging.ERROR]
+    assert len(errors) == 1 and "RuntimeError: a bug" in errors[0].text
