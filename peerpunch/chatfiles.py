@@ -202,19 +202,13 @@ class ChatFiles:
 
     def received_run(self, packets, now):
         """Packets read together, ours (marked) to the stream: (StreamErrors, other packets)."""
-        errors, others, stream = [], [], self.stream
+        ours = [p for p in packets if len(p) > 1 and p[0] == FILES_MARK]    # is_files_packet
+        others = [p for p in packets if not is_files_packet(p)] if len(ours) < len(packets) else []
+        stream = self.stream
         why = "no files stream open" if stream is None else "key not trusted" if self.blocked else ""
-        for packet in packets:
-            if len(packet) < 2 or packet[0] != FILES_MARK:
-                others.append(packet)
-                continue
-            try:
-                if why:
-                    raise ST.StreamError(why)
-                stream.datagram_received(packet, now)
-            except ST.StreamError as exc:
-                errors.append(exc)
-        return errors, others
+        if why:
+            return [ST.StreamError(why) for _ in ours], others
+        return stream.datagrams_received(ours, now), others
 
     def packets(self, now, relayed=False):
         """Serve the stream's news and the senders (*relayed*: the path goes
