@@ -51,10 +51,12 @@ from .filerecv import Receiver
 from .filesend import Sender
 from .filework import Backlog, is_full as _is_full
 from .filestore import StagingBusy, TooMany
+from .streamwire import PACKET_TYPE
 
 log = logging.getLogger(__name__)
 
 FILES_MARK = 0xF8
+_LINES = bytes((PACKET_TYPE,))           # the line stream's first byte, as bytes
 PROBE_PAYLOAD = 1500 - 20 - 8 - 1 - 25   # a full Ethernet frame: minus IPv4, UDP, relay, channel
 DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the partner is gone
 IN_FLIGHT = 16                # data messages outstanding at most (about 1 MB)
@@ -81,6 +83,11 @@ BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 def is_files_packet(plaintext):
     return len(plaintext) > 1 and plaintext[0] == FILES_MARK
+
+
+def is_stream_packet(plaintext):
+    """Not JSON: a packet of the files stream or of the lines' (streamwire's ``is_packet``)."""
+    return len(plaintext) > 1 and plaintext[0] == FILES_MARK or plaintext[:1] == _LINES
 
 
 class ChatFiles:

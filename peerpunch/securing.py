@@ -56,8 +56,8 @@ from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
 from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
                      SecureChannel, is_frame)
-from .chatfiles import FILES_MARK, is_files_packet
-from .streamwire import PACKET_TYPE, is_packet
+from .chatfiles import is_files_packet, is_stream_packet
+from .streamwire import is_packet
 
 PING = P.encode(P.Ping())
 PONG = P.encode(P.Pong())
@@ -149,12 +149,6 @@ class Output(collections.namedtuple("Output", "frames messages events packets"))
 class WrongKind(P.RemoteProtocolError):
     """A datagram of the other kind: plain on an encrypted link (a Ping once
     the handshake is done, a Pong, a forgery) or a sealed frame on a plain one."""
-
-
-def _is_stream(plaintext):
-    """True if a sealed frame's *plaintext* is a stream packet (files or lines), not JSON."""
-    return len(plaintext) > 1 and plaintext[0] == FILES_MARK or \
-        bool(plaintext) and plaintext[0] == PACKET_TYPE     # is_files_packet or is_packet
 
 
 def whoami(username, identity):
@@ -273,23 +267,18 @@ class Secure:
         holds the frames that do not open, as ``receive`` would refuse them."""
         if self.state is not SecureState.SECURE or not self.ready:
             raise P.LocalProtocolError("no secure link to open a run on")
-        output, rest, start = Output(), [], 0
-        while start < len(datagrams):
-            plaintexts, refused, end = self._channel.open_run(datagrams[start:], _is_stream)
-            rest += refused
-            last = plaintexts.pop() if plaintexts and not _is_stream(plaintexts[-1]) else None
+        output, rest, start, last = Output(), [], 0, None
+        while start < len(datagrams) and last is None:
+            plaintexts, refused, end = self._channel.open_run(datagrams[start:], is_stream_packet)
+            rest, start = rest + refused, start + end
+            last = plaintexts.pop() if plaintexts and not is_stream_packet(plaintexts[-1]) else None
             output.packets.extend(plaintexts)
-            start += end
-            if last is None:
-                continue
             try:
-                output.messages.append(P.decode(last))
+                output.messages.extend([P.decode(last)] if last is not None else [])
             except P.RemoteProtocolError:
-                rest.append(datagrams[start - 1])
-                continue
-            rest.extend(datagrams[start:])
-            break
-        return output, rest
+                rest.append(datagrams[start - 1])       # authentic, but no message: dropped
+                last = None
+        return output, rest + datagrams[start:]
 
     def tick(self, now):
         """Repeat a handshake frame that went unanswered; give up in time."""
