@@ -314,17 +314,18 @@ class SecureChannel:
         the last frame taken (``frames[end:]`` untouched). It exists for the
         bulk receiver: ``open_data``'s fast path, inline here, once per frame."""
         plaintexts, refused, window = [], [], self._window
+        epoch, opener = self._recv_epoch, self._opener
         for i, frame in enumerate(frames):
             try:
                 if len(frame) >= OVERHEAD and frame[0] == DATA:
                     counter = _HEADER.unpack_from(frame)[1]
-                    if counter // REKEY_INTERVAL == self._recv_epoch and self._opener is not None \
+                    if counter // REKEY_INTERVAL == epoch and opener is not None \
                             and (counter > window.top or window.check(counter)):
-                        plaintext = self._opener.open_frame(_NONCE.pack(counter), frame,
-                                                            HEADER_LEN)
+                        plaintext = opener.open_frame(_NONCE.pack(counter), frame, HEADER_LEN)
                         window.update(counter)
                     else:
                         plaintext = self._open_any(frame, counter)
+                        epoch, opener = self._recv_epoch, self._opener   # it may move on
                 else:
                     plaintext = self.open_data(frame)        # says why not
             except (FrameRejected, InvalidTag):
