@@ -106,6 +106,21 @@ def test_session_batch_open_run_refuses_forgeries_and_replays_alone():
     assert a.state is S.SECURE
 
 
+def test_session_batch_open_run_skips_a_sealed_frame_that_does_not_decode():
+    wire, _, _ = secured_pair()
+    a, b = wire.a, wire.b
+    packets = [b"\xf8files %d" % i for i in range(3)] + [b"\xc1lines"]
+    junk, line = b.seal_packet(b"{not json"), b.seal(chat("one"))
+    frames = [b.seal_packet(packets[0]), junk, b.seal_packet(packets[1]), line,
+              b.seal_packet(packets[2]), b.seal_packet(packets[3])]
+    output, rest = a.open_run(frames, wire.now)
+    assert output.packets == packets[:2] and output.messages == [chat("one")]
+    assert rest == [junk] + frames[4:]                # after the message: one by one
+    assert a.receive(frames[4], wire.now).packets == [packets[2]]
+    with pytest.raises(P.RemoteProtocolError):
+        a.receive(junk, wire.now)                     # authentic once, now a replay
+
+
 def test_session_batch_open_run_only_on_a_secure_link():
     idle = machine("alice", "bob", new_identity())
     with pytest.raises(P.LocalProtocolError):
