@@ -209,7 +209,7 @@ class ChatFiles:
 
     def received_run(self, packets, now):
         """Packets read together, ours (marked) to the stream: (StreamErrors, other packets)."""
-        ours = [p for p in packets if len(p) > 1 and p[0] == FILES_MARK]    # is_files_packet
+        ours = [p for p in packets if len(p) > 1 and p[0] == FILES_MARK]   # is_files_packet
         others = [p for p in packets if not is_files_packet(p)] if len(ours) < len(packets) else []
         stream = self.stream
         why = "no files stream open" if stream is None else "key not trusted" if self.blocked else ""
