@@ -20,6 +20,7 @@ The caller's loop::
 
     message_id = stream.send(data, now)        # queue a whole message
     stream.datagram_received(payload, now)     # one packet from the partner
+    stream.datagrams_received(payloads, now)   # or a run: a StreamError per one refused
     for payload in stream.packets(now): seal and send it
     for event in stream.events(): show it
     sleep until stream.next_deadline(), then call packets(now) again

@@ -29,6 +29,10 @@ makes an acknowledgment owed within MAX_ACK_DELAY; it is owed at once for
 every ACK_EVERY-th ack-eliciting packet, for one that is out of order
 (a gap below it, or older than the largest) and for one with ACK_NOW. The sender half puts the ACK
 frame into whatever packet leaves first, or a packet of its own when due.
+
+A packet of one STREAM frame -- nearly every packet of a bulk transfer --
+may come through ``on_data``: the three calls in one, the next piece of a
+message being assembled under the next packet number done inline.
 """
 
 import bisect
