@@ -50,10 +50,12 @@ from .filedesk import Desk, budget_for
 from .filerecv import Receiver
 from .filework import Backlog, is_full as _is_full
 from .filestore import StagingBusy, TooMany
+from .streamwire import PACKET_TYPE
 
 log = logging.getLogger(__name__)
 
 FILES_MARK = 0xF8
+_LINES = bytes((PACKET_TYPE,))           # the line stream's first byte, as bytes
 PROBE_PAYLOAD = 1500 - 20 - 8 - 1 - 25   # a full Ethernet frame: minus IPv4, UDP, relay, channel
 PROBE_PAYLOAD_V6 = PROBE_PAYLOAD - 20   # the same over IPv6 (a 40-byte header)
 DELIVERY_TIMEOUT = 15.0       # s: a file message unacknowledged this long: the partner is gone
@@ -81,6 +83,11 @@ BLOCKED, BUSY, TOO_MANY = "blocked", "busy", "too_many"
 
 def is_files_packet(plaintext):
     return len(plaintext) > 1 and plaintext[0] == FILES_MARK
+
+
+def is_stream_packet(plaintext):
+    """Not JSON: a packet of the files stream or of the lines' (streamwire's ``is_packet``)."""
+    return len(plaintext) > 1 and plaintext[0] == FILES_MARK or plaintext[:1] == _LINES
 
 
 class ChatFiles:
@@ -202,19 +209,13 @@ class ChatFiles:
 
     def received_run(self, packets, now):
         """Packets read together, ours (marked) to the stream: (StreamErrors, other packets)."""
-        errors, others, stream = [], [], self.stream
+        ours = [p for p in packets if len(p) > 1 and p[0] == FILES_MARK]   # is_files_packet
+        others = [p for p in packets if not is_files_packet(p)] if len(ours) < len(packets) else []
+        stream = self.stream
         why = "no files stream open" if stream is None else "key not trusted" if self.blocked else ""
-        for packet in packets:
-            if len(packet) < 2 or packet[0] != FILES_MARK:
-                others.append(packet)
-                continue
-            try:
-                if why:
-                    raise ST.StreamError(why)
-                stream.datagram_received(packet, now)
-            except ST.StreamError as exc:
-                errors.append(exc)
-        return errors, others
+        if why:
+            return [ST.StreamError(why) for _ in ours], others
+        return stream.datagrams_received(ours, now), others
 
     def packets(self, now, relayed=False, ipv6=False):
         """Serve the stream's news and the senders (the path goes through the

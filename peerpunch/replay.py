@@ -36,16 +36,23 @@ class ReplayWindow:
 
     def update(self, counter):
         """Mark *counter* as seen; returns False (and changes nothing) if it
-        would not have been accepted."""
-        if not self.check(counter):
-            return False
-        if counter > self.top:
-            current, new = self.top // BLOCK_BITS, counter // BLOCK_BITS
-            if new - current >= BLOCKS:
-                self._bits = [0] * BLOCKS
-            else:
-                for block in range(current + 1, new + 1):
-                    self._bits[block % BLOCKS] = 0
+        would not have been accepted. The in-order case (above the top, in
+        its word) touches one word."""
+        top = self.top
+        if counter > top:
+            if counter // BLOCK_BITS != top // BLOCK_BITS:
+                self._advance(top, counter)
             self.top = counter
+        elif not self.check(counter):
+            return False
         self._bits[(counter // BLOCK_BITS) % BLOCKS] |= 1 << (counter % BLOCK_BITS)
         return True
+
+    def _advance(self, top, counter):
+        """Clear the words between the old *top*'s and *counter*'s."""
+        current, new = top // BLOCK_BITS, counter // BLOCK_BITS
+        if new - current >= BLOCKS:
+            self._bits = [0] * BLOCKS
+        else:
+            for block in range(current + 1, new + 1):
+                self._bits[block % BLOCKS] = 0

@@ -110,6 +110,7 @@ class SecureChannel:
         self._send_key = self._recv_key = self._prev_recv_key = None
         self._sealer = None             # the send key bound (crypto.keyed)
         self._openers = {}              # receive key -> its key bound
+        self._opener = None             # the current epoch's, bound (open_data's fast path)
         self._send_counter = 0
         self._recv_epoch = 0
         self._window = ReplayWindow()
@@ -209,6 +210,7 @@ class SecureChannel:
         self._send_key, self._recv_key = send.k, recv.k
         self._sealer = self.backend.keyed(send.k)
         self._openers = {recv.k: self.backend.keyed(recv.k)}
+        self._opener = self._openers[recv.k]
 
     def _complete(self):
         return self._send_key is not None
@@ -284,11 +286,60 @@ class SecureChannel:
         """The plaintext of a DATA *frame*, once keys are agreed (``ready``,
         or what ``open`` needs first); raises FrameRejected, and then
         nothing changes. What ``open`` does for DATA, without its dispatch:
-        the path a bulk transfer's datagrams take."""
+        the path a bulk transfer's datagrams take, so its common case -- a
+        counter of the current epoch -- is inline here and must equal
+        :meth:`_open_any` (any epoch, the general path): the window checked
+        before the tag, marked only once the tag verifies."""
         if len(frame) < OVERHEAD or frame[0] != DATA:
             raise FrameRejected("short frame" if len(frame) < OVERHEAD else "not a DATA frame")
+        counter = _HEADER.unpack_from(frame)[1]
+        if counter // REKEY_INTERVAL != self._recv_epoch or self._opener is None:
+            return self._open_any(frame, counter)
+        window = self._window
+        if counter <= window.top and not window.check(counter):
+            raise FrameRejected("replayed or too old")
+        try:
+            plaintext = self._opener.open_frame(_NONCE.pack(counter), frame, HEADER_LEN)
+        except InvalidTag as exc:
+            raise FrameRejected("DATA frame: %s" % exc) from None
+        window.update(counter)
+        return plaintext
+
+    def open_run(self, frames, wanted):
+        """Open *frames* in turn, each exactly as ``open_data`` would, until
+        a plaintext that ``wanted(plaintext)`` refuses (a protocol message
+        among stream packets, say): ``(plaintexts, refused, end)``, the
+        plaintexts in order (the unwanted one last), the frames that did not
+        open (FrameRejected: nothing changed for them), and the index after
+        the last frame taken (``frames[end:]`` untouched). It exists for the
+        bulk receiver: ``open_data``'s fast path, inline here, once per frame."""
+        plaintexts, refused, window = [], [], self._window
+        epoch, opener = self._recv_epoch, self._opener
+        for i, frame in enumerate(frames):
+            try:
+                if len(frame) >= OVERHEAD and frame[0] == DATA:
+                    counter = _HEADER.unpack_from(frame)[1]
+                    if counter // REKEY_INTERVAL == epoch and opener is not None \
+                            and (counter > window.top or window.check(counter)):
+                        plaintext = opener.open_frame(_NONCE.pack(counter), frame, HEADER_LEN)
+                        window.update(counter)
+                    else:
+                        plaintext = self._open_any(frame, counter)
+                        epoch, opener = self._recv_epoch, self._opener   # it may move on
+                else:
+                    plaintext = self.open_data(frame)        # says why not
+            except (FrameRejected, InvalidTag):
+                refused.append(frame)
+                continue
+            plaintexts.append(plaintext)
+            if not wanted(plaintext):
+                return plaintexts, refused, i + 1
+        return plaintexts, refused, len(frames)
+
+    def _open_any(self, frame, counter):
+        """``open_data`` of a frame of any epoch: the previous one's
+        stragglers, the next one (which moves the epoch on)."""
         header = frame[:HEADER_LEN]
-        counter = _HEADER.unpack(header)[1]
         window = self._window
         if not window.check(counter):
             raise FrameRejected("replayed or too old")
@@ -298,7 +349,7 @@ class SecureChannel:
         if opener is None:
             opener = self.backend.keyed(key)
         try:
-            plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], header)
+            plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], bytes(header))
         except InvalidTag as exc:
             raise FrameRejected("DATA frame: %s" % exc) from None
         window.update(counter)
@@ -306,6 +357,7 @@ class SecureChannel:
             self._prev_recv_key, self._recv_key, self._recv_epoch = self._recv_key, key, epoch
             self._openers = {key: opener, self._prev_recv_key: self._openers.get(
                 self._prev_recv_key)}
+            self._opener = opener
         return plaintext
 
     def _key_for(self, epoch):

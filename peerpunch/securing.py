@@ -56,7 +56,7 @@ from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
 from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
                      SecureChannel, is_frame)
-from .chatfiles import is_files_packet
+from .chatfiles import is_files_packet, is_stream_packet
 from .streamwire import is_packet
 
 PING = P.encode(P.Ping())
@@ -267,21 +267,18 @@ class Secure:
         holds the frames that do not open, as ``receive`` would refuse them."""
         if self.state is not SecureState.SECURE or not self.ready:
             raise P.LocalProtocolError("no secure link to open a run on")
-        output, rest = Output(), []
-        packets, open_data = output.packets, self._channel.open_data
-        for i, data in enumerate(datagrams):
+        output, rest, start, last = Output(), [], 0, None
+        while start < len(datagrams) and last is None:
+            plaintexts, refused, end = self._channel.open_run(datagrams[start:], is_stream_packet)
+            rest, start = rest + refused, start + end
+            last = plaintexts.pop() if plaintexts and not is_stream_packet(plaintexts[-1]) else None
+            output.packets.extend(plaintexts)
             try:
-                plaintext = open_data(data)
-                if is_files_packet(plaintext) or is_packet(plaintext):
-                    packets.append(plaintext)
-                    continue
-                output.messages.append(P.decode(plaintext))
+                output.messages.extend([P.decode(last)] if last is not None else [])
             except P.RemoteProtocolError:
-                rest.append(data)
-                continue
-            rest.extend(datagrams[i + 1:])
-            break
-        return output, rest
+                rest.append(datagrams[start - 1])       # authentic, but no message: dropped
+                last = None
+        return output, rest + datagrams[start:]
 
     def tick(self, now):
         """Repeat a handshake frame that went unanswered; give up in time."""

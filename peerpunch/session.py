@@ -21,6 +21,7 @@ import collections
 import logging
 import os
 import random
+import traceback
 
 from . import commands
 from . import families as F
@@ -179,20 +180,20 @@ class PeerSession:
         """Several datagrams read at once from socket *via*, ``(data, addr)``
         each: as datagram_received each in turn (one refused is dropped,
         logged), except that a run of sealed DATA frames from a connected
-        chat's partner is opened together and its chat hears of them once."""
+        chat's partner is opened together and its chat hears of them once.
+        A datagram (or run) that raises anything else -- a bug -- is
+        dropped alone with an ERROR Log: the others' effects are kept."""
         out, i = [], 0
         while i < len(batch):
             data, addr = batch[i]
             chat = self._secure_chat(data, addr, via)
-            end = i + 1
-            if chat is None:
-                out += self._dropping(data, addr, now, via)
-            else:
-                while end < len(batch) and batch[end][1] == addr and batch[end][0][:1] == DATA:
-                    end += 1
-                out += self._acted_on(self._run(chat, [d for d, _ in batch[i:end]], addr, now),
-                                      now)
-            i = end
+            frames = [data] if chat is None else _run_from(batch, i, addr)
+            try:
+                out += self._dropping(data, addr, now, via) if chat is None else \
+                    self._acted_on(self._run(chat, frames, addr, now), now)
+            except Exception:                   # a bug: these datagrams only are lost
+                out.append(_internal_error(len(frames), addr))
+            i += len(frames)
         return self._done(out, now, look=False)
 
     def _secure_chat(self, data, addr, via):
@@ -288,6 +289,22 @@ class PeerSession:
 
 
 _MOVES = (Introduction, RequestEnded, PathFound, EndChat)
+
+
+def _run_from(batch, i, addr):
+    """The sealed DATA frames from *addr* in *batch* from *i* on, in a row."""
+    frames = [batch[i][0]]
+    for data, other in batch[i + 1:]:
+        if other != addr or data[:1] != DATA:
+            break
+        frames.append(data)
+    return frames
+
+
+def _internal_error(count, addr):
+    """The Log of a bug met on *count* datagrams from *addr* (the shell's words for it)."""
+    return Log(logging.ERROR, "internal error on %d datagram%s from %s (dropped)\n%s" % (
+        count, "" if count == 1 else "s", addr, traceback.format_exc().rstrip()), "internal")
 
 
 def _features(identity, families, disk=None):

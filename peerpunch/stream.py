@@ -20,6 +20,7 @@ The caller's loop::
 
     message_id = stream.send(data, now)        # queue a whole message
     stream.datagram_received(payload, now)     # one packet from the partner
+    stream.datagrams_received(payloads, now)   # or a run: a StreamError per one refused
     for payload in stream.packets(now): seal and send it
     for event in stream.events(): show it
     sleep until stream.next_deadline(), then call packets(now) again
@@ -178,6 +179,27 @@ class Stream:
             elif kind == W.ACK_NOW:
                 ack_now = True
         inbox.on_packet(pn, eliciting, now, ack_now)
+
+    def datagrams_received(self, payloads, now):
+        """``datagram_received`` of each of *payloads* in turn: the
+        StreamErrors of those refused (each drops only its own packet). A
+        bulk receiver's run: a data packet (one STREAM frame, streamwire's
+        fast case) goes straight to the inbox (``Inbox.on_data``), anything
+        else through ``datagram_received``; the result must be the same."""
+        errors = []
+        if self.closed:
+            return errors
+        decode_data, mark, inbox = W.decode_data, self.mark, self._inbox
+        for payload in payloads:
+            try:
+                data = decode_data(payload, mark)
+                if data is None:
+                    self.datagram_received(payload, now)
+                else:
+                    inbox.on_data(*data, now)
+            except StreamError as exc:
+                errors.append(exc)
+        return errors
 
     def cap_size(self, capped, now, aim=None):
         """*capped*: the path goes through the relay, which carries packets

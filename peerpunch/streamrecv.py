@@ -29,6 +29,10 @@ makes an acknowledgment owed within MAX_ACK_DELAY; it is owed at once for
 every ACK_EVERY-th ack-eliciting packet, for one that is out of order
 (a gap below it, or older than the largest) and for one with ACK_NOW. The sender half puts the ACK
 frame into whatever packet leaves first, or a packet of its own when due.
+
+A packet of one STREAM frame -- nearly every packet of a bulk transfer --
+may come through ``on_data``: the three calls in one, the next piece of a
+message being assembled under the next packet number done inline.
 """
 
 import bisect
@@ -137,6 +141,38 @@ class Inbox:
                 self._pending[message_id] = bytes(entry.buf)
         if message_id == self.next_id:
             self._deliver()
+
+    def on_data(self, pn, message_id, offset, total, data, now):
+        """A packet of one STREAM frame (:func:`streamwire.decode_data`):
+        ``check_packet_number(pn)``, ``on_stream(...)`` and ``on_packet(pn,
+        True, now)``, and must equal them. It exists for the bulk receiver:
+        the next piece of a message being assembled, appended where its
+        last piece ended, is inline; anything else goes to ``on_stream``."""
+        if pn > self.pn_limit:
+            raise W.StreamError("packet number %d far beyond %d" % (pn, self._largest))
+        entry = self._pending.get(message_id)
+        if type(entry) is _Partial and data and entry.edges and entry.edges[-1] == offset \
+                and len(entry.buf) == total:
+            end = offset + len(data)    # _Partial.add's in-order case, within the window
+            entry.edges[-1] = end
+            entry.buf[offset:end] = data
+            if end == total and len(entry.edges) == 2 and not entry.edges[0]:
+                self._pending[message_id] = bytes(entry.buf)
+                if message_id == self.next_id:
+                    self._deliver()
+        else:
+            self.on_stream(message_id, offset, total, data)
+        edges = self._edges
+        if edges and edges[-1] == pn:   # on_packet, in order (the last range ends at the largest)
+            edges[-1] = pn + 1
+            self._largest, self._largest_time, self.pn_limit = pn, now, pn + MAX_PN_JUMP
+            self._eliciting += 1
+            if self._eliciting >= self.ack_every:
+                self.ack_at = now
+            elif self.ack_at is None:
+                self.ack_at = now + self.max_ack_delay
+        else:
+            self.on_packet(pn, True, now)
 
     def on_skip(self, below):
         if below <= self.next_id:

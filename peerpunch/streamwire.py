@@ -79,6 +79,7 @@ _STREAM = struct.Struct(">BIIIH")      # frame type, message id, offset, total, 
 _ACK = struct.Struct(">BQHBI")         # frame type, largest, delay, extra ranges, first range
 _RANGE = struct.Struct(">II")          # gap, range length
 _SKIP = struct.Struct(">BI")           # frame type, below
+_DATA = struct.Struct(">BQBIIIH")      # a data packet's headers: _HEADER then _STREAM
 
 HEADER_LEN = _HEADER.size              # 9
 STREAM_HEADER_LEN = _STREAM.size       # 15
@@ -165,19 +166,19 @@ def decode(data, mark=PACKET_TYPE):
     byte is *mark*: a second stream of a session marks its packets its own way).
 
     Frames are tuples: ``(STREAM, id, offset, total, data)`` with *data* a
-    memoryview into *data*; ``(ACK, largest, delay_seconds, ranges)`` with
-    *ranges* as :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``;
+    memoryview into *data* (a copy for a data packet: :func:`decode_data`);
+    ``(ACK, largest, delay_seconds, ranges)`` with *ranges* as
+    :func:`ack_frame` takes them; ``(SKIP, below)``; ``(ACK_NOW,)``;
     ``(PAD, length)`` (its type byte included).
     Raises StreamError for anything malformed."""
     size = len(data)
     if size <= HEADER_LEN or data[0] != mark:
         raise StreamError("not a stream packet (%d bytes)" % size)
+    fast = decode_data(data, mark)
+    if fast is not None:                                       # a data packet: one STREAM frame
+        pn, message_id, offset, total, view = fast
+        return pn, [(STREAM, message_id, offset, total, view)], True
     pn = _HEADER.unpack_from(data)[1]
-    if data[HEADER_LEN] == STREAM and size >= _ONE_STREAM:     # a data packet: one STREAM frame
-        _, message_id, offset, total, length = _STREAM.unpack_from(data, HEADER_LEN)
-        if _ONE_STREAM + length == size and message_id and total <= MAX_MESSAGE and \
-                offset + length <= total:
-            return pn, [(STREAM, message_id, offset, total, memoryview(data)[_ONE_STREAM:])], True
     view = memoryview(data)
     pos, frames, eliciting = HEADER_LEN, [], False
     while pos < size:
@@ -208,6 +209,22 @@ def decode(data, mark=PACKET_TYPE):
             raise StreamError("unknown frame type 0x%02x" % kind)
         frames.append(frame)
     return pn, frames, eliciting
+
+
+def decode_data(data, mark=PACKET_TYPE):
+    """``(packet number, message id, offset, total, data)`` of a data
+    packet -- a valid packet of one STREAM frame, what :func:`decode` returns
+    as ``(pn, [(STREAM, id, offset, total, data)], True)`` -- else None
+    (any other packet, or a malformed one: ask :func:`decode`). The bulk
+    receiver's fast case, with one unpack for both headers."""
+    size = len(data)
+    if size < _ONE_STREAM or data[0] != mark or data[HEADER_LEN] != STREAM:
+        return None
+    _, pn, _, message_id, offset, total, length = _DATA.unpack_from(data)
+    if _ONE_STREAM + length != size or not message_id or total > MAX_MESSAGE or \
+            offset + length > total:
+        return None
+    return pn, message_id, offset, total, data[_ONE_STREAM:]    # a copy: cheaper than a view
 
 
 def _decode_stream(data, view, pos):

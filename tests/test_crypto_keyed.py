@@ -93,3 +93,18 @@ def test_keyed_libcrypto_keeps_few_tag_pointers():
     for size in range(100):
         bound.seal(bytes(12), bytes(size), b"")
     assert len(bound._ends) <= 16
+
+
+def test_keyed_open_frame_is_open_of_the_frame_past_its_header(backend):
+    rng = random.Random(9)
+    bound = backend.keyed(random_bytes(rng, 32))
+    for size in (0, 1, 1175, 1446, 4000, 1446):
+        nonce, header, plaintext = random_bytes(rng, 12), random_bytes(rng, 9), random_bytes(rng, size)
+        frame = header + bound.seal(nonce, plaintext, header)
+        assert bound.open_frame(nonce, frame, 9) == plaintext == bound.open(nonce, frame[9:], header)
+        assert bound.open_frame(nonce, memoryview(b"x" + frame)[1:], 9) == plaintext
+        for bad in (frame[:4] + bytes([frame[4] ^ 1]) + frame[5:],       # the header: the AD
+                    frame[:-1] + bytes([frame[-1] ^ 1]), frame[:9 + 15]):
+            with pytest.raises(InvalidTag):
+                bound.open_frame(nonce, bad, 9)
+        assert bound.open_frame(nonce, frame, 9) == plaintext      # nothing left behind

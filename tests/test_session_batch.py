@@ -4,6 +4,7 @@ together, its streams answer once in the same call, forged or foreign
 datagrams in the run are dropped one by one as before; and the link's own
 run opener (Secure.open_run). Simulated network, fake clock."""
 
+import logging
 import os
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from peerpunch import chatfiles as CF
 from peerpunch import protocol as P
 from peerpunch import transfer as T
-from peerpunch.effects import Send
+from peerpunch.effects import Log, Send
 from peerpunch.events import ChatMessage, PeerLeft
 from peerpunch.filecommands import collected
 from peerpunch.filedisk import Disk
@@ -105,6 +106,21 @@ def test_session_batch_open_run_refuses_forgeries_and_replays_alone():
     assert a.state is S.SECURE
 
 
+def test_session_batch_open_run_skips_a_sealed_frame_that_does_not_decode():
+    wire, _, _ = secured_pair()
+    a, b = wire.a, wire.b
+    packets = [b"\xf8files %d" % i for i in range(3)] + [b"\xc1lines"]
+    junk, line = b.seal_packet(b"{not json"), b.seal(chat("one"))
+    frames = [b.seal_packet(packets[0]), junk, b.seal_packet(packets[1]), line,
+              b.seal_packet(packets[2]), b.seal_packet(packets[3])]
+    output, rest = a.open_run(frames, wire.now)
+    assert output.packets == packets[:2] and output.messages == [chat("one")]
+    assert rest == [junk] + frames[4:]                # after the message: one by one
+    assert a.receive(frames[4], wire.now).packets == [packets[2]]
+    with pytest.raises(P.RemoteProtocolError):
+        a.receive(junk, wire.now)                     # authentic once, now a replay
+
+
 def test_session_batch_open_run_only_on_a_secure_link():
     idle = machine("alice", "bob", new_identity())
     with pytest.raises(P.LocalProtocolError):
@@ -131,3 +147,27 @@ def test_session_batch_a_line_before_goodbye_in_one_run_is_shown(tmp_path, batch
             net._emit(BOB, bob.datagram_received(data, ALICE, net.now))
     assert [e.text for e in net.shown(BOB, ChatMessage)] == ["last words"]
     assert [e.username for e in net.shown(BOB, PeerLeft)] == ["alice"]
+
+
+def test_session_batch_a_datagram_that_raises_loses_only_its_own_effects(tmp_path):
+    """A bug met on one datagram of a batch (here the relay client raising)
+    drops that datagram with an ERROR Log; the chat lines around it are shown."""
+    net, alice, bob = _pair(tmp_path)
+    held = []
+    net.drop = lambda src, dst, data: dst == BOB and held.append(data) is None
+    net.line(ALICE, "before")
+    net.run(0.01)
+    net.line(ALICE, "after")
+    net.run(0.01)
+    net.drop = None
+    frames = [d for d in held if d[:1] == bytes((0xE4,))]
+    assert len(frames) >= 2
+
+    def broken(data, now):
+        raise RuntimeError("a bug")
+    bob.relay.datagram_received = broken
+    batch = [(frames[0], ALICE), (b'"Ping"', bob.relay.addr)] + [(f, ALICE) for f in frames[1:]]
+    out = bob.datagrams_received(batch, net.now)
+    assert [e.text for e in out if type(e) is ChatMessage] == ["before", "after"]
+    errors = [e for e in out if type(e) is Log and e.level == logging.ERROR]
+    assert len(errors) == 1 and "RuntimeError: a bug" in errors[0].text
