@@ -129,6 +129,13 @@ class Flight:
         self.order.append(packet.pn)
         self.last_sent_time = packet.time
 
+    def add_run(self, packets):
+        """``add`` of each of *packets* (sent in this order, at one time)."""
+        pns = [packet.pn for packet in packets]
+        self.sent.update(zip(pns, packets))
+        self.order += pns
+        self.last_sent_time = packets[-1].time
+
     def on_ack(self, largest, ack_delay, ranges, now):
         """The packets an ACK (inclusive *ranges*, highest first) newly
         acknowledges, removed; takes the RTT sample it gives."""
