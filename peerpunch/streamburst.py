@@ -57,10 +57,21 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
         if credit < quantum:
             limited = True
             break
-        parts, frags = [b""], []
-        room = take(fresh, room0, parts, frags, True, chunk)
-        if not frags:
-            break                           # only stale fragments were left
+        frag = fresh[0]
+        if frag.acked or frag.msg.state is not SENDING or frag.size > room0:
+            parts, frags = [b""], []
+            room = take(fresh, room0, parts, frags, True, chunk)
+            if not frags:
+                break                       # only stale fragments were left
+        else:                               # take's first step, and its last if nothing more fits
+            fresh.popleft()
+            frag.queued = False
+            parts, frags, room = [b"", frag.header, frag.data], [frag], room0 - frag.size
+            if fresh:
+                frag = fresh[0]             # take stops here unless stale, fitting or to cut
+                if frag.size <= room or frag.acked or frag.msg.state is not SENDING or \
+                        len(frag.data) > chunk:
+                    room = take(fresh, room, parts, frags, True, chunk)
         size = max_payload - room
         if fresh and (inflight + size + most > cwnd or credit - size < quantum):
             parts.append(_ACK_NOW)          # the last for now: ask for the ACK at once
