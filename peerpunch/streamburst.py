@@ -37,23 +37,19 @@ _pack_header = W.pack_packet_header
 
 
 def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, out):
-    """Packets of the fragments in *fresh* (cut to *chunk* bytes) while the window of *cc* and the credit of *pacer* allow,
-    numbered from *pn* (*seq* the last ack-eliciting one), appended to *out*;
-    the window and pacer charged. Returns their ``Sent`` records, and
-    whether the window or the pacer held data back (None: left as it was,
-    when only stale fragments were left)."""
-    cwnd, most, inflight, quantum = cc.cwnd, cc.max_datagram, cc.bytes_in_flight, pacer.quantum
-    room0, credit, limited, sent = max_payload - W.HEADER_LEN, None, None, []
+    """Packets of the fragments in *fresh* (cut to *chunk* bytes) while the
+    window of *cc* and the credit of *pacer* allow, numbered from *pn* (*seq*
+    the last ack-eliciting one), appended to *out*; the window and pacer
+    charged. Returns their ``Sent`` records, and whether the window or the
+    pacer held data back (None: left as it was, when only stale fragments
+    were left)."""
+    cwnd, most, inflight = cc.cwnd, cc.max_datagram, cc.bytes_in_flight
+    if not fresh or inflight + most > cwnd:
+        return [], bool(fresh)
+    pacer.ready(now)                        # refilled once, as when the general loop first asks
+    credit, quantum = pacer.credit, pacer.quantum
+    room0, owed, sent, limited = max_payload - W.HEADER_LEN, inbox.ack_at is not None, [], None
     while True:
-        if not fresh:
-            limited = False
-            break
-        if inflight + most > cwnd:
-            limited = True
-            break
-        if credit is None:                  # the pacer refilled once, when first asked
-            pacer.ready(now)
-            credit = pacer.credit
         if credit < quantum:
             limited = True
             break
@@ -76,10 +72,11 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
         if fresh and (inflight + size + most > cwnd or credit - size < quantum):
             parts.append(_ACK_NOW)          # the last for now: ask for the ACK at once
             room -= 1
-        if inbox.ack_at is not None:
+        if owed:
             ack = inbox.ack_frame(now, room)
             if ack is not None:
                 parts.append(ack)
+                owed = inbox.ack_at is not None
         parts[0] = _pack_header(mark, pn)
         packet = b"".join(parts)
         n = len(packet)
@@ -91,6 +88,9 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
         credit -= n
         pn += 1
         out.append(packet)
+        if not fresh or inflight + most > cwnd:
+            limited = bool(fresh)
+            break
     if sent:
         cc.on_sent(inflight - cc.bytes_in_flight)      # no allowance to count down: exact
         pacer.credit = credit
