@@ -66,7 +66,7 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
             if fresh:
                 frag = fresh[0]             # take stops here unless stale, fitting or to cut
                 if frag.size <= room or frag.acked or frag.msg.state is not SENDING or \
-                        len(frag.data) > chunk:
+                        frag.length > chunk:
                     room = take(fresh, room, parts, frags, True, chunk)
         size = max_payload - room
         if fresh and (inflight + size + most > cwnd or credit - size < quantum):
@@ -111,7 +111,7 @@ def take(queue, room, parts, frags, owned, chunk):
                 frag.queued = False
             continue
         if frag.size > room:
-            if len(frag.data) > chunk and owned:
+            if frag.length > chunk and owned:
                 queue.popleft()
                 for piece in reversed(frag.split(chunk)):
                     piece.queued = True

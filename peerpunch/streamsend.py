@@ -332,7 +332,7 @@ class Outbox:
             for frag in self.flight.sent[pn].frags:
                 if frag.live() and budget > 0:
                     self._probe.append(frag)
-                    budget -= len(frag.data) or 1
+                    budget -= frag.length or 1
         return bool(self._probe) or self._skip_acked < self._skip_target
 
     def _expire(self, now):
