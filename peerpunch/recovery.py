@@ -129,9 +129,10 @@ class Flight:
         self.order.append(packet.pn)
         self.last_sent_time = packet.time
 
-    def add_run(self, packets):
-        """``add`` of each of *packets* (sent in this order, at one time)."""
-        pns = [packet.pn for packet in packets]
+    def add_run(self, first, packets):
+        """``add`` of each of *packets*, numbered *first*, *first* + 1, ...
+        and sent in this order at one time."""
+        pns = range(first, first + len(packets))
         self.sent.update(zip(pns, packets))
         self.order += pns
         self.last_sent_time = packets[-1].time

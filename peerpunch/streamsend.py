@@ -152,7 +152,7 @@ class Outbox:
         if limited is not None:
             self._limited = limited
         if sent:
-            self.flight.add_run(sent)
+            self.flight.add_run(self._pn, sent)
             self._pn += len(sent)
             self._seq += len(sent)
             self.packets_sent += len(sent)
