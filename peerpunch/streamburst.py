@@ -34,6 +34,7 @@ counts ack-eliciting packets (for persistent congestion)."""
 _new_tuple = tuple.__new__          # a Sent without its Python-level __new__
 _ACK_NOW = W.ACK_NOW_FRAME
 _pack_header = W.pack_packet_header
+_pack_first = W.pack_packet_and_stream_header
 
 
 def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, out):
@@ -54,15 +55,19 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
             limited = True
             break
         frag = fresh[0]
-        if frag.acked or frag.msg.state is not SENDING or frag.size > room0:
-            parts, frags = [b""], []
+        msg = frag.msg
+        if frag.acked or msg.state is not SENDING or frag.size > room0:
+            parts, frags = [_pack_header(mark, pn)], []
             room = take(fresh, room0, parts, frags, True, chunk)
             if not frags:
                 break                       # only stale fragments were left
         else:                               # take's first step, and its last if nothing more fits
             fresh.popleft()
             frag.queued = False
-            parts, frags, room = [b"", frag.header, frag.data], [frag], room0 - frag.size
+            offset, length = frag.offset, frag.length
+            parts = [_pack_first(mark, pn, W.STREAM, msg.id, offset, len(msg.data), length),
+                     msg.view[offset:offset + length]]
+            frags, room = [frag], room0 - frag.size
             if fresh:
                 frag = fresh[0]             # take stops here unless stale, fitting or to cut
                 if frag.size <= room or frag.acked or frag.msg.state is not SENDING or \
@@ -77,7 +82,6 @@ def send_burst(fresh, chunk, cc, pacer, inbox, now, max_payload, mark, pn, seq, 
             if ack is not None:
                 parts.append(ack)
                 owed = inbox.ack_at is not None
-        parts[0] = _pack_header(mark, pn)
         packet = b"".join(parts)
         n = len(packet)
         seq += 1

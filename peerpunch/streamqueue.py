@@ -17,6 +17,7 @@ worked from the front: admission and moving ``base`` cost O(1) per message.
 """
 
 import collections
+from itertools import repeat
 
 from . import streamwire as W
 from .streamrecv import MAX_PENDING_MESSAGES, RECV_WINDOW
@@ -36,20 +37,25 @@ class Message:
 
 
 class Fragment:
-    """Bytes ``offset..offset + length`` of a message, with its STREAM frame
-    header packed once. Its bytes (``data``) are a view made when asked for:
-    one kept per fragment would be one more object per datagram for the
-    garbage collector to count and, while in flight, to traverse."""
-    __slots__ = ("msg", "offset", "length", "header", "size", "acked", "last_pn", "queued")
+    """Bytes ``offset..offset + length`` of a message. Its STREAM frame
+    ``header`` and its bytes (``data``, a view) are made when asked for, as
+    the fragment is sent: a fragment is made for every datagram, and made
+    lighter that way (kept, the view would also be one more object for the
+    garbage collector to count and, while in flight, to traverse)."""
+    __slots__ = ("msg", "offset", "length", "size", "acked", "last_pn", "queued")
 
     def __init__(self, msg, offset, length):
         self.msg = msg
         self.offset = offset
         self.length = length
-        self.header = _pack_stream_header(W.STREAM, msg.id, offset, len(msg.data), length)
         self.size = W.STREAM_HEADER_LEN + length
         self.acked = self.queued = False  # queued: waiting in the retransmission queue
         self.last_pn = -1                 # the packet that carried it last
+
+    @property
+    def header(self):
+        msg = self.msg
+        return _pack_stream_header(W.STREAM, msg.id, self.offset, len(msg.data), self.length)
 
     @property
     def data(self):
@@ -115,7 +121,7 @@ class SendQueue:
 
     def _fragments(self, msg):
         chunk, size = self.chunk, len(msg.data)
-        frags = [Fragment(msg, offset, chunk) for offset in range(0, size - chunk, chunk)]
+        frags = list(map(Fragment, repeat(msg), range(0, size - chunk, chunk), repeat(chunk)))
         last = len(frags) * chunk                 # the rest: chunk bytes at most, maybe none
         frags.append(Fragment(msg, last, size - last))
         msg.unacked = len(frags)
