@@ -31,7 +31,6 @@ itself directly).
 """
 
 import enum
-from itertools import repeat
 
 from . import protocol as P
 from .effects import Send
@@ -198,8 +197,9 @@ class Route:
         made at C speed (a file transfer's burst is hundreds of them)."""
         if self.relayed:
             return [self.send_relayed(data) for data in datas]
-        fields = zip(datas, repeat(self.peer.addr), repeat(self.peer.via))
-        return list(map(_new_tuple, repeat(Send), fields))
+        n = len(datas)
+        fields = zip(datas, [self.peer.addr] * n, [self.peer.via] * n)
+        return list(map(_new_tuple, [Send] * n, fields))
 
     def send_relayed(self, data):
         """*data* through the relay: naming our session's channel when the

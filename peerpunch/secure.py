@@ -39,7 +39,6 @@ receiver keeps the previous epoch's key for stragglers.
 
 import hashlib
 import hmac
-from itertools import repeat
 import struct
 
 from . import noise
@@ -267,7 +266,7 @@ class SecureChannel:
                 first // REKEY_INTERVAL != (counters.stop - 1) // REKEY_INTERVAL:
             return [self.seal(p) for p in plaintexts]     # a new key within the run
         self._send_counter = counters.stop
-        headers = list(map(_HEADER.pack, repeat(DATA, len(counters)), counters))
+        headers = list(map(_HEADER.pack, [DATA] * len(counters), counters))
         return self._sealer.seal_run(list(map(_NONCE.pack, counters)), plaintexts, headers)
 
     def _on_data(self, frame, now):

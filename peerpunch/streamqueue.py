@@ -17,7 +17,6 @@ worked from the front: admission and moving ``base`` cost O(1) per message.
 """
 
 import collections
-from itertools import repeat
 
 from . import streamwire as W
 from .streamrecv import MAX_PENDING_MESSAGES, RECV_WINDOW
@@ -121,7 +120,8 @@ class SendQueue:
 
     def _fragments(self, msg):
         chunk, size = self.chunk, len(msg.data)
-        frags = list(map(Fragment, repeat(msg), range(0, size - chunk, chunk), repeat(chunk)))
+        offsets = range(0, size - chunk, chunk)
+        frags = list(map(Fragment, [msg] * len(offsets), offsets, [chunk] * len(offsets)))
         last = len(frags) * chunk                 # the rest: chunk bytes at most, maybe none
         frags.append(Fragment(msg, last, size - last))
         msg.unacked = len(frags)
