@@ -16,7 +16,8 @@ follows). Data leaves while ``bytes_in_flight`` stays within the congestion
 window and the pacer has credit; PTO probes pass both. ACK-only packets
 take a packet number but are not tracked: they carry nothing to repeat,
 and an ACK whose largest is one of them gives no RTT sample (nothing
-bounds how long the partner held it).
+bounds how long the partner held it). When nothing but fresh data waits,
+:func:`~peerpunch.streamburst.send_burst` sends what this loop would, faster.
 
 Loss recovery. :class:`~peerpunch.recovery.Flight` (RFC 9002 section 6)
 says which packets an ACK newly acknowledges and which are lost. A lost
