@@ -31,6 +31,8 @@ from . import chatfiles as CF
 from . import transfer as T
 from .events import Notice
 
+_NEWS = frozenset((CF.FileNews,))
+
 GroupTarget = collections.namedtuple("GroupTarget", "gid name members refused")
 """A Collect's partner for a group send: the members to offer to, and
 those refused already."""
@@ -117,6 +119,8 @@ class GroupSends:
     def seen(self, effects, groups):
         """*effects* with group sends' FileNews named and their summaries
         added; *groups*: gid -> Group, the groups we are in."""
+        if _NEWS.isdisjoint(map(type, effects)):         # a C-speed scan: nothing to name
+            return list(effects)
         out = []
         for effect in effects:
             if type(effect) is not CF.FileNews or effect.group is None:

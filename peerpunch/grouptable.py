@@ -59,6 +59,8 @@ class GroupTable:
         """*effects* with the group events in them acted on, and the
         machine told which links are up now."""
         out, machine = [], []
+        if _ACTED_ON.isdisjoint(map(type, effects)):    # a C-speed scan: none for us
+            out, effects = list(effects), ()
         for effect in effects:
             kind = type(effect)
             if kind is GroupData:
@@ -164,6 +166,7 @@ class GroupTable:
 
 
 _CHAT_CURRENT = ("now_current", "choose_chat")
+_ACTED_ON = frozenset((GroupData, PostsNotDelivered, Notice))
 
 
 def _why_not(chat):

@@ -129,6 +129,14 @@ class Flight:
         self.order.append(packet.pn)
         self.last_sent_time = packet.time
 
+    def add_run(self, first, packets):
+        """``add`` of each of *packets*, numbered *first*, *first* + 1, ...
+        and sent in this order at one time."""
+        pns = range(first, first + len(packets))
+        self.sent.update(zip(pns, packets))
+        self.order += pns
+        self.last_sent_time = packets[-1].time
+
     def on_ack(self, largest, ack_delay, ranges, now):
         """The packets an ACK (inclusive *ranges*, highest first) newly
         acknowledges, removed; takes the RTT sample it gives."""

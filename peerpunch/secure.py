@@ -268,10 +268,8 @@ class SecureChannel:
                 first // REKEY_INTERVAL != (counters.stop - 1) // REKEY_INTERVAL:
             return [self.seal(p) for p in plaintexts]     # a new key within the run
         self._send_counter = counters.stop
-        headers = [_HEADER.pack(DATA, c) for c in counters]
-        nonces = [_NONCE.pack(c) for c in counters]
-        sealed = self._sealer.seal_run(nonces, plaintexts, headers)
-        return [h + c for h, c in zip(headers, sealed)]
+        headers = list(map(_HEADER.pack, [DATA] * len(counters), counters))
+        return self._sealer.seal_run(list(map(_NONCE.pack, counters)), plaintexts, headers)
 
     def _on_data(self, frame, now):
         if not self._complete():

@@ -22,29 +22,43 @@ from . import streamwire as W
 from .streamrecv import MAX_PENDING_MESSAGES, RECV_WINDOW
 
 QUEUED, SENDING, ACKED, GIVEN_UP = "queued", "sending", "acked", "given up"
+_pack_stream_header = W.pack_stream_header
 
 
 class Message:
-    __slots__ = ("id", "data", "deadline", "state", "unacked")
+    __slots__ = ("id", "data", "view", "deadline", "state", "unacked")
 
     def __init__(self, message_id, data, deadline):
         self.id, self.data, self.deadline = message_id, data, deadline
+        self.view = memoryview(data)      # its fragments' bytes are slices of it
         self.state = QUEUED
         self.unacked = 0                  # fragments not yet acknowledged
 
 
 class Fragment:
-    """Bytes ``offset..`` of a message, with its STREAM frame header packed once."""
-    __slots__ = ("msg", "offset", "header", "data", "size", "acked", "last_pn", "queued")
+    """Bytes ``offset..offset + length`` of a message. Its STREAM frame
+    ``header`` and its bytes (``data``, a view) are made when asked for, as
+    the fragment is sent: a fragment is made for every datagram, and made
+    lighter that way (kept, the view would also be one more object for the
+    garbage collector to count and, while in flight, to traverse)."""
+    __slots__ = ("msg", "offset", "length", "size", "acked", "last_pn", "queued")
 
-    def __init__(self, msg, offset, data):
+    def __init__(self, msg, offset, length):
         self.msg = msg
         self.offset = offset
-        self.header = W.pack_stream_header(W.STREAM, msg.id, offset, len(msg.data), len(data))
-        self.data = data
-        self.size = W.STREAM_HEADER_LEN + len(data)
+        self.length = length
+        self.size = W.STREAM_HEADER_LEN + length
         self.acked = self.queued = False  # queued: waiting in the retransmission queue
         self.last_pn = -1                 # the packet that carried it last
+
+    @property
+    def header(self):
+        msg = self.msg
+        return _pack_stream_header(W.STREAM, msg.id, self.offset, len(msg.data), self.length)
+
+    @property
+    def data(self):
+        return self.msg.view[self.offset:self.offset + self.length]
 
     def live(self):
         return not self.acked and self.msg.state == SENDING
@@ -52,9 +66,8 @@ class Fragment:
     def split(self, chunk):
         """This fragment's bytes as fragments of *chunk* bytes at most, to
         send in its place (a smaller packet size): the message counts them."""
-        data = self.data
-        pieces = [Fragment(self.msg, self.offset + at, data[at:at + chunk])
-                  for at in range(0, len(data), chunk)]
+        offset, end = self.offset, self.offset + self.length
+        pieces = [Fragment(self.msg, at, min(chunk, end - at)) for at in range(offset, end, chunk)]
         self.msg.unacked += len(pieces) - 1
         return pieces
 
@@ -106,9 +119,11 @@ class SendQueue:
         return fragments
 
     def _fragments(self, msg):
-        data, chunk = memoryview(msg.data), self.chunk
-        frags = [Fragment(msg, offset, data[offset:offset + chunk])
-                 for offset in range(0, len(data) or 1, chunk)]
+        chunk, size = self.chunk, len(msg.data)
+        offsets = range(0, size - chunk, chunk)
+        frags = list(map(Fragment, [msg] * len(offsets), offsets, [chunk] * len(offsets)))
+        last = len(frags) * chunk                 # the rest: chunk bytes at most, maybe none
+        frags.append(Fragment(msg, last, size - last))
         msg.unacked = len(frags)
         return frags
 

@@ -92,6 +92,9 @@ _ONE_STREAM = HEADER_LEN + STREAM_HEADER_LEN
 pack_header = _HEADER.pack
 pack_stream_header = _STREAM.pack
 pack_packet_header = _HEADER.pack    # (mark, pn): packet_header without the call
+pack_packet_and_stream_header = struct.Struct(">BQBIIIH").pack
+"""(mark, pn, STREAM, id, offset, total, length): a packet's header and its
+first STREAM frame's, packed at once (the sender's burst)."""
 
 
 class StreamError(P.RemoteProtocolError):

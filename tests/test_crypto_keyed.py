@@ -75,7 +75,7 @@ def test_keyed_libcrypto_binds_its_own_contexts():
         bound.seal(bytes(12), bytes(keyed.MAX_TEXT + 1), b"")
 
 
-def test_keyed_seal_run_is_seal_of_each(backend):
+def test_keyed_seal_run_is_ad_and_seal_of_each(backend):
     rng = random.Random(7)
     bound = backend.keyed(random_bytes(rng, 32))
     sizes = [1175, 1175, 0, 1447, 1175, 63, 1447]
@@ -83,8 +83,9 @@ def test_keyed_seal_run_is_seal_of_each(backend):
     texts = [random_bytes(rng, n) for n in sizes]
     ads = [random_bytes(rng, 9) for _ in sizes]
     sealed = bound.seal_run(nonces, texts, ads)
-    assert sealed == [bound.seal(n, t, a) for n, t, a in zip(nonces, texts, ads)]
-    assert [bound.open(n, s, a) for n, s, a in zip(nonces, sealed, ads)] == texts
+    assert sealed == [a + bound.seal(n, t, a) for n, t, a in zip(nonces, texts, ads)]
+    assert [bound.open(n, s[9:], a) for n, s, a in zip(nonces, sealed, ads)] == texts
+    assert all(type(s) is bytes for s in sealed)
     assert bound.seal_run([], [], []) == []
 
 

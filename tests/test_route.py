@@ -100,6 +100,8 @@ def test_route_send_all_is_send_of_each_direct_and_relayed():
     r, _ = route()
     datas = [b"a", b"bb", b"ccc"]
     assert r.send_all(datas) == [r.send(d) for d in datas] == [Send(d, BOB, 0) for d in datas]
+    assert {type(s) for s in r.send_all(datas)} == {Send}
+    assert r.send_all(datas)[0].via == 0
     r.probe_relay()
     r.punched_relayed()
     r.found(3.0)

@@ -290,7 +290,8 @@ def test_stream_packets_never_look_like_json():
     assert issubclass(StreamError, P.RemoteProtocolError)
 
 
-CORE_MODULES = ("stream.py", "streamsend.py", "streamqueue.py", "streamrecv.py", "streamwire.py",
+CORE_MODULES = ("stream.py", "streamsend.py", "streamburst.py", "streamqueue.py", "streamrecv.py",
+                "streamwire.py",
                 "recovery.py")
 FORBIDDEN = {"socket", "threading", "selectors", "time", "asyncio", "select"}
 

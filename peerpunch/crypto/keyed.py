@@ -12,8 +12,10 @@ thousands of datagrams a second under one key asks its backend once for
 * ``open(nonce, ciphertext, ad)``: the plaintext, or ``InvalidTag``;
 * ``open_frame(nonce, frame, start)``: ``open`` of ``frame[start:]`` with
   ``frame[:start]`` as the AD (a channel's frame, its header read in place);
-* ``seal_run(nonces, plaintexts, ads)``: ``seal`` of each triple, in one
-  call (a sender's burst: the per-call lookups once, not per datagram).
+* ``seal_run(nonces, plaintexts, ads)``: ``ad + seal(...)`` of each
+  triple, in one call (a sender's burst: the per-call lookups once, not per
+  datagram; the channel's frame is its clear header, the *ad*, then the
+  ciphertext, so each comes out whole in one copy, not two).
 
 *nonce* is 12 bytes, *ad* and the texts bytes (the caller, our own channel,
 passes them right: only the lengths that come from the network are checked
@@ -37,7 +39,6 @@ from . import InvalidTag, TAG_SIZE
 MAX_TEXT = 65535                  # the largest datagram's plaintext or ciphertext
 EVP_CTRL_AEAD_GET_TAG = 0x10
 EVP_CTRL_AEAD_SET_TAG = 0x11
-_string_at = ctypes.string_at
 
 
 class KeyedAead:
@@ -51,7 +52,7 @@ class KeyedAead:
         return self._backend._aead_encrypt(self._key, nonce, bytes(plaintext), ad)
 
     def seal_run(self, nonces, plaintexts, ads):
-        return [self.seal(n, p, a) for n, p, a in zip(nonces, plaintexts, ads)]
+        return [a + self.seal(n, p, a) for n, p, a in zip(nonces, plaintexts, ads)]
 
     def open(self, nonce, ciphertext, ad):
         if len(ciphertext) < TAG_SIZE:
@@ -73,6 +74,7 @@ class LibcryptoKeyed:
         self._key = key
         self._out = ctypes.create_string_buffer(MAX_TEXT + TAG_SIZE)
         self._addr = ctypes.addressof(self._out)
+        self._view = memoryview(self._out).cast("B")
         self._size = ctypes.c_int()
         self._size_ref = ctypes.byref(self._size)
         self._ends = {}                   # plaintext size: c_void_p to where its tag goes
@@ -111,11 +113,11 @@ class LibcryptoKeyed:
         self._ctx_p[encrypt] = ctypes.c_void_p(self._ctx[encrypt])
 
     def seal(self, nonce, plaintext, ad):
-        return self.seal_run((nonce,), (plaintext,), (ad,))[0]
+        return self.seal_run((nonce,), (plaintext,), (ad,))[0][len(ad):]
 
     def seal_run(self, nonces, plaintexts, ads):
         ctx, size, update, init = self._ctx_p[1], self._size_ref, self._update, self._init
-        final, ctrl, out, addr, string_at = self._final, self._ctrl, self._out, self._addr, _string_at
+        final, ctrl, out, view = self._final, self._ctrl, self._out, self._view
         ends, sealed = self._ends, []
         for nonce, plaintext, ad in zip(nonces, plaintexts, ads):
             if type(plaintext) is not bytes:
@@ -131,7 +133,7 @@ class LibcryptoKeyed:
                     or ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, end) != 1):
                 self._failed(1)
                 raise RuntimeError("%s: ChaCha20-Poly1305 encryption failed" % self._backend.detail)
-            sealed.append(string_at(addr, n + TAG_SIZE))
+            sealed.append(ad + view[:n + TAG_SIZE])
         return sealed
 
     def _end(self, n):
