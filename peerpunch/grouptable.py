@@ -17,12 +17,15 @@ stream (:meth:`Chat.post`), Dial asks the relay for the partner as
 /leave, /switch reach groups through :meth:`named`.
 """
 
+import logging
 import os
 
 from . import features as FT
 from . import groupwire as W
 from .delivery import GroupData, PostsNotDelivered
+from .effects import Log
 from .events import NO_ANSWER, Notice, State
+from .fields import is_group_name
 from .groupfiles import GroupSends
 from .groups import Dial, Groups, Post
 from .timers import Timer
@@ -108,6 +111,8 @@ class GroupTable:
         relay = self.table.relay
         if partner in self.table.chats or partner in relay.requests:
             return []
+        if is_group_name(partner):      # a member list's name no chat of ours may have
+            return [Log(logging.DEBUG, "not linking to group member %s: a group's name" % partner)]
         return self.table.ask(partner, now, registering=False, for_group=True)
 
     def _due(self, now):

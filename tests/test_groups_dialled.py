@@ -7,12 +7,13 @@ import types
 
 from peerpunch import events as E
 from peerpunch import groupwire as W
+from peerpunch.effects import Log
 from peerpunch.relayclient import RequestState
 
 from .simnet import SimNet
 from .test_chattable import ScriptedRelay, info, table
 from .test_multichat import ALICE, BOB, CAROL, DAVE, chatting
-from .test_secure_session import secure_options
+from .test_secure_session import connect, secure_options
 from .test_waiting import until
 
 GID = "00112233445566ff"
@@ -100,3 +101,14 @@ def test_groups_dialled_chat_never_takes_lines_typed_for_the_users_request():
     assert chats.chats["zed"].outbox.lines == [] and chats.current is None
     chats.introduced(info("bob"), 2.0)
     assert chats.chats["bob"].outbox.lines == ["for bob"] and chats.current == "bob"
+
+
+def test_group_member_named_like_a_group_is_not_dialled_and_no_word_is_shown():
+    """A member list (the network's) may name "#x", which no chat of ours
+    may have (such names are groups'): it is passed over with a log line,
+    not reported as if the user had typed it."""
+    net = SimNet(seed=3)
+    alice, bob = connect(net, secure_options(), secure_options())
+    out = alice.groups._dial("#x", net.now)
+    assert [type(e) for e in out] == [Log] and "#x" in out[0].text
+    assert "#x" not in alice.table.relay.requests
