@@ -8,7 +8,11 @@ Real processes: the relay (``python -m peerpunch.relay``) and two peers
 and typing ``/send FILE`` (a fresh random file of ``--size`` MB). The time
 is from bob's ``receiving NAME`` line (the offer accepted) to his
 ``received NAME`` line (the file hashed and renamed into place), both read
-from his stdout; the file must then be byte-identical.
+from his stdout; the file must then be byte-identical. Chat during the
+transfer: from bob's ``receiving`` line on, alice types a line every
+PING_EVERY seconds (PINGS in all); each one's time from alice's stdin to
+bob's stdout is in the row's note (median and largest, in ms): a line must
+not wait behind file data.
 
 Places: ``loopback`` (127.0.0.1; as root in a network namespace of its
 own) and, with ``--lab`` (root), the NAT lab's path: alice and bob each
@@ -57,6 +61,7 @@ DATAGRAM = 1200
 FULL_DATAGRAM = 1472             # a 1,500-byte frame's UDP payload: what the files stream probes for
 WAIT = 30.0
 TRANSFER_WAIT = 900.0
+PINGS, PING_EVERY = 8, 0.05      # chat lines alice types during a transfer, seconds apart
 
 
 class Row:
@@ -98,21 +103,54 @@ def peer_transfer(place, source, loss, work, peer=PEER, what="peerpunch"):
         overflow_before = rcvbuf_errors(place)
         alice.send("/send %s" % source)
         t0 = read_at(bob, r"^receiving %s from alice" % re.escape(name), WAIT)
-        seconds = read_at(bob, r"^received %s \(%d bytes\)" % (re.escape(name),
-                                                              os.path.getsize(source)),
-                          TRANSFER_WAIT) - t0
+        end, lags = chat_during(alice, bob, r"^received %s \(%d bytes\)" % (
+            re.escape(name), os.path.getsize(source)))
+        seconds = end - t0
         overflow = rcvbuf_errors(place)
         overflow = overflow - overflow_before if overflow is not None else None
         same = filecmp.cmp(source, os.path.join(down, name), shallow=False)
         if not same:
             raise SystemExit("file_bench: the received file differs")
         return Row(place.label, what, loss, os.path.getsize(source), seconds,
-                   "%s, byte-identical, %s" % (path, "receive-buffer drops: %d" % overflow
-                                               if overflow is not None else "drops not counted"))
+                   "%s, byte-identical, %s, %s" % (
+                       path, "receive-buffer drops: %d" % overflow if overflow is not None
+                       else "drops not counted", lags))
     finally:
         for proc in reversed(procs):
             proc.stop()
         shutil.rmtree(down, ignore_errors=True)
+
+
+def chat_during(alice, bob, done):
+    """Alice types PINGS lines while bob receives; (when bob printed the
+    line matching *done*, the lines' typed-to-shown times in words)."""
+    typed, shown, end = {}, {}, None
+    regex, ping = re.compile(done), re.compile(r"^\[alice\]> ping (\d+)$")
+    deadline, due = time.monotonic() + TRANSFER_WAIT, time.monotonic()
+    while end is None or len(shown) < len(typed):
+        now = time.monotonic()
+        if now >= deadline or (end is not None and now > end + WAIT):
+            break
+        if end is None and len(typed) < PINGS and now >= due:
+            typed[len(typed)] = now
+            alice.send("ping %d" % (len(typed) - 1))
+            due = now + PING_EVERY
+        try:
+            when, line = bob.lines.get(timeout=0.01)
+        except queue.Empty:
+            continue
+        found = ping.match(line)
+        if found and int(found.group(1)) in typed:
+            shown[int(found.group(1))] = when - typed[int(found.group(1))]
+        elif end is None and regex.search(line):
+            end = when
+    if end is None:
+        raise SystemExit("file_bench: no %r within %g s" % (done, TRANSFER_WAIT))
+    if not shown:
+        return end, "no chat line shown during it"
+    lags = sorted(shown.values())
+    return end, "chat lines during it: median %.1f ms, max %.1f ms (%d of %d shown)" % (
+        lags[len(lags) // 2] * 1e3, lags[-1] * 1e3, len(lags), len(typed))
 
 
 def read_at(proc, pattern, seconds):
