@@ -56,11 +56,13 @@ def _in_thread(call):
     return done, thread
 
 
-def test_diskwriter_many_small_writes_are_written_and_hashed_in_order(tmp_path):
+@pytest.mark.parametrize("batch", [1, 100000, DW.BATCH])
+def test_diskwriter_many_small_writes_are_written_and_hashed_in_order(tmp_path, batch):
     rng = random.Random(5)
     pieces = [os.urandom(rng.randrange(1, 5000)) for _ in range(2000)]
     data = b"".join(pieces)
-    store = FST.Store(str(tmp_path), [_entry("f.bin", data)], writer=DW.Writer(depth=3))
+    store = FST.Store(str(tmp_path), [_entry("f.bin", data)],
+                      writer=DW.Writer(depth=3, batch=batch))
     offset = 0
     for piece in pieces:
         store.write(0, offset, piece)
@@ -71,7 +73,7 @@ def test_diskwriter_many_small_writes_are_written_and_hashed_in_order(tmp_path):
 
 
 def test_diskwriter_verify_waits_for_the_writes_queued():
-    writer = DW.Writer()
+    writer = DW.Writer(batch=1)
     lane = writer.lane()
     handle, digest = Gate(), hashlib.sha256()
     lane.write(handle, digest, b"abc")
@@ -86,7 +88,7 @@ def test_diskwriter_verify_waits_for_the_writes_queued():
 
 
 def test_diskwriter_bounded_queue_makes_write_wait():
-    writer = DW.Writer(depth=2)
+    writer = DW.Writer(depth=2, batch=1)
     lane = writer.lane()
     handle, digest = Gate(), hashlib.sha256()
     lane.write(handle, digest, b"1")             # taken by the thread, held at the gate
@@ -102,7 +104,7 @@ def test_diskwriter_bounded_queue_makes_write_wait():
 
 
 def test_diskwriter_failed_write_is_raised_by_the_next_call_and_later_jobs_skipped():
-    lane = DW.Writer().lane()
+    lane = DW.Writer(batch=1).lane()
 
     class Full(io.BytesIO):
         def write(self, data):
@@ -132,21 +134,58 @@ def test_diskwriter_thread_ends_when_idle_and_starts_again():
     assert handle.getvalue() == b"xy"
 
 
-def test_diskwriter_writable_buffer_is_copied_when_queued():
+class Counted(io.BytesIO):
+    """A file that counts its write calls."""
+
+    calls = 0
+
+    def write(self, data):
+        self.calls += 1
+        return super().write(data)
+
+
+def test_diskwriter_small_writes_are_held_and_written_as_one_job_when_waited_for():
     lane = DW.Writer().lane()
-    handle, digest = Gate(), hashlib.sha256()
+    handle, digest = Counted(), hashlib.sha256()
+    for piece in (b"ab", b"cd", b"ef"):
+        lane.write(handle, digest, piece)
+    assert handle.getvalue() == b""                  # held: less than a batch
+    lane.wait()
+    assert (handle.getvalue(), handle.calls) == (b"abcdef", 1)
+    assert digest.hexdigest() == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_diskwriter_writes_to_another_file_queue_what_is_held_first():
+    lane = DW.Writer().lane()
+    first, second = Counted(), Counted()
+    lane.write(first, hashlib.sha256(), b"one")
+    lane.write(second, hashlib.sha256(), b"two")
+    lane.drain()
+    assert (first.getvalue(), second.getvalue()) == (b"one", b"two")
+
+
+def test_diskwriter_writable_buffer_is_copied_when_held():
+    lane = DW.Writer().lane()
+    handle, digest = io.BytesIO(), hashlib.sha256()
     lane.write(handle, digest, b"first")
-    assert handle.entered.wait(WAIT)
     buffer = bytearray(b"second")
     lane.write(handle, digest, memoryview(buffer))
     buffer[:] = b"CHANGE"
-    handle.gate.set()
     lane.wait()
     assert handle.getvalue() == b"firstsecond"
 
 
+def test_diskwriter_drop_skips_what_is_held():
+    lane = DW.Writer().lane()
+    handle = io.BytesIO()
+    lane.write(handle, hashlib.sha256(), b"never")
+    lane.drop()
+    lane.wait()
+    assert handle.getvalue() == b""
+
+
 def test_diskwriter_discard_with_writes_pending_leaves_no_partial(tmp_path):
-    writer = DW.Writer(depth=4)
+    writer = DW.Writer(depth=4, batch=1)
     held = Gate()
     writer.lane().write(held, hashlib.sha256(), b"x")      # the thread is held here
     assert held.entered.wait(WAIT)
