@@ -21,7 +21,8 @@ Each :class:`~peerpunch.filestore.Store` writes through a :class:`Lane` of
 the writer: ``write(handle, digest, data)`` holds the data, queues a job
 when BATCH bytes are held (or the file changes) and returns, or waits
 while DEPTH jobs are queued (back-pressure: memory stays bounded, about
-(DEPTH + 2) x BATCH, the network thread slows to the disk's pace). Jobs of
+(DEPTH + 1) x BATCH plus BATCH per store, the network thread slows to the
+disk's pace). Jobs of
 one lane are done in the order given, so the hash is of exactly the bytes
 written, in order. What touches the handle or the digest from the store's
 side first waits for the lane: ``wait()`` (queues what is held, waits for

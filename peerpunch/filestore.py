@@ -46,8 +46,8 @@ the caller's thread; the shell may give the Store a writer whose lanes do
 it on a thread of their own (:mod:`peerpunch.diskwriter`). The Store then
 waits for its lane before anything else touches the file or its hash
 (verify, close, discard, moving to another file) and a failed write
-raises its OSError from the next ``write`` or ``verify``: one data
-message later than an inline write would.
+raises its OSError from a later ``write`` or the file's ``verify`` (the
+writer batches: some data messages later than an inline write would).
 """
 
 import hashlib

@@ -16,8 +16,8 @@ bytes a turn, the effects behind it waiting. Effects of a receiver that ended
 meanwhile are dropped. A disk error fails the receiver (DISK_FULL when the
 disk is full, else IO_ERROR). A store given a disk writer by the shell
 (:mod:`peerpunch.diskwriter`) only queues a Write (its bytes written and
-hashed on the writer's thread) and tells a failed one from its next Write
-or Verify, one data message later.
+hashed on the writer's thread, a MiB at a time) and tells a failed one
+from a later Write or the file's Verify, some data messages later.
 """
 
 import collections
