@@ -10,7 +10,9 @@ lists what ``/send`` offers (:func:`peerpunch.filesource.collect`);
 accept). At start (*now* given) staging left STALE_AFTER untouched is
 removed (:func:`sweep`). ``auto_accept`` says whether every offer is accepted at once
 (``--auto-accept DIR``: DIR is then where files go). Reads and writes are
-one data message (60 KiB) per call, in the network thread.
+one data message (60 KiB) per call, in the network thread; given a
+*writer* (:mod:`peerpunch.diskwriter`, made by the shell), the stores'
+writes and their hashing are done on its thread instead.
 """
 
 import os
@@ -27,14 +29,16 @@ STALE_AFTER = 7 * 24 * 3600     # s: staging untouched this long is removed at s
 
 class Disk:
     """Files offered from anywhere, received under *download_dir*
-    (*auto_accept*: a directory, used instead, every offer accepted)."""
+    (*auto_accept*: a directory, used instead, every offer accepted;
+    *writer*: the stores write through it, None: in the caller's thread)."""
 
     def __init__(self, download_dir=None, auto_accept=None, disk_usage=shutil.disk_usage,
-                 now=None):
+                 now=None, writer=None):
         where = auto_accept or download_dir or DEFAULT_DIR
         self.download_dir = os.path.abspath(os.path.expanduser(where))
         self.auto_accept = auto_accept is not None
         self._disk_usage = disk_usage
+        self._writer = writer
         self.swept = sweep(self.download_dir, now) if now is not None else []
 
     def collect(self, paths):
@@ -46,7 +50,8 @@ class Disk:
         return collect(paths)
 
     def store(self, entries):
-        return Store(self.download_dir, entries, disk_usage=self._disk_usage)
+        return Store(self.download_dir, entries, disk_usage=self._disk_usage,
+                     writer=self._writer)
 
     def opened(self, entries):
         """(store, resume points) of an accepted offer of *entries*, its

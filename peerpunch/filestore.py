@@ -40,6 +40,14 @@ into place never overwrites: the first free name (``name (1).ext``,
 :meth:`Store.discard` (cancel, hash mismatch) removes what was staged;
 :meth:`Store.close` (partner gone) keeps it for a resume; both free the
 staging for another Store.
+
+Writes go through a *lane*: :class:`Inline` writes and hashes at once, in
+the caller's thread; the shell may give the Store a writer whose lanes do
+it on a thread of their own (:mod:`peerpunch.diskwriter`). The Store then
+waits for its lane before anything else touches the file or its hash
+(verify, close, discard, moving to another file) and a failed write
+raises its OSError from a later ``write`` or the file's ``verify`` (the
+writer batches: some data messages later than an inline write would).
 """
 
 import hashlib
@@ -106,12 +114,27 @@ def entry_key(entry):
     return hashlib.sha256(json.dumps(plain).encode("utf-8")).hexdigest()[:16]
 
 
+class Inline:
+    """A lane that writes and hashes at once, in the caller's thread."""
+
+    def write(self, handle, digest, data):
+        handle.write(data)
+        digest.update(data)
+
+    def wait(self):
+        pass
+
+    drain = drop = wait
+
+
 class Store:
-    """The disk side of one accepted offer of *entries* under *root*; raises
+    """The disk side of one accepted offer of *entries* under *root*, its
+    writes through a lane of *writer* (None: :class:`Inline`); raises
     StagingBusy if another Store of this process holds its staging."""
 
-    def __init__(self, root, entries, disk_usage=shutil.disk_usage):
+    def __init__(self, root, entries, disk_usage=shutil.disk_usage, writer=None):
         self.root = root
+        self._lane = Inline() if writer is None else writer.lane()
         self.entries = list(entries)
         self._disk_usage = disk_usage
         self._tops = {}                  # top name -> [staging path, is a tree, files left]
@@ -160,10 +183,10 @@ class Store:
         _LEDGER.add(self)
 
     def write(self, index, offset, data):
-        """Write *data* at *offset* of file *index* (offsets follow each other)."""
+        """Write *data* at *offset* of file *index* (offsets follow each other);
+        raises the OSError of this or (through a writer) an earlier write."""
         handle = self._open(index, offset)
-        handle[1].write(data)
-        handle[2].update(data)
+        self._lane.write(handle[1], handle[2], data)
         self._reserved = max(0, self._reserved - len(data))
 
     def verify(self, index):
@@ -172,7 +195,9 @@ class Store:
         None) with the partial file removed. What was hashed is what is on
         disk: the file was written only through our handle (no other Store
         of this process holds it; opened without following links, ours,
-        one link), and it must still be the file at its name."""
+        one link), and it must still be the file at its name. Raises the
+        OSError of a write not yet told."""
+        self._lane.wait()
         partial, final = self._paths(index)
         entry = self.entries[index]
         if final != partial and _size(final) == entry.size:
@@ -206,6 +231,7 @@ class Store:
 
     def discard(self):
         """Stop and remove everything still staged (cancel, mismatch)."""
+        self._lane.drop()
         self._close_file()
         for staging, tree, left in self._tops.values():
             if left and tree and os.path.isdir(staging) and not os.path.islink(staging):
@@ -215,6 +241,7 @@ class Store:
         self.close()
 
     def _close_file(self):
+        self._lane.drain()
         if self._file is not None:
             self._file[1].close()
             self._file[3].close()

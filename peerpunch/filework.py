@@ -14,7 +14,10 @@ order of a file's bytes never changes. A file resumed from a partial
 first has its prefix hashed (:meth:`Store.warm`), at most HASH_PER_TURN
 bytes a turn, the effects behind it waiting. Effects of a receiver that ended
 meanwhile are dropped. A disk error fails the receiver (DISK_FULL when the
-disk is full, else IO_ERROR).
+disk is full, else IO_ERROR). A store given a disk writer by the shell
+(:mod:`peerpunch.diskwriter`) only queues a Write (its bytes written and
+hashed on the writer's thread, a MiB at a time) and tells a failed one
+from a later Write or the file's Verify, some data messages later.
 """
 
 import collections

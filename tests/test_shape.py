@@ -17,7 +17,7 @@ import pytest
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "peerpunch")
 
 SHELLS = {"relay", "peer", "cli", "_pyz_main", "__main__", "shell", "peershell",
-          "termshell", "guiapp", "guitest", "batchio"}
+          "termshell", "guiapp", "guitest", "batchio", "diskwriter"}
 """The I/O shells: only these may touch sockets, threads, selectors and the clock."""
 
 FORBIDDEN = {"socket", "threading", "selectors", "time", "datetime", "asyncio", "_thread",

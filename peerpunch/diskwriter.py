@@ -1,0 +1,165 @@
+"""The receiver's file writes and SHA-256 on a thread of their own.
+
+Theory of operation
+-------------------
+A received data message costs the network thread a file write and a
+SHA-256 update of its bytes (about 60 us for 60 KiB). Both release the GIL,
+so done on another thread they run beside the network thread's Python work
+on another core. A :class:`Writer` (one per peer process, made by the
+shell) owns a queue of at most DEPTH jobs and one daemon thread that does
+them in order; the thread starts with the first job and ends after IDLE
+seconds without one.
+
+The thread must take the GIL back after each write and each hash, and a
+busy network thread gives it up only every few milliseconds (the
+interpreter's switch interval): a job per 60-KiB message starves it, and
+the network thread then waits on the full queue (measured: slower than
+writing in place). So a lane joins a file's consecutive messages into one
+job of BATCH bytes: three GIL hand-overs a MiB.
+
+Each :class:`~peerpunch.filestore.Store` writes through a :class:`Lane` of
+the writer: ``write(handle, digest, data)`` holds the data, queues a job
+when BATCH bytes are held (or the file changes) and returns, or waits
+while DEPTH jobs are queued (back-pressure: memory stays bounded, about
+(DEPTH + 1) x BATCH plus BATCH per store, the network thread slows to the
+disk's pace). Jobs of
+one lane are done in the order given, so the hash is of exactly the bytes
+written, in order. What touches the handle or the digest from the store's
+side first waits for the lane: ``wait()`` (queues what is held, waits for
+the jobs, raises the lane's error), ``drain()`` (the same, raises nothing)
+and ``drop()`` (what is held and the jobs not yet done are skipped:
+nothing is written after it returns). A job that fails (disk full, I/O
+error) keeps its error: every later ``write`` and ``wait`` of that lane
+raises it and the jobs behind it are skipped, so a failure is told some
+data messages later than a write in place would tell it (a few MiB at
+most), at the latest by the file's check.
+
+*data* must not change once given: bytes, or a read-only view of bytes
+(anything else is copied).
+"""
+
+import queue
+import threading
+
+DEPTH = 2              # jobs queued at most, all lanes
+BATCH = 1 << 20        # bytes of one file joined into one job
+IDLE = 2.0             # s without a job before the thread ends
+
+
+class Writer:
+    """A thread doing the lanes' jobs in order, at most *depth* queued; a
+    lane queues what it holds once it is *batch* bytes or more."""
+
+    def __init__(self, depth=DEPTH, batch=BATCH, idle=IDLE):
+        self._jobs = queue.Queue(depth)
+        self.batch = batch
+        self._idle = idle
+        self._lock = threading.Lock()      # guards _thread against its ending
+        self._thread = None
+
+    def lane(self):
+        """A new lane (one per Store)."""
+        return Lane(self)
+
+    def alive(self):
+        """True while the thread runs."""
+        with self._lock:
+            return self._thread is not None
+
+    def _put(self, job):
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="disk writer",
+                                                daemon=True)
+                self._thread.start()
+            self._jobs.put(job)            # waits while DEPTH are queued
+
+    def _run(self):
+        while True:
+            try:
+                job = self._jobs.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            job[0]._do(job[1], job[2], job[3])
+
+
+class Lane:
+    """One store's jobs on a :class:`Writer`, done in order."""
+
+    def __init__(self, writer):
+        self._writer = writer
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = 0
+        self._error = None
+        self._dropped = False
+        self._held = []                    # data not queued yet, all for _held_for
+        self._held_size = 0
+        self._held_for = None              # (handle, digest)
+
+    def write(self, handle, digest, data):
+        """Queue: *data* written to *handle*, then hashed into *digest*;
+        raises the error of an earlier job."""
+        if self._error is not None:
+            raise self._error
+        if self._held_for is not None and self._held_for[0] is not handle:
+            self._flush()
+        if type(data) is not bytes and not (type(data) is memoryview and data.readonly):
+            data = bytes(data)
+        self._held.append(data)
+        self._held_size += len(data)
+        self._held_for = (handle, digest)
+        if self._held_size >= self._writer.batch:
+            self._flush()
+
+    def _flush(self):
+        """Queue what is held as one job."""
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        handle, digest = self._held_for
+        self._held, self._held_size, self._held_for = [], 0, None
+        with self._cond:
+            self._pending += 1
+        self._writer._put((self, handle, digest, data))
+
+    def wait(self):
+        """Return when the jobs queued are done; raises the error of one."""
+        self.drain()
+        if self._error is not None:
+            raise self._error
+
+    def drain(self):
+        """Return when the jobs queued are done (errors kept for ``wait``)."""
+        self._flush()
+        with self._cond:
+            while self._pending:
+                self._cond.wait()
+
+    def drop(self):
+        """Skip what is held and the jobs not yet done (this lane writes
+        nothing more); return when none is being done."""
+        self._held, self._held_size, self._held_for = [], 0, None
+        with self._cond:
+            self._dropped = True
+        self.drain()
+
+    def _do(self, handle, digest, data):
+        with self._cond:
+            skip = self._dropped or self._error is not None
+        error = None
+        if not skip:
+            try:
+                handle.write(data)
+                digest.update(data)
+            except Exception as exc:       # told to the store's thread, which fails the transfer
+                error = exc
+        with self._cond:
+            if error is not None:
+                self._error = error
+            self._pending -= 1
+            if not self._pending:
+                self._cond.notify_all()
