@@ -18,9 +18,11 @@ Each side's cost is the thread CPU time (``time.thread_time``) spent inside
 its core's calls (datagrams in, timers, typed lines), divided by the file's
 datagrams (its bytes over 1,440, a full datagram's file data). Not counted:
 the shell (system calls, GSO/GRO), the simulated network, hashing the file
-before the offer, and bob's file writes and their SHA-256, done on a disk
-writer's thread as the peer does them (:mod:`peerpunch.diskwriter`;
-``--inline-writes``: in bob's core calls, counted, as before it existed).
+before the offer, and, where bob writes through a disk writer's thread,
+his file writes and their SHA-256 (:mod:`peerpunch.diskwriter`). ``--writes
+auto`` (the default) does as the peer does on this machine
+(``diskwriter.writer_for``: a thread only with 3 or more CPUs); ``inline``
+and ``thread`` choose.
 
 Baseline, measured in the same run: the AEAD alone, the part no Python
 change removes: one datagram's plaintext sealed (alice's side) or opened
@@ -50,7 +52,7 @@ from peerpunch import chatfiles as CF  # noqa: E402  (after the path is set)
 from peerpunch import crypto  # noqa: E402
 from peerpunch.effects import Send  # noqa: E402
 from peerpunch.filecommands import collected  # noqa: E402
-from peerpunch.diskwriter import Writer  # noqa: E402
+from peerpunch.diskwriter import Writer, writer_for  # noqa: E402
 from peerpunch.filedisk import Disk  # noqa: E402
 from tests.simnet import SimNet  # noqa: E402
 from tests.test_multichat import ALICE, BOB  # noqa: E402
@@ -153,8 +155,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=44,
                         help="datagrams handed over per read at most (default 44)")
     parser.add_argument("--profile", choices=SIDES, help="print a cProfile of that side")
-    parser.add_argument("--inline-writes", action="store_true",
-                        help="bob writes and hashes in his core's calls (no disk writer thread)")
+    parser.add_argument("--writes", choices=("auto", "inline", "thread"), default="auto",
+                        help="bob's file writes and hashing: in his core's calls (inline), on a"
+                             " disk writer thread, or as the peer on this machine (auto)")
     args = parser.parse_args(argv)
     if args.size < 1 or args.rounds < 1 or args.batch < 1:
         parser.error("--size, --rounds and --batch must be at least 1")
@@ -170,7 +173,9 @@ def main(argv=None):
             f.write(os.urandom(size << 20))
         for i in range(rounds):
             meter = Meter(args.profile if i == rounds - 1 else None, args.batch)
-            transfer(source, work, meter, None if args.inline_writes else Writer())
+            writer = {"inline": None, "thread": Writer()}.get(args.writes,
+                                                             writer_for(os.cpu_count()))
+            transfer(source, work, meter, writer)
             for side in SIDES:
                 best[side] = min(best[side], meter.cpu[side] * 1e6 / datagrams)
         floors = [min(pair) for pair in zip(*(aead_floor(int(min(datagrams, 20000)))
@@ -179,7 +184,7 @@ def main(argv=None):
         shutil.rmtree(work, ignore_errors=True)
     print("Peer cores' thread CPU per file datagram, %d MB file, reads of %d at most, best of %d,"
           " writes %s, Python %s; %s UTC"
-          % (size, args.batch, rounds, "inline" if args.inline_writes else "on a writer thread",
+          % (size, args.batch, rounds, "on a writer thread" if writer else "inline",
              sys.version.split()[0], time.strftime("%Y-%m-%d %H:%M", time.gmtime())))
     print("%-6s %-30s %10s %10s %8s" % ("side", "work", "us/dgram", "AEAD us", "ratio"))
     for side, floor, what in zip(SIDES, floors, ("sends (seal)", "receives (open)")):
