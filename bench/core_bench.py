@@ -10,9 +10,11 @@ sockets, kernels or a second process in the way: two real
 with ``--auto-accept``), the real relay core, encrypted with the libcrypto
 backend, joined by the tests' in-memory network (``tests/simnet.py``,
 batched: each peer gets the datagrams in flight in ``datagrams_received``
-calls of at most ``--batch`` datagrams, default 44, what one 64-KB read
-with GRO hands a shell at full size) and a fake clock. alice offers one random file of ``--size`` MB with ``/send``; the
-run ends when bob has written it, and the copy is compared byte for byte.
+calls of at most ``--batch`` datagrams, by default what the peer's shell
+hands its core at most from one readiness event, ``peershell.BATCH``; 44 is
+one 64-KB GRO read) and a fake clock. alice offers one random file of
+``--size`` MB with ``/send``; the run ends when bob has written it, and
+the copy is compared byte for byte.
 
 Each side's cost is the thread CPU time (``time.thread_time``) spent inside
 its core's calls (datagrams in, timers, typed lines), divided by the file's
@@ -54,6 +56,7 @@ from peerpunch.effects import Send  # noqa: E402
 from peerpunch.filecommands import collected  # noqa: E402
 from peerpunch.diskwriter import Writer, writer_for  # noqa: E402
 from peerpunch.filedisk import Disk  # noqa: E402
+from peerpunch.peershell import BATCH  # noqa: E402
 from tests.simnet import SimNet  # noqa: E402
 from tests.test_multichat import ALICE, BOB  # noqa: E402
 from tests.test_secure_session import secure_options  # noqa: E402
@@ -67,7 +70,7 @@ LIMIT = 600.0                  # fake seconds a transfer may take
 class Meter:
     """Thread CPU time spent in each side's core calls, and its Sends."""
 
-    def __init__(self, profile_side=None, batch=44):
+    def __init__(self, profile_side=None, batch=BATCH):
         self.batch = batch
         self.cpu = dict.fromkeys(SIDES, 0.0)
         self.sends = dict.fromkeys(SIDES, 0)
@@ -152,8 +155,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a short smoke run (2 MB, 1 round)")
     parser.add_argument("--size", type=int, default=30, help="file size in MB (default 30)")
     parser.add_argument("--rounds", type=int, default=3, help="runs; the best counts (default 3)")
-    parser.add_argument("--batch", type=int, default=44,
-                        help="datagrams handed over per read at most (default 44)")
+    parser.add_argument("--batch", type=int, default=BATCH,
+                        help="datagrams handed over per call at most (default %d, the peer's"
+                             " shell's; 44: one GRO read)" % BATCH)
     parser.add_argument("--profile", choices=SIDES, help="print a cProfile of that side")
     parser.add_argument("--writes", choices=("auto", "inline", "thread"), default="auto",
                         help="bob's file writes and hashing: in his core's calls (inline), on a"

@@ -9,10 +9,10 @@ and typing ``/send FILE`` (a fresh random file of ``--size`` MB). The time
 is from bob's ``receiving NAME`` line (the offer accepted) to his
 ``received NAME`` line (the file hashed and renamed into place), both read
 from his stdout; the file must then be byte-identical. Chat during the
-transfer: from bob's ``receiving`` line on, alice types a line every
-PING_EVERY seconds (PINGS in all); each one's time from alice's stdin to
-bob's stdout is in the row's note (median and largest, in ms): a line must
-not wait behind file data.
+transfer: from bob's ``receiving`` line until his ``received`` line, alice
+types a line every PING_EVERY seconds (MAX_PINGS at most); each one's time
+from alice's stdin to bob's stdout is in the row's note (median and
+largest, in ms): a line must not wait behind file data.
 
 Places: ``loopback`` (127.0.0.1; as root in a network namespace of its
 own) and, with ``--lab`` (root), the NAT lab's path: alice and bob each
@@ -61,7 +61,7 @@ DATAGRAM = 1200
 FULL_DATAGRAM = 1472             # a 1,500-byte frame's UDP payload: what the files stream probes for
 WAIT = 30.0
 TRANSFER_WAIT = 900.0
-PINGS, PING_EVERY = 8, 0.05      # chat lines alice types during a transfer, seconds apart
+MAX_PINGS, PING_EVERY = 1000, 0.1  # chat lines alice types during a transfer, seconds apart
 
 
 class Row:
@@ -122,7 +122,7 @@ def peer_transfer(place, source, loss, work, peer=PEER, what="peerpunch"):
 
 
 def chat_during(alice, bob, done):
-    """Alice types PINGS lines while bob receives; (when bob printed the
+    """Alice types a line every PING_EVERY s while bob receives; (when bob printed the
     line matching *done*, the lines' typed-to-shown times in words)."""
     typed, shown, end = {}, {}, None
     regex, ping = re.compile(done), re.compile(r"^\[alice\]> ping (\d+)$")
@@ -131,7 +131,7 @@ def chat_during(alice, bob, done):
         now = time.monotonic()
         if now >= deadline or (end is not None and now > end + WAIT):
             break
-        if end is None and len(typed) < PINGS and now >= due:
+        if end is None and len(typed) < MAX_PINGS and now >= due:
             typed[len(typed)] = now
             alice.send("ping %d" % (len(typed) - 1))
             due = now + PING_EVERY

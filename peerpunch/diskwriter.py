@@ -6,9 +6,10 @@ A received data message costs the network thread a file write and a
 SHA-256 update of its bytes (about 60 us for 60 KiB). Both release the GIL,
 so done on another thread they run beside the network thread's Python work
 on another core. A :class:`Writer` (one per peer process, made by the
-shell where a core is left for it: :func:`writer_for`) owns a queue of at most DEPTH jobs and one daemon thread that does
-them in order; the thread starts with the first job and ends after IDLE
-seconds without one.
+shell where a core is left for it: :func:`writer_for`) owns a queue of at
+most DEPTH jobs and one daemon thread that does them in order; the thread
+starts with the first job and then waits for more (a thread that cannot
+be started fails that transfer as an I/O error; the next one tries again).
 
 The thread must take the GIL back after each write and each hash, and a
 busy network thread gives it up only every few milliseconds (the
@@ -21,8 +22,9 @@ Each :class:`~peerpunch.filestore.Store` writes through a :class:`Lane` of
 the writer: ``write(handle, digest, data)`` holds the data, queues a job
 when BATCH bytes are held (or the file changes) and returns, or waits
 while DEPTH jobs are queued (back-pressure: memory stays bounded, about
-(DEPTH + 1) x BATCH plus BATCH per store, the network thread slows to the
-disk's pace). Jobs of
+(DEPTH + 2) x BATCH -- queued, being done, one waiting to be queued --
+plus BATCH and a data message held per store, twice that for a moment
+while a job is joined; the network thread slows to the disk's pace). Jobs of
 one lane are done in the order given, so the hash is of exactly the bytes
 written, in order. What touches the handle or the digest from the store's
 side first waits for the lane: ``wait()`` (queues what is held, waits for
@@ -38,24 +40,39 @@ most), at the latest by the file's check.
 (anything else is copied).
 """
 
+import errno
+import os
 import queue
 import threading
 
 MIN_CPUS = 3           # a writer thread only where a core is left for it (see writer_for)
 DEPTH = 2              # jobs queued at most, all lanes
 BATCH = 1 << 20        # bytes of one file joined into one job
-IDLE = 2.0             # s without a job before the thread ends
+CHOICE = "PEERPUNCH_DISK_WRITER"    # "on" or "off" overrides writer_for's choice
 
 
-def writer_for(cpus):
-    """A Writer for a machine of *cpus* processors (None: unknown), or None
-    (write in place). The thread pays only where a core is free for it: at
+def usable_cpus():
+    """The processors this process may run on (its affinity, where the
+    system says; a container's CPU quota is not seen), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def writer_for(cpus, environ=os.environ):
+    """A Writer for a process that may use *cpus* processors (None:
+    unknown), or None (write in place); *environ*'s CHOICE, "on" or "off",
+    decides instead (any other value leaves it to *cpus*). The thread pays only where a core is free for it: at
     full speed the network thread takes one core and the kernel's UDP work
     much of another. Measured on the 2-core lab machine (both peers, their
     routers and the writer on it, 200 MB, nine same-run pairs, 2026-11-30):
     with the writer 8 % slower than without (98 vs 106 MB/s, six runs of
     each, alternating), though the receiving network thread used 14 % less
     CPU: there, three busy threads share two cores."""
+    choice = environ.get(CHOICE, "").strip().lower()
+    if choice in ("on", "off"):
+        return Writer() if choice == "on" else None
     return Writer() if (cpus or 1) >= MIN_CPUS else None
 
 
@@ -63,11 +80,10 @@ class Writer:
     """A thread doing the lanes' jobs in order, at most *depth* queued; a
     lane queues what it holds once it is *batch* bytes or more."""
 
-    def __init__(self, depth=DEPTH, batch=BATCH, idle=IDLE):
+    def __init__(self, depth=DEPTH, batch=BATCH):
         self._jobs = queue.Queue(depth)
         self.batch = batch
-        self._idle = idle
-        self._lock = threading.Lock()      # guards _thread against its ending
+        self._lock = threading.Lock()      # one thread started, however many lanes
         self._thread = None
 
     def lane(self):
@@ -80,23 +96,18 @@ class Writer:
             return self._thread is not None
 
     def _put(self, job):
+        """Queue *job* (waits while DEPTH are queued); raises RuntimeError
+        if the thread cannot be started."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="disk writer",
-                                                daemon=True)
-                self._thread.start()
-            self._jobs.put(job)            # waits while DEPTH are queued
+                thread = threading.Thread(target=self._run, name="disk writer", daemon=True)
+                thread.start()
+                self._thread = thread
+        self._jobs.put(job)                # not under the lock: the thread never needs it
 
     def _run(self):
         while True:
-            try:
-                job = self._jobs.get(timeout=self._idle)
-            except queue.Empty:
-                with self._lock:
-                    if self._jobs.empty():
-                        self._thread = None
-                        return
-                continue
+            job = self._jobs.get()
             job[0]._do(job[1], job[2], job[3])
 
 
@@ -137,7 +148,14 @@ class Lane:
         self._held, self._held_size, self._held_for = [], 0, None
         with self._cond:
             self._pending += 1
-        self._writer._put((self, handle, digest, data))
+        try:
+            self._writer._put((self, handle, digest, data))
+        except Exception as exc:           # no thread: this data is lost, the transfer fails
+            with self._cond:
+                self._pending -= 1
+                self._error = OSError(errno.EAGAIN, "no disk writer thread: %s" % exc)
+                self._cond.notify_all()
+            raise self._error from None
 
     def wait(self):
         """Return when the jobs queued are done; raises the error of one."""

@@ -15,7 +15,7 @@ from . import identity as ID
 from . import protocol as P
 from . import session as S
 from .console import HELP
-from .diskwriter import writer_for
+from .diskwriter import usable_cpus, writer_for
 from .filedisk import Disk, check_dir
 from .jsonview import JsonView
 from .peershell import lan_candidates, open_socket, run, run_check, socket_families
@@ -248,7 +248,7 @@ def main(argv=None, prog=None):
                             max_chats=args.max_chats, auto_join=args.wait,
                             ask_strangers=not args.wait,    # --wait accepts any chat
                             disk=Disk(args.download_dir, args.auto_accept, now=time.time(),
-                                     writer=writer_for(os.cpu_count())))
+                                     writer=writer_for(usable_cpus())))
     if args.json:
         return _run_json(session, sock, args, relay_addr, identity, backend.name, known)
     print("bound to %s; relay %s" % (P.format_endpoint(sock.getsockname()),

@@ -122,16 +122,51 @@ def test_diskwriter_failed_write_is_raised_by_the_next_call_and_later_jobs_skipp
     assert handle.getvalue() == b"ab"
 
 
-def test_diskwriter_thread_ends_when_idle_and_starts_again():
-    writer = DW.Writer(idle=0.02)
-    lane = writer.lane()
-    handle = io.BytesIO()
-    lane.write(handle, hashlib.sha256(), b"x")
-    lane.wait()
-    _until(lambda: not writer.alive())
-    lane.write(handle, hashlib.sha256(), b"y")
-    lane.wait()
-    assert handle.getvalue() == b"xy"
+def test_diskwriter_one_thread_started_with_the_first_job_serves_every_lane():
+    writer = DW.Writer()
+    assert not writer.alive()
+    lanes, handles = [writer.lane(), writer.lane()], [io.BytesIO(), io.BytesIO()]
+    for text in (b"x", b"y"):
+        for lane, handle in zip(lanes, handles):
+            lane.write(handle, hashlib.sha256(), text)
+            lane.wait()
+    assert writer.alive() and [h.getvalue() for h in handles] == [b"xy", b"xy"]
+    assert sum(t.name == "disk writer" for t in threading.enumerate()) >= 1
+
+
+def test_diskwriter_a_thread_that_cannot_start_fails_the_write_as_an_io_error(tmp_path,
+                                                                               monkeypatch):
+    """Thread.start raising ("can't start new thread"): the write raises an
+    OSError (filework fails the transfer, IO_ERROR) and nothing waits for the
+    job that never was; the next store tries again."""
+    data = os.urandom(3 << 20)
+    writer = DW.Writer()
+    store = FST.Store(str(tmp_path), [_entry("f", data)], writer=writer)
+    store.prepare({})
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(OSError) as caught:
+        store.write(0, 0, data)
+    assert caught.value.errno == errno.EAGAIN and not writer.alive()
+    monkeypatch.undo()
+    done = threading.Event()
+    threading.Thread(target=lambda: (store.discard(), done.set()), daemon=True).start()
+    assert done.wait(WAIT), "discard waits for a job that was never queued"
+    again = FST.Store(str(tmp_path / "again"), [_entry("f", data)], writer=writer)
+    again.prepare({})
+    again.write(0, 0, data)
+    assert again.verify(0)[0] and writer.alive()
+
+
+def test_diskwriter_chosen_by_the_cpus_the_process_may_use_or_the_environment():
+    assert DW.writer_for(2, {}) is None and isinstance(DW.writer_for(4, {}), DW.Writer)
+    assert isinstance(DW.writer_for(1, {DW.CHOICE: "on"}), DW.Writer)
+    assert DW.writer_for(64, {DW.CHOICE: " OFF "}) is None
+    assert DW.writer_for(1, {DW.CHOICE: "maybe"}) is None        # not a choice: the CPUs decide
+    cpus = DW.usable_cpus()
+    assert cpus >= 1 and cpus <= (os.cpu_count() or cpus)
 
 
 class Counted(io.BytesIO):
@@ -257,5 +292,5 @@ def test_chatfiles_file_through_the_disk_writer_arrives_byte_identical(tmp_path)
 def test_writer_only_where_a_core_is_left_for_it():
     """Measured on 2 cores (both peers there): the thread costs more than it
     saves; with 3 or more it runs beside the network thread."""
-    assert DW.writer_for(None) is None and DW.writer_for(1) is None and DW.writer_for(2) is None
-    assert isinstance(DW.writer_for(DW.MIN_CPUS), DW.Writer) and isinstance(DW.writer_for(8), DW.Writer)
+    assert all(DW.writer_for(cpus, {}) is None for cpus in (None, 1, 2))
+    assert all(isinstance(DW.writer_for(cpus, {}), DW.Writer) for cpus in (DW.MIN_CPUS, 8))

@@ -40,7 +40,15 @@ def tree(root):
     return out
 
 
-def test_integration_files_file_and_tree_arrive_byte_identical(procs, relay, tmp_path):
+WRITERS = pytest.mark.parametrize("writer", ["auto", "on"])
+"""The receiver's disk writer thread as this machine chooses (none on 2
+CPUs), and forced on (PEERPUNCH_DISK_WRITER), as a machine of 3 or more has it."""
+
+
+@WRITERS
+def test_integration_files_file_and_tree_arrive_byte_identical(procs, relay, tmp_path, writer,
+                                                                monkeypatch):
+    monkeypatch.setenv("PEERPUNCH_DISK_WRITER", writer)
     down = tmp_path / "down"
     alice, bob = chatting(procs, relay, b_args=("--auto-accept", str(down)))
     source = random_file(tmp_path / "data one.bin", 3 * 1024 * 1024 + 7)
@@ -160,7 +168,9 @@ def test_integration_files_seed_partner_refused_in_one_line(procs, relay, tmp_pa
     assert not seed.has("panicked") and not seed.has("x.bin")
 
 
-def test_integration_files_receiver_killed_then_resumed(procs, tmp_path):
+@WRITERS
+def test_integration_files_receiver_killed_then_resumed(procs, tmp_path, writer, monkeypatch):
+    monkeypatch.setenv("PEERPUNCH_DISK_WRITER", writer)
     proc, port = start_relay("--expire", "3")       # the killed bob's name is free again soon
     procs.append(proc)
     relay = types.SimpleNamespace(addr="127.0.0.1:%d" % port)
