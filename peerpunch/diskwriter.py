@@ -105,9 +105,20 @@ class Writer:
                 self._thread = thread
         self._jobs.put(job)                # not under the lock: the thread never needs it
 
+    def close(self):
+        """End the thread once the jobs queued are done (a peer's ends with
+        its process; tests end theirs); a later job starts a new one."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            thread.join()
+
     def _run(self):
         while True:
             job = self._jobs.get()
+            if job is None:
+                return
             job[0]._do(job[1], job[2], job[3])
 
 

@@ -24,6 +24,22 @@ from .test_chatfiles import Pair
 WAIT = 10.0                     # s: a condition that must come true comes true by then
 
 
+@pytest.fixture(autouse=True)
+def _writers_closed(monkeypatch):
+    """Every Writer a test makes has its thread ended afterwards: no thread
+    outlives its test (a later test forks, which wants none)."""
+    made, init = [], DW.Writer.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+    monkeypatch.setattr(DW.Writer, "__init__", tracked)
+    yield
+    for writer in made:
+        writer.close()
+    assert not any(writer.alive() for writer in made)
+
+
 def _entry(name, data):
     return Entry((name,), len(data), hashlib.sha256(data).hexdigest())
 
@@ -294,3 +310,14 @@ def test_writer_only_where_a_core_is_left_for_it():
     saves; with 3 or more it runs beside the network thread."""
     assert all(DW.writer_for(cpus, {}) is None for cpus in (None, 1, 2))
     assert all(isinstance(DW.writer_for(cpus, {}), DW.Writer) for cpus in (DW.MIN_CPUS, 8))
+
+
+def test_diskwriter_close_ends_the_thread_after_the_jobs_and_a_later_job_starts_one():
+    writer = DW.Writer()
+    lane, handle = writer.lane(), io.BytesIO()
+    lane.write(handle, hashlib.sha256(), b"a" * (writer.batch + 1))
+    writer.close()
+    assert not writer.alive() and handle.getvalue() == b"a" * (writer.batch + 1)
+    lane.write(handle, hashlib.sha256(), b"b")
+    lane.wait()
+    assert writer.alive() and handle.getvalue().endswith(b"ab")
