@@ -144,18 +144,10 @@ class SimNet:
                 self._drain_batched()
                 continue
             src, dst, data = self._inflight.popleft()
-            if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
+            carried = self._carry(src, dst, data)
+            if carried is None:
                 continue
-            if self.drop is not None and self.drop(src, dst, data):
-                continue
-            nat = self.nats.get(src[0])
-            if nat is not None and self.nats.get(dst[0]) is not nat:
-                src = nat.outbound(src, dst)
-            nat = self.public.get(dst[0])
-            if nat is not None:
-                dst = nat.inbound(src, dst[1])
-                if dst is None:
-                    continue
+            src, dst = carried
             if dst in (RELAY, RELAY_ALT) and is_stun(data):
                 for reply in self.stun.datagram_received(data, src, int(dst == RELAY_ALT)):
                     self._inflight.append((self.stun.addresses[reply.via], reply.addr, reply.data))
@@ -164,6 +156,23 @@ class SimNet:
             elif self.owners.get(dst) is not None:
                 owner, via = self.owners[dst]
                 self._emit(owner, self.sessions[owner].datagram_received(data, src, self.now, via))
+
+    def _carry(self, src, dst, data):
+        """(source, destination) of a datagram once through loss, drops and
+        the NATs on its way, or None if it does not arrive."""
+        if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
+            return None
+        if self.drop is not None and self.drop(src, dst, data):
+            return None
+        nat = self.nats.get(src[0])
+        if nat is not None and self.nats.get(dst[0]) is not nat:
+            src = nat.outbound(src, dst)
+        nat = self.public.get(dst[0])
+        if nat is not None:
+            dst = nat.inbound(src, dst[1])
+            if dst is None:
+                return None
+        return src, dst
 
     def _drain_batched(self):
         """What is in flight now, each peer socket's datagrams handed over
@@ -174,18 +183,10 @@ class SimNet:
             if dst in (RELAY, RELAY_ALT):
                 self._inflight.append((src, dst, data))
                 continue
-            if (src, dst) in self.blocked or (self.loss and self.random.random() < self.loss):
+            carried = self._carry(src, dst, data)
+            if carried is None:
                 continue
-            if self.drop is not None and self.drop(src, dst, data):
-                continue
-            nat = self.nats.get(src[0])
-            if nat is not None and self.nats.get(dst[0]) is not nat:
-                src = nat.outbound(src, dst)
-            nat = self.public.get(dst[0])
-            if nat is not None:
-                dst = nat.inbound(src, dst[1])
-                if dst is None:
-                    continue
+            src, dst = carried
             if self.owners.get(dst) is not None:
                 runs.setdefault(self.owners[dst], []).append((data, src))
         self.batched = False
