@@ -30,7 +30,10 @@ lacks. A handshake that has not finished within HANDSHAKE_TIMEOUT fails.
 
 DATA frames carry an explicit counter, used as the Noise nonce (4 zero
 bytes and the counter, little-endian) with the 9-byte header as associated
-data. The receiver checks a replay window before decrypting and marks it only
+data, or (``layout`` "record", when both peers announce ``seal2``) 13 bytes
+built from it that libcrypto seals and opens in two calls, not five
+(:mod:`peerpunch.crypto.keyed`); the layout is in the prologue, so two sides
+that disagree fail the handshake instead of every frame. The receiver checks a replay window before decrypting and marks it only
 after the tag verifies, so reordering within the window is fine and forged or
 replayed frames change nothing. Keys move forward every REKEY_INTERVAL
 messages by Noise's REKEY function, long before any nonce limit; the
@@ -43,6 +46,7 @@ import struct
 
 from . import noise
 from .crypto import InvalidTag
+from .crypto.keyed import HEADER_AD, RECORD_AD
 from .protocol import RemoteProtocolError
 from .replay import ReplayWindow
 
@@ -89,10 +93,13 @@ class SecureChannel:
     ``ready`` says whether ``seal(plaintext)`` may be used.
     """
 
-    def __init__(self, *, initiator, static_private, backend, prologue=b"", mac_key=b""):
+    def __init__(self, *, initiator, static_private, backend, prologue=b"", mac_key=b"",
+                 layout=HEADER_AD):
         self.initiator = initiator
         self.backend = backend
-        self.prologue = PROTOCOL_PROLOGUE + b"|" + prologue
+        self.layout = layout
+        self.prologue = PROTOCOL_PROLOGUE + b"|" + prologue + (
+            b"|record-ad" if layout == RECORD_AD else b"")
         self.static_private = static_private
         self.mac_key = mac_key[:32]
         self.ready = False
@@ -208,8 +215,8 @@ class SecureChannel:
         self.handshake_hash = self._hs.handshake_hash
         send, recv = self._hs.split()
         self._send_key, self._recv_key = send.k, recv.k
-        self._sealer = self.backend.keyed(send.k)
-        self._openers = {recv.k: self.backend.keyed(recv.k)}
+        self._sealer = self.backend.keyed(send.k, self.layout)
+        self._openers = {recv.k: self.backend.keyed(recv.k, self.layout)}
         self._opener = self._openers[recv.k]
 
     def _complete(self):
@@ -255,7 +262,7 @@ class SecureChannel:
         counter = self._send_counter
         if counter and counter % REKEY_INTERVAL == 0:
             self._send_key = _rekey(self.backend, self._send_key)
-            self._sealer = self.backend.keyed(self._send_key)
+            self._sealer = self.backend.keyed(self._send_key, self.layout)
         self._send_counter += 1
         header = _HEADER.pack(DATA, counter)
         return header + self._sealer.seal(_NONCE.pack(counter), plaintext, header)
@@ -345,7 +352,7 @@ class SecureChannel:
         key = self._recv_key if epoch == self._recv_epoch else self._key_for(epoch)[0]
         opener = self._openers.get(key)
         if opener is None:
-            opener = self.backend.keyed(key)
+            opener = self.backend.keyed(key, self.layout)
         try:
             plaintext = opener.open(_NONCE.pack(counter), frame[HEADER_LEN:], bytes(header))
         except InvalidTag as exc:

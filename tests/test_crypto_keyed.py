@@ -109,3 +109,114 @@ def test_keyed_open_frame_is_open_of_the_frame_past_its_header(backend):
             with pytest.raises(InvalidTag):
                 bound.open_frame(nonce, bad, 9)
         assert bound.open_frame(nonce, frame, 9) == plaintext      # nothing left behind
+
+
+# -- the record layout of associated data (secure channels whose peers announce seal2)
+
+RECORD_KEY = bytes(range(0x80, 0xA0))
+RECORD_NONCE = bytes(4) + (0x0102030405).to_bytes(8, "little")
+RECORD_HEAD = b"\xe4" + (0x0102030405).to_bytes(8, "big")
+RECORD_TEXT = b'"Pong" and 31 bytes of record!'
+RECORD_AD = H("0504030201000000" "e4" "0002" "001e")     # counter LE, type, 0, 2, length BE
+RECORD_FRAME = H("e40000000102030405" "0ab92d5008fab61bbf33c9f583c2f1c792b2498d1b30ef1c14db86dae19b"
+                 "e42154fa5bfe8a8054da55a7dbf6578f")
+
+
+def test_keyed_record_ad_is_counter_type_version_and_length():
+    assert keyed.record_ad(RECORD_NONCE, 0xE4, len(RECORD_TEXT)) == RECORD_AD
+    with pytest.raises(ValueError):
+        keyed.record_ad(b"\x01" + RECORD_NONCE[1:], 0xE4, 30)     # not a Noise nonce
+    with pytest.raises(ValueError):
+        keyed.record_ad(RECORD_NONCE, 0xE4, keyed.MAX_RECORD_TEXT + 1)
+    with pytest.raises(ValueError):
+        crypto.get_backend("python").keyed(bytes(32), "neither")
+
+
+def test_keyed_record_layout_known_answer(backend):
+    bound = backend.keyed(RECORD_KEY, keyed.RECORD_AD)
+    assert bound.seal_run([RECORD_NONCE], [RECORD_TEXT], [RECORD_HEAD]) == [RECORD_FRAME]
+    assert RECORD_FRAME[9:] == backend.aead_encrypt(RECORD_KEY, RECORD_NONCE, RECORD_TEXT, RECORD_AD)
+    assert bound.open_frame(RECORD_NONCE, RECORD_FRAME, 9) == RECORD_TEXT
+    assert bound.open(RECORD_NONCE, RECORD_FRAME[9:], RECORD_HEAD) == RECORD_TEXT
+    assert bound.seal(RECORD_NONCE, RECORD_TEXT, RECORD_HEAD) == RECORD_FRAME[9:]
+
+
+def record_keyeds(backend, key):
+    """Every way this backend seals the record layout: libcrypto both in its
+    TLS mode and with the five calls."""
+    if isinstance(backend.keyed(key), keyed.LibcryptoKeyed):
+        return [keyed.LibcryptoKeyed(backend, key, keyed.RECORD_AD, fast=True),
+                keyed.LibcryptoKeyed(backend, key, keyed.RECORD_AD, fast=False)]
+    return [backend.keyed(key, keyed.RECORD_AD)]
+
+
+def test_keyed_record_layout_is_the_aead_with_that_ad(backend):
+    rng = random.Random(21)
+    key = random_bytes(rng, 32)
+    bounds = record_keyeds(backend, key)
+    sizes = [0, 1, 16, 63, 64, 65, 1175, 1447, 1447, 4000, keyed.MAX_RECORD_TEXT]
+    nonces = [bytes(4) + random_bytes(rng, 8) for _ in sizes]
+    heads = [bytes([0xE4]) + random_bytes(rng, 8) for _ in sizes]
+    texts = [random_bytes(rng, n) for n in sizes]
+    expected = [h + backend.aead_encrypt(key, n, t, keyed.record_ad(n, h[0], len(t)))
+                for n, t, h in zip(nonces, texts, heads)]
+    for bound in bounds:
+        assert bound.seal_run(nonces, texts, heads) == expected
+        assert [bound.open_frame(n, f, 9) for n, f in zip(nonces, expected)] == texts
+        assert bound.open_frame(nonces[5], memoryview(b"x" + expected[5])[1:], 9) == texts[5]
+        assert bound.seal(nonces[6], bytearray(texts[6]), heads[6]) == expected[6][9:]
+
+
+def test_keyed_record_layout_refuses_forgery_then_opens_the_genuine_frame(backend):
+    rng = random.Random(22)
+    key = random_bytes(rng, 32)
+    nonce, head, text = bytes(4) + random_bytes(rng, 8), b"\xe4" + bytes(8), random_bytes(rng, 300)
+    for bound in record_keyeds(backend, key):
+        frame = bound.seal_run([nonce], [text], [head])[0]
+        other = bytes(4) + (int.from_bytes(nonce[4:], "little") ^ 1).to_bytes(8, "little")
+        for bad, at in ((frame[:-1] + bytes([frame[-1] ^ 1]), nonce),     # the tag
+                        (frame[:12] + bytes([frame[12] ^ 1]) + frame[13:], nonce),  # the text
+                        (b"\xe3" + frame[1:], nonce),           # the type: in the AD
+                        (frame[:9] + frame[10:], nonce),        # a byte less: the length
+                        (frame, other),                         # another counter
+                        (frame[:9 + 15], nonce)):               # shorter than a tag
+            with pytest.raises(InvalidTag):
+                bound.open_frame(at, bad, 9)
+        assert bound.open_frame(nonce, frame, 9) == text
+        with pytest.raises(ValueError):
+            bound.seal_run([b"\x01" + nonce[1:]], [text], [head])
+
+
+def test_keyed_record_mode_is_checked_once_and_falls_back_when_it_fails(monkeypatch):
+    backend = get_or_skip("libcrypto")
+    assert keyed.record_mode_works(backend) is True
+    assert backend.keyed(bytes(32), keyed.RECORD_AD)._tls
+    fresh = crypto.libcrypto.LibcryptoBackend(backend._lib, backend.path, "test")
+
+    def broken(_backend):
+        raise OSError("no EVP_Cipher here")
+    monkeypatch.setattr(keyed, "_record_mode_check", broken)
+    assert keyed.record_mode_works(fresh) is False
+    slow = fresh.keyed(RECORD_KEY, keyed.RECORD_AD)
+    assert not slow._tls
+    assert slow.seal_run([RECORD_NONCE], [RECORD_TEXT], [RECORD_HEAD]) == [RECORD_FRAME]
+    assert slow.open_frame(RECORD_NONCE, RECORD_FRAME, 9) == RECORD_TEXT
+
+
+def test_keyed_record_mode_check_catches_wrong_bytes_and_accepted_forgeries(monkeypatch):
+    backend = get_or_skip("libcrypto")
+    assert keyed._record_mode_check(backend)
+    real_open = keyed.LibcryptoKeyed._open_frame_tls
+    with monkeypatch.context() as patch:
+        patch.setattr(keyed.LibcryptoKeyed, "_seal_run_tls",
+                      lambda self, nonces, texts, heads: [h + bytes(len(t) + 16)
+                                                          for t, h in zip(texts, heads)])
+        assert not keyed._record_mode_check(backend)
+
+    def lenient(self, nonce, frame, start):           # takes a forged tag
+        try:
+            return real_open(self, nonce, frame, start)
+        except InvalidTag:
+            return real_open(self, nonce, frame[:-1] + bytes([frame[-1] ^ 1]), start)
+    monkeypatch.setattr(keyed.LibcryptoKeyed, "_open_frame_tls", lenient)
+    assert not keyed._record_mode_check(backend)

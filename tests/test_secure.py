@@ -7,6 +7,8 @@ import pytest
 from peerpunch import crypto, secure
 from peerpunch.secure import DATA, FINISH, HELLO, REPLY, HandshakeFailed, SecureChannel
 
+from .test_crypto import get_or_skip
+
 
 @pytest.fixture(scope="module")
 def backend():
@@ -27,11 +29,11 @@ class CountingBackend:
         return getattr(self.inner, name)
 
 
-def pair(backend, mac_key=b"s" * 16, prologue=b"alice|bob"):
+def pair(backend, mac_key=b"s" * 16, prologue=b"alice|bob", layouts=(secure.HEADER_AD,) * 2):
     a = SecureChannel(initiator=True, static_private=crypto.generate_private_key(),
-                      backend=backend, prologue=prologue, mac_key=mac_key)
+                      backend=backend, prologue=prologue, mac_key=mac_key, layout=layouts[0])
     b = SecureChannel(initiator=False, static_private=crypto.generate_private_key(),
-                      backend=backend, prologue=prologue, mac_key=mac_key)
+                      backend=backend, prologue=prologue, mac_key=mac_key, layout=layouts[1])
     return a, b
 
 
@@ -245,3 +247,30 @@ def test_secure_seal_run_is_seal_one_by_one_across_key_changes(backend, monkeypa
     assert frames == [one.seal(t) for t in texts]      # same counters, same keys, same bytes
     assert a._send_counter == one._send_counter == 40
     assert [b.receive(f, 1.0)[1] for f in frames] == [[t] for t in texts]
+
+
+@pytest.mark.parametrize("name", crypto.BACKEND_NAMES)
+def test_secure_record_layout_talks_and_frames_keep_their_shape(name):
+    backend = get_or_skip(name)
+    a, b = pair(backend, layouts=(secure.RECORD_AD,) * 2)
+    run(a, b)
+    assert a.ready and b.ready and b"record-ad" in a.prologue
+    frame = a.seal(b'{"Message":{"text":"hi"}}')
+    assert frame[0] == DATA and len(frame) == secure.OVERHEAD + 25
+    assert secure._HEADER.unpack_from(frame)[1] == a._send_counter - 1
+    assert b.receive(frame, 1.0) == ([], [b'{"Message":{"text":"hi"}}'])
+    assert b.receive(frame, 1.0) == ([], []) and b.dropped == 1      # a replay
+    # The same keys in the header layout: the frame does not open.
+    header = secure.SecureChannel(initiator=False, static_private=bytes(32), backend=backend)
+    header._recv_key = b._recv_key
+    header._openers = {b._recv_key: backend.keyed(b._recv_key)}
+    header._opener, header.ready = header._openers[b._recv_key], True
+    with pytest.raises(secure.FrameRejected):
+        header.open_data(a.seal(b"x"))
+
+
+def test_secure_layouts_that_differ_fail_the_handshake(backend):
+    for layouts in ((secure.HEADER_AD, secure.RECORD_AD), (secure.RECORD_AD, secure.HEADER_AD)):
+        a, b = pair(backend, layouts=layouts)
+        run(a, b, until=2.0)
+        assert not a.ready and not b.ready

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from peerpunch import crypto
-from peerpunch.secure import (DATA, OVERHEAD, REKEY_INTERVAL, FrameRejected, SecureChannel,
-                              _HEADER)
+from peerpunch.secure import (DATA, HEADER_AD, OVERHEAD, RECORD_AD, REKEY_INTERVAL, FrameRejected,
+                              SecureChannel, _HEADER)
 
 from .test_crypto import get_or_skip
 from .test_secure import pair, run
@@ -17,9 +17,19 @@ from .test_secure import pair, run
 REJECTED = "rejected"
 
 
-@pytest.fixture(params=crypto.BACKEND_NAMES)
+@pytest.fixture(params=[(name, layout) for name in crypto.BACKEND_NAMES
+                        for layout in (HEADER_AD, RECORD_AD)], ids=lambda p: "-".join(p))
 def backend(request):
-    return get_or_skip(request.param)
+    """A backend, and the layout the scenario's channels use (``.layout``)."""
+    return Laid(get_or_skip(request.param[0]), request.param[1])
+
+
+class Laid:
+    def __init__(self, inner, layout):
+        self.inner, self.layout = inner, layout
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 def general(channel, frame):
@@ -32,9 +42,9 @@ def general(channel, frame):
 def twin(channel):
     """A receiver with *channel*'s keys and nothing received yet."""
     other = SecureChannel(initiator=channel.initiator, static_private=channel.static_private,
-                          backend=channel.backend)
+                          backend=channel.backend, layout=channel.layout)
     other._send_key, other._recv_key = channel._send_key, channel._recv_key
-    other._openers = {other._recv_key: channel.backend.keyed(other._recv_key)}
+    other._openers = {other._recv_key: channel.backend.keyed(other._recv_key, channel.layout)}
     other._opener = other._openers[other._recv_key]
     other.ready = True
     return other
@@ -48,7 +58,8 @@ def state(channel):
 
 def scenario(backend):
     """(the receiver, the frames it is handed): every case, in one list."""
-    sender, receiver = pair(backend)
+    sender, receiver = pair(backend.inner, layouts=(backend.layout,) * 2)
+    assert receiver.layout == backend.layout
     run(sender, receiver)
     fresh = [sender.seal(b"\xf8 packet %d" % i) for i in range(24)]
     forged = fresh[13][:-1] + bytes([fresh[13][-1] ^ 1])

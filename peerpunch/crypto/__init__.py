@@ -104,12 +104,13 @@ class Backend:
             raise InvalidTag("ciphertext is shorter than its %d-byte tag" % TAG_SIZE)
         return self._aead_decrypt(key, nonce, ciphertext, ad)
 
-    def keyed(self, key):
+    def keyed(self, key, layout="header"):
         """The AEAD with *key* bound once, for many datagrams: an object with
-        ``seal(nonce, plaintext, ad)`` and ``open(nonce, ciphertext, ad)``
-        (see :mod:`peerpunch.crypto.keyed`); for one thread."""
+        ``seal(nonce, plaintext, ad)`` and ``open(nonce, ciphertext, ad)``,
+        the associated data in *layout* ("header" or "record", see
+        :mod:`peerpunch.crypto.keyed`); for one thread."""
         from .keyed import KeyedAead
-        return KeyedAead(self, _sized(key, KEY_SIZE, "key"))
+        return KeyedAead(self, _sized(key, KEY_SIZE, "key"), layout)
 
     def __repr__(self):
         return "<%s backend: %s>" % (self.name, self.detail)

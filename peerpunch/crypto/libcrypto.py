@@ -234,9 +234,9 @@ class LibcryptoBackend(Backend):
 
     # ChaCha20-Poly1305 -------------------------------------------------------------
 
-    def keyed(self, key):
+    def keyed(self, key, layout="header"):
         from .keyed import LibcryptoKeyed
-        return LibcryptoKeyed(self, bytes(_sized_key(key)))
+        return LibcryptoKeyed(self, bytes(_sized_key(key)), layout)
 
     def _aead_encrypt(self, key, nonce, plaintext, ad):
         lib = self._lib
