@@ -22,10 +22,11 @@ With ``gso`` and ``gro``, the same with Linux UDP segmentation offload
 (:mod:`peerpunch.batchio`) and the AEAD as fast as our peers have it: the
 key bound once, the associated data in the record layout two of our peers
 agree on (``backend.keyed(KEY, "record")``, two libcrypto calls a
-datagram); the sender seals up to GSO_BATCH datagrams in one ``seal_run``
-and pushes them in one ``sendmsg`` (UDP_SEGMENT), the receiver asks for
-UDP_GRO, cuts what each ``recvmsg`` hands over at its segment size and
-opens each datagram in place (``open_frame``). Where the system
+datagram); the sender seals up to GSO_BATCH datagrams in one call
+(``seal_counted``, as the secure channel does) and pushes them in one
+``sendmsg`` (UDP_SEGMENT), the receiver asks for UDP_GRO, cuts what each
+``recvmsg`` hands over at its segment size and opens each datagram in place
+(``open_counted``). Where the system
 refuses either, that side goes on one datagram per call, and the line says
 so (``udp BYTES SECONDS gso refused``, ``... gro refused``).
 
@@ -99,7 +100,7 @@ def udp_recv(port, peer, gro=False):
                 header = data[:HEADER.size]
                 counter = HEADER.unpack(header)[1]
                 if keyed is not None:
-                    opened += len(keyed.open_frame(_nonce(counter), data, HEADER.size))
+                    opened += len(keyed.open_counted(counter, data, HEADER.size))
                 else:
                     opened += len(backend.aead_decrypt(KEY, _nonce(counter), data[HEADER.size:],
                                                        header))
@@ -136,8 +137,8 @@ def udp_send(port, peer, total, datagram, gso=False):
             if gso:
                 count = min(WINDOW - (sent - acked), target - sent, GSO_BATCH, 65000 // datagram)
                 counters = range(sent, sent + count)
-                batch = keyed.seal_run([_nonce(c) for c in counters], [plain] * count,
-                                       [HEADER.pack(DATA, c) for c in counters])
+                batch = keyed.seal_counted(counters, [plain] * count,
+                                           [HEADER.pack(DATA, c) for c in counters])
                 try:
                     batchio.send(sock, batch, peer)
                 except BlockingIOError:

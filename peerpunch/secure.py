@@ -276,7 +276,7 @@ class SecureChannel:
             return [self.seal(p) for p in plaintexts]     # a new key within the run
         self._send_counter = counters.stop
         headers = list(map(_HEADER.pack, [DATA] * len(counters), counters))
-        return self._sealer.seal_run(list(map(_NONCE.pack, counters)), plaintexts, headers)
+        return self._sealer.seal_counted(counters, plaintexts, headers)
 
     def _on_data(self, frame, now):
         if not self._complete():
@@ -304,7 +304,7 @@ class SecureChannel:
         if counter <= window.top and not window.check(counter):
             raise FrameRejected("replayed or too old")
         try:
-            plaintext = self._opener.open_frame(_NONCE.pack(counter), frame, HEADER_LEN)
+            plaintext = self._opener.open_counted(counter, frame, HEADER_LEN)
         except InvalidTag as exc:
             raise FrameRejected("DATA frame: %s" % exc) from None
         window.update(counter)
@@ -326,7 +326,7 @@ class SecureChannel:
                     counter = _HEADER.unpack_from(frame)[1]
                     if counter // REKEY_INTERVAL == epoch and opener is not None \
                             and (counter > window.top or window.check(counter)):
-                        plaintext = opener.open_frame(_NONCE.pack(counter), frame, HEADER_LEN)
+                        plaintext = opener.open_counted(counter, frame, HEADER_LEN)
                         window.update(counter)
                     else:
                         plaintext = self._open_any(frame, counter)

@@ -220,3 +220,23 @@ def test_keyed_record_mode_check_catches_wrong_bytes_and_accepted_forgeries(monk
             return real_open(self, nonce, frame[:-1] + bytes([frame[-1] ^ 1]), start)
     monkeypatch.setattr(keyed.LibcryptoKeyed, "_open_frame_tls", lenient)
     assert not keyed._record_mode_check(backend)
+
+
+@pytest.mark.parametrize("layout", keyed.LAYOUTS)
+def test_keyed_counted_methods_are_the_noise_nonce_ones(backend, layout):
+    rng = random.Random(23)
+    key = random_bytes(rng, 32)
+    bounds = record_keyeds(backend, key) if layout == keyed.RECORD_AD else [backend.keyed(key)]
+    counters = [0, 1, 255, 256, 2 ** 32 - 1, 2 ** 32, 2 ** 64 - 1]
+    texts = [random_bytes(rng, n) for n in (0, 1, 64, 1175, 1447, 300, 17)]
+    heads = [b"\xe4" + c.to_bytes(8, "big") for c in counters]
+    nonces = [bytes(4) + c.to_bytes(8, "little") for c in counters]
+    for bound in bounds:
+        frames = bound.seal_counted(counters, texts, heads)
+        assert frames == bound.seal_run(nonces, texts, heads)
+        assert [bound.open_counted(c, f, 9) for c, f in zip(counters, frames)] == texts
+        with pytest.raises(InvalidTag):
+            bound.open_counted(counters[1], frames[2], 9)       # another counter's frame
+        with pytest.raises(InvalidTag):
+            bound.open_counted(counters[2], frames[2][:9 + 15], 9)
+        assert bound.open_counted(counters[2], frames[2], 9) == texts[2]

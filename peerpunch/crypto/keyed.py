@@ -15,7 +15,11 @@ thousands of datagrams a second under one key asks its backend once for
 * ``seal_run(nonces, plaintexts, ads)``: ``ad + seal(...)`` of each
   triple, in one call (a sender's burst: the per-call lookups once, not per
   datagram; the channel's frame is its clear header, the *ad*, then the
-  ciphertext, so each comes out whole in one copy, not two).
+  ciphertext, so each comes out whole in one copy, not two);
+* ``seal_counted(counters, plaintexts, ads)`` and ``open_counted(counter,
+  frame, start)``: ``seal_run`` and ``open_frame`` with Noise's nonces
+  (4 zero bytes, the counter little-endian) given as their counters, which
+  the record layout's TLS mode takes as they are.
 
 *nonce* is 12 bytes, *ad* and the texts bytes (the caller, our own channel,
 passes them right: only the lengths that come from the network are checked
@@ -73,6 +77,8 @@ LAYOUTS = (HEADER_AD, RECORD_AD)
 RECORD_VERSION = 2
 MAX_RECORD_TEXT = MAX_TEXT - TAG_SIZE   # the record's length field holds ciphertext + tag
 _RECORD = struct.Struct(">8sBBBH")      # counter (as in the nonce), type, 0, version, length
+_RECORD_LE = struct.Struct("<QBBBH")    # the same from the counter, the length byte-swapped
+_NONCE = struct.Struct("<4xQ")          # Noise's nonce of a counter
 _ZERO4 = bytes(4)
 
 
@@ -117,6 +123,12 @@ class KeyedAead:
         header is the AD."""
         return self.open(nonce, frame[start:], bytes(frame[:start]))
 
+    def seal_counted(self, counters, plaintexts, ads):
+        return self.seal_run(list(map(_NONCE.pack, counters)), plaintexts, ads)
+
+    def open_counted(self, counter, frame, start):
+        return self.open_frame(_NONCE.pack(counter), frame, start)
+
 
 def _layout(layout):
     if layout not in LAYOUTS:
@@ -152,6 +164,7 @@ class LibcryptoKeyed:
             self._cipher = raw.EVP_Cipher
             self._heads = {}              # head length: c_void_p to where the text goes
             self.seal_run, self.open_frame = self._seal_run_tls, self._open_frame_tls
+            self.seal_counted, self.open_counted = self._seal_counted_tls, self._open_counted_tls
 
     def __del__(self):
         lib = getattr(self, "_lib", None)
@@ -223,6 +236,12 @@ class LibcryptoKeyed:
     def open(self, nonce, ciphertext, ad):
         return self.open_frame(nonce, ad + ciphertext, len(ad))
 
+    def seal_counted(self, counters, plaintexts, ads):
+        return self.seal_run(list(map(_NONCE.pack, counters)), plaintexts, ads)
+
+    def open_counted(self, counter, frame, start):
+        return self.open_frame(_NONCE.pack(counter), frame, start)
+
     def open_frame(self, nonce, frame, start):
         """``open(nonce, frame[start:], frame[:start])``, the header read in
         place (ctypes passes *frame*'s first *start* bytes as the AD); the
@@ -257,16 +276,22 @@ class LibcryptoKeyed:
         return at
 
     def _seal_run_tls(self, nonces, plaintexts, heads):
+        if any(nonce[:4] != _ZERO4 for nonce in nonces):
+            raise ValueError("the record layout needs nonces whose first 4 bytes are zero")
+        return self._seal_counted_tls([_NONCE.unpack(n)[0] for n in nonces], plaintexts, heads)
+
+    def _seal_counted_tls(self, counters, plaintexts, heads):
         ctx, ctrl, cipher = self._ctx_p[1], self._ctrl, self._cipher
-        out, view, pack, sealed = self._out, self._view, _RECORD.pack, []
-        for nonce, plaintext, head in zip(nonces, plaintexts, heads):
+        out, view, pack, sealed = self._out, self._view, _RECORD_LE.pack, []
+        for counter, plaintext, head in zip(counters, plaintexts, heads):
             n, h = len(plaintext), len(head)
             at = self._heads.get(h) or self._at(h)
-            if n > MAX_RECORD_TEXT or nonce[:4] != _ZERO4:
-                record_ad(nonce, head[0], n)                  # says why
+            if n > MAX_RECORD_TEXT:
+                raise ValueError("a record's plaintext is at most %d bytes" % MAX_RECORD_TEXT)
             view[:h] = head
             view[h:h + n] = plaintext
-            if (ctrl(ctx, EVP_CTRL_AEAD_TLS1_AAD, 13, pack(nonce[4:], head[0], 0, RECORD_VERSION, n))
+            if (ctrl(ctx, EVP_CTRL_AEAD_TLS1_AAD, 13,
+                     pack(counter, head[0], 0, RECORD_VERSION, (n >> 8) | (n & 0xFF) << 8))
                     != TLS1_AAD_PAD or cipher(ctx, at, at, n + TAG_SIZE) != n + TAG_SIZE):
                 self._failed(1)
                 raise RuntimeError("%s: ChaCha20-Poly1305 encryption failed" % self._backend.detail)
@@ -274,16 +299,21 @@ class LibcryptoKeyed:
         return sealed
 
     def _open_frame_tls(self, nonce, frame, start):
+        if nonce[:4] != _ZERO4:
+            raise ValueError("the record layout needs a nonce whose first 4 bytes are zero")
+        return self._open_counted_tls(_NONCE.unpack(nonce)[0], frame, start)
+
+    def _open_counted_tls(self, counter, frame, start):
         if type(frame) is not bytes:
             frame = bytes(frame)
         m = len(frame) - start                            # ciphertext and tag
-        if m < TAG_SIZE or m > MAX_TEXT:
+        if m < TAG_SIZE or m > MAX_TEXT or start <= 0:
+            if start <= 0:
+                raise ValueError("a record needs a head")
             raise InvalidTag("ciphertext of %d bytes cannot be valid" % m)
-        if nonce[:4] != _ZERO4 or start <= 0:
-            raise ValueError("a record needs a nonce whose first 4 bytes are zero, and a head")
         ctx, out = self._ctx_p[0], self._out
-        if self._ctrl(ctx, EVP_CTRL_AEAD_TLS1_AAD, 13,
-                      _RECORD.pack(nonce[4:], frame[0], 0, RECORD_VERSION, m)) != TLS1_AAD_PAD:
+        if self._ctrl(ctx, EVP_CTRL_AEAD_TLS1_AAD, 13, _RECORD_LE.pack(
+                counter, frame[0], 0, RECORD_VERSION, (m >> 8) | (m & 0xFF) << 8)) != TLS1_AAD_PAD:
             self._failed(0)
             raise RuntimeError("%s: ChaCha20-Poly1305 decryption failed" % self._backend.detail)
         if self._cipher(ctx, out, frame[start:], m) != m - TAG_SIZE:
