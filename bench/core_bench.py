@@ -30,7 +30,7 @@ Baseline, measured in the same run: the AEAD alone, the part no Python
 change removes: one datagram's plaintext sealed (alice's side) or opened
 (bob's side) with the key bound (:mod:`peerpunch.crypto.keyed`), in the
 layout of associated data two of our peers agree on (``record``: both
-announce ``seal2``), as the secure channel does. The ratio core/AEAD says how
+offer ``seal2`` in the handshake), as the secure channel does. The ratio core/AEAD says how
 much Python work there is around the cipher. Each figure is the best of
 ``--rounds`` runs (least disturbed by other jobs on a shared machine); the
 bench asserts nothing about speed.

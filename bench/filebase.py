@@ -28,7 +28,9 @@ datagram); the sender seals up to GSO_BATCH datagrams in one call
 ``recvmsg`` hands over at its segment size and opens each datagram in place
 (``open_counted``). Where the system
 refuses either, that side goes on one datagram per call, and the line says
-so (``udp BYTES SECONDS gso refused``, ``... gro refused``).
+so (``udp BYTES SECONDS gso refused``, ``... gro refused``), sealing and
+opening as it was asked to (the two ends agree on the layout whatever the
+system refuses).
 
 ``tcp-*``: a plain TCP copy: ``sendfile`` on one side, ``recv_into`` and
 ``write`` on the other; the receiver prints ``tcp BYTES SECONDS`` from
@@ -85,12 +87,12 @@ def _nonce(counter):
 
 def udp_recv(port, peer, gro=False):
     sock = _udp(port)
+    backend = crypto.get_backend()
+    keyed = backend.keyed(KEY, RECORD_AD) if gro else None    # as asked: the sender's layout
     refused = gro and not batchio.enable_gro(sock)
     gro = gro and not refused
     first = _punch(sock, peer)
     sock.settimeout(5.0)
-    backend = crypto.get_backend()
-    keyed = backend.keyed(KEY, RECORD_AD) if gro else None
     opened, count, start, last = 0, 0, None, None
     datagrams = [first]
     while True:
@@ -151,8 +153,10 @@ def udp_send(port, peer, total, datagram, gso=False):
                 sent += count
                 continue
             header = HEADER.pack(DATA, sent)
+            frame = keyed.seal_counted((sent,), (plain,), (header,))[0] if keyed is not None \
+                else header + backend.aead_encrypt(KEY, _nonce(sent), plain, header)
             try:
-                sock.sendto(header + backend.aead_encrypt(KEY, _nonce(sent), plain, header), peer)
+                sock.sendto(frame, peer)
             except BlockingIOError:
                 break
             sent += 1

@@ -47,15 +47,10 @@ FEATURE_STREAM = "stream1"
 """Peer: over an encrypted link, sends chat lines on the reliable stream
 (peerpunch.stream) and takes them from it; announced with ``noise1``."""
 
-FEATURE_SEAL2 = "seal2"
-"""Peer: its secure channel can seal DATA frames with the record layout of
-associated data (peerpunch.crypto.keyed), which libcrypto does in two calls
-a datagram instead of five; used when both peers announce it, with ``noise1``."""
-
 KNOWN_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_WATCH,
-                  FEATURE_DUAL_STACK, FEATURE_STREAM, FEATURE_SEAL2)
+                  FEATURE_DUAL_STACK, FEATURE_STREAM)
 OUR_FEATURES = (FEATURE_EXT, FEATURE_RELAY)
-SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_STREAM, FEATURE_SEAL2)
+SECURE_FEATURES = (FEATURE_EXT, FEATURE_RELAY, FEATURE_NOISE, FEATURE_STREAM)
 
 
 def speaks_extensions(features) -> bool:

@@ -47,9 +47,9 @@ import json
 from .endpoints import (LAN_NETWORKS, canonical_addr, format_endpoint,  # noqa: F401
                         is_lan_endpoint, is_peer_endpoint, parse_endpoint)
 from .features import (FEATURE_DUAL_STACK, FEATURE_EXT, FEATURE_NOISE,  # noqa: F401
-                       FEATURE_RELAY, FEATURE_SEAL2, FEATURE_STREAM, FEATURE_WATCH,
-                       KNOWN_FEATURES, MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS,
-                       OUR_FEATURES, SECURE_FEATURES, speaks_extensions)
+                       FEATURE_RELAY, FEATURE_STREAM, FEATURE_WATCH, KNOWN_FEATURES,
+                       MAPPING_DEPENDENT, MAPPING_INDEPENDENT, MAPPINGS, OUR_FEATURES,
+                       SECURE_FEATURES, speaks_extensions)
 from .fields import (MAX_CHATS, MAX_FEATURES, MAX_LOCAL_CANDIDATES,  # noqa: F401
                      MAX_USERNAME, MAX_WATCH, check_person, check_username,
                      is_group_name)

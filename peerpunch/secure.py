@@ -30,10 +30,11 @@ lacks. A handshake that has not finished within HANDSHAKE_TIMEOUT fails.
 
 DATA frames carry an explicit counter, used as the Noise nonce (4 zero
 bytes and the counter, little-endian) with the 9-byte header as associated
-data, or (``layout`` "record", when both peers announce ``seal2``) 13 bytes
-built from it that libcrypto seals and opens in two calls, not five
-(:mod:`peerpunch.crypto.keyed`); the layout is in the prologue, so two sides
-that disagree fail the handshake instead of every frame. The receiver checks a replay window before decrypting and marks it only
+data -- or, when both sides offered it in their handshake payloads
+(REPLY's and FINISH's, authenticated: RECORD_OFFER; older peers send none
+and ignore ours), 13 bytes built from it that libcrypto seals and opens in
+two calls, not five (``layout`` "record", :mod:`peerpunch.crypto.keyed`).
+The receiver checks a replay window before decrypting and marks it only
 after the tag verifies, so reordering within the window is fine and forged or
 replayed frames change nothing. Keys move forward every REKEY_INTERVAL
 messages by Noise's REKEY function, long before any nonce limit; the
@@ -94,12 +95,12 @@ class SecureChannel:
     """
 
     def __init__(self, *, initiator, static_private, backend, prologue=b"", mac_key=b"",
-                 layout=HEADER_AD):
+                 record=True):
         self.initiator = initiator
         self.backend = backend
-        self.layout = layout
-        self.prologue = PROTOCOL_PROLOGUE + b"|" + prologue + (
-            b"|record-ad" if layout == RECORD_AD else b"")
+        self.record = record            # we offer the record layout
+        self.layout = HEADER_AD         # what both use: known once the keys are
+        self.prologue = PROTOCOL_PROLOGUE + b"|" + prologue
         self.static_private = static_private
         self.mac_key = mac_key[:32]
         self.ready = False
@@ -182,7 +183,7 @@ class SecureChannel:
             raise FrameRejected("HELLO not wanted now")
         hs = self._new_handshake()
         hs.read_message(body)
-        reply = self._with_mac(REPLY, hs.write_message())
+        reply = self._with_mac(REPLY, hs.write_message(self._offer()))
         self._hs_count()
         self._hs, self._hello = hs, frame
         self._pending = reply                          # resent on a repeated HELLO only
@@ -192,9 +193,9 @@ class SecureChannel:
         body = self._checked_mac(frame)
         if self._hs is None or self._complete() or self._hs.is_my_turn:
             raise FrameRejected("REPLY not expected")
-        self._hs.read_message(body)
-        finish = bytes([FINISH]) + self._hs.write_message()
-        self._finish_handshake()
+        theirs = self._hs.read_message(body)
+        finish = bytes([FINISH]) + self._hs.write_message(self._offer())
+        self._finish_handshake(theirs)
         return [self._repeat(finish, now)]             # until the responder's first DATA
 
     def _on_finish(self, frame, now):
@@ -204,13 +205,19 @@ class SecureChannel:
             raise FrameRejected("FINISH not expected")
         if self._hs is None:
             raise FrameRejected("FINISH before HELLO")
-        self._hs.read_message(frame[1:])
-        self._finish_handshake()
+        theirs = self._hs.read_message(frame[1:])
+        self._finish_handshake(theirs)
         self._pending, self._retransmit_at = frame, None
         self.ready = True
         return [self.seal(CONFIRM)]
 
-    def _finish_handshake(self):
+    def _offer(self):
+        return RECORD_OFFER if self.record else b""
+
+    def _finish_handshake(self, theirs):
+        """The keys, and the layout: the record one if both offered it."""
+        both = self.record and RECORD_OFFER in bytes(theirs).split()
+        self.layout = RECORD_AD if both else HEADER_AD
         self.remote_static = self._hs.remote_static
         self.handshake_hash = self._hs.handshake_hash
         send, recv = self._hs.split()
@@ -381,14 +388,13 @@ class SecureChannel:
 CONFIRM = b'"Pong"'
 """What the responder seals first: any authenticated DATA confirms the keys."""
 
+RECORD_OFFER = b"seal2"
+"""In a handshake payload (words; others ignored): the sender can use the record layout."""
+
 
 _HEADER = struct.Struct(">BQ")           # DATA, counter
 _NONCE = struct.Struct("<4xQ")           # Noise's nonce: 4 zero bytes, the counter
 
 
-def _nonce(counter):
-    return _NONCE.pack(counter)
-
-
 def _rekey(backend, key):
-    return backend.aead_encrypt(key, _nonce(noise.MAX_NONCE), bytes(32), b"")[:32]
+    return backend.aead_encrypt(key, _NONCE.pack(noise.MAX_NONCE), bytes(32), b"")[:32]

@@ -54,8 +54,8 @@ from .identity import Pins  # noqa: F401 -- the chats' shared pins, named here a
 from . import protocol as P
 from .effects import Log
 from .events import MAX_HELD, PinKey  # noqa: F401 -- PinKey re-exported: one of our events
-from .secure import (HANDSHAKE_TIMEOUT, HEADER_AD, OVERHEAD, RECORD_AD,  # noqa: F401
-                     FrameRejected, HandshakeFailed, SecureChannel, is_frame)
+from .secure import (HANDSHAKE_TIMEOUT, OVERHEAD, FrameRejected, HandshakeFailed,  # noqa: F401
+                     SecureChannel, is_frame)
 from .chatfiles import is_files_packet, is_stream_packet
 from .streamwire import is_packet
 
@@ -362,8 +362,7 @@ class Secure:
         names = (self.us, self.partner) if initiator else (self.partner, self.us)
         return SecureChannel(initiator=initiator, static_private=self.identity.private,
                              backend=self.backend, mac_key=self.secret,
-                             prologue="|".join(names).encode("utf-8"),
-                             layout=RECORD_AD if P.FEATURE_SEAL2 in self.features else HEADER_AD)
+                             prologue="|".join(names).encode("utf-8"))
 
     def _check_key(self):
         """The handshake is done: the verdict on the partner's key."""

@@ -29,11 +29,12 @@ class CountingBackend:
         return getattr(self.inner, name)
 
 
-def pair(backend, mac_key=b"s" * 16, prologue=b"alice|bob", layouts=(secure.HEADER_AD,) * 2):
+def pair(backend, mac_key=b"s" * 16, prologue=b"alice|bob", offers=(True, True)):
+    """Initiator and responder; *offers*: whether each offers the record layout."""
     a = SecureChannel(initiator=True, static_private=crypto.generate_private_key(),
-                      backend=backend, prologue=prologue, mac_key=mac_key, layout=layouts[0])
+                      backend=backend, prologue=prologue, mac_key=mac_key, record=offers[0])
     b = SecureChannel(initiator=False, static_private=crypto.generate_private_key(),
-                      backend=backend, prologue=prologue, mac_key=mac_key, layout=layouts[1])
+                      backend=backend, prologue=prologue, mac_key=mac_key, record=offers[1])
     return a, b
 
 
@@ -252,9 +253,10 @@ def test_secure_seal_run_is_seal_one_by_one_across_key_changes(backend, monkeypa
 @pytest.mark.parametrize("name", crypto.BACKEND_NAMES)
 def test_secure_record_layout_talks_and_frames_keep_their_shape(name):
     backend = get_or_skip(name)
-    a, b = pair(backend, layouts=(secure.RECORD_AD,) * 2)
+    a, b = pair(backend)
+    assert a.layout == b.layout == secure.HEADER_AD         # nothing agreed yet
     run(a, b)
-    assert a.ready and b.ready and b"record-ad" in a.prologue
+    assert a.ready and b.ready and a.layout == b.layout == secure.RECORD_AD
     frame = a.seal(b'{"Message":{"text":"hi"}}')
     assert frame[0] == DATA and len(frame) == secure.OVERHEAD + 25
     assert secure._HEADER.unpack_from(frame)[1] == a._send_counter - 1
@@ -269,8 +271,28 @@ def test_secure_record_layout_talks_and_frames_keep_their_shape(name):
         header.open_data(a.seal(b"x"))
 
 
-def test_secure_layouts_that_differ_fail_the_handshake(backend):
-    for layouts in ((secure.HEADER_AD, secure.RECORD_AD), (secure.RECORD_AD, secure.HEADER_AD)):
-        a, b = pair(backend, layouts=layouts)
-        run(a, b, until=2.0)
-        assert not a.ready and not b.ready
+@pytest.mark.parametrize("offers", [(True, False), (False, True), (False, False)])
+def test_secure_header_layout_unless_both_offer_the_record_one(backend, offers):
+    """An older peer (it offers nothing, and ignores an offer) on either side."""
+    a, b = pair(backend, offers=offers)
+    log = []
+    run(a, b, log=log)
+    assert a.ready and b.ready and a.layout == b.layout == secure.HEADER_AD
+    assert b.receive(a.seal(b"from a"), 1.0)[1] == [b"from a"]
+    assert a.receive(b.seal(b"from b"), 1.0)[1] == [b"from b"]
+    handshake = [f for _, f in log if f[0] in (REPLY, FINISH)]
+    sizes = {f[0]: len(f) for f in handshake}
+    assert sizes[REPLY] == 113 + (len(secure.RECORD_OFFER) if offers[1] else 0)
+    assert sizes[FINISH] == 65 + (len(secure.RECORD_OFFER) if offers[0] else 0)
+
+
+def test_secure_offer_is_read_as_words_and_unknown_ones_are_ignored(backend):
+    a, b = pair(backend)
+    b._offer = lambda: b"future1 " + secure.RECORD_OFFER + b" other"
+    run(a, b)
+    assert a.layout == b.layout == secure.RECORD_AD
+    a, b = pair(backend, offers=(True, False))
+    b._offer = lambda: b"seal2x future1"                # a later peer's words, not ours
+    run(a, b)
+    assert a.ready and b.ready and a.layout == b.layout == secure.HEADER_AD
+    assert b.receive(a.seal(b"still talking"), 1.0)[1] == [b"still talking"]

@@ -42,7 +42,8 @@ def general(channel, frame):
 def twin(channel):
     """A receiver with *channel*'s keys and nothing received yet."""
     other = SecureChannel(initiator=channel.initiator, static_private=channel.static_private,
-                          backend=channel.backend, layout=channel.layout)
+                          backend=channel.backend)
+    other.layout = channel.layout
     other._send_key, other._recv_key = channel._send_key, channel._recv_key
     other._openers = {other._recv_key: channel.backend.keyed(other._recv_key, channel.layout)}
     other._opener = other._openers[other._recv_key]
@@ -58,9 +59,9 @@ def state(channel):
 
 def scenario(backend):
     """(the receiver, the frames it is handed): every case, in one list."""
-    sender, receiver = pair(backend.inner, layouts=(backend.layout,) * 2)
-    assert receiver.layout == backend.layout
+    sender, receiver = pair(backend.inner, offers=(backend.layout == RECORD_AD,) * 2)
     run(sender, receiver)
+    assert receiver.layout == backend.layout
     fresh = [sender.seal(b"\xf8 packet %d" % i) for i in range(24)]
     forged = fresh[13][:-1] + bytes([fresh[13][-1] ^ 1])
     header_forged = fresh[14][:5] + bytes([fresh[14][5] ^ 1]) + fresh[14][6:]

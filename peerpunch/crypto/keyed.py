@@ -136,17 +136,26 @@ def _layout(layout):
     return layout
 
 
+def libcrypto_keyed(backend, key, layout=HEADER_AD):
+    """*key* bound for *backend* (a libcrypto one), associated data in
+    *layout*: the record layout in libcrypto's TLS mode where
+    :func:`record_mode_works`, else with the five calls."""
+    if _layout(layout) == RECORD_AD and record_mode_works(backend):
+        return TlsRecordKeyed(backend, key)
+    return LibcryptoKeyed(backend, key, layout)
+
+
 class LibcryptoKeyed:
     """*key* bound into two libcrypto contexts (see the module docstring),
-    associated data in *layout*; *fast* (None: as :func:`record_mode_works`
-    says) chooses the TLS mode for the record layout."""
+    associated data in *layout*, five calls a datagram."""
 
-    def __init__(self, backend, key, layout=HEADER_AD, fast=None):
+    _tls = False
+
+    def __init__(self, backend, key, layout=HEADER_AD):
         self._backend = backend
         self._lib = backend._lib
         self._key = key
         self._record = _layout(layout) == RECORD_AD
-        self._tls = self._record and (record_mode_works(backend) if fast is None else fast)
         self._out = ctypes.create_string_buffer(MAX_HEAD + MAX_TEXT + TAG_SIZE)
         self._addr = ctypes.addressof(self._out)
         self._view = memoryview(self._out).cast("B")
@@ -160,11 +169,10 @@ class LibcryptoKeyed:
         self._init, self._update = raw.EVP_CipherInit_ex, raw.EVP_CipherUpdate
         self._final, self._ctrl = raw.EVP_CipherFinal_ex, raw.EVP_CIPHER_CTX_ctrl
         self._ctx_p = [ctypes.c_void_p(c) for c in self._ctx]
-        if self._tls:
-            self._cipher = raw.EVP_Cipher
-            self._heads = {}              # head length: c_void_p to where the text goes
-            self.seal_run, self.open_frame = self._seal_run_tls, self._open_frame_tls
-            self.seal_counted, self.open_counted = self._seal_counted_tls, self._open_counted_tls
+        self._bind(raw)
+
+    def _bind(self, raw):
+        """Subclasses take more functions from *raw* here."""
 
     def __del__(self):
         lib = getattr(self, "_lib", None)
@@ -181,12 +189,15 @@ class LibcryptoKeyed:
         ctx = lib.EVP_CIPHER_CTX_new()
         if not ctx:
             raise MemoryError("EVP_CIPHER_CTX_new failed")
-        iv = bytes(12) if self._tls else None       # the TLS mode's fixed IV: zero
-        if lib.EVP_CipherInit_ex(ctx, self._backend._cipher, None, self._key, iv, encrypt) != 1:
+        if lib.EVP_CipherInit_ex(ctx, self._backend._cipher, None, self._key, self._iv(),
+                                 encrypt) != 1:
             lib.EVP_CIPHER_CTX_free(ctx)
             lib.ERR_clear_error()
             raise RuntimeError("%s: EVP_CipherInit_ex failed" % self._backend.detail)
         return ctx
+
+    def _iv(self):
+        return None                     # each call sets its nonce
 
     def _failed(self, encrypt):
         self._lib.ERR_clear_error()
@@ -265,7 +276,22 @@ class LibcryptoKeyed:
             raise InvalidTag("ChaCha20-Poly1305 authentication failed")
         return self._out[:n]            # a c_char array's slice: bytes, faster than string_at
 
-    # -- the record layout in libcrypto's TLS mode: two calls a datagram
+class TlsRecordKeyed(LibcryptoKeyed):
+    """The record layout in libcrypto's TLS mode: two calls a datagram
+    (the module docstring). Its contexts' fixed IV is zero, so the nonce is
+    the record's counter."""
+
+    _tls = True
+
+    def __init__(self, backend, key):
+        super().__init__(backend, key, RECORD_AD)
+
+    def _bind(self, raw):
+        self._cipher = raw.EVP_Cipher
+        self._heads = {}                  # head length: c_void_p to where the text goes
+
+    def _iv(self):
+        return bytes(12)
 
     def _at(self, h):
         """The pointer to byte *h* of the buffer, where a frame's text starts
@@ -275,12 +301,12 @@ class LibcryptoKeyed:
         at = self._heads[h] = ctypes.c_void_p(self._addr + h)
         return at
 
-    def _seal_run_tls(self, nonces, plaintexts, heads):
+    def seal_run(self, nonces, plaintexts, heads):
         if any(nonce[:4] != _ZERO4 for nonce in nonces):
             raise ValueError("the record layout needs nonces whose first 4 bytes are zero")
-        return self._seal_counted_tls([_NONCE.unpack(n)[0] for n in nonces], plaintexts, heads)
+        return self.seal_counted([_NONCE.unpack(n)[0] for n in nonces], plaintexts, heads)
 
-    def _seal_counted_tls(self, counters, plaintexts, heads):
+    def seal_counted(self, counters, plaintexts, heads):
         ctx, ctrl, cipher = self._ctx_p[1], self._ctrl, self._cipher
         out, view, pack, sealed = self._out, self._view, _RECORD_LE.pack, []
         for counter, plaintext, head in zip(counters, plaintexts, heads):
@@ -298,12 +324,12 @@ class LibcryptoKeyed:
             sealed.append(out[:h + n + TAG_SIZE])
         return sealed
 
-    def _open_frame_tls(self, nonce, frame, start):
+    def open_frame(self, nonce, frame, start):
         if nonce[:4] != _ZERO4:
             raise ValueError("the record layout needs a nonce whose first 4 bytes are zero")
-        return self._open_counted_tls(_NONCE.unpack(nonce)[0], frame, start)
+        return self.open_counted(_NONCE.unpack(nonce)[0], frame, start)
 
-    def _open_counted_tls(self, counter, frame, start):
+    def open_counted(self, counter, frame, start):
         if type(frame) is not bytes:
             frame = bytes(frame)
         m = len(frame) - start                            # ciphertext and tag
@@ -316,7 +342,8 @@ class LibcryptoKeyed:
                 counter, frame[0], 0, RECORD_VERSION, (m >> 8) | (m & 0xFF) << 8)) != TLS1_AAD_PAD:
             self._failed(0)
             raise RuntimeError("%s: ChaCha20-Poly1305 decryption failed" % self._backend.detail)
-        if self._cipher(ctx, out, frame[start:], m) != m - TAG_SIZE:
+        done = self._cipher(ctx, out, frame[start:], m)
+        if done != m - TAG_SIZE and done != m:        # OpenSSL 3 strips the tag, 1.1.1 not; -1: refused
             raise InvalidTag("ChaCha20-Poly1305 authentication failed")
         return out[:m - TAG_SIZE]
 
@@ -336,8 +363,8 @@ def record_mode_works(backend):
 
 def _record_mode_check(backend):
     key = bytes(range(32))
-    fast = LibcryptoKeyed(backend, key, RECORD_AD, fast=True)
-    slow = LibcryptoKeyed(backend, key, RECORD_AD, fast=False)
+    fast = TlsRecordKeyed(backend, key)
+    slow = LibcryptoKeyed(backend, key, RECORD_AD)
     for size in (0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 1400, 9000, MAX_RECORD_TEXT):
         nonce = _ZERO4 + (size * 7919 + 3).to_bytes(8, "little")
         head = bytes((0xE4,)) + size.to_bytes(8, "big")

@@ -235,8 +235,8 @@ class LibcryptoBackend(Backend):
     # ChaCha20-Poly1305 -------------------------------------------------------------
 
     def keyed(self, key, layout="header"):
-        from .keyed import LibcryptoKeyed
-        return LibcryptoKeyed(self, bytes(_sized_key(key)), layout)
+        from .keyed import libcrypto_keyed
+        return libcrypto_keyed(self, bytes(_sized_key(key)), layout)
 
     def _aead_encrypt(self, key, nonce, plaintext, ad):
         lib = self._lib
