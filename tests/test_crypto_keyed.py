@@ -136,7 +136,8 @@ def test_keyed_record_ad_is_counter_type_version_and_length():
 def test_keyed_record_layout_known_answer(backend):
     bound = backend.keyed(RECORD_KEY, keyed.RECORD_AD)
     assert bound.seal_run([RECORD_NONCE], [RECORD_TEXT], [RECORD_HEAD]) == [RECORD_FRAME]
-    assert RECORD_FRAME[9:] == backend.aead_encrypt(RECORD_KEY, RECORD_NONCE, RECORD_TEXT, RECORD_AD)
+    assert RECORD_FRAME[9:] == backend.aead_encrypt(RECORD_KEY, RECORD_NONCE, RECORD_TEXT,
+                                                    RECORD_AD)
     assert bound.open_frame(RECORD_NONCE, RECORD_FRAME, 9) == RECORD_TEXT
     assert bound.open(RECORD_NONCE, RECORD_FRAME[9:], RECORD_HEAD) == RECORD_TEXT
     assert bound.seal(RECORD_NONCE, RECORD_TEXT, RECORD_HEAD) == RECORD_FRAME[9:]

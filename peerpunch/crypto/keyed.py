@@ -276,6 +276,7 @@ class LibcryptoKeyed:
             raise InvalidTag("ChaCha20-Poly1305 authentication failed")
         return self._out[:n]            # a c_char array's slice: bytes, faster than string_at
 
+
 class TlsRecordKeyed(LibcryptoKeyed):
     """The record layout in libcrypto's TLS mode: two calls a datagram
     (the module docstring). Its contexts' fixed IV is zero, so the nonce is
@@ -343,7 +344,7 @@ class TlsRecordKeyed(LibcryptoKeyed):
             self._failed(0)
             raise RuntimeError("%s: ChaCha20-Poly1305 decryption failed" % self._backend.detail)
         done = self._cipher(ctx, out, frame[start:], m)
-        if done != m - TAG_SIZE and done != m:        # OpenSSL 3 strips the tag, 1.1.1 not; -1: refused
+        if done != m - TAG_SIZE and done != m:  # OpenSSL 3 counts the tag out, 1.1.1 in; -1: no
             raise InvalidTag("ChaCha20-Poly1305 authentication failed")
         return out[:m - TAG_SIZE]
 
