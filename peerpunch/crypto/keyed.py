@@ -76,8 +76,7 @@ HEADER_AD, RECORD_AD = "header", "record"
 LAYOUTS = (HEADER_AD, RECORD_AD)
 RECORD_VERSION = 2
 MAX_RECORD_TEXT = MAX_TEXT - TAG_SIZE   # the record's length field holds ciphertext + tag
-_RECORD = struct.Struct(">8sBBBH")      # counter (as in the nonce), type, 0, version, length
-_RECORD_LE = struct.Struct("<QBBBH")    # the same from the counter, the length byte-swapped
+_RECORD_LE = struct.Struct("<QBBBH")    # counter, type, 0, version, length (byte-swapped: BE)
 _NONCE = struct.Struct("<4xQ")          # Noise's nonce of a counter
 _ZERO4 = bytes(4)
 
@@ -88,10 +87,27 @@ def record_ad(nonce, kind, size):
         raise ValueError("the record layout needs a nonce whose first 4 bytes are zero")
     if not 0 <= size <= MAX_RECORD_TEXT:
         raise ValueError("a record's plaintext is at most %d bytes" % MAX_RECORD_TEXT)
-    return _RECORD.pack(bytes(nonce[4:12]), kind, 0, RECORD_VERSION, size)
+    return _RECORD_LE.pack(_NONCE.unpack(nonce)[0], kind, 0, RECORD_VERSION, _swap16(size))
 
 
-class KeyedAead:
+def _swap16(n):
+    """*n*'s two bytes swapped: packed little-endian, it reads big-endian (the
+    TLS mode's seal and open do it inline, a call a datagram saved)."""
+    return (n >> 8) | (n & 0xFF) << 8
+
+
+class _ByCounter:
+    """``seal_counted``/``open_counted`` through ``seal_run``/``open_frame``,
+    the counters made Noise's nonces (the TLS mode takes counters itself)."""
+
+    def seal_counted(self, counters, plaintexts, ads):
+        return self.seal_run(list(map(_NONCE.pack, counters)), plaintexts, ads)
+
+    def open_counted(self, counter, frame, start):
+        return self.open_frame(_NONCE.pack(counter), frame, start)
+
+
+class KeyedAead(_ByCounter):
     """*backend*'s AEAD with *key* (32 bytes, checked by the caller) bound,
     associated data in *layout*."""
 
@@ -123,12 +139,6 @@ class KeyedAead:
         header is the AD."""
         return self.open(nonce, frame[start:], bytes(frame[:start]))
 
-    def seal_counted(self, counters, plaintexts, ads):
-        return self.seal_run(list(map(_NONCE.pack, counters)), plaintexts, ads)
-
-    def open_counted(self, counter, frame, start):
-        return self.open_frame(_NONCE.pack(counter), frame, start)
-
 
 def _layout(layout):
     if layout not in LAYOUTS:
@@ -145,7 +155,7 @@ def libcrypto_keyed(backend, key, layout=HEADER_AD):
     return LibcryptoKeyed(backend, key, layout)
 
 
-class LibcryptoKeyed:
+class LibcryptoKeyed(_ByCounter):
     """*key* bound into two libcrypto contexts (see the module docstring),
     associated data in *layout*, five calls a datagram."""
 
@@ -246,12 +256,6 @@ class LibcryptoKeyed:
 
     def open(self, nonce, ciphertext, ad):
         return self.open_frame(nonce, ad + ciphertext, len(ad))
-
-    def seal_counted(self, counters, plaintexts, ads):
-        return self.seal_run(list(map(_NONCE.pack, counters)), plaintexts, ads)
-
-    def open_counted(self, counter, frame, start):
-        return self.open_frame(_NONCE.pack(counter), frame, start)
 
     def open_frame(self, nonce, frame, start):
         """``open(nonce, frame[start:], frame[:start])``, the header read in
